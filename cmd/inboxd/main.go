@@ -1,0 +1,206 @@
+// Command inboxd runs the inboxd group-chat server: the gnet gateway on the
+// inbox service, on the embedded Pebble store.
+//
+// Every flag has an environment variable (INBOXD_ + the flag name in upper
+// case, dashes as underscores); a flag given on the command line wins.
+// With no flags at all inboxd listens on 127.0.0.1:7600 and keeps its data
+// in ./inboxd-data.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/inboxd/inboxd/gateway"
+	"github.com/inboxd/inboxd/inbox"
+	"github.com/inboxd/inboxd/timeline/pebble"
+	"github.com/inboxd/inboxd/token"
+	"github.com/inboxd/inboxd/webhook"
+)
+
+// options is everything inboxd can be told.
+type options struct {
+	Listen       string
+	Admin        string
+	Data         string
+	SecretFile   string
+	Node         int64
+	MaxGroupSize int
+	MaxFrame     int
+	Workers      int
+	WebhookURL   string
+	LogLevel     string
+}
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "inboxd:", err)
+		os.Exit(1)
+	}
+}
+
+func parse(args []string, getenv func(string) string) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("inboxd", flag.ContinueOnError)
+	fs.StringVar(&o.Listen, "listen", "127.0.0.1:7600", "TCP address for client connections")
+	fs.StringVar(&o.Admin, "admin", "127.0.0.1:7601", "HTTP address for /healthz (empty: off)")
+	fs.StringVar(&o.Data, "data", "inboxd-data", "data directory of the embedded store")
+	fs.StringVar(&o.SecretFile, "secret-file", "", "file holding the token secret (default: <data>/token-secret, generated on first run)")
+	fs.Int64Var(&o.Node, "node", 0, "snowflake node id, 0-1023, unique per server")
+	fs.IntVar(&o.MaxGroupSize, "max-group-size", 500, "maximum members of a group")
+	fs.IntVar(&o.MaxFrame, "max-frame", 256<<10, "maximum frame size in bytes, header included")
+	fs.IntVar(&o.Workers, "workers", 512, "goroutines running requests")
+	fs.StringVar(&o.WebhookURL, "webhook-url", "", "URL to POST offline-push notices to (empty: off)")
+	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
+	// Environment variables first, so that flags on the command line win.
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := "INBOXD_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(name); v != "" && envErr == nil {
+			if err := f.Value.Set(v); err != nil {
+				envErr = fmt.Errorf("%s=%q: %w", name, v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return o, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	return o, nil
+}
+
+func run(args []string) error {
+	o, err := parse(args, os.Getenv)
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.LogLevel)); err != nil {
+		return fmt.Errorf("-log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	store, err := pebble.Open(pebble.Options{Dir: o.Data, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	secret, err := loadSecret(o, log)
+	if err != nil {
+		return err
+	}
+	gw, err := gateway.New(gateway.Config{
+		Addr: o.Listen, Secret: secret, Workers: o.Workers, MaxFrame: o.MaxFrame, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	icfg := inbox.Config{Store: store, Node: o.Node, MaxGroupSize: o.MaxGroupSize, Notifier: gw, Logger: log}
+	if o.WebhookURL != "" {
+		hook, err := webhook.New(webhook.Config{URL: o.WebhookURL, Logger: log})
+		if err != nil {
+			return err
+		}
+		defer hook.Close(context.Background())
+		icfg.OfflinePusher = hook
+	}
+	svc, err := inbox.New(ctx, icfg)
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+
+	served := make(chan error, 1)
+	go func() { served <- gw.Serve(svc) }()
+	if gw.Addr() == nil {
+		return <-served
+	}
+	if o.Admin != "" {
+		stopAdmin, err := serveAdmin(o.Admin, log)
+		if err != nil {
+			gw.Shutdown(context.Background())
+			return err
+		}
+		defer stopAdmin()
+	}
+	log.Info("inboxd: ready", "listen", gw.Addr(), "data", o.Data, "node", o.Node)
+
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("inboxd: shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := gw.Shutdown(shutdownCtx); err != nil {
+		log.Error("inboxd: gateway shutdown", "err", err)
+	}
+	return <-served
+}
+
+// loadSecret reads the token secret, generating one into the data directory
+// on first run: there is no built-in default secret.
+func loadSecret(o options, log *slog.Logger) ([]byte, error) {
+	path := o.SecretFile
+	generate := path == ""
+	if generate {
+		path = filepath.Join(o.Data, "token-secret")
+	}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) && generate {
+		raw := make([]byte, 32)
+		rand.Read(raw)
+		b = []byte(hex.EncodeToString(raw) + "\n")
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			return nil, fmt.Errorf("write token secret: %w", err)
+		}
+		log.Warn("inboxd: generated a token secret; issue tokens with it (inboxctl token --secret-file)", "path", path)
+	} else if err != nil {
+		return nil, fmt.Errorf("read token secret: %w", err)
+	}
+	secret := []byte(strings.TrimSpace(string(b)))
+	if len(secret) < token.MinSecret {
+		return nil, fmt.Errorf("token secret in %s is %d bytes, want at least %d", path, len(secret), token.MinSecret)
+	}
+	return secret, nil
+}
+
+// serveAdmin serves the liveness check.
+func serveAdmin(addr string, log *slog.Logger) (stop func(), err error) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("admin listen: %w", err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("inboxd: admin server", "err", err)
+		}
+	}()
+	return func() { srv.Close() }, nil
+}

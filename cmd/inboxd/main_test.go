@@ -1,0 +1,115 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/inboxd/inboxd/token"
+	"github.com/inboxd/inboxd/wire"
+	"github.com/inboxd/inboxd/wire/wirepb"
+)
+
+func TestParse(t *testing.T) {
+	env := map[string]string{"INBOXD_LISTEN": "127.0.0.1:9000", "INBOXD_NODE": "7"}
+	getenv := func(k string) string { return env[k] }
+	tests := []struct {
+		args    []string
+		listen  string
+		node    int64
+		wantErr bool
+	}{
+		{nil, "127.0.0.1:9000", 7, false},
+		{[]string{"-listen", ":1"}, ":1", 7, false}, // the flag wins
+		{[]string{"-node", "x"}, "", 0, true},
+		{[]string{"stray"}, "", 0, true},
+	}
+	for _, tt := range tests {
+		o, err := parse(tt.args, getenv)
+		if (err != nil) != tt.wantErr {
+			t.Fatalf("parse(%q): %v", tt.args, err)
+		}
+		if err == nil && (o.Listen != tt.listen || o.Node != tt.node || o.Data != "inboxd-data") {
+			t.Fatalf("parse(%q) = %+v", tt.args, o)
+		}
+	}
+	if _, err := parse(nil, func(k string) string { return map[string]string{"INBOXD_NODE": "z"}[k] }); err == nil {
+		t.Fatal("bad environment value accepted")
+	}
+}
+
+// TestRunAndStop runs the real binary with no flags but a data directory,
+// as a person would, talks to it, and stops it with SIGTERM.
+func TestRunAndStop(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "inboxd")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	data := filepath.Join(dir, "data")
+	cmd := exec.Command(bin, "-listen", "127.0.0.1:0", "-admin", "", "-data", data)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	addr := ""
+	lines := bufio.NewScanner(stderr)
+	ready := regexp.MustCompile(`inboxd: ready.* listen=(\S+)`)
+	for addr == "" && lines.Scan() {
+		if m := ready.FindStringSubmatch(lines.Text()); m != nil {
+			addr = m[1]
+		}
+	}
+	if addr == "" {
+		t.Fatal("inboxd never said it was ready")
+	}
+	go func() {
+		for lines.Scan() {
+		}
+	}()
+	secret, err := os.ReadFile(filepath.Join(data, "token-secret"))
+	if err != nil {
+		t.Fatalf("no generated secret: %v", err)
+	}
+	tok, _ := token.Sign([]byte(strings.TrimSpace(string(secret))), token.Claims{User: 1, Device: "t", Expiry: time.Now().Add(time.Minute)})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	frame, _ := wire.AppendFrame(nil, wire.CmdAuth, 0, 1, &wirepb.AuthRequest{Token: tok})
+	c.Write(frame)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 4096)
+	n, err := c.Read(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _, err := wire.Split(buf[:n], wire.DefaultMaxFrame)
+	var ar wirepb.AuthResponse
+	if err != nil || f.Flags != wire.FlagResponse || wire.Decode(f.Body, &ar) != nil || ar.UserId != 1 {
+		t.Fatalf("auth response %+v %v", f.Header, err)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("inboxd exited with %v after SIGTERM", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("inboxd did not stop on SIGTERM")
+	}
+}

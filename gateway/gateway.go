@@ -1,0 +1,343 @@
+// Package gateway puts the inbox service on the network: a gnet TCP server
+// speaking the binary protocol of package wire (docs/protocol.md).
+//
+// The event loops never block. OnTraffic splits whole frames out of the
+// inbound buffer, rejects what must be rejected at once (a frame too large,
+// a command before AUTH, a flood), copies each request's body and queues it
+// on its session. A bounded pool of workers runs each session's queue in
+// order, calling the inbox service, and writes responses back with
+// AsyncWrite. Pushes come from the inbox's notifier goroutine (Notify), also
+// through AsyncWrite, so each connection's pushes keep their seq order.
+//
+// A connection whose outbound buffer grows past MaxOutbound is a slow reader:
+// it gets an ERROR frame and is closed. It loses nothing: its client resyncs
+// by seq when it reconnects.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/inboxd/inboxd/inbox"
+	"github.com/inboxd/inboxd/timeline"
+	"github.com/inboxd/inboxd/wire"
+)
+
+// Config configures a Server. Zero values take the defaults named.
+type Config struct {
+	// Addr is the TCP address to listen on (default 127.0.0.1:7600).
+	Addr string
+	// Secret verifies connection tokens (package token); required.
+	Secret []byte
+	// Workers bounds the goroutines running requests (default 512: most of
+	// a request's time is spent waiting for a group commit).
+	Workers int
+	// MaxFrame bounds a frame, header included (default wire.DefaultMaxFrame).
+	MaxFrame int
+	// MaxPending bounds the requests queued on one connection (default 256).
+	MaxPending int
+	// MaxOutbound bounds the bytes waiting to be written to one connection
+	// before it is closed as a slow reader (default 4 MiB).
+	MaxOutbound int
+	// Heartbeat is the interval clients are told to keep (default 30 s); a
+	// connection silent for three of them is closed.
+	Heartbeat time.Duration
+	// AuthTimeout bounds the time from connect to AUTH (default 10 s).
+	AuthTimeout time.Duration
+	// RequestTimeout bounds one request (default 10 s).
+	RequestTimeout time.Duration
+	// RateLimit and RateBurst shape each connection's requests with a token
+	// bucket (default 100/s, burst 200).
+	RateLimit float64
+	RateBurst int
+	// Multicore runs one event loop per CPU (default true unless SingleLoop).
+	SingleLoop bool
+	Logger     *slog.Logger
+	Now        func() time.Time
+}
+
+func (c *Config) setDefaults() error {
+	if len(c.Secret) == 0 {
+		return errors.New("gateway: Config.Secret is empty")
+	}
+	if c.Addr == "" {
+		c.Addr = "127.0.0.1:7600"
+	}
+	setDefault(&c.Workers, 512)
+	setDefault(&c.MaxFrame, wire.DefaultMaxFrame)
+	setDefault(&c.MaxPending, 256)
+	setDefault(&c.MaxOutbound, 4<<20)
+	setDefault(&c.Heartbeat, 30*time.Second)
+	setDefault(&c.AuthTimeout, 10*time.Second)
+	setDefault(&c.RequestTimeout, 10*time.Second)
+	setDefault(&c.RateLimit, 100)
+	setDefault(&c.RateBurst, 200)
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
+}
+
+func setDefault[T int | float64 | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}
+
+// Service is what the gateway needs of the inbox; *inbox.Service has it.
+type Service interface {
+	SendGroupMessage(ctx context.Context, sender, conv uint64, clientMsgID string, kind timeline.Kind, body []byte) (inbox.SendResult, error)
+	Head(ctx context.Context, user uint64) (uint64, error)
+	Sync(ctx context.Context, user, afterSeq uint64, limit int) (inbox.SyncResult, error)
+	History(ctx context.Context, user, conv, before uint64, limit int) ([]timeline.Message, error)
+	Conversations(ctx context.Context, user uint64) ([]inbox.ConversationInfo, error)
+	MarkRead(ctx context.Context, user, conv, convSeq uint64) (uint64, error)
+	CreateGroup(ctx context.Context, owner uint64, spec inbox.NewGroup) (timeline.Group, error)
+	Invite(ctx context.Context, actor, conv uint64, users []uint64) error
+	Join(ctx context.Context, user, conv uint64) error
+	Leave(ctx context.Context, user, conv uint64) error
+	Kick(ctx context.Context, actor, conv, user uint64) error
+	Dismiss(ctx context.Context, actor, conv uint64) error
+	SetRole(ctx context.Context, actor, conv, user uint64, role timeline.Role) error
+	MuteMember(ctx context.Context, actor, conv, user uint64, until time.Time) error
+	MuteGroup(ctx context.Context, actor, conv uint64, until time.Time) error
+	SetDND(ctx context.Context, user, conv uint64, on bool) error
+	Group(ctx context.Context, user, conv uint64) (inbox.GroupInfo, error)
+}
+
+// Server is the gateway. Its Notify method is the inbox's Notifier.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+	svc Service
+
+	ready chan *session // sessions with queued requests, each at most once
+
+	mu       sync.RWMutex
+	byUser   map[uint64][]*session // authenticated sessions
+	sessions map[*session]struct{} // every open session, for the idle sweep
+
+	engine   gnet.Engine
+	booted   chan struct{}
+	addr     atomic.Pointer[net.TCPAddr]
+	stopping atomic.Bool
+	stopOnce sync.Once
+	stopErr  error
+	inflight atomic.Int64 // requests taken and not yet answered
+	workers  sync.WaitGroup
+
+	gnet.BuiltinEventEngine
+}
+
+// New returns a Server; Serve starts it.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	return &Server{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		ready:    make(chan *session, 1<<16),
+		byUser:   make(map[uint64][]*session),
+		sessions: make(map[*session]struct{}),
+		booted:   make(chan struct{}),
+	}, nil
+}
+
+// Serve runs the gateway for svc until Shutdown. It returns once the event
+// loops have stopped.
+func (s *Server) Serve(svc Service) error {
+	s.svc = svc
+	for range s.cfg.Workers {
+		s.workers.Go(s.work)
+	}
+	defer func() {
+		close(s.ready)
+		s.workers.Wait()
+	}()
+	err := gnet.Run(s, "tcp://"+s.cfg.Addr,
+		gnet.WithMulticore(!s.cfg.SingleLoop),
+		gnet.WithTicker(true),
+		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+		gnet.WithReuseAddr(true),
+		gnet.WithLogger(gnetLogger{s.log}),
+	)
+	select {
+	case <-s.booted:
+	default:
+		close(s.booted) // unblock Addr: the engine never started
+	}
+	if err != nil {
+		return fmt.Errorf("gateway: serve %s: %w", s.cfg.Addr, err)
+	}
+	return nil
+}
+
+// Addr waits until the server listens and returns its address (useful with
+// port 0), or nil if it failed to start.
+func (s *Server) Addr() *net.TCPAddr {
+	<-s.booted
+	return s.addr.Load()
+}
+
+// OnBoot records the engine and the bound address.
+func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
+	s.engine = eng
+	if fd, err := eng.Dup(); err == nil {
+		if sa, err := unix.Getsockname(fd); err == nil {
+			if in4, ok := sa.(*unix.SockaddrInet4); ok {
+				s.addr.Store(&net.TCPAddr{IP: net.IP(in4.Addr[:]), Port: in4.Port})
+			} else if in6, ok := sa.(*unix.SockaddrInet6); ok {
+				s.addr.Store(&net.TCPAddr{IP: net.IP(in6.Addr[:]), Port: in6.Port})
+			}
+		}
+		unix.Close(fd)
+	}
+	close(s.booted)
+	s.log.Info("gateway: listening", "addr", s.addr.Load(), "loops", runtime.GOMAXPROCS(0))
+	return gnet.None
+}
+
+// Shutdown stops accepting requests, lets the running ones finish and their
+// responses go out, then closes every connection and stops the event loops.
+// Calls after the first wait for it and return its result.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopOnce.Do(func() { s.stopErr = s.shutdown(ctx) })
+	return s.stopErr
+}
+
+func (s *Server) shutdown(ctx context.Context) error {
+	s.stopping.Store(true)
+	for s.inflight.Load() > 0 && ctx.Err() == nil {
+		time.Sleep(5 * time.Millisecond)
+	}
+	s.mu.RLock()
+	for sess := range s.sessions {
+		sess.fail(wire.CodeShuttingDown, "server shutting down")
+	}
+	s.mu.RUnlock()
+	<-s.booted
+	if s.addr.Load() == nil {
+		return nil
+	}
+	if err := s.engine.Stop(ctx); err != nil {
+		return fmt.Errorf("gateway: stop: %w", err)
+	}
+	return nil
+}
+
+// OnOpen creates the connection's session.
+func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	sess := newSession(s, c)
+	c.SetContext(sess)
+	s.mu.Lock()
+	s.sessions[sess] = struct{}{}
+	s.mu.Unlock()
+	return nil, gnet.None
+}
+
+// OnClose forgets the session.
+func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
+	sess, ok := c.Context().(*session)
+	if !ok {
+		return gnet.None
+	}
+	sess.closed.Store(true)
+	s.mu.Lock()
+	delete(s.sessions, sess)
+	if user := sess.user.Load(); user != 0 {
+		s.byUser[user] = deleteSession(s.byUser[user], sess)
+		if len(s.byUser[user]) == 0 {
+			delete(s.byUser, user)
+		}
+	}
+	s.mu.Unlock()
+	return gnet.None
+}
+
+func deleteSession(list []*session, sess *session) []*session {
+	for i, x := range list {
+		if x == sess {
+			return append(list[:i:i], list[i+1:]...)
+		}
+	}
+	return list
+}
+
+// OnTraffic reads every whole frame now buffered.
+func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
+	sess := c.Context().(*session)
+	return sess.read(c)
+}
+
+// OnTick closes connections that stayed silent too long or never
+// authenticated.
+func (s *Server) OnTick() (time.Duration, gnet.Action) {
+	now := s.cfg.Now()
+	idle := now.Add(-3 * s.cfg.Heartbeat).UnixNano()
+	unauth := now.Add(-s.cfg.AuthTimeout).UnixNano()
+	s.mu.RLock()
+	for sess := range s.sessions {
+		switch last := sess.lastSeen.Load(); {
+		case sess.user.Load() == 0 && sess.opened < unauth:
+			sess.fail(wire.CodeUnauthenticated, "no AUTH within the auth timeout")
+		case last < idle:
+			sess.fail(wire.CodeIdle, "no frame within three heartbeats")
+		}
+	}
+	s.mu.RUnlock()
+	return time.Second, gnet.None
+}
+
+// register makes sess the user's session for its device, replacing an older
+// connection of the same device.
+func (s *Server) register(sess *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	user := sess.user.Load()
+	list := s.byUser[user]
+	for _, old := range list {
+		if old.device == sess.device {
+			list = deleteSession(list, old)
+			old.fail(wire.CodeReplaced, "the device connected again")
+			break
+		}
+	}
+	s.byUser[user] = append(list, sess)
+}
+
+// Notify pushes committed inbox entries to the user's online devices. It is
+// the inbox's Notifier: it never blocks.
+func (s *Server) Notify(user uint64, entries []inbox.Entry) bool {
+	s.mu.RLock()
+	list := s.byUser[user]
+	if len(list) == 0 {
+		s.mu.RUnlock()
+		return false
+	}
+	frame := appendPushes(nil, entries, s.cfg.MaxFrame)
+	for _, sess := range list {
+		sess.write(frame)
+	}
+	s.mu.RUnlock()
+	return true
+}
+
+func (s *Server) work() {
+	for sess := range s.ready {
+		sess.run()
+	}
+}

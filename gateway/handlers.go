@@ -1,0 +1,236 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/inboxd/inboxd/inbox"
+	"github.com/inboxd/inboxd/timeline"
+	"github.com/inboxd/inboxd/token"
+	"github.com/inboxd/inboxd/wire"
+	"github.com/inboxd/inboxd/wire/wirepb"
+)
+
+type protoMessage = proto.Message
+
+var errorsIs = errors.Is
+
+// handler runs one request for an authenticated user. It returns the
+// response body.
+type handler func(ctx context.Context, sess *session, user uint64, body []byte) (proto.Message, error)
+
+// errDecode marks a body that does not decode.
+var errDecode = errors.New("gateway: malformed body")
+
+// decoded wraps a handler that takes the decoded request body.
+func decoded[T any, PT interface {
+	*T
+	proto.Message
+}](f func(ctx context.Context, sess *session, user uint64, req PT) (proto.Message, error)) handler {
+	return func(ctx context.Context, sess *session, user uint64, body []byte) (proto.Message, error) {
+		req := PT(new(T))
+		if err := wire.Decode(body, req); err != nil {
+			return nil, errDecode
+		}
+		return f(ctx, sess, user, req)
+	}
+}
+
+var empty = &wirepb.Empty{}
+
+// convOp adapts the inbox calls that take (actor, conv) and answer nothing.
+func convOp(op func(Service) func(ctx context.Context, user, conv uint64) error) handler {
+	return decoded(func(ctx context.Context, sess *session, user uint64, req *wirepb.ConvRequest) (proto.Message, error) {
+		return empty, op(sess.srv.svc)(ctx, user, req.Conv)
+	})
+}
+
+var handlers = map[wire.Command]handler{
+	wire.CmdHeartbeat: func(context.Context, *session, uint64, []byte) (proto.Message, error) { return empty, nil },
+	wire.CmdSend: decoded(func(ctx context.Context, sess *session, user uint64, req *wirepb.SendRequest) (proto.Message, error) {
+		if req.Kind > 0xFFFF {
+			return nil, inbox.ErrInvalid
+		}
+		r, err := sess.srv.svc.SendGroupMessage(ctx, user, req.Conv, req.ClientMsgId, timeline.Kind(req.Kind), req.Body)
+		return &wirepb.SendAck{MsgId: r.MsgID, ConvSeq: r.ConvSeq, TimeMs: r.Time.UnixMilli(), Duplicate: r.Duplicate}, err
+	}),
+	wire.CmdSync: decoded(func(ctx context.Context, sess *session, user uint64, req *wirepb.SyncRequest) (proto.Message, error) {
+		r, err := sess.srv.svc.Sync(ctx, user, req.AfterSeq, int(min(req.Limit, 1<<20)))
+		if err != nil {
+			return nil, err
+		}
+		pb := entriesPB(r.Entries)
+		n := fit(pb, sess.srv.cfg.MaxFrame)
+		return &wirepb.SyncResponse{Entries: pb[:n], HeadSeq: r.Head, HasMore: r.HasMore || n < len(pb)}, nil
+	}),
+	wire.CmdHistory: decoded(func(ctx context.Context, sess *session, user uint64, req *wirepb.HistoryRequest) (proto.Message, error) {
+		msgs, err := sess.srv.svc.History(ctx, user, req.Conv, req.BeforeConvSeq, int(min(req.Limit, 1<<20)))
+		if err != nil {
+			return nil, err
+		}
+		pb := make([]*wirepb.Message, len(msgs))
+		for i := range msgs {
+			pb[i] = messagePB(&msgs[i])
+		}
+		// A shorter page is fine: the client pages on from the oldest.
+		return &wirepb.HistoryResponse{Messages: pb[:fit(pb, sess.srv.cfg.MaxFrame)]}, nil
+	}),
+	wire.CmdConversations: func(ctx context.Context, sess *session, user uint64, _ []byte) (proto.Message, error) {
+		cs, err := sess.srv.svc.Conversations(ctx, user)
+		if err != nil {
+			return nil, err
+		}
+		resp := &wirepb.ConversationsResponse{Conversations: make([]*wirepb.Conversation, len(cs))}
+		for i, c := range cs {
+			pc := &wirepb.Conversation{Conv: c.Conv, Name: c.Name, JoinedAt: c.JoinedAt, LeftAt: c.LeftAt,
+				ReadSeq: c.ReadSeq, Head: c.Head, Unread: c.Unread, Dnd: c.DND}
+			if c.Last != nil {
+				pc.Last = messagePB(c.Last)
+			}
+			resp.Conversations[i] = pc
+		}
+		return resp, nil
+	},
+	wire.CmdMarkRead: decoded(func(ctx context.Context, sess *session, user uint64, req *wirepb.MarkReadRequest) (proto.Message, error) {
+		n, err := sess.srv.svc.MarkRead(ctx, user, req.Conv, req.ConvSeq)
+		return &wirepb.MarkReadResponse{ReadSeq: n}, err
+	}),
+	wire.CmdCreateGroup: decoded(func(ctx context.Context, sess *session, user uint64, req *wirepb.CreateGroupRequest) (proto.Message, error) {
+		g, err := sess.srv.svc.CreateGroup(ctx, user, inbox.NewGroup{Name: req.Name, Members: req.Members, Open: req.Open})
+		if err != nil {
+			return nil, err
+		}
+		return &wirepb.CreateGroupResponse{Group: groupPB(g)}, nil
+	}),
+	wire.CmdInvite: decoded(func(ctx context.Context, sess *session, user uint64, req *wirepb.InviteRequest) (proto.Message, error) {
+		return empty, sess.srv.svc.Invite(ctx, user, req.Conv, req.Users)
+	}),
+	wire.CmdJoin:    convOp(func(s Service) func(context.Context, uint64, uint64) error { return s.Join }),
+	wire.CmdLeave:   convOp(func(s Service) func(context.Context, uint64, uint64) error { return s.Leave }),
+	wire.CmdDismiss: convOp(func(s Service) func(context.Context, uint64, uint64) error { return s.Dismiss }),
+	wire.CmdKick: decoded(func(ctx context.Context, sess *session, user uint64, req *wirepb.KickRequest) (proto.Message, error) {
+		return empty, sess.srv.svc.Kick(ctx, user, req.Conv, req.User)
+	}),
+	wire.CmdSetRole: decoded(func(ctx context.Context, sess *session, user uint64, req *wirepb.SetRoleRequest) (proto.Message, error) {
+		if req.Role > 0xFF {
+			return nil, inbox.ErrInvalid
+		}
+		return empty, sess.srv.svc.SetRole(ctx, user, req.Conv, req.User, timeline.Role(req.Role))
+	}),
+	wire.CmdMute: decoded(func(ctx context.Context, sess *session, user uint64, req *wirepb.MuteRequest) (proto.Message, error) {
+		var until time.Time
+		if req.UntilMs != 0 {
+			until = time.UnixMilli(req.UntilMs)
+		}
+		if req.User == 0 {
+			return empty, sess.srv.svc.MuteGroup(ctx, user, req.Conv, until)
+		}
+		return empty, sess.srv.svc.MuteMember(ctx, user, req.Conv, req.User, until)
+	}),
+	wire.CmdSetDND: decoded(func(ctx context.Context, sess *session, user uint64, req *wirepb.SetDNDRequest) (proto.Message, error) {
+		return empty, sess.srv.svc.SetDND(ctx, user, req.Conv, req.On)
+	}),
+	wire.CmdGroupInfo: decoded(func(ctx context.Context, sess *session, user uint64, req *wirepb.ConvRequest) (proto.Message, error) {
+		g, err := sess.srv.svc.Group(ctx, user, req.Conv)
+		if err != nil {
+			return nil, err
+		}
+		resp := &wirepb.GroupInfoResponse{Group: groupPB(g.Group), Members: make([]*wirepb.Member, len(g.Members))}
+		for i, m := range g.Members {
+			resp.Members[i] = &wirepb.Member{User: m.User, Role: uint32(m.Role), JoinedAt: m.JoinedAt, MutedUntilMs: unixMilli(m.MutedUntil)}
+		}
+		return resp, nil
+	}),
+}
+
+// handle runs one request on a worker.
+func (sess *session) handle(req request) {
+	s := sess.srv
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
+	defer cancel()
+	if req.cmd == wire.CmdAuth {
+		sess.auth(ctx, req)
+		return
+	}
+	user := sess.user.Load()
+	h := handlers[req.cmd]
+	resp, err := h(ctx, sess, user, req.body)
+	if err != nil {
+		sess.reply(req, nil, errorFor(err))
+		return
+	}
+	sess.reply(req, resp, nil)
+}
+
+// auth verifies the token and registers the session for the user.
+func (sess *session) auth(ctx context.Context, req request) {
+	s := sess.srv
+	var ar wirepb.AuthRequest
+	if err := wire.Decode(req.body, &ar); err != nil {
+		sess.reply(req, nil, errorBody(wire.CodeBadRequest, "malformed AUTH body"))
+		sess.fail(0, "")
+		return
+	}
+	claims, err := token.Verify(s.cfg.Secret, ar.Token, s.cfg.Now())
+	if err != nil {
+		code := wire.CodeUnauthenticated
+		if errors.Is(err, token.ErrExpired) {
+			code = wire.CodeTokenExpired
+		}
+		sess.reply(req, nil, errorBody(code, err.Error()))
+		sess.fail(0, "")
+		return
+	}
+	head, err := s.svc.Head(ctx, claims.User)
+	if err != nil {
+		sess.reply(req, nil, errorFor(err))
+		sess.fail(0, "")
+		return
+	}
+	sess.device = claims.Device
+	sess.user.Store(claims.User)
+	s.register(sess)
+	sess.reply(req, &wirepb.AuthResponse{
+		UserId: claims.User, DeviceId: claims.Device, HeadSeq: head,
+		HeartbeatMs: uint32(s.cfg.Heartbeat.Milliseconds()), ServerTimeMs: s.cfg.Now().UnixMilli(),
+		MaxFrame: uint32(s.cfg.MaxFrame),
+	}, nil)
+}
+
+func errorBody(code wire.Code, msg string) *wirepb.Error {
+	return &wirepb.Error{Code: uint32(code), Message: msg}
+}
+
+var errorCodes = []struct {
+	err  error
+	code wire.Code
+}{
+	{errDecode, wire.CodeBadRequest},
+	{inbox.ErrInvalid, wire.CodeInvalid},
+	{inbox.ErrNoGroup, wire.CodeNoGroup},
+	{inbox.ErrDismissed, wire.CodeDismissed},
+	{inbox.ErrNotMember, wire.CodeNotMember},
+	{inbox.ErrForbidden, wire.CodeForbidden},
+	{inbox.ErrMuted, wire.CodeMuted},
+	{inbox.ErrGroupFull, wire.CodeGroupFull},
+	{inbox.ErrUnavailable, wire.CodeUnavailable},
+	{inbox.ErrClosed, wire.CodeShuttingDown},
+	{context.DeadlineExceeded, wire.CodeTimeout},
+}
+
+// errorFor maps a service error to its protocol error.
+func errorFor(err error) *wirepb.Error {
+	for _, ec := range errorCodes {
+		if errors.Is(err, ec.err) {
+			e := errorBody(ec.code, err.Error())
+			if ec.code.Retryable() {
+				e.RetryAfterMs = 100
+			}
+			return e
+		}
+	}
+	return errorBody(wire.CodeInternal, "internal error")
+}

@@ -1,0 +1,507 @@
+package inbox
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+	"unicode/utf8"
+
+	"github.com/inboxd/inboxd/timeline"
+)
+
+// Limits on arguments that are not configurable.
+const (
+	MaxClientMsgID = 64  // bytes
+	MaxGroupName   = 128 // bytes
+)
+
+// SendResult is what a sender learns of a stored message.
+type SendResult struct {
+	MsgID   uint64
+	ConvSeq uint64
+	Time    time.Time
+	// Duplicate reports that (sender, client msg id) was sent before: the
+	// result is the first send's, and nothing new was stored.
+	Duplicate bool
+}
+
+// SendGroupMessage stores a message once in conv's timeline and puts a row in
+// the inbox of every member, the sender included. It returns once all of it
+// is durable. A resend with the same clientMsgID returns the first result.
+// The service keeps body: the caller must not change it afterwards.
+func (s *Service) SendGroupMessage(ctx context.Context, sender, conv uint64, clientMsgID string, kind timeline.Kind, body []byte) (SendResult, error) {
+	if err := s.checkSend(sender, conv, clientMsgID, kind, body); err != nil {
+		return SendResult{}, err
+	}
+	// Most resends find the first result without waiting for the committer.
+	if d, err := s.store.Dedup(ctx, sender, clientMsgID); err == nil {
+		return dupResult(d), nil
+	}
+	var res SendResult
+	err := s.do(ctx, func(tx *txn) error {
+		if d, ok, err := tx.dedup(sender, clientMsgID); err != nil || ok {
+			res = dupResult(d)
+			return err
+		}
+		g, m, err := tx.memberOf(conv, sender)
+		if err != nil {
+			return err
+		}
+		if !g.speaks(m, tx.now) {
+			return ErrMuted
+		}
+		msg, err := tx.post(g, sender, clientMsgID, kind, body)
+		if err != nil {
+			return err
+		}
+		res = SendResult{MsgID: msg.ID, ConvSeq: msg.ConvSeq, Time: msg.Time}
+		return nil
+	})
+	if err != nil {
+		return SendResult{}, fmt.Errorf("inbox: send to %d: %w", conv, err)
+	}
+	return res, nil
+}
+
+func dupResult(d timeline.Dedup) SendResult {
+	return SendResult{MsgID: d.MsgID, ConvSeq: d.ConvSeq, Time: d.Time, Duplicate: true}
+}
+
+func (s *Service) checkSend(sender, conv uint64, clientMsgID string, kind timeline.Kind, body []byte) error {
+	switch {
+	case sender == 0 || conv == 0:
+		return fmt.Errorf("%w: zero sender or conversation", ErrInvalid)
+	case clientMsgID == "" || len(clientMsgID) > MaxClientMsgID:
+		return fmt.Errorf("%w: client msg id must be 1–%d bytes", ErrInvalid, MaxClientMsgID)
+	case kind == 0 || kind >= timeline.KindSystem:
+		return fmt.Errorf("%w: kind %d is not an application kind", ErrInvalid, kind)
+	case len(body) > s.cfg.MaxBodySize:
+		return fmt.Errorf("%w: body of %d bytes exceeds %d", ErrInvalid, len(body), s.cfg.MaxBodySize)
+	}
+	return nil
+}
+
+// NewGroup describes a group to create.
+type NewGroup struct {
+	Name    string   // empty: named after its first members
+	Members []uint64 // invited with the creation; the owner need not be listed
+	Open    bool     // anyone may Join without an invitation
+}
+
+// CreateGroup creates a group owned by owner with its members, each with the
+// conversation in their list, and posts the creation notice to all of them.
+func (s *Service) CreateGroup(ctx context.Context, owner uint64, spec NewGroup) (timeline.Group, error) {
+	members := uniqueIDs(spec.Members, owner)
+	switch {
+	case owner == 0 || slices.Contains(members, 0):
+		return timeline.Group{}, fmt.Errorf("inbox: create group: %w: zero user id", ErrInvalid)
+	case len(spec.Name) > MaxGroupName || !utf8.ValidString(spec.Name):
+		return timeline.Group{}, fmt.Errorf("inbox: create group: %w: name must be valid UTF-8 of at most %d bytes", ErrInvalid, MaxGroupName)
+	case len(members)+1 > s.cfg.MaxGroupSize:
+		return timeline.Group{}, fmt.Errorf("inbox: create group of %d: %w (at most %d)", len(members)+1, ErrGroupFull, s.cfg.MaxGroupSize)
+	}
+	name := spec.Name
+	if name == "" {
+		name = groupName(owner, members)
+	}
+	var info timeline.Group
+	err := s.do(ctx, func(tx *txn) error {
+		g := &group{
+			Group:   timeline.Group{ID: tx.s.ids.next(), Name: name, Owner: owner, Created: tx.now, Open: spec.Open},
+			members: make(map[uint64]member, len(members)+1),
+		}
+		tx.groups[g.ID] = g
+		tx.b.Groups = append(tx.b.Groups, g.Group)
+		if err := tx.join(g, owner, timeline.RoleOwner, 1); err != nil {
+			return err
+		}
+		for _, u := range members {
+			if err := tx.join(g, u, timeline.RoleMember, 1); err != nil {
+				return err
+			}
+		}
+		text := fmt.Sprintf("%d created the group", owner)
+		if len(members) > 0 {
+			text = fmt.Sprintf("%d invited %s to join the group", owner, idList(members))
+		}
+		n := Notice{Type: "create", Actor: owner, Users: members, Name: name, Text: text}
+		if _, err := tx.post(g, owner, "", timeline.KindNotice, n.body()); err != nil {
+			return err
+		}
+		info = g.Group
+		return nil
+	})
+	if err != nil {
+		return timeline.Group{}, fmt.Errorf("inbox: create group: %w", err)
+	}
+	return info, nil
+}
+
+// uniqueIDs returns ids sorted without duplicates and without except.
+func uniqueIDs(ids []uint64, except uint64) []uint64 {
+	out := slices.Clone(ids)
+	slices.Sort(out)
+	out = slices.Compact(out)
+	if i, found := slices.BinarySearch(out, except); found {
+		out = slices.Delete(out, i, i+1)
+	}
+	return out
+}
+
+// Invite adds users to conv; any member may invite. Users already members
+// are skipped; inviting only members is ErrInvalid.
+func (s *Service) Invite(ctx context.Context, actor, conv uint64, users []uint64) error {
+	users = uniqueIDs(users, actor)
+	if slices.Contains(users, 0) || len(users) == 0 {
+		return fmt.Errorf("inbox: invite to %d: %w: no user to invite", conv, ErrInvalid)
+	}
+	err := s.do(ctx, func(tx *txn) error {
+		g, _, err := tx.memberOf(conv, actor)
+		if err != nil {
+			return err
+		}
+		var added []uint64
+		for _, u := range users {
+			if _, ok := g.members[u]; !ok {
+				added = append(added, u)
+			}
+		}
+		if len(added) == 0 {
+			return fmt.Errorf("%w: all already members", ErrInvalid)
+		}
+		n := Notice{Type: "invite", Actor: actor, Users: added, Text: fmt.Sprintf("%d invited %s to join the group", actor, idList(added))}
+		return tx.admit(g, actor, added, n)
+	})
+	if err != nil {
+		return fmt.Errorf("inbox: invite to %d: %w", conv, err)
+	}
+	return nil
+}
+
+// Join makes user a member of an open group.
+func (s *Service) Join(ctx context.Context, user, conv uint64) error {
+	err := s.do(ctx, func(tx *txn) error {
+		g, err := tx.liveGroup(conv)
+		if err != nil {
+			return err
+		}
+		if _, ok := g.members[user]; ok {
+			return fmt.Errorf("%w: already a member", ErrInvalid)
+		}
+		if !g.Open {
+			return fmt.Errorf("%w: the group is invitation only", ErrForbidden)
+		}
+		n := Notice{Type: "join", Actor: user, Text: fmt.Sprintf("%d joined the group", user)}
+		return tx.admit(g, user, []uint64{user}, n)
+	})
+	if err != nil {
+		return fmt.Errorf("inbox: join %d: %w", conv, err)
+	}
+	return nil
+}
+
+// admit adds users to g and posts n, which they are the first to receive.
+func (tx *txn) admit(g *group, actor uint64, users []uint64, n Notice) error {
+	if g.size()+len(users) > tx.s.cfg.MaxGroupSize {
+		return fmt.Errorf("%w: %d members plus %d exceed %d", ErrGroupFull, g.size(), len(users), tx.s.cfg.MaxGroupSize)
+	}
+	head, err := tx.convHead(g.ID)
+	if err != nil {
+		return err
+	}
+	g = tx.mutable(g)
+	for _, u := range users {
+		if err := tx.join(g, u, timeline.RoleMember, head+1); err != nil {
+			return err
+		}
+	}
+	_, err = tx.post(g, actor, "", timeline.KindNotice, n.body())
+	return err
+}
+
+// Leave ends user's membership. An owner who leaves hands the group to the
+// longest-standing admin, or else the longest-standing member; the last
+// member to leave dismisses it.
+func (s *Service) Leave(ctx context.Context, user, conv uint64) error {
+	err := s.do(ctx, func(tx *txn) error {
+		g, m, err := tx.memberOf(conv, user)
+		if err != nil {
+			return err
+		}
+		g = tx.mutable(g)
+		n := Notice{Type: "leave", Actor: user, Text: fmt.Sprintf("%d left the group", user)}
+		if m.Role == timeline.RoleOwner {
+			if heir, ok := g.heir(user); ok {
+				tx.setRole(g, heir, timeline.RoleOwner)
+				n.Owner = heir
+				n.Text += fmt.Sprintf("; %d is the owner now", heir)
+			} else {
+				g.Dismissed = true
+			}
+			tx.b.Groups = append(tx.b.Groups, g.Group)
+		}
+		return tx.depart(g, user, n)
+	})
+	if err != nil {
+		return fmt.Errorf("inbox: leave %d: %w", conv, err)
+	}
+	return nil
+}
+
+// heir picks who owns g after its owner leaves.
+func (g *group) heir(owner uint64) (uint64, bool) {
+	var best member
+	for _, u := range g.order {
+		m := g.members[u]
+		if u == owner {
+			continue
+		}
+		better := best.User == 0 || m.Role > best.Role ||
+			(m.Role == best.Role && m.JoinedAt < best.JoinedAt)
+		if better {
+			best = m
+		}
+	}
+	return best.User, best.User != 0
+}
+
+func (tx *txn) setRole(g *group, user uint64, role timeline.Role) {
+	m := g.members[user]
+	m.Role = role
+	g.members[user] = m
+	tx.putMember(m.Member)
+	if role == timeline.RoleOwner {
+		g.Owner = user
+	}
+}
+
+// depart posts n to the members and to each departing user, then removes the
+// users: the notice is the last thing they receive.
+func (tx *txn) depart(g *group, user uint64, n Notice, others ...uint64) error {
+	leaving := append([]uint64{user}, others...)
+	for _, u := range leaving {
+		g.remove(u)
+	}
+	msg, err := tx.post(g, n.Actor, "", timeline.KindNotice, n.body(), leaving...)
+	if err != nil {
+		return err
+	}
+	for _, u := range leaving {
+		if err := tx.leave(g, u, msg.ConvSeq); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Kick removes user from conv. The owner may kick anyone; an admin only
+// plain members.
+func (s *Service) Kick(ctx context.Context, actor, conv, user uint64) error {
+	err := s.do(ctx, func(tx *txn) error {
+		g, _, err := tx.outranked(conv, actor, user)
+		if err != nil {
+			return err
+		}
+		n := Notice{Type: "kick", Actor: actor, Users: []uint64{user}, Text: fmt.Sprintf("%d removed %d from the group", actor, user)}
+		return tx.depart(tx.mutable(g), user, n)
+	})
+	if err != nil {
+		return fmt.Errorf("inbox: kick from %d: %w", conv, err)
+	}
+	return nil
+}
+
+// outranked checks that actor, an owner or admin of conv, ranks above the
+// member user, and returns the group and user's membership.
+func (tx *txn) outranked(conv, actor, user uint64) (*group, member, error) {
+	g, a, err := tx.memberOf(conv, actor)
+	if err != nil {
+		return nil, member{}, err
+	}
+	m, ok := g.members[user]
+	if !ok {
+		return nil, member{}, fmt.Errorf("%w: %d", ErrNotMember, user)
+	}
+	if a.Role < timeline.RoleAdmin || a.Role <= m.Role {
+		return nil, member{}, fmt.Errorf("%w: %s %d cannot act on %s %d", ErrForbidden, a.Role, actor, m.Role, user)
+	}
+	return g, m, nil
+}
+
+// Dismiss ends the group; only its owner may. Every member receives the
+// notice and leaves with it.
+func (s *Service) Dismiss(ctx context.Context, actor, conv uint64) error {
+	err := s.do(ctx, func(tx *txn) error {
+		g, m, err := tx.memberOf(conv, actor)
+		if err != nil {
+			return err
+		}
+		if m.Role != timeline.RoleOwner {
+			return fmt.Errorf("%w: only the owner dismisses a group", ErrForbidden)
+		}
+		g = tx.mutable(g)
+		g.Dismissed = true
+		tx.b.Groups = append(tx.b.Groups, g.Group)
+		var others []uint64
+		for _, u := range g.order {
+			if u != actor {
+				others = append(others, u)
+			}
+		}
+		n := Notice{Type: "dismiss", Actor: actor, Text: fmt.Sprintf("%d dismissed the group", actor)}
+		return tx.depart(g, actor, n, others...)
+	})
+	if err != nil {
+		return fmt.Errorf("inbox: dismiss %d: %w", conv, err)
+	}
+	return nil
+}
+
+// SetRole makes user an admin or a plain member; only the owner may. Giving
+// RoleOwner hands the group over, and the old owner becomes an admin.
+func (s *Service) SetRole(ctx context.Context, actor, conv, user uint64, role timeline.Role) error {
+	if role < timeline.RoleMember || role > timeline.RoleOwner {
+		return fmt.Errorf("inbox: set role in %d: %w: role %d", conv, ErrInvalid, role)
+	}
+	err := s.do(ctx, func(tx *txn) error {
+		g, target, err := tx.outranked(conv, actor, user)
+		if err != nil {
+			return err
+		}
+		if g.members[actor].Role != timeline.RoleOwner {
+			return fmt.Errorf("%w: only the owner sets roles", ErrForbidden)
+		}
+		if target.Role == role {
+			return fmt.Errorf("%w: %d is already %s", ErrInvalid, user, role)
+		}
+		g = tx.mutable(g)
+		tx.setRole(g, user, role)
+		if role == timeline.RoleOwner {
+			tx.setRole(g, actor, timeline.RoleAdmin)
+			tx.b.Groups = append(tx.b.Groups, g.Group)
+		}
+		n := Notice{Type: "role", Actor: actor, Users: []uint64{user}, Role: role.String(),
+			Text: fmt.Sprintf("%d made %d %s", actor, user, role)}
+		_, err = tx.post(g, actor, "", timeline.KindNotice, n.body())
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("inbox: set role in %d: %w", conv, err)
+	}
+	return nil
+}
+
+// MuteMember stops user from sending to conv until until (the zero time
+// lifts the mute). The owner may mute anyone, an admin plain members.
+func (s *Service) MuteMember(ctx context.Context, actor, conv, user uint64, until time.Time) error {
+	err := s.do(ctx, func(tx *txn) error {
+		g, _, err := tx.outranked(conv, actor, user)
+		if err != nil {
+			return err
+		}
+		g = tx.mutable(g)
+		m := g.members[user]
+		m.MutedUntil = until
+		g.members[user] = m
+		tx.putMember(m.Member)
+		n := Notice{Type: "mute", Actor: actor, Users: []uint64{user}, Until: unixMilli(until),
+			Text: muteText(actor, fmt.Sprint(user), until)}
+		_, err = tx.post(g, actor, "", timeline.KindNotice, n.body())
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("inbox: mute in %d: %w", conv, err)
+	}
+	return nil
+}
+
+// MuteGroup lets only the owner and admins send to conv until until (the zero
+// time lifts it); owner and admins may set it.
+func (s *Service) MuteGroup(ctx context.Context, actor, conv uint64, until time.Time) error {
+	err := s.do(ctx, func(tx *txn) error {
+		g, m, err := tx.memberOf(conv, actor)
+		if err != nil {
+			return err
+		}
+		if m.Role < timeline.RoleAdmin {
+			return fmt.Errorf("%w: only the owner and admins mute a group", ErrForbidden)
+		}
+		g = tx.mutable(g)
+		g.MutedUntil = until
+		tx.b.Groups = append(tx.b.Groups, g.Group)
+		n := Notice{Type: "mute_group", Actor: actor, Until: unixMilli(until), Text: muteText(actor, "the group", until)}
+		_, err = tx.post(g, actor, "", timeline.KindNotice, n.body())
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("inbox: mute group %d: %w", conv, err)
+	}
+	return nil
+}
+
+func unixMilli(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+// SetDND turns do-not-disturb of conv on or off for user: no offline pushes
+// for it while on. It is the user's own setting and posts no notice.
+func (s *Service) SetDND(ctx context.Context, user, conv uint64, on bool) error {
+	err := s.do(ctx, func(tx *txn) error {
+		g, m, err := tx.memberOf(conv, user)
+		if err != nil {
+			return err
+		}
+		c, err := tx.conversation(user, conv)
+		if err != nil {
+			return err
+		}
+		c.DND = on
+		tx.putConversation(c)
+		g = tx.mutable(g)
+		m.dnd = on
+		g.members[user] = m
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("inbox: set do-not-disturb in %d: %w", conv, err)
+	}
+	return nil
+}
+
+// MarkRead moves user's read marker of conv to convSeq (capped at the last
+// message the user has) and returns the marker. A marker never moves back:
+// an older convSeq changes nothing. A moved marker reaches the user's other
+// devices as a KindRead row in the user's inbox.
+func (s *Service) MarkRead(ctx context.Context, user, conv, convSeq uint64) (uint64, error) {
+	var marker uint64
+	err := s.do(ctx, func(tx *txn) error {
+		c, err := tx.conversation(user, conv)
+		if err != nil {
+			return err
+		}
+		limit := c.LeftAt
+		if limit == 0 {
+			if limit, err = tx.convHead(conv); err != nil {
+				return err
+			}
+		}
+		if marker, err = tx.readSeq(user, conv); err != nil {
+			return err
+		}
+		convSeq = min(convSeq, limit)
+		if convSeq <= marker {
+			return nil
+		}
+		marker = convSeq
+		tx.setMarker(user, conv, marker)
+		return tx.deliverRead(user, conv, marker)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("inbox: mark read in %d: %w", conv, err)
+	}
+	return marker, nil
+}

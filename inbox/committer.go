@@ -1,0 +1,204 @@
+package inbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/inboxd/inboxd/sequencer"
+	"github.com/inboxd/inboxd/timeline"
+)
+
+// errCrashed answers the commands left when a test's crash hook stopped the
+// committer: to their callers it looks like a connection lost before the ack.
+var errCrashed = errors.New("inbox: simulated crash")
+
+// txn is the state of one group commit while the committer builds it: the
+// batch, the seqs assigned, and copies of whatever the batch changes, read
+// in preference to the committed state.
+type txn struct {
+	ctx    context.Context
+	s      *Service
+	now    time.Time
+	seq    *sequencer.Txn
+	b      timeline.Batch
+	lastID uint64
+
+	groups  map[uint64]*group                  // groups changed by this batch
+	convs   map[userConv]timeline.Conversation // entries written by this batch
+	markers map[userConv]uint64
+	dedups  map[dedupKey]timeline.Dedup
+
+	deliveries []delivery
+}
+
+type userConv struct{ user, conv uint64 }
+
+type dedupKey struct {
+	sender uint64
+	id     string
+}
+
+// delivery is one committed inbox entry on its way to the Notifier.
+type delivery struct {
+	Entry
+	push bool // the recipient may get an offline push for it
+}
+
+func (s *Service) commitLoop() {
+	crashed := false
+	for first := range s.cmds {
+		if crashed {
+			first.done <- errCrashed
+			continue
+		}
+		tx := s.begin()
+		applied := []*command{first}
+		errs := []error{tx.apply(first)}
+	drain:
+		for len(tx.b.Rows) < s.cfg.MaxBatchRows && len(applied) < s.cfg.MaxBatchCommands {
+			select {
+			case c, ok := <-s.cmds:
+				if !ok {
+					break drain
+				}
+				applied = append(applied, c)
+				errs = append(errs, tx.apply(c))
+			default:
+				break drain
+			}
+		}
+		if !s.commit(tx, errs) {
+			crashed = true
+			for _, c := range applied {
+				c.done <- errCrashed
+			}
+			continue
+		}
+		for i, c := range applied {
+			c.done <- errs[i]
+		}
+		if s.hit("after-ack") {
+			crashed = true
+			continue
+		}
+		if len(tx.deliveries) > 0 {
+			s.deliveries <- tx.deliveries
+		}
+	}
+}
+
+func (s *Service) begin() *txn {
+	return &txn{
+		ctx:     context.Background(),
+		s:       s,
+		now:     s.cfg.Now().Truncate(time.Millisecond),
+		seq:     s.seq.Begin(),
+		groups:  make(map[uint64]*group),
+		convs:   make(map[userConv]timeline.Conversation),
+		markers: make(map[userConv]uint64),
+		dedups:  make(map[dedupKey]timeline.Dedup),
+	}
+}
+
+// apply runs one command. A store error poisons the batch: the overlay may
+// hold half of the command, so nothing of the batch may be written.
+func (tx *txn) apply(c *command) error {
+	if tx.failed() {
+		return tx.batchErr()
+	}
+	err := c.apply(tx)
+	if se := (storeError{}); errors.As(err, &se) {
+		tx.fail(err)
+	}
+	return err
+}
+
+func (tx *txn) failed() bool { return tx.ctx.Err() != nil }
+
+func (tx *txn) batchErr() error {
+	return fmt.Errorf("%w: %w", ErrUnavailable, context.Cause(tx.ctx))
+}
+
+func (tx *txn) fail(err error) {
+	ctx, cancel := context.WithCancelCause(tx.ctx)
+	cancel(err)
+	tx.ctx = ctx
+}
+
+// commit writes the batch and settles errs: on a failed write every
+// command of the batch fails with ErrUnavailable. It reports false when a
+// test's crash hook stopped the committer.
+func (s *Service) commit(tx *txn, errs []error) bool {
+	if s.hit("before-commit") {
+		return false
+	}
+	if tx.lastID != 0 {
+		tx.b.ClockNode, tx.b.Clock = s.cfg.Node, tx.lastID
+	}
+	var err error
+	if tx.failed() {
+		err = tx.batchErr()
+	} else if !tx.b.Empty() {
+		if cerr := s.store.Commit(tx.ctx, &tx.b); cerr != nil {
+			err = fmt.Errorf("%w: commit: %w", ErrUnavailable, cerr)
+		}
+	}
+	if err != nil {
+		tx.seq.Abort()
+		// The batch may have landed: nothing cached can be trusted.
+		clear(s.groups)
+		s.log.Error("inbox: group commit failed", "commands", len(errs), "err", err)
+		for i := range errs {
+			if errs[i] == nil || errors.As(errs[i], new(storeError)) {
+				errs[i] = err
+			}
+		}
+		tx.deliveries = nil
+		return true
+	}
+	tx.seq.Commit()
+	for id, g := range tx.groups {
+		s.groups[id] = g
+	}
+	return !s.hit("after-commit")
+}
+
+func (s *Service) hit(step string) bool {
+	return s.cfg.stepHook != nil && s.cfg.stepHook(step)
+}
+
+// dispatch hands committed entries to the Notifier, one user at a time in
+// commit order, and the entries of users with no online device to the
+// OfflinePusher.
+func (s *Service) dispatch() {
+	byUser := make(map[uint64][]Entry)
+	var order []uint64
+	pushable := make(map[uint64][]Entry)
+	for batch := range s.deliveries {
+		if s.cfg.Notifier == nil && s.cfg.OfflinePusher == nil {
+			continue
+		}
+		for _, d := range batch {
+			if _, ok := byUser[d.Row.User]; !ok {
+				order = append(order, d.Row.User)
+			}
+			byUser[d.Row.User] = append(byUser[d.Row.User], d.Entry)
+			if d.push {
+				pushable[d.Row.User] = append(pushable[d.Row.User], d.Entry)
+			}
+		}
+		for _, u := range order {
+			online := s.cfg.Notifier != nil && s.cfg.Notifier.Notify(u, byUser[u])
+			if !online && s.cfg.OfflinePusher != nil {
+				for _, e := range pushable[u] {
+					s.cfg.OfflinePusher.PushOffline(u, e)
+				}
+			}
+		}
+		clear(byUser)
+		clear(pushable)
+		order = order[:0]
+	}
+}

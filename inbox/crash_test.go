@@ -1,0 +1,274 @@
+package inbox
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/inboxd/inboxd/timeline"
+	"github.com/inboxd/inboxd/timeline/pebble"
+)
+
+// crashOnce returns a crash hook that fires at step the first time.
+func crashOnce(step string) func(string) bool {
+	var fired atomic.Bool
+	return func(s string) bool { return s == step && fired.CompareAndSwap(false, true) }
+}
+
+// TestCrashPoints stops the committer at each step of a group commit, drops
+// every unsynced write as a power cut would, reopens the store and checks
+// that a client retrying its send ends with the message exactly once in
+// every inbox, and that an acknowledged message was never lost.
+func TestCrashPoints(t *testing.T) {
+	tests := []struct {
+		step  string
+		acked bool // the sender got the ack before the crash
+		lands bool // the message is in the store after the crash
+	}{
+		{"before-commit", false, false},
+		{"after-commit", false, true},
+		{"after-ack", true, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.step, func(t *testing.T) {
+			e := newEnv(t, Config{})
+			conv := e.create(1, 2, 3)
+			e.send(1, conv, "m1", "first")
+
+			e.close()
+			e.cfg.stepHook = crashOnce(tt.step)
+			e.open()
+			first, err := e.svc.SendGroupMessage(ctx, 2, conv, "m2", timeline.KindText, []byte("second"))
+			if acked := err == nil; acked != tt.acked {
+				t.Fatalf("send before the crash: %+v, %v; acked want %v", first, err, tt.acked)
+			}
+			e.cfg.stepHook = nil
+			e.crash()
+
+			retry := e.send(2, conv, "m2", "second")
+			if retry.Duplicate != tt.lands {
+				t.Fatalf("retry after crash: duplicate %v, want %v", retry.Duplicate, tt.lands)
+			}
+			if tt.acked && (retry.MsgID != first.MsgID || retry.ConvSeq != first.ConvSeq) {
+				t.Fatalf("retry %+v differs from the acked %+v", retry, first)
+			}
+			e.send(3, conv, "m3", "third")
+			for _, u := range []uint64{1, 2, 3} {
+				if got := e.bodies(u, conv); strings.Join(got, ",") != "first,second,third" {
+					t.Errorf("user %d has %q", u, got)
+				}
+				if s := seqs(e.inbox(u)); !contiguous(s) {
+					t.Errorf("user %d seqs %v", u, s)
+				}
+			}
+		})
+	}
+}
+
+// TestStoreFailureFailsBatch makes the store refuse a commit: every command
+// of the batch fails with ErrUnavailable, nothing of it is visible, and the
+// service carries on with contiguous seqs once the store is back.
+func TestStoreFailureFailsBatch(t *testing.T) {
+	e := newEnv(t, Config{})
+	conv := e.create(1, 2)
+	e.close()
+	st, err := pebble.Open(pebble.Options{Dir: "db", FS: e.fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flaky := &flakyStore{Store: st}
+	svc, err := New(ctx, Config{Store: flaky})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.store, e.svc = st, svc
+
+	e.send(1, conv, "a", "a")
+	flaky.fail.Store(true)
+	if _, err := svc.SendGroupMessage(ctx, 1, conv, "b", timeline.KindText, []byte("b")); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("send during outage: %v, want ErrUnavailable", err)
+	}
+	if err := svc.Invite(ctx, 1, conv, []uint64{3}); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("invite during outage: %v, want ErrUnavailable", err)
+	}
+	flaky.fail.Store(false)
+	e.send(1, conv, "b", "b")
+	e.send(2, conv, "c", "c")
+	if got := e.bodies(2, conv); strings.Join(got, "") != "abc" {
+		t.Fatalf("bodies %q", got)
+	}
+	if s := seqs(e.inbox(2)); !contiguous(s) || len(s) != 4 {
+		t.Fatalf("seqs %v", s)
+	}
+	// The failed invite left no trace in the cached membership.
+	if _, err := svc.SendGroupMessage(ctx, 3, conv, "d", timeline.KindText, nil); !errors.Is(err, ErrNotMember) {
+		t.Fatalf("user of a failed invite sends: %v", err)
+	}
+}
+
+type flakyStore struct {
+	timeline.Store
+	fail atomic.Bool
+}
+
+func (f *flakyStore) Commit(ctx context.Context, b *timeline.Batch) error {
+	if f.fail.Load() {
+		return errors.New("injected outage")
+	}
+	return f.Store.Commit(ctx, b)
+}
+
+// The kill -9 test runs a writer in a child process (this test binary again)
+// on a real directory with real fsync, kills it at a random moment, and
+// checks in the parent that every send the child reported as acknowledged
+// is in every member's inbox once, with contiguous seqs.
+const killChildEnv = "INBOXD_KILL_CHILD_DIR"
+
+func TestKill9(t *testing.T) {
+	if dir := os.Getenv(killChildEnv); dir != "" {
+		killChild(dir)
+		return
+	}
+	dir := t.TempDir()
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 9))
+	acked := map[string]SendResult{}
+	var conv uint64
+	for round := range 4 {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestKill9$", "-test.v=false")
+		cmd.Env = append(os.Environ(), killChildEnv+"="+dir)
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		lines := bufio.NewScanner(out)
+		killAfter := 50 + rng.IntN(400)
+		n := 0
+		for lines.Scan() {
+			f := strings.Fields(lines.Text())
+			switch {
+			case len(f) == 2 && f[0] == "conv":
+				conv, _ = strconv.ParseUint(f[1], 10, 64)
+			case len(f) == 4 && f[0] == "ack":
+				seq, _ := strconv.ParseUint(f[2], 10, 64)
+				id, _ := strconv.ParseUint(f[3], 10, 64)
+				acked[f[1]] = SendResult{ConvSeq: seq, MsgID: id}
+				if n++; n == killAfter {
+					cmd.Process.Signal(syscall.SIGKILL)
+				}
+			}
+		}
+		cmd.Wait()
+		if n < killAfter {
+			t.Fatalf("round %d: child stopped after %d acks before the kill", round, n)
+		}
+		verifyKilled(t, dir, conv, acked)
+	}
+	t.Logf("%d acknowledged sends survived 4 kill -9s", len(acked))
+}
+
+const killMembers = 5
+
+// killChild sends from several goroutines until killed, printing each ack.
+func killChild(dir string) {
+	st, err := pebble.Open(pebble.Options{Dir: dir})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	svc, err := New(context.Background(), Config{Store: st})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	conv := uint64(0)
+	if cs, _ := st.Conversations(ctx, 1); len(cs) > 0 {
+		conv = cs[0].Conv
+	} else {
+		g, err := svc.CreateGroup(ctx, 1, NewGroup{Members: []uint64{2, 3, 4, 5}})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		conv = g.ID
+	}
+	var mu sync.Mutex
+	fmt.Printf("conv %d\n", conv)
+	var wg sync.WaitGroup
+	start := time.Now().UnixNano()
+	for w := range 8 {
+		wg.Go(func() {
+			sender := uint64(w%killMembers + 1)
+			for i := 0; time.Since(time.Unix(0, start)) < time.Minute; i++ {
+				id := fmt.Sprintf("%d-%d-%d", start, w, i)
+				r, err := svc.SendGroupMessage(ctx, sender, conv, id, timeline.KindText, []byte(id))
+				if err != nil {
+					fmt.Fprintln(os.Stderr, err)
+					os.Exit(2)
+				}
+				mu.Lock()
+				fmt.Printf("ack %s %d %d\n", id, r.ConvSeq, r.MsgID)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	os.Exit(0)
+}
+
+func verifyKilled(t *testing.T, dir string, conv uint64, acked map[string]SendResult) {
+	t.Helper()
+	st, err := pebble.Open(pebble.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	msgs, err := st.Messages(ctx, conv, timeline.Range{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string]timeline.Message{}
+	for i, m := range msgs {
+		if m.ConvSeq != uint64(i+1) {
+			t.Fatalf("conversation has conv_seq %d at position %d", m.ConvSeq, i)
+		}
+		if _, dup := byID[m.ClientMsgID]; dup && m.ClientMsgID != "" {
+			t.Fatalf("client msg id %q stored twice", m.ClientMsgID)
+		}
+		byID[m.ClientMsgID] = m
+	}
+	for id, r := range acked {
+		m, ok := byID[id]
+		if !ok || m.ConvSeq != r.ConvSeq || m.ID != r.MsgID {
+			t.Fatalf("acknowledged send %s (%+v) lost: stored %+v, %v", id, r, m, ok)
+		}
+	}
+	for u := uint64(1); u <= killMembers; u++ {
+		rows, err := st.Inbox(ctx, u, timeline.Range{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) != len(msgs) {
+			t.Fatalf("user %d: %d rows for %d messages", u, len(rows), len(msgs))
+		}
+		for i, r := range rows {
+			if r.Seq != uint64(i+1) || r.ConvSeq != uint64(i+1) {
+				t.Fatalf("user %d row %d: %+v", u, i, r)
+			}
+		}
+	}
+}

@@ -1,0 +1,31 @@
+// Package inbox is inboxd's chat service: groups, their members and
+// messages, and each user's inbox with its contiguous seqs.
+//
+// Every change goes through one committer goroutine, which makes the
+// service the single writer of every sequence key. A call such as
+// SendGroupMessage becomes a command; the committer takes the commands
+// waiting, applies each to an overlay of the state (validate, dedup, assign
+// conv_seq and msg id, fan out one inbox row per member with that member's
+// next seq), and writes everything the commands produced in one atomic
+// timeline.Batch (group commit). Only when the store reports the batch
+// durable does a caller get its result — the ACK of a send means the message
+// is in every member's inbox. Then each user's new rows go to the Notifier,
+// and members with no online device to the OfflinePusher.
+//
+// The duties this gives the rest of inboxd, in order:
+//
+//  1. Open the store and call New; New waits out a clock set back behind the
+//     last msg id issued by this snowflake node.
+//  2. Call the service from any number of goroutines; a call that returns
+//     an error wrapping ErrUnavailable (or a context error) may or may not
+//     have been applied: retry a send with the same client msg id, and the
+//     dedup record returns the first result instead of storing it twice.
+//  3. Keep Notifier and OfflinePusher non-blocking: they run in commit order
+//     on one goroutine, and a slow one holds back every push.
+//  4. Close the service before the store.
+//
+// There is no recovery step at start-up: a batch is atomic, so after a crash
+// the store holds whole commands or nothing of them, and the sequencer reads
+// each key's head from the newest row the store has. docs/architecture.md
+// gives the whole argument.
+package inbox

@@ -1,0 +1,31 @@
+package inbox
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Errors a caller branches on. Each is returned wrapped with its context;
+// test with errors.Is.
+var (
+	ErrInvalid     = errors.New("inbox: invalid argument")
+	ErrNoGroup     = errors.New("inbox: no such group")
+	ErrDismissed   = errors.New("inbox: group dismissed")
+	ErrNotMember   = errors.New("inbox: not a member")
+	ErrForbidden   = errors.New("inbox: not allowed")
+	ErrMuted       = errors.New("inbox: muted")
+	ErrGroupFull   = errors.New("inbox: group full")
+	ErrUnavailable = errors.New("inbox: store unavailable")
+	ErrClosed      = errors.New("inbox: service closed")
+)
+
+// storeError marks an apply error that came from the store rather than from
+// the command: it fails the whole batch, since the overlay may be half built.
+type storeError struct{ err error }
+
+func (e storeError) Error() string { return e.err.Error() }
+func (e storeError) Unwrap() error { return e.err }
+
+func storeErr(op string, err error) error {
+	return storeError{fmt.Errorf("inbox: %s: %w", op, err)}
+}

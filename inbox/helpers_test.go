@@ -1,0 +1,192 @@
+package inbox
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"go.uber.org/goleak"
+
+	"github.com/inboxd/inboxd/timeline"
+	"github.com/inboxd/inboxd/timeline/pebble"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// env is a service on an in-memory store.
+type env struct {
+	t     *testing.T
+	fs    vfs.FS
+	store timeline.Store
+	svc   *Service
+	cfg   Config
+}
+
+func newEnv(t *testing.T, cfg Config) *env {
+	t.Helper()
+	e := &env{t: t, fs: vfs.NewCrashableMem(), cfg: cfg}
+	e.open()
+	t.Cleanup(e.close)
+	return e
+}
+
+func (e *env) open() {
+	e.t.Helper()
+	st, err := pebble.Open(pebble.Options{Dir: "db", FS: e.fs})
+	if err != nil {
+		e.t.Fatalf("open store: %v", err)
+	}
+	cfg := e.cfg
+	cfg.Store = st
+	svc, err := New(context.Background(), cfg)
+	if err != nil {
+		st.Close()
+		e.t.Fatalf("new service: %v", err)
+	}
+	e.store, e.svc = st, svc
+}
+
+func (e *env) close() {
+	if e.svc == nil {
+		return
+	}
+	e.svc.Close()
+	e.store.Close()
+	e.svc, e.store = nil, nil
+}
+
+// crash stops the service as if the process died: only what was synced
+// survives, and the store is reopened on what is left.
+func (e *env) crash() {
+	e.t.Helper()
+	e.close()
+	e.fs = e.fs.(*vfs.MemFS).CrashClone(vfs.CrashCloneCfg{})
+	e.open()
+}
+
+var ctx = context.Background()
+
+func (e *env) create(owner uint64, members ...uint64) uint64 {
+	e.t.Helper()
+	g, err := e.svc.CreateGroup(ctx, owner, NewGroup{Members: members})
+	if err != nil {
+		e.t.Fatalf("CreateGroup(%d, %v): %v", owner, members, err)
+	}
+	return g.ID
+}
+
+func (e *env) send(sender, conv uint64, cmid, body string) SendResult {
+	e.t.Helper()
+	r, err := e.svc.SendGroupMessage(ctx, sender, conv, cmid, timeline.KindText, []byte(body))
+	if err != nil {
+		e.t.Fatalf("send %q from %d to %d: %v", cmid, sender, conv, err)
+	}
+	return r
+}
+
+// inbox reads the user's whole inbox through Sync, a page at a time.
+func (e *env) inbox(user uint64) []Entry {
+	e.t.Helper()
+	var all []Entry
+	var after uint64
+	for {
+		res, err := e.svc.Sync(ctx, user, after, 7)
+		if err != nil {
+			e.t.Fatalf("Sync(%d, %d): %v", user, after, err)
+		}
+		all = append(all, res.Entries...)
+		if !res.HasMore {
+			if len(all) > 0 && res.Head != all[len(all)-1].Row.Seq {
+				e.t.Fatalf("user %d: head %d but last row %d", user, res.Head, all[len(all)-1].Row.Seq)
+			}
+			return all
+		}
+		after = res.Entries[len(res.Entries)-1].Row.Seq
+	}
+}
+
+// bodies returns the bodies of the user's text messages in conv, in inbox order.
+func (e *env) bodies(user, conv uint64) []string {
+	var out []string
+	for _, en := range e.inbox(user) {
+		if en.Row.Conv == conv && en.Row.Kind == timeline.KindText {
+			out = append(out, string(en.Msg.Body))
+		}
+	}
+	return out
+}
+
+func (e *env) conversation(user, conv uint64) ConversationInfo {
+	e.t.Helper()
+	cs, err := e.svc.Conversations(ctx, user)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, c := range cs {
+		if c.Conv == conv {
+			return c
+		}
+	}
+	e.t.Fatalf("user %d has no conversation %d", user, conv)
+	return ConversationInfo{}
+}
+
+// recorder is a Notifier and OfflinePusher that records what it is given.
+type recorder struct {
+	mu      sync.Mutex
+	online  map[uint64]bool
+	pushed  map[uint64][]Entry
+	offline map[uint64][]Entry
+}
+
+func newRecorder(online ...uint64) *recorder {
+	r := &recorder{online: map[uint64]bool{}, pushed: map[uint64][]Entry{}, offline: map[uint64][]Entry{}}
+	for _, u := range online {
+		r.online[u] = true
+	}
+	return r
+}
+
+func (r *recorder) Notify(user uint64, es []Entry) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.pushed[user] = append(r.pushed[user], es...)
+	return r.online[user]
+}
+
+func (r *recorder) PushOffline(user uint64, e Entry) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.offline[user] = append(r.offline[user], e)
+}
+
+// waitFor polls cond: the dispatcher runs after the ack.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func seqs(es []Entry) []uint64 {
+	out := make([]uint64, len(es))
+	for i, e := range es {
+		out[i] = e.Row.Seq
+	}
+	return out
+}
+
+func contiguous(s []uint64) bool {
+	for i, n := range s {
+		if n != uint64(i+1) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,645 @@
+package inbox
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/inboxd/inboxd/timeline"
+)
+
+func TestCreateGroupPostsNotice(t *testing.T) {
+	e := newEnv(t, Config{})
+	conv := e.create(1, 2, 3, 4, 2)
+
+	for _, u := range []uint64{1, 2, 3, 4} {
+		in := e.inbox(u)
+		if len(in) != 1 || in[0].Row.Seq != 1 || in[0].Row.Kind != timeline.KindNotice || in[0].Row.ConvSeq != 1 {
+			t.Fatalf("user %d inbox = %+v, want the creation notice at seq 1", u, in)
+		}
+		var n Notice
+		if err := json.Unmarshal(in[0].Msg.Body, &n); err != nil {
+			t.Fatal(err)
+		}
+		if n.Type != "create" || n.Text != "1 invited 2, 3 and 4 to join the group" || !slices.Equal(n.Users, []uint64{2, 3, 4}) {
+			t.Fatalf("notice = %+v", n)
+		}
+	}
+	info, err := e.svc.Group(ctx, 3, conv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Name != "1, 2, 3 and 4" || info.Owner != 1 || len(info.Members) != 4 {
+		t.Fatalf("group = %+v", info)
+	}
+	if got := e.conversation(1, conv).Unread; got != 0 {
+		t.Errorf("owner unread = %d, want 0 (the creator sent the notice)", got)
+	}
+	if got := e.conversation(2, conv).Unread; got != 1 {
+		t.Errorf("invitee unread = %d, want 1", got)
+	}
+	if _, err := e.svc.Group(ctx, 9, conv); !errors.Is(err, ErrNotMember) {
+		t.Errorf("non-member Group: %v, want ErrNotMember", err)
+	}
+}
+
+func TestGroupNames(t *testing.T) {
+	tests := []struct {
+		members []uint64
+		want    string
+	}{
+		{nil, "7"},
+		{[]uint64{8}, "7 and 8"},
+		{[]uint64{8, 9, 10}, "7, 8, 9 and 10"},
+		{[]uint64{8, 9, 10, 11}, "7, 8, 9 and others"},
+	}
+	for _, tt := range tests {
+		if got := groupName(7, tt.members); got != tt.want {
+			t.Errorf("groupName(7, %v) = %q, want %q", tt.members, got, tt.want)
+		}
+	}
+}
+
+func TestSendFansOutToEveryMember(t *testing.T) {
+	rec := newRecorder(1, 2)
+	e := newEnv(t, Config{Notifier: rec, OfflinePusher: rec})
+	conv := e.create(1, 2, 3)
+	var results []SendResult
+	for i := range 5 {
+		results = append(results, e.send(uint64(i%3+1), conv, fmt.Sprint("m", i), fmt.Sprint("hello ", i)))
+	}
+	for i, r := range results {
+		if r.ConvSeq != uint64(i+2) || r.Duplicate || r.MsgID == 0 {
+			t.Fatalf("send %d result %+v", i, r)
+		}
+		if i > 0 && r.MsgID <= results[i-1].MsgID {
+			t.Fatalf("msg ids not increasing: %d then %d", results[i-1].MsgID, r.MsgID)
+		}
+	}
+	want := []string{"hello 0", "hello 1", "hello 2", "hello 3", "hello 4"}
+	for _, u := range []uint64{1, 2, 3} {
+		in := e.inbox(u)
+		if !contiguous(seqs(in)) || len(in) != 6 {
+			t.Fatalf("user %d seqs %v", u, seqs(in))
+		}
+		if got := e.bodies(u, conv); !slices.Equal(got, want) {
+			t.Fatalf("user %d bodies %q", u, got)
+		}
+	}
+	// Online users get every entry pushed in seq order; user 3 is offline
+	// and gets offline pushes for the messages others sent.
+	waitFor(t, "pushes", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return len(rec.pushed[1]) == 6 && len(rec.pushed[3]) == 6
+	})
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if got := seqs(rec.pushed[2]); !contiguous(got) {
+		t.Errorf("user 2 pushes out of order: %v", got)
+	}
+	if len(rec.offline[1]) != 0 || len(rec.offline[2]) != 0 {
+		t.Errorf("online users got offline pushes: %d, %d", len(rec.offline[1]), len(rec.offline[2]))
+	}
+	// Offline pushes for user 3: the creation notice and the 4 messages
+	// others sent, not the one user 3 sent.
+	var kinds []timeline.Kind
+	for _, en := range rec.offline[3] {
+		if en.Msg.Sender == 3 {
+			t.Errorf("offline push of the user's own message %+v", en.Row)
+		}
+		kinds = append(kinds, en.Row.Kind)
+	}
+	if len(kinds) != 5 {
+		t.Errorf("user 3 offline pushes %v, want 5", kinds)
+	}
+}
+
+func TestResendReturnsFirstResult(t *testing.T) {
+	e := newEnv(t, Config{})
+	conv := e.create(1, 2)
+	first := e.send(2, conv, "same", "once")
+	// Concurrent resends race the committer and the fast path alike.
+	var wg sync.WaitGroup
+	res := make([]SendResult, 16)
+	for i := range res {
+		wg.Go(func() { res[i] = e.send(2, conv, "same", "changed body") })
+	}
+	wg.Wait()
+	for _, r := range res {
+		if !r.Duplicate || r.MsgID != first.MsgID || r.ConvSeq != first.ConvSeq || !r.Time.Equal(first.Time) {
+			t.Fatalf("resend = %+v, want duplicate of %+v", r, first)
+		}
+	}
+	// A fresh id from another sender is not a duplicate.
+	if r := e.send(1, conv, "same", "other sender"); r.Duplicate {
+		t.Fatal("same client msg id from another sender deduplicated")
+	}
+	for _, u := range []uint64{1, 2} {
+		if got := e.bodies(u, conv); !slices.Equal(got, []string{"once", "other sender"}) {
+			t.Fatalf("user %d bodies %q", u, got)
+		}
+	}
+}
+
+// TestConcurrentDuplicatesStoreOnce holds the committer while 32 copies of
+// one send queue up, so that they all land in one group commit and only the
+// committer's own dedup can keep the second copy out.
+func TestConcurrentDuplicatesStoreOnce(t *testing.T) {
+	release := make(chan struct{})
+	var held atomic.Bool
+	e := newEnv(t, Config{stepHook: func(step string) bool {
+		if step == "before-commit" && held.CompareAndSwap(true, false) {
+			<-release
+		}
+		return false
+	}})
+	conv := e.create(1, 2)
+	held.Store(true)
+	go e.send(2, conv, "blocker", "holds the committer")
+	waitFor(t, "the committer to hold", func() bool { return !held.Load() })
+
+	var wg sync.WaitGroup
+	res := make([]SendResult, 32)
+	for i := range res {
+		wg.Go(func() { res[i] = e.send(1, conv, "dup", "x") })
+	}
+	waitFor(t, "32 queued sends", func() bool { return len(e.svc.cmds) == len(res) })
+	close(release)
+	wg.Wait()
+	firsts := 0
+	for _, r := range res {
+		if !r.Duplicate {
+			firsts++
+		}
+		if r.ConvSeq != res[0].ConvSeq {
+			t.Fatalf("results disagree: %+v vs %+v", r, res[0])
+		}
+	}
+	if firsts != 1 {
+		t.Fatalf("%d sends reported as first, want 1", firsts)
+	}
+	waitFor(t, "the blocker", func() bool { return len(e.bodies(2, conv)) == 2 })
+	if got := e.bodies(2, conv); got[0] != "holds the committer" || got[1] != "x" {
+		t.Fatalf("stored %q", got)
+	}
+}
+
+func TestRejections(t *testing.T) {
+	e := newEnv(t, Config{MaxGroupSize: 4, MaxBodySize: 10})
+	conv := e.create(1, 2, 3)
+	if err := e.svc.SetRole(ctx, 1, conv, 2, timeline.RoleAdmin); err != nil {
+		t.Fatal(err)
+	}
+	closed := e.create(5)
+	dismissed := e.create(1, 4)
+	if err := e.svc.Dismiss(ctx, 1, dismissed); err != nil {
+		t.Fatal(err)
+	}
+	send := func(sender, conv uint64, kind timeline.Kind, body, cmid string) error {
+		_, err := e.svc.SendGroupMessage(ctx, sender, conv, cmid, kind, []byte(body))
+		return err
+	}
+	tests := []struct {
+		name string
+		err  error
+		want error
+	}{
+		{"non-member sends", send(9, conv, timeline.KindText, "x", "a"), ErrNotMember},
+		{"unknown group", send(1, 12345, timeline.KindText, "x", "a"), ErrNoGroup},
+		{"dismissed group", send(1, dismissed, timeline.KindText, "x", "a"), ErrDismissed},
+		{"system kind", send(1, conv, timeline.KindNotice, "x", "a"), ErrInvalid},
+		{"zero kind", send(1, conv, 0, "x", "a"), ErrInvalid},
+		{"body too large", send(1, conv, timeline.KindText, "12345678901", "a"), ErrInvalid},
+		{"no client msg id", send(1, conv, timeline.KindText, "x", ""), ErrInvalid},
+		{"client msg id too long", send(1, conv, timeline.KindText, "x", string(make([]byte, 65))), ErrInvalid},
+		{"group too big", errOnly(e.svc.CreateGroup(ctx, 1, NewGroup{Members: []uint64{2, 3, 4, 5}})), ErrGroupFull},
+		{"invite beyond max", e.svc.Invite(ctx, 1, conv, []uint64{4, 5}), ErrGroupFull},
+		{"invite only members", e.svc.Invite(ctx, 1, conv, []uint64{2, 3}), ErrInvalid},
+		{"invite by non-member", e.svc.Invite(ctx, 9, conv, []uint64{8}), ErrNotMember},
+		{"join invitation-only", e.svc.Join(ctx, 6, closed), ErrForbidden},
+		{"member kicks", e.svc.Kick(ctx, 3, conv, 2), ErrForbidden},
+		{"admin kicks owner", e.svc.Kick(ctx, 2, conv, 1), ErrForbidden},
+		{"kick non-member", e.svc.Kick(ctx, 1, conv, 9), ErrNotMember},
+		{"admin sets role", e.svc.SetRole(ctx, 2, conv, 3, timeline.RoleAdmin), ErrForbidden},
+		{"bad role", e.svc.SetRole(ctx, 1, conv, 3, 9), ErrInvalid},
+		{"admin dismisses", e.svc.Dismiss(ctx, 2, conv), ErrForbidden},
+		{"member mutes", e.svc.MuteMember(ctx, 3, conv, 2, time.Now().Add(time.Hour)), ErrForbidden},
+		{"member mutes group", e.svc.MuteGroup(ctx, 3, conv, time.Now().Add(time.Hour)), ErrForbidden},
+		{"mark read never member", errOnly(e.svc.MarkRead(ctx, 9, conv, 1)), ErrNotMember},
+		{"history non-member", errOnly(e.svc.History(ctx, 9, conv, 0, 0)), ErrNotMember},
+	}
+	for _, tt := range tests {
+		if !errors.Is(tt.err, tt.want) {
+			t.Errorf("%s: err = %v, want %v", tt.name, tt.err, tt.want)
+		}
+	}
+	// None of the rejected calls wrote anything: user 3 has the creation
+	// notice and the role change only.
+	if in := e.inbox(3); len(in) != 2 {
+		t.Errorf("user 3 has %d rows after rejected calls, want 2", len(in))
+	}
+}
+
+func errOnly[T any](_ T, err error) error { return err }
+
+func TestMute(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	clock := now
+	var mu sync.Mutex
+	e := newEnv(t, Config{Now: func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }})
+	conv := e.create(1, 2, 3)
+	if err := e.svc.SetRole(ctx, 1, conv, 2, timeline.RoleAdmin); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.MuteMember(ctx, 2, conv, 3, now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.SendGroupMessage(ctx, 3, conv, "a", timeline.KindText, nil); !errors.Is(err, ErrMuted) {
+		t.Fatalf("muted member sent: %v", err)
+	}
+	mu.Lock()
+	clock = now.Add(2 * time.Minute) // the mute expires
+	mu.Unlock()
+	e.send(3, conv, "b", "free again")
+
+	if err := e.svc.MuteGroup(ctx, 1, conv, now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.SendGroupMessage(ctx, 3, conv, "c", timeline.KindText, nil); !errors.Is(err, ErrMuted) {
+		t.Fatalf("member sent to a muted group: %v", err)
+	}
+	e.send(2, conv, "d", "admins speak")
+	if err := e.svc.MuteGroup(ctx, 2, conv, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	e.send(3, conv, "e", "unmuted")
+	if got := e.bodies(1, conv); !slices.Equal(got, []string{"free again", "admins speak", "unmuted"}) {
+		t.Fatalf("bodies %q", got)
+	}
+}
+
+func TestMembershipBoundsDelivery(t *testing.T) {
+	e := newEnv(t, Config{})
+	conv := e.create(1, 2)
+	e.send(1, conv, "a", "before 3")
+	if err := e.svc.Invite(ctx, 2, conv, []uint64{3}); err != nil {
+		t.Fatal(err)
+	}
+	e.send(1, conv, "b", "with 3")
+	if err := e.svc.Leave(ctx, 3, conv); err != nil {
+		t.Fatal(err)
+	}
+	e.send(1, conv, "c", "after 3 left")
+	if err := e.svc.Invite(ctx, 1, conv, []uint64{3}); err != nil {
+		t.Fatal(err)
+	}
+	e.send(2, conv, "d", "3 is back")
+	if err := e.svc.Kick(ctx, 1, conv, 3); err != nil {
+		t.Fatal(err)
+	}
+	e.send(2, conv, "e", "3 kicked")
+
+	if got := e.bodies(3, conv); !slices.Equal(got, []string{"with 3", "3 is back"}) {
+		t.Fatalf("user 3 got %q", got)
+	}
+	if got := e.bodies(2, conv); len(got) != 5 {
+		t.Fatalf("user 2 got %q", got)
+	}
+	// User 3 received the notices of its own leave and kick, last.
+	var notices []string
+	for _, en := range e.inbox(3) {
+		if en.Row.Kind == timeline.KindNotice {
+			var n Notice
+			json.Unmarshal(en.Msg.Body, &n)
+			notices = append(notices, n.Type)
+		}
+	}
+	if !slices.Equal(notices, []string{"invite", "leave", "invite", "kick"}) {
+		t.Fatalf("user 3 notices %q", notices)
+	}
+	if _, err := e.svc.History(ctx, 3, conv, 0, 0); !errors.Is(err, ErrNotMember) {
+		t.Fatalf("kicked user reads history: %v", err)
+	}
+	if _, err := e.svc.SendGroupMessage(ctx, 3, conv, "f", timeline.KindText, nil); !errors.Is(err, ErrNotMember) {
+		t.Fatalf("kicked user sends: %v", err)
+	}
+	// A left conversation stays in the list, frozen where the user left.
+	c := e.conversation(3, conv)
+	if c.LeftAt == 0 || c.Head != c.LeftAt || c.Last == nil || c.Last.Kind != timeline.KindNotice {
+		t.Fatalf("left conversation %+v", c)
+	}
+}
+
+func TestOwnerLeavesHandsOver(t *testing.T) {
+	e := newEnv(t, Config{})
+	conv := e.create(1, 2, 3, 4)
+	if err := e.svc.SetRole(ctx, 1, conv, 4, timeline.RoleAdmin); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.Leave(ctx, 1, conv); err != nil {
+		t.Fatal(err)
+	}
+	info, err := e.svc.Group(ctx, 2, conv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Owner != 4 || len(info.Members) != 3 {
+		t.Fatalf("after the owner left: %+v", info)
+	}
+	for _, u := range []uint64{4, 2, 3} {
+		if err := e.svc.Leave(ctx, u, conv); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.svc.SendGroupMessage(ctx, 4, conv, "x", timeline.KindText, nil); !errors.Is(err, ErrDismissed) {
+		t.Fatalf("group with nobody left: %v, want ErrDismissed", err)
+	}
+}
+
+func TestTransferOwnership(t *testing.T) {
+	e := newEnv(t, Config{})
+	conv := e.create(1, 2)
+	if err := e.svc.SetRole(ctx, 1, conv, 2, timeline.RoleOwner); err != nil {
+		t.Fatal(err)
+	}
+	info, _ := e.svc.Group(ctx, 1, conv)
+	roles := map[uint64]timeline.Role{}
+	for _, m := range info.Members {
+		roles[m.User] = m.Role
+	}
+	if info.Owner != 2 || roles[2] != timeline.RoleOwner || roles[1] != timeline.RoleAdmin {
+		t.Fatalf("after transfer: owner %d roles %v", info.Owner, roles)
+	}
+	if err := e.svc.Dismiss(ctx, 1, conv); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("old owner dismisses: %v", err)
+	}
+}
+
+func TestDismiss(t *testing.T) {
+	e := newEnv(t, Config{})
+	conv := e.create(1, 2, 3)
+	if err := e.svc.Dismiss(ctx, 1, conv); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []uint64{1, 2, 3} {
+		in := e.inbox(u)
+		last := in[len(in)-1]
+		if last.Row.Kind != timeline.KindNotice || !json.Valid(last.Msg.Body) {
+			t.Fatalf("user %d last row %+v", u, last.Row)
+		}
+		if c := e.conversation(u, conv); c.LeftAt != last.Row.ConvSeq {
+			t.Fatalf("user %d conversation %+v", u, c)
+		}
+	}
+	if err := e.svc.Join(ctx, 4, conv); !errors.Is(err, ErrDismissed) {
+		t.Fatalf("join dismissed: %v", err)
+	}
+}
+
+func TestOpenGroupJoin(t *testing.T) {
+	e := newEnv(t, Config{})
+	g, err := e.svc.CreateGroup(ctx, 1, NewGroup{Name: "open", Open: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.send(1, g.ID, "a", "before")
+	if err := e.svc.Join(ctx, 2, g.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.Join(ctx, 2, g.ID); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("second join: %v", err)
+	}
+	e.send(1, g.ID, "b", "after")
+	if got := e.bodies(2, g.ID); !slices.Equal(got, []string{"after"}) {
+		t.Fatalf("joiner got %q", got)
+	}
+	// The joiner sent the join notice, so it and all before it count as
+	// read: unread is the one message after.
+	if c := e.conversation(2, g.ID); c.Unread != 1 || c.ReadSeq != 3 || c.Name != "open" {
+		t.Fatalf("joiner conversation %+v", c)
+	}
+}
+
+func TestUnreadAndMarkRead(t *testing.T) {
+	e := newEnv(t, Config{})
+	conv := e.create(1, 2)
+	for i := range 5 {
+		e.send(1, conv, fmt.Sprint(i), "x")
+	}
+	if c := e.conversation(2, conv); c.Unread != 6 || c.Head != 6 {
+		t.Fatalf("user 2 %+v, want 6 unread", c)
+	}
+	if c := e.conversation(1, conv); c.Unread != 0 {
+		t.Fatalf("sender unread %d, want 0", c.Unread)
+	}
+	steps := []struct{ mark, want uint64 }{
+		{3, 3},
+		{2, 3},  // never backwards
+		{3, 3},  // no move, no event
+		{99, 6}, // capped at the head
+		{0, 6},
+	}
+	for _, s := range steps {
+		got, err := e.svc.MarkRead(ctx, 2, conv, s.mark)
+		if err != nil || got != s.want {
+			t.Fatalf("MarkRead(%d) = %d, %v; want %d", s.mark, got, err, s.want)
+		}
+		if c := e.conversation(2, conv); c.ReadSeq != s.want || c.Unread != 6-s.want {
+			t.Fatalf("after MarkRead(%d): %+v", s.mark, c)
+		}
+	}
+	// Each move reached the user's inbox once, for the other devices.
+	var reads []uint64
+	for _, en := range e.inbox(2) {
+		if en.Row.Kind == timeline.KindRead {
+			if en.Msg != nil || en.Row.Conv != conv {
+				t.Fatalf("read row %+v", en)
+			}
+			reads = append(reads, en.Row.ConvSeq)
+		}
+	}
+	if !slices.Equal(reads, []uint64{3, 6}) {
+		t.Fatalf("read events %v, want [3 6]", reads)
+	}
+	// Sending moves the sender's marker too.
+	e.send(1, conv, "z", "x")
+	e.send(2, conv, "y", "x")
+	if c := e.conversation(2, conv); c.ReadSeq != 8 || c.Unread != 0 {
+		t.Fatalf("after own send: %+v", c)
+	}
+	if c := e.conversation(1, conv); c.Unread != 1 {
+		t.Fatalf("user 1 unread %d, want 1", c.Unread)
+	}
+}
+
+func TestConversationsOrder(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	tick := func() time.Time { mu.Lock(); defer mu.Unlock(); now = now.Add(time.Second); return now }
+	e := newEnv(t, Config{Now: tick})
+	a, b, c := e.create(1, 2), e.create(1, 3), e.create(1, 4)
+	e.send(2, a, "1", "x")
+	e.send(4, c, "2", "x")
+	cs, err := e.svc.Conversations(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var order []uint64
+	for _, ci := range cs {
+		order = append(order, ci.Conv)
+	}
+	if !slices.Equal(order, []uint64{c, a, b}) {
+		t.Fatalf("order %v, want %v", order, []uint64{c, a, b})
+	}
+}
+
+func TestDND(t *testing.T) {
+	rec := newRecorder()
+	e := newEnv(t, Config{Notifier: rec, OfflinePusher: rec})
+	conv := e.create(1, 2, 3)
+	if err := e.svc.SetDND(ctx, 2, conv, true); err != nil {
+		t.Fatal(err)
+	}
+	e.send(1, conv, "a", "quiet")
+	waitFor(t, "offline push to 3", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return len(rec.offline[3]) == 2
+	})
+	rec.mu.Lock()
+	n2 := len(rec.offline[2])
+	rec.mu.Unlock()
+	if n2 != 1 { // the creation notice came before do-not-disturb
+		t.Fatalf("user 2 with do-not-disturb got %d offline pushes, want 1", n2)
+	}
+	if c := e.conversation(2, conv); !c.DND {
+		t.Fatal("DND not in the conversation list")
+	}
+	// The setting survives a restart (the committer reloads the group).
+	e.crash()
+	if !e.conversation(2, conv).DND {
+		t.Fatal("DND lost on restart")
+	}
+}
+
+func TestSyncAndHistoryPaging(t *testing.T) {
+	e := newEnv(t, Config{})
+	conv := e.create(1, 2)
+	for i := range 45 {
+		e.send(1, conv, fmt.Sprint(i), fmt.Sprint(i))
+	}
+	res, err := e.svc.Sync(ctx, 2, 0, 10)
+	if err != nil || len(res.Entries) != 10 || !res.HasMore || res.Head != 46 {
+		t.Fatalf("Sync = %d entries, more %v, head %d, %v", len(res.Entries), res.HasMore, res.Head, err)
+	}
+	res, err = e.svc.Sync(ctx, 2, 40, 10)
+	if err != nil || len(res.Entries) != 6 || res.HasMore {
+		t.Fatalf("tail Sync = %d entries, more %v, %v", len(res.Entries), res.HasMore, err)
+	}
+	if res, _ := e.svc.Sync(ctx, 2, 46, 0); len(res.Entries) != 0 || res.HasMore || res.Head != 46 {
+		t.Fatalf("Sync at head = %+v", res)
+	}
+
+	// Scroll back through history 20 at a time: 46 messages in 3 pages.
+	var got []uint64
+	var before uint64
+	for {
+		page, err := e.svc.History(ctx, 2, conv, before, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		if len(page) > DefaultHistoryLimit {
+			t.Fatalf("page of %d", len(page))
+		}
+		for _, m := range page {
+			got = append(got, m.ConvSeq)
+		}
+		before = page[len(page)-1].ConvSeq
+	}
+	for i, n := range got {
+		if n != uint64(46-i) {
+			t.Fatalf("history %v is not 46..1", got)
+		}
+	}
+	if len(got) != 46 {
+		t.Fatalf("history has %d messages", len(got))
+	}
+}
+
+func TestHistoryStartsAtJoin(t *testing.T) {
+	e := newEnv(t, Config{})
+	conv := e.create(1)
+	for i := range 5 {
+		e.send(1, conv, fmt.Sprint(i), "old")
+	}
+	if err := e.svc.Invite(ctx, 1, conv, []uint64{2}); err != nil {
+		t.Fatal(err)
+	}
+	e.send(1, conv, "new", "new")
+	h, err := e.svc.History(ctx, 2, conv, 0, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h) != 2 || h[0].ConvSeq != 8 || h[1].ConvSeq != 7 {
+		t.Fatalf("history of a late joiner: %+v", h)
+	}
+	if h, _ := e.svc.History(ctx, 2, conv, 7, 50); len(h) != 0 {
+		t.Fatalf("history before the join point: %d messages", len(h))
+	}
+}
+
+func TestClose(t *testing.T) {
+	e := newEnv(t, Config{})
+	conv := e.create(1, 2)
+	e.svc.Close()
+	if _, err := e.svc.SendGroupMessage(ctx, 1, conv, "x", timeline.KindText, nil); !errors.Is(err, ErrClosed) {
+		t.Fatalf("send after Close: %v", err)
+	}
+	if err := e.svc.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLeaveAndRejoinInOneBatch queues a leave and a new invitation of the
+// same user into one group commit: the batch must end with the user a
+// member, in the store as in the cache.
+func TestLeaveAndRejoinInOneBatch(t *testing.T) {
+	release := make(chan struct{})
+	var held atomic.Bool
+	e := newEnv(t, Config{stepHook: func(step string) bool {
+		if step == "before-commit" && held.CompareAndSwap(true, false) {
+			<-release
+		}
+		return false
+	}})
+	conv := e.create(1, 2, 3)
+	held.Store(true)
+	go e.send(1, conv, "blocker", "holds the committer")
+	waitFor(t, "the committer to hold", func() bool { return !held.Load() })
+	errs := make(chan error, 2)
+	go func() { errs <- e.svc.Leave(ctx, 3, conv) }()
+	waitFor(t, "the leave to queue", func() bool { return len(e.svc.cmds) == 1 })
+	go func() { errs <- e.svc.Invite(ctx, 1, conv, []uint64{3}) }()
+	waitFor(t, "the invite to queue", func() bool { return len(e.svc.cmds) == 2 })
+	close(release)
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.crash() // reload membership from the store
+	e.send(3, conv, "back", "member again")
+	info, err := e.svc.Group(ctx, 3, conv)
+	if err != nil || len(info.Members) != 3 {
+		t.Fatalf("group after leave and rejoin: %+v, %v", info, err)
+	}
+}

@@ -1,0 +1,372 @@
+package inbox
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/inboxd/inboxd/timeline"
+)
+
+// TestRandomizedModel runs random group operations from many goroutines,
+// with simulated crashes at random commit steps followed by a power-cut
+// reopen, and checks the store against a model rebuilt from scratch: replay
+// each conversation's notices to know who was a member of every message, and
+// derive what every inbox, marker and unread count must be.
+func TestRandomizedModel(t *testing.T) {
+	seed := uint64(rand.Int64())
+	t.Logf("seed %d", seed)
+	m := &model{rng: rand.New(rand.NewPCG(seed, seed>>1)), acked: map[dedupKey]SendResult{}}
+	steps := []string{"before-commit", "after-commit", "after-ack"}
+	var armed atomic.Value     // the step to crash at; "" when disarmed
+	var countdown atomic.Int32 // commits to pass at that step first
+	armed.Store("")
+	crashed := make(chan struct{}, 1)
+	crashes := 0
+	e := newEnv(t, Config{MaxGroupSize: 8, stepHook: func(step string) bool {
+		if armed.Load() != step || countdown.Add(-1) > 0 {
+			return false
+		}
+		armed.Store("")
+		crashed <- struct{}{}
+		return true
+	}})
+
+	const workers, ops, users = 6, 250, 12
+	var mu sync.RWMutex // write-held while the service is reopened
+	var wg sync.WaitGroup
+	var done atomic.Int32
+	for w := range workers {
+		rng := rand.New(rand.NewPCG(seed, uint64(w)))
+		wg.Go(func() {
+			defer done.Add(1)
+			for i := range ops {
+				mu.RLock()
+				m.step(t, e.svc, rng, w, i, users)
+				mu.RUnlock()
+			}
+		})
+	}
+	for done.Load() < workers {
+		countdown.Store(int32(10 + m.intn(40)))
+		armed.Store(steps[m.intn(len(steps))])
+		select {
+		case <-crashed:
+			crashes++
+		case <-waitAll(&wg):
+		}
+		mu.Lock()
+		e.crash()
+		m.verify(t, e, users)
+		mu.Unlock()
+	}
+	wg.Wait()
+	armed.Store("")
+	m.verify(t, e, users)
+	t.Logf("%d sends acknowledged, %d groups, %d crashes", len(m.acked), len(m.groups), crashes)
+	if len(m.acked) < workers*ops/10 || crashes == 0 {
+		t.Fatalf("the workload did too little to test anything")
+	}
+}
+
+func waitAll(wg *sync.WaitGroup) <-chan struct{} {
+	c := make(chan struct{})
+	go func() { wg.Wait(); close(c) }()
+	return c
+}
+
+type modelGroup struct {
+	id      uint64
+	members []uint64
+}
+
+type model struct {
+	mu     sync.Mutex
+	rng    *rand.Rand
+	groups []modelGroup
+	acked  map[dedupKey]SendResult // first acknowledged result per send
+	sent   []dedupKey              // for resends
+	sentTo map[dedupKey]uint64
+}
+
+func (m *model) intn(n int) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.rng.IntN(n)
+}
+
+// expectedErr reports whether err is an outcome the workload provokes on
+// purpose: a rejected command, or a crash that leaves the outcome unknown.
+func expectedErr(err error) bool {
+	for _, e := range []error{ErrNotMember, ErrForbidden, ErrGroupFull, ErrInvalid, ErrDismissed, ErrMuted, ErrClosed, ErrUnavailable, errCrashed} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+func (m *model) step(t *testing.T, svc *Service, rng *rand.Rand, w, i, users int) {
+	user := func() uint64 { return uint64(rng.IntN(users) + 1) }
+	m.mu.Lock()
+	var conv uint64
+	var likely []uint64 // members at creation: usually still members
+	if len(m.groups) > 0 {
+		g := m.groups[rng.IntN(len(m.groups))]
+		conv, likely = g.id, g.members
+	}
+	var resend dedupKey
+	if len(m.sent) > 0 {
+		resend = m.sent[rng.IntN(len(m.sent))]
+	}
+	m.mu.Unlock()
+
+	var err error
+	switch op := rng.IntN(100); {
+	case conv == 0 || op < 6:
+		var g timeline.Group
+		owner, members := user(), []uint64{user(), user(), user()}
+		g, err = svc.CreateGroup(ctx, owner, NewGroup{Members: members, Open: rng.IntN(2) == 0})
+		if err == nil {
+			m.mu.Lock()
+			m.groups = append(m.groups, modelGroup{g.ID, append(members, owner)})
+			m.mu.Unlock()
+		}
+	case op < 14:
+		err = svc.Invite(ctx, user(), conv, []uint64{user(), user()})
+	case op < 20:
+		err = svc.Join(ctx, user(), conv)
+	case op < 26:
+		err = svc.Leave(ctx, user(), conv)
+	case op < 29:
+		err = svc.Kick(ctx, user(), conv, user())
+	case op < 30:
+		err = svc.Dismiss(ctx, user(), conv)
+	case op < 36:
+		_, err = svc.MarkRead(ctx, user(), conv, uint64(rng.IntN(40)))
+	case op < 44 && resend.id != "":
+		m.mu.Lock()
+		to := m.sentTo[resend]
+		m.mu.Unlock()
+		err = m.send(svc, resend, to)
+	case op < 50:
+		u := user()
+		var after uint64
+		if r, serr := svc.Sync(ctx, u, 0, 1); serr == nil {
+			after = r.Head / 2
+		}
+		err = checkSyncPage(svc, u, after)
+	default:
+		sender := likely[rng.IntN(len(likely))]
+		if rng.IntN(10) == 0 {
+			sender = user()
+		}
+		err = m.send(svc, dedupKey{sender, fmt.Sprintf("w%d-%d", w, i)}, conv)
+	}
+	if err != nil && !expectedErr(err) {
+		t.Errorf("worker %d op %d: %v", w, i, err)
+	}
+}
+
+func (m *model) send(svc *Service, k dedupKey, conv uint64) error {
+	r, err := svc.SendGroupMessage(ctx, k.sender, conv, k.id, timeline.KindText, []byte(k.id))
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.sentTo == nil {
+		m.sentTo = map[dedupKey]uint64{}
+	}
+	if _, ok := m.sentTo[k]; !ok {
+		m.sentTo[k] = conv
+		m.sent = append(m.sent, k)
+	}
+	if err != nil {
+		return err
+	}
+	if first, ok := m.acked[k]; ok {
+		if first.MsgID != r.MsgID || first.ConvSeq != r.ConvSeq || !r.Duplicate {
+			return fmt.Errorf("resend of %v returned %+v, first ack was %+v", k, r, first)
+		}
+		return nil
+	}
+	m.acked[k] = r
+	return nil
+}
+
+// checkSyncPage reads a page concurrently with the writers: it must start
+// right after after and have no hole, each row with its message.
+func checkSyncPage(svc *Service, user, after uint64) error {
+	res, err := svc.Sync(ctx, user, after, 50)
+	if err != nil {
+		return err
+	}
+	for i, en := range res.Entries {
+		if en.Row.Seq != after+uint64(i)+1 {
+			return fmt.Errorf("user %d: sync after %d returned seq %d at %d", user, after, en.Row.Seq, i)
+		}
+		if en.Row.Kind != timeline.KindRead && (en.Msg == nil || en.Msg.ConvSeq != en.Row.ConvSeq || en.Msg.ID != en.Row.MsgID) {
+			return fmt.Errorf("user %d: row %+v with message %+v", user, en.Row, en.Msg)
+		}
+	}
+	return nil
+}
+
+// verify rebuilds what every inbox must hold from the conversations and
+// compares it with the store.
+func (m *model) verify(t *testing.T, e *env, users int) {
+	t.Helper()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	convs := map[uint64]bool{}
+	for u := 1; u <= users; u++ {
+		cs, err := e.store.Conversations(ctx, uint64(u))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range cs {
+			convs[c.Conv] = true
+		}
+	}
+	want := map[uint64][]timeline.MessageKey{} // per user, in conv_seq order per conv
+	marker := map[userConv]uint64{}
+	stored := map[dedupKey]timeline.Message{}
+	for conv := range convs {
+		msgs, err := e.store.Messages(ctx, conv, timeline.Range{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		members := map[uint64]bool{}
+		for i, msg := range msgs {
+			if msg.ConvSeq != uint64(i+1) {
+				t.Fatalf("conv %d: conv_seq %d at position %d", conv, msg.ConvSeq, i)
+			}
+			recipients, after := replay(t, members, msg)
+			if msg.Kind == timeline.KindText && !members[msg.Sender] {
+				t.Fatalf("conv %d seq %d: non-member %d sent", conv, msg.ConvSeq, msg.Sender)
+			}
+			for _, u := range recipients {
+				want[u] = append(want[u], timeline.MessageKey{Conv: conv, ConvSeq: msg.ConvSeq})
+			}
+			for u := range after {
+				if !members[u] { // joined with this message
+					marker[userConv{u, conv}] = max(marker[userConv{u, conv}], msg.ConvSeq-1)
+				}
+			}
+			if after[msg.Sender] {
+				marker[userConv{msg.Sender, conv}] = msg.ConvSeq
+			}
+			members = after
+			if msg.ClientMsgID != "" {
+				k := dedupKey{msg.Sender, msg.ClientMsgID}
+				if _, dup := stored[k]; dup {
+					t.Fatalf("send %v stored twice", k)
+				}
+				stored[k] = msg
+			}
+		}
+	}
+	for k, r := range m.acked {
+		if s, ok := stored[k]; !ok || s.ID != r.MsgID || s.ConvSeq != r.ConvSeq {
+			t.Fatalf("acknowledged send %v (%+v) lost: stored %+v", k, r, s)
+		}
+	}
+	for u := uint64(1); u <= uint64(users); u++ {
+		rows, err := e.store.Inbox(ctx, u, timeline.Range{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []timeline.MessageKey
+		for i, r := range rows {
+			if r.Seq != uint64(i+1) {
+				t.Fatalf("user %d: seq %d at position %d", u, r.Seq, i)
+			}
+			if r.Kind == timeline.KindRead {
+				k := userConv{u, r.Conv}
+				marker[k] = max(marker[k], r.ConvSeq)
+				continue
+			}
+			got = append(got, timeline.MessageKey{Conv: r.Conv, ConvSeq: r.ConvSeq})
+		}
+		// Inbox order interleaves conversations; each one's messages must
+		// come in conv_seq order, and the lists must match exactly.
+		if !slices.Equal(byConv(got), byConv(want[u])) {
+			t.Fatalf("user %d inbox\n got %v\nwant %v", u, got, want[u])
+		}
+		cs, err := e.svc.Conversations(ctx, u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range cs {
+			if c.ReadSeq != marker[userConv{u, c.Conv}] {
+				t.Fatalf("user %d conv %d: marker %d, model %d", u, c.Conv, c.ReadSeq, marker[userConv{u, c.Conv}])
+			}
+			if c.Unread != c.Head-min(c.Head, c.ReadSeq) {
+				t.Fatalf("user %d conv %d: unread %d, head %d, marker %d", u, c.Conv, c.Unread, c.Head, c.ReadSeq)
+			}
+		}
+	}
+}
+
+// byConv stably groups keys by conversation, keeping each one's order.
+func byConv(keys []timeline.MessageKey) []timeline.MessageKey {
+	out := slices.Clone(keys)
+	slices.SortStableFunc(out, func(a, b timeline.MessageKey) int {
+		switch {
+		case a.Conv < b.Conv:
+			return -1
+		case a.Conv > b.Conv:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// replay applies msg to the membership before it and returns who receives
+// it and the membership after it.
+func replay(t *testing.T, before map[uint64]bool, msg timeline.Message) ([]uint64, map[uint64]bool) {
+	after := map[uint64]bool{}
+	for u := range before {
+		after[u] = true
+	}
+	recipients := func(set map[uint64]bool) []uint64 {
+		var out []uint64
+		for u := range set {
+			out = append(out, u)
+		}
+		return out
+	}
+	if msg.Kind != timeline.KindNotice {
+		return recipients(before), after
+	}
+	var n Notice
+	if err := json.Unmarshal(msg.Body, &n); err != nil {
+		t.Fatalf("notice %d: %v", msg.ConvSeq, err)
+	}
+	switch n.Type {
+	case "create":
+		after[n.Actor] = true
+		fallthrough
+	case "invite":
+		for _, u := range n.Users {
+			after[u] = true
+		}
+		return recipients(after), after
+	case "join":
+		after[n.Actor] = true
+		return recipients(after), after
+	case "leave":
+		delete(after, n.Actor)
+	case "kick":
+		for _, u := range n.Users {
+			delete(after, u)
+		}
+	case "dismiss":
+		clear(after)
+	}
+	return recipients(before), after
+}

@@ -1,0 +1,196 @@
+package inbox
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/inboxd/inboxd/timeline"
+)
+
+// Read limits: a request asking for more gets this many.
+const (
+	DefaultSyncLimit    = 100
+	MaxSyncLimit        = 1000
+	DefaultHistoryLimit = 20
+	MaxHistoryLimit     = 100
+)
+
+// SyncResult is one page of a user's inbox.
+type SyncResult struct {
+	Entries []Entry
+	Head    uint64 // the user's newest seq when the page was read
+	HasMore bool   // entries after the page exist: sync again after the last
+}
+
+// Sync returns the user's inbox entries after afterSeq, oldest first, with
+// their messages. Reads see whole group commits, so a page never has a hole.
+func (s *Service) Sync(ctx context.Context, user, afterSeq uint64, limit int) (SyncResult, error) {
+	limit = clampLimit(limit, DefaultSyncLimit, MaxSyncLimit)
+	rows, err := s.store.Inbox(ctx, user, timeline.Range{From: afterSeq + 1, Limit: limit + 1})
+	if err != nil {
+		return SyncResult{}, fmt.Errorf("inbox: sync %d after %d: %w", user, afterSeq, err)
+	}
+	res := SyncResult{HasMore: len(rows) > limit}
+	rows = rows[:min(len(rows), limit)]
+	if res.Entries, err = s.withMessages(ctx, rows); err != nil {
+		return SyncResult{}, fmt.Errorf("inbox: sync %d: %w", user, err)
+	}
+	if res.Head, err = s.store.LastInboxSeq(ctx, user); err != nil {
+		return SyncResult{}, fmt.Errorf("inbox: sync %d: head: %w", user, err)
+	}
+	return res, nil
+}
+
+// Head returns the user's newest inbox seq.
+func (s *Service) Head(ctx context.Context, user uint64) (uint64, error) {
+	n, err := s.store.LastInboxSeq(ctx, user)
+	if err != nil {
+		return 0, fmt.Errorf("inbox: head of %d: %w", user, err)
+	}
+	return n, nil
+}
+
+func clampLimit(n, def, max int) int {
+	if n <= 0 {
+		return def
+	}
+	return min(n, max)
+}
+
+// withMessages pairs rows with their messages, read in one batch.
+func (s *Service) withMessages(ctx context.Context, rows []timeline.Row) ([]Entry, error) {
+	keys := make([]timeline.MessageKey, 0, len(rows))
+	for _, r := range rows {
+		if r.Kind != timeline.KindRead {
+			keys = append(keys, timeline.MessageKey{Conv: r.Conv, ConvSeq: r.ConvSeq})
+		}
+	}
+	msgs, err := s.store.MessagesByKey(ctx, keys)
+	if err != nil {
+		return nil, fmt.Errorf("messages: %w", err)
+	}
+	entries := make([]Entry, len(rows))
+	for i, r := range rows {
+		entries[i].Row = r
+		if r.Kind != timeline.KindRead {
+			entries[i].Msg = &msgs[0]
+			msgs = msgs[1:]
+		}
+	}
+	return entries, nil
+}
+
+// History returns up to limit messages of conv before conv_seq before (0:
+// the newest), newest first, never reaching back before the user joined.
+// Only current members read history.
+func (s *Service) History(ctx context.Context, user, conv, before uint64, limit int) ([]timeline.Message, error) {
+	c, err := s.currentMember(ctx, user, conv)
+	if err != nil {
+		return nil, fmt.Errorf("inbox: history of %d: %w", conv, err)
+	}
+	r := timeline.Range{From: c.JoinedAt, Desc: true, Limit: clampLimit(limit, DefaultHistoryLimit, MaxHistoryLimit)}
+	if before != 0 {
+		if before <= c.JoinedAt {
+			return nil, nil
+		}
+		r.To = before - 1
+	}
+	msgs, err := s.store.Messages(ctx, conv, r)
+	if err != nil {
+		return nil, fmt.Errorf("inbox: history of %d: %w", conv, err)
+	}
+	return msgs, nil
+}
+
+func (s *Service) currentMember(ctx context.Context, user, conv uint64) (timeline.Conversation, error) {
+	c, err := s.store.Conversation(ctx, user, conv)
+	if errors.Is(err, timeline.ErrNotFound) || err == nil && c.LeftAt != 0 {
+		return c, ErrNotMember
+	}
+	return c, err
+}
+
+// ConversationInfo is an entry of a user's conversation list.
+type ConversationInfo struct {
+	timeline.Conversation
+	Name   string
+	Head   uint64            // the newest conv_seq the user has
+	Unread uint64            // Head − ReadSeq
+	Last   *timeline.Message // the newest message the user has
+}
+
+// Conversations returns the user's conversations, latest activity first.
+func (s *Service) Conversations(ctx context.Context, user uint64) ([]ConversationInfo, error) {
+	convs, err := s.store.Conversations(ctx, user)
+	if err != nil {
+		return nil, fmt.Errorf("inbox: conversations of %d: %w", user, err)
+	}
+	out := make([]ConversationInfo, 0, len(convs))
+	for _, c := range convs {
+		info, err := s.conversationInfo(ctx, c)
+		if err != nil {
+			return nil, fmt.Errorf("inbox: conversations of %d: %w", user, err)
+		}
+		out = append(out, info)
+	}
+	slices.SortStableFunc(out, func(a, b ConversationInfo) int {
+		return cmp.Compare(lastTime(b), lastTime(a))
+	})
+	return out, nil
+}
+
+func lastTime(c ConversationInfo) int64 {
+	if c.Last == nil {
+		return 0
+	}
+	return c.Last.Time.UnixMilli()
+}
+
+func (s *Service) conversationInfo(ctx context.Context, c timeline.Conversation) (ConversationInfo, error) {
+	info := ConversationInfo{Conversation: c, Head: c.LeftAt}
+	g, err := s.store.Group(ctx, c.Conv)
+	if err != nil {
+		return info, fmt.Errorf("group %d: %w", c.Conv, err)
+	}
+	info.Name = g.Name
+	// The newest message the user has: the conversation's, or the one they
+	// left with.
+	r := timeline.Range{From: c.JoinedAt, To: c.LeftAt, Desc: true, Limit: 1}
+	last, err := s.store.Messages(ctx, c.Conv, r)
+	if err != nil {
+		return info, fmt.Errorf("last message of %d: %w", c.Conv, err)
+	}
+	if len(last) == 1 {
+		info.Last = &last[0]
+		info.Head = last[0].ConvSeq
+	}
+	if info.Head > c.ReadSeq {
+		info.Unread = info.Head - c.ReadSeq
+	}
+	return info, nil
+}
+
+// GroupInfo is a group with its current members.
+type GroupInfo struct {
+	timeline.Group
+	Members []timeline.Member
+}
+
+// Group returns conv's metadata and members; only members may ask.
+func (s *Service) Group(ctx context.Context, user, conv uint64) (GroupInfo, error) {
+	if _, err := s.currentMember(ctx, user, conv); err != nil {
+		return GroupInfo{}, fmt.Errorf("inbox: group %d: %w", conv, err)
+	}
+	g, err := s.store.Group(ctx, conv)
+	if err != nil {
+		return GroupInfo{}, fmt.Errorf("inbox: group %d: %w", conv, err)
+	}
+	ms, err := s.store.Members(ctx, conv)
+	if err != nil {
+		return GroupInfo{}, fmt.Errorf("inbox: members of %d: %w", conv, err)
+	}
+	return GroupInfo{Group: g, Members: ms}, nil
+}

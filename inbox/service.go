@@ -1,0 +1,176 @@
+package inbox
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/inboxd/inboxd/sequencer"
+	"github.com/inboxd/inboxd/timeline"
+)
+
+// Config configures a Service. Zero values take the defaults named.
+type Config struct {
+	Store timeline.Store
+	// Node is this server's snowflake node id, 0–1023. No two servers
+	// sharing a store may use the same one.
+	Node int64
+	// MaxGroupSize bounds the members of a group (default 500).
+	MaxGroupSize int
+	// MaxBodySize bounds a message body in bytes (default 64 KiB).
+	MaxBodySize int
+	// MaxBatchRows ends a group commit once its inbox rows reach it
+	// (default 16384); MaxBatchCommands bounds its commands (default 1024).
+	MaxBatchRows     int
+	MaxBatchCommands int
+	// Notifier and OfflinePusher receive committed entries; nil means none.
+	Notifier      Notifier
+	OfflinePusher OfflinePusher
+	Logger        *slog.Logger
+	// Now returns the server time (default time.Now); tests inject a clock.
+	Now func() time.Time
+	// MaxClockWait bounds how long New waits for a clock that runs behind
+	// the last issued msg id before it fails (default 10 s).
+	MaxClockWait time.Duration
+
+	// stepHook, set by tests, is called at each named step of a group
+	// commit; returning true stops the committer there as if the process
+	// died. A hook may also block to hold the committer.
+	stepHook func(step string) bool
+}
+
+func (c *Config) setDefaults() error {
+	if c.Store == nil {
+		return fmt.Errorf("%w: Config.Store is nil", ErrInvalid)
+	}
+	if c.Node < 0 || c.Node > 1023 {
+		return fmt.Errorf("%w: snowflake node %d outside 0–1023", ErrInvalid, c.Node)
+	}
+	setDefault(&c.MaxGroupSize, 500)
+	setDefault(&c.MaxBodySize, 64<<10)
+	setDefault(&c.MaxBatchRows, 16384)
+	setDefault(&c.MaxBatchCommands, 1024)
+	setDefault(&c.MaxClockWait, 10*time.Second)
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
+}
+
+func setDefault[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}
+
+// Service is the chat service. It is safe for concurrent use.
+type Service struct {
+	cfg   Config
+	store timeline.Store
+	seq   *sequencer.Sequencer
+	ids   *idGen
+	log   *slog.Logger
+
+	// groups caches committed group state; only the committer touches it.
+	groups map[uint64]*group
+
+	mu     sync.RWMutex // guards closed against sends on cmds
+	closed bool
+	cmds   chan *command
+
+	deliveries chan []delivery
+	done       chan struct{} // closed when the committer and dispatcher are gone
+}
+
+// New starts a Service on cfg.Store. It blocks while this node's clock is
+// behind the newest msg id it issued before (at most cfg.MaxClockWait).
+func New(ctx context.Context, cfg Config) (*Service, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	ids, err := newIDGen(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{
+		cfg:        cfg,
+		store:      cfg.Store,
+		ids:        ids,
+		log:        cfg.Logger,
+		groups:     make(map[uint64]*group),
+		cmds:       make(chan *command, 4096),
+		deliveries: make(chan []delivery, 256),
+		done:       make(chan struct{}),
+	}
+	s.seq = sequencer.New(sequencer.Config{Last: s.lastSeq})
+	dispatched := make(chan struct{})
+	go func() {
+		defer close(dispatched)
+		s.dispatch()
+	}()
+	go func() {
+		s.commitLoop()
+		close(s.deliveries)
+		<-dispatched
+		close(s.done)
+	}()
+	return s, nil
+}
+
+func (s *Service) lastSeq(ctx context.Context, k sequencer.Key) (uint64, error) {
+	if k.Space == sequencer.Conv {
+		return s.store.LastConvSeq(ctx, k.ID)
+	}
+	return s.store.LastInboxSeq(ctx, k.ID)
+}
+
+// Close stops accepting calls, finishes the commands already taken, delivers
+// their entries to the Notifier, and returns. It does not close the store.
+func (s *Service) Close() error {
+	s.mu.Lock()
+	if !s.closed {
+		s.closed = true
+		close(s.cmds)
+	}
+	s.mu.Unlock()
+	<-s.done
+	return nil
+}
+
+// command is one call waiting for the committer.
+type command struct {
+	// apply runs on the committer goroutine against the batch being built.
+	// It validates before it writes anything to tx; an error that is not a
+	// storeError fails this command only.
+	apply func(tx *txn) error
+	done  chan error
+}
+
+// do hands apply to the committer and waits until its batch is durable.
+func (s *Service) do(ctx context.Context, apply func(tx *txn) error) error {
+	c := &command{apply: apply, done: make(chan error, 1)}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case s.cmds <- c:
+		s.mu.RUnlock()
+	case <-ctx.Done():
+		s.mu.RUnlock()
+		return ctx.Err()
+	}
+	select {
+	case err := <-c.done:
+		return err
+	case <-ctx.Done():
+		// The command may still commit; a retry finds what it wrote.
+		return ctx.Err()
+	}
+}

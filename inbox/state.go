@@ -1,0 +1,283 @@
+package inbox
+
+import (
+	"errors"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/inboxd/inboxd/sequencer"
+	"github.com/inboxd/inboxd/timeline"
+)
+
+// group is the committed state of a group as the committer needs it to
+// validate and fan out. The committer copies a group before changing it, so a
+// failed batch leaves the cached one untouched.
+type group struct {
+	timeline.Group
+	members map[uint64]member
+	order   []uint64 // member ids ascending: the fan-out order
+}
+
+type member struct {
+	timeline.Member
+	dnd bool
+}
+
+func (g *group) clone() *group {
+	c := *g
+	c.members = maps.Clone(g.members)
+	c.order = slices.Clone(g.order)
+	return &c
+}
+
+func (g *group) size() int { return len(g.order) }
+
+func (g *group) add(m member) {
+	g.members[m.User] = m
+	i, found := slices.BinarySearch(g.order, m.User)
+	if !found {
+		g.order = slices.Insert(g.order, i, m.User)
+	}
+}
+
+func (g *group) remove(user uint64) {
+	delete(g.members, user)
+	if i, found := slices.BinarySearch(g.order, user); found {
+		g.order = slices.Delete(g.order, i, i+1)
+	}
+}
+
+// speaks reports whether m may send in g at now.
+func (g *group) speaks(m member, now time.Time) bool {
+	if m.MutedUntil.After(now) {
+		return false
+	}
+	return m.Role >= timeline.RoleAdmin || !g.MutedUntil.After(now)
+}
+
+// group returns the group's state as this batch sees it, loading it from the
+// store on first use.
+func (tx *txn) group(conv uint64) (*group, error) {
+	if g, ok := tx.groups[conv]; ok {
+		return g, nil
+	}
+	if g, ok := tx.s.groups[conv]; ok {
+		return g, nil
+	}
+	st := tx.s.store
+	info, err := st.Group(tx.ctx, conv)
+	if errors.Is(err, timeline.ErrNotFound) {
+		return nil, ErrNoGroup
+	}
+	if err != nil {
+		return nil, storeErr("load group", err)
+	}
+	ms, err := st.Members(tx.ctx, conv)
+	if err != nil {
+		return nil, storeErr("load members", err)
+	}
+	g := &group{Group: info, members: make(map[uint64]member, len(ms)), order: make([]uint64, 0, len(ms))}
+	for _, m := range ms {
+		c, err := st.Conversation(tx.ctx, m.User, conv)
+		if err != nil && !errors.Is(err, timeline.ErrNotFound) {
+			return nil, storeErr("load conversation", err)
+		}
+		g.add(member{Member: m, dnd: c.DND})
+	}
+	tx.s.groups[conv] = g
+	return g, nil
+}
+
+// mutable returns a copy of the group owned by this batch.
+func (tx *txn) mutable(g *group) *group {
+	if tx.groups[g.ID] == g {
+		return g
+	}
+	c := g.clone()
+	tx.groups[g.ID] = c
+	return c
+}
+
+// liveGroup returns the group if it exists and is not dismissed.
+func (tx *txn) liveGroup(conv uint64) (*group, error) {
+	g, err := tx.group(conv)
+	if err != nil {
+		return nil, err
+	}
+	if g.Dismissed {
+		return nil, ErrDismissed
+	}
+	return g, nil
+}
+
+// memberOf returns user's membership of a live group.
+func (tx *txn) memberOf(conv, user uint64) (*group, member, error) {
+	g, err := tx.liveGroup(conv)
+	if err != nil {
+		return nil, member{}, err
+	}
+	m, ok := g.members[user]
+	if !ok {
+		return nil, member{}, ErrNotMember
+	}
+	return g, m, nil
+}
+
+func (tx *txn) conversation(user, conv uint64) (timeline.Conversation, error) {
+	if c, ok := tx.convs[userConv{user, conv}]; ok {
+		return c, nil
+	}
+	c, err := tx.s.store.Conversation(tx.ctx, user, conv)
+	if errors.Is(err, timeline.ErrNotFound) {
+		return c, ErrNotMember
+	}
+	if err != nil {
+		return c, storeErr("read conversation", err)
+	}
+	return c, nil
+}
+
+func (tx *txn) putConversation(c timeline.Conversation) {
+	tx.convs[userConv{c.User, c.Conv}] = c
+	tx.b.Conversations = append(tx.b.Conversations, c)
+}
+
+func (tx *txn) readSeq(user, conv uint64) (uint64, error) {
+	if m, ok := tx.markers[userConv{user, conv}]; ok {
+		return m, nil
+	}
+	c, err := tx.conversation(user, conv)
+	return c.ReadSeq, err
+}
+
+func (tx *txn) setMarker(user, conv, readSeq uint64) {
+	tx.markers[userConv{user, conv}] = readSeq
+	tx.b.Markers = append(tx.b.Markers, timeline.Marker{User: user, Conv: conv, ReadSeq: readSeq})
+}
+
+func (tx *txn) dedup(sender uint64, id string) (timeline.Dedup, bool, error) {
+	if d, ok := tx.dedups[dedupKey{sender, id}]; ok {
+		return d, true, nil
+	}
+	d, err := tx.s.store.Dedup(tx.ctx, sender, id)
+	if errors.Is(err, timeline.ErrNotFound) {
+		return d, false, nil
+	}
+	if err != nil {
+		return d, false, storeErr("read dedup", err)
+	}
+	return d, true, nil
+}
+
+func (tx *txn) convHead(conv uint64) (uint64, error) {
+	n, err := tx.seq.Last(tx.ctx, sequencer.Key{Space: sequencer.Conv, ID: conv})
+	if err != nil {
+		return 0, storeErr("conv head", err)
+	}
+	return n, nil
+}
+
+// putMember writes m, undoing a removal of the same member earlier in the
+// batch: a batch never both writes and removes one member.
+func (tx *txn) putMember(m timeline.Member) {
+	tx.b.RemoveMembers = slices.DeleteFunc(tx.b.RemoveMembers, func(k timeline.MemberKey) bool { return k.Conv == m.Conv && k.User == m.User })
+	tx.b.Members = append(tx.b.Members, m)
+}
+
+// join makes user a member from conv_seq at on; the caller posts the notice
+// at that conv_seq next.
+func (tx *txn) join(g *group, user uint64, role timeline.Role, at uint64) error {
+	old, err := tx.conversation(user, g.ID)
+	if err != nil && !errors.Is(err, ErrNotMember) {
+		return err
+	}
+	g.add(member{Member: timeline.Member{Conv: g.ID, User: user, Role: role, JoinedAt: at}, dnd: old.DND})
+	tx.putMember(g.members[user].Member)
+	tx.putConversation(timeline.Conversation{User: user, Conv: g.ID, JoinedAt: at, DND: old.DND})
+	// Everything before the join point counts as read, so unread starts at
+	// the notice that made the user a member.
+	tx.setMarker(user, g.ID, at-1)
+	return nil
+}
+
+// leave ends user's membership after conv_seq at, the notice of the leave.
+func (tx *txn) leave(g *group, user, at uint64) error {
+	m := g.members[user]
+	g.remove(user)
+	k := timeline.MemberKey{Conv: g.ID, User: user}
+	tx.b.Members = slices.DeleteFunc(tx.b.Members, func(m timeline.Member) bool { return m.Conv == k.Conv && m.User == k.User })
+	tx.b.RemoveMembers = append(tx.b.RemoveMembers, k)
+	c, err := tx.conversation(user, g.ID)
+	if err != nil {
+		return err
+	}
+	c.JoinedAt, c.LeftAt = m.JoinedAt, at
+	tx.putConversation(c)
+	return nil
+}
+
+// post appends a message to g's conversation and fans it out: one inbox row
+// for every member and for each of also (who are leaving with this message).
+func (tx *txn) post(g *group, sender uint64, clientMsgID string, kind timeline.Kind, body []byte, also ...uint64) (*timeline.Message, error) {
+	convSeq, err := tx.seq.Next(tx.ctx, sequencer.Key{Space: sequencer.Conv, ID: g.ID})
+	if err != nil {
+		return nil, storeErr("assign conv_seq", err)
+	}
+	id := tx.s.ids.next()
+	tx.lastID = id
+	tx.b.Messages = append(tx.b.Messages, timeline.Message{
+		Conv: g.ID, ConvSeq: convSeq, ID: id, Sender: sender,
+		ClientMsgID: clientMsgID, Kind: kind, Body: body, Time: tx.now,
+	})
+	msg := &tx.b.Messages[len(tx.b.Messages)-1]
+	// The batch's slice may grow and move: deliveries keep their own copy.
+	shared := new(timeline.Message)
+	*shared = *msg
+	for _, u := range g.order {
+		m := g.members[u]
+		if err := tx.deliver(u, shared, u != sender && !m.dnd); err != nil {
+			return nil, err
+		}
+	}
+	for _, u := range also {
+		if err := tx.deliver(u, shared, false); err != nil {
+			return nil, err
+		}
+	}
+	if _, ok := g.members[sender]; ok {
+		// Sending reads everything before: the sender's marker moves with
+		// the send, and the sender's devices learn it from the row itself.
+		tx.setMarker(sender, g.ID, convSeq)
+	}
+	if clientMsgID != "" {
+		d := timeline.Dedup{Sender: sender, ClientMsgID: clientMsgID, Conv: g.ID, ConvSeq: convSeq, MsgID: id, Time: tx.now}
+		tx.dedups[dedupKey{sender, clientMsgID}] = d
+		tx.b.Dedups = append(tx.b.Dedups, d)
+	}
+	return shared, nil
+}
+
+// deliver appends one inbox row for user.
+func (tx *txn) deliver(user uint64, msg *timeline.Message, push bool) error {
+	seq, err := tx.seq.Next(tx.ctx, sequencer.Key{Space: sequencer.Inbox, ID: user})
+	if err != nil {
+		return storeErr("assign seq", err)
+	}
+	row := timeline.Row{User: user, Seq: seq, Conv: msg.Conv, ConvSeq: msg.ConvSeq, MsgID: msg.ID, Kind: msg.Kind}
+	tx.b.Rows = append(tx.b.Rows, row)
+	tx.deliveries = append(tx.deliveries, delivery{Entry: Entry{Row: row, Msg: msg}, push: push})
+	return nil
+}
+
+// deliverRead appends a KindRead row telling user's devices the new marker.
+func (tx *txn) deliverRead(user, conv, readSeq uint64) error {
+	seq, err := tx.seq.Next(tx.ctx, sequencer.Key{Space: sequencer.Inbox, ID: user})
+	if err != nil {
+		return storeErr("assign seq", err)
+	}
+	row := timeline.Row{User: user, Seq: seq, Conv: conv, ConvSeq: readSeq, Kind: timeline.KindRead}
+	tx.b.Rows = append(tx.b.Rows, row)
+	tx.deliveries = append(tx.deliveries, delivery{Entry: Entry{Row: row}})
+	return nil
+}

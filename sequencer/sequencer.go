@@ -1,0 +1,210 @@
+// Package sequencer hands out contiguous sequence numbers per key: the seqs of
+// a user's inbox and the conv_seqs of a conversation.
+//
+// There is no counter stored apart from the timelines: a key's next seq is the
+// seq of the key's newest committed entry plus one, read from the store the
+// first time the key is used and kept in memory afterwards. That only works if
+// the sequencer is the one writer of its keys, so the duties of its user are:
+//
+//  1. Begin a Txn, take seqs with Next for every entry the batch will hold.
+//  2. Commit the batch to the store (atomically).
+//  3. On success call Txn.Commit: the seqs become the keys' new heads.
+//     On failure call Txn.Abort: the keys are forgotten and reloaded from
+//     the store on their next use, so a batch whose outcome is unknown can
+//     never leave a hole or a reused seq behind.
+//
+// A key belongs to one open Txn at a time; another Txn asking for it gets
+// ErrBusy rather than a seq that could commit out of order.
+package sequencer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// ErrBusy is returned by Txn.Next and Txn.Last when another open Txn holds the key.
+var ErrBusy = errors.New("sequencer: key held by another transaction")
+
+// Space separates the key spaces that share one Sequencer.
+type Space uint8
+
+const (
+	Inbox Space = 1 // ID is a user id
+	Conv  Space = 2 // ID is a conversation id
+)
+
+// Key names one sequence.
+type Key struct {
+	Space Space
+	ID    uint64
+}
+
+func (k Key) String() string {
+	switch k.Space {
+	case Inbox:
+		return fmt.Sprintf("inbox %d", k.ID)
+	case Conv:
+		return fmt.Sprintf("conv %d", k.ID)
+	}
+	return fmt.Sprintf("space %d id %d", k.Space, k.ID)
+}
+
+// Config configures a Sequencer.
+type Config struct {
+	// Last returns the seq of the key's newest committed entry, 0 if none.
+	// It is called without locks held and may do I/O.
+	Last func(ctx context.Context, key Key) (uint64, error)
+	// MaxKeys bounds how many keys' heads stay in memory; idle keys beyond it
+	// are forgotten and reloaded when next used. 0 means 1<<20.
+	MaxKeys int
+}
+
+// Sequencer assigns seqs. It is safe for concurrent use.
+type Sequencer struct {
+	last    func(ctx context.Context, key Key) (uint64, error)
+	maxKeys int
+
+	mu   sync.Mutex
+	keys map[Key]*head
+	// loads counts heads read from the store, for tests and metrics.
+	loads uint64
+}
+
+type head struct {
+	last  uint64 // newest committed seq
+	owner *Txn   // the open Txn holding the key, if any
+}
+
+// New returns a Sequencer reading heads through cfg.Last.
+func New(cfg Config) *Sequencer {
+	if cfg.Last == nil {
+		panic("sequencer: Config.Last is nil")
+	}
+	if cfg.MaxKeys <= 0 {
+		cfg.MaxKeys = 1 << 20
+	}
+	return &Sequencer{last: cfg.Last, maxKeys: cfg.MaxKeys, keys: make(map[Key]*head)}
+}
+
+// Loads returns how many heads have been read from the store so far.
+func (s *Sequencer) Loads() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.loads
+}
+
+// Begin opens a transaction.
+func (s *Sequencer) Begin() *Txn {
+	return &Txn{s: s, pending: make(map[Key]uint64)}
+}
+
+// Txn is a set of seq assignments that become permanent together. A Txn is
+// used by one goroutine.
+type Txn struct {
+	s       *Sequencer
+	pending map[Key]uint64 // key -> last seq assigned in this Txn
+	done    bool
+}
+
+// Next assigns the key's next seq.
+func (t *Txn) Next(ctx context.Context, key Key) (uint64, error) {
+	last, err := t.Last(ctx, key)
+	if err != nil {
+		return 0, err
+	}
+	t.pending[key] = last + 1
+	return last + 1, nil
+}
+
+// Last returns the key's newest seq, counting those assigned in this Txn,
+// and holds the key for this Txn.
+func (t *Txn) Last(ctx context.Context, key Key) (uint64, error) {
+	if t.done {
+		panic("sequencer: use of a finished Txn")
+	}
+	if last, ok := t.pending[key]; ok {
+		return last, nil
+	}
+	s := t.s
+	s.mu.Lock()
+	h, ok := s.keys[key]
+	if ok {
+		if h.owner != nil {
+			s.mu.Unlock()
+			return 0, fmt.Errorf("%w: %v", ErrBusy, key)
+		}
+		h.owner = t
+		s.mu.Unlock()
+		t.pending[key] = h.last
+		return h.last, nil
+	}
+	// Hold the key while loading so that nobody else loads or assigns it.
+	h = &head{owner: t}
+	s.keys[key] = h
+	s.loads++
+	s.mu.Unlock()
+
+	last, err := s.last(ctx, key)
+	if err != nil {
+		s.mu.Lock()
+		delete(s.keys, key)
+		s.mu.Unlock()
+		return 0, fmt.Errorf("sequencer: load %v: %w", key, err)
+	}
+	h.last = last // only this Txn touches h while it owns it
+	t.pending[key] = last
+	return last, nil
+}
+
+// Commit makes the Txn's assignments the keys' heads and releases the keys.
+// Call it only after the entries carrying the seqs are durable.
+func (t *Txn) Commit() {
+	t.finish(func(h *head, last uint64) bool {
+		h.last = last
+		return true
+	})
+}
+
+// Abort releases the keys and forgets their heads, so that they are reloaded
+// from the store: after a failed write nobody knows which seqs landed.
+func (t *Txn) Abort() {
+	t.finish(func(*head, uint64) bool { return false })
+}
+
+func (t *Txn) finish(keep func(h *head, last uint64) bool) {
+	if t.done {
+		panic("sequencer: Txn finished twice")
+	}
+	t.done = true
+	s := t.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for key, last := range t.pending {
+		h := s.keys[key]
+		if h == nil || h.owner != t {
+			panic(fmt.Sprintf("sequencer: %v not held by the finishing Txn", key))
+		}
+		h.owner = nil
+		if !keep(h, last) {
+			delete(s.keys, key)
+		}
+	}
+	s.evictLocked()
+}
+
+// evictLocked forgets idle keys beyond maxKeys. Which ones does not matter
+// for correctness: a forgotten key is reloaded from the store.
+func (s *Sequencer) evictLocked() {
+	excess := len(s.keys) - s.maxKeys
+	for key, h := range s.keys {
+		if excess <= 0 {
+			return
+		}
+		if h.owner == nil {
+			delete(s.keys, key)
+			excess--
+		}
+	}
+}

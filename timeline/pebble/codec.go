@@ -1,0 +1,279 @@
+package pebble
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/inboxd/inboxd/timeline"
+)
+
+// valueVersion leads every value, so that a later layout of a record can be
+// told apart from this one without rewriting the store.
+const valueVersion = 1
+
+// Bits of the flags byte of group and conversation values.
+const (
+	flagGroupOpen      = 1 << 0
+	flagGroupDismissed = 1 << 1
+	flagConvDND        = 1 << 0
+)
+
+// errCorrupt is wrapped by every decoding error.
+var errCorrupt = errors.New("corrupt value")
+
+// The encoders append a value to dst; the record's key fields are not part of
+// it. Times are stored as Unix milliseconds, the precision the contract keeps.
+
+func appendRowValue(dst []byte, r *timeline.Row) []byte {
+	dst = append(dst, valueVersion)
+	dst = binary.AppendUvarint(dst, r.Conv)
+	dst = binary.AppendUvarint(dst, r.ConvSeq)
+	dst = binary.AppendUvarint(dst, r.MsgID)
+	return binary.AppendUvarint(dst, uint64(r.Kind))
+}
+
+func appendMessageValue(dst []byte, m *timeline.Message) []byte {
+	dst = append(dst, valueVersion)
+	dst = binary.AppendUvarint(dst, m.ID)
+	dst = binary.AppendUvarint(dst, m.Sender)
+	dst = binary.AppendUvarint(dst, uint64(m.Kind))
+	dst = binary.AppendVarint(dst, m.Time.UnixMilli())
+	dst = appendString(dst, m.ClientMsgID)
+	dst = binary.AppendUvarint(dst, uint64(len(m.Body)))
+	return append(dst, m.Body...)
+}
+
+func appendGroupValue(dst []byte, g *timeline.Group) []byte {
+	var flags byte
+	if g.Open {
+		flags |= flagGroupOpen
+	}
+	if g.Dismissed {
+		flags |= flagGroupDismissed
+	}
+	dst = append(dst, valueVersion, flags)
+	dst = appendString(dst, g.Name)
+	dst = binary.AppendUvarint(dst, g.Owner)
+	dst = binary.AppendVarint(dst, g.Created.UnixMilli())
+	return binary.AppendVarint(dst, g.MutedUntil.UnixMilli())
+}
+
+func appendMemberValue(dst []byte, m *timeline.Member) []byte {
+	dst = append(dst, valueVersion, byte(m.Role))
+	dst = binary.AppendUvarint(dst, m.JoinedAt)
+	return binary.AppendVarint(dst, m.MutedUntil.UnixMilli())
+}
+
+// appendConversationValue leaves out c.ReadSeq: markers live under their own
+// key (see the package doc).
+func appendConversationValue(dst []byte, c *timeline.Conversation) []byte {
+	var flags byte
+	if c.DND {
+		flags |= flagConvDND
+	}
+	dst = append(dst, valueVersion, flags)
+	dst = binary.AppendUvarint(dst, c.JoinedAt)
+	return binary.AppendUvarint(dst, c.LeftAt)
+}
+
+// appendUint64Value encodes the one-number values: read markers and clocks.
+func appendUint64Value(dst []byte, v uint64) []byte {
+	return binary.AppendUvarint(append(dst, valueVersion), v)
+}
+
+func appendDedupValue(dst []byte, d *timeline.Dedup) []byte {
+	dst = append(dst, valueVersion)
+	dst = binary.AppendUvarint(dst, d.Conv)
+	dst = binary.AppendUvarint(dst, d.ConvSeq)
+	dst = binary.AppendUvarint(dst, d.MsgID)
+	return binary.AppendVarint(dst, d.Time.UnixMilli())
+}
+
+func appendString(dst []byte, s string) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
+}
+
+// The decoders fill the value fields of a record from a value written by the
+// matching encoder. They copy what they keep: Pebble reuses value memory.
+
+func decodeRowValue(val []byte, r *timeline.Row) error {
+	d := newDecoder(val)
+	r.Conv = d.uvarint()
+	r.ConvSeq = d.uvarint()
+	r.MsgID = d.uvarint()
+	r.Kind = d.kind()
+	return d.finish("row")
+}
+
+func decodeMessageValue(val []byte, m *timeline.Message) error {
+	d := newDecoder(val)
+	m.ID = d.uvarint()
+	m.Sender = d.uvarint()
+	m.Kind = d.kind()
+	m.Time = d.time()
+	m.ClientMsgID = string(d.bytes())
+	m.Body = nil
+	if body := d.bytes(); len(body) > 0 {
+		m.Body = append([]byte(nil), body...)
+	}
+	return d.finish("message")
+}
+
+func decodeGroupValue(val []byte, g *timeline.Group) error {
+	d := newDecoder(val)
+	flags := d.flags(flagGroupOpen | flagGroupDismissed)
+	g.Open = flags&flagGroupOpen != 0
+	g.Dismissed = flags&flagGroupDismissed != 0
+	g.Name = string(d.bytes())
+	g.Owner = d.uvarint()
+	g.Created = d.time()
+	g.MutedUntil = d.time()
+	return d.finish("group")
+}
+
+func decodeMemberValue(val []byte, m *timeline.Member) error {
+	d := newDecoder(val)
+	m.Role = timeline.Role(d.byte())
+	m.JoinedAt = d.uvarint()
+	m.MutedUntil = d.time()
+	return d.finish("member")
+}
+
+func decodeConversationValue(val []byte, c *timeline.Conversation) error {
+	d := newDecoder(val)
+	c.DND = d.flags(flagConvDND)&flagConvDND != 0
+	c.JoinedAt = d.uvarint()
+	c.LeftAt = d.uvarint()
+	return d.finish("conversation")
+}
+
+func decodeUint64Value(val []byte, v *uint64) error {
+	d := newDecoder(val)
+	*v = d.uvarint()
+	return d.finish("number")
+}
+
+func decodeDedupValue(val []byte, dd *timeline.Dedup) error {
+	d := newDecoder(val)
+	dd.Conv = d.uvarint()
+	dd.ConvSeq = d.uvarint()
+	dd.MsgID = d.uvarint()
+	dd.Time = d.time()
+	return d.finish("dedup")
+}
+
+// decoder reads a value's fields in order. The first failure sticks: later
+// reads return zero values and finish reports it, so decoders need no error
+// check per field.
+type decoder struct {
+	buf []byte
+	off int // bytes consumed, for error messages
+	err error
+}
+
+// newDecoder returns a decoder positioned after val's version byte.
+func newDecoder(val []byte) decoder {
+	d := decoder{buf: val}
+	if v := d.byte(); d.err == nil && v != valueVersion {
+		d.fail(fmt.Sprintf("unknown value version %d", v))
+	}
+	return d
+}
+
+func (d *decoder) fail(msg string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%s at byte %d", msg, d.off)
+	}
+}
+
+func (d *decoder) advance(n int) {
+	d.buf = d.buf[n:]
+	d.off += n
+}
+
+func (d *decoder) byte() byte {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.buf) == 0 {
+		d.fail("truncated")
+		return 0
+	}
+	b := d.buf[0]
+	d.advance(1)
+	return b
+}
+
+func (d *decoder) uvarint() uint64 { return readVarint(d, binary.Uvarint, "bad uvarint") }
+
+func (d *decoder) varint() int64 { return readVarint(d, binary.Varint, "bad varint") }
+
+func readVarint[T uint64 | int64](d *decoder, read func([]byte) (T, int), bad string) T {
+	if d.err != nil {
+		return 0
+	}
+	v, n := read(d.buf)
+	if n <= 0 {
+		d.fail(bad)
+		return 0
+	}
+	d.advance(n)
+	return v
+}
+
+// bytes reads a length-prefixed byte string. The result aliases the value.
+func (d *decoder) bytes() []byte {
+	n := d.uvarint()
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.buf)) {
+		d.fail(fmt.Sprintf("length %d exceeds the %d bytes left", n, len(d.buf)))
+		return nil
+	}
+	b := d.buf[:n:n]
+	d.advance(int(n))
+	return b
+}
+
+func (d *decoder) kind() timeline.Kind {
+	k := d.uvarint()
+	if k > 0xFFFF {
+		d.fail(fmt.Sprintf("kind %d out of range", k))
+		return 0
+	}
+	return timeline.Kind(k)
+}
+
+func (d *decoder) time() time.Time {
+	ms := d.varint()
+	if d.err != nil {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms).UTC()
+}
+
+// flags reads a flags byte and rejects bits outside known.
+func (d *decoder) flags(known byte) byte {
+	f := d.byte()
+	if f&^known != 0 {
+		d.fail(fmt.Sprintf("unknown flags %#x", f&^known))
+		return 0
+	}
+	return f
+}
+
+// finish reports the first failure, or trailing bytes, as an error about a
+// value of the named record type.
+func (d *decoder) finish(what string) error {
+	if d.err == nil && len(d.buf) > 0 {
+		d.fail(fmt.Sprintf("%d trailing bytes", len(d.buf)))
+	}
+	if d.err != nil {
+		return fmt.Errorf("%w of %s: %w", errCorrupt, what, d.err)
+	}
+	return nil
+}

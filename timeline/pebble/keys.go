@@ -1,0 +1,75 @@
+package pebble
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// Record type prefixes; see the package doc for the layout behind each.
+const (
+	prefixInbox        = 'i'
+	prefixMessage      = 'c'
+	prefixGroup        = 'g'
+	prefixMember       = 'm'
+	prefixConversation = 'u'
+	prefixMarker       = 'r'
+	prefixDedup        = 'd'
+	prefixClock        = 'k'
+	prefixVersion      = 'v'
+)
+
+const (
+	idKeyLen   = 1 + 8     // prefix, id
+	pairKeyLen = 1 + 8 + 8 // prefix, id, id or seq
+)
+
+// appendKey appends prefix and the big-endian ids to dst.
+func appendKey(dst []byte, prefix byte, ids ...uint64) []byte {
+	dst = append(dst, prefix)
+	for _, id := range ids {
+		dst = binary.BigEndian.AppendUint64(dst, id)
+	}
+	return dst
+}
+
+// appendDedupKey appends the key of the dedup record of (sender, clientMsgID).
+// The sender is fixed-width, so the variable-length id at the end cannot make
+// two pairs share a key.
+func appendDedupKey(dst []byte, sender uint64, clientMsgID string) []byte {
+	return append(appendKey(dst, prefixDedup, sender), clientMsgID...)
+}
+
+// prefixEnd returns the smallest key greater than every key that starts with
+// p, or nil (no upper bound) when p is all 0xFF. It reuses p's memory.
+func prefixEnd(p []byte) []byte {
+	for i := len(p) - 1; i >= 0; i-- {
+		if p[i] != 0xFF {
+			p[i]++
+			return p[:i+1]
+		}
+	}
+	return nil
+}
+
+// bounds returns the key bounds [lower, upper) of the entries of timeline id
+// with seqs from..to (to == 0: unbounded), and ok false when there are none.
+func bounds(prefix byte, id, from, to uint64) (lower, upper []byte, ok bool) {
+	if to != 0 && from > to {
+		return nil, nil, false
+	}
+	lower = appendKey(make([]byte, 0, pairKeyLen), prefix, id, from)
+	if to == 0 || to == ^uint64(0) {
+		upper = prefixEnd(appendKey(make([]byte, 0, idKeyLen), prefix, id))
+	} else {
+		upper = appendKey(make([]byte, 0, pairKeyLen), prefix, id, to+1)
+	}
+	return lower, upper, true
+}
+
+// pairKeyIDs returns the two ids of a key of the form prefix id(8) id(8).
+func pairKeyIDs(key []byte) (a, b uint64, err error) {
+	if len(key) != pairKeyLen {
+		return 0, 0, fmt.Errorf("%w: key of %d bytes, want %d", errCorrupt, len(key), pairKeyLen)
+	}
+	return binary.BigEndian.Uint64(key[1:9]), binary.BigEndian.Uint64(key[9:]), nil
+}

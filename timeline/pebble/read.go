@@ -1,0 +1,298 @@
+package pebble
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/inboxd/inboxd/timeline"
+)
+
+// Inbox implements timeline.TimelineReader.
+func (s *Store) Inbox(ctx context.Context, user uint64, r timeline.Range) ([]timeline.Row, error) {
+	return scanAll(s, ctx, "inbox", prefixInbox, user, r, decodeRow)
+}
+
+// LastInboxSeq implements timeline.TimelineReader.
+func (s *Store) LastInboxSeq(ctx context.Context, user uint64) (uint64, error) {
+	return s.lastSeq(ctx, "last inbox seq", prefixInbox, user)
+}
+
+// Messages implements timeline.TimelineReader.
+func (s *Store) Messages(ctx context.Context, conv uint64, r timeline.Range) ([]timeline.Message, error) {
+	return scanAll(s, ctx, "messages", prefixMessage, conv, r, decodeMessage)
+}
+
+// LastConvSeq implements timeline.TimelineReader.
+func (s *Store) LastConvSeq(ctx context.Context, conv uint64) (uint64, error) {
+	return s.lastSeq(ctx, "last conv seq", prefixMessage, conv)
+}
+
+// MessagesByKey implements timeline.TimelineReader. Point lookups suit the
+// callers (an inbox page names messages scattered over conversations) and
+// each one is served from the memtable, the block cache or a bloom-filtered
+// table.
+func (s *Store) MessagesByKey(ctx context.Context, keys []timeline.MessageKey) ([]timeline.Message, error) {
+	msgs := make([]timeline.Message, len(keys))
+	err := s.read(ctx, "messages by key", func() error {
+		key := make([]byte, 0, pairKeyLen)
+		for i, k := range keys {
+			key = appendKey(key[:0], prefixMessage, k.Conv, k.ConvSeq)
+			err := getRecord(s.db, key, &msgs[i], decodeMessage)
+			if errors.Is(err, timeline.ErrNotFound) {
+				return fmt.Errorf("message %d/%d: %w", k.Conv, k.ConvSeq, err)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return orZero(msgs, err)
+}
+
+// Group implements timeline.MetaReader.
+func (s *Store) Group(ctx context.Context, conv uint64) (g timeline.Group, err error) {
+	err = s.read(ctx, "group", func() error {
+		return getRecord(s.db, appendKey(nil, prefixGroup, conv), &g, decodeGroup)
+	})
+	return orZero(g, err)
+}
+
+// Members implements timeline.MetaReader.
+func (s *Store) Members(ctx context.Context, conv uint64) ([]timeline.Member, error) {
+	return scanAll(s, ctx, "members", prefixMember, conv, timeline.Range{}, decodeMember)
+}
+
+// Conversation implements timeline.MetaReader. A read marker without a
+// conversation entry is not a conversation: ErrNotFound.
+func (s *Store) Conversation(ctx context.Context, user, conv uint64) (c timeline.Conversation, err error) {
+	err = s.read(ctx, "conversation", func() error {
+		// One snapshot for both records, so that the entry and its marker
+		// are read as of the same commit.
+		snap := s.db.NewSnapshot()
+		defer snap.Close()
+		if err := getRecord(snap, appendKey(nil, prefixConversation, user, conv), &c, decodeConversation); err != nil {
+			return err
+		}
+		err := getRecord(snap, appendKey(nil, prefixMarker, user, conv), &c.ReadSeq, decodeUint64)
+		if errors.Is(err, timeline.ErrNotFound) {
+			return nil
+		}
+		return err
+	})
+	return orZero(c, err)
+}
+
+// Conversations implements timeline.MetaReader: the user's entries, each with
+// its read marker merged in.
+func (s *Store) Conversations(ctx context.Context, user uint64) ([]timeline.Conversation, error) {
+	var convs []timeline.Conversation
+	err := s.read(ctx, "conversations", func() error {
+		snap := s.db.NewSnapshot()
+		defer snap.Close()
+		if err := scan(snap, prefixConversation, user, timeline.Range{}, collect(&convs, decodeConversation)); err != nil {
+			return err
+		}
+		// Both scans run in conv order: merge the markers in one pass.
+		i := 0
+		return scan(snap, prefixMarker, user, timeline.Range{}, func(key, val []byte) error {
+			_, conv, err := pairKeyIDs(key)
+			if err != nil {
+				return err
+			}
+			for i < len(convs) && convs[i].Conv < conv {
+				i++
+			}
+			if i == len(convs) || convs[i].Conv != conv {
+				return nil // a marker of a conversation without an entry
+			}
+			return decodeUint64(key, val, &convs[i].ReadSeq)
+		})
+	})
+	return orZero(convs, err)
+}
+
+// Dedup implements timeline.MetaReader.
+func (s *Store) Dedup(ctx context.Context, sender uint64, clientMsgID string) (d timeline.Dedup, err error) {
+	err = s.read(ctx, "dedup", func() error {
+		return getRecord(s.db, appendDedupKey(nil, sender, clientMsgID), &d, decodeDedup)
+	})
+	return orZero(d, err)
+}
+
+// Clock implements timeline.MetaReader.
+func (s *Store) Clock(ctx context.Context, node int64) (clock uint64, err error) {
+	err = s.read(ctx, "clock", func() error {
+		err := getRecord(s.db, appendKey(nil, prefixClock, uint64(node)), &clock, decodeUint64)
+		if errors.Is(err, timeline.ErrNotFound) {
+			return nil
+		}
+		return err
+	})
+	return orZero(clock, err)
+}
+
+// read runs fn unless the store is closed or ctx is done, and wraps fn's
+// error with the name of the operation.
+func (s *Store) read(ctx context.Context, op string, fn func() error) error {
+	if err := s.enter(op); err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	err := ctx.Err()
+	if err == nil {
+		err = fn()
+	}
+	if err != nil {
+		return fmt.Errorf("timeline/pebble: %s: %w", op, err)
+	}
+	return nil
+}
+
+// scanAll returns the decoded entries of timeline id in r.
+func scanAll[T any](s *Store, ctx context.Context, op string, prefix byte, id uint64, r timeline.Range,
+	decode func(key, val []byte, v *T) error) ([]T, error) {
+	var out []T
+	err := s.read(ctx, op, func() error {
+		return scan(s.db, prefix, id, r, collect(&out, decode))
+	})
+	return orZero(out, err)
+}
+
+// lastSeq returns the seq of the newest entry of timeline id, 0 if none.
+func (s *Store) lastSeq(ctx context.Context, op string, prefix byte, id uint64) (seq uint64, err error) {
+	err = s.read(ctx, op, func() error {
+		lower, upper, _ := bounds(prefix, id, 0, 0)
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+		if err != nil {
+			return err
+		}
+		if it.Last() {
+			_, seq, err = pairKeyIDs(it.Key())
+		}
+		return errors.Join(err, it.Error(), it.Close())
+	})
+	return orZero(seq, err)
+}
+
+// orZero returns v, or T's zero value (not a half-decoded record) with err.
+func orZero[T any](v T, err error) (T, error) {
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return v, nil
+}
+
+// scan calls fn with each entry of timeline id in r, in r's order. Key and
+// value are valid only during the call.
+func scan(db pebble.Reader, prefix byte, id uint64, r timeline.Range, fn func(key, val []byte) error) error {
+	lower, upper, ok := bounds(prefix, id, r.From, r.To)
+	if !ok {
+		return nil
+	}
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return err
+	}
+	valid, step := it.First, it.Next
+	if r.Desc {
+		valid, step = it.Last, it.Prev
+	}
+	n := 0
+	for more := valid(); more && (r.Limit <= 0 || n < r.Limit); more = step() {
+		val, err := it.ValueAndErr()
+		if err == nil {
+			err = fn(it.Key(), val)
+		}
+		if err != nil {
+			return errors.Join(err, it.Close())
+		}
+		n++
+	}
+	return errors.Join(it.Error(), it.Close())
+}
+
+// getRecord looks key up and decodes its value into v; a missing key is
+// timeline.ErrNotFound.
+func getRecord[T any](db pebble.Reader, key []byte, v *T, decode func(key, val []byte, v *T) error) error {
+	val, closer, err := db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return timeline.ErrNotFound
+	}
+	if err != nil {
+		return err
+	}
+	defer closer.Close()
+	return decode(key, val, v)
+}
+
+// collect returns a scan callback that decodes each entry and appends it to
+// *out.
+func collect[T any](out *[]T, decode func(key, val []byte, v *T) error) func(key, val []byte) error {
+	return func(key, val []byte) error {
+		var v T
+		if err := decode(key, val, &v); err != nil {
+			return err
+		}
+		*out = append(*out, v)
+		return nil
+	}
+}
+
+// The record decoders below take the ids in the key and the rest from the
+// value, and name the key in their errors.
+
+func decodeRow(key, val []byte, r *timeline.Row) error {
+	return decodePair(key, val, &r.User, &r.Seq, r, decodeRowValue)
+}
+
+func decodeMessage(key, val []byte, m *timeline.Message) error {
+	return decodePair(key, val, &m.Conv, &m.ConvSeq, m, decodeMessageValue)
+}
+
+func decodeMember(key, val []byte, m *timeline.Member) error {
+	return decodePair(key, val, &m.Conv, &m.User, m, decodeMemberValue)
+}
+
+func decodeConversation(key, val []byte, c *timeline.Conversation) error {
+	return decodePair(key, val, &c.User, &c.Conv, c, decodeConversationValue)
+}
+
+func decodePair[T any](key, val []byte, a, b *uint64, v *T, decode func([]byte, *T) error) error {
+	var err error
+	if *a, *b, err = pairKeyIDs(key); err == nil {
+		err = decode(val, v)
+	}
+	if err != nil {
+		return fmt.Errorf("key %x: %w", key, err)
+	}
+	return nil
+}
+
+func decodeGroup(key, val []byte, g *timeline.Group) error {
+	g.ID = binary.BigEndian.Uint64(key[1:idKeyLen])
+	return keyed(key, decodeGroupValue(val, g))
+}
+
+// decodeUint64 decodes the one-number values: read markers and clocks.
+func decodeUint64(key, val []byte, v *uint64) error {
+	return keyed(key, decodeUint64Value(val, v))
+}
+
+func decodeDedup(key, val []byte, d *timeline.Dedup) error {
+	d.Sender = binary.BigEndian.Uint64(key[1:idKeyLen])
+	d.ClientMsgID = string(key[idKeyLen:])
+	return keyed(key, decodeDedupValue(val, d))
+}
+
+func keyed(key []byte, err error) error {
+	if err != nil {
+		return fmt.Errorf("key %x: %w", key, err)
+	}
+	return nil
+}

@@ -1,0 +1,211 @@
+// Package webhook is inboxd's offline-push hook: it posts a JSON notice of
+// each message for a user with no online device to an HTTP endpoint, where
+// an APNs or FCM sender can sit.
+//
+// PushOffline never blocks the inbox: notices wait in a bounded queue and a
+// few workers post them, retrying with exponential backoff on network errors
+// and 5xx or 429 answers. When the queue is full a notice is dropped and
+// counted: a push is a hint, and the message itself is safe in the inbox.
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/inboxd/inboxd/inbox"
+	"github.com/inboxd/inboxd/timeline"
+)
+
+// Config configures a Pusher. Zero values take the defaults named.
+type Config struct {
+	URL         string // required
+	QueueSize   int    // notices waiting (default 4096)
+	Workers     int    // concurrent posts (default 4)
+	MaxAttempts int    // posts of one notice (default 5)
+	Backoff     time.Duration
+	// Backoff is the wait after the first failure, doubled after each
+	// (default 200 ms, capped at 10 s).
+	Timeout time.Duration // one post (default 5 s)
+	Client  *http.Client
+	Logger  *slog.Logger
+}
+
+// Notice is the JSON body posted for one message.
+type Notice struct {
+	User    uint64 `json:"user"` // who should be notified
+	Seq     uint64 `json:"seq"`  // the entry's seq in the user's inbox
+	Conv    uint64 `json:"conv"`
+	ConvSeq uint64 `json:"conv_seq"`
+	MsgID   uint64 `json:"msg_id"`
+	Sender  uint64 `json:"sender"`
+	Kind    uint16 `json:"kind"`
+	TimeMs  int64  `json:"time_ms"`
+	// Preview is the start of a text message or notice, at most 120 bytes of
+	// whole UTF-8 characters; empty for other kinds.
+	Preview string `json:"preview,omitempty"`
+}
+
+// Stats counts what happened to notices.
+type Stats struct {
+	Delivered, Failed, Dropped, Retries uint64
+}
+
+// Pusher posts notices. It is an inbox.OfflinePusher.
+type Pusher struct {
+	cfg   Config
+	queue chan Notice
+	wg    sync.WaitGroup
+	stop  chan struct{} // closed by Close: cut retries short
+
+	delivered, failed, dropped, retries atomic.Uint64
+	closeOnce                           sync.Once
+}
+
+// New starts a Pusher's workers.
+func New(cfg Config) (*Pusher, error) {
+	if cfg.URL == "" {
+		return nil, errors.New("webhook: Config.URL is empty")
+	}
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&cfg.QueueSize, 4096)
+	def(&cfg.Workers, 4)
+	def(&cfg.MaxAttempts, 5)
+	if cfg.Backoff <= 0 {
+		cfg.Backoff = 200 * time.Millisecond
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	if cfg.Client == nil {
+		cfg.Client = &http.Client{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	p := &Pusher{cfg: cfg, queue: make(chan Notice, cfg.QueueSize), stop: make(chan struct{})}
+	for range cfg.Workers {
+		p.wg.Go(p.work)
+	}
+	return p, nil
+}
+
+// PushOffline queues a notice of e for user, or drops it if the queue is full.
+func (p *Pusher) PushOffline(user uint64, e inbox.Entry) {
+	n := Notice{User: user, Seq: e.Row.Seq, Conv: e.Row.Conv, ConvSeq: e.Row.ConvSeq,
+		MsgID: e.Row.MsgID, Kind: uint16(e.Row.Kind)}
+	if m := e.Msg; m != nil {
+		n.Sender, n.TimeMs = m.Sender, m.Time.UnixMilli()
+		if m.Kind == timeline.KindText || m.Kind == timeline.KindNotice {
+			n.Preview = preview(m.Body, 120)
+		}
+	}
+	select {
+	case p.queue <- n:
+	default:
+		p.dropped.Add(1)
+	}
+}
+
+// preview cuts b to at most max bytes of whole UTF-8 characters.
+func preview(b []byte, max int) string {
+	if len(b) > max {
+		b = b[:max]
+		for len(b) > 0 && !utf8.Valid(b) {
+			b = b[:len(b)-1]
+		}
+	}
+	return string(b)
+}
+
+// Stats returns the counts so far.
+func (p *Pusher) Stats() Stats {
+	return Stats{Delivered: p.delivered.Load(), Failed: p.failed.Load(), Dropped: p.dropped.Load(), Retries: p.retries.Load()}
+}
+
+// Close stops taking notices and waits until the queued ones are posted or
+// ctx ends; then pending retries give up.
+func (p *Pusher) Close(ctx context.Context) error {
+	p.closeOnce.Do(func() { close(p.queue) })
+	done := make(chan struct{})
+	go func() { p.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		close(p.stop)
+		<-done
+		return ctx.Err()
+	}
+}
+
+func (p *Pusher) work() {
+	for n := range p.queue {
+		p.deliver(n)
+	}
+}
+
+func (p *Pusher) deliver(n Notice) {
+	body, _ := json.Marshal(n)
+	wait := p.cfg.Backoff
+	for attempt := 1; ; attempt++ {
+		err := p.post(body)
+		if err == nil {
+			p.delivered.Add(1)
+			return
+		}
+		var perm permanent
+		if errors.As(err, &perm) || attempt == p.cfg.MaxAttempts {
+			p.failed.Add(1)
+			p.cfg.Logger.Warn("webhook: notice not delivered", "user", n.User, "msg_id", n.MsgID, "attempts", attempt, "err", err)
+			return
+		}
+		p.retries.Add(1)
+		select {
+		case <-time.After(wait):
+		case <-p.stop:
+			p.failed.Add(1)
+			return
+		}
+		wait = min(2*wait, 10*time.Second)
+	}
+}
+
+// permanent marks an answer that a retry cannot change.
+type permanent struct{ status int }
+
+func (e permanent) Error() string { return fmt.Sprintf("webhook: status %d", e.status) }
+
+func (p *Pusher) post(body []byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.cfg.URL, bytes.NewReader(body))
+	if err != nil {
+		return permanent{0}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := p.cfg.Client.Do(req)
+	if err != nil {
+		return fmt.Errorf("webhook: post: %w", err)
+	}
+	resp.Body.Close()
+	switch {
+	case resp.StatusCode < 300:
+		return nil
+	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
+		return fmt.Errorf("webhook: status %d", resp.StatusCode)
+	}
+	return permanent{resp.StatusCode}
+}

@@ -1,0 +1,108 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/inboxd/inboxd/inbox"
+	"github.com/inboxd/inboxd/timeline"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func entry(seq uint64, body string) inbox.Entry {
+	return inbox.Entry{
+		Row: timeline.Row{User: 7, Seq: seq, Conv: 3, ConvSeq: seq, MsgID: 100 + seq, Kind: timeline.KindText},
+		Msg: &timeline.Message{Conv: 3, ConvSeq: seq, ID: 100 + seq, Sender: 9, Kind: timeline.KindText, Body: []byte(body), Time: time.UnixMilli(5000)},
+	}
+}
+
+func TestDeliversWithRetries(t *testing.T) {
+	var mu sync.Mutex
+	var got []Notice
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1)%2 == 1 { // every notice fails once first
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		var n Notice
+		if err := json.NewDecoder(r.Body).Decode(&n); err != nil || r.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("bad post: %v", err)
+		}
+		mu.Lock()
+		got = append(got, n)
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	p, err := New(Config{URL: srv.URL, Workers: 1, Backoff: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.PushOffline(7, entry(1, "héllo"))
+	p.PushOffline(7, entry(2, string(make([]byte, 300))))
+	if err := p.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if s := p.Stats(); s.Delivered != 2 || s.Retries != 2 || s.Failed != 0 {
+		t.Fatalf("stats %+v", s)
+	}
+	want := Notice{User: 7, Seq: 1, Conv: 3, ConvSeq: 1, MsgID: 101, Sender: 9, Kind: 1, TimeMs: 5000, Preview: "héllo"}
+	if got[0] != want {
+		t.Fatalf("notice %+v, want %+v", got[0], want)
+	}
+	if len(got[1].Preview) != 120 {
+		t.Fatalf("preview of %d bytes", len(got[1].Preview))
+	}
+}
+
+func TestGivesUp(t *testing.T) {
+	tests := []struct {
+		name     string
+		status   int
+		attempts int32
+	}{
+		{"client error is final", http.StatusBadRequest, 1},
+		{"server errors retried up to the limit", http.StatusInternalServerError, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var calls atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				calls.Add(1)
+				w.WriteHeader(tt.status)
+			}))
+			defer srv.Close()
+			p, _ := New(Config{URL: srv.URL, MaxAttempts: 3, Backoff: time.Millisecond})
+			p.PushOffline(7, entry(1, "x"))
+			p.Close(context.Background())
+			if calls.Load() != tt.attempts || p.Stats().Failed != 1 {
+				t.Fatalf("%d posts, stats %+v", calls.Load(), p.Stats())
+			}
+		})
+	}
+}
+
+func TestFullQueueDrops(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release }))
+	defer srv.Close()
+	p, _ := New(Config{URL: srv.URL, Workers: 1, QueueSize: 2})
+	for i := range 10 {
+		p.PushOffline(7, entry(uint64(i), "x")) // never blocks
+	}
+	close(release)
+	p.Close(context.Background())
+	s := p.Stats()
+	if s.Dropped < 7 || s.Delivered+s.Dropped != 10 {
+		t.Fatalf("stats %+v", s)
+	}
+}

@@ -1,0 +1,6 @@
+// Package wirepb holds the Protocol Buffers bodies of inboxd's frames,
+// generated from inboxd.proto (protoc from Debian's protobuf-compiler,
+// protoc-gen-go from google.golang.org/protobuf/cmd/protoc-gen-go).
+package wirepb
+
+//go:generate protoc --go_out=. --go_opt=paths=source_relative inboxd.proto
