@@ -34,10 +34,6 @@ func (s *Service) SendGroupMessage(ctx context.Context, sender, conv uint64, cli
 	if err := s.checkSend(sender, conv, clientMsgID, kind, body); err != nil {
 		return SendResult{}, err
 	}
-	// Most resends find the first result without waiting for the committer.
-	if d, err := s.store.Dedup(ctx, sender, clientMsgID); err == nil {
-		return dupResult(d), nil
-	}
 	var res SendResult
 	err := s.do(ctx, func(tx *txn) error {
 		if d, ok, err := tx.dedup(sender, clientMsgID); err != nil || ok {

@@ -272,3 +272,75 @@ func verifyKilled(t *testing.T, dir string, conv uint64, acked map[string]SendRe
 		}
 	}
 }
+
+// slowSync is a store whose commits become visible before they are durable,
+// as Pebble's do while the WAL syncs: Commit applies the batch, then waits.
+type slowSync struct {
+	timeline.Store
+	hold    atomic.Bool
+	applied chan struct{}
+	synced  chan struct{}
+}
+
+func (s *slowSync) Commit(ctx context.Context, b *timeline.Batch) error {
+	if err := s.Store.Commit(ctx, b); err != nil {
+		return err
+	}
+	if s.hold.CompareAndSwap(true, false) {
+		s.applied <- struct{}{}
+		<-s.synced
+	}
+	return nil
+}
+
+// TestReadersSeeOnlyDurableEntries reads while a batch is visible in the
+// store but not yet durable: Sync, History and Conversations must not show
+// it, or a power cut could take back an entry a client already applied.
+func TestReadersSeeOnlyDurableEntries(t *testing.T) {
+	e := newEnv(t, Config{})
+	conv := e.create(1, 2)
+	e.send(1, conv, "a", "durable")
+	e.close()
+	st, err := pebble.Open(pebble.Options{Dir: "db", FS: e.fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow := &slowSync{Store: st, applied: make(chan struct{}), synced: make(chan struct{})}
+	svc, err := New(ctx, Config{Store: slow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.store, e.svc = st, svc
+	e.send(1, conv, "b", "loads the sequencer keys")
+
+	slow.hold.Store(true)
+	release := sync.OnceFunc(func() { close(slow.synced) })
+	defer release() // a failed check must not leave the committer waiting
+	acked := make(chan error, 1)
+	go func() {
+		_, err := svc.SendGroupMessage(ctx, 1, conv, "c", timeline.KindText, []byte("in flight"))
+		acked <- err
+	}()
+	<-slow.applied
+	if rows, _ := st.Inbox(ctx, 2, timeline.Range{From: 4}); len(rows) != 1 {
+		t.Fatalf("the store shows %d in-flight rows; the test needs 1", len(rows))
+	}
+	res, err := svc.Sync(ctx, 2, 0, 0)
+	if err != nil || res.Head != 3 || len(res.Entries) != 3 {
+		t.Fatalf("Sync during the commit: head %d, %d entries, %v; want 3", res.Head, len(res.Entries), err)
+	}
+	h, err := svc.History(ctx, 2, conv, 0, 0)
+	if err != nil || len(h) != 3 || h[0].ConvSeq != 3 {
+		t.Fatalf("History during the commit: %d messages, %v", len(h), err)
+	}
+	if c := e.conversation(2, conv); c.Head != 3 {
+		t.Fatalf("Conversations during the commit: head %d", c.Head)
+	}
+	release()
+	if err := <-acked; err != nil {
+		t.Fatal(err)
+	}
+	if res, _ := svc.Sync(ctx, 2, 0, 0); res.Head != 4 || len(res.Entries) != 4 {
+		t.Fatalf("Sync after the commit: head %d, %d entries", res.Head, len(res.Entries))
+	}
+}

@@ -124,7 +124,6 @@ func TestResendReturnsFirstResult(t *testing.T) {
 	e := newEnv(t, Config{})
 	conv := e.create(1, 2)
 	first := e.send(2, conv, "same", "once")
-	// Concurrent resends race the committer and the fast path alike.
 	var wg sync.WaitGroup
 	res := make([]SendResult, 16)
 	for i := range res {

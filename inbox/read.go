@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/inboxd/inboxd/sequencer"
 	"github.com/inboxd/inboxd/timeline"
 )
 
@@ -33,15 +34,43 @@ func (s *Service) Sync(ctx context.Context, user, afterSeq uint64, limit int) (S
 	if err != nil {
 		return SyncResult{}, fmt.Errorf("inbox: sync %d after %d: %w", user, afterSeq, err)
 	}
-	res := SyncResult{HasMore: len(rows) > limit}
+	head, err := s.store.LastInboxSeq(ctx, user)
+	if err != nil {
+		return SyncResult{}, fmt.Errorf("inbox: sync %d: head: %w", user, err)
+	}
+	// Read the committed head after the rows: rows past it belong to a
+	// batch not yet durable, which the push will bring.
+	if committed, ok := s.seq.Committed(sequencer.Key{Space: sequencer.Inbox, ID: user}); ok {
+		head = min(head, committed)
+		rows = upTo(rows, head, func(r timeline.Row) uint64 { return r.Seq })
+	}
+	res := SyncResult{Head: head, HasMore: len(rows) > limit}
 	rows = rows[:min(len(rows), limit)]
 	if res.Entries, err = s.withMessages(ctx, rows); err != nil {
 		return SyncResult{}, fmt.Errorf("inbox: sync %d: %w", user, err)
 	}
-	if res.Head, err = s.store.LastInboxSeq(ctx, user); err != nil {
-		return SyncResult{}, fmt.Errorf("inbox: sync %d: head: %w", user, err)
-	}
 	return res, nil
+}
+
+// upTo drops the entries of an ascending or descending list whose seq is
+// beyond head.
+func upTo[T any](list []T, head uint64, seq func(T) uint64) []T {
+	return slices.DeleteFunc(list, func(v T) bool { return seq(v) > head })
+}
+
+// capCommitted narrows r to conv's durable messages. It reports false when
+// none is durable yet.
+func (s *Service) capCommitted(r *timeline.Range, conv uint64) bool {
+	head, ok := s.seq.Committed(sequencer.Key{Space: sequencer.Conv, ID: conv})
+	switch {
+	case !ok:
+		return true
+	case head == 0:
+		return false
+	case r.To == 0 || r.To > head:
+		r.To = head
+	}
+	return true
 }
 
 // Head returns the user's newest inbox seq.
@@ -49,6 +78,9 @@ func (s *Service) Head(ctx context.Context, user uint64) (uint64, error) {
 	n, err := s.store.LastInboxSeq(ctx, user)
 	if err != nil {
 		return 0, fmt.Errorf("inbox: head of %d: %w", user, err)
+	}
+	if committed, ok := s.seq.Committed(sequencer.Key{Space: sequencer.Inbox, ID: user}); ok {
+		n = min(n, committed)
 	}
 	return n, nil
 }
@@ -97,6 +129,9 @@ func (s *Service) History(ctx context.Context, user, conv, before uint64, limit 
 			return nil, nil
 		}
 		r.To = before - 1
+	}
+	if !s.capCommitted(&r, conv) {
+		return nil, nil
 	}
 	msgs, err := s.store.Messages(ctx, conv, r)
 	if err != nil {
@@ -159,7 +194,10 @@ func (s *Service) conversationInfo(ctx context.Context, c timeline.Conversation)
 	// The newest message the user has: the conversation's, or the one they
 	// left with.
 	r := timeline.Range{From: c.JoinedAt, To: c.LeftAt, Desc: true, Limit: 1}
-	last, err := s.store.Messages(ctx, c.Conv, r)
+	var last []timeline.Message
+	if s.capCommitted(&r, c.Conv) {
+		last, err = s.store.Messages(ctx, c.Conv, r)
+	}
 	if err != nil {
 		return info, fmt.Errorf("last message of %d: %w", c.Conv, err)
 	}

@@ -73,8 +73,9 @@ type Sequencer struct {
 }
 
 type head struct {
-	last  uint64 // newest committed seq
-	owner *Txn   // the open Txn holding the key, if any
+	last   uint64 // newest committed seq
+	loaded bool   // last has been read from the store
+	owner  *Txn   // the open Txn holding the key, if any
 }
 
 // New returns a Sequencer reading heads through cfg.Last.
@@ -153,16 +154,33 @@ func (t *Txn) Last(ctx context.Context, key Key) (uint64, error) {
 		s.mu.Unlock()
 		return 0, fmt.Errorf("sequencer: load %v: %w", key, err)
 	}
-	h.last = last // only this Txn touches h while it owns it
+	s.mu.Lock()
+	h.last, h.loaded = last, true
+	s.mu.Unlock()
 	t.pending[key] = last
 	return last, nil
+}
+
+// Committed returns the key's newest committed seq when the key is in
+// memory. Readers use it to hide entries of a batch still being written
+// (a store may show them before they are durable, or one by one). When ok
+// is false no write of the key is in flight, and everything the store shows
+// is committed.
+func (s *Sequencer) Committed(key Key) (last uint64, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := s.keys[key]
+	if h == nil || !h.loaded {
+		return 0, false
+	}
+	return h.last, true
 }
 
 // Commit makes the Txn's assignments the keys' heads and releases the keys.
 // Call it only after the entries carrying the seqs are durable.
 func (t *Txn) Commit() {
 	t.finish(func(h *head, last uint64) bool {
-		h.last = last
+		h.last, h.loaded = last, true
 		return true
 	})
 }

@@ -1,0 +1,462 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/inboxd/inboxd/wire"
+	"github.com/inboxd/inboxd/wire/wirepb"
+)
+
+// DefaultAddr is the gateway's default listen address.
+const DefaultAddr = "127.0.0.1:7600"
+
+const defaultHeartbeat = 30 * time.Second
+
+// Config configures a Client. Zero values take the defaults named.
+type Config struct {
+	// Addr is the gateway's host:port (default DefaultAddr).
+	Addr string
+	// Token authenticates the connection (see docs/protocol.md, "Tokens").
+	Token string
+	// TokenSource, when set, is called for a token before every connection
+	// instead of using Token; a client with one reconnects after
+	// UNAUTHENTICATED and TOKEN_EXPIRED instead of stopping.
+	TokenSource func(ctx context.Context) (string, error)
+
+	// LastSeq is the last inbox seq the application has applied; the client
+	// delivers entries after it. Persist Entry.Seq as entries are delivered
+	// and pass it here when the application starts again.
+	LastSeq uint64
+	// FromHead starts at the head seq of the first connection when it is
+	// beyond LastSeq: a new device that reads its backlog per conversation
+	// (Conversations, History) rather than entry by entry.
+	FromHead bool
+	// OnEntry receives every inbox entry after LastSeq exactly once, in seq
+	// order, on one goroutine. The entry is the callee's to keep. It may
+	// call the Client's methods but not Close; while it runs no other entry
+	// is delivered.
+	OnEntry func(*wirepb.Entry)
+	// SyncLimit is the page size of SYNC requests (0: the server's default).
+	SyncLimit uint32
+
+	// MinBackoff and MaxBackoff bound the wait between reconnections and
+	// between retries of a request (defaults 200 ms and 30 s). The wait
+	// doubles per failure, with jitter, up to MaxBackoff.
+	MinBackoff, MaxBackoff time.Duration
+	// MaxAttempts bounds the attempts of a request that is retried (see
+	// Send) (default 10); its context bounds their time.
+	MaxAttempts int
+	// DialTimeout bounds connecting and authenticating (default 10 s).
+	DialTimeout time.Duration
+	// WriteTimeout bounds writing one frame (default 10 s).
+	WriteTimeout time.Duration
+	// MaxReadFrame is the largest frame accepted from the server (default
+	// 64 MiB: a SYNC page of 1000 entries with 64 KiB bodies).
+	MaxReadFrame int
+	// Dial opens the transport (default: TCP with net.Dialer); set it for
+	// TLS or a proxy.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
+	// Logger receives connection events (default: none).
+	Logger *slog.Logger
+
+	// pushBacklog overrides maxPushBacklog in tests.
+	pushBacklog int
+}
+
+func (c *Config) setDefaults() error {
+	if c.Token == "" && c.TokenSource == nil {
+		return errors.New("client: Config has neither Token nor TokenSource")
+	}
+	if c.Addr == "" {
+		c.Addr = DefaultAddr
+	}
+	setDefault(&c.MinBackoff, 200*time.Millisecond)
+	setDefault(&c.MaxBackoff, 30*time.Second)
+	c.MaxBackoff = max(c.MaxBackoff, c.MinBackoff)
+	setDefault(&c.MaxAttempts, 10)
+	setDefault(&c.DialTimeout, 10*time.Second)
+	setDefault(&c.WriteTimeout, 10*time.Second)
+	setDefault(&c.MaxReadFrame, 64<<20)
+	setDefault(&c.pushBacklog, maxPushBacklog)
+	if c.Dial == nil {
+		var d net.Dialer
+		c.Dial = func(ctx context.Context, addr string) (net.Conn, error) {
+			return d.DialContext(ctx, "tcp", addr)
+		}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+func setDefault[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}
+
+// Session is what the server said when the current connection
+// authenticated.
+type Session struct {
+	User       uint64
+	Device     string
+	HeadSeq    uint64 // the user's newest inbox seq at that moment
+	Heartbeat  time.Duration
+	ServerTime time.Time
+	MaxFrame   int
+}
+
+// Client is a connection to an inboxd gateway that stays up: it
+// reconnects with backoff when the connection drops, and its sync loop
+// delivers the user's inbox entries to Config.OnEntry exactly once and in
+// seq order across pushes, gaps and reconnections. Its methods are safe for
+// concurrent use; a request made while the client reconnects waits for the
+// new connection (bounded by its context).
+type Client struct {
+	cfg Config
+	log *slog.Logger
+
+	// life ends with Close; it bounds the background goroutine's I/O.
+	life    context.Context
+	cancel  context.CancelFunc
+	stopped chan struct{} // closed when the background goroutine is gone
+
+	last atomic.Uint64 // the last seq delivered to OnEntry
+
+	mu      sync.Mutex
+	cur     *conn         // nil while reconnecting
+	ready   chan struct{} // closed when cur is set
+	synced  chan struct{} // closed when cur has caught up
+	caught  bool          // synced is closed
+	session Session
+	err     error // why the client stopped
+}
+
+// Dial connects and authenticates, then returns a Client that keeps the
+// connection up and starts syncing in the background. It fails if this
+// first connection fails; later failures are retried.
+func Dial(ctx context.Context, cfg Config) (*Client, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	c := &Client{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		stopped: make(chan struct{}),
+		ready:   make(chan struct{}),
+		synced:  make(chan struct{}),
+	}
+	c.last.Store(cfg.LastSeq)
+	cn, ar, err := c.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.FromHead && ar.GetHeadSeq() > cfg.LastSeq {
+		c.last.Store(ar.GetHeadSeq())
+	}
+	if err := c.checkHead(ar); err != nil {
+		cn.close(err)
+		cn.wait()
+		return nil, err
+	}
+	c.life, c.cancel = context.WithCancel(context.Background())
+	c.publish(cn, ar)
+	go c.run(cn)
+	return c, nil
+}
+
+// Close stops the client: it closes the connection, fails the requests in
+// flight with ErrClosed, and waits for the client's goroutines, OnEntry
+// included, to return.
+func (c *Client) Close() error {
+	c.cancel()
+	<-c.stopped
+	return nil
+}
+
+// Done is closed when the client has stopped: after Close, or after an
+// error that reconnecting cannot cure (see Err).
+func (c *Client) Done() <-chan struct{} { return c.stopped }
+
+// Err returns why the client stopped: ErrClosed after Close, or an error
+// matching ErrReplaced (the same device connected elsewhere),
+// ErrUnauthenticated or ErrTokenExpired (without a TokenSource), ErrVersion
+// or ErrSeqAhead. It returns nil while the client runs.
+func (c *Client) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// LastSeq returns the seq of the last entry delivered to OnEntry (or the
+// starting point, when none has been).
+func (c *Client) LastSeq() uint64 { return c.last.Load() }
+
+// Session returns what the server said when the latest connection
+// authenticated.
+func (c *Client) Session() Session {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.session
+}
+
+// WaitSynced waits until the entries up to the head seq of the current
+// connection's authentication have been delivered to OnEntry.
+func (c *Client) WaitSynced(ctx context.Context) error {
+	c.mu.Lock()
+	ch := c.synced
+	c.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.stopped:
+		return c.Err()
+	}
+}
+
+// connect dials and authenticates one connection.
+func (c *Client) connect(ctx context.Context) (*conn, *wirepb.AuthResponse, error) {
+	tok := c.cfg.Token
+	if c.cfg.TokenSource != nil {
+		var err error
+		if tok, err = c.cfg.TokenSource(ctx); err != nil {
+			return nil, nil, fmt.Errorf("client: token: %w", err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
+	defer cancel()
+	nc, err := c.cfg.Dial(ctx, c.cfg.Addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("client: connect to %s: %w", c.cfg.Addr, err)
+	}
+	cn := newConn(nc, &c.cfg, c.unpublish)
+	ar := new(wirepb.AuthResponse)
+	if err := cn.roundTrip(ctx, wire.CmdAuth, &wirepb.AuthRequest{Token: tok}, ar); err != nil {
+		cn.close(err)
+		cn.wait()
+		return nil, nil, fmt.Errorf("client: authenticate to %s: %w", c.cfg.Addr, err)
+	}
+	cn.authenticated(ar)
+	return cn, ar, nil
+}
+
+func (c *Client) checkHead(ar *wirepb.AuthResponse) error {
+	if last := c.last.Load(); ar.GetHeadSeq() < last {
+		return fmt.Errorf("%w: last seq %d, head seq %d", ErrSeqAhead, last, ar.GetHeadSeq())
+	}
+	return nil
+}
+
+// publish makes cn the connection requests use.
+func (c *Client) publish(cn *conn, ar *wirepb.AuthResponse) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cur = cn
+	close(c.ready)
+	c.session = Session{
+		User:       ar.GetUserId(),
+		Device:     ar.GetDeviceId(),
+		HeadSeq:    ar.GetHeadSeq(),
+		Heartbeat:  time.Duration(ar.GetHeartbeatMs()) * time.Millisecond,
+		ServerTime: time.UnixMilli(ar.GetServerTimeMs()),
+		MaxFrame:   int(ar.GetMaxFrame()),
+	}
+}
+
+// unpublish runs when cn closes: requests wait for the next connection
+// instead of failing on the dead one.
+func (c *Client) unpublish(cn *conn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur == cn {
+		c.cur = nil
+		c.ready = make(chan struct{})
+		// A WaitSynced still waiting keeps waiting, for the next connection.
+		if c.caught {
+			c.synced = make(chan struct{})
+			c.caught = false
+		}
+	}
+}
+
+// stop records why the client stops.
+func (c *Client) stop(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err == nil {
+		c.err = err
+	}
+}
+
+// run is the client's background goroutine: it serves a connection until
+// it ends, then reconnects, until Close or a permanent error.
+func (c *Client) run(cn *conn) {
+	defer close(c.stopped)
+	attempt := 0
+	for {
+		up := time.Now()
+		err := c.serve(cn)
+		cn.close(err)
+		cn.wait()
+		if c.life.Err() != nil {
+			c.stop(ErrClosed)
+			return
+		}
+		if cause := cn.cause(); cause != nil {
+			err = cause // the server's ERROR beats what we saw after it
+		}
+		if permanent(err, c.cfg.TokenSource != nil) {
+			c.log.Error("inboxd client stopped", "err", err)
+			c.stop(err)
+			return
+		}
+		// A connection that stayed up a while starts the backoff anew.
+		if time.Since(up) > c.cfg.MaxBackoff {
+			attempt = 0
+		}
+		c.log.Warn("inboxd connection lost", "err", err)
+		if cn = c.reconnect(&attempt, err); cn == nil {
+			return
+		}
+	}
+}
+
+// reconnect connects again after a backoff, until it succeeds (returning
+// the connection, published), the client closes, or a permanent error
+// stops it (returning nil).
+func (c *Client) reconnect(attempt *int, cause error) *conn {
+	for {
+		d := c.backoff(*attempt)
+		var e *Error
+		if errors.As(cause, &e) && e.RetryAfter > d {
+			d = e.RetryAfter
+		}
+		*attempt++
+		if !sleep(c.life, d) {
+			c.stop(ErrClosed)
+			return nil
+		}
+		cn, ar, err := c.connect(c.life)
+		if err == nil {
+			err = c.checkHead(ar)
+			if err == nil {
+				c.publish(cn, ar)
+				c.log.Info("inboxd connected", "addr", c.cfg.Addr, "head_seq", ar.GetHeadSeq(), "last_seq", c.last.Load())
+				return cn
+			}
+			cn.close(err)
+			cn.wait()
+		}
+		if c.life.Err() != nil {
+			c.stop(ErrClosed)
+			return nil
+		}
+		if permanent(err, c.cfg.TokenSource != nil) {
+			c.log.Error("inboxd client stopped", "err", err)
+			c.stop(err)
+			return nil
+		}
+		c.log.Warn("inboxd reconnect failed", "err", err, "attempt", *attempt)
+		cause = err
+	}
+}
+
+// backoff returns the wait before retry number n (0-based): MinBackoff
+// doubled n times, capped at MaxBackoff, then jittered down by up to half
+// so that clients cut off together do not return together.
+func (c *Client) backoff(n int) time.Duration {
+	return backoff(n, c.cfg.MinBackoff, c.cfg.MaxBackoff, rand.Int64N)
+}
+
+func backoff(n int, lo, hi time.Duration, randN func(int64) int64) time.Duration {
+	d := hi
+	if n < 62 && lo<<n > 0 && lo<<n < hi {
+		d = lo << n
+	}
+	half := d / 2
+	return half + time.Duration(randN(int64(d-half)+1))
+}
+
+// sleep waits for d and reports whether ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// conn returns the live connection, waiting for one while the client
+// reconnects.
+func (c *Client) conn(ctx context.Context) (*conn, error) {
+	for {
+		c.mu.Lock()
+		cn, ready, err := c.cur, c.ready, c.err
+		c.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		if cn != nil {
+			return cn, nil
+		}
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-c.stopped:
+			return nil, c.Err()
+		}
+	}
+}
+
+// Do sends a request and decodes the response into resp; an error
+// response returns an *Error. It does not retry: a request that fails with
+// ErrConnLost may or may not have been applied. Do is the way to commands
+// that have no method of their own.
+func (c *Client) Do(ctx context.Context, cmd wire.Command, req, resp proto.Message) error {
+	cn, err := c.conn(ctx)
+	if err != nil {
+		return err
+	}
+	return cn.roundTrip(ctx, cmd, req, resp)
+}
+
+// doRetry is Do for requests that are safe to repeat: it retries on
+// retryable codes and on lost connections, after a backoff (or the
+// server's retry_after), up to Config.MaxAttempts attempts.
+func (c *Client) doRetry(ctx context.Context, cmd wire.Command, req, resp proto.Message) error {
+	for attempt := 0; ; attempt++ {
+		err := c.Do(ctx, cmd, req, resp)
+		if err == nil || !retryable(err) || attempt+1 >= c.cfg.MaxAttempts {
+			return err
+		}
+		d := c.backoff(attempt)
+		var e *Error
+		if errors.As(err, &e) && e.RetryAfter > d {
+			d = e.RetryAfter
+		}
+		if errors.Is(err, ErrConnLost) {
+			d = 0 // the next Do waits for the reconnection, which backs off itself
+		}
+		c.log.Debug("inboxd retry", "cmd", cmd, "attempt", attempt+1, "err", err)
+		if !sleep(ctx, d) {
+			return fmt.Errorf("client: %v: %w (last attempt: %w)", cmd, ctx.Err(), err)
+		}
+	}
+}

@@ -1,0 +1,168 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/inboxd/inboxd/wire"
+	"github.com/inboxd/inboxd/wire/wirepb"
+)
+
+// Error is an error the server reported: the body of an error response, or
+// of an ERROR frame sent before the server closed the connection.
+//
+// errors.Is matches an *Error by Code alone, so the sentinels below (or any
+// &Error{Code: c}) test for a code:
+//
+//	if errors.Is(err, client.ErrNotMember) { … }
+type Error struct {
+	Code    wire.Code
+	Message string // for people, not for branching
+	// RetryAfter is how long to wait before sending again (CodeRateLimited
+	// and other retryable codes), zero when the server did not say.
+	RetryAfter time.Duration
+}
+
+func (e *Error) Error() string {
+	if e.Message == "" {
+		return fmt.Sprintf("inboxd: %s (code %d)", codeName(e.Code), e.Code)
+	}
+	return fmt.Sprintf("inboxd: %s (code %d): %s", codeName(e.Code), e.Code, e.Message)
+}
+
+// Is reports whether target is an *Error with the same code.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Code == e.Code
+}
+
+// Retryable reports whether the request may succeed if sent again
+// unchanged (for a SEND: with the same client msg id).
+func (e *Error) Retryable() bool { return e.Code.Retryable() }
+
+func errorFromBody(b *wirepb.Error) *Error {
+	return &Error{
+		Code:       wire.Code(b.GetCode()),
+		Message:    b.GetMessage(),
+		RetryAfter: time.Duration(b.GetRetryAfterMs()) * time.Millisecond,
+	}
+}
+
+// Sentinels for errors.Is, one per code. They match by code only; the error
+// a call returns carries the server's message.
+var (
+	ErrBadRequest      = &Error{Code: wire.CodeBadRequest}
+	ErrUnauthenticated = &Error{Code: wire.CodeUnauthenticated}
+	ErrTokenExpired    = &Error{Code: wire.CodeTokenExpired}
+	ErrForbidden       = &Error{Code: wire.CodeForbidden}
+	ErrNotMember       = &Error{Code: wire.CodeNotMember}
+	ErrNoGroup         = &Error{Code: wire.CodeNoGroup}
+	ErrDismissed       = &Error{Code: wire.CodeDismissed}
+	ErrMuted           = &Error{Code: wire.CodeMuted}
+	ErrGroupFull       = &Error{Code: wire.CodeGroupFull}
+	ErrInvalid         = &Error{Code: wire.CodeInvalid}
+	ErrUnknownCommand  = &Error{Code: wire.CodeUnknownCommand}
+	ErrFrameTooLarge   = &Error{Code: wire.CodeFrameTooLarge}
+	ErrRateLimited     = &Error{Code: wire.CodeRateLimited}
+	ErrUnavailable     = &Error{Code: wire.CodeUnavailable}
+	ErrTimeout         = &Error{Code: wire.CodeTimeout}
+	ErrSlowReader      = &Error{Code: wire.CodeSlowReader}
+	ErrReplaced        = &Error{Code: wire.CodeReplaced}
+	ErrShuttingDown    = &Error{Code: wire.CodeShuttingDown}
+	ErrVersion         = &Error{Code: wire.CodeVersion}
+	ErrInternal        = &Error{Code: wire.CodeInternal}
+	ErrIdle            = &Error{Code: wire.CodeIdle}
+)
+
+// Errors of the client itself.
+var (
+	// ErrClosed is returned by calls on a closed Client.
+	ErrClosed = errors.New("client: closed")
+	// ErrConnLost wraps the cause when the connection ended before a
+	// response arrived: the request may or may not have been applied.
+	ErrConnLost = errors.New("client: connection lost")
+	// ErrProtocol reports a server that broke the protocol (a gap inside a
+	// SYNC page, a response to another command); the client reconnects.
+	ErrProtocol = errors.New("client: protocol violation")
+	// ErrSeqAhead reports a LastSeq beyond the server's head: the server
+	// lost data or is another server. The client stops; the application
+	// must decide what its local state is worth.
+	ErrSeqAhead = errors.New("client: last seq ahead of the server's head")
+)
+
+// codeName is the name docs/protocol.md gives a code.
+func codeName(c wire.Code) string {
+	switch c {
+	case wire.CodeBadRequest:
+		return "BAD_REQUEST"
+	case wire.CodeUnauthenticated:
+		return "UNAUTHENTICATED"
+	case wire.CodeTokenExpired:
+		return "TOKEN_EXPIRED"
+	case wire.CodeForbidden:
+		return "FORBIDDEN"
+	case wire.CodeNotMember:
+		return "NOT_MEMBER"
+	case wire.CodeNoGroup:
+		return "NO_GROUP"
+	case wire.CodeDismissed:
+		return "DISMISSED"
+	case wire.CodeMuted:
+		return "MUTED"
+	case wire.CodeGroupFull:
+		return "GROUP_FULL"
+	case wire.CodeInvalid:
+		return "INVALID"
+	case wire.CodeUnknownCommand:
+		return "UNKNOWN_COMMAND"
+	case wire.CodeFrameTooLarge:
+		return "FRAME_TOO_LARGE"
+	case wire.CodeRateLimited:
+		return "RATE_LIMITED"
+	case wire.CodeUnavailable:
+		return "UNAVAILABLE"
+	case wire.CodeTimeout:
+		return "TIMEOUT"
+	case wire.CodeSlowReader:
+		return "SLOW_READER"
+	case wire.CodeReplaced:
+		return "REPLACED"
+	case wire.CodeShuttingDown:
+		return "SHUTTING_DOWN"
+	case wire.CodeVersion:
+		return "VERSION"
+	case wire.CodeInternal:
+		return "INTERNAL"
+	case wire.CodeIdle:
+		return "IDLE"
+	}
+	return fmt.Sprintf("CODE_%d", uint32(c))
+}
+
+// retryable reports whether a failed request may be sent again: the server
+// said so, or the connection dropped before the answer (a SEND is then
+// resent with its client msg id, and the server's dedup returns the first
+// result if it had been stored).
+func retryable(err error) bool {
+	if errors.Is(err, ErrConnLost) {
+		return true
+	}
+	var e *Error
+	return errors.As(err, &e) && e.Retryable()
+}
+
+// permanent reports whether reconnecting cannot help: the server said
+// this device has no business here (any more), or speaks another protocol.
+func permanent(err error, canRenewToken bool) bool {
+	var e *Error
+	if errors.As(err, &e) {
+		switch e.Code {
+		case wire.CodeReplaced, wire.CodeVersion:
+			return true
+		case wire.CodeUnauthenticated, wire.CodeTokenExpired:
+			return !canRenewToken
+		}
+	}
+	return errors.Is(err, ErrSeqAhead)
+}

@@ -1,0 +1,158 @@
+package client
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"time"
+
+	"github.com/inboxd/inboxd/wire"
+	"github.com/inboxd/inboxd/wire/wirepb"
+)
+
+// Reads, SEND (deduplicated by its client msg id), MARK_READ (a marker
+// never moves back) and SET_DND are safe to repeat, so their methods retry
+// on retryable codes and lost connections. Group changes are not: a retried
+// INVITE that had been applied fails with INVALID, a retried CREATE_GROUP
+// creates a second group. Their methods do not retry, and ErrConnLost leaves
+// the outcome unknown (GroupInfo or Conversations tell).
+
+// Send sends a message to conv and returns the server's ack once it is
+// stored in every member's inbox. The message also reaches OnEntry, as an
+// entry of the sender's own inbox.
+//
+// clientMsgID (1–64 bytes) is the message's idempotency key: Send resends
+// under it after a retryable error or a lost connection, and a resend of a
+// stored message returns the first ack with Duplicate set. Empty means a
+// new random id; an application that persists outgoing messages should
+// store the id with them (NewClientMsgID) and pass it again after a restart.
+// kind is 1–32767 (1: UTF-8 text).
+func (c *Client) Send(ctx context.Context, conv uint64, clientMsgID string, kind uint32, body []byte) (*wirepb.SendAck, error) {
+	if clientMsgID == "" {
+		clientMsgID = NewClientMsgID()
+	}
+	req := &wirepb.SendRequest{Conv: conv, ClientMsgId: clientMsgID, Kind: kind, Body: body}
+	ack := new(wirepb.SendAck)
+	if err := c.doRetry(ctx, wire.CmdSend, req, ack); err != nil {
+		return nil, err
+	}
+	return ack, nil
+}
+
+// NewClientMsgID returns a random client msg id: 32 hex digits.
+func NewClientMsgID() string {
+	var b [16]byte
+	rand.Read(b[:]) // never fails (crypto/rand)
+	return hex.EncodeToString(b[:])
+}
+
+// Sync returns one page of the user's inbox after afterSeq (limit 0: the
+// server's default of 100, at most 1000). It is the raw request: the
+// client's own sync loop, which feeds OnEntry, does not need it.
+func (c *Client) Sync(ctx context.Context, afterSeq uint64, limit uint32) (*wirepb.SyncResponse, error) {
+	resp := new(wirepb.SyncResponse)
+	if err := c.doRetry(ctx, wire.CmdSync, &wirepb.SyncRequest{AfterSeq: afterSeq, Limit: limit}, resp); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// History returns up to limit messages of conv before conv_seq before
+// (0: the newest), newest first (limit 0: 20, at most 100). Open a
+// conversation with History(ctx, conv, 0, 20), and scroll up with before
+// set to the oldest conv_seq shown.
+func (c *Client) History(ctx context.Context, conv, before uint64, limit uint32) ([]*wirepb.Message, error) {
+	resp := new(wirepb.HistoryResponse)
+	req := &wirepb.HistoryRequest{Conv: conv, BeforeConvSeq: before, Limit: limit}
+	if err := c.doRetry(ctx, wire.CmdHistory, req, resp); err != nil {
+		return nil, err
+	}
+	return resp.Messages, nil
+}
+
+// Conversations returns the user's conversations with their unread counts,
+// latest activity first.
+func (c *Client) Conversations(ctx context.Context) ([]*wirepb.Conversation, error) {
+	resp := new(wirepb.ConversationsResponse)
+	if err := c.doRetry(ctx, wire.CmdConversations, &wirepb.Empty{}, resp); err != nil {
+		return nil, err
+	}
+	return resp.Conversations, nil
+}
+
+// MarkRead moves the user's read marker of conv to convSeq and returns the
+// marker, which never moves back. The user's other devices learn it from a
+// KindRead entry.
+func (c *Client) MarkRead(ctx context.Context, conv, convSeq uint64) (uint64, error) {
+	resp := new(wirepb.MarkReadResponse)
+	if err := c.doRetry(ctx, wire.CmdMarkRead, &wirepb.MarkReadRequest{Conv: conv, ConvSeq: convSeq}, resp); err != nil {
+		return 0, err
+	}
+	return resp.GetReadSeq(), nil
+}
+
+// GroupInfo returns a group and its members; only members may ask.
+func (c *Client) GroupInfo(ctx context.Context, conv uint64) (*wirepb.GroupInfoResponse, error) {
+	resp := new(wirepb.GroupInfoResponse)
+	if err := c.doRetry(ctx, wire.CmdGroupInfo, &wirepb.ConvRequest{Conv: conv}, resp); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// SetDND turns do-not-disturb (no offline pushes) of conv on or off.
+func (c *Client) SetDND(ctx context.Context, conv uint64, on bool) error {
+	return c.doRetry(ctx, wire.CmdSetDND, &wirepb.SetDNDRequest{Conv: conv, On: on}, new(wirepb.Empty))
+}
+
+// CreateGroup creates a group owned by the user, with the members listed,
+// and returns it. It is not retried.
+func (c *Client) CreateGroup(ctx context.Context, req *wirepb.CreateGroupRequest) (*wirepb.Group, error) {
+	resp := new(wirepb.CreateGroupResponse)
+	if err := c.Do(ctx, wire.CmdCreateGroup, req, resp); err != nil {
+		return nil, err
+	}
+	return resp.GetGroup(), nil
+}
+
+// Invite adds users to conv. It is not retried.
+func (c *Client) Invite(ctx context.Context, conv uint64, users ...uint64) error {
+	return c.Do(ctx, wire.CmdInvite, &wirepb.InviteRequest{Conv: conv, Users: users}, new(wirepb.Empty))
+}
+
+// Join makes the user a member of an open group. It is not retried.
+func (c *Client) Join(ctx context.Context, conv uint64) error {
+	return c.Do(ctx, wire.CmdJoin, &wirepb.ConvRequest{Conv: conv}, new(wirepb.Empty))
+}
+
+// Leave ends the user's membership of conv. It is not retried.
+func (c *Client) Leave(ctx context.Context, conv uint64) error {
+	return c.Do(ctx, wire.CmdLeave, &wirepb.ConvRequest{Conv: conv}, new(wirepb.Empty))
+}
+
+// Kick removes user from conv. It is not retried.
+func (c *Client) Kick(ctx context.Context, conv, user uint64) error {
+	return c.Do(ctx, wire.CmdKick, &wirepb.KickRequest{Conv: conv, User: user}, new(wirepb.Empty))
+}
+
+// Dismiss ends the group; only its owner may. It is not retried.
+func (c *Client) Dismiss(ctx context.Context, conv uint64) error {
+	return c.Do(ctx, wire.CmdDismiss, &wirepb.ConvRequest{Conv: conv}, new(wirepb.Empty))
+}
+
+// SetRole gives user a role in conv: 1 member, 2 admin, 3 owner (which hands
+// the group over). It is not retried.
+func (c *Client) SetRole(ctx context.Context, conv, user uint64, role uint32) error {
+	return c.Do(ctx, wire.CmdSetRole, &wirepb.SetRoleRequest{Conv: conv, User: user, Role: role}, new(wirepb.Empty))
+}
+
+// Mute stops user (0: the whole group but its owner and admins) from
+// sending to conv until until; the zero time lifts the mute. It is not
+// retried.
+func (c *Client) Mute(ctx context.Context, conv, user uint64, until time.Time) error {
+	var ms int64
+	if !until.IsZero() {
+		ms = until.UnixMilli()
+	}
+	return c.Do(ctx, wire.CmdMute, &wirepb.MuteRequest{Conv: conv, User: user, UntilMs: ms}, new(wirepb.Empty))
+}

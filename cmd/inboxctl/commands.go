@@ -1,0 +1,350 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/inboxd/inboxd/client"
+	"github.com/inboxd/inboxd/timeline"
+	"github.com/inboxd/inboxd/token"
+	"github.com/inboxd/inboxd/wire/wirepb"
+)
+
+type tokenCmd struct {
+	secret     string
+	secretFile string
+	user       uint64
+	device     string
+	ttl        time.Duration
+}
+
+func (c *tokenCmd) flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.secret, "secret", "", "the server's token secret (at least 16 bytes)")
+	fs.StringVar(&c.secretFile, "secret-file", "", "file holding the secret (inboxd's --secret-file)")
+	fs.Uint64Var(&c.user, "user", 0, "user id (required)")
+	fs.StringVar(&c.device, "device", "inboxctl", "device id, 1-64 bytes")
+	fs.DurationVar(&c.ttl, "ttl", 24*time.Hour, "how long the token is valid")
+}
+
+func (c *tokenCmd) args(args []string) error {
+	switch {
+	case (c.secret == "") == (c.secretFile == ""):
+		return errors.New("give one of --secret and --secret-file")
+	case c.user == 0:
+		return errors.New("--user is required")
+	case c.ttl <= 0:
+		return errors.New("--ttl must be positive")
+	}
+	return wantArgs(args, 0, 0)
+}
+
+func (c *tokenCmd) run(_ context.Context, a *app) error {
+	secret := []byte(c.secret)
+	if c.secretFile != "" {
+		b, err := os.ReadFile(c.secretFile)
+		if err != nil {
+			return fmt.Errorf("token: %w", err)
+		}
+		// A file written by echo ends with a newline that is not the secret's.
+		secret = []byte(strings.TrimRight(string(b), "\r\n"))
+	}
+	claims := token.Claims{User: c.user, Device: c.device, Expiry: a.now().Add(c.ttl).Truncate(time.Second)}
+	tok, err := token.Sign(secret, claims)
+	if err != nil {
+		return err
+	}
+	return newPrinter(a).token(tok, claims)
+}
+
+type createGroupCmd struct {
+	name    string
+	open    bool
+	members []uint64
+}
+
+func (c *createGroupCmd) flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.name, "name", "", "group name (default: named after its first members)")
+	fs.BoolVar(&c.open, "open", false, "anyone may join without an invitation")
+}
+
+func (c *createGroupCmd) args(args []string) (err error) {
+	c.members, err = parseIDs(args, "member")
+	return err
+}
+
+func (c *createGroupCmd) run(ctx context.Context, a *app) error {
+	return a.call(ctx, func(cl *client.Client) error {
+		g, err := cl.CreateGroup(ctx, &wirepb.CreateGroupRequest{Name: c.name, Members: c.members, Open: c.open})
+		if err != nil {
+			return fmt.Errorf("create group: %w", err)
+		}
+		return newPrinter(a).group(g)
+	})
+}
+
+type inviteCmd struct {
+	conv  uint64
+	users []uint64
+}
+
+func (c *inviteCmd) flags(*flag.FlagSet) {}
+
+func (c *inviteCmd) args(args []string) (err error) {
+	if err := wantArgs(args, 2, -1); err != nil {
+		return err
+	}
+	if c.conv, err = parseID(args[0], "conversation"); err != nil {
+		return err
+	}
+	c.users, err = parseIDs(args[1:], "user")
+	return err
+}
+
+func (c *inviteCmd) run(ctx context.Context, a *app) error {
+	return a.call(ctx, func(cl *client.Client) error {
+		if err := cl.Invite(ctx, c.conv, c.users...); err != nil {
+			return fmt.Errorf("invite: %w", err)
+		}
+		return newPrinter(a).done(fmt.Sprintf("invited %s to %d", joinIDs(c.users), c.conv))
+	})
+}
+
+type leaveCmd struct{ conv uint64 }
+
+func (c *leaveCmd) flags(*flag.FlagSet) {}
+
+func (c *leaveCmd) args(args []string) (err error) {
+	c.conv, err = oneConv(args)
+	return err
+}
+
+func (c *leaveCmd) run(ctx context.Context, a *app) error {
+	return a.call(ctx, func(cl *client.Client) error {
+		if err := cl.Leave(ctx, c.conv); err != nil {
+			return fmt.Errorf("leave: %w", err)
+		}
+		return newPrinter(a).done(fmt.Sprintf("left %d", c.conv))
+	})
+}
+
+type sendCmd struct {
+	conv uint64
+	id   string
+	kind uint
+	text []string // nil: the body is standard input
+}
+
+func (c *sendCmd) flags(fs *flag.FlagSet) {
+	fs.UintVar(&c.kind, "kind", uint(timeline.KindText), "message kind, 1-32767 (1: text)")
+	fs.StringVar(&c.id, "id", "", "client msg id, 1-64 bytes: reuse one to resend safely (default: random)")
+}
+
+func (c *sendCmd) args(args []string) (err error) {
+	if err := wantArgs(args, 1, -1); err != nil {
+		return err
+	}
+	if c.kind == 0 || c.kind >= uint(timeline.KindSystem) {
+		return fmt.Errorf("--kind %d outside 1-%d", c.kind, timeline.KindSystem-1)
+	}
+	if len(c.id) > 64 {
+		return errors.New("--id longer than 64 bytes")
+	}
+	c.conv, err = parseID(args[0], "conversation")
+	if len(args) > 1 {
+		c.text = args[1:]
+	}
+	return err
+}
+
+func (c *sendCmd) run(ctx context.Context, a *app) error {
+	body, err := c.body(a.stdin)
+	if err != nil {
+		return err
+	}
+	id := c.id
+	if id == "" {
+		id = client.NewClientMsgID()
+	}
+	return a.call(ctx, func(cl *client.Client) error {
+		ack, err := cl.Send(ctx, c.conv, id, uint32(c.kind), body)
+		if err != nil {
+			return fmt.Errorf("send: %w", err)
+		}
+		return newPrinter(a).ack(id, ack)
+	})
+}
+
+// body returns the message: the text arguments joined by spaces, or else
+// standard input.
+func (c *sendCmd) body(stdin io.Reader) ([]byte, error) {
+	if c.text != nil {
+		return []byte(strings.Join(c.text, " ")), nil
+	}
+	body, err := io.ReadAll(stdin)
+	if err != nil {
+		return nil, fmt.Errorf("send: read standard input: %w", err)
+	}
+	// echo and editors end text with a newline that is not the message's.
+	if c.kind == uint(timeline.KindText) {
+		body = bytes.TrimSuffix(bytes.TrimSuffix(body, []byte("\n")), []byte("\r"))
+	}
+	return body, nil
+}
+
+type syncCmd struct {
+	after uint64
+	limit uint
+}
+
+func (c *syncCmd) flags(fs *flag.FlagSet) {
+	fs.Uint64Var(&c.after, "after", 0, "print entries after this seq")
+	fs.UintVar(&c.limit, "limit", 0, "SYNC page size (0: the server's default)")
+}
+
+func (c *syncCmd) args(args []string) error { return wantArgs(args, 0, 0) }
+
+// run prints everything up to the head of the inbox at connection time,
+// through the client's sync loop, then exits.
+func (c *syncCmd) run(ctx context.Context, a *app) error {
+	p := newPrinter(a)
+	var printErr error
+	cl, err := a.dial(ctx, client.Config{LastSeq: c.after, SyncLimit: uint32(c.limit), OnEntry: func(e *wirepb.Entry) {
+		if printErr == nil {
+			printErr = p.entry(e)
+		}
+	}})
+	if err != nil {
+		return err
+	}
+	err = cl.WaitSynced(ctx)
+	cl.Close() // OnEntry has returned for good: printErr is ours
+	if err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	return printErr
+}
+
+type tailCmd struct {
+	after    uint64
+	fromHead bool
+}
+
+func (c *tailCmd) flags(fs *flag.FlagSet) {
+	c.fromHead = true
+	fs.Func("after", "print entries after this seq first (default: only new ones)", func(s string) error {
+		n, err := strconv.ParseUint(s, 10, 64)
+		c.after, c.fromHead = n, false
+		return err
+	})
+}
+
+func (c *tailCmd) args(args []string) error { return wantArgs(args, 0, 0) }
+
+// run prints entries as they arrive until interrupted, reconnecting as
+// needed, or until the client stops for good (e.g. replaced by another
+// connection of the same device).
+func (c *tailCmd) run(ctx context.Context, a *app) error {
+	p := newPrinter(a)
+	printErrs := make(chan error, 1)
+	cl, err := a.dial(ctx, client.Config{LastSeq: c.after, FromHead: c.fromHead, OnEntry: func(e *wirepb.Entry) {
+		if err := p.entry(e); err != nil {
+			select {
+			case printErrs <- err:
+			default:
+			}
+		}
+	}})
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-printErrs:
+		return err // stdout is gone (a closed pipe): nobody is reading
+	case <-cl.Done():
+		return fmt.Errorf("tail: %w", cl.Err())
+	}
+}
+
+type historyCmd struct {
+	conv, before uint64
+	limit        uint
+}
+
+func (c *historyCmd) flags(fs *flag.FlagSet) {
+	fs.Uint64Var(&c.before, "before", 0, "messages before this conv_seq (0: the newest)")
+	fs.UintVar(&c.limit, "limit", 20, "how many messages, at most 100")
+}
+
+func (c *historyCmd) args(args []string) (err error) {
+	c.conv, err = oneConv(args)
+	return err
+}
+
+func (c *historyCmd) run(ctx context.Context, a *app) error {
+	return a.call(ctx, func(cl *client.Client) error {
+		msgs, err := cl.History(ctx, c.conv, c.before, uint32(c.limit))
+		if err != nil {
+			return fmt.Errorf("history: %w", err)
+		}
+		return newPrinter(a).history(msgs)
+	})
+}
+
+type conversationsCmd struct{}
+
+func (c *conversationsCmd) flags(*flag.FlagSet)      {}
+func (c *conversationsCmd) args(args []string) error { return wantArgs(args, 0, 0) }
+
+func (c *conversationsCmd) run(ctx context.Context, a *app) error {
+	return a.call(ctx, func(cl *client.Client) error {
+		convs, err := cl.Conversations(ctx)
+		if err != nil {
+			return fmt.Errorf("conversations: %w", err)
+		}
+		return newPrinter(a).conversations(convs)
+	})
+}
+
+type readCmd struct{ conv, convSeq uint64 }
+
+func (c *readCmd) flags(*flag.FlagSet) {}
+
+func (c *readCmd) args(args []string) (err error) {
+	if err := wantArgs(args, 2, 2); err != nil {
+		return err
+	}
+	if c.conv, err = parseID(args[0], "conversation"); err != nil {
+		return err
+	}
+	c.convSeq, err = parseID(args[1], "conv_seq")
+	return err
+}
+
+func (c *readCmd) run(ctx context.Context, a *app) error {
+	return a.call(ctx, func(cl *client.Client) error {
+		marker, err := cl.MarkRead(ctx, c.conv, c.convSeq)
+		if err != nil {
+			return fmt.Errorf("read: %w", err)
+		}
+		return newPrinter(a).marker(c.conv, marker)
+	})
+}
+
+func joinIDs(ids []uint64) string {
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = strconv.FormatUint(id, 10)
+	}
+	return strings.Join(s, " ")
+}

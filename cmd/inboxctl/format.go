@@ -1,0 +1,268 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/inboxd/inboxd/inbox"
+	"github.com/inboxd/inboxd/timeline"
+	"github.com/inboxd/inboxd/token"
+	"github.com/inboxd/inboxd/wire/wirepb"
+)
+
+// printer writes results for people, or as JSON lines with --json.
+type printer struct {
+	w    io.Writer
+	json bool
+}
+
+func newPrinter(a *app) printer { return printer{w: a.stdout, json: a.json} }
+
+func (p printer) emit(v any, human string) error {
+	var err error
+	if p.json {
+		err = json.NewEncoder(p.w).Encode(v)
+	} else {
+		_, err = fmt.Fprintln(p.w, human)
+	}
+	return err
+}
+
+// The JSON shapes. Group (conv) and message ids are strings: they are
+// snowflakes, beyond the 2^53 that JSON numbers hold exactly in most
+// languages (JavaScript, jq before 1.7).
+
+type messageJSON struct {
+	Conv        uint64        `json:"conv,string"`
+	ConvSeq     uint64        `json:"conv_seq"`
+	MsgID       uint64        `json:"msg_id,string"`
+	Sender      uint64        `json:"sender"`
+	ClientMsgID string        `json:"client_msg_id,omitempty"`
+	Kind        uint32        `json:"kind"`
+	Time        string        `json:"time"`
+	Text        *string       `json:"text,omitempty"`   // KindText
+	Notice      *inbox.Notice `json:"notice,omitempty"` // KindNotice
+	Body        []byte        `json:"body,omitempty"`   // other kinds, base64
+}
+
+type entryJSON struct {
+	Seq     uint64       `json:"seq"`
+	Conv    uint64       `json:"conv,string"`
+	ConvSeq uint64       `json:"conv_seq"`
+	Kind    uint32       `json:"kind"`
+	ReadSeq uint64       `json:"read_seq,omitempty"` // KindRead: the new marker
+	Message *messageJSON `json:"message,omitempty"`
+}
+
+func toMessageJSON(m *wirepb.Message) *messageJSON {
+	if m == nil {
+		return nil
+	}
+	j := &messageJSON{
+		Conv: m.Conv, ConvSeq: m.ConvSeq, MsgID: m.MsgId,
+		Sender: m.Sender, ClientMsgID: m.ClientMsgId, Kind: m.Kind, Time: jsonTime(m.TimeMs),
+	}
+	switch timeline.Kind(m.Kind) {
+	case timeline.KindText:
+		if utf8.Valid(m.Body) {
+			s := string(m.Body)
+			j.Text = &s
+			return j
+		}
+	case timeline.KindNotice:
+		if n, ok := parseNotice(m.Body); ok {
+			j.Notice = &n
+			return j
+		}
+	}
+	j.Body = m.Body
+	return j
+}
+
+func parseNotice(body []byte) (inbox.Notice, bool) {
+	var n inbox.Notice
+	err := json.Unmarshal(body, &n)
+	return n, err == nil
+}
+
+func jsonTime(ms int64) string {
+	return time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05.000Z07:00")
+}
+
+func humanTime(ms int64) string {
+	return time.UnixMilli(ms).UTC().Format("2006-01-02 15:04:05")
+}
+
+// entry prints an inbox entry:
+//
+//	#18 conv 7 @3 2026-01-01 00:00:00 <42> hello
+//	#19 conv 7 read up to @3
+//	#20 conv 7 @4 2026-01-01 00:00:01 * 43 joined the group
+func (p printer) entry(e *wirepb.Entry) error {
+	j := entryJSON{Seq: e.Seq, Conv: e.Conv, ConvSeq: e.ConvSeq, Kind: e.Kind, Message: toMessageJSON(e.Message)}
+	human := fmt.Sprintf("#%d conv %d ", e.Seq, e.Conv)
+	switch {
+	case timeline.Kind(e.Kind) == timeline.KindRead:
+		j.ReadSeq = e.ConvSeq
+		human += fmt.Sprintf("read up to @%d", e.ConvSeq)
+	case e.Message != nil:
+		human += messageLine(e.Message)
+	default:
+		human += fmt.Sprintf("@%d kind %d, no message", e.ConvSeq, e.Kind)
+	}
+	return p.emit(j, human)
+}
+
+// messageLine renders a message on one line: notices by their text, text
+// as is (quoted if it would break the line), other kinds by their size.
+func messageLine(m *wirepb.Message) string {
+	head := fmt.Sprintf("@%d %s ", m.ConvSeq, humanTime(m.TimeMs))
+	switch timeline.Kind(m.Kind) {
+	case timeline.KindNotice:
+		if n, ok := parseNotice(m.Body); ok {
+			return head + "* " + n.Text
+		}
+	case timeline.KindText:
+		return head + fmt.Sprintf("<%d> %s", m.Sender, oneLine(m.Body))
+	}
+	return head + fmt.Sprintf("<%d> [kind %d, %d bytes]", m.Sender, m.Kind, len(m.Body))
+}
+
+// oneLine returns text as is when it is printable UTF-8 on one line, else
+// Go-quoted.
+func oneLine(b []byte) string {
+	s := string(b)
+	printable := utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool {
+		return !unicode.IsPrint(r) && r != ' '
+	})
+	if printable {
+		return s
+	}
+	return strconv.Quote(s)
+}
+
+// history prints messages oldest first; the server sends them newest first.
+func (p printer) history(msgs []*wirepb.Message) error {
+	for _, m := range slices.Backward(msgs) {
+		if err := p.emit(toMessageJSON(m), messageLine(m)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type conversationJSON struct {
+	Conv     uint64       `json:"conv,string"`
+	Name     string       `json:"name"`
+	JoinedAt uint64       `json:"joined_at"`
+	LeftAt   uint64       `json:"left_at,omitempty"`
+	ReadSeq  uint64       `json:"read_seq"`
+	Head     uint64       `json:"head"`
+	Unread   uint64       `json:"unread"`
+	DND      bool         `json:"dnd,omitempty"`
+	Last     *messageJSON `json:"last,omitempty"`
+}
+
+// conversations prints one conversation a line; for people, as a table.
+func (p printer) conversations(convs []*wirepb.Conversation) error {
+	if p.json {
+		for _, c := range convs {
+			j := conversationJSON{Conv: c.Conv, Name: c.Name, JoinedAt: c.JoinedAt, LeftAt: c.LeftAt,
+				ReadSeq: c.ReadSeq, Head: c.Head, Unread: c.Unread, DND: c.Dnd, Last: toMessageJSON(c.Last)}
+			if err := p.emit(j, ""); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(p.w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CONV\tNAME\tUNREAD\tLAST")
+	for _, c := range convs {
+		name := c.Name
+		if c.LeftAt != 0 {
+			name += " (left)"
+		}
+		if c.Dnd {
+			name += " (dnd)"
+		}
+		last := ""
+		if c.Last != nil {
+			last = messageLine(c.Last)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\n", c.Conv, name, c.Unread, last)
+	}
+	return tw.Flush()
+}
+
+type groupJSON struct {
+	ID         uint64 `json:"id,string"`
+	Name       string `json:"name"`
+	Owner      uint64 `json:"owner"`
+	Created    string `json:"created"`
+	Open       bool   `json:"open,omitempty"`
+	MutedUntil string `json:"muted_until,omitempty"`
+	Dismissed  bool   `json:"dismissed,omitempty"`
+}
+
+func (p printer) group(g *wirepb.Group) error {
+	j := groupJSON{ID: g.Id, Name: g.Name, Owner: g.Owner, Created: jsonTime(g.CreatedMs), Open: g.Open, Dismissed: g.Dismissed}
+	if g.MutedUntilMs != 0 {
+		j.MutedUntil = jsonTime(g.MutedUntilMs)
+	}
+	human := fmt.Sprintf("group %d %q, owner %d", g.Id, g.Name, g.Owner)
+	if g.Open {
+		human += ", open"
+	}
+	return p.emit(j, human)
+}
+
+func (p printer) ack(clientMsgID string, a *wirepb.SendAck) error {
+	j := struct {
+		ClientMsgID string `json:"client_msg_id"`
+		MsgID       uint64 `json:"msg_id,string"`
+		ConvSeq     uint64 `json:"conv_seq"`
+		Time        string `json:"time"`
+		Duplicate   bool   `json:"duplicate,omitempty"`
+	}{clientMsgID, a.MsgId, a.ConvSeq, jsonTime(a.TimeMs), a.Duplicate}
+	human := fmt.Sprintf("sent @%d, msg id %d, client msg id %s", a.ConvSeq, a.MsgId, clientMsgID)
+	if a.Duplicate {
+		human += " (already stored: this is the first send's result)"
+	}
+	return p.emit(j, human)
+}
+
+func (p printer) marker(conv, readSeq uint64) error {
+	j := struct {
+		Conv    uint64 `json:"conv,string"`
+		ReadSeq uint64 `json:"read_seq"`
+	}{conv, readSeq}
+	return p.emit(j, fmt.Sprintf("read marker of %d at @%d", conv, readSeq))
+}
+
+func (p printer) token(tok string, c token.Claims) error {
+	j := struct {
+		Token   string `json:"token"`
+		User    uint64 `json:"user"`
+		Device  string `json:"device"`
+		Expires string `json:"expires"`
+	}{tok, c.User, c.Device, c.Expiry.UTC().Format(time.RFC3339)}
+	return p.emit(j, tok) // bare, for TOKEN=$(inboxctl token …)
+}
+
+// done confirms a command that returns nothing; with --json it prints
+// nothing, the exit status says it all.
+func (p printer) done(human string) error {
+	if p.json {
+		return nil
+	}
+	_, err := fmt.Fprintln(p.w, human)
+	return err
+}

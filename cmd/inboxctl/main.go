@@ -1,0 +1,24 @@
+// Command inboxctl talks to an inboxd server from a shell: it mints
+// development tokens, manages groups, sends messages, and reads the inbox
+// (once with sync, or continuously with tail).
+//
+//	inboxctl [--addr host:port] [--token T] [--json] <command> [flags] [args]
+//
+// --addr defaults to $INBOXD_ADDR or 127.0.0.1:7600, --token to
+// $INBOXD_TOKEN. Output is for people unless --json asks for one JSON object
+// per line. Run inboxctl help for the commands.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], newApp(os.Stdin, os.Stdout, os.Stderr, os.Getenv))
+	stop()
+	os.Exit(code)
+}
