@@ -348,3 +348,56 @@ func TestE2EReplaced(t *testing.T) {
 		t.Fatalf("the second connection: %v", err)
 	}
 }
+
+// TestE2EThreeUsersTwoDevices: three users with two devices each send to one
+// group at once, interleaved, while one device's connection is cut again and
+// again. Every device ends with its user's whole inbox: every entry once, in
+// seq order, every message of the group in the same conv_seq order.
+func TestE2EThreeUsersTwoDevices(t *testing.T) {
+	addr := startServer(t)
+	ctx := ctxT(t)
+	var cut cutter
+	type device struct {
+		c   *Client
+		log *entryLog
+	}
+	var devices []device
+	for u := uint64(1); u <= 3; u++ {
+		for _, name := range []string{"phone", "laptop"} {
+			cfg := Config{}
+			if u == 2 && name == "laptop" {
+				cfg = Config{Dial: cut.dial, SyncLimit: 4}
+			}
+			c, log := e2eClient(t, addr, u, name, cfg)
+			devices = append(devices, device{c, log})
+		}
+	}
+	g, err := devices[0].c.CreateGroup(ctx, &wirepb.CreateGroupRequest{Members: []uint64{2, 3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const perDevice = 15
+	var wg sync.WaitGroup
+	for i, d := range devices {
+		wg.Go(func() {
+			for n := range perDevice {
+				if i == 0 && n%4 == 1 {
+					cut.cutAll()
+				}
+				id := fmt.Sprintf("d%d-%d", i, n)
+				if _, err := d.c.Send(ctx, g.Id, id, uint32(timeline.KindText), []byte(id)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	// The whole group, in conv_seq order, from one user's inbox.
+	want := devices[0].log
+	eventually(t, func() bool { return len(want.messages()) == len(devices)*perDevice })
+	order := want.messages()
+	for _, d := range devices {
+		d.log.waitMessages(t, order)
+	}
+}

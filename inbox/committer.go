@@ -91,7 +91,7 @@ func (s *Service) commitLoop() {
 
 func (s *Service) begin() *txn {
 	return &txn{
-		ctx:     context.Background(),
+		ctx:     s.ctx,
 		s:       s,
 		now:     s.cfg.Now().Truncate(time.Millisecond),
 		seq:     s.seq.Begin(),

@@ -79,6 +79,11 @@ type Service struct {
 	// groups caches committed group state; only the committer touches it.
 	groups map[uint64]*group
 
+	// ctx is the committer's context for store calls; Close cancels it when
+	// the store does not take the last batches within closeGrace.
+	ctx    context.Context
+	cancel context.CancelFunc
+
 	mu     sync.RWMutex // guards closed against sends on cmds
 	closed bool
 	cmds   chan *command
@@ -107,6 +112,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		deliveries: make(chan []delivery, 256),
 		done:       make(chan struct{}),
 	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.seq = sequencer.New(sequencer.Config{Last: s.lastSeq})
 	dispatched := make(chan struct{})
 	go func() {
@@ -138,9 +144,21 @@ func (s *Service) Close() error {
 		close(s.cmds)
 	}
 	s.mu.Unlock()
-	<-s.done
+	select {
+	case <-s.done:
+	case <-time.After(closeGrace):
+		// The store is down and would hold Close for the whole outage:
+		// fail the batches left instead (their callers may retry).
+		s.log.Warn("inbox: store slow to take the last batches; failing them")
+		s.cancel()
+		<-s.done
+	}
+	s.cancel()
 	return nil
 }
+
+// closeGrace is how long Close lets the store take the last batches.
+const closeGrace = 10 * time.Second
 
 // command is one call waiting for the committer.
 type command struct {

@@ -25,8 +25,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gocql/gocql"
 	"github.com/inboxd/inboxd/gateway"
+
 	"github.com/inboxd/inboxd/inbox"
+	"github.com/inboxd/inboxd/timeline"
+	"github.com/inboxd/inboxd/timeline/cassandra"
 	"github.com/inboxd/inboxd/timeline/pebble"
 	"github.com/inboxd/inboxd/token"
 	"github.com/inboxd/inboxd/webhook"
@@ -36,7 +40,12 @@ import (
 type options struct {
 	Listen       string
 	Admin        string
+	Store        string
 	Data         string
+	Hosts        string
+	Keyspace     string
+	Consistency  string
+	CreateSchema bool
 	SecretFile   string
 	Node         int64
 	MaxGroupSize int
@@ -58,7 +67,12 @@ func parse(args []string, getenv func(string) string) (options, error) {
 	fs := flag.NewFlagSet("inboxd", flag.ContinueOnError)
 	fs.StringVar(&o.Listen, "listen", "127.0.0.1:7600", "TCP address for client connections")
 	fs.StringVar(&o.Admin, "admin", "127.0.0.1:7601", "HTTP address for /healthz (empty: off)")
-	fs.StringVar(&o.Data, "data", "inboxd-data", "data directory of the embedded store")
+	fs.StringVar(&o.Store, "store", "pebble", "storage backend: pebble (embedded) or cassandra")
+	fs.StringVar(&o.Data, "data", "inboxd-data", "data directory of the embedded store (and of the generated token secret)")
+	fs.StringVar(&o.Hosts, "cassandra-hosts", "127.0.0.1:9042", "Cassandra contact points, comma separated")
+	fs.StringVar(&o.Keyspace, "keyspace", "inboxd", "Cassandra keyspace")
+	fs.StringVar(&o.Consistency, "cassandra-consistency", "LOCAL_QUORUM", "Cassandra consistency of reads and writes (ONE on a single dev node)")
+	fs.BoolVar(&o.CreateSchema, "create-schema", false, "create a missing Cassandra keyspace and tables (development only)")
 	fs.StringVar(&o.SecretFile, "secret-file", "", "file holding the token secret (default: <data>/token-secret, generated on first run)")
 	fs.Int64Var(&o.Node, "node", 0, "snowflake node id, 0-1023, unique per server")
 	fs.IntVar(&o.MaxGroupSize, "max-group-size", 500, "maximum members of a group")
@@ -102,7 +116,7 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	store, err := pebble.Open(pebble.Options{Dir: o.Data, Logger: log})
+	store, err := openStore(ctx, o, log)
 	if err != nil {
 		return err
 	}
@@ -159,6 +173,27 @@ func run(args []string) error {
 		log.Error("inboxd: gateway shutdown", "err", err)
 	}
 	return <-served
+}
+
+// openStore opens the configured backend.
+func openStore(ctx context.Context, o options, log *slog.Logger) (timeline.Store, error) {
+	switch o.Store {
+	case "pebble":
+		return pebble.Open(pebble.Options{Dir: o.Data, Logger: log})
+	case "cassandra":
+		var consistency gocql.Consistency
+		if err := consistency.UnmarshalText([]byte(o.Consistency)); err != nil {
+			return nil, fmt.Errorf("-cassandra-consistency: %w", err)
+		}
+		if err := os.MkdirAll(o.Data, 0o700); err != nil { // the token secret lives there
+			return nil, err
+		}
+		return cassandra.Open(ctx, cassandra.Config{
+			Hosts: strings.Split(o.Hosts, ","), Keyspace: o.Keyspace, Consistency: consistency,
+			CreateSchema: o.CreateSchema, Logger: log,
+		})
+	}
+	return nil, fmt.Errorf("-store %q: want pebble or cassandra", o.Store)
 }
 
 // loadSecret reads the token secret, generating one into the data directory

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -12,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gocql/gocql"
 
 	"github.com/inboxd/inboxd/token"
 	"github.com/inboxd/inboxd/wire"
@@ -49,13 +52,44 @@ func TestParse(t *testing.T) {
 // TestRunAndStop runs the real binary with no flags but a data directory,
 // as a person would, talks to it, and stops it with SIGTERM.
 func TestRunAndStop(t *testing.T) {
+	runAndStop(t)
+}
+
+// TestRunOnCassandra does the same on the Cassandra node of scripts/test.
+func TestRunOnCassandra(t *testing.T) {
+	hosts := os.Getenv("INBOXD_CASSANDRA_HOSTS")
+	if hosts == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("INBOXD_CASSANDRA_HOSTS is unset in CI: scripts/test starts a node")
+		}
+		t.Skip("INBOXD_CASSANDRA_HOSTS unset: no Cassandra node to run on")
+	}
+	keyspace := fmt.Sprintf("inboxd_cmd_%d", time.Now().UnixNano()%1e9)
+	t.Cleanup(func() {
+		cluster := gocql.NewCluster(strings.Split(hosts, ",")...)
+		cluster.Timeout = 30 * time.Second
+		session, err := cluster.CreateSession()
+		if err != nil {
+			t.Errorf("drop keyspace %s: %v", keyspace, err)
+			return
+		}
+		defer session.Close()
+		if err := session.Query("DROP KEYSPACE IF EXISTS " + keyspace).Exec(); err != nil {
+			t.Errorf("drop keyspace %s: %v", keyspace, err)
+		}
+	})
+	runAndStop(t, "-store", "cassandra", "-cassandra-hosts", hosts, "-keyspace", keyspace,
+		"-cassandra-consistency", "ONE", "-create-schema")
+}
+
+func runAndStop(t *testing.T, args ...string) {
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "inboxd")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	data := filepath.Join(dir, "data")
-	cmd := exec.Command(bin, "-listen", "127.0.0.1:0", "-admin", "", "-data", data)
+	cmd := exec.Command(bin, append([]string{"-listen", "127.0.0.1:0", "-admin", "", "-data", data}, args...)...)
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
