@@ -32,8 +32,10 @@ func (s *Store) retry(ctx context.Context, what string, op func() error) error {
 		if err == nil || !transient(err) {
 			return err
 		}
-		if attempt == 1 {
-			s.log.Warn("timeline/cassandra: retrying", "op", what, "err", err)
+		// The first failure, then every 20th: a retry that never ends must
+		// show which error it keeps meeting.
+		if attempt%20 == 1 {
+			s.log.Warn("timeline/cassandra: retrying", "op", what, "attempt", attempt, "err", err)
 		}
 		t := time.NewTimer(rand.N(delay) + delay/2)
 		select {
