@@ -25,11 +25,21 @@ const (
 // delete by primary key at the batch's own timestamp), so repeating one that
 // may have landed changes nothing. The driver's retry policy has retried each
 // attempt already; this loop outlasts an outage.
-func (s *Store) retry(ctx context.Context, what string, op func() error) error {
+//
+// Each attempt gets its own deadline, three driver timeouts (the driver's
+// retries included): a request on a connection left half-open by a node
+// restart otherwise never returns.
+func (s *Store) retry(ctx context.Context, what string, op func(ctx context.Context) error) error {
 	delay := minBackoff
 	for attempt := 1; ; attempt++ {
-		err := op()
-		if err == nil || !transient(err) {
+		actx, cancel := context.WithTimeout(ctx, 3*s.cfg.Timeout)
+		err := op(actx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		attemptExpired := errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil
+		if !transient(err) && !attemptExpired {
 			return err
 		}
 		// The first failure, then every 20th: a retry that never ends must
