@@ -14,10 +14,6 @@ import (
 	"github.com/inboxd/inboxd/wire/wirepb"
 )
 
-type protoMessage = proto.Message
-
-var errorsIs = errors.Is
-
 // handler runs one request for an authenticated user. It returns the
 // response body.
 type handler func(ctx context.Context, sess *session, user uint64, body []byte) (proto.Message, error)

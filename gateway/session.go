@@ -1,10 +1,12 @@
 package gateway
 
 import (
+	"errors"
 	"sync"
 	"sync/atomic"
 
 	"github.com/panjf2000/gnet/v2"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/inboxd/inboxd/wire"
 	"github.com/inboxd/inboxd/wire/wirepb"
@@ -60,7 +62,7 @@ func (sess *session) read(c gnet.Conn) gnet.Action {
 		f, n, err := wire.Split(buf, cfg.MaxFrame)
 		if err != nil {
 			code := wire.CodeFrameTooLarge
-			if !errorsIs(err, wire.ErrFrameTooLarge) {
+			if !errors.Is(err, wire.ErrFrameTooLarge) {
 				code = wire.CodeVersion
 			}
 			sess.fail(code, err.Error())
@@ -187,9 +189,9 @@ func (sess *session) write(frame []byte) {
 }
 
 // reply writes the response to req: body, or the error e.
-func (sess *session) reply(req request, body protoMessage, e *wirepb.Error) {
+func (sess *session) reply(req request, body proto.Message, e *wirepb.Error) {
 	flags := wire.FlagResponse
-	var m protoMessage = body
+	var m proto.Message = body
 	if e != nil {
 		flags |= wire.FlagError
 		m = e
