@@ -169,8 +169,7 @@ func (sess *session) auth(ctx context.Context, req request) {
 	var ar wirepb.AuthRequest
 	if err := wire.Decode(req.body, &ar); err != nil {
 		s.metrics.authFailures[authMalformedBody].Inc()
-		sess.reply(req, nil, errorBody(wire.CodeBadRequest, "malformed AUTH body"))
-		sess.fail(closedAuthFailed, 0, "")
+		sess.refuse(req, errorBody(wire.CodeBadRequest, "malformed AUTH body"), closedAuthFailed)
 		return
 	}
 	claims, err := token.Verify(s.cfg.Secret, ar.Token, s.cfg.Now())
@@ -183,15 +182,13 @@ func (sess *session) auth(ctx context.Context, req request) {
 			why = authBadSignature
 		}
 		s.metrics.authFailures[why].Inc()
-		sess.reply(req, nil, errorBody(code, err.Error()))
-		sess.fail(closedAuthFailed, 0, "")
+		sess.refuse(req, errorBody(code, err.Error()), closedAuthFailed)
 		return
 	}
 	head, err := s.svc.Head(ctx, claims.User)
 	if err != nil {
 		s.metrics.authFailures[authUnavailable].Inc()
-		sess.reply(req, nil, errorFor(err))
-		sess.fail(closedAuthFailed, 0, "")
+		sess.refuse(req, errorFor(err), closedAuthFailed)
 		return
 	}
 	sess.device = claims.Device

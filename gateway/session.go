@@ -92,8 +92,7 @@ func (sess *session) dispatch(req request, now int64) {
 	switch {
 	case !sess.authSeen && req.cmd != wire.CmdAuth:
 		s.metrics.authFailures[authNotFirst].Inc()
-		sess.reply(req, nil, errorBody(wire.CodeUnauthenticated, "AUTH must come first"))
-		sess.fail(closedAuthFailed, 0, "")
+		sess.refuse(req, errorBody(wire.CodeUnauthenticated, "AUTH must come first"), closedAuthFailed)
 		return
 	case req.cmd == wire.CmdAuth && sess.authSeen:
 		sess.reply(req, nil, errorBody(wire.CodeInvalid, "already authenticated"))
@@ -219,19 +218,30 @@ func (sess *session) reply(req request, body proto.Message, e *wirepb.Error) {
 	}
 }
 
-// fail sends an ERROR frame with code (none when code is 0) and closes the
-// connection once it is written; why is counted. Only the first failure
-// counts: fail reports whether this was it.
+// refuse answers req with the error e and closes the connection, counting
+// why. The connection is marked failed before the answer goes out: a client
+// that closes as soon as it reads the answer must not count as the peer
+// closing first.
+func (sess *session) refuse(req request, e *wirepb.Error, why disconnect) {
+	first := sess.failed.CompareAndSwap(false, true)
+	if first {
+		sess.srv.metrics.disconnects[why].Inc()
+	}
+	sess.reply(req, nil, e)
+	if first {
+		sess.c.Close()
+	}
+}
+
+// fail sends an ERROR frame with code and closes the connection once it is
+// written; why is counted. Only the first failure counts: fail reports
+// whether this was it.
 func (sess *session) fail(why disconnect, code wire.Code, msg string) bool {
 	if !sess.failed.CompareAndSwap(false, true) {
 		return false
 	}
 	m := sess.srv.metrics
 	m.disconnects[why].Inc()
-	if code == 0 {
-		sess.c.Close()
-		return true
-	}
 	frame, _ := wire.AppendFrame(nil, wire.CmdError, 0, 0, errorBody(code, msg))
 	m.frameOut(wire.CmdError)
 	sess.c.AsyncWrite(frame, func(c gnet.Conn, _ error) error { return c.Close() })

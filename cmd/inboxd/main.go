@@ -67,8 +67,40 @@ func main() {
 	}
 }
 
+// parse reads the environment, then args, into options and validates them.
 func parse(args []string, getenv func(string) string) (options, error) {
 	var o options
+	fs := flagSet(&o)
+	// Environment variables first, so that flags on the command line win.
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := envName(f.Name)
+		if v := getenv(name); v != "" && envErr == nil {
+			if err := f.Value.Set(v); err != nil {
+				envErr = fmt.Errorf("%s=%q: %w", name, v, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return o, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	return o, o.validate()
+}
+
+// envName is the environment variable of a flag: INBOXD_ and the name in
+// upper case, dashes as underscores.
+func envName(flag string) string {
+	return "INBOXD_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// flagSet binds every flag to a field of o.
+func flagSet(o *options) *flag.FlagSet {
 	fs := flag.NewFlagSet("inboxd", flag.ContinueOnError)
 	fs.StringVar(&o.Listen, "listen", "127.0.0.1:7600", "TCP address for client connections")
 	fs.StringVar(&o.Admin, "admin", "127.0.0.1:7601", "HTTP address for /healthz, /readyz and /metrics (empty: off)")
@@ -85,26 +117,27 @@ func parse(args []string, getenv func(string) string) (options, error) {
 	fs.IntVar(&o.Workers, "workers", 512, "goroutines running requests")
 	fs.StringVar(&o.WebhookURL, "webhook-url", "", "URL to POST offline-push notices to (empty: off)")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
-	// Environment variables first, so that flags on the command line win.
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		name := "INBOXD_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v := getenv(name); v != "" && envErr == nil {
-			if err := f.Value.Set(v); err != nil {
-				envErr = fmt.Errorf("%s=%q: %w", name, v, err)
-			}
-		}
-	})
-	if envErr != nil {
-		return o, envErr
+	return fs
+}
+
+// validate checks what can be checked without opening anything, so that a
+// bad value fails at once (and a deployment file can be checked by parse).
+func (o options) validate() error {
+	switch o.Store {
+	case "pebble", "cassandra":
+	default:
+		return fmt.Errorf("-store %q: want pebble or cassandra", o.Store)
 	}
-	if err := fs.Parse(args); err != nil {
-		return o, err
+	if err := new(gocql.Consistency).UnmarshalText([]byte(o.Consistency)); err != nil {
+		return fmt.Errorf("-cassandra-consistency: %w", err)
 	}
-	if fs.NArg() > 0 {
-		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	if err := new(slog.Level).UnmarshalText([]byte(o.LogLevel)); err != nil {
+		return fmt.Errorf("-log-level: %w", err)
 	}
-	return o, nil
+	if o.Node < 0 || o.Node > 1023 {
+		return fmt.Errorf("-node %d: want 0-1023", o.Node)
+	}
+	return nil
 }
 
 func run(args []string) error {
