@@ -410,3 +410,63 @@ func knownEnv(k string) bool {
 	flagSet(new(options)).VisitAll(func(f *flag.Flag) { known = known || envName(f.Name) == k })
 	return known
 }
+
+// TestConfigTables keeps the configuration tables of the README and of
+// docs/operations.md in step with the flags: every flag has a row, with the
+// binary's default (flags without a default may say what they do instead).
+func TestConfigTables(t *testing.T) {
+	tests := []struct {
+		file string
+		row  func(f *flag.Flag) *regexp.Regexp
+	}{
+		{repo + "/README.md", func(f *flag.Flag) *regexp.Regexp {
+			return regexp.MustCompile("(?m)^\\| `-" + f.Name + "` \\| " + defaultCell(f) + " \\|")
+		}},
+		{repo + "/docs/operations.md", func(f *flag.Flag) *regexp.Regexp {
+			return regexp.MustCompile("(?m)^\\| `-" + f.Name + "` \\| `" + envName(f.Name) + "` \\| " + defaultCell(f) + " \\|")
+		}},
+	}
+	for _, tt := range tests {
+		b, err := os.ReadFile(tt.file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		flagSet(new(options)).VisitAll(func(f *flag.Flag) {
+			if !tt.row(f).Match(b) {
+				t.Errorf("%s: no row for -%s with default %q", filepath.Base(tt.file), f.Name, f.DefValue)
+			}
+		})
+	}
+}
+
+// defaultCell matches the default column of a flag's row.
+func defaultCell(f *flag.Flag) string {
+	if f.DefValue == "" {
+		return "[^|]+"
+	}
+	return "`" + regexp.QuoteMeta(f.DefValue) + "`"
+}
+
+// checkMetricsTable fails for each inboxd metric the scrape s has and the
+// metrics reference of docs/operations.md lacks, and for each row naming a
+// metric s does not have.
+func checkMetricsTable(t *testing.T, s scrape) {
+	b, err := os.ReadFile(repo + "/docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := make(map[string]bool)
+	for _, m := range regexp.MustCompile("(?m)^\\| `(inboxd_[a-z0-9_]+)` \\|").FindAllStringSubmatch(string(b), -1) {
+		documented[m[1]] = true
+	}
+	for name := range s {
+		if strings.HasPrefix(name, "inboxd_") && !documented[name] {
+			t.Errorf("docs/operations.md: no row for %s", name)
+		}
+	}
+	for name := range documented {
+		if s[name] == nil {
+			t.Errorf("docs/operations.md documents %s, which inboxd does not export", name)
+		}
+	}
+}

@@ -331,6 +331,9 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	t.Run("dashboard and alerts query only exported metrics", func(t *testing.T) {
 		checkQueries(t, in.scrape(t))
 	})
+	t.Run("docs list exactly the exported metrics", func(t *testing.T) {
+		checkMetricsTable(t, in.scrape(t))
+	})
 }
 
 // TestReadyzStates checks /readyz of a running inboxd (ready) and of one
