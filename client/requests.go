@@ -71,13 +71,35 @@ func (c *Client) History(ctx context.Context, conv, before uint64, limit uint32)
 }
 
 // Conversations returns the user's conversations with their unread counts,
-// latest activity first.
+// latest activity first, asking for as many pages as the server's frame
+// limit makes it send.
 func (c *Client) Conversations(ctx context.Context) ([]*wirepb.Conversation, error) {
-	resp := new(wirepb.ConversationsResponse)
-	if err := c.doRetry(ctx, wire.CmdConversations, &wirepb.Empty{}, resp); err != nil {
-		return nil, err
+	var all []*wirepb.Conversation
+	for {
+		resp := new(wirepb.ConversationsResponse)
+		req := &wirepb.ConversationsRequest{Offset: uint32(len(all))}
+		if err := c.doRetry(ctx, wire.CmdConversations, req, resp); err != nil {
+			return nil, err
+		}
+		all = append(all, resp.Conversations...)
+		if !resp.HasMore || len(resp.Conversations) == 0 {
+			return dedupConversations(all), nil
+		}
 	}
-	return resp.Conversations, nil
+}
+
+// dedupConversations keeps the first of each conversation: one that moved
+// up the list between two pages (new activity) comes twice.
+func dedupConversations(cs []*wirepb.Conversation) []*wirepb.Conversation {
+	seen := make(map[uint64]bool, len(cs))
+	out := cs[:0]
+	for _, c := range cs {
+		if !seen[c.Conv] {
+			seen[c.Conv] = true
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // MarkRead moves the user's read marker of conv to convSeq and returns the

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -341,5 +342,57 @@ func TestShutdownAnswersInFlight(t *testing.T) {
 	}
 	if acked == 0 || acked+refused != n {
 		t.Fatalf("%d acknowledged and %d refused of %d sends", acked, refused, n)
+	}
+}
+
+// TestConversationsPages lists more conversations than one frame holds:
+// every page fits max_frame, and the pages together hold each conversation
+// once, latest activity first.
+//
+// The pages come from one user's list that does not change meanwhile; a
+// conversation that moves up between two requests is the client's to merge
+// (docs/protocol.md).
+func TestConversationsPages(t *testing.T) {
+	const maxFrame, groups = 4096, 12
+	s := start(t, Config{MaxFrame: maxFrame})
+	alice, bob := s.login(1, "d"), s.login(2, "d")
+	body := bytes.Repeat([]byte("x"), 1000) // four last messages fill a frame
+	var want []uint64
+	for i := range groups {
+		conv := createGroup(t, alice, 2)
+		if err := alice.call(wire.CmdSend, &wirepb.SendRequest{Conv: conv, ClientMsgId: fmt.Sprint(i), Kind: 1, Body: body}, nil); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, conv)
+	}
+	var got []uint64
+	var last *wirepb.Message
+	pages := 0
+	for more := true; more; pages++ {
+		var resp wirepb.ConversationsResponse
+		if err := bob.call(wire.CmdConversations, &wirepb.ConversationsRequest{Offset: uint32(len(got))}, &resp); err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.Conversations) == 0 {
+			t.Fatalf("page %d is empty", pages)
+		}
+		for _, c := range resp.Conversations {
+			if last != nil && c.Last.TimeMs > last.TimeMs {
+				t.Errorf("conversation %d (last at %d) after one last at %d", c.Conv, c.Last.TimeMs, last.TimeMs)
+			}
+			got, last = append(got, c.Conv), c.Last
+		}
+		more = resp.HasMore
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if bob.largest > maxFrame {
+		t.Errorf("a frame of %d bytes, max_frame %d", bob.largest, maxFrame)
+	}
+	if pages < 3 {
+		t.Errorf("%d conversations in %d pages: not cut", groups, pages)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("conversations %v, want %v", got, want)
 	}
 }

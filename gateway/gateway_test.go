@@ -84,6 +84,8 @@ type conn struct {
 	next uint32
 	buf  []byte
 	push []*wirepb.Entry // pushes read while waiting for responses
+	// largest is the size of the largest frame read, header included.
+	largest int
 }
 
 func (s *server) dial() *conn {
@@ -137,6 +139,7 @@ func (c *conn) read() (wire.Frame, error) {
 			c.t.Fatal(err)
 		}
 		if n > 0 {
+			c.largest = max(c.largest, n)
 			f.Body = append([]byte(nil), f.Body...)
 			c.buf = c.buf[n:]
 			return f, nil

@@ -74,22 +74,24 @@ var handlers = map[wire.Command]handler{
 		// A shorter page is fine: the client pages on from the oldest.
 		return &wirepb.HistoryResponse{Messages: pb[:fit(pb, sess.srv.cfg.MaxFrame)]}, nil
 	}),
-	wire.CmdConversations: func(ctx context.Context, sess *session, user uint64, _ []byte) (proto.Message, error) {
+	wire.CmdConversations: decoded(func(ctx context.Context, sess *session, user uint64, req *wirepb.ConversationsRequest) (proto.Message, error) {
 		cs, err := sess.srv.svc.Conversations(ctx, user)
 		if err != nil {
 			return nil, err
 		}
-		resp := &wirepb.ConversationsResponse{Conversations: make([]*wirepb.Conversation, len(cs))}
+		cs = cs[min(int(req.Offset), len(cs)):]
+		pb := make([]*wirepb.Conversation, len(cs))
 		for i, c := range cs {
 			pc := &wirepb.Conversation{Conv: c.Conv, Name: c.Name, JoinedAt: c.JoinedAt, LeftAt: c.LeftAt,
 				ReadSeq: c.ReadSeq, Head: c.Head, Unread: c.Unread, Dnd: c.DND}
 			if c.Last != nil {
 				pc.Last = messagePB(c.Last)
 			}
-			resp.Conversations[i] = pc
+			pb[i] = pc
 		}
-		return resp, nil
-	},
+		n := fit(pb, sess.srv.cfg.MaxFrame)
+		return &wirepb.ConversationsResponse{Conversations: pb[:n], HasMore: n < len(pb)}, nil
+	}),
 	wire.CmdMarkRead: decoded(func(ctx context.Context, sess *session, user uint64, req *wirepb.MarkReadRequest) (proto.Message, error) {
 		n, err := sess.srv.svc.MarkRead(ctx, user, req.Conv, req.ConvSeq)
 		return &wirepb.MarkReadResponse{ReadSeq: n}, err

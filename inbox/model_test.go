@@ -37,7 +37,10 @@ func TestRandomizedModel(t *testing.T) {
 		return true
 	}})
 
-	const workers, ops, users = 6, 250, 12
+	// Each worker runs ops operations, and more (up to maxOps) until the
+	// workload has acknowledged minAcked sends: on a loaded machine, crashes
+	// fail bigger group commits and fewer of the first ops succeed.
+	const workers, ops, maxOps, minAcked, users = 6, 250, 2500, 150, 12
 	var mu sync.RWMutex // write-held while the service is reopened
 	var wg sync.WaitGroup
 	var done atomic.Int32
@@ -45,7 +48,7 @@ func TestRandomizedModel(t *testing.T) {
 		rng := rand.New(rand.NewPCG(seed, uint64(w)))
 		wg.Go(func() {
 			defer done.Add(1)
-			for i := range ops {
+			for i := 0; i < maxOps && (i < ops || m.ackedSends() < minAcked); i++ {
 				mu.RLock()
 				m.step(t, e.svc, rng, w, i, users)
 				mu.RUnlock()
@@ -69,7 +72,7 @@ func TestRandomizedModel(t *testing.T) {
 	armed.Store("")
 	m.verify(t, e, users)
 	t.Logf("%d sends acknowledged, %d groups, %d crashes", len(m.acked), len(m.groups), crashes)
-	if len(m.acked) < workers*ops/10 || crashes == 0 {
+	if len(m.acked) < minAcked || crashes == 0 {
 		t.Fatalf("the workload did too little to test anything")
 	}
 }
@@ -92,6 +95,12 @@ type model struct {
 	acked  map[dedupKey]SendResult // first acknowledged result per send
 	sent   []dedupKey              // for resends
 	sentTo map[dedupKey]uint64
+}
+
+func (m *model) ackedSends() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.acked)
 }
 
 func (m *model) intn(n int) int {

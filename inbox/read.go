@@ -171,8 +171,10 @@ func (s *Service) Conversations(ctx context.Context, user uint64) ([]Conversatio
 		}
 		out = append(out, info)
 	}
-	slices.SortStableFunc(out, func(a, b ConversationInfo) int {
-		return cmp.Compare(lastTime(b), lastTime(a))
+	// A total order, so that pages cut at an offset neither repeat nor skip
+	// a conversation whose last message shares its millisecond with another.
+	slices.SortFunc(out, func(a, b ConversationInfo) int {
+		return cmp.Or(cmp.Compare(lastTime(b), lastTime(a)), cmp.Compare(b.Conv, a.Conv))
 	})
 	return out, nil
 }

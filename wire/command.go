@@ -13,7 +13,7 @@ const (
 	CmdPush          Command = 4   // server-initiated Push
 	CmdSync          Command = 5   // SyncRequest → SyncResponse
 	CmdHistory       Command = 6   // HistoryRequest → HistoryResponse
-	CmdConversations Command = 7   // Empty → ConversationsResponse
+	CmdConversations Command = 7   // ConversationsRequest → ConversationsResponse
 	CmdMarkRead      Command = 8   // MarkReadRequest → MarkReadResponse
 	CmdCreateGroup   Command = 16  // CreateGroupRequest → CreateGroupResponse
 	CmdInvite        Command = 17  // InviteRequest → Empty

@@ -1581,16 +1581,63 @@ func (x *Conversation) GetLast() *Message {
 	return nil
 }
 
+// The conversation list, latest activity first, in pages that fit in one
+// frame: a page starts after the first `offset` conversations.
+type ConversationsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Offset        uint32                 `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConversationsRequest) Reset() {
+	*x = ConversationsRequest{}
+	mi := &file_inboxd_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConversationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConversationsRequest) ProtoMessage() {}
+
+func (x *ConversationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_inboxd_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConversationsRequest.ProtoReflect.Descriptor instead.
+func (*ConversationsRequest) Descriptor() ([]byte, []int) {
+	return file_inboxd_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ConversationsRequest) GetOffset() uint32 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
 type ConversationsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Conversations []*Conversation        `protobuf:"bytes,1,rep,name=conversations,proto3" json:"conversations,omitempty"` // latest activity first
+	Conversations []*Conversation        `protobuf:"bytes,1,rep,name=conversations,proto3" json:"conversations,omitempty"`     // latest activity first
+	HasMore       bool                   `protobuf:"varint,2,opt,name=has_more,json=hasMore,proto3" json:"has_more,omitempty"` // cut to fit max_frame: ask again with offset += len(conversations)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ConversationsResponse) Reset() {
 	*x = ConversationsResponse{}
-	mi := &file_inboxd_proto_msgTypes[25]
+	mi := &file_inboxd_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1602,7 +1649,7 @@ func (x *ConversationsResponse) String() string {
 func (*ConversationsResponse) ProtoMessage() {}
 
 func (x *ConversationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[25]
+	mi := &file_inboxd_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1615,7 +1662,7 @@ func (x *ConversationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationsResponse.ProtoReflect.Descriptor instead.
 func (*ConversationsResponse) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{25}
+	return file_inboxd_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ConversationsResponse) GetConversations() []*Conversation {
@@ -1623,6 +1670,13 @@ func (x *ConversationsResponse) GetConversations() []*Conversation {
 		return x.Conversations
 	}
 	return nil
+}
+
+func (x *ConversationsResponse) GetHasMore() bool {
+	if x != nil {
+		return x.HasMore
+	}
+	return false
 }
 
 type MarkReadRequest struct {
@@ -1635,7 +1689,7 @@ type MarkReadRequest struct {
 
 func (x *MarkReadRequest) Reset() {
 	*x = MarkReadRequest{}
-	mi := &file_inboxd_proto_msgTypes[26]
+	mi := &file_inboxd_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1647,7 +1701,7 @@ func (x *MarkReadRequest) String() string {
 func (*MarkReadRequest) ProtoMessage() {}
 
 func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[26]
+	mi := &file_inboxd_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1660,7 +1714,7 @@ func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkReadRequest.ProtoReflect.Descriptor instead.
 func (*MarkReadRequest) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{26}
+	return file_inboxd_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *MarkReadRequest) GetConv() uint64 {
@@ -1686,7 +1740,7 @@ type MarkReadResponse struct {
 
 func (x *MarkReadResponse) Reset() {
 	*x = MarkReadResponse{}
-	mi := &file_inboxd_proto_msgTypes[27]
+	mi := &file_inboxd_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1698,7 +1752,7 @@ func (x *MarkReadResponse) String() string {
 func (*MarkReadResponse) ProtoMessage() {}
 
 func (x *MarkReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[27]
+	mi := &file_inboxd_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1711,7 +1765,7 @@ func (x *MarkReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkReadResponse.ProtoReflect.Descriptor instead.
 func (*MarkReadResponse) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{27}
+	return file_inboxd_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *MarkReadResponse) GetReadSeq() uint64 {
@@ -1832,9 +1886,12 @@ const file_inboxd_proto_rawDesc = "" +
 	"\x04head\x18\x06 \x01(\x04R\x04head\x12\x16\n" +
 	"\x06unread\x18\a \x01(\x04R\x06unread\x12\x10\n" +
 	"\x03dnd\x18\b \x01(\bR\x03dnd\x12&\n" +
-	"\x04last\x18\t \x01(\v2\x12.inboxd.v1.MessageR\x04last\"V\n" +
+	"\x04last\x18\t \x01(\v2\x12.inboxd.v1.MessageR\x04last\".\n" +
+	"\x14ConversationsRequest\x12\x16\n" +
+	"\x06offset\x18\x01 \x01(\rR\x06offset\"q\n" +
 	"\x15ConversationsResponse\x12=\n" +
-	"\rconversations\x18\x01 \x03(\v2\x17.inboxd.v1.ConversationR\rconversations\"@\n" +
+	"\rconversations\x18\x01 \x03(\v2\x17.inboxd.v1.ConversationR\rconversations\x12\x19\n" +
+	"\bhas_more\x18\x02 \x01(\bR\ahasMore\"@\n" +
 	"\x0fMarkReadRequest\x12\x12\n" +
 	"\x04conv\x18\x01 \x01(\x04R\x04conv\x12\x19\n" +
 	"\bconv_seq\x18\x02 \x01(\x04R\aconvSeq\"-\n" +
@@ -1853,7 +1910,7 @@ func file_inboxd_proto_rawDescGZIP() []byte {
 	return file_inboxd_proto_rawDescData
 }
 
-var file_inboxd_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_inboxd_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_inboxd_proto_goTypes = []any{
 	(*Error)(nil),                 // 0: inboxd.v1.Error
 	(*Empty)(nil),                 // 1: inboxd.v1.Empty
@@ -1880,9 +1937,10 @@ var file_inboxd_proto_goTypes = []any{
 	(*HistoryRequest)(nil),        // 22: inboxd.v1.HistoryRequest
 	(*HistoryResponse)(nil),       // 23: inboxd.v1.HistoryResponse
 	(*Conversation)(nil),          // 24: inboxd.v1.Conversation
-	(*ConversationsResponse)(nil), // 25: inboxd.v1.ConversationsResponse
-	(*MarkReadRequest)(nil),       // 26: inboxd.v1.MarkReadRequest
-	(*MarkReadResponse)(nil),      // 27: inboxd.v1.MarkReadResponse
+	(*ConversationsRequest)(nil),  // 25: inboxd.v1.ConversationsRequest
+	(*ConversationsResponse)(nil), // 26: inboxd.v1.ConversationsResponse
+	(*MarkReadRequest)(nil),       // 27: inboxd.v1.MarkReadRequest
+	(*MarkReadResponse)(nil),      // 28: inboxd.v1.MarkReadResponse
 }
 var file_inboxd_proto_depIdxs = []int32{
 	4,  // 0: inboxd.v1.CreateGroupResponse.group:type_name -> inboxd.v1.Group
@@ -1912,7 +1970,7 @@ func file_inboxd_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_inboxd_proto_rawDesc), len(file_inboxd_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   28,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
