@@ -135,12 +135,13 @@ func (m *Model) NewSend(conv, sender uint64, cmid string) int {
 	return i
 }
 
-// Ack records the server's acknowledgement of send i.
-func (m *Model) Ack(i int, msgID, convSeq uint64) {
+// Ack records the server's acknowledgement of send i and returns its conv.
+func (m *Model) Ack(i int, msgID, convSeq uint64) (conv uint64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s := &m.sends[i]
 	s.State, s.MsgID, s.ConvSeq = SendAcked, msgID, convSeq
+	return s.Conv
 }
 
 // Refuse records that send i was refused for good.
@@ -238,6 +239,8 @@ type Verifier struct {
 	out        []Violation
 	maxOut     int
 	dropped    int
+	entries    int // inbox entries checked
+	devices    int // device streams checked
 }
 
 // userView is what the verifier keeps of one user's inbox.
@@ -305,6 +308,7 @@ func (v *Verifier) Inbox(user uint64, entries []InboxEntry) {
 }
 
 func (v *Verifier) entry(uv *userView, e *InboxEntry) {
+	v.entries++
 	u := uv.user
 	switch {
 	case e.Seq <= uv.last:
@@ -386,11 +390,15 @@ func (v *Verifier) Conversations(user uint64, convs []ConvState) {
 // read by Inbox: n entries whose Digest is digest.
 func (v *Verifier) Device(user uint64, device string, n, digest uint64) {
 	uv := v.view(user)
+	v.devices++
 	if n != uv.last || digest != uv.digest {
 		v.report(ViolationDevice, user, device, 0, "applied %d entries (digest %x), the inbox holds %d (digest %x)",
 			n, digest, uv.last, uv.digest)
 	}
 }
+
+// Checked returns how many inbox entries and device streams were checked.
+func (v *Verifier) Checked() (entries, devices int) { return v.entries, v.devices }
 
 // Finish completes the checks that need every inbox — every member holds
 // every message stored in their groups, unread counts — and returns every
