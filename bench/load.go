@@ -46,7 +46,13 @@ func (r *runner) load(ctx context.Context, rep *Report) {
 		spawn(r.storm, 5)
 	}
 	if cfg.Chaos > 0 && r.srv != nil {
-		spawn(r.chaos, 6)
+		// Under the run's context, not the load's: every kill happens
+		// even on a machine so slow that the load ends first.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.chaos(ctx, rand.New(rand.NewPCG(cfg.Seed, 6)))
+		}()
 	}
 	if cfg.Progress != nil {
 		spawn(func(ctx context.Context, _ *rand.Rand) { r.progress(ctx, base, start) }, 7)
