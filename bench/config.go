@@ -140,6 +140,9 @@ func (c *Config) validate() error {
 	if c.Messages <= 0 {
 		c.Messages = int(c.Rate*c.Duration.Seconds()) + 1
 	}
+	if c.Server.Bare && (c.Addr != "" || c.Chaos > 0 || c.Churn > 0 || c.OfflineUsers > 0 || c.Storm) {
+		return fmt.Errorf("bench: the bare baseline stores nothing: no -addr, chaos, churn, offline users or storm with it")
+	}
 	if c.Addr != "" && c.Chaos > 0 {
 		return fmt.Errorf("bench: chaos needs the server Run starts itself (no -addr)")
 	}

@@ -513,7 +513,10 @@ func (d *device) syncPage(req *request, body []byte) error {
 			case e.seq == d.last+1:
 				d.apply(e)
 			case e.seq > d.last+1 && d.syncing == 0:
-				d.startSync(nil) // still a gap: fetch it (the entry comes with it)
+				// A SYNC made after a push of seq N returns N
+				// (docs/protocol.md): this one did not.
+				d.r.violation(Violation{Kind: ViolationSeqGap, User: d.user.id, Device: d.name,
+					Detail: fmt.Sprintf("pushed seq %d, but a SYNC made after the push ended at seq %d", e.seq, d.last)})
 			}
 		}
 	}

@@ -24,6 +24,7 @@ type Report struct {
 	Groups      string  `json:"groups"`
 	Rate        float64 `json:"target_sends_per_sec"`
 	Duration    float64 `json:"target_seconds"`
+	Seed        uint64  `json:"seed"`
 
 	LoadSeconds      float64 `json:"load_seconds"`
 	SendsPerSec      float64 `json:"acked_sends_per_sec"`

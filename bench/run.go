@@ -72,7 +72,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		hists: hists{ack: newHist(), delivery: newHist()}, dials: make(chan struct{}, 64),
 		nonce: strconv.FormatUint(cfg.Seed%(1<<32), 36), byConv: make(map[uint64]*group)}
 	rep := Report{Users: cfg.Users, Devices: cfg.Devices, Connections: cfg.Users * cfg.Devices,
-		Groups: FormatGroups(cfg.Groups), Rate: cfg.Rate, Duration: cfg.Duration.Seconds(), Store: "external"}
+		Groups: FormatGroups(cfg.Groups), Rate: cfg.Rate, Duration: cfg.Duration.Seconds(), Seed: cfg.Seed, Store: "external"}
 	if err := raiseNoFile(uint64(cfg.Users*cfg.Devices) + 1024); err != nil {
 		r.log.Warn("bench: cannot raise the open file limit", "err", err)
 	}
@@ -95,6 +95,9 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		defer srv.close()
 		r.srv, r.addr, secret = srv, srv.addr, sec
 		rep.Store = srv.cfg.Store
+		if sc.Bare {
+			rep.Store = "bare"
+		}
 		rep.ServerLog = filepath.Join(sc.Dir, "inboxd.log")
 	} else {
 		r.addr = cfg.Addr

@@ -42,6 +42,10 @@ type ServerConfig struct {
 	LeaseWait time.Duration
 	// Args are more inboxd flags.
 	Args []string
+	// Bare starts the baseline server instead (ServeBare): Binary must then
+	// be a program that runs it when given -bare-server ADDR -secret-file
+	// FILE, as cmd/inboxd-bench does.
+	Bare bool
 }
 
 // server is one inboxd child process, restartable on the same data.
@@ -77,6 +81,9 @@ func startServer(ctx context.Context, cfg ServerConfig, log *slog.Logger) (*serv
 		return nil, nil, fmt.Errorf("bench: server dir: %w", err)
 	}
 	s := &server{cfg: cfg, log: log, data: filepath.Join(cfg.Dir, "data"), secret: filepath.Join(cfg.Dir, "token-secret"), bin: cfg.Binary}
+	if cfg.Bare && s.bin == "" {
+		return nil, nil, errors.New("bench: the bare server needs ServerConfig.Binary")
+	}
 	if s.bin == "" {
 		s.bin = filepath.Join(cfg.Dir, "inboxd")
 		out, err := exec.CommandContext(ctx, "go", "build", "-o", s.bin, "github.com/inboxd/inboxd/cmd/inboxd").CombinedOutput()
@@ -109,6 +116,9 @@ func startServer(ctx context.Context, cfg ServerConfig, log *slog.Logger) (*serv
 }
 
 func (s *server) args() []string {
+	if s.cfg.Bare {
+		return []string{"-bare-server", s.addr, "-secret-file", s.secret}
+	}
 	a := []string{"-listen", s.addr, "-admin", "", "-data", s.data, "-secret-file", s.secret, "-store", s.cfg.Store}
 	if s.cfg.Store == "cassandra" {
 		a = append(a, "-cassandra-hosts", s.cfg.CassandraHosts, "-keyspace", s.cfg.Keyspace,

@@ -36,6 +36,9 @@ func main() {
 }
 
 func run(args []string) int {
+	if len(args) == 4 && args[0] == "-bare-server" && args[2] == "-secret-file" {
+		return serveBare(args[1], args[3])
+	}
 	cfg, asJSON, err := parse(args)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -108,6 +111,7 @@ func parse(args []string) (bench.Config, bool, error) {
 	fs.StringVar(&cfg.Server.Dir, "dir", "", "directory of the started server's data and log (empty: a temporary one, removed)")
 	fs.DurationVar(&cfg.DrainTimeout, "drain", time.Minute, "how long to wait for unanswered sends after the load")
 	fs.Uint64Var(&cfg.Seed, "seed", 0, "random seed (0: from the clock)")
+	baseline := fs.Bool("baseline", false, "drive the bare baseline server (bench.ServeBare) instead of inboxd: no storage, nothing verified")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	verbose := fs.Bool("v", false, "log what the generator does (to stderr)")
 	if err := fs.Parse(args); err != nil {
@@ -121,6 +125,14 @@ func parse(args []string) (bench.Config, bool, error) {
 		return cfg, false, err
 	}
 	cfg.Groups = gs
+	if *baseline {
+		self, err := os.Executable()
+		if err != nil {
+			return cfg, false, err
+		}
+		cfg.Server.Bare, cfg.Server.Binary = true, self
+		cfg.Churn, cfg.OfflineUsers, cfg.Storm, cfg.Chaos = 0, 0, false, 0
+	}
 	if cfg.Chaos > 0 && cfg.Server.Store == "cassandra" && cfg.Server.Keyspace == "inboxd" {
 		return cfg, false, errors.New("refusing to kill a server on the default keyspace: pick -keyspace")
 	}
@@ -140,4 +152,21 @@ func parse(args []string) (bench.Config, bool, error) {
 		cfg.Progress = os.Stderr
 	}
 	return cfg, *asJSON, nil
+}
+
+// serveBare runs the baseline server as Run's child (-baseline).
+func serveBare(addr, secretFile string) int {
+	b, err := os.ReadFile(secretFile)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "inboxd-bench:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if err := bench.ServeBare(ctx, addr, []byte(strings.TrimSpace(string(b))), log); err != nil {
+		fmt.Fprintln(os.Stderr, "inboxd-bench:", err)
+		return 2
+	}
+	return 0
 }
