@@ -98,7 +98,7 @@ func (d *device) run(ctx context.Context) {
 		if !d.waitAway(ctx) {
 			return
 		}
-		nc, err := d.connect(ctx)
+		nc, early, err := d.connect(ctx)
 		if err != nil {
 			failures++
 			d.r.stats.connectFailures.Add(1)
@@ -114,7 +114,14 @@ func (d *device) run(ctx context.Context) {
 			continue
 		}
 		failures = 0
-		err = d.serve(nc)
+		for _, b := range early {
+			if err = d.handle(wire.Header{Command: wire.CmdPush}, b); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			err = d.serve(nc)
+		}
 		d.drop(err)
 	}
 }
@@ -164,8 +171,9 @@ func (d *device) wakeUp() {
 	d.mu.Unlock()
 }
 
-// connect dials, authenticates and starts the catch-up SYNC.
-func (d *device) connect(ctx context.Context) (net.Conn, error) {
+// connect dials, authenticates and starts the catch-up SYNC. It returns
+// the bodies of pushes that came before the AUTH response.
+func (d *device) connect(ctx context.Context) (nc net.Conn, early [][]byte, err error) {
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	// At most a few connects at once: thousands of simultaneous handshakes
@@ -174,12 +182,12 @@ func (d *device) connect(ctx context.Context) (net.Conn, error) {
 	case d.r.dials <- struct{}{}:
 		defer func() { <-d.r.dials }()
 	case <-dctx.Done():
-		return nil, dctx.Err()
+		return nil, nil, dctx.Err()
 	}
 	var dialer net.Dialer
-	nc, err := dialer.DialContext(dctx, "tcp", d.r.addr)
+	nc, err = dialer.DialContext(dctx, "tcp", d.r.addr)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// AUTH, answered before anything else is sent: its head seq tells
 	// whether the server lost entries this device already applied.
@@ -188,23 +196,37 @@ func (d *device) connect(ctx context.Context) (net.Conn, error) {
 	nc.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := nc.Write(frame); err != nil {
 		nc.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	h, body, err := readFrame(nc, nil)
-	if err != nil {
+	// The gateway may push the user's new entries before it writes the
+	// AUTH response: keep them for after the catch-up SYNC has started.
+	var h wire.Header
+	var body []byte
+	for {
+		h, body, err = readFrame(nc, nil)
+		if err != nil {
+			nc.Close()
+			return nil, nil, err
+		}
+		if h.Command != wire.CmdPush || h.Flags != 0 || len(early) >= 1000 {
+			break
+		}
+		early = append(early, body)
+	}
+	if h.Command != wire.CmdAuth || h.Flags&wire.FlagResponse == 0 {
 		nc.Close()
-		return nil, err
+		return nil, nil, fmt.Errorf("bench: %v frame (flags %d) where the AUTH response belongs", h.Command, h.Flags)
 	}
 	if h.Flags&wire.FlagError != 0 {
 		code, _ := parseError(body)
 		nc.Close()
 		d.r.stats.countError(code)
-		return nil, &serverError{code: wire.Code(code)}
+		return nil, nil, &serverError{code: wire.Code(code)}
 	}
 	head, err := firstVarint(body, 3)
 	if err != nil {
 		nc.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	nc.SetDeadline(time.Time{})
 	d.st.Lock()
@@ -223,7 +245,7 @@ func (d *device) connect(ctx context.Context) (net.Conn, error) {
 		d.r.stats.reconnects.Add(1)
 	}
 	d.startSync(nil)
-	return nc, nil
+	return nc, early, nil
 }
 
 func appendAuth(frame []byte, tok string) []byte {
