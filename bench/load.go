@@ -379,7 +379,7 @@ func (r *runner) verify(ctx context.Context, rep *Report) error {
 	close(errs)
 	out, more := v.Finish()
 	r.vmu.Lock()
-	rep.Violations = append(slices.Clone(r.violations), out...)
+	rep.Violations = append(append([]Violation{}, r.violations...), out...)
 	r.vmu.Unlock()
 	rep.MoreViolations = more
 	rep.Verified = true
