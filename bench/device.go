@@ -149,9 +149,8 @@ func (d *device) waitAway(ctx context.Context) bool {
 	}
 }
 
-// goAway closes the connection and keeps the device offline for dur
-// (until wakeUp if dur is negative... or forever when dur is 0 and the
-// user is offline).
+// goAway closes the connection and keeps the device offline for dur (0:
+// it reconnects at once, unless its user is offline), or until wakeUp.
 func (d *device) goAway(dur time.Duration) {
 	d.mu.Lock()
 	d.away = time.Now().Add(dur)
@@ -402,7 +401,7 @@ func (d *device) handle(h wire.Header, body []byte) error {
 		now := d.r.now()
 		d.st.Lock()
 		defer d.st.Unlock()
-		_, _, err := parseEntries(body, func(e *entry) { d.pushed(e, now) })
+		_, _, err := parseEntries(body, func(e entry) { d.pushed(&e, now) })
 		return err
 	case h.Command == wire.CmdError && h.Flags == 0:
 		code, _ := parseError(body)
@@ -501,12 +500,12 @@ func (d *device) apply(e *entry) {
 // syncPage applies a SYNC page and continues the chain, or ends it.
 func (d *device) syncPage(req *request, body []byte) error {
 	var bad error
-	_, more, err := parseEntries(body, func(e *entry) {
+	_, more, err := parseEntries(body, func(e entry) {
 		switch {
 		case e.seq <= d.last: // another chain applied it
 		case e.seq == d.last+1:
 			d.r.stats.synced.Add(1)
-			d.apply(e)
+			d.apply(&e)
 		case bad == nil:
 			bad = fmt.Errorf("SYNC page skips from seq %d to %d", d.last, e.seq)
 		}
