@@ -39,35 +39,19 @@ var errMalformed = errors.New("bench: malformed protobuf body")
 // body and returns the SyncResponse's head_seq (2) and has_more (3).
 func parseEntries(b []byte, fn func(entry)) (head uint64, hasMore bool, err error) {
 	var e entry
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return 0, false, errMalformed
-		}
-		b = b[n:]
+	err = forFields(b, func(num protowire.Number, v uint64, bs []byte) {
 		switch {
-		case num == 1 && typ == protowire.BytesType:
-			v, m := protowire.ConsumeBytes(b)
-			if m < 0 || parseEntry(v, &e) != nil {
-				return 0, false, errMalformed
+		case num == 1 && bs != nil && err == nil:
+			if err = parseEntry(bs, &e); err == nil {
+				fn(e)
 			}
-			fn(e)
-			n = m
-		case num == 2 && typ == protowire.VarintType:
-			head, n = protowire.ConsumeVarint(b)
-		case num == 3 && typ == protowire.VarintType:
-			var v uint64
-			v, n = protowire.ConsumeVarint(b)
+		case num == 2:
+			head = v
+		case num == 3:
 			hasMore = v != 0
-		default:
-			n = protowire.ConsumeFieldValue(num, typ, b)
 		}
-		if n < 0 {
-			return 0, false, errMalformed
-		}
-		b = b[n:]
-	}
-	return head, hasMore, nil
+	})
+	return head, hasMore, err
 }
 
 func parseEntry(b []byte, e *entry) error {

@@ -47,15 +47,22 @@ func newScenario() *scenario {
 
 func (sc *scenario) verify(t *testing.T) []Violation {
 	t.Helper()
+	return sc.verifyDevices(t, sc.inbox)
+}
+
+// verifyDevices feeds the verifier the scenario's inboxes, with device
+// streams equal to devices.
+func (sc *scenario) verifyDevices(t *testing.T, devices map[uint64][]InboxEntry) []Violation {
+	t.Helper()
 	v := NewVerifier(sc.m, 0)
 	for _, u := range []uint64{1, 2} {
 		v.Inbox(u, sc.inbox[u])
 		v.Conversations(u, sc.convs[u])
 		d := uint64(digestSeed)
-		for _, e := range sc.inbox[u] {
+		for _, e := range devices[u] {
 			d = Digest(d, e.Seq, e.Conv, e.ConvSeq, e.MsgID, e.Kind)
 		}
-		v.Device(u, "phone", uint64(len(sc.inbox[u])), d)
+		v.Device(u, "phone", uint64(len(devices[u])), d)
 	}
 	out, more := v.Finish()
 	if more != 0 {
@@ -156,19 +163,7 @@ func (sc *scenario) verifyWithDevices(t *testing.T, diverge bool) []Violation {
 	if !diverge {
 		return sc.verify(t)
 	}
-	good := newScenario()
-	v := NewVerifier(sc.m, 0)
-	for _, u := range []uint64{1, 2} {
-		v.Inbox(u, sc.inbox[u])
-		v.Conversations(u, sc.convs[u])
-		d := uint64(digestSeed)
-		for _, e := range good.inbox[u] {
-			d = Digest(d, e.Seq, e.Conv, e.ConvSeq, e.MsgID, e.Kind)
-		}
-		v.Device(u, "phone", uint64(len(good.inbox[u])), d)
-	}
-	out, _ := v.Finish()
-	return out
+	return sc.verifyDevices(t, newScenario().inbox)
 }
 
 func TestVerifierLostAckStoredOnceIsFine(t *testing.T) {
