@@ -19,6 +19,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/gocql/gocql"
 )
 
 // ServerConfig says how to run the inboxd that Run starts itself: the real
@@ -40,6 +42,9 @@ type ServerConfig struct {
 	// LeaseWait bounds how long a restart waits for a Cassandra writer lease
 	// left by a killed server to expire (default 45s: the lease TTL is 30s).
 	LeaseWait time.Duration
+	// DropKeyspace drops Keyspace when the run ends (Cassandra only): for
+	// runs on a keyspace of their own.
+	DropKeyspace bool
 	// Args are more inboxd flags.
 	Args []string
 	// Bare starts the baseline server instead (ServeBare): Binary must then
@@ -260,6 +265,22 @@ func (s *server) restart(ctx context.Context) error {
 func (s *server) close() {
 	s.stop()
 	s.logf.Close()
+	if s.cfg.Store == "cassandra" && s.cfg.DropKeyspace {
+		if err := dropKeyspace(s.cfg.CassandraHosts, s.cfg.Keyspace); err != nil {
+			s.log.Warn("bench: drop keyspace", "keyspace", s.cfg.Keyspace, "err", err)
+		}
+	}
+}
+
+func dropKeyspace(hosts, keyspace string) error {
+	cluster := gocql.NewCluster(strings.Split(hosts, ",")...)
+	cluster.Timeout = 30 * time.Second
+	session, err := cluster.CreateSession()
+	if err != nil {
+		return err
+	}
+	defer session.Close()
+	return session.Query("DROP KEYSPACE IF EXISTS " + keyspace).Exec()
 }
 
 // procStats is what /proc says of the running incarnation.
