@@ -29,7 +29,18 @@ import (
 // It logs "inboxd: ready" when it listens, as inboxd does, so that Run can
 // start it as a child process in place of inboxd (ServerConfig.Bare).
 func ServeBare(ctx context.Context, addr string, secret []byte, log *slog.Logger) error {
-	b := &bare{secret: secret, users: make(map[uint64]*bareUser), groups: make(map[uint64]*bareGroup), next: 1 << 40}
+	b := &bare{secret: secret, users: make(map[uint64]*bareUser), groups: make(map[uint64]*bareGroup), next: 1 << 40,
+		dirty: make(map[*bareConn]struct{}), kick: make(chan struct{}, 1)}
+	flushed := make(chan struct{})
+	fctx, stopFlush := context.WithCancel(ctx)
+	defer func() {
+		stopFlush()
+		<-flushed
+	}()
+	go func() {
+		defer close(flushed)
+		b.flushLoop(fctx)
+	}()
 	done := make(chan error, 1)
 	booted := make(chan struct{})
 	b.booted = booted
@@ -57,15 +68,52 @@ type bare struct {
 	booted chan struct{}
 	secret []byte
 
+	kick chan struct{} // a push is waiting for flushLoop
+
 	mu     sync.Mutex // everything below; the event loops run concurrently
 	users  map[uint64]*bareUser
 	groups map[uint64]*bareGroup
-	next   uint64 // ids of groups and messages
+	next   uint64                 // ids of groups and messages
+	dirty  map[*bareConn]struct{} // connections with pushes to write
 }
 
 type bareUser struct {
 	seq   uint64
-	conns []gnet.Conn
+	conns []*bareConn
+}
+
+// bareConn is an authenticated connection and the pushes waiting for it.
+type bareConn struct {
+	c    gnet.Conn
+	user uint64
+	out  []byte
+}
+
+// flushLoop writes the waiting pushes, all of one connection in one
+// AsyncWrite, as the gateway writes a user's entries of a group commit.
+// While it writes, more pushes gather: the busier, the larger the writes.
+func (b *bare) flushLoop(ctx context.Context) {
+	var ready []*bareConn
+	var bufs [][]byte
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-b.kick:
+		}
+		b.mu.Lock()
+		for bc := range b.dirty {
+			ready = append(ready, bc)
+			bufs = append(bufs, bc.out)
+			bc.out = nil
+		}
+		clear(b.dirty)
+		b.mu.Unlock()
+		for i, bc := range ready {
+			bc.c.AsyncWrite(bufs[i], nil)
+		}
+		ready, bufs = ready[:0], bufs[:0]
+	}
 }
 
 type bareGroup struct {
@@ -80,15 +128,16 @@ func (b *bare) OnBoot(eng gnet.Engine) gnet.Action {
 }
 
 func (b *bare) OnClose(c gnet.Conn, _ error) gnet.Action {
-	uid, ok := c.Context().(uint64)
+	bc, ok := c.Context().(*bareConn)
 	if !ok {
 		return gnet.None
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if u := b.users[uid]; u != nil {
+	delete(b.dirty, bc)
+	if u := b.users[bc.user]; u != nil {
 		for i, x := range u.conns {
-			if x == c {
+			if x == bc {
 				u.conns = append(u.conns[:i], u.conns[i+1:]...)
 				break
 			}
@@ -132,7 +181,7 @@ func (b *bare) handle(c gnet.Conn, f wire.Frame) ([]byte, gnet.Action) {
 		out, _ := wire.AppendFrame(nil, f.Command, wire.FlagResponse, f.RequestID, m)
 		return out
 	}
-	uid, authed := c.Context().(uint64)
+	bc, authed := c.Context().(*bareConn)
 	if f.Command == wire.CmdAuth {
 		var req wirepb.AuthRequest
 		proto.Unmarshal(f.Body, &req)
@@ -142,10 +191,11 @@ func (b *bare) handle(c gnet.Conn, f wire.Frame) ([]byte, gnet.Action) {
 				&wirepb.Error{Code: uint32(wire.CodeUnauthenticated)})
 			return out, gnet.Close
 		}
-		c.SetContext(cl.User)
+		bc = &bareConn{c: c, user: cl.User}
+		c.SetContext(bc)
 		b.mu.Lock()
 		u := b.user(cl.User)
-		u.conns = append(u.conns, c)
+		u.conns = append(u.conns, bc)
 		head := u.seq
 		b.mu.Unlock()
 		return respond(&wirepb.AuthResponse{UserId: cl.User, DeviceId: cl.Device, HeadSeq: head,
@@ -154,6 +204,7 @@ func (b *bare) handle(c gnet.Conn, f wire.Frame) ([]byte, gnet.Action) {
 	if !authed {
 		return nil, gnet.Close
 	}
+	uid := bc.user
 	switch f.Command {
 	case wire.CmdSend:
 		return b.send(uid, f), gnet.None
@@ -181,8 +232,8 @@ func (b *bare) handle(c gnet.Conn, f wire.Frame) ([]byte, gnet.Action) {
 	}
 }
 
-// send acks a message and pushes it to every connection of every member:
-// the message encoded once, an entry header per member.
+// send acks a message and queues a push of it for every connection of
+// every member: the message encoded once, an entry header per member.
 func (b *bare) send(uid uint64, f wire.Frame) []byte {
 	var conv, kind uint64
 	var cmid, body []byte
@@ -230,11 +281,15 @@ func (b *bare) send(uid uint64, f wire.Frame) []byte {
 		e = protowire.AppendBytes(e, msg)
 		push := protowire.AppendTag(nil, 1, protowire.BytesType)
 		push = protowire.AppendBytes(push, e)
-		frame := wire.AppendHeader(make([]byte, 0, wire.HeaderSize+len(push)), wire.CmdPush, 0, 0, len(push))
-		frame = append(frame, push...)
-		for _, c := range u.conns {
-			c.AsyncWrite(frame, nil)
+		for _, bc := range u.conns {
+			bc.out = wire.AppendHeader(bc.out, wire.CmdPush, 0, 0, len(push))
+			bc.out = append(bc.out, push...)
+			b.dirty[bc] = struct{}{}
 		}
+	}
+	select {
+	case b.kick <- struct{}{}:
+	default:
 	}
 	ack := appendVarintFields(nil, msgID, g.seq, uint64(now))
 	out := wire.AppendHeader(nil, f.Command, wire.FlagResponse, f.RequestID, len(ack))
