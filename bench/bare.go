@@ -262,14 +262,10 @@ func (b *bare) send(uid uint64, f wire.Frame) []byte {
 	b.next++
 	msgID := b.next
 	msg := appendVarintFields(nil, conv, g.seq, msgID, uid)
-	msg = protowire.AppendTag(msg, 5, protowire.BytesType)
-	msg = protowire.AppendBytes(msg, cmid)
-	msg = protowire.AppendTag(msg, 6, protowire.VarintType)
-	msg = protowire.AppendVarint(msg, kind)
-	msg = protowire.AppendTag(msg, 7, protowire.BytesType)
-	msg = protowire.AppendBytes(msg, body)
-	msg = protowire.AppendTag(msg, 8, protowire.VarintType)
-	msg = protowire.AppendVarint(msg, uint64(now))
+	msg = appendBytesField(msg, 5, cmid)
+	msg = appendVarintField(msg, 6, kind)
+	msg = appendBytesField(msg, 7, body)
+	msg = appendVarintField(msg, 8, uint64(now))
 	for _, m := range g.members {
 		u := b.user(m)
 		u.seq++
@@ -277,10 +273,8 @@ func (b *bare) send(uid uint64, f wire.Frame) []byte {
 			continue
 		}
 		e := appendVarintFields(nil, u.seq, conv, g.seq, msgID, kind)
-		e = protowire.AppendTag(e, 6, protowire.BytesType)
-		e = protowire.AppendBytes(e, msg)
-		push := protowire.AppendTag(nil, 1, protowire.BytesType)
-		push = protowire.AppendBytes(push, e)
+		e = appendBytesField(e, 6, msg)
+		push := appendBytesField(nil, 1, e)
 		for _, bc := range u.conns {
 			bc.out = wire.AppendHeader(bc.out, wire.CmdPush, 0, 0, len(push))
 			bc.out = append(bc.out, push...)

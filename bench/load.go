@@ -357,26 +357,12 @@ func (r *runner) verify(ctx context.Context, rep *Report) error {
 	defer cancel()
 	v := NewVerifier(r.model, r.cfg.MaxViolations)
 	var vmu sync.Mutex
-	errs := make(chan error, len(r.users))
-	work := make(chan *user)
-	var wg sync.WaitGroup
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for u := range work {
-				if err := r.verifyUser(ctx, u, v, &vmu); err != nil {
-					errs <- fmt.Errorf("user %d: %w", u.id, err)
-				}
-			}
-		}()
-	}
-	for _, u := range r.users {
-		work <- u
-	}
-	close(work)
-	wg.Wait()
-	close(errs)
+	err := inParallel(16, len(r.users), func(i int) error {
+		if err := r.verifyUser(ctx, r.users[i], v, &vmu); err != nil {
+			return fmt.Errorf("user %d: %w", r.users[i].id, err)
+		}
+		return nil
+	})
 	out, more := v.Finish()
 	r.vmu.Lock()
 	rep.Violations = append(append([]Violation{}, r.violations...), out...)
@@ -384,7 +370,7 @@ func (r *runner) verify(ctx context.Context, rep *Report) error {
 	rep.MoreViolations = more
 	rep.Verified = true
 	rep.CheckedEntries, rep.CheckedDevices = v.Checked()
-	return <-errs
+	return err
 }
 
 // verifyUser catches up each device of u, then reads u's inbox and

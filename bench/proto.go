@@ -177,12 +177,9 @@ func firstVarint(b []byte, want protowire.Number) (uint64, error) {
 // at sentAt, padded to bodySize bytes.
 func appendSendRequest(dst []byte, conv uint64, cmid []byte, sentAt int64, bodySize int) []byte {
 	bodySize = max(bodySize, 12)
-	dst = protowire.AppendTag(dst, 1, protowire.VarintType)
-	dst = protowire.AppendVarint(dst, conv)
-	dst = protowire.AppendTag(dst, 2, protowire.BytesType)
-	dst = protowire.AppendBytes(dst, cmid)
-	dst = protowire.AppendTag(dst, 3, protowire.VarintType)
-	dst = protowire.AppendVarint(dst, benchKind)
+	dst = appendVarintField(dst, 1, conv)
+	dst = appendBytesField(dst, 2, cmid)
+	dst = appendVarintField(dst, 3, benchKind)
 	dst = protowire.AppendTag(dst, 4, protowire.BytesType)
 	dst = protowire.AppendVarint(dst, uint64(bodySize))
 	dst = append(dst, benchMagic[:]...)
@@ -198,9 +195,16 @@ func appendSendRequest(dst []byte, conv uint64, cmid []byte, sentAt int64, bodyS
 func appendVarintFields(dst []byte, vs ...uint64) []byte {
 	for i, v := range vs {
 		if v != 0 {
-			dst = protowire.AppendTag(dst, protowire.Number(i+1), protowire.VarintType)
-			dst = protowire.AppendVarint(dst, v)
+			dst = appendVarintField(dst, protowire.Number(i+1), v)
 		}
 	}
 	return dst
+}
+
+func appendVarintField(dst []byte, num protowire.Number, v uint64) []byte {
+	return protowire.AppendVarint(protowire.AppendTag(dst, num, protowire.VarintType), v)
+}
+
+func appendBytesField(dst []byte, num protowire.Number, b []byte) []byte {
+	return protowire.AppendBytes(protowire.AppendTag(dst, num, protowire.BytesType), b)
 }

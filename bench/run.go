@@ -232,30 +232,12 @@ func (r *runner) createGroups(ctx context.Context) error {
 		}
 	}
 	r.groups = make([]*group, len(plans))
-	errs := make(chan error, len(plans))
-	work := make(chan int)
-	var wg sync.WaitGroup
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				g, err := r.createGroup(ctx, plans[i].owner, plans[i].members)
-				if err != nil {
-					errs <- err
-					continue
-				}
-				r.groups[i] = g
-			}
-		}()
-	}
-	for i := range plans {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
+	err := inParallel(16, len(plans), func(i int) error {
+		g, err := r.createGroup(ctx, plans[i].owner, plans[i].members)
+		r.groups[i] = g
+		return err
+	})
+	if err != nil {
 		return err
 	}
 	for _, g := range r.groups {
@@ -359,4 +341,28 @@ func (r *runner) takeRetries(now time.Time) []retryItem {
 	}
 	r.retryQ = keep
 	return due
+}
+
+// inParallel runs f(0) … f(n-1) on the given number of goroutines and
+// returns the first error (all run regardless).
+func inParallel(workers, n int, f func(i int) error) error {
+	errs := make(chan error, n)
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := range work {
+				if err := f(i); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	for i := range n {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	return <-errs
 }
