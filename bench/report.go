@@ -69,8 +69,11 @@ type Report struct {
 }
 
 // OK reports whether the run verified with no violation and left no send
-// unanswered.
+// unanswered (for the baseline: left no send unanswered).
 func (r *Report) OK() bool {
+	if r.Store == "bare" {
+		return r.Unresolved == 0 // the baseline stores nothing to verify
+	}
 	return r.Verified && r.VerifyError == "" && len(r.Violations) == 0 && r.MoreViolations == 0 && r.Unresolved == 0
 }
 
@@ -123,6 +126,8 @@ func (r *Report) WriteTable(w io.Writer) {
 	verdict := fmt.Sprintf("PASS: every device holds exactly what was sent to its groups (%d inbox entries of %d users, %d device streams checked)",
 		r.CheckedEntries, r.Users, r.CheckedDevices)
 	switch {
+	case r.Store == "bare":
+		verdict = "baseline: nothing stored, nothing verified"
 	case !r.Verified || r.VerifyError != "":
 		verdict = "NOT VERIFIED: " + r.VerifyError
 	case len(r.Violations) > 0 || r.MoreViolations > 0:
