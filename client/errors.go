@@ -26,9 +26,9 @@ type Error struct {
 
 func (e *Error) Error() string {
 	if e.Message == "" {
-		return fmt.Sprintf("inboxd: %s (code %d)", codeName(e.Code), e.Code)
+		return fmt.Sprintf("inboxd: %s (code %d)", e.Code, e.Code)
 	}
-	return fmt.Sprintf("inboxd: %s (code %d): %s", codeName(e.Code), e.Code, e.Message)
+	return fmt.Sprintf("inboxd: %s (code %d): %s", e.Code, e.Code, e.Message)
 }
 
 // Is reports whether target is an *Error with the same code.
@@ -90,55 +90,6 @@ var (
 	// must decide what its local state is worth.
 	ErrSeqAhead = errors.New("client: last seq ahead of the server's head")
 )
-
-// codeName is the name docs/protocol.md gives a code.
-func codeName(c wire.Code) string {
-	switch c {
-	case wire.CodeBadRequest:
-		return "BAD_REQUEST"
-	case wire.CodeUnauthenticated:
-		return "UNAUTHENTICATED"
-	case wire.CodeTokenExpired:
-		return "TOKEN_EXPIRED"
-	case wire.CodeForbidden:
-		return "FORBIDDEN"
-	case wire.CodeNotMember:
-		return "NOT_MEMBER"
-	case wire.CodeNoGroup:
-		return "NO_GROUP"
-	case wire.CodeDismissed:
-		return "DISMISSED"
-	case wire.CodeMuted:
-		return "MUTED"
-	case wire.CodeGroupFull:
-		return "GROUP_FULL"
-	case wire.CodeInvalid:
-		return "INVALID"
-	case wire.CodeUnknownCommand:
-		return "UNKNOWN_COMMAND"
-	case wire.CodeFrameTooLarge:
-		return "FRAME_TOO_LARGE"
-	case wire.CodeRateLimited:
-		return "RATE_LIMITED"
-	case wire.CodeUnavailable:
-		return "UNAVAILABLE"
-	case wire.CodeTimeout:
-		return "TIMEOUT"
-	case wire.CodeSlowReader:
-		return "SLOW_READER"
-	case wire.CodeReplaced:
-		return "REPLACED"
-	case wire.CodeShuttingDown:
-		return "SHUTTING_DOWN"
-	case wire.CodeVersion:
-		return "VERSION"
-	case wire.CodeInternal:
-		return "INTERNAL"
-	case wire.CodeIdle:
-		return "IDLE"
-	}
-	return fmt.Sprintf("CODE_%d", uint32(c))
-}
 
 // retryable reports whether a failed request may be sent again: the server
 // said so, or the connection dropped before the answer (a SEND is then

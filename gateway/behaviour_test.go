@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/inboxd/inboxd/inbox"
 	"github.com/inboxd/inboxd/timeline"
 
@@ -242,6 +244,9 @@ func TestSlowReader(t *testing.T) {
 	// The server closed the connection (its ERROR frame queues behind the
 	// backlog, so the client may not read it soon: don't wait for it).
 	waitClosed(t, s, 2)
+	waitValue(t, "slow-reader disconnects", func() float64 {
+		return testutil.ToFloat64(s.gw.metrics.disconnects[closedSlowReader])
+	}, 1)
 	again := s.login(2, "d2")
 	var last uint64
 	for more := true; more; {

@@ -57,10 +57,10 @@ func fit[T proto.Message](entries []T, maxFrame int) int {
 }
 
 // appendPushes appends PUSH frames carrying entries, as many frames as the
-// frame limit needs.
-func appendPushes(dst []byte, entries []inbox.Entry, maxFrame int) []byte {
+// frame limit needs, and says how many.
+func appendPushes(dst []byte, entries []inbox.Entry, maxFrame int) (_ []byte, frames int) {
 	pb := entriesPB(entries)
-	for len(pb) > 0 {
+	for ; len(pb) > 0; frames++ {
 		n := fit(pb, maxFrame)
 		var err error
 		dst, err = wire.AppendFrame(dst, wire.CmdPush, 0, 0, &wirepb.Push{Entries: pb[:n]})
@@ -69,5 +69,5 @@ func appendPushes(dst []byte, entries []inbox.Entry, maxFrame int) []byte {
 		}
 		pb = pb[n:]
 	}
-	return dst
+	return dst, frames
 }

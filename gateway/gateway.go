@@ -12,6 +12,11 @@
 // A connection whose outbound buffer grows past MaxOutbound is a slow reader:
 // it gets an ERROR frame and is closed. It loses nothing: its client resyncs
 // by seq when it reconnects.
+//
+// The server counts what it does in Prometheus metrics (namespace inboxd,
+// subsystem gateway; docs/operations.md lists them), registered with
+// Config.Registerer. The event loops touch only counters resolved when the
+// server is created.
 package gateway
 
 import (
@@ -26,6 +31,7 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
 	"github.com/inboxd/inboxd/inbox"
@@ -64,6 +70,9 @@ type Config struct {
 	SingleLoop bool
 	Logger     *slog.Logger
 	Now        func() time.Time
+	// Registerer gets the gateway's metrics. Nil leaves them unregistered:
+	// they are still counted, and nobody reads them.
+	Registerer prometheus.Registerer
 }
 
 func (c *Config) setDefaults() error {
@@ -120,9 +129,10 @@ type Service interface {
 
 // Server is the gateway. Its Notify method is the inbox's Notifier.
 type Server struct {
-	cfg Config
-	log *slog.Logger
-	svc Service
+	cfg     Config
+	log     *slog.Logger
+	svc     Service
+	metrics *metrics
 
 	ready chan *session // sessions with queued requests, each at most once
 
@@ -134,6 +144,7 @@ type Server struct {
 	booted   chan struct{}
 	addr     atomic.Pointer[net.TCPAddr]
 	stopping atomic.Bool
+	stopped  atomic.Bool // the event loops have ended
 	stopOnce sync.Once
 	stopErr  error
 	inflight atomic.Int64 // requests taken and not yet answered
@@ -147,14 +158,30 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	return &Server{
+	s := &Server{
 		cfg:      cfg,
 		log:      cfg.Logger,
 		ready:    make(chan *session, 1<<16),
 		byUser:   make(map[uint64][]*session),
 		sessions: make(map[*session]struct{}),
 		booted:   make(chan struct{}),
-	}, nil
+	}
+	s.metrics = newMetrics(s)
+	if err := s.metrics.register(cfg.Registerer); err != nil {
+		return nil, fmt.Errorf("gateway: register metrics: %w", err)
+	}
+	return s, nil
+}
+
+// Serving reports whether the gateway listens and takes requests: it has
+// started and Shutdown has not begun.
+func (s *Server) Serving() bool {
+	select {
+	case <-s.booted:
+	default:
+		return false
+	}
+	return s.addr.Load() != nil && !s.stopping.Load() && !s.stopped.Load()
 }
 
 // Serve runs the gateway for svc until Shutdown. It returns once the event
@@ -175,6 +202,7 @@ func (s *Server) Serve(svc Service) error {
 		gnet.WithReuseAddr(true),
 		gnet.WithLogger(gnetLogger{s.log}),
 	)
+	s.stopped.Store(true)
 	select {
 	case <-s.booted:
 	default:
@@ -226,7 +254,7 @@ func (s *Server) shutdown(ctx context.Context) error {
 	}
 	s.mu.RLock()
 	for sess := range s.sessions {
-		sess.fail(wire.CodeShuttingDown, "server shutting down")
+		sess.fail(closedShutdown, wire.CodeShuttingDown, "server shutting down")
 	}
 	s.mu.RUnlock()
 	<-s.booted
@@ -241,6 +269,7 @@ func (s *Server) shutdown(ctx context.Context) error {
 
 // OnOpen creates the connection's session.
 func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	s.metrics.accepted.Inc()
 	sess := newSession(s, c)
 	c.SetContext(sess)
 	s.mu.Lock()
@@ -256,6 +285,11 @@ func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 		return gnet.None
 	}
 	sess.closed.Store(true)
+	// A connection the server did not end was ended by its peer; claiming
+	// failed here also keeps a later fail from counting it twice.
+	if sess.failed.CompareAndSwap(false, true) {
+		s.metrics.disconnects[closedByPeer].Inc()
+	}
 	s.mu.Lock()
 	delete(s.sessions, sess)
 	if user := sess.user.Load(); user != 0 {
@@ -293,9 +327,11 @@ func (s *Server) OnTick() (time.Duration, gnet.Action) {
 	for sess := range s.sessions {
 		switch last := sess.lastSeen.Load(); {
 		case sess.user.Load() == 0 && sess.opened < unauth:
-			sess.fail(wire.CodeUnauthenticated, "no AUTH within the auth timeout")
+			if sess.fail(closedAuthTimeout, wire.CodeUnauthenticated, "no AUTH within the auth timeout") {
+				s.metrics.authFailures[authTimeout].Inc()
+			}
 		case last < idle:
-			sess.fail(wire.CodeIdle, "no frame within three heartbeats")
+			sess.fail(closedIdle, wire.CodeIdle, "no frame within three heartbeats")
 		}
 	}
 	s.mu.RUnlock()
@@ -312,7 +348,7 @@ func (s *Server) register(sess *session) {
 	for _, old := range list {
 		if old.device == sess.device {
 			list = deleteSession(list, old)
-			old.fail(wire.CodeReplaced, "the device connected again")
+			old.fail(closedReplaced, wire.CodeReplaced, "the device connected again")
 			break
 		}
 	}
@@ -328,9 +364,11 @@ func (s *Server) Notify(user uint64, entries []inbox.Entry) bool {
 		s.mu.RUnlock()
 		return false
 	}
-	frame := appendPushes(nil, entries, s.cfg.MaxFrame)
+	frame, frames := appendPushes(nil, entries, s.cfg.MaxFrame)
 	for _, sess := range list {
-		sess.write(frame)
+		if sess.write(frame) {
+			s.metrics.framesOut[wire.CmdPush].Add(float64(frames))
+		}
 	}
 	s.mu.RUnlock()
 	return true

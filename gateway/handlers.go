@@ -147,6 +147,8 @@ func (sess *session) handle(req request) {
 	s := sess.srv
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
 	defer cancel()
+	// Observed after the response is queued, whatever the outcome.
+	defer func() { s.metrics.latency[cmdSlot(req.cmd)].Observe(time.Since(req.arrived).Seconds()) }()
 	if req.cmd == wire.CmdAuth {
 		sess.auth(ctx, req)
 		return
@@ -166,24 +168,27 @@ func (sess *session) auth(ctx context.Context, req request) {
 	s := sess.srv
 	var ar wirepb.AuthRequest
 	if err := wire.Decode(req.body, &ar); err != nil {
-		sess.reply(req, nil, errorBody(wire.CodeBadRequest, "malformed AUTH body"))
-		sess.fail(0, "")
+		s.metrics.authFailures[authMalformedBody].Inc()
+		sess.refuse(req, errorBody(wire.CodeBadRequest, "malformed AUTH body"), closedAuthFailed)
 		return
 	}
 	claims, err := token.Verify(s.cfg.Secret, ar.Token, s.cfg.Now())
 	if err != nil {
-		code := wire.CodeUnauthenticated
-		if errors.Is(err, token.ErrExpired) {
-			code = wire.CodeTokenExpired
+		code, why := wire.CodeUnauthenticated, authMalformed
+		switch {
+		case errors.Is(err, token.ErrExpired):
+			code, why = wire.CodeTokenExpired, authExpired
+		case errors.Is(err, token.ErrSignature):
+			why = authBadSignature
 		}
-		sess.reply(req, nil, errorBody(code, err.Error()))
-		sess.fail(0, "")
+		s.metrics.authFailures[why].Inc()
+		sess.refuse(req, errorBody(code, err.Error()), closedAuthFailed)
 		return
 	}
 	head, err := s.svc.Head(ctx, claims.User)
 	if err != nil {
-		sess.reply(req, nil, errorFor(err))
-		sess.fail(0, "")
+		s.metrics.authFailures[authUnavailable].Inc()
+		sess.refuse(req, errorFor(err), closedAuthFailed)
 		return
 	}
 	sess.device = claims.Device

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/panjf2000/gnet/v2"
 	"google.golang.org/protobuf/proto"
@@ -39,9 +40,10 @@ type session struct {
 
 // request is a frame waiting for a worker; body is a copy.
 type request struct {
-	cmd  wire.Command
-	id   uint32
-	body []byte
+	cmd     wire.Command
+	id      uint32
+	body    []byte
+	arrived time.Time // when the frame was read, for the latency histogram
 }
 
 func newSession(s *Server, c gnet.Conn) *session {
@@ -55,7 +57,9 @@ func newSession(s *Server, c gnet.Conn) *session {
 // runs on the event loop and never blocks.
 func (sess *session) read(c gnet.Conn) gnet.Action {
 	cfg := &sess.srv.cfg
-	now := cfg.Now().UnixNano()
+	m := sess.srv.metrics
+	arrived := cfg.Now()
+	now := arrived.UnixNano()
 	sess.lastSeen.Store(now)
 	for {
 		buf, _ := c.Peek(c.InboundBuffered())
@@ -65,14 +69,15 @@ func (sess *session) read(c gnet.Conn) gnet.Action {
 			if !errors.Is(err, wire.ErrFrameTooLarge) {
 				code = wire.CodeVersion
 			}
-			sess.fail(code, err.Error())
+			sess.fail(closedProtocol, code, err.Error())
 			c.Discard(len(buf))
 			return gnet.None
 		}
 		if n == 0 {
 			return gnet.None
 		}
-		req := request{cmd: f.Command, id: f.RequestID, body: append([]byte(nil), f.Body...)}
+		m.frameIn(f.Command)
+		req := request{cmd: f.Command, id: f.RequestID, body: append([]byte(nil), f.Body...), arrived: arrived}
 		c.Discard(n)
 		if sess.failed.Load() {
 			continue
@@ -86,8 +91,8 @@ func (sess *session) dispatch(req request, now int64) {
 	s := sess.srv
 	switch {
 	case !sess.authSeen && req.cmd != wire.CmdAuth:
-		sess.reply(req, nil, errorBody(wire.CodeUnauthenticated, "AUTH must come first"))
-		sess.fail(0, "")
+		s.metrics.authFailures[authNotFirst].Inc()
+		sess.refuse(req, errorBody(wire.CodeUnauthenticated, "AUTH must come first"), closedAuthFailed)
 		return
 	case req.cmd == wire.CmdAuth && sess.authSeen:
 		sess.reply(req, nil, errorBody(wire.CodeInvalid, "already authenticated"))
@@ -96,6 +101,7 @@ func (sess *session) dispatch(req request, now int64) {
 		sess.reply(req, nil, errorBody(wire.CodeUnknownCommand, "unknown command "+req.cmd.String()))
 		return
 	case !sess.allow(now):
+		s.metrics.rejected[rejectRateLimited].Inc()
 		e := errorBody(wire.CodeRateLimited, "too many requests")
 		e.RetryAfterMs = uint32(1000/s.cfg.RateLimit) + 1
 		sess.reply(req, nil, e)
@@ -107,6 +113,7 @@ func (sess *session) dispatch(req request, now int64) {
 	s.inflight.Add(1)
 	if s.stopping.Load() {
 		s.inflight.Add(-1)
+		s.metrics.rejected[rejectShuttingDown].Inc()
 		sess.reply(req, nil, errorBody(wire.CodeShuttingDown, "server shutting down"))
 		return
 	}
@@ -115,6 +122,7 @@ func (sess *session) dispatch(req request, now int64) {
 	if len(sess.queue) >= s.cfg.MaxPending {
 		sess.mu.Unlock()
 		s.inflight.Add(-1)
+		s.metrics.rejected[rejectQueueFull].Inc()
 		sess.reply(req, nil, errorBody(wire.CodeRateLimited, "too many requests in flight"))
 		return
 	}
@@ -133,6 +141,7 @@ func (sess *session) dispatch(req request, now int64) {
 			sess.queue, sess.running = nil, false
 			sess.mu.Unlock()
 			for _, r := range dropped {
+				s.metrics.rejected[rejectOverloaded].Inc()
 				sess.reply(r, nil, errorBody(wire.CodeUnavailable, "server overloaded"))
 				s.inflight.Add(-1)
 			}
@@ -174,18 +183,20 @@ func (sess *session) run() {
 }
 
 // write queues a whole frame for the connection and closes it as a slow
-// reader when too much is waiting.
-func (sess *session) write(frame []byte) {
+// reader when too much is waiting. It reports false when the connection is
+// closed already.
+func (sess *session) write(frame []byte) bool {
 	if sess.closed.Load() {
-		return
+		return false
 	}
 	max := sess.srv.cfg.MaxOutbound
 	sess.c.AsyncWrite(frame, func(c gnet.Conn, err error) error {
 		if err == nil && c.OutboundBuffered() > max {
-			sess.fail(wire.CodeSlowReader, "outbound buffer full: read faster")
+			sess.fail(closedSlowReader, wire.CodeSlowReader, "outbound buffer full: read faster")
 		}
 		return nil
 	})
+	return true
 }
 
 // reply writes the response to req: body, or the error e.
@@ -195,25 +206,44 @@ func (sess *session) reply(req request, body proto.Message, e *wirepb.Error) {
 	if e != nil {
 		flags |= wire.FlagError
 		m = e
+		sess.srv.metrics.errorResponse(wire.Code(e.Code))
 	}
 	frame, err := wire.AppendFrame(nil, req.cmd, flags, req.id, m)
 	if err != nil {
 		sess.srv.log.Error("gateway: encode response", "cmd", req.cmd, "err", err)
 		return
 	}
-	sess.write(frame)
+	if sess.write(frame) {
+		sess.srv.metrics.frameOut(req.cmd)
+	}
 }
 
-// fail sends an ERROR frame with code (none when code is 0) and closes the
-// connection once it is written. Only the first failure counts.
-func (sess *session) fail(code wire.Code, msg string) {
-	if !sess.failed.CompareAndSwap(false, true) {
-		return
+// refuse answers req with the error e and closes the connection, counting
+// why. The connection is marked failed before the answer goes out: a client
+// that closes as soon as it reads the answer must not count as the peer
+// closing first.
+func (sess *session) refuse(req request, e *wirepb.Error, why disconnect) {
+	first := sess.failed.CompareAndSwap(false, true)
+	if first {
+		sess.srv.metrics.disconnects[why].Inc()
 	}
-	if code == 0 {
+	sess.reply(req, nil, e)
+	if first {
 		sess.c.Close()
-		return
 	}
+}
+
+// fail sends an ERROR frame with code and closes the connection once it is
+// written; why is counted. Only the first failure counts: fail reports
+// whether this was it.
+func (sess *session) fail(why disconnect, code wire.Code, msg string) bool {
+	if !sess.failed.CompareAndSwap(false, true) {
+		return false
+	}
+	m := sess.srv.metrics
+	m.disconnects[why].Inc()
 	frame, _ := wire.AppendFrame(nil, wire.CmdError, 0, 0, errorBody(code, msg))
+	m.frameOut(wire.CmdError)
 	sess.c.AsyncWrite(frame, func(c gnet.Conn, _ error) error { return c.Close() })
+	return true
 }

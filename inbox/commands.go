@@ -2,6 +2,7 @@ package inbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -32,8 +33,10 @@ type SendResult struct {
 // The service keeps body: the caller must not change it afterwards.
 func (s *Service) SendGroupMessage(ctx context.Context, sender, conv uint64, clientMsgID string, kind timeline.Kind, body []byte) (SendResult, error) {
 	if err := s.checkSend(sender, conv, clientMsgID, kind, body); err != nil {
+		s.metrics.sends[sendRejected].Inc()
 		return SendResult{}, err
 	}
+	start := time.Now()
 	var res SendResult
 	err := s.do(ctx, func(tx *txn) error {
 		if d, ok, err := tx.dedup(sender, clientMsgID); err != nil || ok {
@@ -54,10 +57,27 @@ func (s *Service) SendGroupMessage(ctx context.Context, sender, conv uint64, cli
 		res = SendResult{MsgID: msg.ID, ConvSeq: msg.ConvSeq, Time: msg.Time}
 		return nil
 	})
+	s.metrics.sendAck.Observe(time.Since(start).Seconds())
+	s.metrics.sends[classifySend(res, err)].Inc()
 	if err != nil {
 		return SendResult{}, fmt.Errorf("inbox: send to %d: %w", conv, err)
 	}
 	return res, nil
+}
+
+// classifySend names how a send ended, for the metrics: failures are what a
+// retry with the same client msg id may fix.
+func classifySend(res SendResult, err error) sendResult {
+	switch {
+	case err == nil && res.Duplicate:
+		return sendDuplicate
+	case err == nil:
+		return sendStored
+	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrClosed), errors.Is(err, errCrashed),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return sendFailed
+	}
+	return sendRejected
 }
 
 func dupResult(d timeline.Dedup) SendResult {

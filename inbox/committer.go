@@ -43,7 +43,13 @@ type dedupKey struct {
 // delivery is one committed inbox entry on its way to the Notifier.
 type delivery struct {
 	Entry
-	push bool // the recipient may get an offline push for it
+	offline offlinePush // what the recipient gets when offline
+}
+
+// committed is the deliveries of one durable batch, with when it became so.
+type committed struct {
+	deliveries []delivery
+	durable    time.Time
 }
 
 func (s *Service) commitLoop() {
@@ -84,7 +90,7 @@ func (s *Service) commitLoop() {
 			continue
 		}
 		if len(tx.deliveries) > 0 {
-			s.deliveries <- tx.deliveries
+			s.deliveries <- committed{tx.deliveries, time.Now()}
 		}
 	}
 }
@@ -138,14 +144,19 @@ func (s *Service) commit(tx *txn, errs []error) bool {
 		tx.b.ClockNode, tx.b.Clock = s.cfg.Node, tx.lastID
 	}
 	var err error
+	m := s.metrics
 	if tx.failed() {
 		err = tx.batchErr()
 	} else if !tx.b.Empty() {
-		if cerr := s.store.Commit(tx.ctx, &tx.b); cerr != nil {
+		start := time.Now()
+		cerr := s.store.Commit(tx.ctx, &tx.b)
+		m.commits.Observe(time.Since(start).Seconds())
+		if cerr != nil {
 			err = fmt.Errorf("%w: commit: %w", ErrUnavailable, cerr)
 		}
 	}
 	if err != nil {
+		m.commitFails.Inc()
 		tx.seq.Abort()
 		// The batch may have landed: nothing cached can be trusted.
 		clear(s.groups)
@@ -159,6 +170,10 @@ func (s *Service) commit(tx *txn, errs []error) bool {
 		return true
 	}
 	tx.seq.Commit()
+	m.messages.Add(float64(len(tx.b.Messages)))
+	m.rows.Add(float64(len(tx.b.Rows)))
+	m.batchRows.Observe(float64(len(tx.b.Rows)))
+	m.batchCmds.Observe(float64(len(errs)))
 	for id, g := range tx.groups {
 		s.groups[id] = g
 	}
@@ -173,32 +188,48 @@ func (s *Service) hit(step string) bool {
 // commit order, and the entries of users with no online device to the
 // OfflinePusher.
 func (s *Service) dispatch() {
+	m := s.metrics
 	byUser := make(map[uint64][]Entry)
 	var order []uint64
 	pushable := make(map[uint64][]Entry)
+	dnd := make(map[uint64]int)
 	for batch := range s.deliveries {
 		if s.cfg.Notifier == nil && s.cfg.OfflinePusher == nil {
 			continue
 		}
-		for _, d := range batch {
+		for _, d := range batch.deliveries {
 			if _, ok := byUser[d.Row.User]; !ok {
 				order = append(order, d.Row.User)
 			}
 			byUser[d.Row.User] = append(byUser[d.Row.User], d.Entry)
-			if d.push {
+			switch d.offline {
+			case offlineHook:
 				pushable[d.Row.User] = append(pushable[d.Row.User], d.Entry)
+			case offlineDND:
+				dnd[d.Row.User]++
 			}
 		}
 		for _, u := range order {
-			online := s.cfg.Notifier != nil && s.cfg.Notifier.Notify(u, byUser[u])
-			if !online && s.cfg.OfflinePusher != nil {
-				for _, e := range pushable[u] {
-					s.cfg.OfflinePusher.PushOffline(u, e)
+			entries := byUser[u]
+			if s.cfg.Notifier != nil && s.cfg.Notifier.Notify(u, entries) {
+				m.pushes[pushedOnline].Add(float64(len(entries)))
+			} else {
+				hooked := 0
+				if s.cfg.OfflinePusher != nil {
+					for _, e := range pushable[u] {
+						s.cfg.OfflinePusher.PushOffline(u, e)
+					}
+					hooked = len(pushable[u])
 				}
+				m.pushes[pushedOffline].Add(float64(hooked))
+				m.pushes[skippedDND].Add(float64(dnd[u]))
+				m.pushes[skippedOther].Add(float64(len(entries) - hooked - dnd[u]))
 			}
+			m.pushDelay.Observe(time.Since(batch.durable).Seconds())
 		}
 		clear(byUser)
 		clear(pushable)
+		clear(dnd)
 		order = order[:0]
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/inboxd/inboxd/sequencer"
 	"github.com/inboxd/inboxd/timeline"
 )
@@ -34,6 +36,10 @@ type Config struct {
 	// MaxClockWait bounds how long New waits for a clock that runs behind
 	// the last issued msg id before it fails (default 10 s).
 	MaxClockWait time.Duration
+	// Registerer gets the metrics of the service and of its sequencer
+	// (inboxd_inbox_*, inboxd_sequencer_*). Nil leaves them unregistered:
+	// they are still counted, and nobody reads them.
+	Registerer prometheus.Registerer
 
 	// stepHook, set by tests, is called at each named step of a group
 	// commit; returning true stops the committer there as if the process
@@ -70,11 +76,12 @@ func setDefault[T int | time.Duration](v *T, def T) {
 
 // Service is the chat service. It is safe for concurrent use.
 type Service struct {
-	cfg   Config
-	store timeline.Store
-	seq   *sequencer.Sequencer
-	ids   *idGen
-	log   *slog.Logger
+	cfg     Config
+	store   timeline.Store
+	seq     *sequencer.Sequencer
+	ids     *idGen
+	log     *slog.Logger
+	metrics *metrics
 
 	// groups caches committed group state; only the committer touches it.
 	groups map[uint64]*group
@@ -88,7 +95,7 @@ type Service struct {
 	closed bool
 	cmds   chan *command
 
-	deliveries chan []delivery
+	deliveries chan committed
 	done       chan struct{} // closed when the committer and dispatcher are gone
 }
 
@@ -109,11 +116,16 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		log:        cfg.Logger,
 		groups:     make(map[uint64]*group),
 		cmds:       make(chan *command, 4096),
-		deliveries: make(chan []delivery, 256),
+		deliveries: make(chan committed, 256),
 		done:       make(chan struct{}),
 	}
+	if s.metrics, err = newMetrics(s); err != nil {
+		return nil, err
+	}
+	if s.seq, err = sequencer.New(sequencer.Config{Last: s.lastSeq, Registerer: cfg.Registerer}); err != nil {
+		return nil, err
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.seq = sequencer.New(sequencer.Config{Last: s.lastSeq})
 	dispatched := make(chan struct{})
 	go func() {
 		defer close(dispatched)

@@ -235,13 +235,19 @@ func (tx *txn) post(g *group, sender uint64, clientMsgID string, kind timeline.K
 	shared := new(timeline.Message)
 	*shared = *msg
 	for _, u := range g.order {
-		m := g.members[u]
-		if err := tx.deliver(u, shared, u != sender && !m.dnd); err != nil {
+		offline := offlineHook
+		switch {
+		case u == sender:
+			offline = offlineNone
+		case g.members[u].dnd:
+			offline = offlineDND
+		}
+		if err := tx.deliver(u, shared, offline); err != nil {
 			return nil, err
 		}
 	}
 	for _, u := range also {
-		if err := tx.deliver(u, shared, false); err != nil {
+		if err := tx.deliver(u, shared, offlineNone); err != nil {
 			return nil, err
 		}
 	}
@@ -259,14 +265,14 @@ func (tx *txn) post(g *group, sender uint64, clientMsgID string, kind timeline.K
 }
 
 // deliver appends one inbox row for user.
-func (tx *txn) deliver(user uint64, msg *timeline.Message, push bool) error {
+func (tx *txn) deliver(user uint64, msg *timeline.Message, offline offlinePush) error {
 	seq, err := tx.seq.Next(tx.ctx, sequencer.Key{Space: sequencer.Inbox, ID: user})
 	if err != nil {
 		return storeErr("assign seq", err)
 	}
 	row := timeline.Row{User: user, Seq: seq, Conv: msg.Conv, ConvSeq: msg.ConvSeq, MsgID: msg.ID, Kind: msg.Kind}
 	tx.b.Rows = append(tx.b.Rows, row)
-	tx.deliveries = append(tx.deliveries, delivery{Entry: Entry{Row: row, Msg: msg}, push: push})
+	tx.deliveries = append(tx.deliveries, delivery{Entry: Entry{Row: row, Msg: msg}, offline: offline})
 	return nil
 }
 

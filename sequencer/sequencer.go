@@ -15,6 +15,11 @@
 //
 // A key belongs to one open Txn at a time; another Txn asking for it gets
 // ErrBusy rather than a seq that could commit out of order.
+//
+// Reading a head from the store is the sequencer's recovery: it happens on a
+// key's first use after a start, after an idle key was evicted, and after a
+// failed batch. Config.Registerer gets the metrics that count them
+// (inboxd_sequencer_*).
 package sequencer
 
 import (
@@ -22,6 +27,8 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // ErrBusy is returned by Txn.Next and Txn.Last when another open Txn holds the key.
@@ -59,6 +66,8 @@ type Config struct {
 	// MaxKeys bounds how many keys' heads stay in memory; idle keys beyond it
 	// are forgotten and reloaded when next used. 0 means 1<<20.
 	MaxKeys int
+	// Registerer gets the sequencer's metrics; nil registers none.
+	Registerer prometheus.Registerer
 }
 
 // Sequencer assigns seqs. It is safe for concurrent use.
@@ -70,6 +79,8 @@ type Sequencer struct {
 	keys map[Key]*head
 	// loads counts heads read from the store, for tests and metrics.
 	loads uint64
+	// loadErrors counts failed reads of a head; aborts counts Txns aborted.
+	loadErrors, aborts uint64
 }
 
 type head struct {
@@ -78,15 +89,53 @@ type head struct {
 	owner  *Txn   // the open Txn holding the key, if any
 }
 
-// New returns a Sequencer reading heads through cfg.Last.
-func New(cfg Config) *Sequencer {
+// New returns a Sequencer reading heads through cfg.Last. It fails only when
+// its metrics cannot be registered.
+func New(cfg Config) (*Sequencer, error) {
 	if cfg.Last == nil {
 		panic("sequencer: Config.Last is nil")
 	}
 	if cfg.MaxKeys <= 0 {
 		cfg.MaxKeys = 1 << 20
 	}
-	return &Sequencer{last: cfg.Last, maxKeys: cfg.MaxKeys, keys: make(map[Key]*head)}
+	s := &Sequencer{last: cfg.Last, maxKeys: cfg.MaxKeys, keys: make(map[Key]*head)}
+	if cfg.Registerer != nil {
+		for _, c := range s.collectors() {
+			if err := cfg.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("sequencer: register metrics: %w", err)
+			}
+		}
+	}
+	return s, nil
+}
+
+// collectors read the sequencer's counts at scrape time: the counting itself
+// happens under the mutex that the counted operations hold anyway.
+func (s *Sequencer) collectors() []prometheus.Collector {
+	read := func(f func() float64) func() float64 {
+		return func() float64 {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return f()
+		}
+	}
+	opts := func(name, help string) prometheus.Opts {
+		return prometheus.Opts{Namespace: "inboxd", Subsystem: "sequencer", Name: name, Help: help}
+	}
+	return []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts(opts("recoveries_total",
+			"Sequence heads recovered from the store: a key's first use after a start, after eviction, or after a failed batch.")),
+			read(func() float64 { return float64(s.loads) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts(opts("recovery_errors_total",
+			"Recoveries of a head that failed because the store did not answer.")),
+			read(func() float64 { return float64(s.loadErrors) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts(opts("aborts_total",
+			"Transactions aborted after a failed batch; their keys are recovered on next use.")),
+			read(func() float64 { return float64(s.aborts) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("keys",
+			"Sequence keys whose head is held in memory.")),
+			read(func() float64 { return float64(len(s.keys)) })),
+	}
 }
 
 // Loads returns how many heads have been read from the store so far.
@@ -151,6 +200,7 @@ func (t *Txn) Last(ctx context.Context, key Key) (uint64, error) {
 	if err != nil {
 		s.mu.Lock()
 		delete(s.keys, key)
+		s.loadErrors++
 		s.mu.Unlock()
 		return 0, fmt.Errorf("sequencer: load %v: %w", key, err)
 	}
@@ -189,6 +239,9 @@ func (t *Txn) Commit() {
 // from the store: after a failed write nobody knows which seqs landed.
 func (t *Txn) Abort() {
 	t.finish(func(*head, uint64) bool { return false })
+	t.s.mu.Lock()
+	t.s.aborts++
+	t.s.mu.Unlock()
 }
 
 func (t *Txn) finish(keep func(h *head, last uint64) bool) {

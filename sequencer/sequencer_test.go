@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 )
 
@@ -38,7 +39,7 @@ func TestNextIsContiguousAcrossTxns(t *testing.T) {
 	ctx := context.Background()
 	st := newStore()
 	st.last[Key{Inbox, 7}] = 41
-	s := New(Config{Last: st.Last})
+	s := mustNew(t, Config{Last: st.Last})
 
 	tests := []struct {
 		key  Key
@@ -66,7 +67,7 @@ func TestNextIsContiguousAcrossTxns(t *testing.T) {
 func TestAbortReloadsFromStore(t *testing.T) {
 	ctx := context.Background()
 	st := newStore()
-	s := New(Config{Last: st.Last})
+	s := mustNew(t, Config{Last: st.Last})
 	k := Key{Inbox, 1}
 
 	tx := s.Begin()
@@ -96,7 +97,7 @@ func TestAbortReloadsFromStore(t *testing.T) {
 
 func TestKeyHeldByOneTxn(t *testing.T) {
 	ctx := context.Background()
-	s := New(Config{Last: newStore().Last})
+	s := mustNew(t, Config{Last: newStore().Last})
 	k := Key{Conv, 9}
 	a, b := s.Begin(), s.Begin()
 	if _, err := a.Next(ctx, k); err != nil {
@@ -119,7 +120,7 @@ func TestLoadError(t *testing.T) {
 	ctx := context.Background()
 	st := newStore()
 	st.err = errors.New("disk on fire")
-	s := New(Config{Last: st.Last})
+	s := mustNew(t, Config{Last: st.Last})
 	k := Key{Inbox, 3}
 	tx := s.Begin()
 	if _, err := tx.Next(ctx, k); !errors.Is(err, st.err) {
@@ -138,7 +139,7 @@ func TestLoadError(t *testing.T) {
 func TestEvictionReloads(t *testing.T) {
 	ctx := context.Background()
 	st := newStore()
-	s := New(Config{Last: st.Last, MaxKeys: 4})
+	s := mustNew(t, Config{Last: st.Last, MaxKeys: 4})
 	for id := range uint64(50) {
 		k := Key{Inbox, id % 10}
 		tx := s.Begin()
@@ -165,7 +166,7 @@ func TestEvictionReloads(t *testing.T) {
 func TestConcurrentTxns(t *testing.T) {
 	ctx := context.Background()
 	st := newStore()
-	s := New(Config{Last: st.Last, MaxKeys: 8})
+	s := mustNew(t, Config{Last: st.Last, MaxKeys: 8})
 	shared := Key{Conv, 0}
 	var mu sync.Mutex
 	seen := make(map[Key][]uint64)
@@ -214,4 +215,74 @@ func TestConcurrentTxns(t *testing.T) {
 	if len(seen[shared]) == 0 {
 		t.Fatal("shared key never committed")
 	}
+}
+
+func mustNew(t *testing.T, cfg Config) *Sequencer {
+	t.Helper()
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestMetrics follows a load error, an abort and the recoveries they cause
+// in the registered metrics.
+func TestMetrics(t *testing.T) {
+	ctx := context.Background()
+	st := newStore()
+	reg := prometheus.NewPedanticRegistry()
+	s := mustNew(t, Config{Last: st.Last, Registerer: reg})
+	want := func(step string, recoveries, errs, aborts, keys float64) {
+		t.Helper()
+		for name, w := range map[string]float64{
+			"inboxd_sequencer_recoveries_total":      recoveries,
+			"inboxd_sequencer_recovery_errors_total": errs,
+			"inboxd_sequencer_aborts_total":          aborts,
+			"inboxd_sequencer_keys":                  keys,
+		} {
+			if got := gathered(t, reg, name); got != w {
+				t.Errorf("%s: %s = %v, want %v", step, name, got, w)
+			}
+		}
+	}
+	want("new", 0, 0, 0, 0)
+	st.err = errors.New("disk on fire")
+	tx := s.Begin()
+	tx.Next(ctx, Key{Inbox, 1})
+	tx.Abort()
+	want("load error", 1, 1, 1, 0)
+	st.err = nil
+	tx = s.Begin()
+	tx.Next(ctx, Key{Inbox, 1})
+	tx.Next(ctx, Key{Conv, 2})
+	tx.Commit()
+	want("two keys", 3, 1, 1, 2)
+	tx = s.Begin()
+	tx.Next(ctx, Key{Inbox, 1}) // in memory: no recovery
+	tx.Commit()
+	want("cached", 3, 1, 1, 2)
+	if _, err := New(Config{Last: st.Last, Registerer: reg}); err == nil {
+		t.Error("a second sequencer registered the same metrics")
+	}
+}
+
+// gathered returns the value of the unlabelled metric name in reg.
+func gathered(t *testing.T, reg prometheus.Gatherer, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			m := mf.GetMetric()[0]
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("metric %s not gathered", name)
+	return 0
 }

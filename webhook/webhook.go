@@ -6,6 +6,10 @@
 // few workers post them, retrying with exponential backoff on network errors
 // and 5xx or 429 answers. When the queue is full a notice is dropped and
 // counted: a push is a hint, and the message itself is safe in the inbox.
+//
+// Config.Registerer gets the counts as Prometheus metrics
+// (inboxd_webhook_*): notices by result, retries, the queue, and the time
+// each post took.
 package webhook
 
 import (
@@ -20,6 +24,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/inboxd/inboxd/inbox"
 	"github.com/inboxd/inboxd/timeline"
@@ -37,6 +43,8 @@ type Config struct {
 	Timeout time.Duration // one post (default 5 s)
 	Client  *http.Client
 	Logger  *slog.Logger
+	// Registerer gets the pusher's metrics; nil registers none.
+	Registerer prometheus.Registerer
 }
 
 // Notice is the JSON body posted for one message.
@@ -68,6 +76,8 @@ type Pusher struct {
 
 	delivered, failed, dropped, retries atomic.Uint64
 	closeOnce                           sync.Once
+
+	postDuration prometheus.Histogram
 }
 
 // New starts a Pusher's workers.
@@ -96,6 +106,18 @@ func New(cfg Config) (*Pusher, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	p := &Pusher{cfg: cfg, queue: make(chan Notice, cfg.QueueSize), stop: make(chan struct{})}
+	p.postDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: "inboxd", Subsystem: "webhook", Name: "post_duration_seconds",
+		Help:    "Time one POST to the webhook took, failed ones included.",
+		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	})
+	if reg := cfg.Registerer; reg != nil {
+		for _, c := range []prometheus.Collector{p.postDuration, collector{p}} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("webhook: register metrics: %w", err)
+			}
+		}
+	}
 	for range cfg.Workers {
 		p.wg.Go(p.work)
 	}
@@ -191,6 +213,7 @@ func (e permanent) Error() string { return fmt.Sprintf("webhook: status %d", e.s
 func (p *Pusher) post(body []byte) error {
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.Timeout)
 	defer cancel()
+	defer func(start time.Time) { p.postDuration.Observe(time.Since(start).Seconds()) }(time.Now())
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.cfg.URL, bytes.NewReader(body))
 	if err != nil {
 		return permanent{0}
@@ -208,4 +231,37 @@ func (p *Pusher) post(body []byte) error {
 		return fmt.Errorf("webhook: status %d", resp.StatusCode)
 	}
 	return permanent{resp.StatusCode}
+}
+
+var (
+	noticesDesc = prometheus.NewDesc("inboxd_webhook_notices_total",
+		"Offline-push notices by result: delivered (2xx), failed (a permanent answer, or every attempt failed), dropped (the queue was full).",
+		[]string{"result"}, nil)
+	retriesDesc = prometheus.NewDesc("inboxd_webhook_retries_total",
+		"Posts retried after a network error, a 5xx or a 429.", nil, nil)
+	queueDesc = prometheus.NewDesc("inboxd_webhook_queue_length",
+		"Notices waiting for a worker.", nil, nil)
+	capacityDesc = prometheus.NewDesc("inboxd_webhook_queue_capacity",
+		"Notices the queue holds before it drops (Config.QueueSize).", nil, nil)
+)
+
+// collector reads the pusher's counters when scraped, so that counting a
+// notice stays one atomic add.
+type collector struct{ p *Pusher }
+
+func (c collector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- noticesDesc
+	ch <- retriesDesc
+	ch <- queueDesc
+	ch <- capacityDesc
+}
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	st := c.p.Stats()
+	for result, n := range map[string]uint64{"delivered": st.Delivered, "failed": st.Failed, "dropped": st.Dropped} {
+		ch <- prometheus.MustNewConstMetric(noticesDesc, prometheus.CounterValue, float64(n), result)
+	}
+	ch <- prometheus.MustNewConstMetric(retriesDesc, prometheus.CounterValue, float64(st.Retries))
+	ch <- prometheus.MustNewConstMetric(queueDesc, prometheus.GaugeValue, float64(len(c.p.queue)))
+	ch <- prometheus.MustNewConstMetric(capacityDesc, prometheus.GaugeValue, float64(cap(c.p.queue)))
 }

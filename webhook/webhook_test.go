@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 
 	"github.com/inboxd/inboxd/inbox"
@@ -104,5 +107,52 @@ func TestFullQueueDrops(t *testing.T) {
 	s := p.Stats()
 	if s.Dropped < 7 || s.Delivered+s.Dropped != 10 {
 		t.Fatalf("stats %+v", s)
+	}
+}
+
+// TestMetrics checks that the registered metrics say what Stats says.
+func TestMetrics(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable) // the first notice is retried once
+			return
+		}
+		if calls.Load() == 3 {
+			w.WriteHeader(http.StatusBadRequest) // the second fails for good
+		}
+	}))
+	defer srv.Close()
+	reg := prometheus.NewPedanticRegistry()
+	p, err := New(Config{URL: srv.URL, Workers: 1, Backoff: time.Millisecond, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		p.PushOffline(7, entry(uint64(i+1), "x"))
+	}
+	p.Close(context.Background())
+	want := `
+# HELP inboxd_webhook_notices_total Offline-push notices by result: delivered (2xx), failed (a permanent answer, or every attempt failed), dropped (the queue was full).
+# TYPE inboxd_webhook_notices_total counter
+inboxd_webhook_notices_total{result="delivered"} 2
+inboxd_webhook_notices_total{result="dropped"} 0
+inboxd_webhook_notices_total{result="failed"} 1
+# HELP inboxd_webhook_retries_total Posts retried after a network error, a 5xx or a 429.
+# TYPE inboxd_webhook_retries_total counter
+inboxd_webhook_retries_total 1
+# HELP inboxd_webhook_queue_capacity Notices the queue holds before it drops (Config.QueueSize).
+# TYPE inboxd_webhook_queue_capacity gauge
+inboxd_webhook_queue_capacity 4096
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
+		"inboxd_webhook_notices_total", "inboxd_webhook_retries_total", "inboxd_webhook_queue_capacity"); err != nil {
+		t.Error(err)
+	}
+	if n := testutil.CollectAndCount(p.postDuration); n != 1 {
+		t.Errorf("post histogram has %d series", n)
+	}
+	if _, err := New(Config{URL: srv.URL, Registerer: reg}); err == nil {
+		t.Error("a second pusher registered the same metrics")
 	}
 }

@@ -77,6 +77,24 @@ const (
 	CodeIdle            Code = 21 // no frame within the idle timeout; the server closes
 )
 
+var codeNames = map[Code]string{
+	CodeBadRequest: "BAD_REQUEST", CodeUnauthenticated: "UNAUTHENTICATED", CodeTokenExpired: "TOKEN_EXPIRED",
+	CodeForbidden: "FORBIDDEN", CodeNotMember: "NOT_MEMBER", CodeNoGroup: "NO_GROUP",
+	CodeDismissed: "DISMISSED", CodeMuted: "MUTED", CodeGroupFull: "GROUP_FULL",
+	CodeInvalid: "INVALID", CodeUnknownCommand: "UNKNOWN_COMMAND", CodeFrameTooLarge: "FRAME_TOO_LARGE",
+	CodeRateLimited: "RATE_LIMITED", CodeUnavailable: "UNAVAILABLE", CodeTimeout: "TIMEOUT",
+	CodeSlowReader: "SLOW_READER", CodeReplaced: "REPLACED", CodeShuttingDown: "SHUTTING_DOWN",
+	CodeVersion: "VERSION", CodeInternal: "INTERNAL", CodeIdle: "IDLE",
+}
+
+// String is the name docs/protocol.md gives the code.
+func (c Code) String() string {
+	if s, ok := codeNames[c]; ok {
+		return s
+	}
+	return fmt.Sprintf("CODE_%d", uint32(c))
+}
+
 // Retryable reports whether a request that failed with c may succeed if
 // sent again unchanged.
 func (c Code) Retryable() bool {

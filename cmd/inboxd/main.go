@@ -4,7 +4,9 @@
 // Every flag has an environment variable (INBOXD_ + the flag name in upper
 // case, dashes as underscores); a flag given on the command line wins.
 // With no flags at all inboxd listens on 127.0.0.1:7600 and keeps its data
-// in ./inboxd-data.
+// in ./inboxd-data. The admin address (127.0.0.1:7601) serves /healthz,
+// /readyz and the Prometheus metrics at /metrics from the moment inboxd
+// starts; /readyz answers 200 once the store answers and the gateway serves.
 package main
 
 import (
@@ -16,21 +18,24 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/gocql/gocql"
-	"github.com/inboxd/inboxd/gateway"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/inboxd/inboxd/admin"
+	"github.com/inboxd/inboxd/gateway"
 	"github.com/inboxd/inboxd/inbox"
 	"github.com/inboxd/inboxd/timeline"
 	"github.com/inboxd/inboxd/timeline/cassandra"
+	"github.com/inboxd/inboxd/timeline/metered"
 	"github.com/inboxd/inboxd/timeline/pebble"
 	"github.com/inboxd/inboxd/token"
 	"github.com/inboxd/inboxd/webhook"
@@ -62,28 +67,14 @@ func main() {
 	}
 }
 
+// parse reads the environment, then args, into options and validates them.
 func parse(args []string, getenv func(string) string) (options, error) {
 	var o options
-	fs := flag.NewFlagSet("inboxd", flag.ContinueOnError)
-	fs.StringVar(&o.Listen, "listen", "127.0.0.1:7600", "TCP address for client connections")
-	fs.StringVar(&o.Admin, "admin", "127.0.0.1:7601", "HTTP address for /healthz (empty: off)")
-	fs.StringVar(&o.Store, "store", "pebble", "storage backend: pebble (embedded) or cassandra")
-	fs.StringVar(&o.Data, "data", "inboxd-data", "data directory of the embedded store (and of the generated token secret)")
-	fs.StringVar(&o.Hosts, "cassandra-hosts", "127.0.0.1:9042", "Cassandra contact points, comma separated")
-	fs.StringVar(&o.Keyspace, "keyspace", "inboxd", "Cassandra keyspace")
-	fs.StringVar(&o.Consistency, "cassandra-consistency", "LOCAL_QUORUM", "Cassandra consistency of reads and writes (ONE on a single dev node)")
-	fs.BoolVar(&o.CreateSchema, "create-schema", false, "create a missing Cassandra keyspace and tables (development only)")
-	fs.StringVar(&o.SecretFile, "secret-file", "", "file holding the token secret (default: <data>/token-secret, generated on first run)")
-	fs.Int64Var(&o.Node, "node", 0, "snowflake node id, 0-1023, unique per server")
-	fs.IntVar(&o.MaxGroupSize, "max-group-size", 500, "maximum members of a group")
-	fs.IntVar(&o.MaxFrame, "max-frame", 256<<10, "maximum frame size in bytes, header included")
-	fs.IntVar(&o.Workers, "workers", 512, "goroutines running requests")
-	fs.StringVar(&o.WebhookURL, "webhook-url", "", "URL to POST offline-push notices to (empty: off)")
-	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs := flagSet(&o)
 	// Environment variables first, so that flags on the command line win.
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
-		name := "INBOXD_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		name := envName(f.Name)
 		if v := getenv(name); v != "" && envErr == nil {
 			if err := f.Value.Set(v); err != nil {
 				envErr = fmt.Errorf("%s=%q: %w", name, v, err)
@@ -99,7 +90,54 @@ func parse(args []string, getenv func(string) string) (options, error) {
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	return o, nil
+	return o, o.validate()
+}
+
+// envName is the environment variable of a flag: INBOXD_ and the name in
+// upper case, dashes as underscores.
+func envName(flag string) string {
+	return "INBOXD_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// flagSet binds every flag to a field of o.
+func flagSet(o *options) *flag.FlagSet {
+	fs := flag.NewFlagSet("inboxd", flag.ContinueOnError)
+	fs.StringVar(&o.Listen, "listen", "127.0.0.1:7600", "TCP address for client connections")
+	fs.StringVar(&o.Admin, "admin", "127.0.0.1:7601", "HTTP address for /healthz, /readyz and /metrics (empty: off)")
+	fs.StringVar(&o.Store, "store", "pebble", "storage backend: pebble (embedded) or cassandra")
+	fs.StringVar(&o.Data, "data", "inboxd-data", "data directory of the embedded store (and of the generated token secret)")
+	fs.StringVar(&o.Hosts, "cassandra-hosts", "127.0.0.1:9042", "Cassandra contact points, comma separated")
+	fs.StringVar(&o.Keyspace, "keyspace", "inboxd", "Cassandra keyspace")
+	fs.StringVar(&o.Consistency, "cassandra-consistency", "LOCAL_QUORUM", "Cassandra consistency of reads and writes (ONE on a single dev node)")
+	fs.BoolVar(&o.CreateSchema, "create-schema", false, "create a missing Cassandra keyspace and tables (development only)")
+	fs.StringVar(&o.SecretFile, "secret-file", "", "file holding the token secret (default: <data>/token-secret, generated on first run)")
+	fs.Int64Var(&o.Node, "node", 0, "snowflake node id, 0-1023, unique per server")
+	fs.IntVar(&o.MaxGroupSize, "max-group-size", 500, "maximum members of a group")
+	fs.IntVar(&o.MaxFrame, "max-frame", 256<<10, "maximum frame size in bytes, header included")
+	fs.IntVar(&o.Workers, "workers", 512, "goroutines running requests")
+	fs.StringVar(&o.WebhookURL, "webhook-url", "", "URL to POST offline-push notices to (empty: off)")
+	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
+	return fs
+}
+
+// validate checks what can be checked without opening anything, so that a
+// bad value fails at once (and a deployment file can be checked by parse).
+func (o options) validate() error {
+	switch o.Store {
+	case "pebble", "cassandra":
+	default:
+		return fmt.Errorf("-store %q: want pebble or cassandra", o.Store)
+	}
+	if err := new(gocql.Consistency).UnmarshalText([]byte(o.Consistency)); err != nil {
+		return fmt.Errorf("-cassandra-consistency: %w", err)
+	}
+	if err := new(slog.Level).UnmarshalText([]byte(o.LogLevel)); err != nil {
+		return fmt.Errorf("-log-level: %w", err)
+	}
+	if o.Node < 0 || o.Node > 1023 {
+		return fmt.Errorf("-node %d: want 0-1023", o.Node)
+	}
+	return nil
 }
 
 func run(args []string) error {
@@ -116,24 +154,46 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	store, err := openStore(ctx, o, log)
+	reg, err := newRegistry()
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	// The admin server comes first, so that a probe gets "alive, not ready"
+	// while the store opens (Cassandra can take a while).
+	var ready readiness
+	adminAddr := "off"
+	if o.Admin != "" {
+		srv, err := admin.Listen(o.Admin, admin.Handler(admin.Config{Gatherer: reg, Checks: ready.checks(o.Node), Logger: log}), log)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+		adminAddr = srv.Addr().String()
+	}
+
+	raw, err := openStore(ctx, o, log)
+	if err != nil {
+		return err
+	}
+	defer raw.Close()
+	store, err := metered.Wrap(raw, metered.Config{Backend: o.Store, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	ready.setStore(raw) // probes do not count as traffic in the store metrics
 	secret, err := loadSecret(o, log)
 	if err != nil {
 		return err
 	}
 	gw, err := gateway.New(gateway.Config{
-		Addr: o.Listen, Secret: secret, Workers: o.Workers, MaxFrame: o.MaxFrame, Logger: log,
+		Addr: o.Listen, Secret: secret, Workers: o.Workers, MaxFrame: o.MaxFrame, Logger: log, Registerer: reg,
 	})
 	if err != nil {
 		return err
 	}
-	icfg := inbox.Config{Store: store, Node: o.Node, MaxGroupSize: o.MaxGroupSize, Notifier: gw, Logger: log}
+	icfg := inbox.Config{Store: store, Node: o.Node, MaxGroupSize: o.MaxGroupSize, Notifier: gw, Logger: log, Registerer: reg}
 	if o.WebhookURL != "" {
-		hook, err := webhook.New(webhook.Config{URL: o.WebhookURL, Logger: log})
+		hook, err := webhook.New(webhook.Config{URL: o.WebhookURL, Logger: log, Registerer: reg})
 		if err != nil {
 			return err
 		}
@@ -151,15 +211,8 @@ func run(args []string) error {
 	if gw.Addr() == nil {
 		return <-served
 	}
-	if o.Admin != "" {
-		stopAdmin, err := serveAdmin(o.Admin, log)
-		if err != nil {
-			gw.Shutdown(context.Background())
-			return err
-		}
-		defer stopAdmin()
-	}
-	log.Info("inboxd: ready", "listen", gw.Addr(), "data", o.Data, "node", o.Node)
+	ready.setGateway(gw)
+	log.Info("inboxd: ready", "listen", gw.Addr(), "admin", adminAddr, "store", o.Store, "data", o.Data, "node", o.Node)
 
 	select {
 	case err := <-served:
@@ -223,19 +276,66 @@ func loadSecret(o options, log *slog.Logger) ([]byte, error) {
 	return secret, nil
 }
 
-// serveAdmin serves the liveness check.
-func serveAdmin(addr string, log *slog.Logger) (stop func(), err error) {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("admin listen: %w", err)
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("inboxd: admin server", "err", err)
+// newRegistry returns the registry every package registers its metrics
+// with, holding the Go runtime, process and build-info collectors.
+func newRegistry() (*prometheus.Registry, error) {
+	reg := prometheus.NewRegistry()
+	for _, c := range []prometheus.Collector{
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewBuildInfoCollector(),
+	} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("metrics registry: %w", err)
 		}
-	}()
-	return func() { srv.Close() }, nil
+	}
+	return reg, nil
+}
+
+// readiness is what /readyz looks at. The store and the gateway are set as
+// run starts them; until then the check says what is missing.
+type readiness struct {
+	mu    sync.Mutex
+	store timeline.Store
+	gw    *gateway.Server
+}
+
+func (r *readiness) setStore(s timeline.Store) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.store = s
+}
+
+func (r *readiness) setGateway(gw *gateway.Server) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.gw = gw
+}
+
+// checks are /readyz's: the store answers a cheap read (this node's clock
+// record, one key) and the gateway takes connections.
+func (r *readiness) checks(node int64) []admin.Check {
+	return []admin.Check{
+		{Name: "store", Run: func(ctx context.Context) error {
+			r.mu.Lock()
+			store := r.store
+			r.mu.Unlock()
+			if store == nil {
+				return errors.New("not open yet")
+			}
+			if _, err := store.Clock(ctx, node); err != nil {
+				return fmt.Errorf("read: %w", err)
+			}
+			return nil
+		}},
+		{Name: "gateway", Run: func(context.Context) error {
+			r.mu.Lock()
+			gw := r.gw
+			r.mu.Unlock()
+			if gw == nil || !gw.Serving() {
+				return errors.New("not accepting connections")
+			}
+			return nil
+		}},
+	}
 }

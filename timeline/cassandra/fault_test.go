@@ -137,22 +137,32 @@ func TestInboxSurvivesNodeRestart(t *testing.T) {
 		}
 		return err
 	}
+	// Each sender is a client: it retries a message that failed, with the
+	// same client msg id, after a pause, and sends the next one only once
+	// it is acknowledged. (A sender that moved on at once would pile up
+	// thousands of failed messages while reads fail fast during the outage,
+	// each to be resent at the end.)
 	for i := range senders {
 		wg.Go(func() {
 			for k := 0; ; k++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
 				m := &sent{sender: users[i], cmid: fmt.Sprintf("s%d-%d", i, k)}
 				mu.Lock()
 				messages = append(messages, m)
 				mu.Unlock()
-				err := send(m)
-				switch {
-				case err == nil:
-				case errors.Is(err, inbox.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded):
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					err := send(m)
+					if err == nil {
+						break
+					}
+					if !errors.Is(err, inbox.ErrUnavailable) && !errors.Is(err, context.DeadlineExceeded) {
+						t.Errorf("send %s: %v, neither ErrUnavailable nor a deadline", m.cmid, err)
+						return
+					}
 					select {
 					case <-down:
 						mu.Lock()
@@ -160,8 +170,11 @@ func TestInboxSurvivesNodeRestart(t *testing.T) {
 						mu.Unlock()
 					default:
 					}
-				default:
-					t.Errorf("send %s: %v, neither ErrUnavailable nor a deadline", m.cmid, err)
+					select {
+					case <-stop:
+						return
+					case <-time.After(100 * time.Millisecond):
+					}
 				}
 			}
 		})

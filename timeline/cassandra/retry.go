@@ -27,8 +27,9 @@ const (
 // attempt already; this loop outlasts an outage.
 //
 // Each attempt gets its own deadline, three driver timeouts (the driver's
-// retries included): a request on a connection left half-open by a node
-// restart otherwise never returns.
+// own retries included), so that an attempt that waits somewhere the
+// driver's timeout does not cover is given up and repeated rather than
+// holding the commit for ever.
 func (s *Store) retry(ctx context.Context, what string, op func(ctx context.Context) error) error {
 	delay := minBackoff
 	for attempt := 1; ; attempt++ {

@@ -1,0 +1,181 @@
+package gateway
+
+import (
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/inboxd/inboxd/wire"
+)
+
+// Metrics are resolved to their label values once, in newMetrics, and kept
+// in arrays indexed by command, code or reason: the event loops count every
+// frame, and a map lookup or a WithLabelValues call per frame would cost
+// more than the counting.
+
+// unknownCmd is the slot of commands this protocol version does not know.
+const unknownCmd = 256
+
+// cmdSlot maps a command to its slot in the per-command arrays.
+func cmdSlot(c wire.Command) int { return min(int(c), unknownCmd) }
+
+// disconnect is why the server ended a connection.
+type disconnect uint8
+
+const (
+	closedByPeer disconnect = iota // the client closed, or the network did
+	closedSlowReader
+	closedIdle
+	closedAuthTimeout
+	closedAuthFailed
+	closedProtocol // a frame that breaks the framing, or a command before AUTH
+	closedReplaced
+	closedShutdown
+	numDisconnects
+)
+
+var disconnectNames = [numDisconnects]string{
+	"peer", "slow_reader", "idle", "auth_timeout", "auth_failed", "protocol", "replaced", "shutdown",
+}
+
+// authFailure is why an AUTH was refused.
+type authFailure uint8
+
+const (
+	authNotFirst      authFailure = iota // another command before AUTH
+	authMalformedBody                    // the AUTH body does not decode
+	authMalformed                        // the token does not parse
+	authBadSignature                     // the token is not signed with the secret
+	authExpired                          // the token's expiry passed
+	authTimeout                          // no AUTH within Config.AuthTimeout
+	authUnavailable                      // the store did not answer the head lookup
+	numAuthFailures
+)
+
+var authFailureNames = [numAuthFailures]string{
+	"not_first", "malformed_body", "malformed_token", "bad_signature", "expired", "timeout", "unavailable",
+}
+
+// rejection is why a request was answered without running it.
+type rejection uint8
+
+const (
+	rejectRateLimited rejection = iota // the connection's token bucket is empty
+	rejectQueueFull                    // MaxPending requests already queued on the connection
+	rejectOverloaded                   // every worker slot is taken: load shed
+	rejectShuttingDown
+	numRejections
+)
+
+var rejectionNames = [numRejections]string{"rate_limited", "queue_full", "overloaded", "shutting_down"}
+
+// maxCode bounds the error codes counted by name; others count as "other".
+const maxCode = 32
+
+// latencyBuckets cover a heartbeat answered in tens of microseconds up to a
+// request that hits the 10 s request timeout.
+var latencyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+type metrics struct {
+	accepted     prometheus.Counter
+	disconnects  [numDisconnects]prometheus.Counter
+	authFailures [numAuthFailures]prometheus.Counter
+	rejected     [numRejections]prometheus.Counter
+	framesIn     [unknownCmd + 1]prometheus.Counter
+	framesOut    [unknownCmd + 1]prometheus.Counter
+	latency      [unknownCmd + 1]prometheus.Observer // nil for commands no worker runs
+	errors       [maxCode + 1]prometheus.Counter
+
+	collectors []prometheus.Collector
+}
+
+// newMetrics creates the gateway's metrics, with gauges reading s. They are
+// registered by register.
+func newMetrics(s *Server) *metrics {
+	m := &metrics{}
+	const ns, sub = "inboxd", "gateway"
+	opts := func(name, help string) prometheus.Opts {
+		return prometheus.Opts{Namespace: ns, Subsystem: sub, Name: name, Help: help}
+	}
+	m.accepted = prometheus.NewCounter(prometheus.CounterOpts(opts("connections_accepted_total", "TCP connections accepted.")))
+	open := prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("connections_open", "TCP connections open, authenticated or not.")), func() float64 {
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		return float64(len(s.sessions))
+	})
+	users := prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("users_online", "Users with at least one authenticated connection.")), func() float64 {
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		return float64(len(s.byUser))
+	})
+	inflight := prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("requests_in_flight", "Requests taken from connections and not yet answered.")), func() float64 {
+		return float64(s.inflight.Load())
+	})
+	ready := prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("ready_queue_length", "Connections with queued requests waiting for a worker.")), func() float64 {
+		return float64(len(s.ready))
+	})
+
+	disconnects := prometheus.NewCounterVec(prometheus.CounterOpts(opts("disconnects_total", "Connections closed, by reason (peer: closed by the client or the network).")), []string{"reason"})
+	for i, name := range disconnectNames {
+		m.disconnects[i] = disconnects.WithLabelValues(name)
+	}
+	auth := prometheus.NewCounterVec(prometheus.CounterOpts(opts("auth_failures_total", "Connections refused at authentication, by reason.")), []string{"reason"})
+	for i, name := range authFailureNames {
+		m.authFailures[i] = auth.WithLabelValues(name)
+	}
+	rejected := prometheus.NewCounterVec(prometheus.CounterOpts(opts("requests_rejected_total", "Requests answered with an error without running, by reason.")), []string{"reason"})
+	for i, name := range rejectionNames {
+		m.rejected[i] = rejected.WithLabelValues(name)
+	}
+
+	in := prometheus.NewCounterVec(prometheus.CounterOpts(opts("frames_received_total", "Frames received, by command.")), []string{"command"})
+	out := prometheus.NewCounterVec(prometheus.CounterOpts(opts("frames_sent_total", "Frames sent (responses, pushes, errors), by command.")), []string{"command"})
+	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: ns, Subsystem: sub, Name: "request_duration_seconds",
+		Help:    "Time from a request frame's arrival to its response being queued for the connection, by command.",
+		Buckets: latencyBuckets,
+	}, []string{"command"})
+	unknownIn, unknownOut := in.WithLabelValues("unknown"), out.WithLabelValues("unknown")
+	for i := range m.framesIn {
+		c := wire.Command(i)
+		if i == unknownCmd || !c.Known() {
+			m.framesIn[i], m.framesOut[i] = unknownIn, unknownOut
+			continue
+		}
+		m.framesIn[i], m.framesOut[i] = in.WithLabelValues(c.String()), out.WithLabelValues(c.String())
+		if c != wire.CmdPush && c != wire.CmdError {
+			m.latency[i] = latency.WithLabelValues(c.String())
+		}
+	}
+
+	errs := prometheus.NewCounterVec(prometheus.CounterOpts(opts("error_responses_total", "Requests answered with an error, by code.")), []string{"code"})
+	other := errs.WithLabelValues("other")
+	for i := range m.errors {
+		m.errors[i] = other
+		if name := wire.Code(i).String(); !strings.HasPrefix(name, "CODE_") {
+			m.errors[i] = errs.WithLabelValues(name)
+		}
+	}
+
+	m.collectors = []prometheus.Collector{m.accepted, open, users, inflight, ready, disconnects, auth, rejected, in, out, latency, errs}
+	return m
+}
+
+// register registers the metrics with reg; a nil reg leaves them counting
+// unregistered.
+func (m *metrics) register(reg prometheus.Registerer) error {
+	if reg == nil {
+		return nil
+	}
+	for _, c := range m.collectors {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *metrics) frameIn(c wire.Command)  { m.framesIn[cmdSlot(c)].Inc() }
+func (m *metrics) frameOut(c wire.Command) { m.framesOut[cmdSlot(c)].Inc() }
+
+func (m *metrics) errorResponse(c wire.Code) { m.errors[min(c, maxCode)].Inc() }

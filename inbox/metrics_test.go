@@ -1,0 +1,82 @@
+package inbox
+
+import (
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/inboxd/inboxd/timeline"
+)
+
+// TestMetrics sends to a group whose members are online, offline, offline
+// on do-not-disturb, and the sender offline, and checks what each counter
+// of the service says about it.
+func TestMetrics(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	rec := newRecorder(2) // only user 2 is online
+	e := newEnv(t, Config{Notifier: rec, OfflinePusher: rec, Registerer: reg})
+	m := e.svc.metrics
+	conv := e.create(1, 2, 3, 4)
+	if err := e.svc.SetDND(ctx, 4, conv, true); err != nil {
+		t.Fatal(err)
+	}
+	counters := map[string]prometheus.Collector{
+		"online": m.pushes[pushedOnline], "offline_hook": m.pushes[pushedOffline],
+		"skipped_dnd": m.pushes[skippedDND], "skipped": m.pushes[skippedOther],
+		"rows": m.rows, "messages": m.messages, "stored": m.sends[sendStored],
+		"duplicate": m.sends[sendDuplicate], "rejected": m.sends[sendRejected], "failed": m.sends[sendFailed],
+	}
+	// Pushes are counted after the ack, on the dispatcher's goroutine.
+	outcomes := func() float64 {
+		n := 0.0
+		for _, o := range []string{"online", "offline_hook", "skipped_dnd", "skipped"} {
+			n += testutil.ToFloat64(counters[o])
+		}
+		return n
+	}
+	waitFor(t, "the creation notice's pushes", func() bool { return outcomes() == 4 })
+	before := make(map[string]float64)
+	for k, c := range counters {
+		before[k] = testutil.ToFloat64(c)
+	}
+	acks := samples(t, m.sendAck)
+
+	e.send(1, conv, "a", "one")
+	e.send(1, conv, "b", "two")
+	e.send(1, conv, "a", "one") // a resend
+	if _, err := e.svc.SendGroupMessage(ctx, 9, conv, "x", timeline.KindText, nil); err == nil {
+		t.Fatal("a non-member sent")
+	}
+	if _, err := e.svc.SendGroupMessage(ctx, 1, conv, "", timeline.KindText, nil); err == nil {
+		t.Fatal("a send without client msg id was taken")
+	}
+
+	want := map[string]float64{
+		"online": 2, "offline_hook": 2, "skipped_dnd": 2, "skipped": 2, // 2 online; 3; 4 on DND; 1's own
+		"rows": 8, "messages": 2, "stored": 2, "duplicate": 1, "rejected": 2, "failed": 0,
+	}
+	waitFor(t, "the pushes", func() bool { return outcomes() == 4+8 })
+	for k, w := range want {
+		if got := testutil.ToFloat64(counters[k]) - before[k]; got != w {
+			t.Errorf("%s moved by %v, want %v", k, got, w)
+		}
+	}
+	// The invalid send is refused before it reaches the committer.
+	if got := samples(t, m.sendAck) - acks; got != 4 {
+		t.Errorf("%d send-to-ack observations, want 4", got)
+	}
+	if n, err := testutil.GatherAndCount(reg, "inboxd_sequencer_recoveries_total", "inboxd_inbox_commit_duration_seconds"); err != nil || n != 2 {
+		t.Errorf("gathered %d of the sequencer's and the commit's metrics: %v", n, err)
+	}
+}
+
+func samples(t *testing.T, h prometheus.Histogram) uint64 {
+	t.Helper()
+	var m dto.Metric
+	if err := h.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetHistogram().GetSampleCount()
+}
