@@ -121,6 +121,13 @@ func parse(args []string) (bench.Config, bool, error) {
 	if fs.NArg() > 0 {
 		return cfg, false, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
+	// A preset's kills need the server the bench starts: against -addr they
+	// are dropped unless asked for (which then fails, saying why).
+	chaosSet := false
+	fs.Visit(func(f *flag.Flag) { chaosSet = chaosSet || f.Name == "chaos" })
+	if cfg.Addr != "" && !chaosSet {
+		cfg.Chaos = 0
+	}
 	gs, err := bench.ParseGroups(*groups)
 	if err != nil {
 		return cfg, false, err

@@ -21,6 +21,10 @@ func TestParse(t *testing.T) {
 	if err != nil || !cfg.Server.Bare || cfg.Chaos != 0 || cfg.Churn != 0 || cfg.Users != 40 {
 		t.Fatalf("baseline: %+v %v", cfg, err)
 	}
+	cfg, _, err = parse([]string{"-addr", "127.0.0.1:1"})
+	if err != nil || cfg.Chaos != 0 {
+		t.Fatalf("-addr kept the preset's chaos: %+v %v", cfg, err)
+	}
 	for _, args := range [][]string{
 		{"-preset", "nope"},
 		{"-groups", "10"},
