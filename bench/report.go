@@ -114,8 +114,14 @@ func (r *Report) WriteTable(w io.Writer) {
 	row("errors by code", "%s", errs)
 	if r.Store != "external" {
 		row("server CPU", "%.2fs (%.2f cores), %.2f µs per delivery", r.ServerCPUSeconds, r.ServerCPUCores, r.ServerCPUPerDeliveryUs)
-		row("server memory", "peak %s (VmHWM); %s per idle connection (%s → %s RSS)", mib(r.ServerPeakRSS),
-			kib(r.ServerIdleBytesPerConn), mib(r.ServerRSSBeforeConnect), mib(r.ServerRSSConnected))
+		// Below a few thousand connections, start-up allocations that do not
+		// grow with them swamp the per-connection figure.
+		note := ""
+		if r.Connections < 5000 {
+			note = "; rough below 5,000 connections"
+		}
+		row("server memory", "peak %s (VmHWM); %s per idle connection (%s → %s RSS%s)", mib(r.ServerPeakRSS),
+			kib(r.ServerIdleBytesPerConn), mib(r.ServerRSSBeforeConnect), mib(r.ServerRSSConnected), note)
 		row("server kills", "%d (kill -9, restarted on the same data)", r.ServerKills)
 	}
 	bound := ""
