@@ -1,0 +1,39 @@
+// Package bench is inboxd's load generator and delivery verifier. It drives
+// simulated users over the real binary protocol (docs/protocol.md) against
+// a running inboxd, or against one it builds and starts itself as a child
+// process (so that it can measure the server's CPU and memory from /proc,
+// and kill it with SIGKILL mid-run), and at the end proves the guarantees of
+// docs/architecture.md for every device.
+//
+// A run, Run(ctx, Config):
+//
+//  1. Setup: every device of every user connects (one TCP connection each)
+//     and authenticates; then the groups of the configured mix are created
+//     by random owners, members drawn at random. Membership stays fixed, so
+//     every member must receive every message of their groups.
+//  2. Load: sends at the target rate for the duration (or up to a message
+//     count), each from an online device of a random member of a random
+//     group, with a client msg id unique to the run, and a body carrying the
+//     send time so that receivers measure send-to-delivery latency. Meanwhile
+//     devices churn, some users go offline until the end, everybody may
+//     reconnect at once, MARK_READs move markers, and the started server may
+//     be killed and restarted on the same data.
+//  3. Drain: every user comes back; every send whose answer was lost (a
+//     dropped connection, a kill) is sent again with the same client msg id
+//     until the server answers — the server stores it once and says
+//     duplicate if the first attempt was stored.
+//  4. Verify: every device catches up by SYNC; every user's inbox is read
+//     from seq 1 and checked by the Verifier against the Model of what was
+//     sent and acknowledged; the stream each device applied (from pushes and
+//     SYNC pages, by the client sync algorithm) must equal that inbox.
+//
+// Each device applies its stream by the sync algorithm and keeps only its
+// last seq and a digest of what it applied (Digest), so a run of millions of
+// deliveries costs the generator a few words per device; pushes are decoded
+// field by field from the read buffer (proto.go) without allocating. The
+// generator reports its own CPU time, so that a run limited by the client
+// rather than the server is recognised as such.
+//
+// ServeBare is the baseline: a bare gnet server that speaks just enough of
+// the protocol for the same load, with no storage.
+package bench

@@ -1,0 +1,56 @@
+package bench
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// gnet, imported for the baseline server, starts ants' default pool at
+// init; its two goroutines live as long as the process.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/panjf2000/ants/v2.(*poolCommon).purgeStaleWorkers"),
+		goleak.IgnoreAnyFunction("github.com/panjf2000/ants/v2.(*poolCommon).ticktock"))
+}
+
+// TestSmoke runs the smoke preset against the real inboxd binary on the
+// embedded store, killing it with SIGKILL once and restarting it on the same
+// data, and asserts on the verifier's verdict — never on speed.
+func TestSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs inboxd")
+	}
+	cfg, err := Preset("smoke")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Server.Dir = t.TempDir()
+	cfg.Chaos = 1
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("seed %d: %d acked, %d pushed, %d synced, %d reconnects, %d retries, %d duplicate acks",
+		rep.Seed, rep.Acked, rep.Pushed, rep.Synced, rep.Reconnects, rep.Retries, rep.DuplicateAcks)
+	for _, v := range rep.Violations {
+		t.Error(v)
+	}
+	switch {
+	case !rep.Verified || rep.VerifyError != "":
+		t.Fatalf("not verified: %s", rep.VerifyError)
+	case rep.ServerKills != 1:
+		t.Fatalf("%d kills, want 1", rep.ServerKills)
+	case rep.Acked == 0:
+		t.Fatal("nothing was acknowledged")
+	case rep.CheckedDevices != cfg.Users*cfg.Devices:
+		t.Fatalf("%d device streams checked, want %d", rep.CheckedDevices, cfg.Users*cfg.Devices)
+	case rep.CheckedEntries < int(rep.Acked):
+		t.Fatalf("%d inbox entries checked, fewer than the %d acknowledged sends", rep.CheckedEntries, rep.Acked)
+	case !rep.OK():
+		t.Fatalf("verdict not clean: %d violations (+%d), %d unresolved", len(rep.Violations), rep.MoreViolations, rep.Unresolved)
+	}
+}
