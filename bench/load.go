@@ -415,24 +415,33 @@ func (r *runner) verifyUser(ctx context.Context, u *user, v *Verifier, vmu *sync
 			break
 		}
 	}
-	var convs wirepb.ConversationsResponse
-	err := retryOffline(ctx, func() error {
-		d := u.onlineDevice()
-		if d == nil {
-			return errOffline
-		}
-		b, err := d.call(ctx, wire.CmdConversations, func(b []byte) []byte { return b })
+	// Every page of the list: nothing is sent any more, so no
+	// conversation moves between two pages.
+	var cs []ConvState
+	for more := true; more; {
+		var page wirepb.ConversationsResponse
+		req := &wirepb.ConversationsRequest{Offset: uint32(len(cs))}
+		err := retryOffline(ctx, func() error {
+			d := u.onlineDevice()
+			if d == nil {
+				return errOffline
+			}
+			b, err := d.call(ctx, wire.CmdConversations, func(b []byte) []byte {
+				b, _ = proto.MarshalOptions{}.MarshalAppend(b, req) // plain data cannot fail to encode
+				return b
+			})
+			if err != nil {
+				return err
+			}
+			return proto.Unmarshal(b, &page)
+		})
 		if err != nil {
-			return err
+			return fmt.Errorf("CONVERSATIONS: %w", err)
 		}
-		return proto.Unmarshal(b, &convs)
-	})
-	if err != nil {
-		return fmt.Errorf("CONVERSATIONS: %w", err)
-	}
-	cs := make([]ConvState, len(convs.Conversations))
-	for i, c := range convs.Conversations {
-		cs[i] = ConvState{Conv: c.Conv, Head: c.Head, ReadSeq: c.ReadSeq, Unread: c.Unread}
+		for _, c := range page.Conversations {
+			cs = append(cs, ConvState{Conv: c.Conv, Head: c.Head, ReadSeq: c.ReadSeq, Unread: c.Unread})
+		}
+		more = page.HasMore && len(page.Conversations) > 0
 	}
 	vmu.Lock()
 	defer vmu.Unlock()
