@@ -147,7 +147,7 @@ var bodyTypes = map[wire.Command][2]string{
 	wire.CmdPush:          {"Push", ""},
 	wire.CmdSync:          {"SyncRequest", "SyncResponse"},
 	wire.CmdHistory:       {"HistoryRequest", "HistoryResponse"},
-	wire.CmdConversations: {"Empty", "ConversationsResponse"},
+	wire.CmdConversations: {"ConversationsRequest", "ConversationsResponse"},
 	wire.CmdMarkRead:      {"MarkReadRequest", "MarkReadResponse"},
 	wire.CmdCreateGroup:   {"CreateGroupRequest", "CreateGroupResponse"},
 	wire.CmdInvite:        {"InviteRequest", "Empty"},

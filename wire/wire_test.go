@@ -189,7 +189,8 @@ func examples() []proto.Message {
 		&wirepb.HistoryRequest{Conv: 7, BeforeConvSeq: 3, Limit: 20},
 		&wirepb.HistoryResponse{Messages: []*wirepb.Message{msg, msg}},
 		&wirepb.Conversation{Conv: 7, Name: "ops", JoinedAt: 1, LeftAt: 9, ReadSeq: 2, Head: 3, Unread: 1, Dnd: true, Last: msg},
-		&wirepb.ConversationsResponse{Conversations: []*wirepb.Conversation{{Conv: 7}, {Conv: 8, Last: msg}}},
+		&wirepb.ConversationsRequest{Offset: 40},
+		&wirepb.ConversationsResponse{Conversations: []*wirepb.Conversation{{Conv: 7}, {Conv: 8, Last: msg}}, HasMore: true},
 		&wirepb.MarkReadRequest{Conv: 7, ConvSeq: 3},
 		&wirepb.MarkReadResponse{ReadSeq: 3},
 	}

@@ -86,3 +86,42 @@ func BenchmarkCommit(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkMessagesByKey reads inbox pages the way SYNC does: 200 messages
+// named by the rows of a user in 5 busy conversations, interleaved.
+//
+//	go test -run '^$' -bench BenchmarkMessagesByKey ./timeline/pebble
+func BenchmarkMessagesByKey(b *testing.B) {
+	s, err := pebble.Open(pebble.Options{Dir: b.TempDir(), NoSync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	const convs, perConv, page = 5, 2000, 200
+	body := make([]byte, 100)
+	for seq := uint64(1); seq <= perConv; seq += 100 {
+		batch := new(timeline.Batch)
+		for c := range uint64(convs) {
+			for k := range uint64(100) {
+				batch.Messages = append(batch.Messages, timeline.Message{Conv: 1 + c, ConvSeq: seq + k, ID: 1 << 40,
+					Sender: 9, ClientMsgID: "c", Kind: timeline.KindText, Body: body, Time: time.UnixMilli(1748779200000)})
+			}
+		}
+		if err := s.Commit(b.Context(), batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var keys []timeline.MessageKey // the rows of one page, round robin over the conversations
+	for k := range uint64(page / convs) {
+		for c := range uint64(convs) {
+			keys = append(keys, timeline.MessageKey{Conv: 1 + c, ConvSeq: 1000 + k})
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.MessagesByKey(b.Context(), keys); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(keys)), "ns/message")
+}

@@ -1,10 +1,13 @@
 package pebble
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -31,25 +34,47 @@ func (s *Store) LastConvSeq(ctx context.Context, conv uint64) (uint64, error) {
 	return s.lastSeq(ctx, "last conv seq", prefixMessage, conv)
 }
 
-// MessagesByKey implements timeline.TimelineReader. Point lookups suit the
-// callers (an inbox page names messages scattered over conversations) and
-// each one is served from the memtable, the block cache or a bloom-filtered
-// table.
+// MessagesByKey implements timeline.TimelineReader. An inbox page names
+// runs of consecutive conv_seqs of a few conversations, interleaved: the
+// keys are visited in key order on one iterator, which steps from a message
+// to the next of its conversation instead of seeking.
 func (s *Store) MessagesByKey(ctx context.Context, keys []timeline.MessageKey) ([]timeline.Message, error) {
 	msgs := make([]timeline.Message, len(keys))
+	order := make([]int, len(keys))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int {
+		return cmp.Or(cmp.Compare(keys[a].Conv, keys[b].Conv), cmp.Compare(keys[a].ConvSeq, keys[b].ConvSeq))
+	})
 	err := s.read(ctx, "messages by key", func() error {
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixMessage}, UpperBound: []byte{prefixMessage + 1}})
+		if err != nil {
+			return err
+		}
 		key := make([]byte, 0, pairKeyLen)
-		for i, k := range keys {
+		var prev timeline.MessageKey
+		for n, i := range order {
+			k := keys[i]
 			key = appendKey(key[:0], prefixMessage, k.Conv, k.ConvSeq)
-			err := getRecord(s.db, key, &msgs[i], decodeMessage)
-			if errors.Is(err, timeline.ErrNotFound) {
-				return fmt.Errorf("message %d/%d: %w", k.Conv, k.ConvSeq, err)
+			next := n > 0 && k.Conv == prev.Conv && k.ConvSeq == prev.ConvSeq+1
+			found := next && it.Next() && bytes.Equal(it.Key(), key)
+			if !found {
+				found = it.SeekGE(key) && bytes.Equal(it.Key(), key)
+			}
+			if !found {
+				return errors.Join(fmt.Errorf("message %d/%d: %w", k.Conv, k.ConvSeq, timeline.ErrNotFound), it.Close())
+			}
+			val, err := it.ValueAndErr()
+			if err == nil {
+				err = decodeMessage(key, val, &msgs[i])
 			}
 			if err != nil {
-				return err
+				return errors.Join(err, it.Close())
 			}
+			prev = k
 		}
-		return nil
+		return errors.Join(it.Error(), it.Close())
 	})
 	return orZero(msgs, err)
 }

@@ -182,6 +182,21 @@ func testMessagesByKey(t *testing.T, s timeline.Store, ids *idGen) {
 		noErr(t, "MessagesByKey", err)
 		same(t, "MessagesByKey", got, want)
 	})
+	t.Run("Runs", func(t *testing.T) {
+		// An inbox page: runs of consecutive conv_seqs, interleaved, with
+		// gaps, and one run that ends at its conversation's last message.
+		keys := []timeline.MessageKey{{Conv: c1, ConvSeq: 2}, {Conv: c2, ConvSeq: 1}, {Conv: c1, ConvSeq: 3},
+			{Conv: c2, ConvSeq: 2}, {Conv: c1, ConvSeq: 5}, {Conv: c3, ConvSeq: 4}, {Conv: c3, ConvSeq: 5}, {Conv: c2, ConvSeq: 4}}
+		var want []timeline.Message
+		for _, k := range keys {
+			want = append(want, messageAt(k.Conv, k.ConvSeq))
+		}
+		got, err := s.MessagesByKey(t.Context(), keys)
+		noErr(t, "MessagesByKey", err)
+		same(t, "MessagesByKey", got, want)
+		_, err = s.MessagesByKey(t.Context(), []timeline.MessageKey{{Conv: c1, ConvSeq: 5}, {Conv: c1, ConvSeq: 6}})
+		wantErr(t, "MessagesByKey past the end of a run", err, timeline.ErrNotFound)
+	})
 	t.Run("NoKeys", func(t *testing.T) {
 		got, err := s.MessagesByKey(t.Context(), nil)
 		noErr(t, "MessagesByKey", err)
