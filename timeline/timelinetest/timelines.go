@@ -172,31 +172,27 @@ func testMessagesByKey(t *testing.T, s timeline.Store, ids *idGen) {
 	}
 	commit(t, s, &b)
 
-	t.Run("Order", func(t *testing.T) {
-		keys := []timeline.MessageKey{{Conv: c2, ConvSeq: 3}, {Conv: c1, ConvSeq: 1}, {Conv: c3, ConvSeq: 5}, {Conv: c1, ConvSeq: 4}, {Conv: c2, ConvSeq: 3}}
-		var want []timeline.Message
-		for _, k := range keys {
-			want = append(want, messageAt(k.Conv, k.ConvSeq))
-		}
-		got, err := s.MessagesByKey(t.Context(), keys)
-		noErr(t, "MessagesByKey", err)
-		same(t, "MessagesByKey", got, want)
-	})
-	t.Run("Runs", func(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		keys []timeline.MessageKey
+	}{
+		{"Order", []timeline.MessageKey{{Conv: c2, ConvSeq: 3}, {Conv: c1, ConvSeq: 1}, {Conv: c3, ConvSeq: 5},
+			{Conv: c1, ConvSeq: 4}, {Conv: c2, ConvSeq: 3}}},
 		// An inbox page: runs of consecutive conv_seqs, interleaved, with
-		// gaps, and one run that ends at its conversation's last message.
-		keys := []timeline.MessageKey{{Conv: c1, ConvSeq: 2}, {Conv: c2, ConvSeq: 1}, {Conv: c1, ConvSeq: 3},
-			{Conv: c2, ConvSeq: 2}, {Conv: c1, ConvSeq: 5}, {Conv: c3, ConvSeq: 4}, {Conv: c3, ConvSeq: 5}, {Conv: c2, ConvSeq: 4}}
-		var want []timeline.Message
-		for _, k := range keys {
-			want = append(want, messageAt(k.Conv, k.ConvSeq))
-		}
-		got, err := s.MessagesByKey(t.Context(), keys)
-		noErr(t, "MessagesByKey", err)
-		same(t, "MessagesByKey", got, want)
-		_, err = s.MessagesByKey(t.Context(), []timeline.MessageKey{{Conv: c1, ConvSeq: 5}, {Conv: c1, ConvSeq: 6}})
-		wantErr(t, "MessagesByKey past the end of a run", err, timeline.ErrNotFound)
-	})
+		// gaps, and runs that end at their conversation's last message.
+		{"Runs", []timeline.MessageKey{{Conv: c1, ConvSeq: 2}, {Conv: c2, ConvSeq: 1}, {Conv: c1, ConvSeq: 3},
+			{Conv: c2, ConvSeq: 2}, {Conv: c1, ConvSeq: 5}, {Conv: c3, ConvSeq: 4}, {Conv: c3, ConvSeq: 5}, {Conv: c2, ConvSeq: 4}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var want []timeline.Message
+			for _, k := range tc.keys {
+				want = append(want, messageAt(k.Conv, k.ConvSeq))
+			}
+			got, err := s.MessagesByKey(t.Context(), tc.keys)
+			noErr(t, "MessagesByKey", err)
+			same(t, "MessagesByKey", got, want)
+		})
+	}
 	t.Run("NoKeys", func(t *testing.T) {
 		got, err := s.MessagesByKey(t.Context(), nil)
 		noErr(t, "MessagesByKey", err)
@@ -206,12 +202,12 @@ func testMessagesByKey(t *testing.T, s timeline.Store, ids *idGen) {
 		name    string
 		missing timeline.MessageKey
 	}{
-		{"PastEnd", timeline.MessageKey{Conv: c1, ConvSeq: 6}},
+		{"PastEnd", timeline.MessageKey{Conv: c1, ConvSeq: 6}}, // right after c1's last: the end of a run
 		{"SeqZero", timeline.MessageKey{Conv: c2, ConvSeq: 0}},
 		{"UnknownConv", timeline.MessageKey{Conv: ids.id(), ConvSeq: 1}},
 	} {
 		t.Run("Missing"+tc.name, func(t *testing.T) {
-			_, err := s.MessagesByKey(t.Context(), []timeline.MessageKey{{Conv: c1, ConvSeq: 1}, tc.missing})
+			_, err := s.MessagesByKey(t.Context(), []timeline.MessageKey{{Conv: c1, ConvSeq: 5}, tc.missing})
 			wantErr(t, fmt.Sprintf("MessagesByKey(%+v)", tc.missing), err, timeline.ErrNotFound)
 		})
 	}
