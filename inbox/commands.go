@@ -464,7 +464,9 @@ func unixMilli(t time.Time) int64 {
 }
 
 // SetDND turns do-not-disturb of conv on or off for user: no offline pushes
-// for it while on. It is the user's own setting and posts no notice.
+// for it while on. It is the user's own setting and posts no notice; a
+// change reaches the user's other devices as a KindDND row in the user's
+// inbox, and setting what is already set changes nothing.
 func (s *Service) SetDND(ctx context.Context, user, conv uint64, on bool) error {
 	err := s.do(ctx, func(tx *txn) error {
 		g, m, err := tx.memberOf(conv, user)
@@ -475,12 +477,19 @@ func (s *Service) SetDND(ctx context.Context, user, conv uint64, on bool) error 
 		if err != nil {
 			return err
 		}
+		if c.DND == on {
+			return nil
+		}
 		c.DND = on
 		tx.putConversation(c)
 		g = tx.mutable(g)
 		m.dnd = on
 		g.members[user] = m
-		return nil
+		value := uint64(0)
+		if on {
+			value = 1
+		}
+		return tx.deliverSetting(timeline.KindDND, user, conv, value)
 	})
 	if err != nil {
 		return fmt.Errorf("inbox: set do-not-disturb in %d: %w", conv, err)
@@ -514,7 +523,7 @@ func (s *Service) MarkRead(ctx context.Context, user, conv, convSeq uint64) (uin
 		}
 		marker = convSeq
 		tx.setMarker(user, conv, marker)
-		return tx.deliverRead(user, conv, marker)
+		return tx.deliverSetting(timeline.KindRead, user, conv, marker)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("inbox: mark read in %d: %w", conv, err)

@@ -527,6 +527,56 @@ func TestDND(t *testing.T) {
 	}
 }
 
+// TestDNDSync: a change of do-not-disturb reaches the user's other devices
+// as a KindDND row, pushed and synced without a message; setting what is
+// set already writes nothing.
+func TestDNDSync(t *testing.T) {
+	rec := newRecorder(2)
+	e := newEnv(t, Config{Notifier: rec})
+	conv := e.create(1, 2)
+	type setting struct {
+		conv, value uint64
+	}
+	dndRows := func(entries []Entry) []setting {
+		var out []setting
+		for _, en := range entries {
+			if en.Row.Kind == timeline.KindDND {
+				if en.Msg != nil || en.Row.MsgID != 0 {
+					t.Errorf("KindDND row %+v carries a message", en.Row)
+				}
+				out = append(out, setting{en.Row.Conv, en.Row.ConvSeq})
+			}
+		}
+		return out
+	}
+	for _, on := range []bool{true, true, false, false, true} {
+		if err := e.svc.SetDND(ctx, 2, conv, on); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []setting{{conv, 1}, {conv, 0}, {conv, 1}}
+	if got := dndRows(e.inbox(2)); !slices.Equal(got, want) {
+		t.Fatalf("synced KindDND rows %v, want %v", got, want)
+	}
+	waitFor(t, "the pushes", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return len(dndRows(rec.pushed[2])) == len(want)
+	})
+	rec.mu.Lock()
+	pushed := dndRows(rec.pushed[2])
+	rec.mu.Unlock()
+	if !slices.Equal(pushed, want) {
+		t.Fatalf("pushed KindDND rows %v, want %v", pushed, want)
+	}
+	if got := dndRows(e.inbox(1)); len(got) != 0 {
+		t.Fatalf("another member got %v", got)
+	}
+	if !e.conversation(2, conv).DND {
+		t.Fatal("the conversation list lost the last setting")
+	}
+}
+
 func TestSyncAndHistoryPaging(t *testing.T) {
 	e := newEnv(t, Config{})
 	conv := e.create(1, 2)

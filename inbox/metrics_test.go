@@ -36,7 +36,8 @@ func TestMetrics(t *testing.T) {
 		}
 		return n
 	}
-	waitFor(t, "the creation notice's pushes", func() bool { return outcomes() == 4 })
+	// The creation notice to 4 members, and 4's KindDND row.
+	waitFor(t, "the creation notice's pushes", func() bool { return outcomes() == 5 })
 	before := make(map[string]float64)
 	for k, c := range counters {
 		before[k] = testutil.ToFloat64(c)
@@ -57,7 +58,7 @@ func TestMetrics(t *testing.T) {
 		"online": 2, "offline_hook": 2, "skipped_dnd": 2, "skipped": 2, // 2 online; 3; 4 on DND; 1's own
 		"rows": 8, "messages": 2, "stored": 2, "duplicate": 1, "rejected": 2, "failed": 0,
 	}
-	waitFor(t, "the pushes", func() bool { return outcomes() == 4+8 })
+	waitFor(t, "the pushes", func() bool { return outcomes() == 5+8 })
 	for k, w := range want {
 		if got := testutil.ToFloat64(counters[k]) - before[k]; got != w {
 			t.Errorf("%s moved by %v, want %v", k, got, w)

@@ -217,7 +217,7 @@ func checkSyncPage(svc *Service, user, after uint64) error {
 		if en.Row.Seq != after+uint64(i)+1 {
 			return fmt.Errorf("user %d: sync after %d returned seq %d at %d", user, after, en.Row.Seq, i)
 		}
-		if en.Row.Kind != timeline.KindRead && (en.Msg == nil || en.Msg.ConvSeq != en.Row.ConvSeq || en.Msg.ID != en.Row.MsgID) {
+		if en.Row.Kind.HasMessage() && (en.Msg == nil || en.Msg.ConvSeq != en.Row.ConvSeq || en.Msg.ID != en.Row.MsgID) {
 			return fmt.Errorf("user %d: row %+v with message %+v", user, en.Row, en.Msg)
 		}
 	}

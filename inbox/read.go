@@ -96,7 +96,7 @@ func clampLimit(n, def, max int) int {
 func (s *Service) withMessages(ctx context.Context, rows []timeline.Row) ([]Entry, error) {
 	keys := make([]timeline.MessageKey, 0, len(rows))
 	for _, r := range rows {
-		if r.Kind != timeline.KindRead {
+		if r.Kind.HasMessage() {
 			keys = append(keys, timeline.MessageKey{Conv: r.Conv, ConvSeq: r.ConvSeq})
 		}
 	}
@@ -107,7 +107,7 @@ func (s *Service) withMessages(ctx context.Context, rows []timeline.Row) ([]Entr
 	entries := make([]Entry, len(rows))
 	for i, r := range rows {
 		entries[i].Row = r
-		if r.Kind != timeline.KindRead {
+		if r.Kind.HasMessage() {
 			entries[i].Msg = &msgs[0]
 			msgs = msgs[1:]
 		}

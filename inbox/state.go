@@ -276,13 +276,14 @@ func (tx *txn) deliver(user uint64, msg *timeline.Message, offline offlinePush) 
 	return nil
 }
 
-// deliverRead appends a KindRead row telling user's devices the new marker.
-func (tx *txn) deliverRead(user, conv, readSeq uint64) error {
+// deliverSetting appends an inbox-only row of kind (KindRead, KindDND)
+// telling user's devices the new value of a setting of conv.
+func (tx *txn) deliverSetting(kind timeline.Kind, user, conv, value uint64) error {
 	seq, err := tx.seq.Next(tx.ctx, sequencer.Key{Space: sequencer.Inbox, ID: user})
 	if err != nil {
 		return storeErr("assign seq", err)
 	}
-	row := timeline.Row{User: user, Seq: seq, Conv: conv, ConvSeq: readSeq, Kind: timeline.KindRead}
+	row := timeline.Row{User: user, Seq: seq, Conv: conv, ConvSeq: value, Kind: kind}
 	tx.b.Rows = append(tx.b.Rows, row)
 	tx.deliveries = append(tx.deliveries, delivery{Entry: Entry{Row: row}})
 	return nil

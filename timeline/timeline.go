@@ -47,7 +47,14 @@ const (
 	// KindRead is an inbox-only row (no message) telling a user's devices that
 	// the user's read marker of Conv moved to ConvSeq.
 	KindRead Kind = 0x8002
+	// KindDND is an inbox-only row (no message) telling a user's devices that
+	// the user turned do-not-disturb of Conv on (ConvSeq 1) or off (0).
+	KindDND Kind = 0x8003
 )
+
+// HasMessage reports whether rows of kind k refer to a message. The
+// inbox-only kinds (KindRead, KindDND) carry their value in ConvSeq instead.
+func (k Kind) HasMessage() bool { return k != KindRead && k != KindDND }
 
 // Message is one entry of a conversation timeline.
 type Message struct {
@@ -61,8 +68,8 @@ type Message struct {
 	Time        time.Time // server time, millisecond precision
 }
 
-// Row is one entry of a user's inbox. For KindRead rows MsgID is zero and
-// ConvSeq is the new read marker.
+// Row is one entry of a user's inbox. For the inbox-only kinds MsgID is zero
+// and ConvSeq is the value (see KindRead, KindDND).
 type Row struct {
 	User    uint64
 	Seq     uint64

@@ -59,6 +59,7 @@ type entryJSON struct {
 	ConvSeq uint64       `json:"conv_seq"`
 	Kind    uint32       `json:"kind"`
 	ReadSeq uint64       `json:"read_seq,omitempty"` // KindRead: the new marker
+	DND     *bool        `json:"dnd,omitempty"`      // KindDND: the new setting
 	Message *messageJSON `json:"message,omitempty"`
 }
 
@@ -105,7 +106,8 @@ func humanTime(ms int64) string {
 //
 //	#18 conv 7 @3 2026-01-01 00:00:00 <42> hello
 //	#19 conv 7 read up to @3
-//	#20 conv 7 @4 2026-01-01 00:00:01 * 43 joined the group
+//	#20 conv 7 do-not-disturb on
+//	#21 conv 7 @4 2026-01-01 00:00:01 * 43 joined the group
 func (p printer) entry(e *wirepb.Entry) error {
 	j := entryJSON{Seq: e.Seq, Conv: e.Conv, ConvSeq: e.ConvSeq, Kind: e.Kind, Message: toMessageJSON(e.Message)}
 	human := fmt.Sprintf("#%d conv %d ", e.Seq, e.Conv)
@@ -113,6 +115,14 @@ func (p printer) entry(e *wirepb.Entry) error {
 	case timeline.Kind(e.Kind) == timeline.KindRead:
 		j.ReadSeq = e.ConvSeq
 		human += fmt.Sprintf("read up to @%d", e.ConvSeq)
+	case timeline.Kind(e.Kind) == timeline.KindDND:
+		dnd := e.ConvSeq == 1
+		j.DND = &dnd
+		state := "off"
+		if dnd {
+			state = "on"
+		}
+		human += "do-not-disturb " + state
 	case e.Message != nil:
 		human += messageLine(e.Message)
 	default:

@@ -38,6 +38,16 @@ func TestEntryFormat(t *testing.T) {
 			`{"seq":19,"conv":"7","conv_seq":3,"kind":32770,"read_seq":3}`,
 		},
 		{
+			"do-not-disturb on", &wirepb.Entry{Seq: 20, Conv: 7, ConvSeq: 1, Kind: 0x8003},
+			"#20 conv 7 do-not-disturb on",
+			`{"seq":20,"conv":"7","conv_seq":1,"kind":32771,"dnd":true}`,
+		},
+		{
+			"do-not-disturb off", &wirepb.Entry{Seq: 20, Conv: 7, Kind: 0x8003},
+			"#20 conv 7 do-not-disturb off",
+			`{"seq":20,"conv":"7","conv_seq":0,"kind":32771,"dnd":false}`,
+		},
+		{
 			"notice", &wirepb.Entry{Seq: 20, Conv: 7, ConvSeq: 4, Kind: 0x8001, Message: notice},
 			"#20 conv 7 @4 2030-01-01 00:00:01 * 43 joined the group",
 			`{"seq":20,"conv":"7","conv_seq":4,"kind":32769,"message":{"conv":"7","conv_seq":4,"msg_id":"9","sender":43,"kind":32769,"time":"2030-01-01T00:00:01.000Z","notice":{"type":"join","actor":43,"text":"43 joined the group"}}}`,

@@ -273,6 +273,9 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	for received[1].Load() < 1 || received[2].Load() < 1 { // the creation notice
 		time.Sleep(10 * time.Millisecond)
 	}
+	// Every push outcome of the creation notice (5 members) and of 4's
+	// KindDND row is counted before the sends are.
+	in.waitDeltas(t, s0, []delta{{"inboxd_inbox_pushes_total", nil, 5 + 1}})
 	// Wait until the gateway has seen 4 go, so that 4 counts as offline.
 	before := in.waitDeltas(t, in.scrape(t), []delta{{"inboxd_gateway_users_online", nil, 0}})
 	if n := before.value("inboxd_gateway_users_online"); n != 2 {
