@@ -99,7 +99,7 @@ func (s *Store) logBatch(ctx context.Context, b *timeline.Batch, planned <-chan 
 		return l, err
 	}
 	l.entry = entry{slot: slot, data: data}
-	err = s.retry(ctx, "commit", func(context.Context) (err error) {
+	err = s.retry(ctx, "commit", func() (err error) {
 		l.entry.ts, err = s.lease.timestamp()
 		return err
 	})
@@ -204,7 +204,7 @@ func (s *Store) run(ctx context.Context, chains []chain, ts int64) error {
 // exec applies one write at timestamp ts, retrying transient failures, and
 // only while this store holds the writer lease.
 func (s *Store) exec(ctx context.Context, w write, ts int64) error {
-	return s.retry(ctx, "write", func(ctx context.Context) error {
+	return s.retry(ctx, "write", func() error {
 		if err := s.lease.check(); err != nil {
 			return err
 		}

@@ -25,22 +25,12 @@ const (
 // delete by primary key at the batch's own timestamp), so repeating one that
 // may have landed changes nothing. The driver's retry policy has retried each
 // attempt already; this loop outlasts an outage.
-//
-// Each attempt gets its own deadline, three driver timeouts (the driver's
-// own retries included), so that an attempt that waits somewhere the
-// driver's timeout does not cover is given up and repeated rather than
-// holding the commit for ever.
-func (s *Store) retry(ctx context.Context, what string, op func(ctx context.Context) error) error {
+// Each attempt is bounded by the driver's timeout.
+func (s *Store) retry(ctx context.Context, what string, op func() error) error {
 	delay := minBackoff
 	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, 3*s.cfg.Timeout)
-		err := op(actx)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		attemptExpired := errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil
-		if !transient(err) && !attemptExpired {
+		err := op()
+		if err == nil || !transient(err) {
 			return err
 		}
 		// The first failure, then every 20th: a retry that never ends must

@@ -205,9 +205,7 @@ func serialConsistency(c gocql.Consistency) gocql.SerialConsistency {
 // node starting up times out schema changes and lightweight transactions);
 // each can be repeated.
 func (s *Store) open(ctx context.Context) error {
-	step := func(f func() error) error {
-		return s.retry(ctx, "open", func(context.Context) error { return f() })
-	}
+	step := func(f func() error) error { return s.retry(ctx, "open", f) }
 	if s.cfg.CreateSchema {
 		if err := step(func() error { return createSchema(ctx, s.session, s.cfg.Keyspace) }); err != nil {
 			return err

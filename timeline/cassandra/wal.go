@@ -103,7 +103,7 @@ func (s *Store) writeEntry(ctx context.Context, e entry) (sent bool, err error) 
 			return false, errCrashed
 		}
 		chunk := e.data[i*logChunk : min(len(e.data), (i+1)*logChunk)]
-		err := s.retry(ctx, "batch log", func(ctx context.Context) error {
+		err := s.retry(ctx, "batch log", func() error {
 			if err := s.lease.check(); err != nil {
 				return err
 			}
