@@ -15,7 +15,6 @@ import (
 
 	"github.com/inboxd/inboxd/gateway"
 	"github.com/inboxd/inboxd/inbox"
-	"github.com/inboxd/inboxd/timeline"
 	"github.com/inboxd/inboxd/timeline/pebble"
 	"github.com/inboxd/inboxd/token"
 	"github.com/inboxd/inboxd/wire"
@@ -111,19 +110,19 @@ func (l *entryLog) messages() []string {
 	defer l.mu.Unlock()
 	var ids []string
 	for _, e := range l.entries {
-		if e.Kind == uint32(timeline.KindText) {
+		if e.Kind == uint32(wire.KindText) {
 			ids = append(ids, e.Message.ClientMsgId)
 		}
 	}
 	return ids
 }
 
-func (l *entryLog) kinds() []timeline.Kind {
+func (l *entryLog) kinds() []wire.Kind {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var ks []timeline.Kind
+	var ks []wire.Kind
 	for _, e := range l.entries {
-		ks = append(ks, timeline.Kind(e.Kind))
+		ks = append(ks, wire.Kind(e.Kind))
 	}
 	return ks
 }
@@ -164,7 +163,7 @@ func TestE2EGroupChat(t *testing.T) {
 
 	want := ids("m", 10)
 	for i, id := range want {
-		ack, err := alice.Send(ctx, g.Id, id, uint32(timeline.KindText), []byte("hello"))
+		ack, err := alice.Send(ctx, g.Id, id, uint32(wire.KindText), []byte("hello"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -175,13 +174,13 @@ func TestE2EGroupChat(t *testing.T) {
 	// Everyone, the sender included, gets the notice and then the messages.
 	for _, l := range []*entryLog{aliceLog, bobLog, tabletLog} {
 		l.waitMessages(t, want)
-		if k := l.kinds()[0]; k != timeline.KindNotice {
+		if k := l.kinds()[0]; k != wire.KindNotice {
 			t.Errorf("first entry of kind %d, want the create notice", k)
 		}
 	}
 
 	msgs, err := bob.History(ctx, g.Id, 0, 20)
-	if err != nil || len(msgs) != 11 || msgs[0].ConvSeq != 11 || msgs[10].Kind != uint32(timeline.KindNotice) {
+	if err != nil || len(msgs) != 11 || msgs[0].ConvSeq != 11 || msgs[10].Kind != uint32(wire.KindNotice) {
 		t.Fatalf("History: %d messages, %v", len(msgs), err)
 	}
 	older, err := bob.History(ctx, g.Id, 3, 20)
@@ -197,7 +196,7 @@ func TestE2EGroupChat(t *testing.T) {
 	if n, err := bob.MarkRead(ctx, g.Id, 11); err != nil || n != 11 {
 		t.Fatalf("MarkRead = %d, %v", n, err)
 	}
-	eventually(t, func() bool { return slices.Contains(tabletLog.kinds(), timeline.KindRead) })
+	eventually(t, func() bool { return slices.Contains(tabletLog.kinds(), wire.KindRead) })
 	if convs, _ := bobTablet.Conversations(ctx); convs[0].Unread != 0 {
 		t.Errorf("unread %d after MarkRead", convs[0].Unread)
 	}
@@ -385,7 +384,7 @@ func TestE2EThreeUsersTwoDevices(t *testing.T) {
 					cut.cutAll()
 				}
 				id := fmt.Sprintf("d%d-%d", i, n)
-				if _, err := d.c.Send(ctx, g.Id, id, uint32(timeline.KindText), []byte(id)); err != nil {
+				if _, err := d.c.Send(ctx, g.Id, id, uint32(wire.KindText), []byte(id)); err != nil {
 					t.Error(err)
 					return
 				}

@@ -13,8 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/inboxd/inboxd/inbox"
-	"github.com/inboxd/inboxd/timeline"
-
 	"github.com/inboxd/inboxd/wire"
 	"github.com/inboxd/inboxd/wire/wirepb"
 )
@@ -294,7 +292,7 @@ type gated struct {
 	waiting atomic.Int32
 }
 
-func (g *gated) SendGroupMessage(ctx context.Context, sender, conv uint64, id string, kind timeline.Kind, body []byte) (inbox.SendResult, error) {
+func (g *gated) SendGroupMessage(ctx context.Context, sender, conv uint64, id string, kind wire.Kind, body []byte) (inbox.SendResult, error) {
 	g.waiting.Add(1)
 	<-g.gate
 	return g.Service.SendGroupMessage(ctx, sender, conv, id, kind, body)

@@ -205,7 +205,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 // BenchmarkPush sends b.N push frames of one 100-byte message to each of
 // benchConns connected users, and measures frames received per second.
 func BenchmarkPush(b *testing.B) {
-	msg := &timeline.Message{Conv: 1, ConvSeq: 1, ID: 99, Sender: 1, ClientMsgID: "x", Kind: timeline.KindText, Body: make([]byte, 100), Time: time.Now()}
+	msg := &timeline.Message{Conv: 1, ConvSeq: 1, ID: 99, Sender: 1, ClientMsgID: "x", Kind: wire.KindText, Body: make([]byte, 100), Time: time.Now()}
 	b.Run("bare-gnet", func(b *testing.B) {
 		srv, addr := startBare(b)
 		conns := dialAll(b, addr, nil)
