@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/inboxd/inboxd/inbox"
+	"github.com/inboxd/inboxd/internal/gatewaytest"
 	"github.com/inboxd/inboxd/wire"
 	"github.com/inboxd/inboxd/wire/wirepb"
 )
@@ -69,9 +70,9 @@ func TestAuthRequired(t *testing.T) {
 		want  wire.Code
 	}{
 		{"command before auth", wire.CmdSync, "", wire.CodeUnauthenticated},
-		{"forged token", wire.CmdAuth, tokenFor(t, 1, "d", time.Hour)[:20] + "x.yy", wire.CodeUnauthenticated},
+		{"forged token", wire.CmdAuth, gatewaytest.Token(t, 1, "d", time.Hour)[:20] + "x.yy", wire.CodeUnauthenticated},
 		{"garbage token", wire.CmdAuth, "not a token", wire.CodeUnauthenticated},
-		{"expired token", wire.CmdAuth, tokenFor(t, 1, "d", -time.Second), wire.CodeTokenExpired},
+		{"expired token", wire.CmdAuth, gatewaytest.Token(t, 1, "d", -time.Second), wire.CodeTokenExpired},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

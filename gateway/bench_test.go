@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/inboxd/inboxd/inbox"
+	"github.com/inboxd/inboxd/internal/gatewaytest"
 	"github.com/inboxd/inboxd/timeline"
 	"github.com/inboxd/inboxd/wire"
 	"github.com/inboxd/inboxd/wire/wirepb"
@@ -184,7 +185,7 @@ func benchGateway(b *testing.B) (*server, func(i int) []byte) {
 	// Pushes outrun readers in bursts: let them queue.
 	s := start(b, Config{MaxOutbound: 256 << 20, RateLimit: 1e9, RateBurst: 1e9})
 	auth := func(i int) []byte {
-		tok := tokenFor(b, uint64(i+1), "bench", time.Hour)
+		tok := gatewaytest.Token(b, uint64(i+1), "bench", time.Hour)
 		f, _ := wire.AppendFrame(nil, wire.CmdAuth, 0, 1, &wirepb.AuthRequest{Token: tok})
 		return f
 	}
