@@ -9,8 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/inboxd/inboxd/internal/metered"
 	"github.com/inboxd/inboxd/timeline"
-	"github.com/inboxd/inboxd/timeline/metered"
 	"github.com/inboxd/inboxd/timeline/pebble"
 	"github.com/inboxd/inboxd/timeline/timelinetest"
 	"github.com/inboxd/inboxd/wire"
