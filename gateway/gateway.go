@@ -17,6 +17,9 @@
 // subsystem gateway; docs/operations.md lists them), registered with
 // Config.Registerer. The event loops touch only counters resolved when the
 // server is created.
+//
+// This package is the server's own (README, "Layout"): it has no
+// compatibility promise. Clients use packages client, wire and token.
 package gateway
 
 import (

@@ -19,6 +19,9 @@
 // is the number clients see.
 //
 // Package timelinetest holds the conformance suite every backend passes.
+//
+// This package is the server's own (README, "Layout"): it has no
+// compatibility promise. Clients use packages client, wire and token.
 package timeline
 
 import (

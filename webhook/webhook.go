@@ -10,6 +10,9 @@
 // Config.Registerer gets the counts as Prometheus metrics
 // (inboxd_webhook_*): notices by result, retries, the queue, and the time
 // each post took.
+//
+// This package is the server's own (README, "Layout"): it has no
+// compatibility promise. Clients use packages client, wire and token.
 package webhook
 
 import (

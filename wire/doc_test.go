@@ -13,8 +13,8 @@ import (
 )
 
 // The tests of this file hold docs/protocol.md to the code beside the frame
-// examples (TestProtocolDocFrames): its tables of commands and error codes,
-// and its worked token example.
+// examples (TestProtocolDocFrames): its tables of commands, error codes,
+// kinds, notice types and limits, and its worked token example.
 
 func readDoc(t *testing.T) string {
 	t.Helper()
