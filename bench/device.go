@@ -339,7 +339,7 @@ func (d *device) startSync(waiter chan error) {
 	d.syncing++
 	after := d.last
 	err := d.write(wire.CmdSync, &request{kind: reqSync, waiter: waiter}, func(b []byte) []byte {
-		return appendVarintFields(b, after, 1000)
+		return appendVarintFields(b, after, wire.MaxSyncLimit)
 	})
 	if err != nil {
 		d.syncing--

@@ -36,4 +36,9 @@
 //
 // ServeBare is the baseline: a bare gnet server that speaks just enough of
 // the protocol for the same load, with no storage.
+//
+// bench is the engine of cmd/inboxd-bench, not a library: it has no
+// compatibility promise (README, "Layout"). It is on the client side of the
+// line: it speaks the protocol through package wire and runs inboxd as a
+// child process, never importing a server package.
 package bench

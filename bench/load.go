@@ -389,7 +389,7 @@ func (r *runner) verifyUser(ctx context.Context, u *user, v *Verifier, vmu *sync
 			if d == nil {
 				return errOffline
 			}
-			b, err := d.call(ctx, wire.CmdSync, func(b []byte) []byte { return appendVarintFields(b, after, 1000) })
+			b, err := d.call(ctx, wire.CmdSync, func(b []byte) []byte { return appendVarintFields(b, after, wire.MaxSyncLimit) })
 			if err != nil {
 				return err
 			}
@@ -400,7 +400,7 @@ func (r *runner) verifyUser(ctx context.Context, u *user, v *Verifier, vmu *sync
 		}
 		page := make([]InboxEntry, len(resp.Entries))
 		for i, e := range resp.Entries {
-			page[i] = InboxEntry{Seq: e.Seq, Conv: e.Conv, ConvSeq: e.ConvSeq, MsgID: e.MsgId, Kind: e.Kind}
+			page[i] = InboxEntry{Seq: e.Seq, Conv: e.Conv, ConvSeq: e.ConvSeq, MsgID: e.MsgId, Kind: wire.Kind(e.Kind)}
 			if m := e.Message; m != nil {
 				page[i].Sender, page[i].ClientMsgID = m.Sender, m.ClientMsgId
 			}

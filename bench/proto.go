@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/inboxd/inboxd/wire"
 )
 
 // The hot frames — PUSH, SYNC pages, SEND acks and requests — are decoded
@@ -26,7 +28,7 @@ var benchMagic = [4]byte{'i', 'b', 'x', 'b'}
 // frame buffer and is valid only while the frame is being handled.
 type entry struct {
 	seq, conv, convSeq, msgID uint64
-	kind                      uint32
+	kind                      wire.Kind
 	sender                    uint64
 	clientMsgID               []byte
 	sentAt                    int64 // ns since the run's start, for benchKind entries; else -1
@@ -68,7 +70,7 @@ func parseEntry(b []byte, e *entry) error {
 		case 4:
 			e.msgID = v
 		case 5:
-			e.kind = uint32(v)
+			e.kind = wire.Kind(v)
 		case 6:
 			msg = bs
 		}

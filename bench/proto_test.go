@@ -5,6 +5,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/inboxd/inboxd/wire"
 	"github.com/inboxd/inboxd/wire/wirepb"
 )
 
@@ -19,7 +20,7 @@ func TestParseEntriesMatchesGeneratedCode(t *testing.T) {
 	resp := &wirepb.SyncResponse{HeadSeq: 9, HasMore: true, Entries: []*wirepb.Entry{
 		{Seq: 8, Conv: 7, ConvSeq: 3, MsgId: 1 << 60, Kind: benchKind, Message: &wirepb.Message{
 			Conv: 7, ConvSeq: 3, MsgId: 1 << 60, Sender: 42, ClientMsgId: "r-1", Kind: benchKind, Body: req.Body, TimeMs: 5}},
-		{Seq: 9, Conv: 7, ConvSeq: 3, Kind: KindRead},
+		{Seq: 9, Conv: 7, ConvSeq: 3, Kind: uint32(wire.KindRead)},
 	}}
 	b, err := proto.Marshal(resp)
 	if err != nil {
@@ -38,7 +39,7 @@ func TestParseEntriesMatchesGeneratedCode(t *testing.T) {
 		g.kind != want.kind || g.sender != want.sender || g.sentAt != want.sentAt || string(g.clientMsgID) != "r-1" {
 		t.Fatalf("entry %+v, want %+v", g, want)
 	}
-	if g := got[1]; g.seq != 9 || g.kind != KindRead || g.sentAt != -1 {
+	if g := got[1]; g.seq != 9 || g.kind != wire.KindRead || g.sentAt != -1 {
 		t.Fatalf("read entry %+v", g)
 	}
 	if n := testing.AllocsPerRun(100, func() { parseEntries(b, func(entry) {}) }); n != 0 {

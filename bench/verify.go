@@ -5,14 +5,8 @@ import (
 	"slices"
 	"sort"
 	"sync"
-)
 
-// Kinds of inbox entries the verifier treats specially (docs/protocol.md,
-// "Messages, entries and kinds").
-const (
-	KindText   = 1
-	KindNotice = 0x8001
-	KindRead   = 0x8002
+	"github.com/inboxd/inboxd/wire"
 )
 
 // Violation kinds, one per guarantee the verifier checks.
@@ -209,7 +203,7 @@ type InboxEntry struct {
 	Conv        uint64
 	ConvSeq     uint64
 	MsgID       uint64
-	Kind        uint32
+	Kind        wire.Kind
 	Sender      uint64
 	ClientMsgID string
 }
@@ -325,8 +319,10 @@ func (v *Verifier) entry(uv *userView, e *InboxEntry) {
 		v.report(ViolationUnexpected, u, "", e.Conv, "seq %d from a group the user is not a member of", e.Seq)
 		return
 	}
-	if e.Kind == KindRead {
-		uv.markers[e.Conv] = max(uv.markers[e.Conv], e.ConvSeq)
+	if !e.Kind.HasMessage() {
+		if e.Kind == wire.KindRead {
+			uv.markers[e.Conv] = max(uv.markers[e.Conv], e.ConvSeq)
+		}
 		return
 	}
 	if uv.seen[e.MsgID] {
@@ -358,8 +354,8 @@ func (v *Verifier) entry(uv *userView, e *InboxEntry) {
 	// The first inbox to show this conv_seq: it must be the create notice
 	// or one of the model's sends whose ack was lost, stored only here.
 	switch {
-	case e.Kind == KindNotice && e.ConvSeq == 1 && e.Sender == g.owner:
-	case e.Kind == KindNotice:
+	case e.Kind == wire.KindNotice && e.ConvSeq == 1 && e.Sender == g.owner:
+	case e.Kind == wire.KindNotice:
 		v.report(ViolationUnexpected, u, "", e.Conv, "notice at conv_seq %d the run never caused", e.ConvSeq)
 	default:
 		k := sendKey{e.Sender, e.ClientMsgID}
@@ -477,7 +473,7 @@ const digestSeed = 0x9e3779b97f4a7c15
 // Digest folds one applied inbox entry into a running digest of a stream.
 // Two streams have equal digests, with overwhelming probability, only if
 // they hold the same entries in the same order.
-func Digest(d, seq, conv, convSeq, msgID uint64, kind uint32) uint64 {
+func Digest(d, seq, conv, convSeq, msgID uint64, kind wire.Kind) uint64 {
 	for _, x := range [...]uint64{seq, conv, convSeq, msgID, uint64(kind)} {
 		d ^= x
 		d *= 0x100000001b3 // FNV-1a's prime, on whole words

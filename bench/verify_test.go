@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+
+	"github.com/inboxd/inboxd/wire"
 )
 
 // scenario is a fabricated run: group 7 of users 1 (owner) and 2, three
@@ -21,12 +23,12 @@ func newScenario() *scenario {
 	m.AddGroup(7, 1, []uint64{1, 2})
 	m.AddGroup(9, 2, []uint64{2}) // a group user 1 is not in
 	senders := []uint64{1, 1, 2}
-	entries := []InboxEntry{{Conv: 7, ConvSeq: 1, MsgID: 100, Kind: KindNotice, Sender: 1}}
+	entries := []InboxEntry{{Conv: 7, ConvSeq: 1, MsgID: 100, Kind: wire.KindNotice, Sender: 1}}
 	for i, s := range senders {
 		cmid := fmt.Sprintf("c%d", i)
 		h := m.NewSend(7, s, cmid)
 		m.Ack(h, uint64(101+i), uint64(2+i))
-		entries = append(entries, InboxEntry{Conv: 7, ConvSeq: uint64(2 + i), MsgID: uint64(101 + i), Kind: KindText, Sender: s, ClientMsgID: cmid})
+		entries = append(entries, InboxEntry{Conv: 7, ConvSeq: uint64(2 + i), MsgID: uint64(101 + i), Kind: wire.KindText, Sender: s, ClientMsgID: cmid})
 	}
 	sc := &scenario{m: m, inbox: map[uint64][]InboxEntry{}, convs: map[uint64][]ConvState{}}
 	for _, u := range []uint64{1, 2} {
@@ -40,7 +42,7 @@ func newScenario() *scenario {
 	sc.convs[1] = []ConvState{{Conv: 7, Head: 4, ReadSeq: 3, Unread: 1}}
 	sc.convs[2] = []ConvState{{Conv: 7, Head: 4, ReadSeq: 4, Unread: 0}}
 	// User 2's own group: only its create notice.
-	sc.inbox[2] = append(sc.inbox[2], InboxEntry{Seq: 5, Conv: 9, ConvSeq: 1, MsgID: 200, Kind: KindNotice, Sender: 2})
+	sc.inbox[2] = append(sc.inbox[2], InboxEntry{Seq: 5, Conv: 9, ConvSeq: 1, MsgID: 200, Kind: wire.KindNotice, Sender: 2})
 	sc.convs[2] = append(sc.convs[2], ConvState{Conv: 9, Head: 1, ReadSeq: 1})
 	return sc
 }
@@ -119,12 +121,12 @@ func TestVerifierCatches(t *testing.T) {
 			sc.convs[1][0] = ConvState{Conv: 7, Head: 4, ReadSeq: 2, Unread: 2}
 		}, []string{ViolationUnread}},
 		{"message from a group the user is not in", func(sc *scenario) {
-			sc.inbox[1] = append(sc.inbox[1], InboxEntry{Seq: 5, Conv: 9, ConvSeq: 1, MsgID: 200, Kind: KindNotice, Sender: 2})
+			sc.inbox[1] = append(sc.inbox[1], InboxEntry{Seq: 5, Conv: 9, ConvSeq: 1, MsgID: 200, Kind: wire.KindNotice, Sender: 2})
 		}, []string{ViolationDevice, ViolationUnexpected}},
 		{"the same send stored twice", func(sc *scenario) {
 			// conv_seq 5 holds user 2's "c2" again, unacknowledged: both inboxes have it.
 			for _, u := range []uint64{1, 2} {
-				e := InboxEntry{Seq: 5, Conv: 7, ConvSeq: 5, MsgID: 999, Kind: KindText, Sender: 2, ClientMsgID: "c2"}
+				e := InboxEntry{Seq: 5, Conv: 7, ConvSeq: 5, MsgID: 999, Kind: wire.KindText, Sender: 2, ClientMsgID: "c2"}
 				if u == 2 {
 					e.Seq = 6
 				}
@@ -137,7 +139,7 @@ func TestVerifierCatches(t *testing.T) {
 		{"a stored but unacknowledged send missing for one member", func(sc *scenario) {
 			h := sc.m.NewSend(7, 1, "lost-ack")
 			_ = h // its ack was lost in a crash: only user 1's inbox shows it
-			sc.inbox[1] = append(sc.inbox[1], InboxEntry{Seq: 5, Conv: 7, ConvSeq: 5, MsgID: 500, Kind: KindText, Sender: 1, ClientMsgID: "lost-ack"})
+			sc.inbox[1] = append(sc.inbox[1], InboxEntry{Seq: 5, Conv: 7, ConvSeq: 5, MsgID: 500, Kind: wire.KindText, Sender: 1, ClientMsgID: "lost-ack"})
 			sc.convs[1][0] = ConvState{Conv: 7, Head: 5, ReadSeq: 5}
 		}, []string{ViolationMissing}},
 	}
@@ -170,10 +172,23 @@ func TestVerifierLostAckStoredOnceIsFine(t *testing.T) {
 	sc := newScenario()
 	sc.m.NewSend(7, 2, "lost") // no ack: the crash took it, but it was stored
 	for _, u := range []uint64{1, 2} {
-		sc.inbox[u] = append(sc.inbox[u], InboxEntry{Seq: uint64(len(sc.inbox[u]) + 1), Conv: 7, ConvSeq: 5, MsgID: 555, Kind: KindText, Sender: 2, ClientMsgID: "lost"})
+		sc.inbox[u] = append(sc.inbox[u], InboxEntry{Seq: uint64(len(sc.inbox[u]) + 1), Conv: 7, ConvSeq: 5, MsgID: 555, Kind: wire.KindText, Sender: 2, ClientMsgID: "lost"})
 	}
 	sc.convs[1][0] = ConvState{Conv: 7, Head: 5, ReadSeq: 3, Unread: 2}
 	sc.convs[2][0] = ConvState{Conv: 7, Head: 5, ReadSeq: 5}
+	if vs := sc.verify(t); len(vs) != 0 {
+		t.Fatalf("violations: %v", vs)
+	}
+}
+
+// TestVerifierInboxOnlyEntries: a do-not-disturb entry carries no message
+// (msg_id 0, conv_seq the setting), so it is neither a duplicate nor out
+// of conv_seq order.
+func TestVerifierInboxOnlyEntries(t *testing.T) {
+	sc := newScenario()
+	for _, on := range []uint64{1, 0} {
+		sc.inbox[1] = append(sc.inbox[1], InboxEntry{Seq: uint64(len(sc.inbox[1]) + 1), Conv: 7, ConvSeq: on, Kind: wire.KindDND})
+	}
 	if vs := sc.verify(t); len(vs) != 0 {
 		t.Fatalf("violations: %v", vs)
 	}

@@ -20,8 +20,6 @@ import (
 // DefaultAddr is the gateway's default listen address.
 const DefaultAddr = "127.0.0.1:7600"
 
-const defaultHeartbeat = 30 * time.Second
-
 // Config configures a Client. Zero values take the defaults named.
 type Config struct {
 	// Addr is the gateway's host:port (default DefaultAddr).

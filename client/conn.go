@@ -87,7 +87,7 @@ func (c *conn) authenticated(ar *wirepb.AuthResponse) {
 	}
 	interval := time.Duration(ar.GetHeartbeatMs()) * time.Millisecond
 	if interval <= 0 {
-		interval = defaultHeartbeat
+		interval = wire.DefaultHeartbeat
 	}
 	c.wg.Add(1)
 	go c.heartbeatLoop(interval)

@@ -37,4 +37,8 @@
 //
 // Errors the server reports are *Error values; test them with errors.Is
 // against the Err* sentinels, which match by code.
+//
+// This package is part of inboxd's public API (README, "Layout"): its
+// exported names keep their meaning across releases, and it imports nothing
+// of the server.
 package client

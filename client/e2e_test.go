@@ -11,12 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2/vfs"
-
 	"github.com/inboxd/inboxd/gateway"
 	"github.com/inboxd/inboxd/inbox"
-	"github.com/inboxd/inboxd/timeline"
-	"github.com/inboxd/inboxd/timeline/pebble"
+	"github.com/inboxd/inboxd/internal/gatewaytest"
 	"github.com/inboxd/inboxd/token"
 	"github.com/inboxd/inboxd/wire"
 	"github.com/inboxd/inboxd/wire/wirepb"
@@ -25,51 +22,17 @@ import (
 // End-to-end tests: the client against the real gateway, inbox service and
 // embedded store (in memory), over loopback TCP.
 
-var e2eSecret = []byte("end-to-end secret, 16+ bytes")
-
 // startServer runs a gateway on an inbox on an in-memory Pebble store and
 // returns its address; it stops when the test ends, after the clients the
 // test dialled (cleanups run last-registered first).
 func startServer(t *testing.T) string {
 	t.Helper()
-	st, err := pebble.Open(pebble.Options{Dir: "db", FS: vfs.NewMem()})
+	gw, err := gateway.New(gateway.Config{Addr: gatewaytest.Addr, Secret: []byte(gatewaytest.Secret), SingleLoop: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw, err := gateway.New(gateway.Config{Addr: "127.0.0.1:0", Secret: e2eSecret, SingleLoop: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := inbox.New(context.Background(), inbox.Config{Store: st, Notifier: gw})
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- gw.Serve(svc) }()
-	addr := gw.Addr()
-	if addr == nil {
-		t.Fatalf("gateway did not start: %v", <-served)
-	}
-	t.Cleanup(func() {
-		if err := gw.Shutdown(context.Background()); err != nil {
-			t.Error(err)
-		}
-		if err := <-served; err != nil {
-			t.Error(err)
-		}
-		svc.Close()
-		st.Close()
-	})
-	return addr.String()
-}
-
-func e2eToken(t *testing.T, user uint64, device string, ttl time.Duration) string {
-	t.Helper()
-	tok, err := token.Sign(e2eSecret, token.Claims{User: user, Device: device, Expiry: time.Now().Add(ttl)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	_, addr := gatewaytest.Start(t, gw, func(svc *inbox.Service) error { return gw.Serve(svc) })
+	return addr
 }
 
 // e2eClient dials user's device and records what it delivers.
@@ -77,7 +40,7 @@ func e2eClient(t *testing.T, addr string, user uint64, device string, cfg Config
 	t.Helper()
 	log := new(entryLog)
 	cfg.Addr = addr
-	cfg.Token = e2eToken(t, user, device, time.Hour)
+	cfg.Token = gatewaytest.Token(t, user, device, time.Hour)
 	cfg.OnEntry = log.add
 	cfg.MinBackoff = 5 * time.Millisecond
 	cfg.MaxBackoff = 50 * time.Millisecond
@@ -111,19 +74,19 @@ func (l *entryLog) messages() []string {
 	defer l.mu.Unlock()
 	var ids []string
 	for _, e := range l.entries {
-		if e.Kind == uint32(timeline.KindText) {
+		if e.Kind == uint32(wire.KindText) {
 			ids = append(ids, e.Message.ClientMsgId)
 		}
 	}
 	return ids
 }
 
-func (l *entryLog) kinds() []timeline.Kind {
+func (l *entryLog) kinds() []wire.Kind {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var ks []timeline.Kind
+	var ks []wire.Kind
 	for _, e := range l.entries {
-		ks = append(ks, timeline.Kind(e.Kind))
+		ks = append(ks, wire.Kind(e.Kind))
 	}
 	return ks
 }
@@ -164,7 +127,7 @@ func TestE2EGroupChat(t *testing.T) {
 
 	want := ids("m", 10)
 	for i, id := range want {
-		ack, err := alice.Send(ctx, g.Id, id, uint32(timeline.KindText), []byte("hello"))
+		ack, err := alice.Send(ctx, g.Id, id, uint32(wire.KindText), []byte("hello"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -175,13 +138,13 @@ func TestE2EGroupChat(t *testing.T) {
 	// Everyone, the sender included, gets the notice and then the messages.
 	for _, l := range []*entryLog{aliceLog, bobLog, tabletLog} {
 		l.waitMessages(t, want)
-		if k := l.kinds()[0]; k != timeline.KindNotice {
+		if k := l.kinds()[0]; k != wire.KindNotice {
 			t.Errorf("first entry of kind %d, want the create notice", k)
 		}
 	}
 
 	msgs, err := bob.History(ctx, g.Id, 0, 20)
-	if err != nil || len(msgs) != 11 || msgs[0].ConvSeq != 11 || msgs[10].Kind != uint32(timeline.KindNotice) {
+	if err != nil || len(msgs) != 11 || msgs[0].ConvSeq != 11 || msgs[10].Kind != uint32(wire.KindNotice) {
 		t.Fatalf("History: %d messages, %v", len(msgs), err)
 	}
 	older, err := bob.History(ctx, g.Id, 3, 20)
@@ -197,7 +160,7 @@ func TestE2EGroupChat(t *testing.T) {
 	if n, err := bob.MarkRead(ctx, g.Id, 11); err != nil || n != 11 {
 		t.Fatalf("MarkRead = %d, %v", n, err)
 	}
-	eventually(t, func() bool { return slices.Contains(tabletLog.kinds(), timeline.KindRead) })
+	eventually(t, func() bool { return slices.Contains(tabletLog.kinds(), wire.KindRead) })
 	if convs, _ := bobTablet.Conversations(ctx); convs[0].Unread != 0 {
 		t.Errorf("unread %d after MarkRead", convs[0].Unread)
 	}
@@ -327,7 +290,7 @@ func TestE2ESendRetry(t *testing.T) {
 
 func TestE2EAuth(t *testing.T) {
 	addr := startServer(t)
-	_, err := Dial(ctxT(t), Config{Addr: addr, Token: e2eToken(t, 1, "phone", -time.Minute)})
+	_, err := Dial(ctxT(t), Config{Addr: addr, Token: gatewaytest.Token(t, 1, "phone", -time.Minute)})
 	errIs(t, err, ErrTokenExpired)
 	forged, _ := token.Sign([]byte("another secret of 16+ bytes"), token.Claims{User: 1, Device: "phone", Expiry: time.Now().Add(time.Hour)})
 	_, err = Dial(ctxT(t), Config{Addr: addr, Token: forged})
@@ -385,7 +348,7 @@ func TestE2EThreeUsersTwoDevices(t *testing.T) {
 					cut.cutAll()
 				}
 				id := fmt.Sprintf("d%d-%d", i, n)
-				if _, err := d.c.Send(ctx, g.Id, id, uint32(timeline.KindText), []byte(id)); err != nil {
+				if _, err := d.c.Send(ctx, g.Id, id, uint32(wire.KindText), []byte(id)); err != nil {
 					t.Error(err)
 					return
 				}

@@ -13,8 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/inboxd/inboxd/inbox"
-	"github.com/inboxd/inboxd/timeline"
-
+	"github.com/inboxd/inboxd/internal/gatewaytest"
 	"github.com/inboxd/inboxd/wire"
 	"github.com/inboxd/inboxd/wire/wirepb"
 )
@@ -71,9 +70,9 @@ func TestAuthRequired(t *testing.T) {
 		want  wire.Code
 	}{
 		{"command before auth", wire.CmdSync, "", wire.CodeUnauthenticated},
-		{"forged token", wire.CmdAuth, tokenFor(t, 1, "d", time.Hour)[:20] + "x.yy", wire.CodeUnauthenticated},
+		{"forged token", wire.CmdAuth, gatewaytest.Token(t, 1, "d", time.Hour)[:20] + "x.yy", wire.CodeUnauthenticated},
 		{"garbage token", wire.CmdAuth, "not a token", wire.CodeUnauthenticated},
-		{"expired token", wire.CmdAuth, tokenFor(t, 1, "d", -time.Second), wire.CodeTokenExpired},
+		{"expired token", wire.CmdAuth, gatewaytest.Token(t, 1, "d", -time.Second), wire.CodeTokenExpired},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -294,7 +293,7 @@ type gated struct {
 	waiting atomic.Int32
 }
 
-func (g *gated) SendGroupMessage(ctx context.Context, sender, conv uint64, id string, kind timeline.Kind, body []byte) (inbox.SendResult, error) {
+func (g *gated) SendGroupMessage(ctx context.Context, sender, conv uint64, id string, kind wire.Kind, body []byte) (inbox.SendResult, error) {
 	g.waiting.Add(1)
 	<-g.gate
 	return g.Service.SendGroupMessage(ctx, sender, conv, id, kind, body)

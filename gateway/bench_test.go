@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/inboxd/inboxd/inbox"
+	"github.com/inboxd/inboxd/internal/gatewaytest"
 	"github.com/inboxd/inboxd/timeline"
 	"github.com/inboxd/inboxd/wire"
 	"github.com/inboxd/inboxd/wire/wirepb"
@@ -184,7 +185,7 @@ func benchGateway(b *testing.B) (*server, func(i int) []byte) {
 	// Pushes outrun readers in bursts: let them queue.
 	s := start(b, Config{MaxOutbound: 256 << 20, RateLimit: 1e9, RateBurst: 1e9})
 	auth := func(i int) []byte {
-		tok := tokenFor(b, uint64(i+1), "bench", time.Hour)
+		tok := gatewaytest.Token(b, uint64(i+1), "bench", time.Hour)
 		f, _ := wire.AppendFrame(nil, wire.CmdAuth, 0, 1, &wirepb.AuthRequest{Token: tok})
 		return f
 	}
@@ -205,7 +206,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 // BenchmarkPush sends b.N push frames of one 100-byte message to each of
 // benchConns connected users, and measures frames received per second.
 func BenchmarkPush(b *testing.B) {
-	msg := &timeline.Message{Conv: 1, ConvSeq: 1, ID: 99, Sender: 1, ClientMsgID: "x", Kind: timeline.KindText, Body: make([]byte, 100), Time: time.Now()}
+	msg := &timeline.Message{Conv: 1, ConvSeq: 1, ID: 99, Sender: 1, ClientMsgID: "x", Kind: wire.KindText, Body: make([]byte, 100), Time: time.Now()}
 	b.Run("bare-gnet", func(b *testing.B) {
 		srv, addr := startBare(b)
 		conns := dialAll(b, addr, nil)

@@ -17,6 +17,9 @@
 // subsystem gateway; docs/operations.md lists them), registered with
 // Config.Registerer. The event loops touch only counters resolved when the
 // server is created.
+//
+// This package is the server's own (README, "Layout"): it has no
+// compatibility promise. Clients use packages client, wire and token.
 package gateway
 
 import (
@@ -84,13 +87,13 @@ func (c *Config) setDefaults() error {
 	}
 	setDefault(&c.Workers, 512)
 	setDefault(&c.MaxFrame, wire.DefaultMaxFrame)
-	setDefault(&c.MaxPending, 256)
-	setDefault(&c.MaxOutbound, 4<<20)
-	setDefault(&c.Heartbeat, 30*time.Second)
-	setDefault(&c.AuthTimeout, 10*time.Second)
-	setDefault(&c.RequestTimeout, 10*time.Second)
-	setDefault(&c.RateLimit, 100)
-	setDefault(&c.RateBurst, 200)
+	setDefault(&c.MaxPending, wire.DefaultMaxInFlight)
+	setDefault(&c.MaxOutbound, wire.DefaultMaxOutbound)
+	setDefault(&c.Heartbeat, wire.DefaultHeartbeat)
+	setDefault(&c.AuthTimeout, wire.DefaultAuthTimeout)
+	setDefault(&c.RequestTimeout, wire.DefaultRequestTimeout)
+	setDefault(&c.RateLimit, wire.DefaultRateLimit)
+	setDefault(&c.RateBurst, wire.DefaultRateBurst)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -108,7 +111,7 @@ func setDefault[T int | float64 | time.Duration](v *T, def T) {
 
 // Service is what the gateway needs of the inbox; *inbox.Service has it.
 type Service interface {
-	SendGroupMessage(ctx context.Context, sender, conv uint64, clientMsgID string, kind timeline.Kind, body []byte) (inbox.SendResult, error)
+	SendGroupMessage(ctx context.Context, sender, conv uint64, clientMsgID string, kind wire.Kind, body []byte) (inbox.SendResult, error)
 	Head(ctx context.Context, user uint64) (uint64, error)
 	Sync(ctx context.Context, user, afterSeq uint64, limit int) (inbox.SyncResult, error)
 	History(ctx context.Context, user, conv, before uint64, limit int) ([]timeline.Message, error)
@@ -120,7 +123,7 @@ type Service interface {
 	Leave(ctx context.Context, user, conv uint64) error
 	Kick(ctx context.Context, actor, conv, user uint64) error
 	Dismiss(ctx context.Context, actor, conv uint64) error
-	SetRole(ctx context.Context, actor, conv, user uint64, role timeline.Role) error
+	SetRole(ctx context.Context, actor, conv, user uint64, role wire.Role) error
 	MuteMember(ctx context.Context, actor, conv, user uint64, until time.Time) error
 	MuteGroup(ctx context.Context, actor, conv uint64, until time.Time) error
 	SetDND(ctx context.Context, user, conv uint64, on bool) error
@@ -321,7 +324,7 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 // authenticated.
 func (s *Server) OnTick() (time.Duration, gnet.Action) {
 	now := s.cfg.Now()
-	idle := now.Add(-3 * s.cfg.Heartbeat).UnixNano()
+	idle := now.Add(-wire.IdleHeartbeats * s.cfg.Heartbeat).UnixNano()
 	unauth := now.Add(-s.cfg.AuthTimeout).UnixNano()
 	s.mu.RLock()
 	for sess := range s.sessions {

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -10,13 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.uber.org/goleak"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/inboxd/inboxd/inbox"
-	"github.com/inboxd/inboxd/timeline/pebble"
-	"github.com/inboxd/inboxd/token"
+	"github.com/inboxd/inboxd/internal/gatewaytest"
 	"github.com/inboxd/inboxd/wire"
 	"github.com/inboxd/inboxd/wire/wirepb"
 )
@@ -27,7 +24,7 @@ func TestMain(m *testing.M) {
 		goleak.IgnoreAnyFunction("github.com/panjf2000/ants/v2.(*poolCommon).ticktock"))
 }
 
-var secret = []byte("test secret of sixteen+ bytes")
+var secret = []byte(gatewaytest.Secret)
 
 // server is a gateway on an inbox on an in-memory store.
 type server struct {
@@ -40,41 +37,20 @@ type server struct {
 // start runs a gateway; wrap, if given, stands between it and the inbox.
 func start(t testing.TB, cfg Config, wrap ...func(Service) Service) *server {
 	t.Helper()
-	st, err := pebble.Open(pebble.Options{Dir: "db", FS: vfs.NewMem()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Addr = "127.0.0.1:0"
+	cfg.Addr = gatewaytest.Addr
 	cfg.Secret = secret
 	gw, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := inbox.New(context.Background(), inbox.Config{Store: st, Notifier: gw})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var front Service = svc
-	for _, w := range wrap {
-		front = w(front)
-	}
-	served := make(chan error, 1)
-	go func() { served <- gw.Serve(front) }()
-	addr := gw.Addr()
-	if addr == nil {
-		t.Fatalf("gateway did not start: %v", <-served)
-	}
-	t.Cleanup(func() {
-		if err := gw.Shutdown(context.Background()); err != nil {
-			t.Error(err)
+	svc, addr := gatewaytest.Start(t, gw, func(svc *inbox.Service) error {
+		var front Service = svc
+		for _, w := range wrap {
+			front = w(front)
 		}
-		if err := <-served; err != nil {
-			t.Error(err)
-		}
-		svc.Close()
-		st.Close()
+		return gw.Serve(front)
 	})
-	return &server{t: t, gw: gw, svc: svc, addr: addr.String()}
+	return &server{t: t, gw: gw, svc: svc, addr: addr}
 }
 
 // conn is a raw protocol connection for tests.
@@ -98,20 +74,12 @@ func (s *server) dial() *conn {
 	return &conn{t: s.t, c: c}
 }
 
-func tokenFor(t testing.TB, user uint64, device string, ttl time.Duration) string {
-	tok, err := token.Sign(secret, token.Claims{User: user, Device: device, Expiry: time.Now().Add(ttl)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
-
 // login dials and authenticates.
 func (s *server) login(user uint64, device string) *conn {
 	s.t.Helper()
 	c := s.dial()
 	var resp wirepb.AuthResponse
-	if err := c.call(wire.CmdAuth, &wirepb.AuthRequest{Token: tokenFor(s.t, user, device, time.Hour)}, &resp); err != nil {
+	if err := c.call(wire.CmdAuth, &wirepb.AuthRequest{Token: gatewaytest.Token(s.t, user, device, time.Hour)}, &resp); err != nil {
 		s.t.Fatalf("auth %d/%s: %v", user, device, err)
 	}
 	return c

@@ -8,7 +8,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/inboxd/inboxd/inbox"
-	"github.com/inboxd/inboxd/timeline"
 	"github.com/inboxd/inboxd/token"
 	"github.com/inboxd/inboxd/wire"
 	"github.com/inboxd/inboxd/wire/wirepb"
@@ -50,7 +49,7 @@ var handlers = map[wire.Command]handler{
 		if req.Kind > 0xFFFF {
 			return nil, inbox.ErrInvalid
 		}
-		r, err := sess.srv.svc.SendGroupMessage(ctx, user, req.Conv, req.ClientMsgId, timeline.Kind(req.Kind), req.Body)
+		r, err := sess.srv.svc.SendGroupMessage(ctx, user, req.Conv, req.ClientMsgId, wire.Kind(req.Kind), req.Body)
 		return &wirepb.SendAck{MsgId: r.MsgID, ConvSeq: r.ConvSeq, TimeMs: r.Time.UnixMilli(), Duplicate: r.Duplicate}, err
 	}),
 	wire.CmdSync: decoded(func(ctx context.Context, sess *session, user uint64, req *wirepb.SyncRequest) (proto.Message, error) {
@@ -116,7 +115,7 @@ var handlers = map[wire.Command]handler{
 		if req.Role > 0xFF {
 			return nil, inbox.ErrInvalid
 		}
-		return empty, sess.srv.svc.SetRole(ctx, user, req.Conv, req.User, timeline.Role(req.Role))
+		return empty, sess.srv.svc.SetRole(ctx, user, req.Conv, req.User, wire.Role(req.Role))
 	}),
 	wire.CmdMute: decoded(func(ctx context.Context, sess *session, user uint64, req *wirepb.MuteRequest) (proto.Message, error) {
 		var until time.Time

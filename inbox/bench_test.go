@@ -11,8 +11,8 @@ import (
 	crdb "github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
 
-	"github.com/inboxd/inboxd/timeline"
 	"github.com/inboxd/inboxd/timeline/pebble"
+	"github.com/inboxd/inboxd/wire"
 )
 
 // The benchmarks write to a real directory with fsync on every group
@@ -77,7 +77,7 @@ func benchSends(b *testing.B, sizes []int) {
 					return
 				}
 				g := i % len(convs)
-				if _, err := svc.SendGroupMessage(ctx, owners[g], convs[g], fmt.Sprint(w, "-", i), timeline.KindText, body); err != nil {
+				if _, err := svc.SendGroupMessage(ctx, owners[g], convs[g], fmt.Sprint(w, "-", i), wire.KindText, body); err != nil {
 					b.Error(err)
 					return
 				}

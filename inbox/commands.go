@@ -9,12 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/inboxd/inboxd/timeline"
-)
-
-// Limits on arguments that are not configurable.
-const (
-	MaxClientMsgID = 64  // bytes
-	MaxGroupName   = 128 // bytes
+	"github.com/inboxd/inboxd/wire"
 )
 
 // SendResult is what a sender learns of a stored message.
@@ -31,7 +26,7 @@ type SendResult struct {
 // the inbox of every member, the sender included. It returns once all of it
 // is durable. A resend with the same clientMsgID returns the first result.
 // The service keeps body: the caller must not change it afterwards.
-func (s *Service) SendGroupMessage(ctx context.Context, sender, conv uint64, clientMsgID string, kind timeline.Kind, body []byte) (SendResult, error) {
+func (s *Service) SendGroupMessage(ctx context.Context, sender, conv uint64, clientMsgID string, kind wire.Kind, body []byte) (SendResult, error) {
 	if err := s.checkSend(sender, conv, clientMsgID, kind, body); err != nil {
 		s.metrics.sends[sendRejected].Inc()
 		return SendResult{}, err
@@ -84,13 +79,13 @@ func dupResult(d timeline.Dedup) SendResult {
 	return SendResult{MsgID: d.MsgID, ConvSeq: d.ConvSeq, Time: d.Time, Duplicate: true}
 }
 
-func (s *Service) checkSend(sender, conv uint64, clientMsgID string, kind timeline.Kind, body []byte) error {
+func (s *Service) checkSend(sender, conv uint64, clientMsgID string, kind wire.Kind, body []byte) error {
 	switch {
 	case sender == 0 || conv == 0:
 		return fmt.Errorf("%w: zero sender or conversation", ErrInvalid)
-	case clientMsgID == "" || len(clientMsgID) > MaxClientMsgID:
-		return fmt.Errorf("%w: client msg id must be 1–%d bytes", ErrInvalid, MaxClientMsgID)
-	case kind == 0 || kind >= timeline.KindSystem:
+	case clientMsgID == "" || len(clientMsgID) > wire.MaxClientMsgID:
+		return fmt.Errorf("%w: client msg id must be 1–%d bytes", ErrInvalid, wire.MaxClientMsgID)
+	case kind == 0 || kind >= wire.KindSystem:
 		return fmt.Errorf("%w: kind %d is not an application kind", ErrInvalid, kind)
 	case len(body) > s.cfg.MaxBodySize:
 		return fmt.Errorf("%w: body of %d bytes exceeds %d", ErrInvalid, len(body), s.cfg.MaxBodySize)
@@ -112,8 +107,8 @@ func (s *Service) CreateGroup(ctx context.Context, owner uint64, spec NewGroup) 
 	switch {
 	case owner == 0 || slices.Contains(members, 0):
 		return timeline.Group{}, fmt.Errorf("inbox: create group: %w: zero user id", ErrInvalid)
-	case len(spec.Name) > MaxGroupName || !utf8.ValidString(spec.Name):
-		return timeline.Group{}, fmt.Errorf("inbox: create group: %w: name must be valid UTF-8 of at most %d bytes", ErrInvalid, MaxGroupName)
+	case len(spec.Name) > wire.MaxGroupName || !utf8.ValidString(spec.Name):
+		return timeline.Group{}, fmt.Errorf("inbox: create group: %w: name must be valid UTF-8 of at most %d bytes", ErrInvalid, wire.MaxGroupName)
 	case len(members)+1 > s.cfg.MaxGroupSize:
 		return timeline.Group{}, fmt.Errorf("inbox: create group of %d: %w (at most %d)", len(members)+1, ErrGroupFull, s.cfg.MaxGroupSize)
 	}
@@ -129,11 +124,11 @@ func (s *Service) CreateGroup(ctx context.Context, owner uint64, spec NewGroup) 
 		}
 		tx.groups[g.ID] = g
 		tx.b.Groups = append(tx.b.Groups, g.Group)
-		if err := tx.join(g, owner, timeline.RoleOwner, 1); err != nil {
+		if err := tx.join(g, owner, wire.RoleOwner, 1); err != nil {
 			return err
 		}
 		for _, u := range members {
-			if err := tx.join(g, u, timeline.RoleMember, 1); err != nil {
+			if err := tx.join(g, u, wire.RoleMember, 1); err != nil {
 				return err
 			}
 		}
@@ -141,8 +136,8 @@ func (s *Service) CreateGroup(ctx context.Context, owner uint64, spec NewGroup) 
 		if len(members) > 0 {
 			text = fmt.Sprintf("%d invited %s to join the group", owner, idList(members))
 		}
-		n := Notice{Type: "create", Actor: owner, Users: members, Name: name, Text: text}
-		if _, err := tx.post(g, owner, "", timeline.KindNotice, n.body()); err != nil {
+		n := wire.Notice{Type: wire.NoticeCreate, Actor: owner, Users: members, Name: name, Text: text}
+		if _, err := tx.post(g, owner, "", wire.KindNotice, noticeBody(n)); err != nil {
 			return err
 		}
 		info = g.Group
@@ -186,7 +181,7 @@ func (s *Service) Invite(ctx context.Context, actor, conv uint64, users []uint64
 		if len(added) == 0 {
 			return fmt.Errorf("%w: all already members", ErrInvalid)
 		}
-		n := Notice{Type: "invite", Actor: actor, Users: added, Text: fmt.Sprintf("%d invited %s to join the group", actor, idList(added))}
+		n := wire.Notice{Type: wire.NoticeInvite, Actor: actor, Users: added, Text: fmt.Sprintf("%d invited %s to join the group", actor, idList(added))}
 		return tx.admit(g, actor, added, n)
 	})
 	if err != nil {
@@ -208,7 +203,7 @@ func (s *Service) Join(ctx context.Context, user, conv uint64) error {
 		if !g.Open {
 			return fmt.Errorf("%w: the group is invitation only", ErrForbidden)
 		}
-		n := Notice{Type: "join", Actor: user, Text: fmt.Sprintf("%d joined the group", user)}
+		n := wire.Notice{Type: wire.NoticeJoin, Actor: user, Text: fmt.Sprintf("%d joined the group", user)}
 		return tx.admit(g, user, []uint64{user}, n)
 	})
 	if err != nil {
@@ -218,7 +213,7 @@ func (s *Service) Join(ctx context.Context, user, conv uint64) error {
 }
 
 // admit adds users to g and posts n, which they are the first to receive.
-func (tx *txn) admit(g *group, actor uint64, users []uint64, n Notice) error {
+func (tx *txn) admit(g *group, actor uint64, users []uint64, n wire.Notice) error {
 	if g.size()+len(users) > tx.s.cfg.MaxGroupSize {
 		return fmt.Errorf("%w: %d members plus %d exceed %d", ErrGroupFull, g.size(), len(users), tx.s.cfg.MaxGroupSize)
 	}
@@ -228,11 +223,11 @@ func (tx *txn) admit(g *group, actor uint64, users []uint64, n Notice) error {
 	}
 	g = tx.mutable(g)
 	for _, u := range users {
-		if err := tx.join(g, u, timeline.RoleMember, head+1); err != nil {
+		if err := tx.join(g, u, wire.RoleMember, head+1); err != nil {
 			return err
 		}
 	}
-	_, err = tx.post(g, actor, "", timeline.KindNotice, n.body())
+	_, err = tx.post(g, actor, "", wire.KindNotice, noticeBody(n))
 	return err
 }
 
@@ -246,10 +241,10 @@ func (s *Service) Leave(ctx context.Context, user, conv uint64) error {
 			return err
 		}
 		g = tx.mutable(g)
-		n := Notice{Type: "leave", Actor: user, Text: fmt.Sprintf("%d left the group", user)}
-		if m.Role == timeline.RoleOwner {
+		n := wire.Notice{Type: wire.NoticeLeave, Actor: user, Text: fmt.Sprintf("%d left the group", user)}
+		if m.Role == wire.RoleOwner {
 			if heir, ok := g.heir(user); ok {
-				tx.setRole(g, heir, timeline.RoleOwner)
+				tx.setRole(g, heir, wire.RoleOwner)
 				n.Owner = heir
 				n.Text += fmt.Sprintf("; %d is the owner now", heir)
 			} else {
@@ -282,24 +277,24 @@ func (g *group) heir(owner uint64) (uint64, bool) {
 	return best.User, best.User != 0
 }
 
-func (tx *txn) setRole(g *group, user uint64, role timeline.Role) {
+func (tx *txn) setRole(g *group, user uint64, role wire.Role) {
 	m := g.members[user]
 	m.Role = role
 	g.members[user] = m
 	tx.putMember(m.Member)
-	if role == timeline.RoleOwner {
+	if role == wire.RoleOwner {
 		g.Owner = user
 	}
 }
 
 // depart posts n to the members and to each departing user, then removes the
 // users: the notice is the last thing they receive.
-func (tx *txn) depart(g *group, user uint64, n Notice, others ...uint64) error {
+func (tx *txn) depart(g *group, user uint64, n wire.Notice, others ...uint64) error {
 	leaving := append([]uint64{user}, others...)
 	for _, u := range leaving {
 		g.remove(u)
 	}
-	msg, err := tx.post(g, n.Actor, "", timeline.KindNotice, n.body(), leaving...)
+	msg, err := tx.post(g, n.Actor, "", wire.KindNotice, noticeBody(n), leaving...)
 	if err != nil {
 		return err
 	}
@@ -319,7 +314,7 @@ func (s *Service) Kick(ctx context.Context, actor, conv, user uint64) error {
 		if err != nil {
 			return err
 		}
-		n := Notice{Type: "kick", Actor: actor, Users: []uint64{user}, Text: fmt.Sprintf("%d removed %d from the group", actor, user)}
+		n := wire.Notice{Type: wire.NoticeKick, Actor: actor, Users: []uint64{user}, Text: fmt.Sprintf("%d removed %d from the group", actor, user)}
 		return tx.depart(tx.mutable(g), user, n)
 	})
 	if err != nil {
@@ -339,7 +334,7 @@ func (tx *txn) outranked(conv, actor, user uint64) (*group, member, error) {
 	if !ok {
 		return nil, member{}, fmt.Errorf("%w: %d", ErrNotMember, user)
 	}
-	if a.Role < timeline.RoleAdmin || a.Role <= m.Role {
+	if a.Role < wire.RoleAdmin || a.Role <= m.Role {
 		return nil, member{}, fmt.Errorf("%w: %s %d cannot act on %s %d", ErrForbidden, a.Role, actor, m.Role, user)
 	}
 	return g, m, nil
@@ -353,7 +348,7 @@ func (s *Service) Dismiss(ctx context.Context, actor, conv uint64) error {
 		if err != nil {
 			return err
 		}
-		if m.Role != timeline.RoleOwner {
+		if m.Role != wire.RoleOwner {
 			return fmt.Errorf("%w: only the owner dismisses a group", ErrForbidden)
 		}
 		g = tx.mutable(g)
@@ -365,7 +360,7 @@ func (s *Service) Dismiss(ctx context.Context, actor, conv uint64) error {
 				others = append(others, u)
 			}
 		}
-		n := Notice{Type: "dismiss", Actor: actor, Text: fmt.Sprintf("%d dismissed the group", actor)}
+		n := wire.Notice{Type: wire.NoticeDismiss, Actor: actor, Text: fmt.Sprintf("%d dismissed the group", actor)}
 		return tx.depart(g, actor, n, others...)
 	})
 	if err != nil {
@@ -376,8 +371,8 @@ func (s *Service) Dismiss(ctx context.Context, actor, conv uint64) error {
 
 // SetRole makes user an admin or a plain member; only the owner may. Giving
 // RoleOwner hands the group over, and the old owner becomes an admin.
-func (s *Service) SetRole(ctx context.Context, actor, conv, user uint64, role timeline.Role) error {
-	if role < timeline.RoleMember || role > timeline.RoleOwner {
+func (s *Service) SetRole(ctx context.Context, actor, conv, user uint64, role wire.Role) error {
+	if role < wire.RoleMember || role > wire.RoleOwner {
 		return fmt.Errorf("inbox: set role in %d: %w: role %d", conv, ErrInvalid, role)
 	}
 	err := s.do(ctx, func(tx *txn) error {
@@ -385,7 +380,7 @@ func (s *Service) SetRole(ctx context.Context, actor, conv, user uint64, role ti
 		if err != nil {
 			return err
 		}
-		if g.members[actor].Role != timeline.RoleOwner {
+		if g.members[actor].Role != wire.RoleOwner {
 			return fmt.Errorf("%w: only the owner sets roles", ErrForbidden)
 		}
 		if target.Role == role {
@@ -393,13 +388,13 @@ func (s *Service) SetRole(ctx context.Context, actor, conv, user uint64, role ti
 		}
 		g = tx.mutable(g)
 		tx.setRole(g, user, role)
-		if role == timeline.RoleOwner {
-			tx.setRole(g, actor, timeline.RoleAdmin)
+		if role == wire.RoleOwner {
+			tx.setRole(g, actor, wire.RoleAdmin)
 			tx.b.Groups = append(tx.b.Groups, g.Group)
 		}
-		n := Notice{Type: "role", Actor: actor, Users: []uint64{user}, Role: role.String(),
+		n := wire.Notice{Type: wire.NoticeRole, Actor: actor, Users: []uint64{user}, Role: role.String(),
 			Text: fmt.Sprintf("%d made %d %s", actor, user, role)}
-		_, err = tx.post(g, actor, "", timeline.KindNotice, n.body())
+		_, err = tx.post(g, actor, "", wire.KindNotice, noticeBody(n))
 		return err
 	})
 	if err != nil {
@@ -421,9 +416,9 @@ func (s *Service) MuteMember(ctx context.Context, actor, conv, user uint64, unti
 		m.MutedUntil = until
 		g.members[user] = m
 		tx.putMember(m.Member)
-		n := Notice{Type: "mute", Actor: actor, Users: []uint64{user}, Until: unixMilli(until),
+		n := wire.Notice{Type: wire.NoticeMute, Actor: actor, Users: []uint64{user}, Until: unixMilli(until),
 			Text: muteText(actor, fmt.Sprint(user), until)}
-		_, err = tx.post(g, actor, "", timeline.KindNotice, n.body())
+		_, err = tx.post(g, actor, "", wire.KindNotice, noticeBody(n))
 		return err
 	})
 	if err != nil {
@@ -440,14 +435,14 @@ func (s *Service) MuteGroup(ctx context.Context, actor, conv uint64, until time.
 		if err != nil {
 			return err
 		}
-		if m.Role < timeline.RoleAdmin {
+		if m.Role < wire.RoleAdmin {
 			return fmt.Errorf("%w: only the owner and admins mute a group", ErrForbidden)
 		}
 		g = tx.mutable(g)
 		g.MutedUntil = until
 		tx.b.Groups = append(tx.b.Groups, g.Group)
-		n := Notice{Type: "mute_group", Actor: actor, Until: unixMilli(until), Text: muteText(actor, "the group", until)}
-		_, err = tx.post(g, actor, "", timeline.KindNotice, n.body())
+		n := wire.Notice{Type: wire.NoticeMuteGroup, Actor: actor, Until: unixMilli(until), Text: muteText(actor, "the group", until)}
+		_, err = tx.post(g, actor, "", wire.KindNotice, noticeBody(n))
 		return err
 	})
 	if err != nil {
@@ -489,7 +484,7 @@ func (s *Service) SetDND(ctx context.Context, user, conv uint64, on bool) error 
 		if on {
 			value = 1
 		}
-		return tx.deliverSetting(timeline.KindDND, user, conv, value)
+		return tx.deliverSetting(wire.KindDND, user, conv, value)
 	})
 	if err != nil {
 		return fmt.Errorf("inbox: set do-not-disturb in %d: %w", conv, err)
@@ -523,7 +518,7 @@ func (s *Service) MarkRead(ctx context.Context, user, conv, convSeq uint64) (uin
 		}
 		marker = convSeq
 		tx.setMarker(user, conv, marker)
-		return tx.deliverSetting(timeline.KindRead, user, conv, marker)
+		return tx.deliverSetting(wire.KindRead, user, conv, marker)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("inbox: mark read in %d: %w", conv, err)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/inboxd/inboxd/timeline"
 	"github.com/inboxd/inboxd/timeline/pebble"
+	"github.com/inboxd/inboxd/wire"
 )
 
 // crashOnce returns a crash hook that fires at step the first time.
@@ -49,7 +50,7 @@ func TestCrashPoints(t *testing.T) {
 			e.close()
 			e.cfg.stepHook = crashOnce(tt.step)
 			e.open()
-			first, err := e.svc.SendGroupMessage(ctx, 2, conv, "m2", timeline.KindText, []byte("second"))
+			first, err := e.svc.SendGroupMessage(ctx, 2, conv, "m2", wire.KindText, []byte("second"))
 			if acked := err == nil; acked != tt.acked {
 				t.Fatalf("send before the crash: %+v, %v; acked want %v", first, err, tt.acked)
 			}
@@ -96,7 +97,7 @@ func TestStoreFailureFailsBatch(t *testing.T) {
 
 	e.send(1, conv, "a", "a")
 	flaky.fail.Store(true)
-	if _, err := svc.SendGroupMessage(ctx, 1, conv, "b", timeline.KindText, []byte("b")); !errors.Is(err, ErrUnavailable) {
+	if _, err := svc.SendGroupMessage(ctx, 1, conv, "b", wire.KindText, []byte("b")); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("send during outage: %v, want ErrUnavailable", err)
 	}
 	if err := svc.Invite(ctx, 1, conv, []uint64{3}); !errors.Is(err, ErrUnavailable) {
@@ -112,7 +113,7 @@ func TestStoreFailureFailsBatch(t *testing.T) {
 		t.Fatalf("seqs %v", s)
 	}
 	// The failed invite left no trace in the cached membership.
-	if _, err := svc.SendGroupMessage(ctx, 3, conv, "d", timeline.KindText, nil); !errors.Is(err, ErrNotMember) {
+	if _, err := svc.SendGroupMessage(ctx, 3, conv, "d", wire.KindText, nil); !errors.Is(err, ErrNotMember) {
 		t.Fatalf("user of a failed invite sends: %v", err)
 	}
 }
@@ -215,7 +216,7 @@ func killChild(dir string) {
 			sender := uint64(w%killMembers + 1)
 			for i := 0; time.Since(time.Unix(0, start)) < time.Minute; i++ {
 				id := fmt.Sprintf("%d-%d-%d", start, w, i)
-				r, err := svc.SendGroupMessage(ctx, sender, conv, id, timeline.KindText, []byte(id))
+				r, err := svc.SendGroupMessage(ctx, sender, conv, id, wire.KindText, []byte(id))
 				if err != nil {
 					fmt.Fprintln(os.Stderr, err)
 					os.Exit(2)
@@ -318,7 +319,7 @@ func TestReadersSeeOnlyDurableEntries(t *testing.T) {
 	defer release() // a failed check must not leave the committer waiting
 	acked := make(chan error, 1)
 	go func() {
-		_, err := svc.SendGroupMessage(ctx, 1, conv, "c", timeline.KindText, []byte("in flight"))
+		_, err := svc.SendGroupMessage(ctx, 1, conv, "c", wire.KindText, []byte("in flight"))
 		acked <- err
 	}()
 	<-slow.applied

@@ -28,4 +28,7 @@
 // the store holds whole commands or nothing of them, and the sequencer reads
 // each key's head from the newest row the store has. docs/architecture.md
 // gives the whole argument.
+//
+// This package is the server's own (README, "Layout"): it has no
+// compatibility promise. Clients use packages client, wire and token.
 package inbox

@@ -11,6 +11,7 @@ import (
 
 	"github.com/inboxd/inboxd/timeline"
 	"github.com/inboxd/inboxd/timeline/pebble"
+	"github.com/inboxd/inboxd/wire"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -79,7 +80,7 @@ func (e *env) create(owner uint64, members ...uint64) uint64 {
 
 func (e *env) send(sender, conv uint64, cmid, body string) SendResult {
 	e.t.Helper()
-	r, err := e.svc.SendGroupMessage(ctx, sender, conv, cmid, timeline.KindText, []byte(body))
+	r, err := e.svc.SendGroupMessage(ctx, sender, conv, cmid, wire.KindText, []byte(body))
 	if err != nil {
 		e.t.Fatalf("send %q from %d to %d: %v", cmid, sender, conv, err)
 	}
@@ -111,7 +112,7 @@ func (e *env) inbox(user uint64) []Entry {
 func (e *env) bodies(user, conv uint64) []string {
 	var out []string
 	for _, en := range e.inbox(user) {
-		if en.Row.Conv == conv && en.Row.Kind == timeline.KindText {
+		if en.Row.Conv == conv && en.Row.Kind == wire.KindText {
 			out = append(out, string(en.Msg.Body))
 		}
 	}

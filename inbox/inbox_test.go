@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/inboxd/inboxd/timeline"
+	"github.com/inboxd/inboxd/wire"
 )
 
 func TestCreateGroupPostsNotice(t *testing.T) {
@@ -19,10 +19,10 @@ func TestCreateGroupPostsNotice(t *testing.T) {
 
 	for _, u := range []uint64{1, 2, 3, 4} {
 		in := e.inbox(u)
-		if len(in) != 1 || in[0].Row.Seq != 1 || in[0].Row.Kind != timeline.KindNotice || in[0].Row.ConvSeq != 1 {
+		if len(in) != 1 || in[0].Row.Seq != 1 || in[0].Row.Kind != wire.KindNotice || in[0].Row.ConvSeq != 1 {
 			t.Fatalf("user %d inbox = %+v, want the creation notice at seq 1", u, in)
 		}
-		var n Notice
+		var n wire.Notice
 		if err := json.Unmarshal(in[0].Msg.Body, &n); err != nil {
 			t.Fatal(err)
 		}
@@ -108,7 +108,7 @@ func TestSendFansOutToEveryMember(t *testing.T) {
 	}
 	// Offline pushes for user 3: the creation notice and the 4 messages
 	// others sent, not the one user 3 sent.
-	var kinds []timeline.Kind
+	var kinds []wire.Kind
 	for _, en := range rec.offline[3] {
 		if en.Msg.Sender == 3 {
 			t.Errorf("offline push of the user's own message %+v", en.Row)
@@ -192,7 +192,7 @@ func TestConcurrentDuplicatesStoreOnce(t *testing.T) {
 func TestRejections(t *testing.T) {
 	e := newEnv(t, Config{MaxGroupSize: 4, MaxBodySize: 10})
 	conv := e.create(1, 2, 3)
-	if err := e.svc.SetRole(ctx, 1, conv, 2, timeline.RoleAdmin); err != nil {
+	if err := e.svc.SetRole(ctx, 1, conv, 2, wire.RoleAdmin); err != nil {
 		t.Fatal(err)
 	}
 	closed := e.create(5)
@@ -200,7 +200,7 @@ func TestRejections(t *testing.T) {
 	if err := e.svc.Dismiss(ctx, 1, dismissed); err != nil {
 		t.Fatal(err)
 	}
-	send := func(sender, conv uint64, kind timeline.Kind, body, cmid string) error {
+	send := func(sender, conv uint64, kind wire.Kind, body, cmid string) error {
 		_, err := e.svc.SendGroupMessage(ctx, sender, conv, cmid, kind, []byte(body))
 		return err
 	}
@@ -209,14 +209,14 @@ func TestRejections(t *testing.T) {
 		err  error
 		want error
 	}{
-		{"non-member sends", send(9, conv, timeline.KindText, "x", "a"), ErrNotMember},
-		{"unknown group", send(1, 12345, timeline.KindText, "x", "a"), ErrNoGroup},
-		{"dismissed group", send(1, dismissed, timeline.KindText, "x", "a"), ErrDismissed},
-		{"system kind", send(1, conv, timeline.KindNotice, "x", "a"), ErrInvalid},
+		{"non-member sends", send(9, conv, wire.KindText, "x", "a"), ErrNotMember},
+		{"unknown group", send(1, 12345, wire.KindText, "x", "a"), ErrNoGroup},
+		{"dismissed group", send(1, dismissed, wire.KindText, "x", "a"), ErrDismissed},
+		{"system kind", send(1, conv, wire.KindNotice, "x", "a"), ErrInvalid},
 		{"zero kind", send(1, conv, 0, "x", "a"), ErrInvalid},
-		{"body too large", send(1, conv, timeline.KindText, "12345678901", "a"), ErrInvalid},
-		{"no client msg id", send(1, conv, timeline.KindText, "x", ""), ErrInvalid},
-		{"client msg id too long", send(1, conv, timeline.KindText, "x", string(make([]byte, 65))), ErrInvalid},
+		{"body too large", send(1, conv, wire.KindText, "12345678901", "a"), ErrInvalid},
+		{"no client msg id", send(1, conv, wire.KindText, "x", ""), ErrInvalid},
+		{"client msg id too long", send(1, conv, wire.KindText, "x", string(make([]byte, 65))), ErrInvalid},
 		{"group too big", errOnly(e.svc.CreateGroup(ctx, 1, NewGroup{Members: []uint64{2, 3, 4, 5}})), ErrGroupFull},
 		{"invite beyond max", e.svc.Invite(ctx, 1, conv, []uint64{4, 5}), ErrGroupFull},
 		{"invite only members", e.svc.Invite(ctx, 1, conv, []uint64{2, 3}), ErrInvalid},
@@ -225,7 +225,7 @@ func TestRejections(t *testing.T) {
 		{"member kicks", e.svc.Kick(ctx, 3, conv, 2), ErrForbidden},
 		{"admin kicks owner", e.svc.Kick(ctx, 2, conv, 1), ErrForbidden},
 		{"kick non-member", e.svc.Kick(ctx, 1, conv, 9), ErrNotMember},
-		{"admin sets role", e.svc.SetRole(ctx, 2, conv, 3, timeline.RoleAdmin), ErrForbidden},
+		{"admin sets role", e.svc.SetRole(ctx, 2, conv, 3, wire.RoleAdmin), ErrForbidden},
 		{"bad role", e.svc.SetRole(ctx, 1, conv, 3, 9), ErrInvalid},
 		{"admin dismisses", e.svc.Dismiss(ctx, 2, conv), ErrForbidden},
 		{"member mutes", e.svc.MuteMember(ctx, 3, conv, 2, time.Now().Add(time.Hour)), ErrForbidden},
@@ -253,13 +253,13 @@ func TestMute(t *testing.T) {
 	var mu sync.Mutex
 	e := newEnv(t, Config{Now: func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }})
 	conv := e.create(1, 2, 3)
-	if err := e.svc.SetRole(ctx, 1, conv, 2, timeline.RoleAdmin); err != nil {
+	if err := e.svc.SetRole(ctx, 1, conv, 2, wire.RoleAdmin); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.svc.MuteMember(ctx, 2, conv, 3, now.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.svc.SendGroupMessage(ctx, 3, conv, "a", timeline.KindText, nil); !errors.Is(err, ErrMuted) {
+	if _, err := e.svc.SendGroupMessage(ctx, 3, conv, "a", wire.KindText, nil); !errors.Is(err, ErrMuted) {
 		t.Fatalf("muted member sent: %v", err)
 	}
 	mu.Lock()
@@ -270,7 +270,7 @@ func TestMute(t *testing.T) {
 	if err := e.svc.MuteGroup(ctx, 1, conv, now.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.svc.SendGroupMessage(ctx, 3, conv, "c", timeline.KindText, nil); !errors.Is(err, ErrMuted) {
+	if _, err := e.svc.SendGroupMessage(ctx, 3, conv, "c", wire.KindText, nil); !errors.Is(err, ErrMuted) {
 		t.Fatalf("member sent to a muted group: %v", err)
 	}
 	e.send(2, conv, "d", "admins speak")
@@ -311,26 +311,26 @@ func TestMembershipBoundsDelivery(t *testing.T) {
 		t.Fatalf("user 2 got %q", got)
 	}
 	// User 3 received the notices of its own leave and kick, last.
-	var notices []string
+	var notices []wire.NoticeType
 	for _, en := range e.inbox(3) {
-		if en.Row.Kind == timeline.KindNotice {
-			var n Notice
+		if en.Row.Kind == wire.KindNotice {
+			var n wire.Notice
 			json.Unmarshal(en.Msg.Body, &n)
 			notices = append(notices, n.Type)
 		}
 	}
-	if !slices.Equal(notices, []string{"invite", "leave", "invite", "kick"}) {
+	if !slices.Equal(notices, []wire.NoticeType{wire.NoticeInvite, wire.NoticeLeave, wire.NoticeInvite, wire.NoticeKick}) {
 		t.Fatalf("user 3 notices %q", notices)
 	}
 	if _, err := e.svc.History(ctx, 3, conv, 0, 0); !errors.Is(err, ErrNotMember) {
 		t.Fatalf("kicked user reads history: %v", err)
 	}
-	if _, err := e.svc.SendGroupMessage(ctx, 3, conv, "f", timeline.KindText, nil); !errors.Is(err, ErrNotMember) {
+	if _, err := e.svc.SendGroupMessage(ctx, 3, conv, "f", wire.KindText, nil); !errors.Is(err, ErrNotMember) {
 		t.Fatalf("kicked user sends: %v", err)
 	}
 	// A left conversation stays in the list, frozen where the user left.
 	c := e.conversation(3, conv)
-	if c.LeftAt == 0 || c.Head != c.LeftAt || c.Last == nil || c.Last.Kind != timeline.KindNotice {
+	if c.LeftAt == 0 || c.Head != c.LeftAt || c.Last == nil || c.Last.Kind != wire.KindNotice {
 		t.Fatalf("left conversation %+v", c)
 	}
 }
@@ -338,7 +338,7 @@ func TestMembershipBoundsDelivery(t *testing.T) {
 func TestOwnerLeavesHandsOver(t *testing.T) {
 	e := newEnv(t, Config{})
 	conv := e.create(1, 2, 3, 4)
-	if err := e.svc.SetRole(ctx, 1, conv, 4, timeline.RoleAdmin); err != nil {
+	if err := e.svc.SetRole(ctx, 1, conv, 4, wire.RoleAdmin); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.svc.Leave(ctx, 1, conv); err != nil {
@@ -356,7 +356,7 @@ func TestOwnerLeavesHandsOver(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := e.svc.SendGroupMessage(ctx, 4, conv, "x", timeline.KindText, nil); !errors.Is(err, ErrDismissed) {
+	if _, err := e.svc.SendGroupMessage(ctx, 4, conv, "x", wire.KindText, nil); !errors.Is(err, ErrDismissed) {
 		t.Fatalf("group with nobody left: %v, want ErrDismissed", err)
 	}
 }
@@ -364,15 +364,15 @@ func TestOwnerLeavesHandsOver(t *testing.T) {
 func TestTransferOwnership(t *testing.T) {
 	e := newEnv(t, Config{})
 	conv := e.create(1, 2)
-	if err := e.svc.SetRole(ctx, 1, conv, 2, timeline.RoleOwner); err != nil {
+	if err := e.svc.SetRole(ctx, 1, conv, 2, wire.RoleOwner); err != nil {
 		t.Fatal(err)
 	}
 	info, _ := e.svc.Group(ctx, 1, conv)
-	roles := map[uint64]timeline.Role{}
+	roles := map[uint64]wire.Role{}
 	for _, m := range info.Members {
 		roles[m.User] = m.Role
 	}
-	if info.Owner != 2 || roles[2] != timeline.RoleOwner || roles[1] != timeline.RoleAdmin {
+	if info.Owner != 2 || roles[2] != wire.RoleOwner || roles[1] != wire.RoleAdmin {
 		t.Fatalf("after transfer: owner %d roles %v", info.Owner, roles)
 	}
 	if err := e.svc.Dismiss(ctx, 1, conv); !errors.Is(err, ErrForbidden) {
@@ -389,7 +389,7 @@ func TestDismiss(t *testing.T) {
 	for _, u := range []uint64{1, 2, 3} {
 		in := e.inbox(u)
 		last := in[len(in)-1]
-		if last.Row.Kind != timeline.KindNotice || !json.Valid(last.Msg.Body) {
+		if last.Row.Kind != wire.KindNotice || !json.Valid(last.Msg.Body) {
 			t.Fatalf("user %d last row %+v", u, last.Row)
 		}
 		if c := e.conversation(u, conv); c.LeftAt != last.Row.ConvSeq {
@@ -456,7 +456,7 @@ func TestUnreadAndMarkRead(t *testing.T) {
 	// Each move reached the user's inbox once, for the other devices.
 	var reads []uint64
 	for _, en := range e.inbox(2) {
-		if en.Row.Kind == timeline.KindRead {
+		if en.Row.Kind == wire.KindRead {
 			if en.Msg != nil || en.Row.Conv != conv {
 				t.Fatalf("read row %+v", en)
 			}
@@ -540,7 +540,7 @@ func TestDNDSync(t *testing.T) {
 	dndRows := func(entries []Entry) []setting {
 		var out []setting
 		for _, en := range entries {
-			if en.Row.Kind == timeline.KindDND {
+			if en.Row.Kind == wire.KindDND {
 				if en.Msg != nil || en.Row.MsgID != 0 {
 					t.Errorf("KindDND row %+v carries a message", en.Row)
 				}
@@ -606,7 +606,7 @@ func TestSyncAndHistoryPaging(t *testing.T) {
 		if len(page) == 0 {
 			break
 		}
-		if len(page) > DefaultHistoryLimit {
+		if len(page) > wire.DefaultHistoryLimit {
 			t.Fatalf("page of %d", len(page))
 		}
 		for _, m := range page {
@@ -650,7 +650,7 @@ func TestClose(t *testing.T) {
 	e := newEnv(t, Config{})
 	conv := e.create(1, 2)
 	e.svc.Close()
-	if _, err := e.svc.SendGroupMessage(ctx, 1, conv, "x", timeline.KindText, nil); !errors.Is(err, ErrClosed) {
+	if _, err := e.svc.SendGroupMessage(ctx, 1, conv, "x", wire.KindText, nil); !errors.Is(err, ErrClosed) {
 		t.Fatalf("send after Close: %v", err)
 	}
 	if err := e.svc.Close(); err != nil {

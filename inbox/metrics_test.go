@@ -7,7 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/inboxd/inboxd/timeline"
+	"github.com/inboxd/inboxd/wire"
 )
 
 // TestMetrics sends to a group whose members are online, offline, offline
@@ -47,10 +47,10 @@ func TestMetrics(t *testing.T) {
 	e.send(1, conv, "a", "one")
 	e.send(1, conv, "b", "two")
 	e.send(1, conv, "a", "one") // a resend
-	if _, err := e.svc.SendGroupMessage(ctx, 9, conv, "x", timeline.KindText, nil); err == nil {
+	if _, err := e.svc.SendGroupMessage(ctx, 9, conv, "x", wire.KindText, nil); err == nil {
 		t.Fatal("a non-member sent")
 	}
-	if _, err := e.svc.SendGroupMessage(ctx, 1, conv, "", timeline.KindText, nil); err == nil {
+	if _, err := e.svc.SendGroupMessage(ctx, 1, conv, "", wire.KindText, nil); err == nil {
 		t.Fatal("a send without client msg id was taken")
 	}
 

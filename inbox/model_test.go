@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/inboxd/inboxd/timeline"
+	"github.com/inboxd/inboxd/wire"
 )
 
 // TestRandomizedModel runs random group operations from many goroutines,
@@ -183,7 +184,7 @@ func (m *model) step(t *testing.T, svc *Service, rng *rand.Rand, w, i, users int
 }
 
 func (m *model) send(svc *Service, k dedupKey, conv uint64) error {
-	r, err := svc.SendGroupMessage(ctx, k.sender, conv, k.id, timeline.KindText, []byte(k.id))
+	r, err := svc.SendGroupMessage(ctx, k.sender, conv, k.id, wire.KindText, []byte(k.id))
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.sentTo == nil {
@@ -254,7 +255,7 @@ func (m *model) verify(t *testing.T, e *env, users int) {
 				t.Fatalf("conv %d: conv_seq %d at position %d", conv, msg.ConvSeq, i)
 			}
 			recipients, after := replay(t, members, msg)
-			if msg.Kind == timeline.KindText && !members[msg.Sender] {
+			if msg.Kind == wire.KindText && !members[msg.Sender] {
 				t.Fatalf("conv %d seq %d: non-member %d sent", conv, msg.ConvSeq, msg.Sender)
 			}
 			for _, u := range recipients {
@@ -293,7 +294,7 @@ func (m *model) verify(t *testing.T, e *env, users int) {
 			if r.Seq != uint64(i+1) {
 				t.Fatalf("user %d: seq %d at position %d", u, r.Seq, i)
 			}
-			if r.Kind == timeline.KindRead {
+			if r.Kind == wire.KindRead {
 				k := userConv{u, r.Conv}
 				marker[k] = max(marker[k], r.ConvSeq)
 				continue
@@ -349,10 +350,10 @@ func replay(t *testing.T, before map[uint64]bool, msg timeline.Message) ([]uint6
 		}
 		return out
 	}
-	if msg.Kind != timeline.KindNotice {
+	if msg.Kind != wire.KindNotice {
 		return recipients(before), after
 	}
-	var n Notice
+	var n wire.Notice
 	if err := json.Unmarshal(msg.Body, &n); err != nil {
 		t.Fatalf("notice %d: %v", msg.ConvSeq, err)
 	}

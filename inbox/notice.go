@@ -6,23 +6,12 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/inboxd/inboxd/wire"
 )
 
-// Notice is the JSON body of a KindNotice message: what happened to the
-// group, for clients to render (Text is an English rendering for clients
-// that show it as is).
-type Notice struct {
-	Type  string   `json:"type"` // create, invite, join, leave, kick, dismiss, role, mute, mute_group
-	Actor uint64   `json:"actor"`
-	Users []uint64 `json:"users,omitempty"`
-	Role  string   `json:"role,omitempty"`  // role: the new role
-	Until int64    `json:"until,omitempty"` // mute: unix ms; 0 lifts the mute
-	Owner uint64   `json:"owner,omitempty"` // leave: the new owner when the owner left
-	Name  string   `json:"name,omitempty"`  // create: the group name
-	Text  string   `json:"text"`
-}
-
-func (n Notice) body() []byte {
+// noticeBody is the JSON body of a KindNotice message.
+func noticeBody(n wire.Notice) []byte {
 	b, err := json.Marshal(n)
 	if err != nil {
 		panic(fmt.Sprintf("inbox: marshal notice: %v", err)) // plain data cannot fail

@@ -9,14 +9,7 @@ import (
 
 	"github.com/inboxd/inboxd/sequencer"
 	"github.com/inboxd/inboxd/timeline"
-)
-
-// Read limits: a request asking for more gets this many.
-const (
-	DefaultSyncLimit    = 100
-	MaxSyncLimit        = 1000
-	DefaultHistoryLimit = 20
-	MaxHistoryLimit     = 100
+	"github.com/inboxd/inboxd/wire"
 )
 
 // SyncResult is one page of a user's inbox.
@@ -29,7 +22,7 @@ type SyncResult struct {
 // Sync returns the user's inbox entries after afterSeq, oldest first, with
 // their messages. Reads see whole group commits, so a page never has a hole.
 func (s *Service) Sync(ctx context.Context, user, afterSeq uint64, limit int) (SyncResult, error) {
-	limit = clampLimit(limit, DefaultSyncLimit, MaxSyncLimit)
+	limit = clampLimit(limit, wire.DefaultSyncLimit, wire.MaxSyncLimit)
 	rows, err := s.store.Inbox(ctx, user, timeline.Range{From: afterSeq + 1, Limit: limit + 1})
 	if err != nil {
 		return SyncResult{}, fmt.Errorf("inbox: sync %d after %d: %w", user, afterSeq, err)
@@ -123,7 +116,7 @@ func (s *Service) History(ctx context.Context, user, conv, before uint64, limit 
 	if err != nil {
 		return nil, fmt.Errorf("inbox: history of %d: %w", conv, err)
 	}
-	r := timeline.Range{From: c.JoinedAt, Desc: true, Limit: clampLimit(limit, DefaultHistoryLimit, MaxHistoryLimit)}
+	r := timeline.Range{From: c.JoinedAt, Desc: true, Limit: clampLimit(limit, wire.DefaultHistoryLimit, wire.MaxHistoryLimit)}
 	if before != 0 {
 		if before <= c.JoinedAt {
 			return nil, nil

@@ -11,6 +11,7 @@ import (
 
 	"github.com/inboxd/inboxd/sequencer"
 	"github.com/inboxd/inboxd/timeline"
+	"github.com/inboxd/inboxd/wire"
 )
 
 // Config configures a Service. Zero values take the defaults named.
@@ -54,8 +55,8 @@ func (c *Config) setDefaults() error {
 	if c.Node < 0 || c.Node > 1023 {
 		return fmt.Errorf("%w: snowflake node %d outside 0–1023", ErrInvalid, c.Node)
 	}
-	setDefault(&c.MaxGroupSize, 500)
-	setDefault(&c.MaxBodySize, 64<<10)
+	setDefault(&c.MaxGroupSize, wire.DefaultMaxGroupSize)
+	setDefault(&c.MaxBodySize, wire.DefaultMaxBody)
 	setDefault(&c.MaxBatchRows, 16384)
 	setDefault(&c.MaxBatchCommands, 1024)
 	setDefault(&c.MaxClockWait, 10*time.Second)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/inboxd/inboxd/sequencer"
 	"github.com/inboxd/inboxd/timeline"
+	"github.com/inboxd/inboxd/wire"
 )
 
 // group is the committed state of a group as the committer needs it to
@@ -53,7 +54,7 @@ func (g *group) speaks(m member, now time.Time) bool {
 	if m.MutedUntil.After(now) {
 		return false
 	}
-	return m.Role >= timeline.RoleAdmin || !g.MutedUntil.After(now)
+	return m.Role >= wire.RoleAdmin || !g.MutedUntil.After(now)
 }
 
 // group returns the group's state as this batch sees it, loading it from the
@@ -187,7 +188,7 @@ func (tx *txn) putMember(m timeline.Member) {
 
 // join makes user a member from conv_seq at on; the caller posts the notice
 // at that conv_seq next.
-func (tx *txn) join(g *group, user uint64, role timeline.Role, at uint64) error {
+func (tx *txn) join(g *group, user uint64, role wire.Role, at uint64) error {
 	old, err := tx.conversation(user, g.ID)
 	if err != nil && !errors.Is(err, ErrNotMember) {
 		return err
@@ -219,7 +220,7 @@ func (tx *txn) leave(g *group, user, at uint64) error {
 
 // post appends a message to g's conversation and fans it out: one inbox row
 // for every member and for each of also (who are leaving with this message).
-func (tx *txn) post(g *group, sender uint64, clientMsgID string, kind timeline.Kind, body []byte, also ...uint64) (*timeline.Message, error) {
+func (tx *txn) post(g *group, sender uint64, clientMsgID string, kind wire.Kind, body []byte, also ...uint64) (*timeline.Message, error) {
 	convSeq, err := tx.seq.Next(tx.ctx, sequencer.Key{Space: sequencer.Conv, ID: g.ID})
 	if err != nil {
 		return nil, storeErr("assign conv_seq", err)
@@ -278,7 +279,7 @@ func (tx *txn) deliver(user uint64, msg *timeline.Message, offline offlinePush) 
 
 // deliverSetting appends an inbox-only row of kind (KindRead, KindDND)
 // telling user's devices the new value of a setting of conv.
-func (tx *txn) deliverSetting(kind timeline.Kind, user, conv, value uint64) error {
+func (tx *txn) deliverSetting(kind wire.Kind, user, conv, value uint64) error {
 	seq, err := tx.seq.Next(tx.ctx, sequencer.Key{Space: sequencer.Inbox, ID: user})
 	if err != nil {
 		return storeErr("assign seq", err)

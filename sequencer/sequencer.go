@@ -20,6 +20,9 @@
 // key's first use after a start, after an idle key was evicted, and after a
 // failed batch. Config.Registerer gets the metrics that count them
 // (inboxd_sequencer_*).
+//
+// This package is the server's own (README, "Layout"): it has no
+// compatibility promise. Clients use packages client, wire and token.
 package sequencer
 
 import (

@@ -15,14 +15,21 @@
 // crash-recovery argument, so a backend that cannot write a batch atomically
 // must make it so itself (a write-ahead record replayed on open).
 //
+// Kinds and roles are the protocol's (wire.Kind, wire.Role): a stored kind
+// is the number clients see.
+//
 // Package timelinetest holds the conformance suite every backend passes.
+//
+// This package is the server's own (README, "Layout"): it has no
+// compatibility promise. Clients use packages client, wire and token.
 package timeline
 
 import (
 	"context"
 	"errors"
-	"strconv"
 	"time"
+
+	"github.com/inboxd/inboxd/wire"
 )
 
 // ErrNotFound is returned by point lookups when the record does not exist.
@@ -31,31 +38,6 @@ var ErrNotFound = errors.New("timeline: not found")
 // ErrClosed is returned by every method called after Close.
 var ErrClosed = errors.New("timeline: store closed")
 
-// Kind says what a message or an inbox row is. Kinds below KindSystem are
-// chosen by applications (text, image, …); the rest are inboxd's own.
-type Kind uint16
-
-const (
-	// KindText is a plain UTF-8 text message.
-	KindText Kind = 1
-	// KindSystem is the first kind reserved for inboxd; clients cannot send it.
-	KindSystem Kind = 0x8000
-	// KindNotice is a group notification written by inboxd: creation,
-	// invitations, joins, leaves, kicks, role and mute changes, dismissal.
-	// Its body is JSON (see docs/protocol.md).
-	KindNotice Kind = 0x8001
-	// KindRead is an inbox-only row (no message) telling a user's devices that
-	// the user's read marker of Conv moved to ConvSeq.
-	KindRead Kind = 0x8002
-	// KindDND is an inbox-only row (no message) telling a user's devices that
-	// the user turned do-not-disturb of Conv on (ConvSeq 1) or off (0).
-	KindDND Kind = 0x8003
-)
-
-// HasMessage reports whether rows of kind k refer to a message. The
-// inbox-only kinds (KindRead, KindDND) carry their value in ConvSeq instead.
-func (k Kind) HasMessage() bool { return k != KindRead && k != KindDND }
-
 // Message is one entry of a conversation timeline.
 type Message struct {
 	Conv        uint64
@@ -63,41 +45,20 @@ type Message struct {
 	ID          uint64 // snowflake msg id, unique across conversations
 	Sender      uint64
 	ClientMsgID string // the sender's idempotency key; empty for notices
-	Kind        Kind
+	Kind        wire.Kind
 	Body        []byte
 	Time        time.Time // server time, millisecond precision
 }
 
 // Row is one entry of a user's inbox. For the inbox-only kinds MsgID is zero
-// and ConvSeq is the value (see KindRead, KindDND).
+// and ConvSeq is the value (see wire.KindRead, wire.KindDND).
 type Row struct {
 	User    uint64
 	Seq     uint64
 	Conv    uint64
 	ConvSeq uint64
 	MsgID   uint64
-	Kind    Kind
-}
-
-// Role is a member's rank in a group.
-type Role uint8
-
-const (
-	RoleMember Role = 1
-	RoleAdmin  Role = 2
-	RoleOwner  Role = 3
-)
-
-func (r Role) String() string {
-	switch r {
-	case RoleMember:
-		return "member"
-	case RoleAdmin:
-		return "admin"
-	case RoleOwner:
-		return "owner"
-	}
-	return "role(" + strconv.Itoa(int(r)) + ")"
+	Kind    wire.Kind
 }
 
 // Group is a group conversation's metadata. Its id is the conversation id.
@@ -115,7 +76,7 @@ type Group struct {
 type Member struct {
 	Conv       uint64
 	User       uint64
-	Role       Role
+	Role       wire.Role
 	JoinedAt   uint64 // conv_seq of the notice that made the user a member
 	MutedUntil time.Time
 }

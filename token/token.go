@@ -8,6 +8,10 @@
 //
 // where payload is the JSON object {"u": user id, "d": device id, "exp": unix
 // seconds}. Any language with HMAC-SHA256 and JSON can issue one.
+//
+// This package is part of inboxd's public API (README, "Layout"), for Go
+// backends that mint tokens: its exported names keep their meaning across
+// releases, and it imports nothing of the server.
 package token
 
 import (

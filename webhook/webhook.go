@@ -10,6 +10,9 @@
 // Config.Registerer gets the counts as Prometheus metrics
 // (inboxd_webhook_*): notices by result, retries, the queue, and the time
 // each post took.
+//
+// This package is the server's own (README, "Layout"): it has no
+// compatibility promise. Clients use packages client, wire and token.
 package webhook
 
 import (
@@ -28,7 +31,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/inboxd/inboxd/inbox"
-	"github.com/inboxd/inboxd/timeline"
+	"github.com/inboxd/inboxd/wire"
 )
 
 // Config configures a Pusher. Zero values take the defaults named.
@@ -130,7 +133,7 @@ func (p *Pusher) PushOffline(user uint64, e inbox.Entry) {
 		MsgID: e.Row.MsgID, Kind: uint16(e.Row.Kind)}
 	if m := e.Msg; m != nil {
 		n.Sender, n.TimeMs = m.Sender, m.Time.UnixMilli()
-		if m.Kind == timeline.KindText || m.Kind == timeline.KindNotice {
+		if m.Kind == wire.KindText || m.Kind == wire.KindNotice {
 			n.Preview = preview(m.Body, 120)
 		}
 	}

@@ -17,14 +17,15 @@ import (
 
 	"github.com/inboxd/inboxd/inbox"
 	"github.com/inboxd/inboxd/timeline"
+	"github.com/inboxd/inboxd/wire"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func entry(seq uint64, body string) inbox.Entry {
 	return inbox.Entry{
-		Row: timeline.Row{User: 7, Seq: seq, Conv: 3, ConvSeq: seq, MsgID: 100 + seq, Kind: timeline.KindText},
-		Msg: &timeline.Message{Conv: 3, ConvSeq: seq, ID: 100 + seq, Sender: 9, Kind: timeline.KindText, Body: []byte(body), Time: time.UnixMilli(5000)},
+		Row: timeline.Row{User: 7, Seq: seq, Conv: 3, ConvSeq: seq, MsgID: 100 + seq, Kind: wire.KindText},
+		Msg: &timeline.Message{Conv: 3, ConvSeq: seq, ID: 100 + seq, Sender: 9, Kind: wire.KindText, Body: []byte(body), Time: time.UnixMilli(5000)},
 	}
 }
 

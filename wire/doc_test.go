@@ -2,6 +2,7 @@ package wire_test
 
 import (
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,8 +13,8 @@ import (
 )
 
 // The tests of this file hold docs/protocol.md to the code beside the frame
-// examples (TestProtocolDocFrames): its tables of commands and error codes,
-// and its worked token example.
+// examples (TestProtocolDocFrames): its tables of commands, error codes,
+// kinds, notice types and limits, and its worked token example.
 
 func readDoc(t *testing.T) string {
 	t.Helper()
@@ -111,3 +112,84 @@ func TestProtocolDocToken(t *testing.T) {
 		t.Error("the token is valid at its expiry; the doc says it is refused from that second on")
 	}
 }
+
+// TestProtocolDocKinds holds the table of kinds and the notice types to
+// the constants of package wire.
+func TestProtocolDocKinds(t *testing.T) {
+	doc := readDoc(t)
+	named := map[string]wire.Kind{"text": wire.KindText, "notice": wire.KindNotice, "read": wire.KindRead, "dnd": wire.KindDND}
+	seen := map[string]bool{}
+	for _, r := range tableRows(doc, "| kind | name | body |") {
+		if lo, hi, ok := strings.Cut(r[0], "–"); ok {
+			if lo != "2" || hi != strconv.Itoa(int(wire.KindSystem-1)) {
+				t.Errorf("doc gives application kinds %s; wire reserves from %d", r[0], wire.KindSystem)
+			}
+			continue
+		}
+		n, err := strconv.ParseUint(strings.Fields(r[0])[0], 10, 16)
+		want, ok := named[r[1]]
+		if err != nil || !ok || wire.Kind(n) != want {
+			t.Errorf("doc lists kind %s as %q; wire has %q = %d", r[0], r[1], r[1], want)
+		}
+		seen[r[1]] = true
+	}
+	for name := range named {
+		if !seen[name] {
+			t.Errorf("doc lacks kind %q", name)
+		}
+	}
+
+	var types []wire.NoticeType
+	for _, r := range tableRows(doc, "| field | type | present for | meaning |") {
+		if r[0] == "`type`" {
+			for _, s := range strings.Split(r[3], ",") {
+				types = append(types, wire.NoticeType(strings.Trim(strings.TrimSpace(s), "`")))
+			}
+		}
+	}
+	want := []wire.NoticeType{wire.NoticeCreate, wire.NoticeInvite, wire.NoticeJoin, wire.NoticeLeave, wire.NoticeKick,
+		wire.NoticeDismiss, wire.NoticeRole, wire.NoticeMute, wire.NoticeMuteGroup}
+	if !slices.Equal(types, want) {
+		t.Errorf("doc lists notice types %q, wire %q", types, want)
+	}
+}
+
+// TestProtocolDocLimits holds the table of limits to the constants of
+// package wire: each row must give the value wire has.
+func TestProtocolDocLimits(t *testing.T) {
+	rows := tableRows(readDoc(t), "| limit | value | when crossed |")
+	tests := []struct {
+		limit string // the start of the row's first cell
+		want  []string
+	}{
+		{"frame", []string{strconv.Itoa(wire.DefaultMaxFrame)}},
+		{"message body", []string{strconv.Itoa(wire.DefaultMaxBody)}},
+		{"`client_msg_id`", []string{strconv.Itoa(wire.MaxClientMsgID)}},
+		{"kind", []string{"1–" + strconv.Itoa(int(wire.KindSystem-1))}},
+		{"group name", []string{strconv.Itoa(wire.MaxGroupName)}},
+		{"group size", []string{strconv.Itoa(wire.DefaultMaxGroupSize)}},
+		{"time to AUTH", []string{seconds(wire.DefaultAuthTimeout)}},
+		{"heartbeat interval", []string{seconds(wire.DefaultHeartbeat)}},
+		{"idle timeout", []string{strconv.Itoa(wire.IdleHeartbeats) + " × heartbeat", seconds(wire.IdleHeartbeats * wire.DefaultHeartbeat)}},
+		{"request rate", []string{strconv.Itoa(wire.DefaultRateLimit) + " per second", "bursts of " + strconv.Itoa(wire.DefaultRateBurst)}},
+		{"requests in flight", []string{strconv.Itoa(wire.DefaultMaxInFlight)}},
+		{"request time", []string{seconds(wire.DefaultRequestTimeout)}},
+		{"unread output", []string{strconv.Itoa(wire.DefaultMaxOutbound>>20) + " MiB"}},
+		{"SYNC page", []string{"default " + strconv.Itoa(wire.DefaultSyncLimit), "at most " + strconv.Itoa(wire.MaxSyncLimit)}},
+		{"HISTORY page", []string{"default " + strconv.Itoa(wire.DefaultHistoryLimit), "at most " + strconv.Itoa(wire.MaxHistoryLimit)}},
+	}
+	for _, tt := range tests {
+		i := slices.IndexFunc(rows, func(r []string) bool { return strings.HasPrefix(r[0], tt.limit) })
+		if i < 0 {
+			t.Errorf("doc has no limit %q", tt.limit)
+			continue
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(rows[i][1], w) {
+				t.Errorf("doc gives limit %q as %q; wire has %q", tt.limit, rows[i][1], w)
+			}
+		}
+	}
+}
+
+func seconds(d time.Duration) string { return strconv.Itoa(int(d.Seconds())) + " s" }

@@ -1,7 +1,13 @@
 // Package wire is inboxd's binary protocol: a fixed 12-byte frame header
 // followed by a Protocol Buffers body (package wirepb). docs/protocol.md is
 // the specification; this package is its Go implementation, shared by the
-// gateway and the Go client.
+// gateway and the Go client, and the home of every fact of the protocol: the
+// frame layout, commands and error codes, entry kinds and roles, the JSON
+// schema of notices, and the limits. Its tests hold docs/protocol.md to it.
+//
+// This package is part of inboxd's public API (README, "Layout"): its
+// exported names keep their meaning across releases of protocol version 1,
+// and it imports nothing of the server, so a client can depend on it alone.
 //
 // A frame on the wire:
 //

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/inboxd/inboxd/client"
-	"github.com/inboxd/inboxd/timeline"
 	"github.com/inboxd/inboxd/token"
+	"github.com/inboxd/inboxd/wire"
 	"github.com/inboxd/inboxd/wire/wirepb"
 )
 
@@ -143,7 +143,7 @@ type sendCmd struct {
 }
 
 func (c *sendCmd) flags(fs *flag.FlagSet) {
-	fs.UintVar(&c.kind, "kind", uint(timeline.KindText), "message kind, 1-32767 (1: text)")
+	fs.UintVar(&c.kind, "kind", uint(wire.KindText), "message kind, 1-32767 (1: text)")
 	fs.StringVar(&c.id, "id", "", "client msg id, 1-64 bytes: reuse one to resend safely (default: random)")
 }
 
@@ -151,11 +151,11 @@ func (c *sendCmd) args(args []string) (err error) {
 	if err := wantArgs(args, 1, -1); err != nil {
 		return err
 	}
-	if c.kind == 0 || c.kind >= uint(timeline.KindSystem) {
-		return fmt.Errorf("--kind %d outside 1-%d", c.kind, timeline.KindSystem-1)
+	if c.kind == 0 || c.kind >= uint(wire.KindSystem) {
+		return fmt.Errorf("--kind %d outside 1-%d", c.kind, wire.KindSystem-1)
 	}
-	if len(c.id) > 64 {
-		return errors.New("--id longer than 64 bytes")
+	if len(c.id) > wire.MaxClientMsgID {
+		return fmt.Errorf("--id longer than %d bytes", wire.MaxClientMsgID)
 	}
 	c.conv, err = parseID(args[0], "conversation")
 	if len(args) > 1 {
@@ -193,7 +193,7 @@ func (c *sendCmd) body(stdin io.Reader) ([]byte, error) {
 		return nil, fmt.Errorf("send: read standard input: %w", err)
 	}
 	// echo and editors end text with a newline that is not the message's.
-	if c.kind == uint(timeline.KindText) {
+	if c.kind == uint(wire.KindText) {
 		body = bytes.TrimSuffix(bytes.TrimSuffix(body, []byte("\n")), []byte("\r"))
 	}
 	return body, nil

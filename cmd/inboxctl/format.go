@@ -12,9 +12,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/inboxd/inboxd/inbox"
-	"github.com/inboxd/inboxd/timeline"
 	"github.com/inboxd/inboxd/token"
+	"github.com/inboxd/inboxd/wire"
 	"github.com/inboxd/inboxd/wire/wirepb"
 )
 
@@ -41,16 +40,16 @@ func (p printer) emit(v any, human string) error {
 // languages (JavaScript, jq before 1.7).
 
 type messageJSON struct {
-	Conv        uint64        `json:"conv,string"`
-	ConvSeq     uint64        `json:"conv_seq"`
-	MsgID       uint64        `json:"msg_id,string"`
-	Sender      uint64        `json:"sender"`
-	ClientMsgID string        `json:"client_msg_id,omitempty"`
-	Kind        uint32        `json:"kind"`
-	Time        string        `json:"time"`
-	Text        *string       `json:"text,omitempty"`   // KindText
-	Notice      *inbox.Notice `json:"notice,omitempty"` // KindNotice
-	Body        []byte        `json:"body,omitempty"`   // other kinds, base64
+	Conv        uint64       `json:"conv,string"`
+	ConvSeq     uint64       `json:"conv_seq"`
+	MsgID       uint64       `json:"msg_id,string"`
+	Sender      uint64       `json:"sender"`
+	ClientMsgID string       `json:"client_msg_id,omitempty"`
+	Kind        uint32       `json:"kind"`
+	Time        string       `json:"time"`
+	Text        *string      `json:"text,omitempty"`   // KindText
+	Notice      *wire.Notice `json:"notice,omitempty"` // KindNotice
+	Body        []byte       `json:"body,omitempty"`   // other kinds, base64
 }
 
 type entryJSON struct {
@@ -71,14 +70,14 @@ func toMessageJSON(m *wirepb.Message) *messageJSON {
 		Conv: m.Conv, ConvSeq: m.ConvSeq, MsgID: m.MsgId,
 		Sender: m.Sender, ClientMsgID: m.ClientMsgId, Kind: m.Kind, Time: jsonTime(m.TimeMs),
 	}
-	switch timeline.Kind(m.Kind) {
-	case timeline.KindText:
+	switch wire.Kind(m.Kind) {
+	case wire.KindText:
 		if utf8.Valid(m.Body) {
 			s := string(m.Body)
 			j.Text = &s
 			return j
 		}
-	case timeline.KindNotice:
+	case wire.KindNotice:
 		if n, ok := parseNotice(m.Body); ok {
 			j.Notice = &n
 			return j
@@ -88,8 +87,8 @@ func toMessageJSON(m *wirepb.Message) *messageJSON {
 	return j
 }
 
-func parseNotice(body []byte) (inbox.Notice, bool) {
-	var n inbox.Notice
+func parseNotice(body []byte) (wire.Notice, bool) {
+	var n wire.Notice
 	err := json.Unmarshal(body, &n)
 	return n, err == nil
 }
@@ -112,10 +111,10 @@ func (p printer) entry(e *wirepb.Entry) error {
 	j := entryJSON{Seq: e.Seq, Conv: e.Conv, ConvSeq: e.ConvSeq, Kind: e.Kind, Message: toMessageJSON(e.Message)}
 	human := fmt.Sprintf("#%d conv %d ", e.Seq, e.Conv)
 	switch {
-	case timeline.Kind(e.Kind) == timeline.KindRead:
+	case wire.Kind(e.Kind) == wire.KindRead:
 		j.ReadSeq = e.ConvSeq
 		human += fmt.Sprintf("read up to @%d", e.ConvSeq)
-	case timeline.Kind(e.Kind) == timeline.KindDND:
+	case wire.Kind(e.Kind) == wire.KindDND:
 		dnd := e.ConvSeq == 1
 		j.DND = &dnd
 		state := "off"
@@ -135,12 +134,12 @@ func (p printer) entry(e *wirepb.Entry) error {
 // as is (quoted if it would break the line), other kinds by their size.
 func messageLine(m *wirepb.Message) string {
 	head := fmt.Sprintf("@%d %s ", m.ConvSeq, humanTime(m.TimeMs))
-	switch timeline.Kind(m.Kind) {
-	case timeline.KindNotice:
+	switch wire.Kind(m.Kind) {
+	case wire.KindNotice:
 		if n, ok := parseNotice(m.Body); ok {
 			return head + "* " + n.Text
 		}
-	case timeline.KindText:
+	case wire.KindText:
 		return head + fmt.Sprintf("<%d> %s", m.Sender, oneLine(m.Body))
 	}
 	return head + fmt.Sprintf("<%d> [kind %d, %d bytes]", m.Sender, m.Kind, len(m.Body))

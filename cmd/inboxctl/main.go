@@ -7,6 +7,9 @@
 // --addr defaults to $INBOXD_ADDR or 127.0.0.1:7600, --token to
 // $INBOXD_TOKEN. Output is for people unless --json asks for one JSON object
 // per line. Run inboxctl help for the commands.
+//
+// It is built on the public API alone (packages client, wire and token), as
+// a third-party program would be.
 package main
 
 import (

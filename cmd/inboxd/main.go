@@ -30,15 +30,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/inboxd/inboxd/admin"
 	"github.com/inboxd/inboxd/gateway"
 	"github.com/inboxd/inboxd/inbox"
+	"github.com/inboxd/inboxd/internal/admin"
+	"github.com/inboxd/inboxd/internal/metered"
 	"github.com/inboxd/inboxd/timeline"
 	"github.com/inboxd/inboxd/timeline/cassandra"
-	"github.com/inboxd/inboxd/timeline/metered"
 	"github.com/inboxd/inboxd/timeline/pebble"
 	"github.com/inboxd/inboxd/token"
 	"github.com/inboxd/inboxd/webhook"
+	"github.com/inboxd/inboxd/wire"
 )
 
 // options is everything inboxd can be told.
@@ -112,8 +113,8 @@ func flagSet(o *options) *flag.FlagSet {
 	fs.BoolVar(&o.CreateSchema, "create-schema", false, "create a missing Cassandra keyspace and tables (development only)")
 	fs.StringVar(&o.SecretFile, "secret-file", "", "file holding the token secret (default: <data>/token-secret, generated on first run)")
 	fs.Int64Var(&o.Node, "node", 0, "snowflake node id, 0-1023, unique per server")
-	fs.IntVar(&o.MaxGroupSize, "max-group-size", 500, "maximum members of a group")
-	fs.IntVar(&o.MaxFrame, "max-frame", 256<<10, "maximum frame size in bytes, header included")
+	fs.IntVar(&o.MaxGroupSize, "max-group-size", wire.DefaultMaxGroupSize, "maximum members of a group")
+	fs.IntVar(&o.MaxFrame, "max-frame", wire.DefaultMaxFrame, "maximum frame size in bytes, header included")
 	fs.IntVar(&o.Workers, "workers", 512, "goroutines running requests")
 	fs.StringVar(&o.WebhookURL, "webhook-url", "", "URL to POST offline-push notices to (empty: off)")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")

@@ -21,9 +21,9 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/inboxd/inboxd/admin"
 	"github.com/inboxd/inboxd/client"
 	"github.com/inboxd/inboxd/gateway"
+	"github.com/inboxd/inboxd/internal/admin"
 	"github.com/inboxd/inboxd/timeline"
 	"github.com/inboxd/inboxd/timeline/pebble"
 	"github.com/inboxd/inboxd/token"

@@ -10,6 +10,7 @@ import (
 
 	"github.com/inboxd/inboxd/timeline"
 	"github.com/inboxd/inboxd/timeline/cassandra"
+	"github.com/inboxd/inboxd/wire"
 )
 
 // Batches shaped like the inbox's group commits: fanoutMessages messages to
@@ -88,7 +89,7 @@ func (f *fanout) next(b *timeline.Batch) {
 		f.convSeq++
 		sender := f.users[f.convSeq%uint64(len(f.users))]
 		m := timeline.Message{Conv: f.conv, ConvSeq: f.convSeq, ID: f.conv<<8 + f.convSeq, Sender: sender,
-			ClientMsgID: fmt.Sprintf("bench-%d", f.convSeq), Kind: timeline.KindText,
+			ClientMsgID: fmt.Sprintf("bench-%d", f.convSeq), Kind: wire.KindText,
 			Body: fmt.Appendf(nil, "%-100d", f.convSeq), Time: now}
 		b.Messages = append(b.Messages, m)
 		for _, u := range f.users {

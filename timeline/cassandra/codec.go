@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/inboxd/inboxd/timeline"
+	"github.com/inboxd/inboxd/wire"
 )
 
 // logFormat leads every batch log entry, so that a later encoding can be told
@@ -30,7 +31,7 @@ type logEntry struct {
 
 type rowRun struct {
 	Conv, ConvSeq, MsgID uint64
-	Kind                 timeline.Kind
+	Kind                 wire.Kind
 	Users, Seqs          []uint64
 }
 

@@ -8,18 +8,19 @@ import (
 	"time"
 
 	"github.com/inboxd/inboxd/timeline"
+	"github.com/inboxd/inboxd/wire"
 )
 
 func TestBatchRoundTrip(t *testing.T) {
 	const max = math.MaxUint64
 	b := &timeline.Batch{
 		Messages: []timeline.Message{
-			{Conv: max, ConvSeq: 1, ID: 2, Sender: 3, ClientMsgID: "ид-🙂", Kind: timeline.KindNotice, Body: []byte{0, 1}, Time: time.UnixMilli(-1).UTC()},
+			{Conv: max, ConvSeq: 1, ID: 2, Sender: 3, ClientMsgID: "ид-🙂", Kind: wire.KindNotice, Body: []byte{0, 1}, Time: time.UnixMilli(-1).UTC()},
 			{Conv: 1, ConvSeq: max, Kind: math.MaxUint16, Body: make([]byte, 70_000)},
 		},
-		Rows:          []timeline.Row{{User: max, Seq: max, Conv: 1, ConvSeq: 2, MsgID: 3, Kind: timeline.KindRead}, {}},
+		Rows:          []timeline.Row{{User: max, Seq: max, Conv: 1, ConvSeq: 2, MsgID: 3, Kind: wire.KindRead}, {}},
 		Groups:        []timeline.Group{{ID: 1, Name: "群", Owner: max, Created: time.UnixMilli(1e12).UTC(), Open: true, Dismissed: true}},
-		Members:       []timeline.Member{{Conv: 1, User: 2, Role: timeline.RoleOwner, JoinedAt: max}},
+		Members:       []timeline.Member{{Conv: 1, User: 2, Role: wire.RoleOwner, JoinedAt: max}},
 		RemoveMembers: []timeline.MemberKey{{Conv: 1, User: max}},
 		Conversations: []timeline.Conversation{{User: 1, Conv: 2, JoinedAt: 3, LeftAt: 4, ReadSeq: 5, DND: true}},
 		Markers:       []timeline.Marker{{User: 1, Conv: 2, ReadSeq: max}},

@@ -113,4 +113,7 @@
 // supersede the last holder's, whatever the two clocks say. A holder whose
 // lease expired while the cluster was unreachable takes it back when the
 // cluster returns, if the epoch shows that nobody held it in between.
+//
+// This package is the server's own (README, "Layout"): it has no
+// compatibility promise. Clients use packages client, wire and token.
 package cassandra

@@ -16,8 +16,8 @@ import (
 	"github.com/gocql/gocql"
 
 	"github.com/inboxd/inboxd/inbox"
-	"github.com/inboxd/inboxd/timeline"
 	"github.com/inboxd/inboxd/timeline/cassandra"
+	"github.com/inboxd/inboxd/wire"
 )
 
 // faultsEnv enables the tests that stop and start a Cassandra node of their
@@ -129,7 +129,7 @@ func TestInboxSurvivesNodeRestart(t *testing.T) {
 	send := func(m *sent) error {
 		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
 		defer cancel()
-		res, err := svc.SendGroupMessage(ctx, m.sender, g.ID, m.cmid, timeline.KindText, []byte(m.cmid))
+		res, err := svc.SendGroupMessage(ctx, m.sender, g.ID, m.cmid, wire.KindText, []byte(m.cmid))
 		if err == nil {
 			mu.Lock()
 			m.acked, m.res = true, res
@@ -254,7 +254,7 @@ func checkInboxes(t *testing.T, svc *inbox.Service, users []uint64, conv uint64,
 					t.Fatalf("inbox of %d: seq %d follows %d", u, e.Row.Seq, after)
 				}
 				after = e.Row.Seq
-				if e.Row.Conv != conv || e.Row.Kind != timeline.KindText {
+				if e.Row.Conv != conv || e.Row.Kind != wire.KindText {
 					continue
 				}
 				cmid := e.Msg.ClientMsgID

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/inboxd/inboxd/timeline"
+	"github.com/inboxd/inboxd/wire"
 )
 
 // planner returns a store that can plan batches but reaches no cluster, with
@@ -118,9 +119,9 @@ func TestPlanLastWins(t *testing.T) {
 	s := planner()
 	b := timeline.Batch{
 		Members: []timeline.Member{
-			{Conv: 1, User: 2, Role: timeline.RoleAdmin},
-			{Conv: 1, User: 3, Role: timeline.RoleMember},
-			{Conv: 1, User: 2, Role: timeline.RoleMember},
+			{Conv: 1, User: 2, Role: wire.RoleAdmin},
+			{Conv: 1, User: 3, Role: wire.RoleMember},
+			{Conv: 1, User: 2, Role: wire.RoleMember},
 		},
 		RemoveMembers: []timeline.MemberKey{{Conv: 1, User: 3}},
 		Markers:       []timeline.Marker{{User: 5, Conv: 1, ReadSeq: 3}, {User: 5, Conv: 1, ReadSeq: 4}},
@@ -145,8 +146,8 @@ func TestPlanLastWins(t *testing.T) {
 // a null, which Cassandra keeps as a tombstone.
 func TestPlanBindsNoNull(t *testing.T) {
 	b := timeline.Batch{
-		Messages:      []timeline.Message{{Conv: 1, ConvSeq: 1, Kind: timeline.KindNotice}},
-		Rows:          []timeline.Row{{User: 1, Seq: 1, Kind: timeline.KindRead}},
+		Messages:      []timeline.Message{{Conv: 1, ConvSeq: 1, Kind: wire.KindNotice}},
+		Rows:          []timeline.Row{{User: 1, Seq: 1, Kind: wire.KindRead}},
 		Groups:        []timeline.Group{{ID: 1}},
 		Members:       []timeline.Member{{Conv: 1, User: 1}},
 		RemoveMembers: []timeline.MemberKey{{Conv: 1, User: 2}},

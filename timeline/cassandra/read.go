@@ -12,6 +12,7 @@ import (
 	"github.com/gocql/gocql"
 
 	"github.com/inboxd/inboxd/timeline"
+	"github.com/inboxd/inboxd/wire"
 )
 
 const (
@@ -123,7 +124,7 @@ func (s *Store) Members(ctx context.Context, conv uint64) ([]timeline.Member, er
 		var role int
 		var muted int64
 		err := sc.Scan(&m.User, &role, &m.JoinedAt, &muted)
-		m.Role, m.MutedUntil = timeline.Role(role), unixMilli(muted)
+		m.Role, m.MutedUntil = wire.Role(role), unixMilli(muted)
 		return m, true, err
 	})
 }
@@ -332,7 +333,7 @@ func scanRow(sc gocql.Scanner, user uint64) (timeline.Row, error) {
 	r := timeline.Row{User: user}
 	var kind int
 	err := sc.Scan(&r.Seq, &r.Conv, &r.ConvSeq, &r.MsgID, &kind)
-	r.Kind = timeline.Kind(kind)
+	r.Kind = wire.Kind(kind)
 	return r, err
 }
 
@@ -341,7 +342,7 @@ func scanMessage(sc gocql.Scanner, conv uint64) (timeline.Message, error) {
 	var kind int
 	var t int64
 	err := sc.Scan(&m.ConvSeq, &m.ID, &m.Sender, &m.ClientMsgID, &kind, &m.Body, &t)
-	m.Kind, m.Time = timeline.Kind(kind), unixMilli(t)
+	m.Kind, m.Time = wire.Kind(kind), unixMilli(t)
 	return m, err
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/inboxd/inboxd/timeline"
 	"github.com/inboxd/inboxd/timeline/cassandra"
 	"github.com/inboxd/inboxd/timeline/timelinetest"
+	"github.com/inboxd/inboxd/wire"
 )
 
 // smallConfig is config in a keyspace of tiny buckets (4 inbox seqs, 3
@@ -51,7 +52,7 @@ func groupBatch(body int) *timeline.Batch {
 	for seq := range uint64(5) {
 		sender := users[seq%3]
 		m := timeline.Message{Conv: conv, ConvSeq: seq + 1, ID: conv + seq, Sender: sender,
-			ClientMsgID: fmt.Sprint("c", seq), Kind: timeline.KindText, Body: make([]byte, body), Time: time.UnixMilli(1e12)}
+			ClientMsgID: fmt.Sprint("c", seq), Kind: wire.KindText, Body: make([]byte, body), Time: time.UnixMilli(1e12)}
 		b.Messages = append(b.Messages, m)
 		for _, u := range users {
 			b.Rows = append(b.Rows, timeline.Row{User: u, Seq: seq + 1, Conv: conv, ConvSeq: m.ConvSeq, MsgID: m.ID, Kind: m.Kind})
@@ -61,7 +62,7 @@ func groupBatch(body int) *timeline.Batch {
 			ConvSeq: m.ConvSeq, MsgID: m.ID, Time: m.Time})
 	}
 	for _, u := range users {
-		b.Members = append(b.Members, timeline.Member{Conv: conv, User: u, Role: timeline.RoleMember})
+		b.Members = append(b.Members, timeline.Member{Conv: conv, User: u, Role: wire.RoleMember})
 		b.Conversations = append(b.Conversations, timeline.Conversation{User: u, Conv: conv, JoinedAt: 1})
 	}
 	return b

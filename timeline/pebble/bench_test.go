@@ -8,6 +8,7 @@ import (
 
 	"github.com/inboxd/inboxd/timeline"
 	"github.com/inboxd/inboxd/timeline/pebble"
+	"github.com/inboxd/inboxd/wire"
 )
 
 // fanoutBatch is the batch a group commit writes for messages sends, each to
@@ -21,12 +22,12 @@ func fanoutBatch(messages, members int) *timeline.Batch {
 		sender := m * uint64(members)
 		b.Messages = append(b.Messages, timeline.Message{
 			Conv: conv, ConvSeq: 1, ID: 1<<40 + m, Sender: sender, ClientMsgID: fmt.Sprintf("c%d", m),
-			Kind: timeline.KindText, Body: body, Time: time.UnixMilli(1748779200000),
+			Kind: wire.KindText, Body: body, Time: time.UnixMilli(1748779200000),
 		})
 		b.Dedups = append(b.Dedups, timeline.Dedup{Sender: sender, ClientMsgID: fmt.Sprintf("c%d", m), Conv: conv, ConvSeq: 1, MsgID: 1<<40 + m})
 		b.Markers = append(b.Markers, timeline.Marker{User: sender, Conv: conv, ReadSeq: 1})
 		for u := range uint64(members) {
-			b.Rows = append(b.Rows, timeline.Row{User: sender + u, Seq: 1, Conv: conv, ConvSeq: 1, MsgID: 1<<40 + m, Kind: timeline.KindText})
+			b.Rows = append(b.Rows, timeline.Row{User: sender + u, Seq: 1, Conv: conv, ConvSeq: 1, MsgID: 1<<40 + m, Kind: wire.KindText})
 		}
 	}
 	return b
@@ -104,7 +105,7 @@ func BenchmarkMessagesByKey(b *testing.B) {
 		for c := range uint64(convs) {
 			for k := range uint64(100) {
 				batch.Messages = append(batch.Messages, timeline.Message{Conv: 1 + c, ConvSeq: seq + k, ID: 1 << 40,
-					Sender: 9, ClientMsgID: "c", Kind: timeline.KindText, Body: body, Time: time.UnixMilli(1748779200000)})
+					Sender: 9, ClientMsgID: "c", Kind: wire.KindText, Body: body, Time: time.UnixMilli(1748779200000)})
 			}
 		}
 		if err := s.Commit(b.Context(), batch); err != nil {

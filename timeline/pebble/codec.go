@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/inboxd/inboxd/timeline"
+	"github.com/inboxd/inboxd/wire"
 )
 
 // valueVersion leads every value, so that a later layout of a record can be
@@ -136,7 +137,7 @@ func decodeGroupValue(val []byte, g *timeline.Group) error {
 
 func decodeMemberValue(val []byte, m *timeline.Member) error {
 	d := newDecoder(val)
-	m.Role = timeline.Role(d.byte())
+	m.Role = wire.Role(d.byte())
 	m.JoinedAt = d.uvarint()
 	m.MutedUntil = d.time()
 	return d.finish("member")
@@ -239,13 +240,13 @@ func (d *decoder) bytes() []byte {
 	return b
 }
 
-func (d *decoder) kind() timeline.Kind {
+func (d *decoder) kind() wire.Kind {
 	k := d.uvarint()
 	if k > 0xFFFF {
 		d.fail(fmt.Sprintf("kind %d out of range", k))
 		return 0
 	}
-	return timeline.Kind(k)
+	return wire.Kind(k)
 }
 
 func (d *decoder) time() time.Time {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/inboxd/inboxd/timeline"
+	"github.com/inboxd/inboxd/wire"
 )
 
 // fuzzDecoder checks that decode survives any input, fails only with
@@ -49,15 +50,15 @@ func someTime() time.Time { return time.UnixMilli(1748779200123).UTC() }
 
 func FuzzDecodeRow(f *testing.F) {
 	fuzzDecoder(f, appendRowValue, decodeRowValue,
-		timeline.Row{Conv: 1, ConvSeq: 2, MsgID: 3, Kind: timeline.KindText},
+		timeline.Row{Conv: 1, ConvSeq: 2, MsgID: 3, Kind: wire.KindText},
 		timeline.Row{Conv: maxU, ConvSeq: maxU, MsgID: maxU, Kind: math.MaxUint16},
-		timeline.Row{Kind: timeline.KindRead})
+		timeline.Row{Kind: wire.KindRead})
 }
 
 func FuzzDecodeMessage(f *testing.F) {
 	fuzzDecoder(f, appendMessageValue, decodeMessageValue,
-		timeline.Message{ID: 1, Sender: 2, ClientMsgID: "ид-🙂", Kind: timeline.KindText, Body: []byte("\x00hi\x00"), Time: someTime()},
-		timeline.Message{ID: maxU, Sender: maxU, Kind: timeline.KindNotice, Body: bytes.Repeat([]byte{0xFF}, 300), Time: time.UnixMilli(-1)},
+		timeline.Message{ID: 1, Sender: 2, ClientMsgID: "ид-🙂", Kind: wire.KindText, Body: []byte("\x00hi\x00"), Time: someTime()},
+		timeline.Message{ID: maxU, Sender: maxU, Kind: wire.KindNotice, Body: bytes.Repeat([]byte{0xFF}, 300), Time: time.UnixMilli(-1)},
 		timeline.Message{})
 }
 
@@ -69,8 +70,8 @@ func FuzzDecodeGroup(f *testing.F) {
 
 func FuzzDecodeMember(f *testing.F) {
 	fuzzDecoder(f, appendMemberValue, decodeMemberValue,
-		timeline.Member{Role: timeline.RoleOwner, JoinedAt: maxU, MutedUntil: someTime()},
-		timeline.Member{Role: timeline.RoleMember})
+		timeline.Member{Role: wire.RoleOwner, JoinedAt: maxU, MutedUntil: someTime()},
+		timeline.Member{Role: wire.RoleMember})
 }
 
 func FuzzDecodeConversation(f *testing.F) {

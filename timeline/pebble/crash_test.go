@@ -11,6 +11,7 @@ import (
 
 	"github.com/inboxd/inboxd/timeline"
 	"github.com/inboxd/inboxd/timeline/pebble"
+	"github.com/inboxd/inboxd/wire"
 )
 
 // crashConv is the conversation every crash-test batch writes a message to.
@@ -27,11 +28,11 @@ const maxCrashUsers = 100
 // the inboxes of users 1..crashUsers(n), all carrying n as their msg id.
 func crashBatch(n uint64) *timeline.Batch {
 	b := &timeline.Batch{Messages: []timeline.Message{{
-		Conv: crashConv, ConvSeq: n, ID: n, Kind: timeline.KindText,
+		Conv: crashConv, ConvSeq: n, ID: n, Kind: wire.KindText,
 		Body: make([]byte, n*101%2000), Time: time.UnixMilli(int64(n)),
 	}}}
 	for u := range crashUsers(n) {
-		b.Rows = append(b.Rows, timeline.Row{User: u + 1, Seq: n, Conv: crashConv, ConvSeq: n, MsgID: n, Kind: timeline.KindText})
+		b.Rows = append(b.Rows, timeline.Row{User: u + 1, Seq: n, Conv: crashConv, ConvSeq: n, MsgID: n, Kind: wire.KindText})
 	}
 	return b
 }

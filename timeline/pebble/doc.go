@@ -37,4 +37,7 @@
 //
 // The store's format version ('v') is written when a directory is first
 // opened; Open refuses a directory whose format it does not know.
+//
+// This package is the server's own (README, "Layout"): it has no
+// compatibility promise. Clients use packages client, wire and token.
 package pebble

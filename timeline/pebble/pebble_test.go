@@ -20,6 +20,7 @@ import (
 	"github.com/inboxd/inboxd/timeline"
 	"github.com/inboxd/inboxd/timeline/pebble"
 	"github.com/inboxd/inboxd/timeline/timelinetest"
+	"github.com/inboxd/inboxd/wire"
 )
 
 // TestMain checks that no test leaves a goroutine behind: a Store must stop
@@ -173,7 +174,7 @@ func TestFormatVersion(t *testing.T) {
 func TestReopen(t *testing.T) {
 	fs := vfs.NewMem()
 	s := open(t, pebble.Options{Dir: "db", FS: fs})
-	b := timeline.Batch{Rows: []timeline.Row{{User: 1, Seq: 1, Conv: 2, ConvSeq: 3, MsgID: 4, Kind: timeline.KindText}}}
+	b := timeline.Batch{Rows: []timeline.Row{{User: 1, Seq: 1, Conv: 2, ConvSeq: 3, MsgID: 4, Kind: wire.KindText}}}
 	if err := s.Commit(t.Context(), &b); err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/inboxd/inboxd/timeline"
+	"github.com/inboxd/inboxd/wire"
 )
 
 // awkwardBatch returns a batch of every record type whose fields take the
@@ -27,15 +28,15 @@ func awkwardBatch(ids *idGen) *timeline.Batch {
 	pre1970 := time.UnixMilli(-1)
 	return &timeline.Batch{
 		Messages: []timeline.Message{
-			{Conv: conv, ConvSeq: 1, ID: ids.id(), Sender: sender, ClientMsgID: "ид-客户端-🙂", Kind: timeline.KindText, Body: []byte("\x00a\x00\x00"), Time: fine},
-			{Conv: conv, ConvSeq: 2, ID: ids.id(), Sender: sender, ClientMsgID: "empty", Kind: timeline.KindText, Body: []byte{}, Time: pre1970},
-			{Conv: conv, ConvSeq: 3, ID: ids.id(), Kind: timeline.KindNotice, Body: []byte(`{"op":"join"}`), Time: time.UnixMilli(epochMS)},
+			{Conv: conv, ConvSeq: 1, ID: ids.id(), Sender: sender, ClientMsgID: "ид-客户端-🙂", Kind: wire.KindText, Body: []byte("\x00a\x00\x00"), Time: fine},
+			{Conv: conv, ConvSeq: 2, ID: ids.id(), Sender: sender, ClientMsgID: "empty", Kind: wire.KindText, Body: []byte{}, Time: pre1970},
+			{Conv: conv, ConvSeq: 3, ID: ids.id(), Kind: wire.KindNotice, Body: []byte(`{"op":"join"}`), Time: time.UnixMilli(epochMS)},
 			{Conv: conv, ConvSeq: 4, ID: ids.id(), Sender: sender, ClientMsgID: strings.Repeat("x", 200), Kind: 2, Body: long, Time: time.UnixMilli(epochMS)},
 			{Conv: conv, ConvSeq: max, ID: max, Sender: max, ClientMsgID: "max", Kind: math.MaxUint16, Body: []byte{0xFF}, Time: time.UnixMilli(math.MaxInt64)},
 		},
 		Rows: []timeline.Row{
-			{User: user, Seq: 1, Conv: conv, ConvSeq: 1, MsgID: ids.id(), Kind: timeline.KindText},
-			{User: user, Seq: 2, Conv: conv, ConvSeq: 1, Kind: timeline.KindRead},
+			{User: user, Seq: 1, Conv: conv, ConvSeq: 1, MsgID: ids.id(), Kind: wire.KindText},
+			{User: user, Seq: 2, Conv: conv, ConvSeq: 1, Kind: wire.KindRead},
 			{User: user, Seq: max, Conv: max, ConvSeq: max, MsgID: max, Kind: math.MaxUint16},
 		},
 		Groups: []timeline.Group{
@@ -43,9 +44,9 @@ func awkwardBatch(ids *idGen) *timeline.Batch {
 			{ID: ids.id(), Dismissed: true},
 		},
 		Members: []timeline.Member{
-			{Conv: conv, User: user, Role: timeline.RoleOwner, JoinedAt: max, MutedUntil: fine},
-			{Conv: conv, User: sender, Role: timeline.RoleAdmin},
-			{Conv: conv, User: max, Role: timeline.RoleMember, JoinedAt: 1},
+			{Conv: conv, User: user, Role: wire.RoleOwner, JoinedAt: max, MutedUntil: fine},
+			{Conv: conv, User: sender, Role: wire.RoleAdmin},
+			{Conv: conv, User: max, Role: wire.RoleMember, JoinedAt: 1},
 		},
 		Conversations: []timeline.Conversation{
 			// ReadSeq is set to show that entries do not write it.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/inboxd/inboxd/timeline"
+	"github.com/inboxd/inboxd/wire"
 )
 
 // timelineKind is one of the two kinds of timeline, inbox or conversation,
@@ -153,9 +154,9 @@ const epochMS = 1748779200000
 // rowAt is the inbox row the suite writes at (user, seq). It depends on
 // nothing else, so that rewriting a fixed key on a rerun changes nothing.
 func rowAt(user, seq uint64) timeline.Row {
-	r := timeline.Row{User: user, Seq: seq, Conv: user ^ 0x5a5a, ConvSeq: seq * 3, MsgID: user*1_000_003 + seq, Kind: timeline.KindText}
+	r := timeline.Row{User: user, Seq: seq, Conv: user ^ 0x5a5a, ConvSeq: seq * 3, MsgID: user*1_000_003 + seq, Kind: wire.KindText}
 	if seq%5 == 0 {
-		r.Kind, r.MsgID = timeline.KindRead, 0
+		r.Kind, r.MsgID = wire.KindRead, 0
 	}
 	return r
 }
@@ -168,7 +169,7 @@ func messageAt(conv, seq uint64) timeline.Message {
 		ID:          conv*7919 + seq,
 		Sender:      conv + seq%7,
 		ClientMsgID: fmt.Sprintf("c-%x-%d", conv, seq),
-		Kind:        timeline.KindText,
+		Kind:        wire.KindText,
 		Body:        fmt.Appendf(nil, "message %d of %#x", seq, conv),
 		Time:        time.UnixMilli(epochMS + int64(seq%1e6)),
 	}

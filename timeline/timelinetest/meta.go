@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/inboxd/inboxd/timeline"
+	"github.com/inboxd/inboxd/wire"
 )
 
 func testGroup(t *testing.T, s timeline.Store, ids *idGen) {
@@ -26,7 +27,7 @@ func testGroup(t *testing.T, s timeline.Store, ids *idGen) {
 	wantErr(t, "Group of the next id", err, timeline.ErrNotFound)
 }
 
-func member(conv, user uint64, role timeline.Role) timeline.Member {
+func member(conv, user uint64, role wire.Role) timeline.Member {
 	return timeline.Member{Conv: conv, User: user, Role: role, JoinedAt: user % 1000}
 }
 
@@ -35,23 +36,23 @@ func testMembers(t *testing.T, s timeline.Store, ids *idGen) {
 	u1, u2, u3 := ids.id(), ids.id(), ids.id()
 	// Written out of order: Members orders by user id.
 	b := timeline.Batch{Members: []timeline.Member{
-		member(conv, u3, timeline.RoleMember),
-		member(conv, u1, timeline.RoleOwner),
-		member(conv, u2, timeline.RoleMember),
-		member(other, u1, timeline.RoleMember),
+		member(conv, u3, wire.RoleMember),
+		member(conv, u1, wire.RoleOwner),
+		member(conv, u2, wire.RoleMember),
+		member(other, u1, wire.RoleMember),
 	}}
 	commit(t, s, &b)
 	checkStored(t, s, &b)
 
 	// A role change, a removal and the removal of a non-member.
 	commit(t, s, &timeline.Batch{
-		Members:       []timeline.Member{member(conv, u2, timeline.RoleAdmin)},
+		Members:       []timeline.Member{member(conv, u2, wire.RoleAdmin)},
 		RemoveMembers: []timeline.MemberKey{{Conv: conv, User: u1}, {Conv: conv, User: ids.id()}},
 	})
 	checkStored(t, s, &timeline.Batch{Members: []timeline.Member{
-		member(conv, u2, timeline.RoleAdmin),
-		member(conv, u3, timeline.RoleMember),
-		member(other, u1, timeline.RoleMember),
+		member(conv, u2, wire.RoleAdmin),
+		member(conv, u3, wire.RoleMember),
+		member(other, u1, wire.RoleMember),
 	}})
 
 	// Removing everyone leaves an empty list, as does a group never written.

@@ -10,6 +10,9 @@
 //
 // Times are compared as instants at millisecond precision, the precision the
 // contract keeps; empty and nil byte slices are equal.
+//
+// This package is the server's own (README, "Layout"): it has no
+// compatibility promise. Clients use packages client, wire and token.
 package timelinetest
 
 import (

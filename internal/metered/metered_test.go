@@ -9,10 +9,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/inboxd/inboxd/internal/metered"
 	"github.com/inboxd/inboxd/timeline"
-	"github.com/inboxd/inboxd/timeline/metered"
 	"github.com/inboxd/inboxd/timeline/pebble"
 	"github.com/inboxd/inboxd/timeline/timelinetest"
+	"github.com/inboxd/inboxd/wire"
 )
 
 func open(t *testing.T, reg prometheus.Registerer) *metered.Store {
@@ -41,7 +42,7 @@ func TestCounts(t *testing.T) {
 	ctx := context.Background()
 	reg := prometheus.NewPedanticRegistry()
 	s := open(t, reg)
-	b := timeline.Batch{Rows: []timeline.Row{{User: 1, Seq: 1, Conv: 2, ConvSeq: 1, MsgID: 3, Kind: timeline.KindText}}}
+	b := timeline.Batch{Rows: []timeline.Row{{User: 1, Seq: 1, Conv: 2, ConvSeq: 1, MsgID: 3, Kind: wire.KindText}}}
 	if err := s.Commit(ctx, &b); err != nil {
 		t.Fatal(err)
 	}

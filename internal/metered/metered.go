@@ -9,6 +9,8 @@
 // timeline.ErrNotFound is an answer, not a failure, and is not counted as an
 // error. One wrapped store per registry: a second one registering the same
 // metrics fails.
+//
+// It is internal to the server (README, "Layout").
 package metered
 
 import (

@@ -7,6 +7,8 @@
 //
 // It is meant for a loopback or private address: nothing in it is
 // authenticated.
+//
+// It is internal to the server (README, "Layout").
 package admin
 
 import (

@@ -1,0 +1,46 @@
+package wire
+
+import "time"
+
+// Limits of the protocol, as docs/protocol.md's "Limits" table gives them.
+// The Default… values are the server's defaults, which a deployment may
+// change; a client learns the frame limit and the heartbeat of its server
+// from AuthResponse. DefaultMaxFrame is beside the frame header.
+const (
+	// MaxClientMsgID bounds a SendRequest's client_msg_id, in bytes.
+	MaxClientMsgID = 64
+	// MaxGroupName bounds a group name, in bytes of UTF-8.
+	MaxGroupName = 128
+	// DefaultMaxBody bounds a message body, in bytes.
+	DefaultMaxBody = 64 << 10
+	// DefaultMaxGroupSize bounds a group's members, the owner included.
+	DefaultMaxGroupSize = 500
+
+	// A SYNC or HISTORY request with limit 0 gets the default page; one
+	// asking for more than the maximum gets the maximum.
+	DefaultSyncLimit    = 100
+	MaxSyncLimit        = 1000
+	DefaultHistoryLimit = 20
+	MaxHistoryLimit     = 100
+
+	// DefaultHeartbeat is the interval a client sends HEARTBEAT at; a
+	// connection silent for IdleHeartbeats of them is closed with IDLE.
+	DefaultHeartbeat = 30 * time.Second
+	IdleHeartbeats   = 3
+	// DefaultAuthTimeout is the time from connect to AUTH before the server
+	// closes with UNAUTHENTICATED.
+	DefaultAuthTimeout = 10 * time.Second
+	// DefaultRequestTimeout bounds one request; past it the answer is
+	// TIMEOUT (retryable).
+	DefaultRequestTimeout = 10 * time.Second
+	// DefaultRateLimit and DefaultRateBurst shape a connection's requests
+	// (per second, a token bucket); past them the answer is RATE_LIMITED.
+	DefaultRateLimit = 100
+	DefaultRateBurst = 200
+	// DefaultMaxInFlight bounds a connection's requests waiting for their
+	// responses; past it the answer is RATE_LIMITED.
+	DefaultMaxInFlight = 256
+	// DefaultMaxOutbound bounds the bytes a client leaves unread before the
+	// server closes with SLOW_READER.
+	DefaultMaxOutbound = 4 << 20
+)
