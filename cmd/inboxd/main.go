@@ -269,9 +269,9 @@ func loadSecret(o options, log *slog.Logger) ([]byte, error) {
 	} else if err != nil {
 		return nil, fmt.Errorf("read token secret: %w", err)
 	}
-	secret := []byte(strings.TrimSpace(string(b)))
-	if len(secret) < token.MinSecret {
-		return nil, fmt.Errorf("token secret in %s is %d bytes, want at least %d", path, len(secret), token.MinSecret)
+	secret, err := token.ParseSecret(b)
+	if err != nil {
+		return nil, fmt.Errorf("token secret in %s: %w", path, err)
 	}
 	return secret, nil
 }
