@@ -153,8 +153,8 @@ func TestResendReturnsFirstResult(t *testing.T) {
 func TestConcurrentDuplicatesStoreOnce(t *testing.T) {
 	release := make(chan struct{})
 	var held atomic.Bool
-	e := newEnv(t, Config{stepHook: func(step string) bool {
-		if step == "before-commit" && held.CompareAndSwap(true, false) {
+	e := newEnv(t, Config{stepHook: func(step commitStep) bool {
+		if step == stepBeforeCommit && held.CompareAndSwap(true, false) {
 			<-release
 		}
 		return false
@@ -665,8 +665,8 @@ func TestClose(t *testing.T) {
 func TestLeaveAndRejoinInOneBatch(t *testing.T) {
 	release := make(chan struct{})
 	var held atomic.Bool
-	e := newEnv(t, Config{stepHook: func(step string) bool {
-		if step == "before-commit" && held.CompareAndSwap(true, false) {
+	e := newEnv(t, Config{stepHook: func(step commitStep) bool {
+		if step == stepBeforeCommit && held.CompareAndSwap(true, false) {
 			<-release
 		}
 		return false
