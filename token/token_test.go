@@ -153,3 +153,43 @@ func canonicalJSON(t *testing.T, tok string) bool {
 	again, _ := json.Marshal(pl)
 	return string(again) == string(js)
 }
+
+// FuzzSignedPayload signs whatever payload text it is given, so that the
+// fuzzer reaches the payload parser (FuzzVerify mostly stops at the MAC).
+func FuzzSignedPayload(f *testing.F) {
+	secret := []byte("0123456789abcdef")
+	for _, p := range []string{
+		`{"u":1,"d":"d","exp":2000000000}`,
+		`{"u":18446744073709551615,"d":"phone","exp":9223372036854775807}`,
+		`{"U":1,"d":"d","exp":2000000000}`,
+		`{"u":1,"u":2,"d":"d","exp":2000000000}`,
+		`{"u":1,"d":"d","exp":null}`,
+		`{"u":1,"d":"\u0064","exp":2e9}`,
+		` {"u":1,"d":"d","exp":2000000000} `,
+	} {
+		f.Add(p)
+	}
+	now := time.Unix(1e9, 0)
+	f.Fuzz(func(t *testing.T, payload string) {
+		c, err := Verify(secret, signRaw(secret, payload), now)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrExpired) {
+				t.Fatalf("payload %q: unexpected error %v", payload, err)
+			}
+			return
+		}
+		if c.User == 0 || c.Device == "" || len(c.Device) > MaxDevice || c.Expiry.Unix() <= now.Unix() {
+			t.Fatalf("payload %q accepted as %+v", payload, c)
+		}
+		// Whatever the spelling, the claims are those of the JSON object,
+		// and Sign writes them back into a token with the same claims.
+		tok, err := Sign(secret, c)
+		if err != nil {
+			t.Fatalf("claims %+v of %q do not sign: %v", c, payload, err)
+		}
+		again, err := Verify(secret, tok, now)
+		if err != nil || again.User != c.User || again.Device != c.Device || again.Expiry.Unix() != c.Expiry.Unix() {
+			t.Fatalf("claims %+v signed again read as %+v, %v", c, again, err)
+		}
+	})
+}
