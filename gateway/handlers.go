@@ -210,7 +210,7 @@ func (sess *session) auth(ctx context.Context, req request) {
 	sess.reply(req, &wirepb.AuthResponse{
 		UserId: claims.User, DeviceId: claims.Device, HeadSeq: head,
 		HeartbeatMs: uint32(s.cfg.Heartbeat.Milliseconds()), ServerTimeMs: s.cfg.Now().UnixMilli(),
-		MaxFrame: uint32(s.cfg.MaxFrame),
+		MaxFrame: uint32(s.cfg.MaxFrame), MaxGroupSize: uint32(s.svc.MaxGroupSize()),
 	}, nil)
 }
 

@@ -55,7 +55,7 @@ func TestAuthTokenClaims(t *testing.T) {
 			if code(err) != tt.want || tt.want == 0 && err != nil {
 				t.Fatalf("err %v, want code %d", err, tt.want)
 			}
-			if tt.want == 0 && resp.UserId != 42 {
+			if tt.want == 0 && (resp.UserId != 42 || resp.MaxGroupSize != 500) {
 				t.Fatalf("auth response %v", &resp)
 			}
 		})

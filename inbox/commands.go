@@ -104,6 +104,10 @@ func (s *Service) checkSend(sender, conv uint64, clientMsgID string, kind timeli
 	return nil
 }
 
+// MaxGroupSize returns the most members a group may have, its owner
+// included (Config.MaxGroupSize).
+func (s *Service) MaxGroupSize() int { return s.cfg.MaxGroupSize }
+
 // NewGroup describes a group to create.
 type NewGroup struct {
 	Name    string   // empty: named after its first members
