@@ -526,7 +526,9 @@ func (s *Service) SetDND(ctx context.Context, user, conv uint64, on bool) error 
 // MarkRead moves user's read marker of conv to convSeq (capped at the last
 // message the user has) and returns the marker. A marker never moves back:
 // an older convSeq changes nothing. A moved marker reaches the user's other
-// devices as a KindRead row in the user's inbox.
+// devices as a KindRead row in the user's inbox. A former member, of a
+// dismissed group too, may still move it up to the notice they left with,
+// so that the conversation's unread count can reach zero.
 func (s *Service) MarkRead(ctx context.Context, user, conv, convSeq uint64) (uint64, error) {
 	var marker uint64
 	err := s.do(ctx, func(tx *txn) error {

@@ -116,8 +116,9 @@ func (s *Service) withMessages(ctx context.Context, rows []timeline.Row) ([]Entr
 }
 
 // History returns up to limit messages of conv before conv_seq before (0:
-// the newest), newest first, never reaching back before the user joined.
-// Only current members read history.
+// the newest), newest first, never reaching back before the user's latest
+// join (a member who left and came back reads from the notice that let them
+// back in). Only current members of a live group read history.
 func (s *Service) History(ctx context.Context, user, conv, before uint64, limit int) ([]timeline.Message, error) {
 	_, c, err := s.currentMember(ctx, user, conv)
 	if err != nil {
@@ -231,7 +232,8 @@ type GroupInfo struct {
 	Members []timeline.Member
 }
 
-// Group returns conv's metadata and members; only members may ask.
+// Group returns conv's metadata and members; only current members of a live
+// group may ask.
 func (s *Service) Group(ctx context.Context, user, conv uint64) (GroupInfo, error) {
 	g, _, err := s.currentMember(ctx, user, conv)
 	if err != nil {
