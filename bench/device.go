@@ -7,12 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/inboxd/inboxd/internal/backoff"
 	"github.com/inboxd/inboxd/wire"
 )
 
@@ -93,6 +93,9 @@ func (e *serverError) Error() string { return fmt.Sprintf("server error code %d"
 
 // run keeps the device connected until ctx ends.
 func (d *device) run(ctx context.Context) {
+	// Short: a restarted server should see its clients back quickly, and
+	// the run is bounded anyway.
+	wait := backoff.Policy{Min: 100 * time.Millisecond, Max: time.Second}
 	failures := 0
 	for ctx.Err() == nil {
 		if !d.waitAway(ctx) {
@@ -102,14 +105,8 @@ func (d *device) run(ctx context.Context) {
 		if err != nil {
 			failures++
 			d.r.stats.connectFailures.Add(1)
-			// Backoff with jitter, short: a restarted server should see
-			// its clients back quickly, and the run is bounded anyway.
-			wait := min(50*time.Millisecond<<min(failures, 5), time.Second)
-			wait = wait/2 + rand.N(wait/2+1)
-			select {
-			case <-ctx.Done():
+			if !backoff.Sleep(ctx, wait.Delay(failures-1)) {
 				return
-			case <-time.After(wait):
 			}
 			continue
 		}

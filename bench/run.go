@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/inboxd/inboxd/internal/backoff"
 	"github.com/inboxd/inboxd/token"
 	"github.com/inboxd/inboxd/wire"
 	"github.com/inboxd/inboxd/wire/wirepb"
@@ -260,6 +261,7 @@ func (r *runner) createGroup(ctx context.Context, owner *user, members []*user) 
 	if err != nil {
 		return nil, err
 	}
+	wait := backoff.Policy{Min: 50 * time.Millisecond, Max: 500 * time.Millisecond}
 	for attempt := 0; ; attempt++ {
 		d := owner.onlineDevice()
 		if d == nil {
@@ -280,10 +282,9 @@ func (r *runner) createGroup(ctx context.Context, owner *user, members []*user) 
 			return nil, fmt.Errorf("bench: create group: %w", err)
 		}
 		// Offline or rate limited: nothing was created; try again.
-		if attempt > 50 || ctx.Err() != nil {
+		if attempt > 50 || !backoff.Sleep(ctx, wait.Delay(attempt)) {
 			return nil, fmt.Errorf("bench: create group: %w", err)
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 

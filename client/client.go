@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -13,6 +12,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/inboxd/inboxd/internal/backoff"
 	"github.com/inboxd/inboxd/wire"
 	"github.com/inboxd/inboxd/wire/wirepb"
 )
@@ -343,7 +343,7 @@ func (c *Client) reconnect(attempt *int, cause error) *conn {
 			d = e.RetryAfter
 		}
 		*attempt++
-		if !sleep(c.life, d) {
+		if !backoff.Sleep(c.life, d) {
 			c.stop(ErrClosed)
 			return nil
 		}
@@ -373,31 +373,10 @@ func (c *Client) reconnect(attempt *int, cause error) *conn {
 }
 
 // backoff returns the wait before retry number n (0-based): MinBackoff
-// doubled n times, capped at MaxBackoff, then jittered down by up to half
-// so that clients cut off together do not return together.
+// doubled n times, capped at MaxBackoff, jittered down by up to half so that
+// clients cut off together do not return together.
 func (c *Client) backoff(n int) time.Duration {
-	return backoff(n, c.cfg.MinBackoff, c.cfg.MaxBackoff, rand.Int64N)
-}
-
-func backoff(n int, lo, hi time.Duration, randN func(int64) int64) time.Duration {
-	d := hi
-	if n < 62 && lo<<n > 0 && lo<<n < hi {
-		d = lo << n
-	}
-	half := d / 2
-	return half + time.Duration(randN(int64(d-half)+1))
-}
-
-// sleep waits for d and reports whether ctx is still live.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+	return backoff.Policy{Min: c.cfg.MinBackoff, Max: c.cfg.MaxBackoff}.Delay(n)
 }
 
 // conn returns the live connection, waiting for one while the client
@@ -453,7 +432,7 @@ func (c *Client) doRetry(ctx context.Context, cmd wire.Command, req, resp proto.
 			d = 0 // the next Do waits for the reconnection, which backs off itself
 		}
 		c.log.Debug("inboxd retry", "cmd", cmd, "attempt", attempt+1, "err", err)
-		if !sleep(ctx, d) {
+		if !backoff.Sleep(ctx, d) {
 			return fmt.Errorf("client: %v: %w (last attempt: %w)", cmd, ctx.Err(), err)
 		}
 	}

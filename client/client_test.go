@@ -525,24 +525,6 @@ func TestCloseWhileReconnecting(t *testing.T) {
 	}
 }
 
-func TestBackoff(t *testing.T) {
-	lo, hi := 100*time.Millisecond, 2*time.Second
-	for _, r := range []func(int64) int64{
-		func(int64) int64 { return 0 },
-		func(n int64) int64 { return n - 1 },
-	} {
-		for n, wantCap := range []time.Duration{lo, 2 * lo, 4 * lo, 8 * lo, 16 * lo, hi, hi} {
-			d := backoff(n, lo, hi, r)
-			if d < wantCap/2 || d > wantCap {
-				t.Errorf("attempt %d: %v outside [%v, %v]", n, d, wantCap/2, wantCap)
-			}
-		}
-		if d := backoff(1000, lo, hi, r); d < hi/2 || d > hi {
-			t.Errorf("attempt 1000: %v", d)
-		}
-	}
-}
-
 // TestCodeNamesMatchDoc keeps the names in error messages those of the
 // error table of docs/protocol.md.
 func TestCodeNamesMatchDoc(t *testing.T) {

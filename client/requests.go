@@ -21,9 +21,11 @@ import (
 // stored in every member's inbox. The message also reaches OnEntry, as an
 // entry of the sender's own inbox.
 //
-// clientMsgID (1–64 bytes) is the message's idempotency key: Send resends
-// under it after a retryable error or a lost connection, and a resend of a
-// stored message returns the first ack with Duplicate set. Empty means a
+// clientMsgID (1–64 bytes of UTF-8) is the message's idempotency key, unique
+// among all of the user's messages: Send resends under it after a retryable
+// error or a lost connection, and a resend of a stored message returns the
+// first ack with Duplicate set. The same id sent to another conversation is
+// refused with INVALID: that message was not stored. Empty means a
 // new random id; an application that persists outgoing messages should
 // store the id with them (NewClientMsgID) and pass it again after a restart.
 // kind is 1–32767 (1: UTF-8 text).

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/inboxd/inboxd/internal/backoff"
 	"github.com/inboxd/inboxd/wire"
 	"github.com/inboxd/inboxd/wire/wirepb"
 )
@@ -78,7 +79,7 @@ func (c *Client) catchUp(cn *conn) error {
 			if !errors.As(err, &e) || !e.Retryable() {
 				return fmt.Errorf("client: sync after %d: %w", last, err)
 			}
-			if !sleep(c.life, max(c.backoff(attempt), e.RetryAfter)) {
+			if !backoff.Sleep(c.life, max(c.backoff(attempt), e.RetryAfter)) {
 				return ErrClosed
 			}
 			attempt++

@@ -128,6 +128,8 @@ type Service interface {
 	MuteGroup(ctx context.Context, actor, conv uint64, until time.Time) error
 	SetDND(ctx context.Context, user, conv uint64, on bool) error
 	Group(ctx context.Context, user, conv uint64) (inbox.GroupInfo, error)
+	// MaxGroupSize is the member limit, told to clients in the AUTH response.
+	MaxGroupSize() int
 }
 
 // Server is the gateway. Its Notify method is the inbox's Notifier.

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -20,6 +21,8 @@ type handler func(ctx context.Context, sess *session, user uint64, body []byte) 
 // errDecode marks a body that does not decode.
 var errDecode = errors.New("gateway: malformed body")
 
+var errZeroConv = fmt.Errorf("gateway: %w: conv 0", inbox.ErrInvalid)
+
 // decoded wraps a handler that takes the decoded request body.
 func decoded[T any, PT interface {
 	*T
@@ -29,6 +32,11 @@ func decoded[T any, PT interface {
 		req := PT(new(T))
 		if err := wire.Decode(body, req); err != nil {
 			return nil, errDecode
+		}
+		// No group has id 0: naming it is an argument out of range, for
+		// every command, rather than whatever a lookup of it would say.
+		if r, ok := any(req).(interface{ GetConv() uint64 }); ok && r.GetConv() == 0 {
+			return nil, errZeroConv
 		}
 		return f(ctx, sess, user, req)
 	}
@@ -186,19 +194,22 @@ func (sess *session) auth(ctx context.Context, req request) {
 		sess.refuse(req, errorBody(code, err.Error()), closedAuthFailed)
 		return
 	}
+	sess.device = claims.Device
+	sess.user.Store(claims.User)
+	// Register before reading the head: an entry committed in between is
+	// then pushed (perhaps also counted in head_seq, which the client's
+	// sync rules absorb). The other order would lose it until the next SYNC.
+	s.register(sess)
 	head, err := s.svc.Head(ctx, claims.User)
 	if err != nil {
 		s.metrics.authFailures[authUnavailable].Inc()
 		sess.refuse(req, errorFor(err), closedAuthFailed)
 		return
 	}
-	sess.device = claims.Device
-	sess.user.Store(claims.User)
-	s.register(sess)
 	sess.reply(req, &wirepb.AuthResponse{
 		UserId: claims.User, DeviceId: claims.Device, HeadSeq: head,
 		HeartbeatMs: uint32(s.cfg.Heartbeat.Milliseconds()), ServerTimeMs: s.cfg.Now().UnixMilli(),
-		MaxFrame: uint32(s.cfg.MaxFrame),
+		MaxFrame: uint32(s.cfg.MaxFrame), MaxGroupSize: uint32(s.svc.MaxGroupSize()),
 	}, nil)
 }
 

@@ -35,6 +35,12 @@ func (s *Service) SendGroupMessage(ctx context.Context, sender, conv uint64, cli
 	var res SendResult
 	err := s.do(ctx, func(tx *txn) error {
 		if d, ok, err := tx.dedup(sender, clientMsgID); err != nil || ok {
+			if err == nil && d.Conv != conv {
+				// The key is the sender's across all conversations: an ack
+				// of the other conversation's message would tell the client
+				// this one was stored.
+				return fmt.Errorf("%w: client msg id %q already used in conversation %d", ErrInvalid, clientMsgID, d.Conv)
+			}
 			res = dupResult(d)
 			return err
 		}
@@ -93,6 +99,10 @@ func (s *Service) checkSend(sender, conv uint64, clientMsgID string, kind wire.K
 	return nil
 }
 
+// MaxGroupSize returns the most members a group may have, its owner
+// included (Config.MaxGroupSize).
+func (s *Service) MaxGroupSize() int { return s.cfg.MaxGroupSize }
+
 // NewGroup describes a group to create.
 type NewGroup struct {
 	Name    string   // empty: named after its first members
@@ -110,7 +120,7 @@ func (s *Service) CreateGroup(ctx context.Context, owner uint64, spec NewGroup) 
 	case len(spec.Name) > wire.MaxGroupName || !utf8.ValidString(spec.Name):
 		return timeline.Group{}, fmt.Errorf("inbox: create group: %w: name must be valid UTF-8 of at most %d bytes", ErrInvalid, wire.MaxGroupName)
 	case len(members)+1 > s.cfg.MaxGroupSize:
-		return timeline.Group{}, fmt.Errorf("inbox: create group of %d: %w (at most %d)", len(members)+1, ErrGroupFull, s.cfg.MaxGroupSize)
+		return timeline.Group{}, fmt.Errorf("inbox: create group of %d: %w: at most %d members", len(members)+1, ErrGroupFull, s.cfg.MaxGroupSize)
 	}
 	name := spec.Name
 	if name == "" {
@@ -215,7 +225,7 @@ func (s *Service) Join(ctx context.Context, user, conv uint64) error {
 // admit adds users to g and posts n, which they are the first to receive.
 func (tx *txn) admit(g *group, actor uint64, users []uint64, n wire.Notice) error {
 	if g.size()+len(users) > tx.s.cfg.MaxGroupSize {
-		return fmt.Errorf("%w: %d members plus %d exceed %d", ErrGroupFull, g.size(), len(users), tx.s.cfg.MaxGroupSize)
+		return fmt.Errorf("%w: %d members plus %d: at most %d members", ErrGroupFull, g.size(), len(users), tx.s.cfg.MaxGroupSize)
 	}
 	head, err := tx.convHead(g.ID)
 	if err != nil {
@@ -411,6 +421,9 @@ func (s *Service) MuteMember(ctx context.Context, actor, conv, user uint64, unti
 		if err != nil {
 			return err
 		}
+		if err := tx.checkUntil(until); err != nil {
+			return err
+		}
 		g = tx.mutable(g)
 		m := g.members[user]
 		m.MutedUntil = until
@@ -438,6 +451,9 @@ func (s *Service) MuteGroup(ctx context.Context, actor, conv uint64, until time.
 		if m.Role < wire.RoleAdmin {
 			return fmt.Errorf("%w: only the owner and admins mute a group", ErrForbidden)
 		}
+		if err := tx.checkUntil(until); err != nil {
+			return err
+		}
 		g = tx.mutable(g)
 		g.MutedUntil = until
 		tx.b.Groups = append(tx.b.Groups, g.Group)
@@ -447,6 +463,16 @@ func (s *Service) MuteGroup(ctx context.Context, actor, conv uint64, until time.
 	})
 	if err != nil {
 		return fmt.Errorf("inbox: mute group %d: %w", conv, err)
+	}
+	return nil
+}
+
+// checkUntil refuses a mute that would end before it starts: it would post
+// a notice saying someone is muted while nobody is. The zero time lifts a
+// mute.
+func (tx *txn) checkUntil(until time.Time) error {
+	if !until.IsZero() && !until.After(tx.now) {
+		return fmt.Errorf("%w: mute until %d ms is not in the future (0 lifts a mute)", ErrInvalid, until.UnixMilli())
 	}
 	return nil
 }
@@ -495,7 +521,9 @@ func (s *Service) SetDND(ctx context.Context, user, conv uint64, on bool) error 
 // MarkRead moves user's read marker of conv to convSeq (capped at the last
 // message the user has) and returns the marker. A marker never moves back:
 // an older convSeq changes nothing. A moved marker reaches the user's other
-// devices as a KindRead row in the user's inbox.
+// devices as a KindRead row in the user's inbox. A former member, of a
+// dismissed group too, may still move it up to the notice they left with,
+// so that the conversation's unread count can reach zero.
 func (s *Service) MarkRead(ctx context.Context, user, conv, convSeq uint64) (uint64, error) {
 	var marker uint64
 	err := s.do(ctx, func(tx *txn) error {

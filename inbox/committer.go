@@ -85,7 +85,7 @@ func (s *Service) commitLoop() {
 		for i, c := range applied {
 			c.done <- errs[i]
 		}
-		if s.hit("after-ack") {
+		if s.hit(stepAfterAck) {
 			crashed = true
 			continue
 		}
@@ -137,7 +137,7 @@ func (tx *txn) fail(err error) {
 // command of the batch fails with ErrUnavailable. It reports false when a
 // test's crash hook stopped the committer.
 func (s *Service) commit(tx *txn, errs []error) bool {
-	if s.hit("before-commit") {
+	if s.hit(stepBeforeCommit) {
 		return false
 	}
 	if tx.lastID != 0 {
@@ -177,10 +177,34 @@ func (s *Service) commit(tx *txn, errs []error) bool {
 	for id, g := range tx.groups {
 		s.groups[id] = g
 	}
-	return !s.hit("after-commit")
+	return !s.hit(stepAfterCommit)
 }
 
-func (s *Service) hit(step string) bool {
+// commitStep names a point of a group commit at which a test's hook may
+// stop the committer as if the process died there, or hold it. A set of
+// constants rather than strings, so that a test cannot name a step that
+// does not exist.
+type commitStep uint8
+
+const (
+	stepBeforeCommit commitStep = iota + 1 // the batch is built, nothing written
+	stepAfterCommit                        // the batch is durable, nobody acknowledged
+	stepAfterAck                           // the commands are answered, nothing pushed
+)
+
+func (s commitStep) String() string {
+	switch s {
+	case stepBeforeCommit:
+		return "before-commit"
+	case stepAfterCommit:
+		return "after-commit"
+	case stepAfterAck:
+		return "after-ack"
+	}
+	return fmt.Sprintf("step(%d)", uint8(s))
+}
+
+func (s *Service) hit(step commitStep) bool {
 	return s.cfg.stepHook != nil && s.cfg.stepHook(step)
 }
 

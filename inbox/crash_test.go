@@ -21,10 +21,17 @@ import (
 	"github.com/inboxd/inboxd/wire"
 )
 
-// crashOnce returns a crash hook that fires at step the first time.
-func crashOnce(step string) func(string) bool {
+// crashOnce returns a crash hook that fires at step the first time. The
+// test fails if it never fires: a crash test whose crash did not happen
+// tests nothing.
+func crashOnce(t *testing.T, step commitStep) func(commitStep) bool {
 	var fired atomic.Bool
-	return func(s string) bool { return s == step && fired.CompareAndSwap(false, true) }
+	t.Cleanup(func() {
+		if !fired.Load() {
+			t.Errorf("the crash hook at %v never fired", step)
+		}
+	})
+	return func(s commitStep) bool { return s == step && fired.CompareAndSwap(false, true) }
 }
 
 // TestCrashPoints stops the committer at each step of a group commit, drops
@@ -33,22 +40,22 @@ func crashOnce(step string) func(string) bool {
 // every inbox, and that an acknowledged message was never lost.
 func TestCrashPoints(t *testing.T) {
 	tests := []struct {
-		step  string
+		step  commitStep
 		acked bool // the sender got the ack before the crash
 		lands bool // the message is in the store after the crash
 	}{
-		{"before-commit", false, false},
-		{"after-commit", false, true},
-		{"after-ack", true, true},
+		{stepBeforeCommit, false, false},
+		{stepAfterCommit, false, true},
+		{stepAfterAck, true, true},
 	}
 	for _, tt := range tests {
-		t.Run(tt.step, func(t *testing.T) {
+		t.Run(tt.step.String(), func(t *testing.T) {
 			e := newEnv(t, Config{})
 			conv := e.create(1, 2, 3)
 			e.send(1, conv, "m1", "first")
 
 			e.close()
-			e.cfg.stepHook = crashOnce(tt.step)
+			e.cfg.stepHook = crashOnce(t, tt.step)
 			e.open()
 			first, err := e.svc.SendGroupMessage(ctx, 2, conv, "m2", wire.KindText, []byte("second"))
 			if acked := err == nil; acked != tt.acked {

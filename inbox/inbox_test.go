@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -152,8 +153,8 @@ func TestResendReturnsFirstResult(t *testing.T) {
 func TestConcurrentDuplicatesStoreOnce(t *testing.T) {
 	release := make(chan struct{})
 	var held atomic.Bool
-	e := newEnv(t, Config{stepHook: func(step string) bool {
-		if step == "before-commit" && held.CompareAndSwap(true, false) {
+	e := newEnv(t, Config{stepHook: func(step commitStep) bool {
+		if step == stepBeforeCommit && held.CompareAndSwap(true, false) {
 			<-release
 		}
 		return false
@@ -664,8 +665,8 @@ func TestClose(t *testing.T) {
 func TestLeaveAndRejoinInOneBatch(t *testing.T) {
 	release := make(chan struct{})
 	var held atomic.Bool
-	e := newEnv(t, Config{stepHook: func(step string) bool {
-		if step == "before-commit" && held.CompareAndSwap(true, false) {
+	e := newEnv(t, Config{stepHook: func(step commitStep) bool {
+		if step == stepBeforeCommit && held.CompareAndSwap(true, false) {
 			<-release
 		}
 		return false
@@ -690,5 +691,105 @@ func TestLeaveAndRejoinInOneBatch(t *testing.T) {
 	info, err := e.svc.Group(ctx, 3, conv)
 	if err != nil || len(info.Members) != 3 {
 		t.Fatalf("group after leave and rejoin: %+v, %v", info, err)
+	}
+}
+
+// TestConversationsOrderIgnoresSettings pins "latest activity": the time of
+// the newest message the user has in the conversation. Moving the read
+// marker or do-not-disturb writes inbox entries but no message, and leaves
+// the order as it was.
+func TestConversationsOrderIgnoresSettings(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	tick := func() time.Time { mu.Lock(); defer mu.Unlock(); now = now.Add(time.Second); return now }
+	e := newEnv(t, Config{Now: tick})
+	a, b := e.create(1, 2), e.create(1, 3)
+	e.send(2, a, "1", "x")
+	order := func() []uint64 {
+		cs, err := e.svc.Conversations(ctx, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []uint64
+		for _, c := range cs {
+			out = append(out, c.Conv)
+		}
+		return out
+	}
+	if got := order(); !slices.Equal(got, []uint64{a, b}) {
+		t.Fatalf("order %v, want %v", got, []uint64{a, b})
+	}
+	if _, err := e.svc.MarkRead(ctx, 1, b, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.SetDND(ctx, 1, b, true); err != nil {
+		t.Fatal(err)
+	}
+	if got := order(); !slices.Equal(got, []uint64{a, b}) {
+		t.Fatalf("order after MARK_READ and SET_DND %v, want %v", got, []uint64{a, b})
+	}
+	e.send(3, b, "2", "x")
+	if got := order(); !slices.Equal(got, []uint64{b, a}) {
+		t.Fatalf("order after a message %v, want %v", got, []uint64{b, a})
+	}
+}
+
+// TestRejoinReadsFromLatestJoin pins what a rejoined member reads: HISTORY
+// and joined_at start at the notice of the latest join; what the user
+// received in an earlier membership stays in their inbox.
+func TestRejoinReadsFromLatestJoin(t *testing.T) {
+	e := newEnv(t, Config{})
+	conv := e.create(1, 2)                            // 1: create
+	e.send(1, conv, "a", "a")                         // 2
+	if err := e.svc.Leave(ctx, 2, conv); err != nil { // 3: leave
+		t.Fatal(err)
+	}
+	e.send(1, conv, "b", "while away")                              // 4
+	if err := e.svc.Invite(ctx, 1, conv, []uint64{2}); err != nil { // 5: invite
+		t.Fatal(err)
+	}
+	e.send(1, conv, "c", "c") // 6
+	if c := e.conversation(2, conv); c.JoinedAt != 5 || c.LeftAt != 0 || c.ReadSeq != 4 {
+		t.Fatalf("conversation after rejoin %+v", c.Conversation)
+	}
+	info, err := e.svc.Group(ctx, 2, conv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range info.Members {
+		if m.User == 2 && m.JoinedAt != 5 {
+			t.Fatalf("member joined_at %d, want 5", m.JoinedAt)
+		}
+	}
+	h, err := e.svc.History(ctx, 2, conv, 0, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []uint64
+	for _, m := range h {
+		got = append(got, m.ConvSeq)
+	}
+	if !slices.Equal(got, []uint64{6, 5}) {
+		t.Fatalf("history after rejoin: conv_seqs %v, want [6 5]", got)
+	}
+	var inInbox []uint64
+	for _, en := range e.inbox(2) {
+		inInbox = append(inInbox, en.Row.ConvSeq)
+	}
+	if !slices.Equal(inInbox, []uint64{1, 2, 3, 5, 6}) {
+		t.Fatalf("inbox conv_seqs %v, want [1 2 3 5 6]", inInbox)
+	}
+}
+
+func TestGroupFullNamesTheLimit(t *testing.T) {
+	e := newEnv(t, Config{MaxGroupSize: 3})
+	_, err := e.svc.CreateGroup(ctx, 1, NewGroup{Members: []uint64{2, 3, 4}})
+	if !errors.Is(err, ErrGroupFull) || !strings.Contains(err.Error(), "at most 3 members") {
+		t.Fatalf("create: %v", err)
+	}
+	conv := e.create(1, 2, 3)
+	err = e.svc.Invite(ctx, 1, conv, []uint64{4})
+	if !errors.Is(err, ErrGroupFull) || !strings.Contains(err.Error(), "at most 3 members") {
+		t.Fatalf("invite: %v", err)
 	}
 }

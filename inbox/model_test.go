@@ -3,6 +3,7 @@ package inbox
 import (
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -19,21 +20,30 @@ import (
 // reopen, and checks the store against a model rebuilt from scratch: replay
 // each conversation's notices to know who was a member of every message, and
 // derive what every inbox, marker and unread count must be.
+//
+// A failure names its seed; -seed replays it:
+//
+//	go test ./inbox -run TestRandomizedModel -seed 12345
+//
+// (Goroutine scheduling and crash timing still vary between runs, so a
+// replay repeats the operations and crash points, not every interleaving.)
 func TestRandomizedModel(t *testing.T) {
-	seed := uint64(rand.Int64())
-	t.Logf("seed %d", seed)
+	seed := *modelSeed
+	if seed == 0 {
+		seed = rand.Uint64N(1<<63) + 1
+	}
+	t.Logf("seed %d (replay with -seed %d)", seed, seed)
 	m := &model{rng: rand.New(rand.NewPCG(seed, seed>>1)), acked: map[dedupKey]SendResult{}}
-	steps := []string{"before-commit", "after-commit", "after-ack"}
-	var armed atomic.Value     // the step to crash at; "" when disarmed
+	steps := []commitStep{stepBeforeCommit, stepAfterCommit, stepAfterAck}
+	var armed atomic.Uint32    // the commitStep to crash at; 0 when disarmed
 	var countdown atomic.Int32 // commits to pass at that step first
-	armed.Store("")
 	crashed := make(chan struct{}, 1)
 	crashes := 0
-	e := newEnv(t, Config{MaxGroupSize: 8, stepHook: func(step string) bool {
-		if armed.Load() != step || countdown.Add(-1) > 0 {
+	e := newEnv(t, Config{MaxGroupSize: 8, stepHook: func(step commitStep) bool {
+		if armed.Load() != uint32(step) || countdown.Add(-1) > 0 {
 			return false
 		}
-		armed.Store("")
+		armed.Store(0)
 		crashed <- struct{}{}
 		return true
 	}})
@@ -58,7 +68,7 @@ func TestRandomizedModel(t *testing.T) {
 	}
 	for done.Load() < workers {
 		countdown.Store(int32(10 + m.intn(40)))
-		armed.Store(steps[m.intn(len(steps))])
+		armed.Store(uint32(steps[m.intn(len(steps))]))
 		select {
 		case <-crashed:
 			crashes++
@@ -70,13 +80,16 @@ func TestRandomizedModel(t *testing.T) {
 		mu.Unlock()
 	}
 	wg.Wait()
-	armed.Store("")
+	armed.Store(0)
 	m.verify(t, e, users)
 	t.Logf("%d sends acknowledged, %d groups, %d crashes", len(m.acked), len(m.groups), crashes)
 	if len(m.acked) < minAcked || crashes == 0 {
 		t.Fatalf("the workload did too little to test anything")
 	}
 }
+
+// modelSeed replays a run of TestRandomizedModel; 0 picks a random seed.
+var modelSeed = flag.Uint64("seed", 0, "seed of TestRandomizedModel (0: random)")
 
 func waitAll(wg *sync.WaitGroup) <-chan struct{} {
 	c := make(chan struct{})

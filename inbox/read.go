@@ -109,10 +109,11 @@ func (s *Service) withMessages(ctx context.Context, rows []timeline.Row) ([]Entr
 }
 
 // History returns up to limit messages of conv before conv_seq before (0:
-// the newest), newest first, never reaching back before the user joined.
-// Only current members read history.
+// the newest), newest first, never reaching back before the user's latest
+// join (a member who left and came back reads from the notice that let them
+// back in). Only current members of a live group read history.
 func (s *Service) History(ctx context.Context, user, conv, before uint64, limit int) ([]timeline.Message, error) {
-	c, err := s.currentMember(ctx, user, conv)
+	_, c, err := s.currentMember(ctx, user, conv)
 	if err != nil {
 		return nil, fmt.Errorf("inbox: history of %d: %w", conv, err)
 	}
@@ -133,12 +134,24 @@ func (s *Service) History(ctx context.Context, user, conv, before uint64, limit 
 	return msgs, nil
 }
 
-func (s *Service) currentMember(ctx context.Context, user, conv uint64) (timeline.Conversation, error) {
+// currentMember returns user's entry of conv if conv is a live group and
+// user a member of it. A dismissed group answers ErrDismissed to everyone,
+// its former members included, as the group commands do.
+func (s *Service) currentMember(ctx context.Context, user, conv uint64) (timeline.Group, timeline.Conversation, error) {
+	g, err := s.store.Group(ctx, conv)
+	switch {
+	case errors.Is(err, timeline.ErrNotFound):
+		return g, timeline.Conversation{}, ErrNoGroup
+	case err != nil:
+		return g, timeline.Conversation{}, err
+	case g.Dismissed:
+		return g, timeline.Conversation{}, ErrDismissed
+	}
 	c, err := s.store.Conversation(ctx, user, conv)
 	if errors.Is(err, timeline.ErrNotFound) || err == nil && c.LeftAt != 0 {
-		return c, ErrNotMember
+		return g, c, ErrNotMember
 	}
-	return c, err
+	return g, c, err
 }
 
 // ConversationInfo is an entry of a user's conversation list.
@@ -212,12 +225,10 @@ type GroupInfo struct {
 	Members []timeline.Member
 }
 
-// Group returns conv's metadata and members; only members may ask.
+// Group returns conv's metadata and members; only current members of a live
+// group may ask.
 func (s *Service) Group(ctx context.Context, user, conv uint64) (GroupInfo, error) {
-	if _, err := s.currentMember(ctx, user, conv); err != nil {
-		return GroupInfo{}, fmt.Errorf("inbox: group %d: %w", conv, err)
-	}
-	g, err := s.store.Group(ctx, conv)
+	g, _, err := s.currentMember(ctx, user, conv)
 	if err != nil {
 		return GroupInfo{}, fmt.Errorf("inbox: group %d: %w", conv, err)
 	}

@@ -45,7 +45,7 @@ type Config struct {
 	// stepHook, set by tests, is called at each named step of a group
 	// commit; returning true stops the committer there as if the process
 	// died. A hook may also block to hold the committer.
-	stepHook func(step string) bool
+	stepHook func(step commitStep) bool
 }
 
 func (c *Config) setDefaults() error {

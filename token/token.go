@@ -7,7 +7,11 @@
 //	base64url(payload) "." base64url(HMAC-SHA256(secret, base64url(payload)))
 //
 // where payload is the JSON object {"u": user id, "d": device id, "exp": unix
-// seconds}. Any language with HMAC-SHA256 and JSON can issue one.
+// seconds}, with exactly those three keys. Any language with HMAC-SHA256 and
+// JSON can issue one. Verify is strict, so that one token has one spelling
+// and one meaning: both parts must be canonical unpadded base64url, the keys
+// are matched exactly (no case folding, no duplicates, no others) and all
+// three are required.
 //
 // This package is part of inboxd's public API (README, "Layout"), for Go
 // backends that mint tokens: its exported names keep their meaning across
@@ -15,12 +19,14 @@
 package token
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 )
@@ -38,11 +44,17 @@ const MinSecret = 16
 // MaxLen bounds a token's length; longer input is malformed.
 const MaxLen = 1024
 
+// MaxDevice bounds a device id's length in bytes.
+const MaxDevice = 64
+
 // Claims is what a token says.
 type Claims struct {
 	User   uint64
-	Device string
-	Expiry time.Time // second precision
+	Device string // 1–MaxDevice bytes
+	// Expiry is second precision. Verify compares the payload's exp as an
+	// integer, so any exp up to the largest int64 is honoured; for one past
+	// year 292277026596 Expiry itself wraps, but Expiry.Unix() is still exp.
+	Expiry time.Time
 }
 
 // payload is the JSON form of Claims.
@@ -52,15 +64,29 @@ type payload struct {
 	Exp    int64  `json:"exp"`
 }
 
-var enc = base64.RawURLEncoding
+var enc = base64.RawURLEncoding.Strict()
+
+// ParseSecret turns the contents of a secret file into the HMAC key: the
+// file's bytes with white space (spaces, tabs, CR, LF) at either end
+// removed, used as they are. A hex secret is used as its hex text, not
+// decoded: "00ff…" is the key 0x30 0x30 0x66 0x66 …. inboxd and inboxctl
+// both read secret files with it, so a file written by echo (with its
+// trailing newline) means the same key to both.
+func ParseSecret(file []byte) ([]byte, error) {
+	secret := bytes.Trim(file, " \t\r\n")
+	if len(secret) < MinSecret {
+		return nil, fmt.Errorf("token: secret of %d bytes, want at least %d", len(secret), MinSecret)
+	}
+	return secret, nil
+}
 
 // Sign returns a token for c under secret.
 func Sign(secret []byte, c Claims) (string, error) {
 	if len(secret) < MinSecret {
 		return "", fmt.Errorf("token: secret of %d bytes, want at least %d", len(secret), MinSecret)
 	}
-	if c.User == 0 || c.Device == "" || len(c.Device) > 64 {
-		return "", fmt.Errorf("token: user id must be non-zero and device id 1–64 bytes")
+	if c.User == 0 || c.Device == "" || len(c.Device) > MaxDevice {
+		return "", fmt.Errorf("token: user id must be non-zero and device id 1–%d bytes", MaxDevice)
 	}
 	js, err := json.Marshal(payload{c.User, c.Device, c.Expiry.Unix()})
 	if err != nil {
@@ -86,24 +112,96 @@ func Verify(secret []byte, tok string, now time.Time) (Claims, error) {
 	if !ok {
 		return Claims{}, ErrMalformed
 	}
-	sig, err := enc.DecodeString(s)
-	if err != nil {
+	sig, ok := decode(s)
+	if !ok {
 		return Claims{}, ErrMalformed
 	}
 	if !hmac.Equal(sig, mac(secret, p)) {
 		return Claims{}, ErrSignature
 	}
-	js, err := enc.DecodeString(p)
-	if err != nil {
+	js, ok := decode(p)
+	if !ok {
 		return Claims{}, ErrMalformed
 	}
-	var pl payload
-	if err := json.Unmarshal(js, &pl); err != nil || pl.User == 0 || pl.Device == "" {
-		return Claims{}, ErrMalformed
+	pl, err := parsePayload(js)
+	if err != nil {
+		return Claims{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	c := Claims{User: pl.User, Device: pl.Device, Expiry: time.Unix(pl.Exp, 0)}
-	if !now.Before(c.Expiry) {
-		return Claims{}, fmt.Errorf("%w at %v", ErrExpired, c.Expiry.UTC())
+	// Compared as integers: time.Unix(exp) overflows for exp near the
+	// largest int64, and a far expiry must not read as a past one.
+	if now.Unix() >= pl.Exp {
+		return Claims{}, fmt.Errorf("%w at %d", ErrExpired, pl.Exp)
 	}
 	return c, nil
+}
+
+// decode decodes canonical unpadded base64url only. The decoder skips CR and
+// LF even in strict mode, so the text must also be what encoding gives back.
+func decode(s string) ([]byte, bool) {
+	b, err := enc.DecodeString(s)
+	if err != nil || enc.EncodedLen(len(b)) != len(s) {
+		return nil, false
+	}
+	return b, true
+}
+
+// parsePayload decodes the payload JSON, holding it to exactly the keys u, d
+// and exp, each once and spelled in lower case. encoding/json alone would
+// fold case, take the last of duplicate keys and skip unknown ones.
+func parsePayload(js []byte) (payload, error) {
+	var pl payload
+	dec := json.NewDecoder(bytes.NewReader(js))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return pl, errors.New("not a JSON object")
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return pl, err
+		}
+		key, _ := t.(string)
+		if seen[key] {
+			return pl, fmt.Errorf("key %q twice", key)
+		}
+		seen[key] = true
+		var dst any
+		switch key {
+		case "u":
+			dst = &pl.User
+		case "d":
+			dst = &pl.Device
+		case "exp":
+			dst = &pl.Exp
+		default:
+			return pl, fmt.Errorf("unknown key %q", key)
+		}
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return pl, err
+		}
+		// null would decode as the zero value: a second spelling of 0 and "".
+		if string(raw) == "null" {
+			return pl, fmt.Errorf("key %q is null", key)
+		}
+		if err := json.Unmarshal(raw, dst); err != nil {
+			return pl, fmt.Errorf("key %q: %w", key, err)
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return pl, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return pl, errors.New("data after the object")
+	}
+	switch {
+	case len(seen) != 3:
+		return pl, errors.New("want the keys u, d and exp")
+	case pl.User == 0:
+		return pl, errors.New("zero user id")
+	case pl.Device == "" || len(pl.Device) > MaxDevice:
+		return pl, fmt.Errorf("device id of %d bytes, want 1–%d", len(pl.Device), MaxDevice)
+	}
+	return pl, nil
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/inboxd/inboxd/inbox"
+	"github.com/inboxd/inboxd/internal/backoff"
 	"github.com/inboxd/inboxd/wire"
 )
 
@@ -42,7 +43,8 @@ type Config struct {
 	MaxAttempts int    // posts of one notice (default 5)
 	Backoff     time.Duration
 	// Backoff is the wait after the first failure, doubled after each
-	// (default 200 ms, capped at 10 s).
+	// (default 200 ms, capped at 10 s), each wait jittered down by up to
+	// half so that notices failed together are not retried together.
 	Timeout time.Duration // one post (default 5 s)
 	Client  *http.Client
 	Logger  *slog.Logger
@@ -184,7 +186,7 @@ func (p *Pusher) work() {
 
 func (p *Pusher) deliver(n Notice) {
 	body, _ := json.Marshal(n)
-	wait := p.cfg.Backoff
+	policy := backoff.Policy{Min: p.cfg.Backoff, Max: 10 * time.Second}
 	for attempt := 1; ; attempt++ {
 		err := p.post(body)
 		if err == nil {
@@ -199,12 +201,11 @@ func (p *Pusher) deliver(n Notice) {
 		}
 		p.retries.Add(1)
 		select {
-		case <-time.After(wait):
+		case <-time.After(policy.Delay(attempt - 1)):
 		case <-p.stop:
 			p.failed.Add(1)
 			return
 		}
-		wait = min(2*wait, 10*time.Second)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/inboxd/inboxd/token"
+	"github.com/inboxd/inboxd/wire"
 )
 
 func testApp(env map[string]string) (*app, *bytes.Buffer, *bytes.Buffer) {
@@ -42,6 +43,17 @@ func TestParse(t *testing.T) {
 		{"history --before 21 --limit 5 7", &historyCmd{conv: 7, before: 21, limit: 5}},
 		{"conversations", &conversationsCmd{}},
 		{"read 7 3", &readCmd{conv: 7, convSeq: 3}},
+		{"join 7", &joinCmd{conv: 7}},
+		{"kick 7 43", &kickCmd{conv: 7, user: 43}},
+		{"dismiss 7", &dismissCmd{conv: 7}},
+		{"set-role 7 43 admin", &setRoleCmd{conv: 7, user: 43, role: wire.RoleAdmin}},
+		{"set-role 7 43 3", &setRoleCmd{conv: 7, user: 43, role: wire.RoleOwner}},
+		{"mute --for 1h 7 43", &muteCmd{conv: 7, user: 43, forDur: time.Hour}},
+		{"mute --until 2030-01-01T12:00:00Z 7", &muteCmd{conv: 7, until: "2030-01-01T12:00:00Z"}},
+		{"mute --off 7 43", &muteCmd{conv: 7, user: 43, off: true}},
+		{"dnd 7 on", &dndCmd{conv: 7, on: true}},
+		{"dnd 7 off", &dndCmd{conv: 7}},
+		{"group-info 7", &groupInfoCmd{conv: 7}},
 	}
 	for _, tt := range tests {
 		a, _, _ := testApp(nil)
@@ -82,6 +94,24 @@ func TestParseErrors(t *testing.T) {
 		"conversations x",
 		"read 7",
 		"read 7 x",
+		"join",
+		"join 7 8",
+		"kick 7",
+		"kick 7 x",
+		"dismiss",
+		"set-role 7 43",
+		"set-role 7 43 king",
+		"set-role 7 43 0",
+		"mute 7 43",                // how long?
+		"mute --for 1h --off 7 43", // two answers
+		"mute --for -1h 7",         // negative
+		"mute --until tomorrow 7",  // not RFC 3339
+		"mute --off",               // no group
+		"mute --off 7 43 44",       // two users
+		"dnd 7",
+		"dnd 7 maybe",
+		"group-info",
+		"group-info x",
 	} {
 		a, _, _ := testApp(nil)
 		if _, err := parse(strings.Fields(args), a); err == nil {
@@ -192,5 +222,27 @@ func TestTokenCommand(t *testing.T) {
 	a, _, errOut := testApp(nil)
 	if status := run(context.Background(), strings.Fields("token --secret short --user 7"), a); status != 1 || !strings.Contains(errOut.String(), "secret") {
 		t.Errorf("short secret: status %d, %s", status, errOut)
+	}
+}
+
+func TestMuteDeadline(t *testing.T) {
+	now := time.Unix(1_893_456_000, 0)
+	tests := []struct {
+		args string
+		want time.Time
+	}{
+		{"mute --for 90m 7 43", now.Add(90 * time.Minute)},
+		{"mute --until 2030-01-02T00:00:00Z 7", time.Date(2030, 1, 2, 0, 0, 0, 0, time.UTC)},
+		{"mute --off 7", time.Time{}},
+	}
+	for _, tt := range tests {
+		a, _, _ := testApp(nil)
+		cmd, err := parse(strings.Fields(tt.args), a)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.args, err)
+		}
+		if got := cmd.(*muteCmd).deadline(now); !got.Equal(tt.want) {
+			t.Errorf("%s: until %v, want %v", tt.args, got, tt.want)
+		}
 	}
 }

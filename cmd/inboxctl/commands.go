@@ -53,8 +53,9 @@ func (c *tokenCmd) run(_ context.Context, a *app) error {
 		if err != nil {
 			return fmt.Errorf("token: %w", err)
 		}
-		// A file written by echo ends with a newline that is not the secret's.
-		secret = []byte(strings.TrimRight(string(b), "\r\n"))
+		if secret, err = token.ParseSecret(b); err != nil {
+			return fmt.Errorf("token: %s: %w", c.secretFile, err)
+		}
 	}
 	claims := token.Claims{User: c.user, Device: c.device, Expiry: a.now().Add(c.ttl).Truncate(time.Second)}
 	tok, err := token.Sign(secret, claims)

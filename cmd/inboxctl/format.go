@@ -221,16 +221,57 @@ type groupJSON struct {
 	Dismissed  bool   `json:"dismissed,omitempty"`
 }
 
-func (p printer) group(g *wirepb.Group) error {
+func toGroupJSON(g *wirepb.Group) groupJSON {
 	j := groupJSON{ID: g.Id, Name: g.Name, Owner: g.Owner, Created: jsonTime(g.CreatedMs), Open: g.Open, Dismissed: g.Dismissed}
 	if g.MutedUntilMs != 0 {
 		j.MutedUntil = jsonTime(g.MutedUntilMs)
 	}
+	return j
+}
+
+func (p printer) group(g *wirepb.Group) error {
+	j := toGroupJSON(g)
 	human := fmt.Sprintf("group %d %q, owner %d", g.Id, g.Name, g.Owner)
 	if g.Open {
 		human += ", open"
 	}
 	return p.emit(j, human)
+}
+
+type memberJSON struct {
+	User       uint64 `json:"user"`
+	Role       string `json:"role"`
+	JoinedAt   uint64 `json:"joined_at"`
+	MutedUntil string `json:"muted_until,omitempty"`
+}
+
+// groupInfo prints a group and its members: for people a line for the group
+// and a table of members, as JSON one object holding both.
+func (p printer) groupInfo(info *wirepb.GroupInfoResponse) error {
+	g := info.GetGroup()
+	members := make([]memberJSON, len(info.Members))
+	for i, m := range info.Members {
+		members[i] = memberJSON{User: m.User, Role: wire.Role(m.Role).String(), JoinedAt: m.JoinedAt}
+		if m.MutedUntilMs != 0 {
+			members[i].MutedUntil = jsonTime(m.MutedUntilMs)
+		}
+	}
+	if p.json {
+		j := struct {
+			Group   groupJSON    `json:"group"`
+			Members []memberJSON `json:"members"`
+		}{toGroupJSON(g), members}
+		return p.emit(j, "")
+	}
+	if err := p.group(g); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(p.w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "USER\tROLE\tJOINED\tMUTED UNTIL")
+	for _, m := range members {
+		fmt.Fprintf(tw, "%d\t%s\t@%d\t%s\n", m.User, m.Role, m.JoinedAt, m.MutedUntil)
+	}
+	return tw.Flush()
 }
 
 func (p printer) ack(clientMsgID string, a *wirepb.SendAck) error {

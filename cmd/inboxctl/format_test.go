@@ -155,3 +155,37 @@ func TestSmallOutputs(t *testing.T) {
 		t.Errorf("done with --json printed %q", b.String())
 	}
 }
+
+func TestGroupInfoFormat(t *testing.T) {
+	info := &wirepb.GroupInfoResponse{
+		Group: &wirepb.Group{Id: 7, Name: "ops", Owner: 42, CreatedMs: t0},
+		Members: []*wirepb.Member{
+			{User: 42, Role: 3, JoinedAt: 1},
+			{User: 43, Role: 2, JoinedAt: 1},
+			{User: 44, Role: 1, JoinedAt: 5, MutedUntilMs: t0 + 3_600_000},
+		},
+	}
+	var b bytes.Buffer
+	if err := (printer{w: &b}).groupInfo(info); err != nil {
+		t.Fatal(err)
+	}
+	want := "" +
+		"group 7 \"ops\", owner 42\n" +
+		"USER  ROLE    JOINED  MUTED UNTIL\n" +
+		"42    owner   @1      \n" +
+		"43    admin   @1      \n" +
+		"44    member  @5      2030-01-01T01:00:00.000Z\n"
+	if b.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
+	}
+	b.Reset()
+	if err := (printer{w: &b, json: true}).groupInfo(info); err != nil {
+		t.Fatal(err)
+	}
+	want = `{"group":{"id":"7","name":"ops","owner":42,"created":"2030-01-01T00:00:00.000Z"},"members":[` +
+		`{"user":42,"role":"owner","joined_at":1},{"user":43,"role":"admin","joined_at":1},` +
+		`{"user":44,"role":"member","joined_at":5,"muted_until":"2030-01-01T01:00:00.000Z"}]}` + "\n"
+	if b.String() != want {
+		t.Errorf("got %s want %s", b.String(), want)
+	}
+}

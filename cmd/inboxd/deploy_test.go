@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gocql/gocql"
 	"github.com/prometheus/common/model"
 	"go.yaml.in/yaml/v2"
 )
@@ -330,7 +331,7 @@ func TestDeployFiles(t *testing.T) {
 		if err != nil {
 			t.Fatalf("inboxd refuses the compose command %q: %v", svc.Command, err)
 		}
-		if o.Store != "cassandra" || o.Admin != ":7601" || o.Consistency != "ONE" || o.Node != 1 {
+		if o.Store != "cassandra" || o.Admin != ":7601" || o.Consistency != gocql.One || o.Node != 1 {
 			t.Errorf("compose options %+v", o)
 		}
 		for k := range svc.Environment {

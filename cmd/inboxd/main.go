@@ -50,7 +50,7 @@ type options struct {
 	Data         string
 	Hosts        string
 	Keyspace     string
-	Consistency  string
+	Consistency  gocql.Consistency
 	CreateSchema bool
 	SecretFile   string
 	Node         int64
@@ -58,7 +58,7 @@ type options struct {
 	MaxFrame     int
 	Workers      int
 	WebhookURL   string
-	LogLevel     string
+	LogLevel     slog.Level
 }
 
 func main() {
@@ -109,7 +109,7 @@ func flagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.Data, "data", "inboxd-data", "data directory of the embedded store (and of the generated token secret)")
 	fs.StringVar(&o.Hosts, "cassandra-hosts", "127.0.0.1:9042", "Cassandra contact points, comma separated")
 	fs.StringVar(&o.Keyspace, "keyspace", "inboxd", "Cassandra keyspace")
-	fs.StringVar(&o.Consistency, "cassandra-consistency", "LOCAL_QUORUM", "Cassandra consistency of reads and writes (ONE on a single dev node)")
+	fs.TextVar(&o.Consistency, "cassandra-consistency", gocql.LocalQuorum, "Cassandra consistency of reads and writes (ONE on a single dev node)")
 	fs.BoolVar(&o.CreateSchema, "create-schema", false, "create a missing Cassandra keyspace and tables (development only)")
 	fs.StringVar(&o.SecretFile, "secret-file", "", "file holding the token secret (default: <data>/token-secret, generated on first run)")
 	fs.Int64Var(&o.Node, "node", 0, "snowflake node id, 0-1023, unique per server")
@@ -117,7 +117,7 @@ func flagSet(o *options) *flag.FlagSet {
 	fs.IntVar(&o.MaxFrame, "max-frame", wire.DefaultMaxFrame, "maximum frame size in bytes, header included")
 	fs.IntVar(&o.Workers, "workers", 512, "goroutines running requests")
 	fs.StringVar(&o.WebhookURL, "webhook-url", "", "URL to POST offline-push notices to (empty: off)")
-	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.TextVar(&o.LogLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
 	return fs
 }
 
@@ -128,12 +128,6 @@ func (o options) validate() error {
 	case "pebble", "cassandra":
 	default:
 		return fmt.Errorf("-store %q: want pebble or cassandra", o.Store)
-	}
-	if err := new(gocql.Consistency).UnmarshalText([]byte(o.Consistency)); err != nil {
-		return fmt.Errorf("-cassandra-consistency: %w", err)
-	}
-	if err := new(slog.Level).UnmarshalText([]byte(o.LogLevel)); err != nil {
-		return fmt.Errorf("-log-level: %w", err)
 	}
 	if o.Node < 0 || o.Node > 1023 {
 		return fmt.Errorf("-node %d: want 0-1023", o.Node)
@@ -146,11 +140,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(o.LogLevel)); err != nil {
-		return fmt.Errorf("-log-level: %w", err)
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: o.LogLevel}))
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -235,15 +225,11 @@ func openStore(ctx context.Context, o options, log *slog.Logger) (timeline.Store
 	case "pebble":
 		return pebble.Open(pebble.Options{Dir: o.Data, Logger: log})
 	case "cassandra":
-		var consistency gocql.Consistency
-		if err := consistency.UnmarshalText([]byte(o.Consistency)); err != nil {
-			return nil, fmt.Errorf("-cassandra-consistency: %w", err)
-		}
 		if err := os.MkdirAll(o.Data, 0o700); err != nil { // the token secret lives there
 			return nil, err
 		}
 		return cassandra.Open(ctx, cassandra.Config{
-			Hosts: strings.Split(o.Hosts, ","), Keyspace: o.Keyspace, Consistency: consistency,
+			Hosts: strings.Split(o.Hosts, ","), Keyspace: o.Keyspace, Consistency: o.Consistency,
 			CreateSchema: o.CreateSchema, Logger: log,
 		})
 	}
@@ -270,9 +256,9 @@ func loadSecret(o options, log *slog.Logger) ([]byte, error) {
 	} else if err != nil {
 		return nil, fmt.Errorf("read token secret: %w", err)
 	}
-	secret := []byte(strings.TrimSpace(string(b)))
-	if len(secret) < token.MinSecret {
-		return nil, fmt.Errorf("token secret in %s is %d bytes, want at least %d", path, len(secret), token.MinSecret)
+	secret, err := token.ParseSecret(b)
+	if err != nil {
+		return nil, fmt.Errorf("token secret in %s: %w", path, err)
 	}
 	return secret, nil
 }

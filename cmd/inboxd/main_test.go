@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -46,6 +47,35 @@ func TestParse(t *testing.T) {
 	}
 	if _, err := parse(nil, func(k string) string { return map[string]string{"INBOXD_NODE": "z"}[k] }); err == nil {
 		t.Fatal("bad environment value accepted")
+	}
+}
+
+// TestParseTextFlags checks the flags parsed once into their types, from
+// the command line and from the environment.
+func TestParseTextFlags(t *testing.T) {
+	tests := []struct {
+		args        []string
+		env         map[string]string
+		level       slog.Level
+		consistency gocql.Consistency
+		wantErr     bool
+	}{
+		{nil, nil, slog.LevelInfo, gocql.LocalQuorum, false},
+		{[]string{"-log-level", "debug", "-cassandra-consistency", "ONE"}, nil, slog.LevelDebug, gocql.One, false},
+		{[]string{"-log-level", "WARN"}, nil, slog.LevelWarn, gocql.LocalQuorum, false},
+		{nil, map[string]string{"INBOXD_LOG_LEVEL": "error", "INBOXD_CASSANDRA_CONSISTENCY": "QUORUM"}, slog.LevelError, gocql.Quorum, false},
+		{[]string{"-log-level", "loud"}, nil, 0, 0, true},
+		{[]string{"-cassandra-consistency", "SOME"}, nil, 0, 0, true},
+		{nil, map[string]string{"INBOXD_LOG_LEVEL": "loud"}, 0, 0, true},
+	}
+	for _, tt := range tests {
+		o, err := parse(tt.args, func(k string) string { return tt.env[k] })
+		if (err != nil) != tt.wantErr {
+			t.Fatalf("parse(%q, %v): %v", tt.args, tt.env, err)
+		}
+		if err == nil && (o.LogLevel != tt.level || o.Consistency != tt.consistency) {
+			t.Errorf("parse(%q, %v): level %v, consistency %v", tt.args, tt.env, o.LogLevel, o.Consistency)
+		}
 	}
 }
 

@@ -5,19 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/gocql/gocql"
-)
 
-// Backoff between the attempts of a write that failed transiently.
-const (
-	minBackoff = 50 * time.Millisecond
-	maxBackoff = 2 * time.Second
+	"github.com/inboxd/inboxd/internal/backoff"
 )
 
 // retry runs op until it succeeds, fails with an error that retrying cannot
@@ -27,7 +22,7 @@ const (
 // attempt already; this loop outlasts an outage.
 // Each attempt is bounded by the driver's timeout.
 func (s *Store) retry(ctx context.Context, what string, op func() error) error {
-	delay := minBackoff
+	wait := backoff.Policy{Min: 50 * time.Millisecond, Max: 2 * time.Second}
 	for attempt := 1; ; attempt++ {
 		err := op()
 		if err == nil || !transient(err) {
@@ -38,14 +33,9 @@ func (s *Store) retry(ctx context.Context, what string, op func() error) error {
 		if attempt%20 == 1 {
 			s.log.Warn("timeline/cassandra: retrying", "op", what, "attempt", attempt, "err", err)
 		}
-		t := time.NewTimer(rand.N(delay) + delay/2)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !backoff.Sleep(ctx, wait.Delay(attempt-1)) {
 			return fmt.Errorf("%w (last error: %w)", context.Cause(ctx), err)
-		case <-t.C:
 		}
-		delay = min(2*delay, maxBackoff)
 	}
 }
 

@@ -175,7 +175,8 @@ type AuthResponse struct {
 	HeadSeq       uint64                 `protobuf:"varint,3,opt,name=head_seq,json=headSeq,proto3" json:"head_seq,omitempty"`             // the user's newest inbox seq
 	HeartbeatMs   uint32                 `protobuf:"varint,4,opt,name=heartbeat_ms,json=heartbeatMs,proto3" json:"heartbeat_ms,omitempty"` // send a HEARTBEAT at least this often
 	ServerTimeMs  int64                  `protobuf:"varint,5,opt,name=server_time_ms,json=serverTimeMs,proto3" json:"server_time_ms,omitempty"`
-	MaxFrame      uint32                 `protobuf:"varint,6,opt,name=max_frame,json=maxFrame,proto3" json:"max_frame,omitempty"` // the largest frame the server accepts, header included
+	MaxFrame      uint32                 `protobuf:"varint,6,opt,name=max_frame,json=maxFrame,proto3" json:"max_frame,omitempty"`               // the largest frame the server accepts, header included
+	MaxGroupSize  uint32                 `protobuf:"varint,7,opt,name=max_group_size,json=maxGroupSize,proto3" json:"max_group_size,omitempty"` // the most members a group may have, its owner included
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -248,6 +249,13 @@ func (x *AuthResponse) GetServerTimeMs() int64 {
 func (x *AuthResponse) GetMaxFrame() uint32 {
 	if x != nil {
 		return x.MaxFrame
+	}
+	return 0
+}
+
+func (x *AuthResponse) GetMaxGroupSize() uint32 {
+	if x != nil {
+		return x.MaxGroupSize
 	}
 	return 0
 }
@@ -1786,14 +1794,15 @@ const file_inboxd_proto_rawDesc = "" +
 	"\x0eretry_after_ms\x18\x03 \x01(\rR\fretryAfterMs\"\a\n" +
 	"\x05Empty\"#\n" +
 	"\vAuthRequest\x12\x14\n" +
-	"\x05token\x18\x01 \x01(\tR\x05token\"\xc5\x01\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\"\xeb\x01\n" +
 	"\fAuthResponse\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\x04R\x06userId\x12\x1b\n" +
 	"\tdevice_id\x18\x02 \x01(\tR\bdeviceId\x12\x19\n" +
 	"\bhead_seq\x18\x03 \x01(\x04R\aheadSeq\x12!\n" +
 	"\fheartbeat_ms\x18\x04 \x01(\rR\vheartbeatMs\x12$\n" +
 	"\x0eserver_time_ms\x18\x05 \x01(\x03R\fserverTimeMs\x12\x1b\n" +
-	"\tmax_frame\x18\x06 \x01(\rR\bmaxFrame\"\xb8\x01\n" +
+	"\tmax_frame\x18\x06 \x01(\rR\bmaxFrame\x12$\n" +
+	"\x0emax_group_size\x18\a \x01(\rR\fmaxGroupSize\"\xb8\x01\n" +
 	"\x05Group\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +

@@ -1,0 +1,244 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/inboxd/inboxd/client"
+	"github.com/inboxd/inboxd/wire"
+)
+
+// The group commands beyond create-group, invite and leave: one per
+// protocol command, so that each can be tried from the shell.
+
+type joinCmd struct{ conv uint64 }
+
+func (c *joinCmd) flags(*flag.FlagSet) {}
+
+func (c *joinCmd) args(args []string) (err error) {
+	c.conv, err = oneConv(args)
+	return err
+}
+
+func (c *joinCmd) run(ctx context.Context, a *app) error {
+	return a.call(ctx, func(cl *client.Client) error {
+		if err := cl.Join(ctx, c.conv); err != nil {
+			return fmt.Errorf("join: %w", err)
+		}
+		return newPrinter(a).done(fmt.Sprintf("joined %d", c.conv))
+	})
+}
+
+type dismissCmd struct{ conv uint64 }
+
+func (c *dismissCmd) flags(*flag.FlagSet) {}
+
+func (c *dismissCmd) args(args []string) (err error) {
+	c.conv, err = oneConv(args)
+	return err
+}
+
+func (c *dismissCmd) run(ctx context.Context, a *app) error {
+	return a.call(ctx, func(cl *client.Client) error {
+		if err := cl.Dismiss(ctx, c.conv); err != nil {
+			return fmt.Errorf("dismiss: %w", err)
+		}
+		return newPrinter(a).done(fmt.Sprintf("dismissed %d", c.conv))
+	})
+}
+
+type kickCmd struct{ conv, user uint64 }
+
+func (c *kickCmd) flags(*flag.FlagSet) {}
+
+func (c *kickCmd) args(args []string) (err error) {
+	if err := wantArgs(args, 2, 2); err != nil {
+		return err
+	}
+	if c.conv, err = parseID(args[0], "conversation"); err != nil {
+		return err
+	}
+	c.user, err = parseID(args[1], "user")
+	return err
+}
+
+func (c *kickCmd) run(ctx context.Context, a *app) error {
+	return a.call(ctx, func(cl *client.Client) error {
+		if err := cl.Kick(ctx, c.conv, c.user); err != nil {
+			return fmt.Errorf("kick: %w", err)
+		}
+		return newPrinter(a).done(fmt.Sprintf("removed %d from %d", c.user, c.conv))
+	})
+}
+
+type setRoleCmd struct {
+	conv, user uint64
+	role       wire.Role
+}
+
+func (c *setRoleCmd) flags(*flag.FlagSet) {}
+
+func (c *setRoleCmd) args(args []string) (err error) {
+	if err := wantArgs(args, 3, 3); err != nil {
+		return err
+	}
+	if c.conv, err = parseID(args[0], "conversation"); err != nil {
+		return err
+	}
+	if c.user, err = parseID(args[1], "user"); err != nil {
+		return err
+	}
+	c.role, err = parseRole(args[2])
+	return err
+}
+
+// parseRole takes a role by name or number.
+func parseRole(s string) (wire.Role, error) {
+	for _, r := range []wire.Role{wire.RoleMember, wire.RoleAdmin, wire.RoleOwner} {
+		if s == r.String() || s == strconv.Itoa(int(r)) {
+			return r, nil
+		}
+	}
+	return 0, fmt.Errorf("role %q: want member, admin or owner", s)
+}
+
+func (c *setRoleCmd) run(ctx context.Context, a *app) error {
+	return a.call(ctx, func(cl *client.Client) error {
+		if err := cl.SetRole(ctx, c.conv, c.user, uint32(c.role)); err != nil {
+			return fmt.Errorf("set role: %w", err)
+		}
+		return newPrinter(a).done(fmt.Sprintf("%d is %s of %d", c.user, c.role, c.conv))
+	})
+}
+
+type muteCmd struct {
+	conv, user uint64
+	// Exactly one of these says how long.
+	forDur time.Duration
+	until  string // RFC 3339
+	off    bool
+}
+
+func (c *muteCmd) flags(fs *flag.FlagSet) {
+	fs.DurationVar(&c.forDur, "for", 0, "mute for this long from now")
+	fs.StringVar(&c.until, "until", "", "mute until this time (RFC 3339, e.g. 2030-01-01T12:00:00Z)")
+	fs.BoolVar(&c.off, "off", false, "lift the mute")
+}
+
+func (c *muteCmd) args(args []string) (err error) {
+	given := 0
+	for _, set := range []bool{c.forDur != 0, c.until != "", c.off} {
+		if set {
+			given++
+		}
+	}
+	switch {
+	case given != 1:
+		return errors.New("give one of --for, --until and --off")
+	case c.forDur < 0:
+		return errors.New("--for must be positive")
+	case c.until != "":
+		if _, err := time.Parse(time.RFC3339, c.until); err != nil {
+			return fmt.Errorf("--until: %w", err)
+		}
+	}
+	if err := wantArgs(args, 1, 2); err != nil {
+		return err
+	}
+	if c.conv, err = parseID(args[0], "conversation"); err != nil {
+		return err
+	}
+	if len(args) == 2 {
+		c.user, err = parseID(args[1], "user")
+	}
+	return err
+}
+
+// deadline is when the mute ends; the zero time lifts it.
+func (c *muteCmd) deadline(now time.Time) time.Time {
+	switch {
+	case c.off:
+		return time.Time{}
+	case c.until != "":
+		t, _ := time.Parse(time.RFC3339, c.until) // checked by args
+		return t
+	}
+	return now.Add(c.forDur)
+}
+
+func (c *muteCmd) run(ctx context.Context, a *app) error {
+	until := c.deadline(a.now())
+	return a.call(ctx, func(cl *client.Client) error {
+		if err := cl.Mute(ctx, c.conv, c.user, until); err != nil {
+			return fmt.Errorf("mute: %w", err)
+		}
+		who := "the group"
+		if c.user != 0 {
+			who = strconv.FormatUint(c.user, 10)
+		}
+		if until.IsZero() {
+			return newPrinter(a).done(fmt.Sprintf("unmuted %s in %d", who, c.conv))
+		}
+		return newPrinter(a).done(fmt.Sprintf("muted %s in %d until %s", who, c.conv, until.UTC().Format(time.RFC3339)))
+	})
+}
+
+type dndCmd struct {
+	conv uint64
+	on   bool
+}
+
+func (c *dndCmd) flags(*flag.FlagSet) {}
+
+func (c *dndCmd) args(args []string) (err error) {
+	if err := wantArgs(args, 2, 2); err != nil {
+		return err
+	}
+	if c.conv, err = parseID(args[0], "conversation"); err != nil {
+		return err
+	}
+	switch args[1] {
+	case "on":
+		c.on = true
+	case "off":
+	default:
+		return fmt.Errorf("%q: want on or off", args[1])
+	}
+	return nil
+}
+
+func (c *dndCmd) run(ctx context.Context, a *app) error {
+	return a.call(ctx, func(cl *client.Client) error {
+		if err := cl.SetDND(ctx, c.conv, c.on); err != nil {
+			return fmt.Errorf("dnd: %w", err)
+		}
+		state := "off"
+		if c.on {
+			state = "on"
+		}
+		return newPrinter(a).done(fmt.Sprintf("do not disturb %s for %d", state, c.conv))
+	})
+}
+
+type groupInfoCmd struct{ conv uint64 }
+
+func (c *groupInfoCmd) flags(*flag.FlagSet) {}
+
+func (c *groupInfoCmd) args(args []string) (err error) {
+	c.conv, err = oneConv(args)
+	return err
+}
+
+func (c *groupInfoCmd) run(ctx context.Context, a *app) error {
+	return a.call(ctx, func(cl *client.Client) error {
+		info, err := cl.GroupInfo(ctx, c.conv)
+		if err != nil {
+			return fmt.Errorf("group info: %w", err)
+		}
+		return newPrinter(a).groupInfo(info)
+	})
+}
