@@ -1,0 +1,436 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"time"
+)
+
+// maxClaims bounds the shards claimed in one conditional batch (about 40
+// bytes each): claims drain nothing, so a round takes many.
+const maxClaims = 128
+
+// seen is what this node last read of another node's row, and since when
+// (its monotonic clock, taken after the read returned).
+type seen struct {
+	incarnation, beat int64
+	state             string
+	since             time.Time
+	killed            bool // declared dead by this node: settle without waiting
+}
+
+// balance runs a balancing round every Interval plus jitter until ctx is
+// done or the node is lost.
+func (n *Node) balance(ctx context.Context) {
+	failures := 0
+	for {
+		t := time.NewTimer(n.cfg.Interval + rand.N(n.cfg.Interval))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		n.pause.wait(ctx)
+		if ctx.Err() != nil || n.lostErr() != nil {
+			return
+		}
+		switch err := n.round(ctx); {
+		case err == nil:
+			failures = 0
+		case ctx.Err() == nil:
+			if failures == 0 {
+				n.log.Warn("cluster: balancing round failed; retrying", "err", err)
+			}
+			failures++
+		}
+	}
+}
+
+// round reads the nodes and the shards, declares dead the nodes that
+// stopped renewing, and moves shards towards their targets.
+func (n *Node) round(ctx context.Context) error {
+	nodes, err := n.readNodes(ctx)
+	if err != nil {
+		return err
+	}
+	n.reap(ctx, nodes)
+	shards, err := n.readShards(ctx)
+	if err != nil {
+		return err
+	}
+	n.reconcile(nodes, shards)
+
+	n.mu.Lock()
+	active := n.state == stateLive && time.Now().Before(n.valid)
+	n.mu.Unlock()
+	live := liveIDs(nodes)
+	if !active || !slices.Contains(live, n.self.ID) {
+		return nil
+	}
+	tgt := n.targets.of(live, n.shards)
+	if err := n.claim(ctx, nodes, shards, tgt); err != nil {
+		return err
+	}
+	return n.handOver(ctx, n.cfg.MaxMoves, func(shard int) (NodeInfo, bool) {
+		r := nodes[tgt[shard]]
+		return r.info(), r.id != n.self.ID && n.fresh(r)
+	})
+}
+
+// liveIDs returns the ids of the live nodes, in order: the balancing
+// targets. A leaving node is not one.
+func liveIDs(nodes map[int]nodeRow) []int {
+	var live []int
+	for id, r := range nodes {
+		if r.state == stateLive {
+			live = append(live, id)
+		}
+	}
+	slices.Sort(live)
+	return live
+}
+
+// fresh reports whether this node saw r's beat change lately: a node that
+// has just crashed is still live in its row, and a shard handed to it would
+// wait for the TTL.
+func (n *Node) fresh(r nodeRow) bool {
+	s, ok := n.seen[r.id]
+	return ok && s.incarnation == r.incarnation && time.Since(s.since) < n.ttl/2
+}
+
+// reap watches every other node's (incarnation, beat): one unchanged for
+// longer than deadAfter on this node's clock is declared dead, and a dead
+// one settled once OnNodeDead has finished its leftovers. It updates nodes
+// with what it changed.
+func (n *Node) reap(ctx context.Context, nodes map[int]nodeRow) {
+	now := time.Now()
+	for id := range n.seen {
+		if _, ok := nodes[id]; !ok {
+			delete(n.seen, id)
+		}
+	}
+	for id, r := range nodes {
+		if id == n.self.ID && r.incarnation == n.self.Incarnation {
+			continue
+		}
+		s, ok := n.seen[id]
+		if !ok || s.incarnation != r.incarnation || s.beat != r.beat || s.state != r.state {
+			n.seen[id] = seen{incarnation: r.incarnation, beat: r.beat, state: r.state, since: now}
+			continue
+		}
+		if !s.killed && now.Sub(s.since) <= n.deadAfter() {
+			continue
+		}
+		switch r.state {
+		case stateLive, stateLeaving:
+			dead, err := n.kill(ctx, r, now.Sub(s.since))
+			if err != nil {
+				n.log.Warn("cluster: declaring a node dead", "dead_node", id, "err", err)
+				continue
+			}
+			if dead.state != stateDead {
+				continue // it renewed in time after all
+			}
+			r = dead
+			nodes[id] = r
+			n.seen[id] = seen{incarnation: r.incarnation, beat: r.beat, state: r.state, since: now, killed: true}
+		case stateDead:
+		default:
+			continue
+		}
+		if err := n.settle(ctx, r); err != nil {
+			n.log.Warn("cluster: finishing a dead node's work", "dead_node", id, "err", err)
+			continue
+		}
+		r.state = stateSettled
+		nodes[id] = r
+	}
+}
+
+// kill declares r's incarnation dead if its beat is still r's, and returns
+// its row as it then is (at serial consistency: its final ts_limit).
+func (n *Node) kill(ctx context.Context, r nodeRow, unchanged time.Duration) (nodeRow, error) {
+	applied, err := n.cas(ctx, nil, n.q.kill, r.id, r.incarnation, r.beat, r.state)
+	if err != nil || !applied {
+		return nodeRow{}, err
+	}
+	n.log.Warn("cluster: declared a node dead", "dead_node", r.id, "dead_incarnation", r.incarnation,
+		"beat_unchanged_for", unchanged)
+	return n.readNodeSerial(ctx, r.id)
+}
+
+// settle runs OnNodeDead for dead row r, then marks the row settled, which
+// frees its shards and its id.
+func (n *Node) settle(ctx context.Context, r nodeRow) error {
+	if n.cfg.OnNodeDead != nil {
+		if err := n.cfg.OnNodeDead(ctx, DeadNode{ID: r.id, Incarnation: r.incarnation, TSLimit: r.limit}); err != nil {
+			return fmt.Errorf("OnNodeDead: %w", err)
+		}
+	}
+	applied, err := n.cas(ctx, nil, n.q.settle, r.id, r.incarnation)
+	if err != nil {
+		return fmt.Errorf("settle: %w", err)
+	}
+	if !applied {
+		return errors.New("settle: another node settled it, or it changed")
+	}
+	n.log.Info("cluster: settled a dead node", "dead_node", r.id, "dead_incarnation", r.incarnation)
+	return nil
+}
+
+// reconcile brings the owned shards and the view in line with the rows
+// read: a row naming this incarnation is owned (a claim or a handover
+// whose reply was lost, or a handover from another node), and one naming
+// another is not.
+func (n *Node) reconcile(nodes map[int]nodeRow, shards []shardRow) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	changed := false
+	var gone []int
+	for _, r := range shards {
+		mine := r.names(n.self.ID, n.self.Incarnation)
+		o := n.owned[r.shard]
+		switch {
+		case mine && o == nil:
+			n.owned[r.shard] = &owned{epoch: r.epoch}
+			n.last = max(n.last, r.floor-1)
+			changed = true
+		case mine:
+			o.epoch = r.epoch
+		case o != nil:
+			// Taken after this node was declared dead: its renewal is
+			// about to find out.
+			gone = append(gone, r.shard)
+			delete(n.owned, r.shard)
+			changed = true
+		}
+		owner := NodeInfo{ID: -1}
+		if nr, ok := nodes[r.node]; ok && r.epoch != 0 && nr.incarnation == r.incarnation && nr.serving() {
+			owner = nr.info()
+		}
+		if n.view[r.shard] != owner {
+			n.view[r.shard], changed = owner, true
+		}
+	}
+	if len(gone) > 0 {
+		n.log.Warn("cluster: shards are no longer this node's", "shards", gone)
+	}
+	if changed {
+		n.notify()
+	}
+}
+
+// claimable returns the ts_floor for a claim of row r, if nobody may serve
+// the shard: the row is missing, released, or names an incarnation that is
+// settled or superseded. A claim above a settled incarnation starts above
+// its ts_limit, which its successors' rows never lower.
+func claimable(r shardRow, nodes map[int]nodeRow) (int64, bool) {
+	if r.epoch == 0 || r.node < 0 {
+		return r.floor, true
+	}
+	nr, ok := nodes[r.node]
+	if !ok || nr.incarnation == r.incarnation && nr.state != stateSettled {
+		return 0, false
+	}
+	return max(r.floor, nr.limit), true
+}
+
+// claim claims, in one conditional batch, the claimable shards whose
+// target is this node.
+func (n *Node) claim(ctx context.Context, nodes map[int]nodeRow, shards []shardRow, tgt []int) error {
+	type claimed struct {
+		shard        int
+		epoch, floor int64
+	}
+	var cs []claimed
+	var stmts [][]any
+	n.mu.Lock()
+	for _, r := range shards {
+		if tgt[r.shard] != n.self.ID || n.owned[r.shard] != nil {
+			continue
+		}
+		floor, ok := claimable(r, nodes)
+		if !ok {
+			continue
+		}
+		cs = append(cs, claimed{r.shard, r.epoch + 1, floor})
+		stmts = append(stmts, []any{n.self.ID, n.self.Incarnation, r.epoch + 1, floor, r.shard, r.epochArg()})
+		if len(cs) == maxClaims {
+			break
+		}
+	}
+	n.mu.Unlock()
+	if len(cs) == 0 {
+		return nil
+	}
+	// Not applied: another node moved one of the rows since the read; the
+	// next round reads again. An error: the next read tells.
+	applied, err := n.casBatch(ctx, stmts)
+	if err != nil || !applied {
+		return err
+	}
+	n.mu.Lock()
+	for _, c := range cs {
+		n.owned[c.shard] = &owned{epoch: c.epoch}
+		n.last = max(n.last, c.floor-1)
+	}
+	n.mu.Unlock()
+	n.notify()
+	n.log.Info("cluster: claimed shards", "count", len(cs))
+	return nil
+}
+
+// handOver hands up to limit owned shards to their targets (to returns
+// the target and whether the shard should go to it now; a target with a
+// negative ID releases the shard). Each shard stops being served, is
+// drained, and then all go in one conditional batch, with a ts_floor above
+// every timestamp this node handed out.
+func (n *Node) handOver(ctx context.Context, limit int, to func(shard int) (NodeInfo, bool)) error {
+	type move struct {
+		shard int
+		epoch int64
+		to    NodeInfo
+	}
+	var ms []move
+	n.mu.Lock()
+	for _, s := range slices.Sorted(maps.Keys(n.owned)) {
+		target, ok := to(s)
+		if !ok {
+			continue
+		}
+		n.owned[s].draining = true
+		ms = append(ms, move{s, n.owned[s].epoch, target})
+		if len(ms) == limit {
+			break
+		}
+	}
+	n.mu.Unlock()
+	if len(ms) == 0 {
+		return nil
+	}
+	n.notify()
+
+	kept := ms[:0]
+	for _, m := range ms {
+		if n.cfg.Drain != nil {
+			if err := n.cfg.Drain(ctx, m.shard); err != nil {
+				n.log.Warn("cluster: draining a shard failed; keeping it", "shard", m.shard, "err", err)
+				n.mu.Lock()
+				n.owned[m.shard].draining = false
+				n.mu.Unlock()
+				continue
+			}
+		}
+		kept = append(kept, m)
+	}
+	ms = kept
+	if len(ms) == 0 {
+		return nil
+	}
+
+	n.mu.Lock()
+	floor := n.last + 1
+	n.mu.Unlock()
+	stmts := make([][]any, len(ms))
+	for i, m := range ms {
+		stmts[i] = []any{m.to.ID, m.to.Incarnation, m.epoch + 1, floor, m.shard, m.epoch}
+	}
+	applied, err := n.casBatch(ctx, stmts)
+	// Whatever the outcome, the shards stay unserved: the next read finds
+	// any still naming this node and serves them again.
+	n.mu.Lock()
+	for _, m := range ms {
+		delete(n.owned, m.shard)
+	}
+	n.mu.Unlock()
+	n.notify()
+	switch {
+	case err != nil:
+		return fmt.Errorf("hand over shards: %w", err)
+	case !applied:
+		return errors.New("hand over shards: the rows changed since this node took them")
+	}
+	n.log.Info("cluster: handed shards over", "count", len(ms), "first_to", ms[0].to.ID)
+	return nil
+}
+
+// Leave hands every shard over to the other live nodes (Drain first, each)
+// and gives the node id up, so that it may be claimed again at once; then
+// it closes the node. A Leave that fails (ctx done, Cassandra out of reach)
+// leaves the rest to the cluster, as a crash would.
+func (n *Node) Leave(ctx context.Context) error {
+	n.mu.Lock()
+	closed := n.closed
+	n.mu.Unlock()
+	if closed {
+		return fmt.Errorf("cluster: leave: %w", ErrClosed)
+	}
+	n.cancelBalance()
+	<-n.balanceDone
+	err := n.leave(ctx)
+	if err != nil {
+		err = fmt.Errorf("cluster: leave: %w", err)
+	}
+	return errors.Join(err, n.Close())
+}
+
+func (n *Node) leave(ctx context.Context) error {
+	if err := n.renew(ctx, stateLeaving); err != nil {
+		return err
+	}
+	for {
+		err := n.leaveRound(ctx)
+		n.mu.Lock()
+		left := len(n.owned)
+		n.mu.Unlock()
+		if err == nil && left == 0 {
+			break
+		}
+		if err != nil {
+			n.log.Warn("cluster: leaving: handing shards over", "err", err)
+			t := time.NewTimer(n.cfg.Interval)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return errors.Join(err, ctx.Err())
+			case <-t.C:
+			}
+		}
+	}
+	// Not serving from before the row says settled, when others may take
+	// whatever still names this node.
+	n.mu.Lock()
+	n.valid = time.Time{}
+	n.mu.Unlock()
+	return n.renew(ctx, stateSettled)
+}
+
+// leaveRound hands up to MaxMoves shards to their targets among the other
+// live nodes, or releases them if there is none.
+func (n *Node) leaveRound(ctx context.Context) error {
+	nodes, err := n.readNodes(ctx)
+	if err != nil {
+		return err
+	}
+	shards, err := n.readShards(ctx)
+	if err != nil {
+		return err
+	}
+	n.reconcile(nodes, shards)
+	live := liveIDs(nodes)
+	var tgt []int
+	if len(live) > 0 {
+		tgt = n.targets.of(live, n.shards)
+	}
+	return n.handOver(ctx, n.cfg.MaxMoves, func(shard int) (NodeInfo, bool) {
+		if tgt == nil {
+			return NodeInfo{ID: -1}, true
+		}
+		return nodes[tgt[shard]].info(), true
+	})
+}
