@@ -184,16 +184,17 @@ func (n *Node) settle(ctx context.Context, r nodeRow) error {
 }
 
 // reconcile brings the owned shards and the view in line with the rows
-// read: a row naming this incarnation is owned (a claim or a handover
-// whose reply was lost, or a handover from another node), and one naming
-// another is not.
+// read: a row naming this incarnation is owned (a handover from another
+// node, or a claim whose reply was lost), but for a pending handover of
+// this node's; and one naming another is not.
 func (n *Node) reconcile(nodes map[int]nodeRow, shards []shardRow) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	changed := false
 	var gone []int
 	for _, r := range shards {
-		mine := r.names(n.self.ID, n.self.Incarnation)
+		mine := r.names(n.self.ID, n.self.Incarnation) && !slices.ContainsFunc(n.pending,
+			func(h handover) bool { return h.shard == r.shard })
 		o := n.owned[r.shard]
 		switch {
 		case mine && o == nil:
@@ -227,14 +228,20 @@ func (n *Node) reconcile(nodes map[int]nodeRow, shards []shardRow) {
 
 // claimable returns the ts_floor for a claim of row r, if nobody may serve
 // the shard: the row is missing, released, or names an incarnation that is
-// settled or superseded. A claim above a settled incarnation starts above
-// its ts_limit, which its successors' rows never lower.
+// settled or superseded (only a settled id is claimed again). A claim above
+// a settled incarnation starts at its ts_limit, which its successors' rows
+// never lower. The nodes were read before the shards: a shard naming a
+// newer incarnation than its node's row belongs to a node that joined in
+// between, and is not claimable.
 func claimable(r shardRow, nodes map[int]nodeRow) (int64, bool) {
 	if r.epoch == 0 || r.node < 0 {
 		return r.floor, true
 	}
 	nr, ok := nodes[r.node]
-	if !ok || nr.incarnation == r.incarnation && nr.state != stateSettled {
+	switch {
+	case !ok, nr.incarnation < r.incarnation:
+		return 0, false
+	case nr.incarnation == r.incarnation && nr.state != stateSettled:
 		return 0, false
 	}
 	return max(r.floor, nr.limit), true
@@ -285,18 +292,33 @@ func (n *Node) claim(ctx context.Context, nodes map[int]nodeRow, shards []shardR
 	return nil
 }
 
+// handover is a shard given to another node (or released: to.ID -1).
+type handover struct {
+	shard        int
+	epoch, floor int64 // the row's epoch as owned, the floor set
+	to           NodeInfo
+}
+
 // handOver hands up to limit owned shards to their targets (to returns
 // the target and whether the shard should go to it now; a target with a
 // negative ID releases the shard). Each shard stops being served, is
 // drained, and then all go in one conditional batch, with a ts_floor above
 // every timestamp this node handed out.
+//
+// A batch whose outcome is unknown stays pending, its shards unserved,
+// and is sent again first thing each round until the reply says: the
+// coordinator may still be working on it, and serving a shard whose row
+// may yet name the target would let two nodes serve it. Sending the same
+// transitions again is harmless, as each is conditional on the epoch as
+// owned.
 func (n *Node) handOver(ctx context.Context, limit int, to func(shard int) (NodeInfo, bool)) error {
-	type move struct {
-		shard int
-		epoch int64
-		to    NodeInfo
+	if len(n.pending) > 0 {
+		if err := n.sendHandovers(ctx, n.pending); err != nil {
+			return err
+		}
+		n.pending = nil
 	}
-	var ms []move
+	var hs []handover
 	n.mu.Lock()
 	for _, s := range slices.Sorted(maps.Keys(n.owned)) {
 		target, ok := to(s)
@@ -304,58 +326,67 @@ func (n *Node) handOver(ctx context.Context, limit int, to func(shard int) (Node
 			continue
 		}
 		n.owned[s].draining = true
-		ms = append(ms, move{s, n.owned[s].epoch, target})
-		if len(ms) == limit {
+		hs = append(hs, handover{shard: s, epoch: n.owned[s].epoch, to: target})
+		if len(hs) == limit {
 			break
 		}
 	}
 	n.mu.Unlock()
-	if len(ms) == 0 {
+	if len(hs) == 0 {
 		return nil
 	}
 	n.notify()
 
-	kept := ms[:0]
-	for _, m := range ms {
+	kept := hs[:0]
+	for _, h := range hs {
 		if n.cfg.Drain != nil {
-			if err := n.cfg.Drain(ctx, m.shard); err != nil {
-				n.log.Warn("cluster: draining a shard failed; keeping it", "shard", m.shard, "err", err)
+			if err := n.cfg.Drain(ctx, h.shard); err != nil {
+				n.log.Warn("cluster: draining a shard failed; keeping it", "shard", h.shard, "err", err)
 				n.mu.Lock()
-				n.owned[m.shard].draining = false
+				n.owned[h.shard].draining = false
 				n.mu.Unlock()
 				continue
 			}
 		}
-		kept = append(kept, m)
+		kept = append(kept, h)
 	}
-	ms = kept
-	if len(ms) == 0 {
+	hs = kept
+	if len(hs) == 0 {
 		return nil
 	}
 
 	n.mu.Lock()
-	floor := n.last + 1
-	n.mu.Unlock()
-	stmts := make([][]any, len(ms))
-	for i, m := range ms {
-		stmts[i] = []any{m.to.ID, m.to.Incarnation, m.epoch + 1, floor, m.shard, m.epoch}
-	}
-	applied, err := n.casBatch(ctx, stmts)
-	// Whatever the outcome, the shards stay unserved: the next read finds
-	// any still naming this node and serves them again.
-	n.mu.Lock()
-	for _, m := range ms {
-		delete(n.owned, m.shard)
+	for i := range hs {
+		hs[i].floor = n.last + 1
+		delete(n.owned, hs[i].shard)
 	}
 	n.mu.Unlock()
 	n.notify()
+	if err := n.sendHandovers(ctx, hs); err != nil {
+		n.pending = hs
+		return err
+	}
+	return nil
+}
+
+// sendHandovers sends hs in one conditional batch and returns an error
+// only when the outcome is unknown.
+func (n *Node) sendHandovers(ctx context.Context, hs []handover) error {
+	stmts := make([][]any, len(hs))
+	for i, h := range hs {
+		stmts[i] = []any{h.to.ID, h.to.Incarnation, h.epoch + 1, h.floor, h.shard, h.epoch}
+	}
+	applied, err := n.casBatch(ctx, stmts)
 	switch {
 	case err != nil:
-		return fmt.Errorf("hand over shards: %w", err)
-	case !applied:
-		return errors.New("hand over shards: the rows changed since this node took them")
+		return fmt.Errorf("hand over %d shards: %w", len(hs), err)
+	case applied:
+		n.log.Info("cluster: handed shards over", "count", len(hs), "first_to", hs[0].to.ID)
+	default:
+		// An earlier send of this batch applied, or the rows were taken
+		// after this node was declared dead: either way not this node's.
+		n.log.Info("cluster: shards handed over earlier or taken", "count", len(hs))
 	}
-	n.log.Info("cluster: handed shards over", "count", len(ms), "first_to", ms[0].to.ID)
 	return nil
 }
 
@@ -386,7 +417,7 @@ func (n *Node) leave(ctx context.Context) error {
 	for {
 		err := n.leaveRound(ctx)
 		n.mu.Lock()
-		left := len(n.owned)
+		left := len(n.owned) + len(n.pending)
 		n.mu.Unlock()
 		if err == nil && left == 0 {
 			break

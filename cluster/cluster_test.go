@@ -265,6 +265,7 @@ func (h *harness) waitBalanced(among ...int) map[int][]int {
 				lo, hi = min(lo, len(owned[i])), max(hi, len(owned[i]))
 			}
 			if hi-lo <= 1 {
+				h.checker.catchUp() // so that it has seen what this saw
 				return owned
 			}
 		}
@@ -280,12 +281,13 @@ func (h *harness) waitBalanced(among ...int) map[int][]int {
 // found it served. Two nodes' intervals of one shard must not overlap: if
 // they do, one node was seen serving before and after another was.
 type checker struct {
-	h    *harness
-	mu   sync.Mutex
-	ivs  map[key][]interval
-	done chan struct{}
-	quit chan struct{}
-	once sync.Once
+	h      *harness
+	mu     sync.Mutex
+	ivs    map[key][]interval
+	sweeps int // completed
+	done   chan struct{}
+	quit   chan struct{}
+	once   sync.Once
 }
 
 type key struct{ node, shard int }
@@ -330,6 +332,7 @@ func (c *checker) run() {
 				}
 			}
 		}
+		c.sweeps++
 		c.mu.Unlock()
 		time.Sleep(time.Millisecond)
 	}
@@ -372,6 +375,23 @@ func (c *checker) stop() {
 			}
 		}
 	})
+}
+
+// catchUp waits until the checker has recorded a whole sweep begun after
+// the call.
+func (c *checker) catchUp() {
+	c.mu.Lock()
+	target := c.sweeps + 2
+	c.mu.Unlock()
+	for {
+		c.mu.Lock()
+		done := c.sweeps >= target
+		c.mu.Unlock()
+		if done {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // lastServed returns the last instant node was seen serving shard.

@@ -73,6 +73,7 @@ type Node struct {
 	// and Leave while it does not run).
 	seen    map[int]seen
 	targets targets
+	pending []handover // sent, outcome unknown
 
 	cancelRenew, cancelBalance context.CancelFunc
 	renewDone, balanceDone     chan struct{}

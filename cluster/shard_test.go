@@ -110,3 +110,34 @@ func TestTargetsCache(t *testing.T) {
 		t.Error("a new live set kept the old targets")
 	}
 }
+
+func TestClaimable(t *testing.T) {
+	nodes := map[int]nodeRow{
+		1: {id: 1, incarnation: 3, limit: 500, state: stateLive},
+		2: {id: 2, incarnation: 4, limit: 600, state: stateDead},
+		3: {id: 3, incarnation: 2, limit: 700, state: stateSettled},
+		4: {id: 4, incarnation: 5, limit: 800, state: stateLeaving},
+	}
+	for _, tc := range []struct {
+		name  string
+		row   shardRow
+		floor int64
+		ok    bool
+	}{
+		{"never owned", shardRow{node: -1}, 0, true},
+		{"released", shardRow{node: -1, epoch: 7, floor: 42}, 42, true},
+		{"live owner", shardRow{node: 1, incarnation: 3, epoch: 7, floor: 42}, 0, false},
+		{"leaving owner", shardRow{node: 4, incarnation: 5, epoch: 7}, 0, false},
+		{"dead owner, not settled", shardRow{node: 2, incarnation: 4, epoch: 7}, 0, false},
+		{"settled owner", shardRow{node: 3, incarnation: 2, epoch: 7, floor: 42}, 700, true},
+		{"settled owner, higher floor", shardRow{node: 3, incarnation: 2, epoch: 7, floor: 900}, 900, true},
+		{"superseded incarnation", shardRow{node: 1, incarnation: 2, epoch: 7}, 500, true},
+		{"incarnation newer than the nodes read", shardRow{node: 1, incarnation: 4, epoch: 7}, 0, false},
+		{"unknown node", shardRow{node: 9, incarnation: 1, epoch: 7}, 0, false},
+	} {
+		floor, ok := claimable(tc.row, nodes)
+		if floor != tc.floor || ok != tc.ok {
+			t.Errorf("%s: claimable = %d, %v; want %d, %v", tc.name, floor, ok, tc.floor, tc.ok)
+		}
+	}
+}
