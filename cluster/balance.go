@@ -199,7 +199,7 @@ func (n *Node) reconcile(nodes map[int]nodeRow, shards []shardRow) {
 		switch {
 		case mine && o == nil:
 			n.owned[r.shard] = &owned{epoch: r.epoch}
-			n.last = max(n.last, r.floor-1)
+			n.raiseFloorLocked(r.floor)
 			changed = true
 		case mine:
 			o.epoch = r.epoch
@@ -284,7 +284,7 @@ func (n *Node) claim(ctx context.Context, nodes map[int]nodeRow, shards []shardR
 	n.mu.Lock()
 	for _, c := range cs {
 		n.owned[c.shard] = &owned{epoch: c.epoch}
-		n.last = max(n.last, c.floor-1)
+		n.raiseFloorLocked(c.floor)
 	}
 	n.mu.Unlock()
 	n.notify()

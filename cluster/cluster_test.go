@@ -133,7 +133,7 @@ func keyspace(t *testing.T) string {
 	return ks
 }
 
-const shards = 64
+const shards = cluster.DefaultShards
 
 // harness runs nodes of one cluster in the test's process and samples
 // which of them serve each shard.

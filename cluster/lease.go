@@ -109,6 +109,8 @@ func (n *Node) keep(ctx context.Context) {
 			t.Stop()
 			return
 		case <-t.C:
+		case <-n.renewNow:
+			t.Stop()
 		}
 		n.pause.wait(ctx)
 		if ctx.Err() != nil {

@@ -68,6 +68,9 @@ type Node struct {
 	view    []NodeInfo // each shard's owner in the last read; ID -1: none
 	lostCh  chan struct{}
 	changes chan struct{}
+	// renewNow asks for a renewal before its time, to raise ts_limit
+	// above a floor close to it.
+	renewNow chan struct{}
 
 	// Balancing state, used by the balancing goroutine only (and by Join
 	// and Leave while it does not run).
@@ -94,15 +97,16 @@ func Join(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("cluster: join: %w", err)
 	}
 	n := &Node{
-		cfg:     cfg,
-		session: cfg.Session,
-		q:       newQueries(cfg.Keyspace),
-		log:     cfg.Logger,
-		ttl:     cfg.LeaseTTL,
-		owned:   make(map[int]*owned),
-		lostCh:  make(chan struct{}),
-		changes: make(chan struct{}, 1),
-		seen:    make(map[int]seen),
+		cfg:      cfg,
+		session:  cfg.Session,
+		q:        newQueries(cfg.Keyspace),
+		log:      cfg.Logger,
+		ttl:      cfg.LeaseTTL,
+		owned:    make(map[int]*owned),
+		lostCh:   make(chan struct{}),
+		changes:  make(chan struct{}, 1),
+		renewNow: make(chan struct{}, 1),
+		seen:     make(map[int]seen),
 	}
 	if n.session == nil {
 		s, err := newSession(cfg)
@@ -166,6 +170,20 @@ func (n *Node) loadShardCount(ctx context.Context) error {
 	}
 	n.shards = got
 	return nil
+}
+
+// raiseFloorLocked makes the next timestamp at least floor. A shard taken
+// from a superseded incarnation has its successor's ts_limit as floor,
+// which may be this node's own: Timestamp fails (ErrExpired) until a
+// renewal raises ts_limit above it, so the renewal is asked for now.
+func (n *Node) raiseFloorLocked(floor int64) {
+	n.last = max(n.last, floor-1)
+	if n.limit-n.last < n.ttl.Microseconds()/2 {
+		select {
+		case n.renewNow <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // Self returns this node's id, incarnation and addresses.

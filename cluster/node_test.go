@@ -1,6 +1,7 @@
 package cluster_test
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -53,20 +54,176 @@ func (h *harness) takeover(shardsOf []int, among []int, since time.Time) (worst 
 	return worst, each
 }
 
+// stamper asks a node for timestamps of its shards until stopped, and
+// keeps the highest it handed out.
+type stamper struct {
+	highest atomic.Int64
+	stop    chan struct{}
+	wg      sync.WaitGroup
+}
+
+func stamp(n *cluster.Node, shardsOf []int) *stamper {
+	st := &stamper{stop: make(chan struct{})}
+	st.wg.Go(func() {
+		for {
+			for _, s := range shardsOf {
+				if ts, err := n.Timestamp(s); err == nil {
+					st.highest.Store(max(st.highest.Load(), ts))
+				}
+			}
+			select {
+			case <-st.stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+	})
+	return st
+}
+
+// done stops the stamper and returns the highest timestamp handed out.
+func (st *stamper) done(t *testing.T) int64 {
+	close(st.stop)
+	st.wg.Wait()
+	if st.highest.Load() == 0 {
+		t.Fatal("the node handed out no timestamp")
+	}
+	return st.highest.Load()
+}
+
+// timestamp returns n.Timestamp(shard), retried while it fails with the
+// transient ErrExpired: a shard taken from a dead node has the node's
+// ts_limit as floor, and this node's ts_limit must rise above it first.
+func timestamp(n *cluster.Node, shard int) (int64, error) {
+	for range 100 {
+		ts, err := n.Timestamp(shard)
+		if !errors.Is(err, cluster.ErrExpired) {
+			return ts, err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return n.Timestamp(shard)
+}
+
+// deaths records the calls of OnNodeDead; the first fails, so that the
+// dead node's shards must wait for the second.
+type deaths struct {
+	mu    sync.Mutex
+	calls int
+	dead  []cluster.DeadNode
+	done  time.Time // when a call first returned nil
+}
+
+func (d *deaths) hook(_ context.Context, dead cluster.DeadNode) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.calls++
+	if d.calls == 1 {
+		return errors.New("the batch log is out of reach")
+	}
+	d.dead = append(d.dead, dead)
+	if d.done.IsZero() {
+		d.done = time.Now()
+	}
+	return nil
+}
+
+// check checks that OnNodeDead reported only incarnation inc of node id,
+// with a ts_limit above every timestamp it handed out, and returns when it
+// first succeeded.
+func (d *deaths) check(t *testing.T, id int, inc, highest int64) time.Time {
+	t.Helper()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.dead) == 0 {
+		t.Fatal("OnNodeDead did not succeed")
+	}
+	for _, dead := range d.dead {
+		if dead.ID != id || dead.Incarnation != inc || dead.TSLimit <= highest {
+			t.Errorf("OnNodeDead(%+v), want node %d incarnation %d with a ts_limit above %d", dead, id, inc, highest)
+		}
+	}
+	return d.done
+}
+
 func TestCrash(t *testing.T) {
 	h := newHarness(t)
-	h.join(3, nil)
+	var d deaths
+	h.join(3, func(cfg *cluster.Config) { cfg.OnNodeDead = d.hook })
 	owned := h.waitBalanced(0, 1, 2)
+	victim := h.node(2)
+	st := stamp(victim, owned[2])
+	time.Sleep(10 * time.Millisecond) // a few timestamps before the crash
+
 	crash := time.Now()
-	if err := h.node(2).Close(); err != nil {
+	if err := victim.Close(); err != nil {
 		t.Fatal(err)
 	}
+	highest := st.done(t)
 	h.waitBalanced(0, 1)
-	worst, _ := h.takeover(owned[2], []int{0, 1}, crash)
+	worst, each := h.takeover(owned[2], []int{0, 1}, crash)
 	t.Logf("crash of a node with %d shards: the others served them all %v later (lease TTL %v)",
 		len(owned[2]), worst.Round(time.Millisecond), ttl)
 	if worst > 3*ttl {
 		t.Errorf("takeover took %v, want at most 3 TTL", worst)
+	}
+	settled := d.check(t, victim.Self().ID, victim.Self().Incarnation, highest)
+	for s, after := range each {
+		if crash.Add(after).Before(settled) {
+			t.Errorf("shard %d was served again before OnNodeDead succeeded", s)
+		}
+	}
+	h.checker.stop()
+}
+
+// TestRestart restarts a crashed node with its node id at once, as a
+// supervisor would after kill -9: Join waits for the cluster to declare the
+// old incarnation dead (here the new one declares it, being alone).
+func TestRestart(t *testing.T) {
+	h := newHarness(t)
+	var d deaths
+	fixed := func(cfg *cluster.Config) { cfg.NodeID, cfg.OnNodeDead = 5, d.hook }
+	h.join(1, fixed)
+	owned := h.waitBalanced(0)
+	old := h.node(0).Self()
+	st := stamp(h.node(0), owned[0])
+	time.Sleep(10 * time.Millisecond)
+	crash := time.Now()
+	h.node(0).Close()
+	highest := st.done(t)
+
+	h.join(1, fixed)
+	restarted := h.node(1)
+	if got := restarted.Self(); got.ID != old.ID || got.Incarnation != old.Incarnation+1 {
+		t.Errorf("the restarted node is %+v, want id %d incarnation %d", got, old.ID, old.Incarnation+1)
+	}
+	h.waitBalanced(1)
+	t.Logf("restart with the same id: serving all shards again %v after the crash", time.Since(crash).Round(time.Millisecond))
+	d.check(t, old.ID, old.Incarnation, highest)
+	for _, s := range owned[0] {
+		if ts, err := timestamp(restarted, s); err != nil || ts <= highest {
+			t.Fatalf("Timestamp(%d) after the restart: %d, %v; want above %d", s, ts, err, highest)
+		}
+	}
+	h.checker.stop()
+}
+
+// TestLeaveLast checks that the last node to leave releases its shards,
+// so that the next node to join takes them at once.
+func TestLeaveLast(t *testing.T) {
+	h := newHarness(t)
+	h.join(1, nil)
+	h.waitBalanced(0)
+	if err := h.node(0).Leave(t.Context()); err != nil {
+		t.Fatalf("Leave: %v", err)
+	}
+	start := time.Now()
+	h.join(1, nil)
+	h.waitBalanced(1)
+	took := time.Since(start)
+	t.Logf("a node joining after the last one left served every shard %v after it began to join", took.Round(time.Millisecond))
+	if took > ttl {
+		t.Errorf("the new node waited %v: longer than a lease TTL", took)
 	}
 	h.checker.stop()
 }
@@ -87,7 +244,8 @@ func (h *harness) stopsFirst(shardsOf []int, from, to int, since time.Time) {
 	}
 	if len(gaps) > 0 {
 		h.t.Logf("node %d stopped serving %d shards between %v and %v before node %d started",
-			from, len(gaps), slices.Min(gaps).Round(time.Millisecond), slices.Max(gaps).Round(time.Millisecond), to)
+			h.node(from).Self().ID, len(gaps), slices.Min(gaps).Round(time.Millisecond),
+			slices.Max(gaps).Round(time.Millisecond), h.node(to).Self().ID)
 	}
 }
 
@@ -99,26 +257,7 @@ func TestPause(t *testing.T) {
 
 	// The paused node's callers keep asking for timestamps: the highest
 	// one it handed out must stay below the new owner's.
-	var highest atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			for _, s := range owned[0] {
-				if ts, err := a.Timestamp(s); err == nil {
-					highest.Store(max(highest.Load(), ts))
-				}
-			}
-			select {
-			case <-stop:
-				return
-			case <-time.After(time.Millisecond):
-			}
-		}
-	})
-	defer wg.Wait()
-	defer close(stop)
-
+	st := stamp(a, owned[0])
 	resume := a.Pause()
 	paused := time.Now()
 	h.waitBalanced(1)
@@ -132,17 +271,15 @@ func TestPause(t *testing.T) {
 	case <-time.After(2 * ttl):
 		t.Fatal("the resumed node did not report its lease lost")
 	}
+	highest := st.done(t)
 	for _, s := range owned[0] {
 		if _, err := a.Timestamp(s); !errors.Is(err, cluster.ErrLost) {
 			t.Fatalf("Timestamp(%d) on the resumed node: %v, want ErrLost", s, err)
 		}
-		ts, err := b.Timestamp(s)
-		if err != nil || ts <= highest.Load() {
-			t.Fatalf("Timestamp(%d) on the new owner: %d, %v; want above the paused node's %d", s, ts, err, highest.Load())
+		ts, err := timestamp(b, s)
+		if err != nil || ts <= highest {
+			t.Fatalf("Timestamp(%d) on the new owner: %d, %v; want above the paused node's %d", s, ts, err, highest)
 		}
-	}
-	if highest.Load() == 0 {
-		t.Fatal("the paused node handed out no timestamp")
 	}
 	h.checker.stop()
 }
