@@ -69,8 +69,8 @@ func (n *Node) round(ctx context.Context) error {
 	active := n.state == stateLive && time.Now().Before(n.valid)
 	n.mu.Unlock()
 	live := liveIDs(nodes)
-	if !active || !slices.Contains(live, n.self.ID) {
-		return nil
+	if !active || nodes[n.self.ID].incarnation != n.self.Incarnation || !slices.Contains(live, n.self.ID) {
+		return nil // not a target (yet) in this read
 	}
 	tgt := n.targets.of(live, n.shards)
 	if err := n.claim(ctx, nodes, shards, tgt); err != nil {
@@ -128,17 +128,21 @@ func (n *Node) reap(ctx context.Context, nodes map[int]nodeRow) {
 		}
 		switch r.state {
 		case stateLive, stateLeaving:
-			dead, err := n.kill(ctx, r, now.Sub(s.since))
+			dead, killed, err := n.kill(ctx, r, now.Sub(s.since))
+			if killed {
+				// Settled by this node as soon as it can, without waiting as
+				// the others do for a killer that died.
+				n.seen[id] = seen{incarnation: r.incarnation, beat: r.beat, state: stateDead, since: now, killed: true}
+			}
 			if err != nil {
 				n.log.Warn("cluster: declaring a node dead", "dead_node", id, "err", err)
 				continue
 			}
-			if dead.state != stateDead {
+			if !killed {
 				continue // it renewed in time after all
 			}
 			r = dead
 			nodes[id] = r
-			n.seen[id] = seen{incarnation: r.incarnation, beat: r.beat, state: r.state, since: now, killed: true}
 		case stateDead:
 		default:
 			continue
@@ -152,16 +156,18 @@ func (n *Node) reap(ctx context.Context, nodes map[int]nodeRow) {
 	}
 }
 
-// kill declares r's incarnation dead if its beat is still r's, and returns
-// its row as it then is (at serial consistency: its final ts_limit).
-func (n *Node) kill(ctx context.Context, r nodeRow, unchanged time.Duration) (nodeRow, error) {
+// kill declares r's incarnation dead if its beat is still r's, reports
+// whether it did, and returns its row as it then is (read at serial
+// consistency: its final ts_limit).
+func (n *Node) kill(ctx context.Context, r nodeRow, unchanged time.Duration) (nodeRow, bool, error) {
 	applied, err := n.cas(ctx, nil, n.q.kill, r.id, r.incarnation, r.beat, r.state)
 	if err != nil || !applied {
-		return nodeRow{}, err
+		return nodeRow{}, false, err
 	}
 	n.log.Warn("cluster: declared a node dead", "dead_node", r.id, "dead_incarnation", r.incarnation,
 		"beat_unchanged_for", unchanged)
-	return n.readNodeSerial(ctx, r.id)
+	dead, err := n.readNodeSerial(ctx, r.id)
+	return dead, true, err
 }
 
 // settle runs OnNodeDead for dead row r, then marks the row settled, which

@@ -170,7 +170,9 @@ func (n *Node) renew(ctx context.Context, to string) error {
 			n.mu.Lock()
 			defer n.mu.Unlock()
 			n.beat, n.state, n.limit = beat+1, to, max(n.limit, newLimit)
-			n.valid = later(n.valid, sent.Add(n.validFor()))
+			if to != stateSettled {
+				n.valid = later(n.valid, sent.Add(n.validFor()))
+			}
 			return nil
 		}
 		inc, _ := cur["incarnation"].(int64)
