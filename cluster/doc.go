@@ -66,7 +66,10 @@
 //
 //   - Handover (balancing, Leave): the owner stops serving the shard and
 //     drains it, then sets the row to the target with ts_floor above every
-//     timestamp it handed out; the target serves it from its next read.
+//     timestamp it handed out; the target serves it from its next read. A
+//     handover whose reply was lost is sent again until the reply says,
+//     and the shard is not served meanwhile: the coordinator may still be
+//     at work on it.
 //   - Takeover: a shard naming a dead incarnation is claimable only once
 //     the row is settled (after OnNodeDead returned nil), so after the
 //     argument above; the claimant's ts_floor is at least the dead
@@ -74,7 +77,17 @@
 //   - Claim of a released, never owned, or superseded row.
 //
 // Every claim and handover is conditional on the shard's epoch as read, so
-// two nodes racing for a shard cannot both win.
+// two nodes racing for a shard cannot both win. Reads run at the configured
+// consistency, which must show every transaction that completed before
+// them (QUORUM, LOCAL_QUORUM, or ONE with one replica); a read that is a
+// little old only delays a move: states only move forward (live, leaving,
+// dead, settled; incarnations only rise), and a shard naming a newer
+// incarnation than the nodes read knows is left alone.
+//
+// Timestamps are per shard (Timestamp(shard)), not per node: the node
+// refuses a timestamp for a shard it has stopped serving, so a handover's
+// ts_floor, taken after Drain, is above every timestamp ever handed out
+// for the shard, without relying on the caller to have stopped asking.
 //
 // # Fencing late writes
 //
