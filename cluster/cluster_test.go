@@ -101,7 +101,7 @@ func session(t testing.TB, hosts ...string) *gocql.Session {
 	t.Helper()
 	c := gocql.NewCluster(hosts...)
 	c.Consistency = gocql.One
-	c.Timeout = 10 * time.Second
+	c.Timeout = 30 * time.Second
 	s, err := c.CreateSession()
 	if err != nil {
 		t.Fatalf("connect: %v", err)
@@ -124,10 +124,19 @@ func keyspace(t *testing.T) string {
 	wanted := regexp.MustCompile(`^CREATE (KEYSPACE|TABLE IF NOT EXISTS \w+\.(nodes|shards|settings) )`)
 	s := session(t, hosts(t)...)
 	for stmt := range strings.SplitSeq(cql, ";") {
-		if stmt = strings.TrimSpace(stmt); wanted.MatchString(stmt) {
-			if err := s.Query(stmt).Exec(); err != nil {
-				t.Fatalf("%s: %v", stmt, err)
+		if stmt = strings.TrimSpace(stmt); !wanted.MatchString(stmt) {
+			continue
+		}
+		// A busy node may time a schema change out and apply it anyway:
+		// IF NOT EXISTS makes another try harmless.
+		var err error
+		for range 3 {
+			if err = s.Query(stmt).Exec(); err == nil {
+				break
 			}
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", stmt, err)
 		}
 	}
 	return ks
