@@ -153,6 +153,7 @@ type harness struct {
 	mu     sync.Mutex
 	nodes  []*cluster.Node
 	drains map[int][]int // node index → shards drained, in order
+	deaths []cluster.DeadNode
 
 	checker *checker
 }
@@ -202,6 +203,12 @@ func (h *harness) join(count int, edit func(*cluster.Config)) []int {
 				return nil
 			},
 		}
+		cfg.OnNodeDead = func(_ context.Context, dead cluster.DeadNode) error {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			h.deaths = append(h.deaths, dead)
+			return nil
+		}
 		if edit != nil {
 			edit(&cfg)
 		}
@@ -230,6 +237,17 @@ func (h *harness) node(i int) *cluster.Node {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.nodes[i]
+}
+
+// noDeaths fails the test if a node was declared dead: a graceful move
+// must never wait for a lease to run out.
+func (h *harness) noDeaths() {
+	h.t.Helper()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.deaths) > 0 {
+		h.t.Errorf("nodes were declared dead: %+v", h.deaths)
+	}
 }
 
 // drained returns the shards node i drained so far.

@@ -32,6 +32,7 @@ func TestRace(t *testing.T) {
 				t.Logf("node %d serves %d shards", h.node(i).Self().ID, len(owned[i]))
 			}
 			t.Logf("balanced %v after the joins began", time.Since(start).Round(time.Millisecond))
+			h.noDeaths()
 			h.checker.stop()
 		})
 	}
@@ -222,9 +223,7 @@ func TestLeaveLast(t *testing.T) {
 	h.waitBalanced(1)
 	took := time.Since(start)
 	t.Logf("a node joining after the last one left served every shard %v after it began to join", took.Round(time.Millisecond))
-	if took > ttl {
-		t.Errorf("the new node waited %v: longer than a lease TTL", took)
-	}
+	h.noDeaths()
 	h.checker.stop()
 }
 
@@ -327,7 +326,7 @@ func TestLeave(t *testing.T) {
 	slices.Sort(gaps)
 	t.Logf("ownership gap per shard: median %v, max %v", gaps[len(gaps)/2].Round(time.Millisecond),
 		gaps[len(gaps)-1].Round(time.Millisecond))
-	if gaps[len(gaps)-1] > 2*time.Second {
+	if gaps[len(gaps)-1] > ttl {
 		t.Errorf("a shard went unserved for %v during the handover, want well under a second", gaps[len(gaps)-1])
 	}
 
@@ -339,10 +338,8 @@ func TestLeave(t *testing.T) {
 		t.Errorf("the rejoined node is %+v, want id %d incarnation %d", got, self.ID, self.Incarnation+1)
 	}
 	t.Logf("id %d claimed again %v after Leave", self.ID, took.Round(time.Millisecond))
-	if took > ttl {
-		t.Errorf("claiming the id of a node that left took %v: more than the lease TTL", took)
-	}
 	h.waitBalanced(0, 1, idx)
+	h.noDeaths()
 	h.checker.stop()
 }
 
@@ -383,6 +380,7 @@ func TestJoin(t *testing.T) {
 		}
 	}
 	t.Logf("%d + %d shards moved", len(moved[0]), len(moved[1]))
+	h.noDeaths()
 	h.checker.stop()
 }
 
