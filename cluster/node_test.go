@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"slices"
@@ -32,9 +33,64 @@ func TestRace(t *testing.T) {
 				t.Logf("node %d serves %d shards", h.node(i).Self().ID, len(owned[i]))
 			}
 			t.Logf("balanced %v after the joins began", time.Since(start).Round(time.Millisecond))
+			h.waitOwners(idxs, owned)
 			h.noDeaths()
 			h.checker.stop()
 		})
+	}
+}
+
+// waitOwners waits until every node's Owner names, for every shard, the
+// node that serves it (the views of the others follow their next read).
+func (h *harness) waitOwners(idxs []int, owned map[int][]int) {
+	h.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var wrong []string
+		for owner, ss := range owned {
+			want := h.node(owner).Self()
+			for _, i := range idxs {
+				for _, s := range ss {
+					if got, ok := h.node(i).Owner(s); !ok || got != want {
+						wrong = append(wrong, fmt.Sprintf("node index %d: Owner(%d) = %+v, %v; want %+v", i, s, got, ok, want))
+					}
+				}
+			}
+		}
+		if len(wrong) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("the views disagree with the owners: %v", wrong[:min(len(wrong), 5)])
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestShardCount(t *testing.T) {
+	h := newHarness(t)
+	h.join(1, nil)
+	for _, tc := range []struct {
+		shards int
+		err    error
+	}{
+		{shards / 2, cluster.ErrShardCount},
+		{0, nil}, // as recorded
+		{shards, nil},
+	} {
+		n, err := cluster.Join(t.Context(), cluster.Config{Hosts: hosts(t), Consistency: gocql.One,
+			Keyspace: h.ks, Shards: tc.shards, NodeID: cluster.PickNodeID})
+		if !errors.Is(err, tc.err) {
+			t.Fatalf("Join with %d shards: %v, want %v", tc.shards, err, tc.err)
+		}
+		if err == nil {
+			if n.ShardCount() != shards {
+				t.Errorf("Join with %d shards: ShardCount() = %d, want the recorded %d", tc.shards, n.ShardCount(), shards)
+			}
+			if err := n.Leave(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 }
 
@@ -350,9 +406,22 @@ func TestJoin(t *testing.T) {
 	drainedBefore := map[int]int{0: len(h.drained(0)), 1: len(h.drained(1))}
 	incarnations := []cluster.NodeInfo{h.node(0).Self(), h.node(1).Self()}
 
+	for _, i := range []int{0, 1} {
+		select {
+		case <-h.node(i).Changes():
+		default:
+		}
+	}
 	start := time.Now()
 	h.join(1, nil)
 	after := h.waitBalanced(0, 1, 2)
+	for _, i := range []int{0, 1} {
+		select {
+		case <-h.node(i).Changes():
+		default:
+			t.Errorf("node index %d gave shards up without a value on Changes", i)
+		}
+	}
 	t.Logf("the third node serves %d shards %v after it began to join", len(after[2]), time.Since(start).Round(time.Millisecond))
 
 	ownerBefore := make(map[int]int)
