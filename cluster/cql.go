@@ -16,9 +16,6 @@ const (
 	stateSettled = "settled" // gone for good: its id may be claimed again
 )
 
-// ring is the partition key of the one shards partition.
-const ring = 0
-
 // queries holds the statements, with the keyspace spliced in.
 type queries struct {
 	setting              string
@@ -40,6 +37,8 @@ func newQueries(ks string) queries {
 			"WHERE node = ? IF incarnation = ? AND beat = ? AND state = ?"),
 		kill:   f("UPDATE %s.nodes SET state = 'dead' WHERE node = ? IF incarnation = ? AND beat = ? AND state = ?"),
 		settle: f("UPDATE %s.nodes SET state = 'settled' WHERE node = ? IF incarnation = ? AND state = 'dead'"),
+		// All shards are rows of one partition, ring 0: one query reads
+		// them, one conditional batch moves several.
 		shards: f("SELECT shard, node, incarnation, epoch, ts_floor FROM %s.shards WHERE ring = 0"),
 		// Every change of a shard row raises its epoch, so a row whose
 		// epoch is as read is the row as read.
