@@ -95,12 +95,13 @@ func liveIDs(nodes map[int]nodeRow) []int {
 	return live
 }
 
-// fresh reports whether this node saw r's beat change lately: a node that
-// has just crashed is still live in its row, and a shard handed to it would
-// wait for the TTL.
+// fresh reports whether this node saw r's beat change within the time a
+// renewal keeps a lease valid: a node that has just crashed is still live
+// in its row, and a shard handed to it would wait for it to be declared
+// dead.
 func (n *Node) fresh(r nodeRow) bool {
 	s, ok := n.seen[r.id]
-	return ok && s.incarnation == r.incarnation && time.Since(s.since) < n.ttl/2
+	return ok && s.incarnation == r.incarnation && time.Since(s.since) < n.validFor()
 }
 
 // reap watches every other node's (incarnation, beat): one unchanged for
