@@ -542,3 +542,38 @@ func (p *proxy) session(t *testing.T) *gocql.Session {
 	t.Cleanup(s.Close)
 	return s
 }
+
+// TestDrainError checks that a shard whose Drain fails stays with its
+// owner, served, and is handed over in a later round.
+func TestDrainError(t *testing.T) {
+	h := newHarness(t)
+	var failed atomic.Int32 // the shard whose first Drain failed, plus one
+	var failedAt atomic.Int64
+	h.join(1, func(cfg *cluster.Config) {
+		drain := cfg.Drain
+		cfg.Drain = func(ctx context.Context, shard int) error {
+			if failed.CompareAndSwap(0, int32(shard)+1) {
+				failedAt.Store(time.Now().UnixNano())
+				return errors.New("the shard's writes are stuck")
+			}
+			return drain(ctx, shard)
+		}
+	})
+	h.waitBalanced(0)
+	h.join(1, nil)
+	h.waitBalanced(0, 1)
+	shard := int(failed.Load()) - 1
+	if shard < 0 {
+		t.Fatal("no shard was drained")
+	}
+	if n := slices.Index(h.drained(0), shard); n < 0 {
+		t.Errorf("shard %d was not drained again after the failure", shard)
+	}
+	if last := h.checker.lastServed(0, shard); !last.After(time.Unix(0, failedAt.Load())) {
+		t.Errorf("shard %d was not served again after its drain failed (last %v)", shard, last)
+	}
+	if _, ok := h.node(1).Serving(shard); !ok {
+		t.Errorf("shard %d did not move after its drain succeeded", shard)
+	}
+	h.checker.stop()
+}
