@@ -36,7 +36,10 @@
 // the owner (node and incarnation), an epoch raised by every change and
 // ts_floor, at or below every timestamp the next owner uses. Both are
 // written only with lightweight transactions; renewals cost one per node
-// per quarter TTL, whatever the number of shards or messages.
+// per quarter TTL, whatever the number of shards or messages. They are
+// part of deploy/cassandra/schema.cql and of the schema timeline/cassandra
+// creates (Config.CreateSchema) and checks at Open: this package neither
+// creates nor checks them.
 //
 // # Leases without trusted clocks
 //
