@@ -115,6 +115,21 @@ func tables() []table {
 			compaction: lcs,
 		},
 		{
+			name:      "nodes",
+			partition: []column{{"node", "int"}},
+			regular: []column{{"incarnation", "bigint"}, {"addr", "text"}, {"peer", "text"},
+				{"beat", "bigint"}, {"ts_limit", "bigint"}, {"state", "text"}},
+			compaction: lcs,
+		},
+		{
+			name:       "shards",
+			partition:  []column{{"ring", "int"}},
+			clustering: []column{{"shard", "int"}},
+			regular: []column{{"node", "int"}, {"incarnation", "bigint"}, {"epoch", "bigint"},
+				{"ts_floor", "bigint"}},
+			compaction: lcs,
+		},
+		{
 			name:       "settings",
 			partition:  []column{{"name", "text"}},
 			regular:    []column{{"value", "bigint"}},
