@@ -181,6 +181,7 @@ func run(args []string) error {
 		return err
 	}
 	ready.setStore(raw) // probes do not count as traffic in the store metrics
+	warnIfShared(o.Data, log)
 	secret, err := loadSecret(o, log)
 	if err != nil {
 		return err
@@ -247,6 +248,20 @@ func openStore(ctx context.Context, o options, log *slog.Logger) (timeline.Store
 		})
 	}
 	return nil, fmt.Errorf("-store %q: want pebble or cassandra", o.Store)
+}
+
+// warnIfShared warns when other local users can enter or read the data
+// directory: it holds every message and the token secret. inboxd creates it
+// 0700; an older or hand-made one is the operator's to narrow.
+func warnIfShared(dir string, log *slog.Logger) {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		log.Warn("inboxd: cannot check the data directory's mode", "data", dir, "err", err)
+		return
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		log.Warn("inboxd: the data directory is open to other users: chmod 700 it", "data", dir, "mode", fi.Mode().Perm().String())
+	}
 }
 
 // loadSecret reads the token secret, generating one into the data directory
