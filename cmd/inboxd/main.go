@@ -58,6 +58,20 @@ type options struct {
 	Workers      int
 	WebhookURL   string
 	LogLevel     string
+	Limits       limits
+}
+
+// limits are the gateway's bounds on what clients may cost it
+// (docs/protocol.md, "Limits").
+type limits struct {
+	MaxUnauthenticated      int
+	MaxUnauthenticatedBytes int
+	MaxConnsPerAddr         int
+	LimitLoopback           bool
+	RateLimit               float64
+	RateBurst               int
+	UserRateLimit           float64
+	UserRateBurst           int
 }
 
 func main() {
@@ -117,6 +131,15 @@ func flagSet(o *options) *flag.FlagSet {
 	fs.IntVar(&o.Workers, "workers", 512, "goroutines running requests")
 	fs.StringVar(&o.WebhookURL, "webhook-url", "", "URL to POST offline-push notices to (empty: off)")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
+	l := &o.Limits
+	fs.IntVar(&l.MaxUnauthenticated, "max-unauthenticated", 10_000, "connections open and not yet authenticated, at most")
+	fs.IntVar(&l.MaxUnauthenticatedBytes, "max-unauthenticated-bytes", 16<<20, "bytes of partial frames held for all unauthenticated connections, at most")
+	fs.IntVar(&l.MaxConnsPerAddr, "max-conns-per-addr", 1000, "connections from one source IP address, at most (loopback exempt unless -limit-loopback)")
+	fs.BoolVar(&l.LimitLoopback, "limit-loopback", false, "apply -max-conns-per-addr to loopback addresses too")
+	fs.Float64Var(&l.RateLimit, "rate-limit", 100, "frames per second per connection, whatever their command")
+	fs.IntVar(&l.RateBurst, "rate-burst", 200, "burst of -rate-limit; a connection refused this many frames more is closed")
+	fs.Float64Var(&l.UserRateLimit, "user-rate-limit", 100, "SEND, SYNC, HISTORY and CONVERSATIONS per second per user, across devices")
+	fs.IntVar(&l.UserRateBurst, "user-rate-burst", 200, "burst of -user-rate-limit")
 	return fs
 }
 
@@ -136,6 +159,16 @@ func (o options) validate() error {
 	}
 	if o.Node < 0 || o.Node > 1023 {
 		return fmt.Errorf("-node %d: want 0-1023", o.Node)
+	}
+	l := o.Limits
+	for name, v := range map[string]float64{
+		"max-unauthenticated": float64(l.MaxUnauthenticated), "max-unauthenticated-bytes": float64(l.MaxUnauthenticatedBytes),
+		"max-conns-per-addr": float64(l.MaxConnsPerAddr), "rate-limit": l.RateLimit, "rate-burst": float64(l.RateBurst),
+		"user-rate-limit": l.UserRateLimit, "user-rate-burst": float64(l.UserRateBurst),
+	} {
+		if v <= 0 {
+			return fmt.Errorf("-%s %v: want more than 0", name, v)
+		}
 	}
 	return nil
 }
@@ -186,8 +219,12 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	l := o.Limits
 	gw, err := gateway.New(gateway.Config{
 		Addr: o.Listen, Secret: secret, Workers: o.Workers, MaxFrame: o.MaxFrame, Logger: log, Registerer: reg,
+		MaxUnauthenticated: l.MaxUnauthenticated, MaxUnauthenticatedBytes: l.MaxUnauthenticatedBytes,
+		MaxConnsPerAddr: l.MaxConnsPerAddr, LimitLoopback: l.LimitLoopback,
+		RateLimit: l.RateLimit, RateBurst: l.RateBurst, UserRateLimit: l.UserRateLimit, UserRateBurst: l.UserRateBurst,
 	})
 	if err != nil {
 		return err

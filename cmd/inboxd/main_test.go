@@ -36,6 +36,8 @@ func TestParse(t *testing.T) {
 		{[]string{"-listen", ":1"}, ":1", 7, false}, // the flag wins
 		{[]string{"-node", "x"}, "", 0, true},
 		{[]string{"stray"}, "", 0, true},
+		{[]string{"-rate-limit", "0"}, "", 0, true},
+		{[]string{"-max-conns-per-addr", "-1"}, "", 0, true},
 	}
 	for _, tt := range tests {
 		o, err := parse(tt.args, getenv)
