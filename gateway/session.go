@@ -26,6 +26,8 @@ type session struct {
 
 	// Event loop only.
 	authSeen bool   // the first frame was AUTH
+	closing  bool   // read closes the connection when it returns
+	answers  []byte // frames the event loop answered, written once per read
 	rate     bucket // every frame's
 	// held is the start of a frame not yet whole, owned by the session
 	// rather than left in gnet's buffer: it is sized to the frame, dropped
@@ -96,7 +98,7 @@ func (sess *session) read(c gnet.Conn) gnet.Action {
 			if !errors.Is(err, wire.ErrFrameTooLarge) {
 				code = wire.CodeVersion
 			}
-			sess.fail(closedProtocol, code, err.Error())
+			sess.failNow(closedProtocol, code, err.Error())
 			break
 		}
 		if n == 0 {
@@ -115,14 +117,19 @@ func (sess *session) read(c gnet.Conn) gnet.Action {
 		}
 		sess.dispatch(req, now)
 	}
-	if sess.failed.Load() {
-		sess.release() // nothing more is read from a failed connection
-		return gnet.None
-	}
-	if !sess.charge() {
+	if !sess.failed.Load() && !sess.charge() {
 		sess.srv.metrics.refused[refusedUnauthenticatedBytes].Inc()
 		sess.srv.warn.warn(warnConnLimit, "gateway: connection closed at a cap", "limit", refusalNames[refusedUnauthenticatedBytes], "remote", sess.remote)
-		sess.fail(closedConnLimit, wire.CodeUnavailable, "too many unauthenticated bytes")
+		sess.failNow(closedConnLimit, wire.CodeUnavailable, "too many unauthenticated bytes")
+	}
+	sess.flush()
+	if sess.failed.Load() {
+		sess.release() // nothing more is read from a failed connection
+	}
+	if sess.closing {
+		// Closed here and now rather than by a task queued behind the
+		// flood that keeps arriving meanwhile.
+		return gnet.Close
 	}
 	return gnet.None
 }
@@ -145,30 +152,35 @@ func (sess *session) fill(in []byte) []byte {
 
 // dispatch answers what the event loop can answer itself and queues the rest.
 // Every frame is charged to the connection's bucket first, whatever it is.
+// It runs on the event loop.
 func (sess *session) dispatch(req request, now int64) {
 	s := sess.srv
 	if !sess.authSeen && req.cmd != wire.CmdAuth {
 		s.authFailed(authNotFirst, sess.remote)
-		sess.refuse(req, errorBody(wire.CodeUnauthenticated, "AUTH must come first"), closedAuthFailed)
+		if sess.closeNow(closedAuthFailed) {
+			sess.answer(req, errorBody(wire.CodeUnauthenticated, "AUTH must come first"))
+		}
 		return
 	}
 	switch sess.rate.take(now, s.cfg.RateLimit, s.cfg.RateBurst) {
 	case flooded:
 		s.warn.warn(warnFlood, "gateway: connection closed for flooding", "remote", sess.remote, "user", sess.user.Load(), "command", req.cmd.String())
 		s.metrics.rejected[rejectRateLimited].Inc()
-		sess.refuse(req, sess.rateLimited("too many requests: closing"), closedFlood)
+		if sess.closeNow(closedFlood) {
+			sess.answer(req, sess.rateLimited("too many requests: closing"))
+		}
 		return
 	case limited:
 		s.metrics.rejected[rejectRateLimited].Inc()
-		sess.reply(req, nil, sess.rateLimited("too many requests"))
+		sess.answer(req, sess.rateLimited("too many requests"))
 		return
 	}
 	switch {
 	case req.cmd == wire.CmdAuth && sess.authSeen:
-		sess.reply(req, nil, errorBody(wire.CodeInvalid, "already authenticated"))
+		sess.answer(req, errorBody(wire.CodeInvalid, "already authenticated"))
 		return
 	case !req.cmd.Known() || req.cmd == wire.CmdPush || req.cmd == wire.CmdError:
-		sess.reply(req, nil, errorBody(wire.CodeUnknownCommand, "unknown command "+req.cmd.String()))
+		sess.answer(req, errorBody(wire.CodeUnknownCommand, "unknown command "+req.cmd.String()))
 		return
 	}
 	// Count the request before looking at stopping: Shutdown sets stopping
@@ -178,7 +190,7 @@ func (sess *session) dispatch(req request, now int64) {
 	if s.stopping.Load() {
 		s.inflight.Add(-1)
 		s.metrics.rejected[rejectShuttingDown].Inc()
-		sess.reply(req, nil, errorBody(wire.CodeShuttingDown, "server shutting down"))
+		sess.answer(req, errorBody(wire.CodeShuttingDown, "server shutting down"))
 		return
 	}
 	sess.authSeen = true
@@ -187,7 +199,7 @@ func (sess *session) dispatch(req request, now int64) {
 		sess.mu.Unlock()
 		s.inflight.Add(-1)
 		s.metrics.rejected[rejectQueueFull].Inc()
-		sess.reply(req, nil, errorBody(wire.CodeRateLimited, "too many requests in flight"))
+		sess.answer(req, errorBody(wire.CodeRateLimited, "too many requests in flight"))
 		return
 	}
 	sess.queue = append(sess.queue, req)
@@ -206,7 +218,7 @@ func (sess *session) dispatch(req request, now int64) {
 			sess.mu.Unlock()
 			for _, r := range dropped {
 				s.metrics.rejected[rejectOverloaded].Inc()
-				sess.reply(r, nil, errorBody(wire.CodeUnavailable, "server overloaded"))
+				sess.answer(r, errorBody(wire.CodeUnavailable, "server overloaded"))
 				s.inflight.Add(-1)
 			}
 		}
@@ -258,8 +270,61 @@ func (sess *session) write(frame []byte) bool {
 	return true
 }
 
-// reply writes the response to req: body, or the error e.
+// reply writes the response to req from a worker: body, or the error e.
 func (sess *session) reply(req request, body proto.Message, e *wirepb.Error) {
+	if frame := sess.response(nil, req, body, e); frame != nil && sess.write(frame) {
+		sess.srv.metrics.frameOut(req.cmd)
+	}
+}
+
+// answer adds the error e in response to req to what the event loop writes
+// when read returns: a flood's answers then cost one write, not one queued
+// task and one system call each, and they are out before a close the event
+// loop makes.
+func (sess *session) answer(req request, e *wirepb.Error) {
+	if out := sess.response(sess.answers, req, nil, e); out != nil {
+		sess.answers = out
+		sess.srv.metrics.frameOut(req.cmd)
+	}
+}
+
+// flush writes the answers on the event loop, closing the connection as a
+// slow reader when too much is waiting.
+func (sess *session) flush() {
+	if len(sess.answers) == 0 {
+		return
+	}
+	sess.c.Write(sess.answers)
+	sess.answers = nil // gnet copied what it could not write
+	if n := sess.c.OutboundBuffered(); n > sess.srv.cfg.MaxOutbound && sess.closeNow(closedSlowReader) {
+		sess.srv.warn.warn(warnSlowReader, "gateway: slow reader closed", "remote", sess.remote, "user", sess.user.Load(), "outbound", n)
+	}
+}
+
+// closeNow marks the connection failed, counting why, for read to close it
+// when it returns; it reports whether this was the first failure. It runs
+// on the event loop.
+func (sess *session) closeNow(why disconnect) bool {
+	if !sess.failed.CompareAndSwap(false, true) {
+		return false
+	}
+	sess.srv.metrics.disconnects[why].Inc()
+	sess.closing = true
+	return true
+}
+
+// failNow is fail on the event loop: the ERROR frame is written at once and
+// read closes the connection when it returns.
+func (sess *session) failNow(why disconnect, code wire.Code, msg string) {
+	if sess.closeNow(why) {
+		sess.answers, _ = wire.AppendFrame(sess.answers, wire.CmdError, 0, 0, errorBody(code, msg))
+		sess.srv.metrics.frameOut(wire.CmdError)
+	}
+}
+
+// response appends to dst the response to req: body, or the error e; nil if
+// it does not encode.
+func (sess *session) response(dst []byte, req request, body proto.Message, e *wirepb.Error) []byte {
 	flags := wire.FlagResponse
 	var m proto.Message = body
 	if e != nil {
@@ -267,14 +332,12 @@ func (sess *session) reply(req request, body proto.Message, e *wirepb.Error) {
 		m = e
 		sess.srv.metrics.errorResponse(wire.Code(e.Code))
 	}
-	frame, err := wire.AppendFrame(nil, req.cmd, flags, req.id, m)
+	frame, err := wire.AppendFrame(dst, req.cmd, flags, req.id, m)
 	if err != nil {
 		sess.srv.log.Error("gateway: encode response", "cmd", req.cmd, "err", err)
-		return
+		return nil
 	}
-	if sess.write(frame) {
-		sess.srv.metrics.frameOut(req.cmd)
-	}
+	return frame
 }
 
 // refuse answers req with the error e and closes the connection, counting
