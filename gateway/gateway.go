@@ -175,6 +175,7 @@ type Server struct {
 	mu        sync.RWMutex
 	byUser    map[uint64][]*session  // authenticated sessions
 	userRates map[uint64]*userBucket // the buckets of the users in byUser
+	debts     map[uint64]bucket      // buckets of connections closed as floods, by user, until earned back
 	sessions  map[*session]struct{}  // every open session, for the idle sweep
 	perAddr   map[netip.Addr]int     // open connections by capped source address
 
@@ -206,6 +207,7 @@ func New(cfg Config) (*Server, error) {
 		ready:     make(chan *session, 1<<16),
 		byUser:    make(map[uint64][]*session),
 		userRates: make(map[uint64]*userBucket),
+		debts:     make(map[uint64]bucket),
 		sessions:  make(map[*session]struct{}),
 		perAddr:   make(map[netip.Addr]int),
 		booted:    make(chan struct{}),
@@ -389,6 +391,7 @@ func (s *Server) OnTick() (time.Duration, gnet.Action) {
 	now := s.cfg.Now()
 	idle := now.Add(-3 * s.cfg.Heartbeat).UnixNano()
 	unauth := now.Add(-s.cfg.AuthTimeout).UnixNano()
+	s.forgive(now.UnixNano())
 	s.mu.RLock()
 	for sess := range s.sessions {
 		switch last := sess.lastSeen.Load(); {
@@ -425,6 +428,9 @@ func (s *Server) register(sess *session) {
 		s.userRates[user] = rate
 	}
 	sess.userRate = rate
+	if d, ok := s.debts[user]; ok {
+		sess.debt.Store(&d)
+	}
 	sess.authenticated()
 }
 

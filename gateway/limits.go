@@ -20,7 +20,8 @@ import (
 //     connections.
 //   - Every frame takes a token from its connection's bucket, whatever its
 //     command; a connection refused more than a burst's worth of frames
-//     beyond what it earned back is closed as a flood.
+//     beyond what it earned back is closed as a flood, and the user's next
+//     connections inherit its debt until it is earned back.
 //   - A user's SEND and expensive reads share one bucket across devices.
 
 // bucket is a token bucket. It is not safe for concurrent use.
@@ -61,6 +62,29 @@ func (b *bucket) take(now int64, rate float64, burst int) verdict {
 		return flooded
 	}
 	return limited
+}
+
+// owe keeps the bucket of user's connection closed as a flood: the user's
+// next connections take it over, so that reconnecting does not buy a flood
+// a fresh burst.
+func (s *Server) owe(user uint64, b bucket) {
+	if user == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.debts[user] = b
+}
+
+// forgive forgets the debts earned back by now.
+func (s *Server) forgive(now int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for user, b := range s.debts {
+		if b.refill(now, s.cfg.RateLimit, s.cfg.RateBurst); b.tokens >= float64(s.cfg.RateBurst) {
+			delete(s.debts, user)
+		}
+	}
 }
 
 // userBucket is one user's bucket for the commands in userLimited, shared by

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -240,5 +241,45 @@ func TestWarningsRateLimited(t *testing.T) {
 	waitValue(t, "auth failure lines", func() float64 { return float64(out.lines("authentication failed")) }, 2)
 	if n := out.lines("suppressed=9"); n != 1 {
 		t.Errorf("no line tells of the 9 held back:\n%s", out.b.String())
+	}
+}
+
+// TestFloodDebtInherited: a user whose connection was closed as a flood does
+// not get a fresh burst by reconnecting; once the debt is earned back at the
+// rate, they do.
+func TestFloodDebtInherited(t *testing.T) {
+	var now atomic.Int64
+	now.Store(time.Now().UnixNano())
+	s := start(t, Config{RateLimit: 10, RateBurst: 5, Now: func() time.Time { return time.Unix(0, now.Load()) }})
+	flooder := s.login(1, "d")
+	var stream []byte
+	for i := range 20 {
+		stream, _ = wire.AppendFrame(stream, wire.Command(999), 0, uint32(i+10), nil)
+	}
+	flooder.c.Write(stream)
+	if got := flooder.closedWith(); got != 0 {
+		t.Fatalf("flood closed with ERROR %d, want a RATE_LIMITED response and close", got)
+	}
+	again := s.login(1, "d")
+	if err := again.call(wire.CmdHeartbeat, nil, nil); code(err) != wire.CodeRateLimited {
+		t.Fatalf("first request after reconnecting: %v, want RATE_LIMITED", err)
+	}
+	again.closedWith()
+	if err := s.login(2, "d").call(wire.CmdHeartbeat, nil, nil); err != nil {
+		t.Fatalf("another user: %v", err)
+	}
+	waitValue(t, "flood disconnects", func() float64 { return testutil.ToFloat64(s.gw.metrics.disconnects[closedFlood]) }, 2)
+	// The debt (7 frames: 5 beyond the burst, one to close, one more after
+	// reconnecting) and the burst (5) come back at 10/s: in 1.2 s.
+	now.Add(int64(1200 * time.Millisecond))
+	s.gw.forgive(now.Load())
+	s.gw.mu.RLock()
+	owed := len(s.gw.debts)
+	s.gw.mu.RUnlock()
+	if owed != 0 {
+		t.Fatalf("%d debts left once earned back", owed)
+	}
+	if err := s.login(1, "d").call(wire.CmdHeartbeat, nil, nil); err != nil {
+		t.Fatalf("after the debt was earned back: %v", err)
 	}
 }

@@ -39,7 +39,8 @@ type session struct {
 	// Any goroutine.
 	lastSeen        atomic.Int64 // unix nanos of the last frame received
 	user            atomic.Uint64
-	unauthenticated atomic.Bool // counted in Server.unauthenticated
+	unauthenticated atomic.Bool            // counted in Server.unauthenticated
+	debt            atomic.Pointer[bucket] // a flood's debt for rate to take over, set at AUTH
 	closed          atomic.Bool
 	failed          atomic.Bool
 
@@ -162,8 +163,12 @@ func (sess *session) dispatch(req request, now int64) {
 		}
 		return
 	}
+	if d := sess.debt.Swap(nil); d != nil {
+		sess.rate = *d
+	}
 	switch sess.rate.take(now, s.cfg.RateLimit, s.cfg.RateBurst) {
 	case flooded:
+		s.owe(sess.user.Load(), sess.rate)
 		s.warn.warn(warnFlood, "gateway: connection closed for flooding", "remote", sess.remote, "user", sess.user.Load(), "command", req.cmd.String())
 		s.metrics.rejected[rejectRateLimited].Inc()
 		if sess.closeNow(closedFlood) {
