@@ -431,7 +431,7 @@ func (s *Server) register(sess *session) {
 	if d, ok := s.debts[user]; ok {
 		sess.debt.Store(&d)
 	}
-	sess.authenticated()
+	sess.dropUnauthenticated()
 }
 
 // Notify pushes committed inbox entries to the user's online devices. It is

@@ -160,7 +160,7 @@ func (s *Server) admit(sess *session) (refusal, bool) {
 
 // forget undoes admit's counting of a closing connection; s.mu is held.
 func (s *Server) forget(sess *session) {
-	sess.authenticated()
+	sess.dropUnauthenticated()
 	if !sess.capped {
 		return
 	}
@@ -170,8 +170,9 @@ func (s *Server) forget(sess *session) {
 	}
 }
 
-// authenticated takes the session out of the unauthenticated count, once.
-func (sess *session) authenticated() {
+// dropUnauthenticated takes the session out of the unauthenticated count,
+// once: when it authenticates or closes.
+func (sess *session) dropUnauthenticated() {
 	if sess.unauthenticated.CompareAndSwap(true, false) {
 		sess.srv.unauthenticated.Add(-1)
 	}
