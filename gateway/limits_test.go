@@ -49,7 +49,8 @@ func TestPreAuthFrameLimit(t *testing.T) {
 
 func TestConnectionCaps(t *testing.T) {
 	t.Run("unauthenticated", func(t *testing.T) {
-		s := start(t, Config{MaxUnauthenticated: 3})
+		var out syncBuffer
+		s := start(t, Config{MaxUnauthenticated: 3, Logger: slog.New(slog.NewTextHandler(&out, nil))})
 		first := s.dial()
 		s.dial()
 		s.dial()
@@ -65,6 +66,9 @@ func TestConnectionCaps(t *testing.T) {
 		s.counted(3)
 		if got := testutil.ToFloat64(s.gw.metrics.refused[refusedUnauthenticated]); got != 1 {
 			t.Fatalf("refused %v, want 1", got)
+		}
+		if n := out.lines("refused at a cap"); n != 1 {
+			t.Fatalf("%d log lines of the refusal, want 1", n)
 		}
 	})
 	t.Run("per address", func(t *testing.T) {
