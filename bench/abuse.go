@@ -195,8 +195,8 @@ type abuser struct {
 	connects, closed, frames, answered atomic.Int64
 }
 
-// slowAuth opens the connections, each with an AUTH header and all but the
-// last KiB of its frame, closes ready once all are open, and keeps them
+// slowAuth opens the connections, each with an AUTH header and most of its
+// frame, closes ready once all are open, and keeps them
 // until ctx ends, counting those the server closes first.
 func (a *abuser) slowAuth(ctx context.Context, ready chan<- struct{}) {
 	size := a.cfg.FrameSize
@@ -226,13 +226,11 @@ func (a *abuser) slowAuth(ctx context.Context, ready chan<- struct{}) {
 	for c := range conns {
 		held = append(held, c)
 	}
-	// A closed connection reads EOF or a reset at once; an open one times out.
-	for _, c := range held {
-		c.SetReadDeadline(time.Now().Add(time.Millisecond))
-	}
 	<-ctx.Done()
+	// A connection the server closed reads to EOF or a reset at once; an
+	// open one times out.
+	buf := make([]byte, 256)
 	for _, c := range held {
-		buf := make([]byte, 256)
 		c.SetReadDeadline(time.Now().Add(time.Millisecond))
 		for {
 			if _, err := c.Read(buf); err != nil {
