@@ -59,7 +59,8 @@ type Config struct {
 	// MaxFrame bounds a frame, header included (default wire.DefaultMaxFrame).
 	MaxFrame int
 	// PreAuthMaxFrame bounds a frame, header included, until AUTH succeeds
-	// (default 4 KiB: the largest AUTH, a token of about 1 KiB, with room).
+	// (default 4 KiB: the largest AUTH, a token of about 1 KiB, with room;
+	// never more than MaxFrame).
 	PreAuthMaxFrame int
 	// MaxUnauthenticated bounds the connections open and not yet
 	// authenticated (default 10,000); the server refuses more at once.
@@ -124,6 +125,7 @@ func (c *Config) setDefaults() error {
 	setDefault(&c.UserRateLimit, 100)
 	setDefault(&c.UserRateBurst, 200)
 	setDefault(&c.PreAuthMaxFrame, 4<<10)
+	c.PreAuthMaxFrame = min(c.PreAuthMaxFrame, c.MaxFrame)
 	setDefault(&c.MaxUnauthenticated, 10_000)
 	setDefault(&c.MaxUnauthenticatedBytes, 16<<20)
 	setDefault(&c.MaxConnsPerAddr, 1000)

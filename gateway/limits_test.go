@@ -47,6 +47,16 @@ func TestPreAuthFrameLimit(t *testing.T) {
 	})
 }
 
+func TestPreAuthFrameWithinMaxFrame(t *testing.T) {
+	gw, err := New(Config{Secret: secret, MaxFrame: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gw.cfg.PreAuthMaxFrame != 1024 {
+		t.Fatalf("PreAuthMaxFrame %d with MaxFrame 1024", gw.cfg.PreAuthMaxFrame)
+	}
+}
+
 func TestConnectionCaps(t *testing.T) {
 	t.Run("unauthenticated", func(t *testing.T) {
 		var out syncBuffer
