@@ -69,9 +69,10 @@ type Config struct {
 	// all unauthenticated connections together (default 16 MiB); the
 	// connection whose frame would pass it is closed.
 	MaxUnauthenticatedBytes int
-	// MaxConnsPerAddr bounds the connections from one source IP address
-	// (default 1,000). Loopback addresses are exempt unless LimitLoopback:
-	// local tests, benchmarks and a proxy on the same host come from there.
+	// MaxConnsPerAddr bounds the connections from one source IP address, or
+	// one IPv6 /64 (default 1,000). Loopback addresses are exempt unless
+	// LimitLoopback: local tests, benchmarks and a proxy on the same host
+	// come from there.
 	MaxConnsPerAddr int
 	LimitLoopback   bool
 	// MaxPending bounds the requests queued on one connection (default 256).
@@ -179,7 +180,7 @@ type Server struct {
 	userRates map[uint64]*userBucket // the buckets of the users in byUser
 	debts     map[uint64]bucket      // buckets of connections closed as floods, by user, until earned back
 	sessions  map[*session]struct{}  // every open session, for the idle sweep
-	perAddr   map[netip.Addr]int     // open connections by capped source address
+	perAddr   map[netip.Addr]int     // open connections by source address (IPv6: /64), loopback aside
 
 	unauthenticated atomic.Int64 // connections open and not yet authenticated
 	unauthBytes     atomic.Int64 // bytes of partial frames held for them

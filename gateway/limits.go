@@ -129,16 +129,31 @@ const (
 
 var refusalNames = [numRefusals]string{"unauthenticated", "address", "unauthenticated_bytes"}
 
-// sourceAddr is the IP address a connection comes from, and whether the
-// per-address cap counts it.
-func (s *Server) sourceAddr(c gnet.Conn) (netip.AddrPort, bool) {
+// sourceAddr is the address a connection comes from, and what the
+// per-address cap counts it under (capKey).
+func (s *Server) sourceAddr(c gnet.Conn) (remote netip.AddrPort, source netip.Addr) {
 	tcp, ok := c.RemoteAddr().(*net.TCPAddr)
 	if !ok {
-		return netip.AddrPort{}, false
+		return remote, source
 	}
-	ap := tcp.AddrPort()
-	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	return ap, s.cfg.LimitLoopback || !ap.Addr().IsLoopback()
+	remote = tcp.AddrPort()
+	remote = netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
+	return remote, capKey(remote.Addr(), s.cfg.LimitLoopback)
+}
+
+// capKey is what the per-address cap counts a connection from a under: the
+// IPv4 address, or the IPv6 /64 (one host usually holds a whole /64);
+// invalid for a loopback address unless limitLoopback.
+func capKey(a netip.Addr, limitLoopback bool) netip.Addr {
+	a = a.Unmap()
+	switch {
+	case a.IsLoopback() && !limitLoopback:
+		return netip.Addr{}
+	case a.Is6():
+		p, _ := a.Prefix(64)
+		return p.Addr()
+	}
+	return a
 }
 
 // admit counts a new connection against the caps, or says which refuses
@@ -147,11 +162,11 @@ func (s *Server) admit(sess *session) (refusal, bool) {
 	if s.unauthenticated.Load() >= int64(s.cfg.MaxUnauthenticated) {
 		return refusedUnauthenticated, false
 	}
-	if sess.capped {
-		if s.perAddr[sess.remote.Addr()] >= s.cfg.MaxConnsPerAddr {
+	if sess.source.IsValid() {
+		if s.perAddr[sess.source] >= s.cfg.MaxConnsPerAddr {
 			return refusedAddress, false
 		}
-		s.perAddr[sess.remote.Addr()]++
+		s.perAddr[sess.source]++
 	}
 	s.unauthenticated.Add(1)
 	sess.unauthenticated.Store(true)
@@ -161,12 +176,11 @@ func (s *Server) admit(sess *session) (refusal, bool) {
 // forget undoes admit's counting of a closing connection; s.mu is held.
 func (s *Server) forget(sess *session) {
 	sess.dropUnauthenticated()
-	if !sess.capped {
+	if !sess.source.IsValid() {
 		return
 	}
-	a := sess.remote.Addr()
-	if s.perAddr[a]--; s.perAddr[a] <= 0 {
-		delete(s.perAddr, a)
+	if s.perAddr[sess.source]--; s.perAddr[sess.source] <= 0 {
+		delete(s.perAddr, sess.source)
 	}
 }
 

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -54,6 +55,27 @@ func TestPreAuthFrameWithinMaxFrame(t *testing.T) {
 	}
 	if gw.cfg.PreAuthMaxFrame != 1024 {
 		t.Fatalf("PreAuthMaxFrame %d with MaxFrame 1024", gw.cfg.PreAuthMaxFrame)
+	}
+}
+
+func TestCapKey(t *testing.T) {
+	for _, tt := range []struct {
+		addr          string
+		limitLoopback bool
+		want          string // "" for exempt
+	}{
+		{"192.0.2.7", false, "192.0.2.7"},
+		{"::ffff:192.0.2.7", false, "192.0.2.7"},
+		{"2001:db8:1:2:3:4:5:6", false, "2001:db8:1:2::"},
+		{"2001:db8:1:2:ffff::1", false, "2001:db8:1:2::"},
+		{"127.0.0.1", false, ""},
+		{"::1", false, ""},
+		{"127.0.0.1", true, "127.0.0.1"},
+	} {
+		got := capKey(netip.MustParseAddr(tt.addr), tt.limitLoopback)
+		if want := tt.want; (want == "" && got.IsValid()) || (want != "" && got != netip.MustParseAddr(want)) {
+			t.Errorf("capKey(%s, %v) = %v, want %q", tt.addr, tt.limitLoopback, got, want)
+		}
 	}
 }
 

@@ -21,8 +21,8 @@ type session struct {
 	srv    *Server
 	c      gnet.Conn
 	opened int64          // unix nanos
-	remote netip.AddrPort // the peer, for logs and the per-address cap
-	capped bool           // the per-address cap counts the connection
+	remote netip.AddrPort // the peer, for logs
+	source netip.Addr     // what the per-address cap counts it under; invalid: exempt
 
 	// Event loop only.
 	authSeen bool   // the first frame was AUTH
@@ -65,7 +65,7 @@ type request struct {
 func newSession(s *Server, c gnet.Conn) *session {
 	now := s.cfg.Now().UnixNano()
 	sess := &session{srv: s, c: c, opened: now, rate: newBucket(s.cfg.RateBurst, now)}
-	sess.remote, sess.capped = s.sourceAddr(c)
+	sess.remote, sess.source = s.sourceAddr(c)
 	sess.lastSeen.Store(now)
 	return sess
 }

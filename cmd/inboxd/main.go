@@ -134,7 +134,7 @@ func flagSet(o *options) *flag.FlagSet {
 	l := &o.Limits
 	fs.IntVar(&l.MaxUnauthenticated, "max-unauthenticated", 10_000, "connections open and not yet authenticated, at most")
 	fs.IntVar(&l.MaxUnauthenticatedBytes, "max-unauthenticated-bytes", 16<<20, "bytes of partial frames held for all unauthenticated connections, at most")
-	fs.IntVar(&l.MaxConnsPerAddr, "max-conns-per-addr", 1000, "connections from one source IP address, at most (loopback exempt unless -limit-loopback)")
+	fs.IntVar(&l.MaxConnsPerAddr, "max-conns-per-addr", 1000, "connections from one source IPv4 address or IPv6 /64, at most (loopback exempt unless -limit-loopback)")
 	fs.BoolVar(&l.LimitLoopback, "limit-loopback", false, "apply -max-conns-per-addr to loopback addresses too")
 	fs.Float64Var(&l.RateLimit, "rate-limit", 100, "frames per second per connection, whatever their command")
 	fs.IntVar(&l.RateBurst, "rate-burst", 200, "burst of -rate-limit; a connection refused this many frames more is closed")
