@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"slices"
 	"sync/atomic"
@@ -229,7 +230,9 @@ func TestIdleAndAuthTimeouts(t *testing.T) {
 // TestSlowReader never reads while a flood of pushes arrives: the server
 // closes it rather than buffer without bound, and the user loses nothing.
 func TestSlowReader(t *testing.T) {
-	s := start(t, Config{MaxOutbound: 256 << 10, RateLimit: 1e6, RateBurst: 1e6})
+	var out syncBuffer
+	s := start(t, Config{MaxOutbound: 256 << 10, RateLimit: 1e6, RateBurst: 1e6,
+		Logger: slog.New(slog.NewTextHandler(&out, nil))})
 	sender, slow := s.login(1, "d"), s.login(2, "d")
 	slow.c.(*net.TCPConn).SetReadBuffer(4096)
 	conv := createGroup(t, sender, 2)
@@ -247,6 +250,9 @@ func TestSlowReader(t *testing.T) {
 	waitValue(t, "slow-reader disconnects", func() float64 {
 		return testutil.ToFloat64(s.gw.metrics.disconnects[closedSlowReader])
 	}, 1)
+	if n := out.lines("slow reader closed"); n != 1 {
+		t.Fatalf("%d log lines of the slow reader, want 1", n)
+	}
 	again := s.login(2, "d2")
 	var last uint64
 	for more := true; more; {

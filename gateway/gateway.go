@@ -13,6 +13,13 @@
 // it gets an ERROR frame and is closed. It loses nothing: its client resyncs
 // by seq when it reconnects.
 //
+// What one client can cost is bounded before and after AUTH (limits.go,
+// docs/protocol.md "Limits"): small frames until AUTH succeeds, caps on
+// unauthenticated connections, on the bytes held for them and on
+// connections per address, a rate limit on every frame that closes a
+// flooding connection, and a per-user rate limit on the costly requests.
+// Each refusal is counted and logged, at most one line per kind per 10 s.
+//
 // The server counts what it does in Prometheus metrics (namespace inboxd,
 // subsystem gateway; docs/operations.md lists them), registered with
 // Config.Registerer. The event loops touch only counters resolved when the
@@ -28,6 +35,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -53,6 +61,23 @@ type Config struct {
 	Workers int
 	// MaxFrame bounds a frame, header included (default wire.DefaultMaxFrame).
 	MaxFrame int
+	// PreAuthMaxFrame bounds a frame, header included, until AUTH succeeds
+	// (default 4 KiB: the largest AUTH, a token of about 1 KiB, with room;
+	// never more than MaxFrame).
+	PreAuthMaxFrame int
+	// MaxUnauthenticated bounds the connections open and not yet
+	// authenticated (default 10,000); the server refuses more at once.
+	MaxUnauthenticated int
+	// MaxUnauthenticatedBytes bounds the bytes of partial frames held for
+	// all unauthenticated connections together (default 16 MiB); the
+	// connection whose frame would pass it is closed.
+	MaxUnauthenticatedBytes int
+	// MaxConnsPerAddr bounds the connections from one source IP address, or
+	// one IPv6 /64 (default 1,000). Loopback addresses are exempt unless
+	// LimitLoopback: local tests, benchmarks and a proxy on the same host
+	// come from there.
+	MaxConnsPerAddr int
+	LimitLoopback   bool
 	// MaxPending bounds the requests queued on one connection (default 256).
 	MaxPending int
 	// MaxOutbound bounds the bytes waiting to be written to one connection
@@ -65,10 +90,17 @@ type Config struct {
 	AuthTimeout time.Duration
 	// RequestTimeout bounds one request (default 10 s).
 	RequestTimeout time.Duration
-	// RateLimit and RateBurst shape each connection's requests with a token
-	// bucket (default 100/s, burst 200).
+	// RateLimit and RateBurst shape each connection's frames, whatever
+	// their command, with a token bucket (default 100/s, burst 200). A
+	// connection refused RateBurst frames beyond what it earned back is
+	// closed as a flood.
 	RateLimit float64
 	RateBurst int
+	// UserRateLimit and UserRateBurst shape each user's SEND, SYNC, HISTORY
+	// and CONVERSATIONS across all their connections (default 100/s, burst
+	// 200).
+	UserRateLimit float64
+	UserRateBurst int
 	// Multicore runs one event loop per CPU (default true unless SingleLoop).
 	SingleLoop bool
 	Logger     *slog.Logger
@@ -94,6 +126,13 @@ func (c *Config) setDefaults() error {
 	setDefault(&c.RequestTimeout, wire.DefaultRequestTimeout)
 	setDefault(&c.RateLimit, wire.DefaultRateLimit)
 	setDefault(&c.RateBurst, wire.DefaultRateBurst)
+	setDefault(&c.UserRateLimit, 100)
+	setDefault(&c.UserRateBurst, 200)
+	setDefault(&c.PreAuthMaxFrame, 4<<10)
+	c.PreAuthMaxFrame = min(c.PreAuthMaxFrame, c.MaxFrame)
+	setDefault(&c.MaxUnauthenticated, 10_000)
+	setDefault(&c.MaxUnauthenticatedBytes, 16<<20)
+	setDefault(&c.MaxConnsPerAddr, 1000)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -141,9 +180,16 @@ type Server struct {
 
 	ready chan *session // sessions with queued requests, each at most once
 
-	mu       sync.RWMutex
-	byUser   map[uint64][]*session // authenticated sessions
-	sessions map[*session]struct{} // every open session, for the idle sweep
+	mu        sync.RWMutex
+	byUser    map[uint64][]*session  // authenticated sessions
+	userRates map[uint64]*userBucket // the buckets of the users in byUser
+	debts     map[uint64]bucket      // buckets of connections closed as floods, by user, until earned back
+	sessions  map[*session]struct{}  // every open session, for the idle sweep
+	perAddr   map[netip.Addr]int     // open connections by source address (IPv6: /64), loopback aside
+
+	unauthenticated atomic.Int64 // connections open and not yet authenticated
+	unauthBytes     atomic.Int64 // bytes of partial frames held for them
+	warn            *warnLog
 
 	engine   gnet.Engine
 	booted   chan struct{}
@@ -164,12 +210,16 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		ready:    make(chan *session, 1<<16),
-		byUser:   make(map[uint64][]*session),
-		sessions: make(map[*session]struct{}),
-		booted:   make(chan struct{}),
+		cfg:       cfg,
+		log:       cfg.Logger,
+		ready:     make(chan *session, 1<<16),
+		byUser:    make(map[uint64][]*session),
+		userRates: make(map[uint64]*userBucket),
+		debts:     make(map[uint64]bucket),
+		sessions:  make(map[*session]struct{}),
+		perAddr:   make(map[netip.Addr]int),
+		booted:    make(chan struct{}),
+		warn:      &warnLog{log: cfg.Logger, now: cfg.Now},
 	}
 	s.metrics = newMetrics(s)
 	if err := s.metrics.register(cfg.Registerer); err != nil {
@@ -272,14 +322,32 @@ func (s *Server) shutdown(ctx context.Context) error {
 	return nil
 }
 
-// OnOpen creates the connection's session.
+// OnOpen creates the connection's session, or refuses the connection at
+// once when it is over a cap.
 func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	s.metrics.accepted.Inc()
 	sess := newSession(s, c)
-	c.SetContext(sess)
 	s.mu.Lock()
-	s.sessions[sess] = struct{}{}
+	why, ok := s.admit(sess)
+	if ok {
+		s.sessions[sess] = struct{}{}
+	}
 	s.mu.Unlock()
+	if !ok {
+		s.metrics.refused[why].Inc()
+		s.metrics.disconnects[closedConnLimit].Inc()
+		s.warn.warn(warnConnLimit, "gateway: connection refused at a cap", "limit", refusalNames[why], "remote", sess.remote)
+		code := wire.CodeUnavailable
+		if why == refusedAddress {
+			code = wire.CodeRateLimited
+		}
+		e := errorBody(code, "too many connections")
+		e.RetryAfterMs = 1000
+		frame, _ := wire.AppendFrame(nil, wire.CmdError, 0, 0, e)
+		s.metrics.frameOut(wire.CmdError)
+		return frame, gnet.Close
+	}
+	c.SetContext(sess)
 	return nil, gnet.None
 }
 
@@ -295,12 +363,15 @@ func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 	if sess.failed.CompareAndSwap(false, true) {
 		s.metrics.disconnects[closedByPeer].Inc()
 	}
+	sess.release()
 	s.mu.Lock()
 	delete(s.sessions, sess)
+	s.forget(sess)
 	if user := sess.user.Load(); user != 0 {
 		s.byUser[user] = deleteSession(s.byUser[user], sess)
 		if len(s.byUser[user]) == 0 {
 			delete(s.byUser, user)
+			delete(s.userRates, user)
 		}
 	}
 	s.mu.Unlock()
@@ -328,12 +399,13 @@ func (s *Server) OnTick() (time.Duration, gnet.Action) {
 	now := s.cfg.Now()
 	idle := now.Add(-wire.IdleHeartbeats * s.cfg.Heartbeat).UnixNano()
 	unauth := now.Add(-s.cfg.AuthTimeout).UnixNano()
+	s.forgive(now.UnixNano())
 	s.mu.RLock()
 	for sess := range s.sessions {
 		switch last := sess.lastSeen.Load(); {
 		case sess.user.Load() == 0 && sess.opened < unauth:
 			if sess.fail(closedAuthTimeout, wire.CodeUnauthenticated, "no AUTH within the auth timeout") {
-				s.metrics.authFailures[authTimeout].Inc()
+				s.authFailed(authTimeout, sess.remote)
 			}
 		case last < idle:
 			sess.fail(closedIdle, wire.CodeIdle, "no frame within three heartbeats")
@@ -358,6 +430,16 @@ func (s *Server) register(sess *session) {
 		}
 	}
 	s.byUser[user] = append(list, sess)
+	rate := s.userRates[user]
+	if rate == nil {
+		rate = &userBucket{b: newBucket(s.cfg.UserRateBurst, s.cfg.Now().UnixNano())}
+		s.userRates[user] = rate
+	}
+	sess.userRate = rate
+	if d, ok := s.debts[user]; ok {
+		sess.debt.Store(&d)
+	}
+	sess.dropUnauthenticated()
 }
 
 // Notify pushes committed inbox entries to the user's online devices. It is

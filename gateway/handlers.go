@@ -163,6 +163,13 @@ func (sess *session) handle(req request) {
 		return
 	}
 	user := sess.user.Load()
+	if userLimited(req.cmd) && !sess.userRate.take(s.cfg.Now().UnixNano(), s.cfg.UserRateLimit, s.cfg.UserRateBurst) {
+		s.metrics.rejected[rejectUserRateLimited].Inc()
+		e := errorBody(wire.CodeRateLimited, "too many requests for this user")
+		e.RetryAfterMs = uint32(1000/s.cfg.UserRateLimit) + 1
+		sess.reply(req, nil, e)
+		return
+	}
 	h := handlers[req.cmd]
 	resp, err := h(ctx, sess, user, req.body)
 	if err != nil {
@@ -177,7 +184,7 @@ func (sess *session) auth(ctx context.Context, req request) {
 	s := sess.srv
 	var ar wirepb.AuthRequest
 	if err := wire.Decode(req.body, &ar); err != nil {
-		s.metrics.authFailures[authMalformedBody].Inc()
+		s.authFailed(authMalformedBody, sess.remote)
 		sess.refuse(req, errorBody(wire.CodeBadRequest, "malformed AUTH body"), closedAuthFailed)
 		return
 	}
@@ -190,7 +197,7 @@ func (sess *session) auth(ctx context.Context, req request) {
 		case errors.Is(err, token.ErrSignature):
 			why = authBadSignature
 		}
-		s.metrics.authFailures[why].Inc()
+		s.authFailed(why, sess.remote)
 		sess.refuse(req, errorBody(code, err.Error()), closedAuthFailed)
 		return
 	}
@@ -202,7 +209,7 @@ func (sess *session) auth(ctx context.Context, req request) {
 	s.register(sess)
 	head, err := s.svc.Head(ctx, claims.User)
 	if err != nil {
-		s.metrics.authFailures[authUnavailable].Inc()
+		s.authFailed(authUnavailable, sess.remote)
 		sess.refuse(req, errorFor(err), closedAuthFailed)
 		return
 	}

@@ -31,11 +31,13 @@ const (
 	closedProtocol // a frame that breaks the framing, or a command before AUTH
 	closedReplaced
 	closedShutdown
+	closedFlood     // kept sending past its rate limit
+	closedConnLimit // refused or closed at a connection cap
 	numDisconnects
 )
 
 var disconnectNames = [numDisconnects]string{
-	"peer", "slow_reader", "idle", "auth_timeout", "auth_failed", "protocol", "replaced", "shutdown",
+	"peer", "slow_reader", "idle", "auth_timeout", "auth_failed", "protocol", "replaced", "shutdown", "flood", "conn_limit",
 }
 
 // authFailure is why an AUTH was refused.
@@ -64,10 +66,11 @@ const (
 	rejectQueueFull                    // MaxPending requests already queued on the connection
 	rejectOverloaded                   // every worker slot is taken: load shed
 	rejectShuttingDown
+	rejectUserRateLimited // the user's bucket, shared by their connections, is empty
 	numRejections
 )
 
-var rejectionNames = [numRejections]string{"rate_limited", "queue_full", "overloaded", "shutting_down"}
+var rejectionNames = [numRejections]string{"rate_limited", "queue_full", "overloaded", "shutting_down", "user_rate_limited"}
 
 // maxCode bounds the error codes counted by name; others count as "other".
 const maxCode = 32
@@ -81,6 +84,7 @@ type metrics struct {
 	disconnects  [numDisconnects]prometheus.Counter
 	authFailures [numAuthFailures]prometheus.Counter
 	rejected     [numRejections]prometheus.Counter
+	refused      [numRefusals]prometheus.Counter
 	framesIn     [unknownCmd + 1]prometheus.Counter
 	framesOut    [unknownCmd + 1]prometheus.Counter
 	latency      [unknownCmd + 1]prometheus.Observer // nil for commands no worker runs
@@ -128,6 +132,17 @@ func newMetrics(s *Server) *metrics {
 		m.rejected[i] = rejected.WithLabelValues(name)
 	}
 
+	refused := prometheus.NewCounterVec(prometheus.CounterOpts(opts("connections_refused_total", "Connections refused or closed at a connection cap, by cap.")), []string{"limit"})
+	for i, name := range refusalNames {
+		m.refused[i] = refused.WithLabelValues(name)
+	}
+	unauth := prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("unauthenticated_connections", "Connections open and not yet authenticated.")), func() float64 {
+		return float64(s.unauthenticated.Load())
+	})
+	unauthBytes := prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("unauthenticated_buffered_bytes", "Bytes of partial frames held for unauthenticated connections.")), func() float64 {
+		return float64(s.unauthBytes.Load())
+	})
+
 	in := prometheus.NewCounterVec(prometheus.CounterOpts(opts("frames_received_total", "Frames received, by command.")), []string{"command"})
 	out := prometheus.NewCounterVec(prometheus.CounterOpts(opts("frames_sent_total", "Frames sent (responses, pushes, errors), by command.")), []string{"command"})
 	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -157,7 +172,7 @@ func newMetrics(s *Server) *metrics {
 		}
 	}
 
-	m.collectors = []prometheus.Collector{m.accepted, open, users, inflight, ready, disconnects, auth, rejected, in, out, latency, errs}
+	m.collectors = []prometheus.Collector{m.accepted, open, users, inflight, ready, disconnects, auth, rejected, refused, unauth, unauthBytes, in, out, latency, errs}
 	return m
 }
 

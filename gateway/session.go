@@ -1,7 +1,10 @@
 package gateway
 
 import (
+	"encoding/binary"
 	"errors"
+	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,21 +20,34 @@ import (
 type session struct {
 	srv    *Server
 	c      gnet.Conn
-	opened int64 // unix nanos
+	opened int64          // unix nanos
+	remote netip.AddrPort // the peer, for logs
+	source netip.Addr     // what the per-address cap counts it under; invalid: exempt
 
 	// Event loop only.
-	authSeen bool    // the first frame was AUTH
-	tokens   float64 // rate limiter bucket
-	refilled int64   // unix nanos of the last refill
+	authSeen bool   // the first frame was AUTH
+	closing  bool   // read closes the connection when it returns
+	answers  []byte // frames the event loop answered, written once per read
+	rate     bucket // every frame's
+	// held is the start of a frame not yet whole, owned by the session
+	// rather than left in gnet's buffer: it is sized to the frame, dropped
+	// once the frame is whole or the connection closes, and counted
+	// (charged bytes) while the connection is unauthenticated.
+	held    []byte
+	charged int
 
 	// Any goroutine.
-	lastSeen atomic.Int64 // unix nanos of the last frame received
-	user     atomic.Uint64
-	closed   atomic.Bool
-	failed   atomic.Bool
+	lastSeen        atomic.Int64 // unix nanos of the last frame received
+	user            atomic.Uint64
+	unauthenticated atomic.Bool            // counted in Server.unauthenticated
+	debt            atomic.Pointer[bucket] // a flood's debt for rate to take over, set at AUTH
+	closed          atomic.Bool
+	failed          atomic.Bool
 
-	// Workers; device is written once by the AUTH request, before user.
-	device string
+	// Workers; device and userRate are written once by the AUTH request,
+	// before user.
+	device   string
+	userRate *userBucket
 
 	mu      sync.Mutex
 	queue   []request
@@ -48,63 +64,128 @@ type request struct {
 
 func newSession(s *Server, c gnet.Conn) *session {
 	now := s.cfg.Now().UnixNano()
-	sess := &session{srv: s, c: c, opened: now, tokens: float64(s.cfg.RateBurst), refilled: now}
+	sess := &session{srv: s, c: c, opened: now, rate: newBucket(s.cfg.RateBurst, now)}
+	sess.remote, sess.source = s.sourceAddr(c)
 	sess.lastSeen.Store(now)
 	return sess
 }
 
-// read splits and dispatches every whole frame in the inbound buffer. It
-// runs on the event loop and never blocks.
+// read splits and dispatches every whole frame received. It runs on the
+// event loop and never blocks.
+//
+// It takes every byte from gnet each time: a frame's start that gnet kept
+// would sit in a buffer that gnet pools after the connection closes, sized
+// for the largest frame the connection ever sent. The session holds it
+// instead (held), and only while the frame is incomplete.
 func (sess *session) read(c gnet.Conn) gnet.Action {
 	cfg := &sess.srv.cfg
-	m := sess.srv.metrics
 	arrived := cfg.Now()
 	now := arrived.UnixNano()
 	sess.lastSeen.Store(now)
-	for {
-		buf, _ := c.Peek(c.InboundBuffered())
-		f, n, err := wire.Split(buf, cfg.MaxFrame)
+	in, _ := c.Next(-1)
+	limit := cfg.MaxFrame
+	if sess.user.Load() == 0 {
+		limit = cfg.PreAuthMaxFrame
+	}
+	for len(in) > 0 && !sess.failed.Load() {
+		buf := in
+		if sess.held != nil {
+			in = sess.fill(in)
+			buf = sess.held
+		}
+		f, n, err := wire.Split(buf, limit)
 		if err != nil {
 			code := wire.CodeFrameTooLarge
 			if !errors.Is(err, wire.ErrFrameTooLarge) {
 				code = wire.CodeVersion
 			}
-			sess.fail(closedProtocol, code, err.Error())
-			c.Discard(len(buf))
-			return gnet.None
+			sess.failNow(closedProtocol, code, err.Error())
+			break
 		}
 		if n == 0 {
-			return gnet.None
-		}
-		m.frameIn(f.Command)
-		req := request{cmd: f.Command, id: f.RequestID, body: append([]byte(nil), f.Body...), arrived: arrived}
-		c.Discard(n)
-		if sess.failed.Load() {
+			if sess.held == nil {
+				in = sess.fill(in)
+			}
 			continue
+		}
+		sess.srv.metrics.frameIn(f.Command)
+		req := request{cmd: f.Command, id: f.RequestID, body: f.Body, arrived: arrived}
+		if sess.held != nil {
+			sess.held = nil // the request owns it now
+		} else {
+			req.body = append([]byte(nil), f.Body...) // gnet reuses in
+			in = in[n:]
 		}
 		sess.dispatch(req, now)
 	}
+	if !sess.failed.Load() && !sess.charge() {
+		sess.srv.metrics.refused[refusedUnauthenticatedBytes].Inc()
+		sess.srv.warn.warn(warnConnLimit, "gateway: connection closed at a cap", "limit", refusalNames[refusedUnauthenticatedBytes], "remote", sess.remote)
+		sess.failNow(closedConnLimit, wire.CodeUnavailable, "too many unauthenticated bytes")
+	}
+	sess.flush()
+	if sess.failed.Load() {
+		sess.release() // nothing more is read from a failed connection
+	}
+	if sess.closing {
+		// Closed here and now rather than by a task queued behind the
+		// flood that keeps arriving meanwhile.
+		return gnet.Close
+	}
+	return gnet.None
+}
+
+// fill moves into held the bytes of in that its frame still lacks and
+// returns the rest: the header first, then, once wire.Split has accepted
+// the header's length, the body, in a buffer of exactly the frame's size.
+func (sess *session) fill(in []byte) []byte {
+	need := wire.HeaderSize
+	if len(sess.held) >= wire.HeaderSize {
+		need += int(binary.BigEndian.Uint32(sess.held))
+		sess.held = slices.Grow(sess.held, need-len(sess.held))
+	} else if sess.held == nil {
+		sess.held = make([]byte, 0, need)
+	}
+	take := min(need-len(sess.held), len(in))
+	sess.held = append(sess.held, in[:take]...)
+	return in[take:]
 }
 
 // dispatch answers what the event loop can answer itself and queues the rest.
+// Every frame is charged to the connection's bucket first, whatever it is.
+// It runs on the event loop.
 func (sess *session) dispatch(req request, now int64) {
 	s := sess.srv
-	switch {
-	case !sess.authSeen && req.cmd != wire.CmdAuth:
-		s.metrics.authFailures[authNotFirst].Inc()
-		sess.refuse(req, errorBody(wire.CodeUnauthenticated, "AUTH must come first"), closedAuthFailed)
+	if !sess.authSeen && req.cmd != wire.CmdAuth {
+		s.authFailed(authNotFirst, sess.remote)
+		if sess.closeNow(closedAuthFailed) {
+			sess.answer(req, errorBody(wire.CodeUnauthenticated, "AUTH must come first"))
+		}
 		return
+	}
+	if d := sess.debt.Swap(nil); d != nil {
+		sess.rate = *d
+	}
+	switch sess.rate.take(now, s.cfg.RateLimit, s.cfg.RateBurst) {
+	case flooded:
+		s.owe(sess.user.Load(), sess.rate)
+		s.warn.warn(warnFlood, "gateway: connection closed for flooding", "remote", sess.remote, "user", sess.user.Load(), "command", req.cmd.String())
+		s.metrics.rejected[rejectRateLimited].Inc()
+		if sess.closeNow(closedFlood) {
+			sess.answer(req, sess.rateLimited("too many requests: closing"))
+		}
+		return
+	case limited:
+		s.metrics.rejected[rejectRateLimited].Inc()
+		sess.answer(req, sess.rateLimited("too many requests"))
+		return
+	}
+	switch {
 	case req.cmd == wire.CmdAuth && sess.authSeen:
-		sess.reply(req, nil, errorBody(wire.CodeInvalid, "already authenticated"))
+		sess.answer(req, errorBody(wire.CodeInvalid, "already authenticated"))
 		return
 	case !req.cmd.Known() || req.cmd == wire.CmdPush || req.cmd == wire.CmdError:
-		sess.reply(req, nil, errorBody(wire.CodeUnknownCommand, "unknown command "+req.cmd.String()))
-		return
-	case !sess.allow(now):
-		s.metrics.rejected[rejectRateLimited].Inc()
-		e := errorBody(wire.CodeRateLimited, "too many requests")
-		e.RetryAfterMs = uint32(1000/s.cfg.RateLimit) + 1
-		sess.reply(req, nil, e)
+		sess.answer(req, errorBody(wire.CodeUnknownCommand, "unknown command "+req.cmd.String()))
 		return
 	}
 	// Count the request before looking at stopping: Shutdown sets stopping
@@ -114,7 +195,7 @@ func (sess *session) dispatch(req request, now int64) {
 	if s.stopping.Load() {
 		s.inflight.Add(-1)
 		s.metrics.rejected[rejectShuttingDown].Inc()
-		sess.reply(req, nil, errorBody(wire.CodeShuttingDown, "server shutting down"))
+		sess.answer(req, errorBody(wire.CodeShuttingDown, "server shutting down"))
 		return
 	}
 	sess.authSeen = true
@@ -123,7 +204,7 @@ func (sess *session) dispatch(req request, now int64) {
 		sess.mu.Unlock()
 		s.inflight.Add(-1)
 		s.metrics.rejected[rejectQueueFull].Inc()
-		sess.reply(req, nil, errorBody(wire.CodeRateLimited, "too many requests in flight"))
+		sess.answer(req, errorBody(wire.CodeRateLimited, "too many requests in flight"))
 		return
 	}
 	sess.queue = append(sess.queue, req)
@@ -142,24 +223,19 @@ func (sess *session) dispatch(req request, now int64) {
 			sess.mu.Unlock()
 			for _, r := range dropped {
 				s.metrics.rejected[rejectOverloaded].Inc()
-				sess.reply(r, nil, errorBody(wire.CodeUnavailable, "server overloaded"))
+				sess.answer(r, errorBody(wire.CodeUnavailable, "server overloaded"))
 				s.inflight.Add(-1)
 			}
 		}
 	}
 }
 
-// allow takes a token from the connection's bucket.
-func (sess *session) allow(now int64) bool {
-	cfg := &sess.srv.cfg
-	elapsed := float64(now-sess.refilled) / 1e9
-	sess.refilled = now
-	sess.tokens = min(float64(cfg.RateBurst), sess.tokens+elapsed*cfg.RateLimit)
-	if sess.tokens < 1 {
-		return false
-	}
-	sess.tokens--
-	return true
+// rateLimited is the error of a request over a limit, telling when a token
+// is back.
+func (sess *session) rateLimited(msg string) *wirepb.Error {
+	e := errorBody(wire.CodeRateLimited, msg)
+	e.RetryAfterMs = uint32(1000/sess.srv.cfg.RateLimit) + 1
+	return e
 }
 
 // run handles the session's queue in order until it is empty.
@@ -191,16 +267,69 @@ func (sess *session) write(frame []byte) bool {
 	}
 	max := sess.srv.cfg.MaxOutbound
 	sess.c.AsyncWrite(frame, func(c gnet.Conn, err error) error {
-		if err == nil && c.OutboundBuffered() > max {
-			sess.fail(closedSlowReader, wire.CodeSlowReader, "outbound buffer full: read faster")
+		if err == nil && c.OutboundBuffered() > max && sess.fail(closedSlowReader, wire.CodeSlowReader, "outbound buffer full: read faster") {
+			sess.srv.warn.warn(warnSlowReader, "gateway: slow reader closed", "remote", sess.remote, "user", sess.user.Load(), "outbound", c.OutboundBuffered())
 		}
 		return nil
 	})
 	return true
 }
 
-// reply writes the response to req: body, or the error e.
+// reply writes the response to req from a worker: body, or the error e.
 func (sess *session) reply(req request, body proto.Message, e *wirepb.Error) {
+	if frame := sess.response(nil, req, body, e); frame != nil && sess.write(frame) {
+		sess.srv.metrics.frameOut(req.cmd)
+	}
+}
+
+// answer adds the error e in response to req to what the event loop writes
+// when read returns: a flood's answers then cost one write, not one queued
+// task and one system call each, and they are out before a close the event
+// loop makes.
+func (sess *session) answer(req request, e *wirepb.Error) {
+	if out := sess.response(sess.answers, req, nil, e); out != nil {
+		sess.answers = out
+		sess.srv.metrics.frameOut(req.cmd)
+	}
+}
+
+// flush writes the answers on the event loop, closing the connection as a
+// slow reader when too much is waiting.
+func (sess *session) flush() {
+	if len(sess.answers) == 0 {
+		return
+	}
+	sess.c.Write(sess.answers)
+	sess.answers = nil // gnet copied what it could not write
+	if n := sess.c.OutboundBuffered(); n > sess.srv.cfg.MaxOutbound && sess.closeNow(closedSlowReader) {
+		sess.srv.warn.warn(warnSlowReader, "gateway: slow reader closed", "remote", sess.remote, "user", sess.user.Load(), "outbound", n)
+	}
+}
+
+// closeNow marks the connection failed, counting why, for read to close it
+// when it returns; it reports whether this was the first failure. It runs
+// on the event loop.
+func (sess *session) closeNow(why disconnect) bool {
+	if !sess.failed.CompareAndSwap(false, true) {
+		return false
+	}
+	sess.srv.metrics.disconnects[why].Inc()
+	sess.closing = true
+	return true
+}
+
+// failNow is fail on the event loop: the ERROR frame is written at once and
+// read closes the connection when it returns.
+func (sess *session) failNow(why disconnect, code wire.Code, msg string) {
+	if sess.closeNow(why) {
+		sess.answers, _ = wire.AppendFrame(sess.answers, wire.CmdError, 0, 0, errorBody(code, msg))
+		sess.srv.metrics.frameOut(wire.CmdError)
+	}
+}
+
+// response appends to dst the response to req: body, or the error e; nil if
+// it does not encode.
+func (sess *session) response(dst []byte, req request, body proto.Message, e *wirepb.Error) []byte {
 	flags := wire.FlagResponse
 	var m proto.Message = body
 	if e != nil {
@@ -208,14 +337,12 @@ func (sess *session) reply(req request, body proto.Message, e *wirepb.Error) {
 		m = e
 		sess.srv.metrics.errorResponse(wire.Code(e.Code))
 	}
-	frame, err := wire.AppendFrame(nil, req.cmd, flags, req.id, m)
+	frame, err := wire.AppendFrame(dst, req.cmd, flags, req.id, m)
 	if err != nil {
 		sess.srv.log.Error("gateway: encode response", "cmd", req.cmd, "err", err)
-		return
+		return nil
 	}
-	if sess.write(frame) {
-		sess.srv.metrics.frameOut(req.cmd)
-	}
+	return frame
 }
 
 // refuse answers req with the error e and closes the connection, counting

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 
 	"github.com/inboxd/inboxd/sequencer"
@@ -23,6 +24,11 @@ type SyncResult struct {
 // their messages. Reads see whole group commits, so a page never has a hole.
 func (s *Service) Sync(ctx context.Context, user, afterSeq uint64, limit int) (SyncResult, error) {
 	limit = clampLimit(limit, wire.DefaultSyncLimit, wire.MaxSyncLimit)
+	if afterSeq == math.MaxUint64 {
+		// No seq follows it, and afterSeq+1 would wrap to the first.
+		head, err := s.Head(ctx, user)
+		return SyncResult{Head: head}, err
+	}
 	rows, err := s.store.Inbox(ctx, user, timeline.Range{From: afterSeq + 1, Limit: limit + 1})
 	if err != nil {
 		return SyncResult{}, fmt.Errorf("inbox: sync %d after %d: %w", user, afterSeq, err)

@@ -10,6 +10,15 @@
 //	go run ./cmd/inboxd-bench -preset groups100 -duration 30s -json
 //	go run ./cmd/inboxd-bench -addr 127.0.0.1:7600 -secret-file inboxd-data/token-secret -users 200 -groups 20x10
 //
+// With -abuse SHAPE it runs an abuse shape of docs/benchmarks.md instead
+// (slow-auth: connections that send most of an AUTH frame and wait; flood:
+// authenticated connections pipelining unknown commands) beside one
+// well-behaved client, and prints its heartbeat latency and the server's
+// memory as JSON:
+//
+//	go run ./cmd/inboxd-bench -abuse slow-auth -abuse-conns 3000
+//	go run ./cmd/inboxd-bench -abuse flood -abuse-conns 4
+//
 // The exit status is 0 when the run verified clean, 1 when the verifier
 // found a violation or a send was never answered, 2 when the run could not
 // be made.
@@ -38,6 +47,11 @@ func main() {
 func run(args []string) int {
 	if len(args) == 4 && args[0] == "-bare-server" && args[2] == "-secret-file" {
 		return serveBare(args[1], args[3])
+	}
+	if len(args) > 0 {
+		if name := strings.TrimLeft(args[0], "-"); name == "abuse" || strings.HasPrefix(name, "abuse=") {
+			return abuse(args)
+		}
 	}
 	cfg, asJSON, err := parse(args)
 	if errors.Is(err, flag.ErrHelp) {
@@ -160,6 +174,37 @@ func parse(args []string) (bench.Config, bool, error) {
 		cfg.Progress = os.Stderr
 	}
 	return cfg, *asJSON, nil
+}
+
+// abuse runs an abuse shape (-abuse first among the arguments).
+func abuse(args []string) int {
+	var cfg bench.AbuseConfig
+	fs := flag.NewFlagSet("inboxd-bench -abuse", flag.ContinueOnError)
+	fs.StringVar(&cfg.Shape, "abuse", "", "abuse shape: "+bench.ShapeSlowAuth+" or "+bench.ShapeFlood)
+	fs.IntVar(&cfg.Conns, "abuse-conns", 0, "abusive connections (0: 3000 slow-auth, 4 flood)")
+	fs.IntVar(&cfg.FrameSize, "abuse-frame", 0, "slow-auth: frame size the AUTH header declares (0: 262144)")
+	fs.BoolVar(&cfg.NoReconnect, "no-reconnect", false, "flood: a connection the server closes stays closed")
+	fs.IntVar(&cfg.Heartbeats, "heartbeats", 0, "heartbeats of the good client (0: 300, one every 20 ms)")
+	fs.StringVar(&cfg.Server.Binary, "server-bin", "", "inboxd binary to start (empty: go build ./cmd/inboxd)")
+	fs.StringVar(&cfg.Server.Dir, "dir", "", "directory of the started server's data and log (empty: a temporary one, removed)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	rep, err := bench.Abuse(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "inboxd-bench:", err)
+		return 2
+	}
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	enc.Encode(rep)
+	return 0
 }
 
 // serveBare runs the baseline server as Run's child (-baseline).

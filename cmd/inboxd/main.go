@@ -59,6 +59,20 @@ type options struct {
 	Workers      int
 	WebhookURL   string
 	LogLevel     slog.Level
+	Limits       limits
+}
+
+// limits are the gateway's bounds on what clients may cost it
+// (docs/protocol.md, "Limits").
+type limits struct {
+	MaxUnauthenticated      int
+	MaxUnauthenticatedBytes int
+	MaxConnsPerAddr         int
+	LimitLoopback           bool
+	RateLimit               float64
+	RateBurst               int
+	UserRateLimit           float64
+	UserRateBurst           int
 }
 
 func main() {
@@ -118,6 +132,15 @@ func flagSet(o *options) *flag.FlagSet {
 	fs.IntVar(&o.Workers, "workers", 512, "goroutines running requests")
 	fs.StringVar(&o.WebhookURL, "webhook-url", "", "URL to POST offline-push notices to (empty: off)")
 	fs.TextVar(&o.LogLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
+	l := &o.Limits
+	fs.IntVar(&l.MaxUnauthenticated, "max-unauthenticated", 10_000, "connections open and not yet authenticated, at most")
+	fs.IntVar(&l.MaxUnauthenticatedBytes, "max-unauthenticated-bytes", 16<<20, "bytes of partial frames held for all unauthenticated connections, at most")
+	fs.IntVar(&l.MaxConnsPerAddr, "max-conns-per-addr", 1000, "connections from one source IPv4 address or IPv6 /64, at most (loopback exempt unless -limit-loopback)")
+	fs.BoolVar(&l.LimitLoopback, "limit-loopback", false, "apply -max-conns-per-addr to loopback addresses too")
+	fs.Float64Var(&l.RateLimit, "rate-limit", 100, "frames per second per connection, whatever their command")
+	fs.IntVar(&l.RateBurst, "rate-burst", 200, "burst of -rate-limit; a connection refused this many frames more is closed")
+	fs.Float64Var(&l.UserRateLimit, "user-rate-limit", 100, "SEND, SYNC, HISTORY and CONVERSATIONS per second per user, across devices")
+	fs.IntVar(&l.UserRateBurst, "user-rate-burst", 200, "burst of -user-rate-limit")
 	return fs
 }
 
@@ -131,6 +154,16 @@ func (o options) validate() error {
 	}
 	if o.Node < 0 || o.Node > 1023 {
 		return fmt.Errorf("-node %d: want 0-1023", o.Node)
+	}
+	l := o.Limits
+	for name, v := range map[string]float64{
+		"max-unauthenticated": float64(l.MaxUnauthenticated), "max-unauthenticated-bytes": float64(l.MaxUnauthenticatedBytes),
+		"max-conns-per-addr": float64(l.MaxConnsPerAddr), "rate-limit": l.RateLimit, "rate-burst": float64(l.RateBurst),
+		"user-rate-limit": l.UserRateLimit, "user-rate-burst": float64(l.UserRateBurst),
+	} {
+		if v <= 0 {
+			return fmt.Errorf("-%s %v: want more than 0", name, v)
+		}
 	}
 	return nil
 }
@@ -172,12 +205,17 @@ func run(args []string) error {
 		return err
 	}
 	ready.setStore(raw) // probes do not count as traffic in the store metrics
+	warnIfShared(o.Data, log)
 	secret, err := loadSecret(o, log)
 	if err != nil {
 		return err
 	}
+	l := o.Limits
 	gw, err := gateway.New(gateway.Config{
 		Addr: o.Listen, Secret: secret, Workers: o.Workers, MaxFrame: o.MaxFrame, Logger: log, Registerer: reg,
+		MaxUnauthenticated: l.MaxUnauthenticated, MaxUnauthenticatedBytes: l.MaxUnauthenticatedBytes,
+		MaxConnsPerAddr: l.MaxConnsPerAddr, LimitLoopback: l.LimitLoopback,
+		RateLimit: l.RateLimit, RateBurst: l.RateBurst, UserRateLimit: l.UserRateLimit, UserRateBurst: l.UserRateBurst,
 	})
 	if err != nil {
 		return err
@@ -234,6 +272,20 @@ func openStore(ctx context.Context, o options, log *slog.Logger) (timeline.Store
 		})
 	}
 	return nil, fmt.Errorf("-store %q: want pebble or cassandra", o.Store)
+}
+
+// warnIfShared warns when other local users can enter or read the data
+// directory: it holds every message and the token secret. inboxd creates it
+// 0700; an older or hand-made one is the operator's to narrow.
+func warnIfShared(dir string, log *slog.Logger) {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		log.Warn("inboxd: cannot check the data directory's mode", "data", dir, "err", err)
+		return
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		log.Warn("inboxd: the data directory is open to other users: chmod 700 it", "data", dir, "mode", fi.Mode().Perm().String())
+	}
 }
 
 // loadSecret reads the token secret, generating one into the data directory

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -35,6 +36,8 @@ func TestParse(t *testing.T) {
 		{[]string{"-listen", ":1"}, ":1", 7, false}, // the flag wins
 		{[]string{"-node", "x"}, "", 0, true},
 		{[]string{"stray"}, "", 0, true},
+		{[]string{"-rate-limit", "0"}, "", 0, true},
+		{[]string{"-max-conns-per-addr", "-1"}, "", 0, true},
 	}
 	for _, tt := range tests {
 		o, err := parse(tt.args, getenv)
@@ -79,6 +82,23 @@ func TestParseTextFlags(t *testing.T) {
 	}
 }
 
+func TestWarnIfShared(t *testing.T) {
+	for _, tt := range []struct {
+		mode os.FileMode
+		warn bool
+	}{{0o700, false}, {0o750, true}, {0o755, true}, {0o701, true}} {
+		dir := t.TempDir()
+		if err := os.Chmod(dir, tt.mode); err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		warnIfShared(dir, slog.New(slog.NewTextHandler(&out, nil)))
+		if got := strings.Contains(out.String(), "level=WARN"); got != tt.warn {
+			t.Errorf("mode %v: warned %v, want %v: %q", tt.mode, got, tt.warn, out.String())
+		}
+	}
+}
+
 // TestRunAndStop runs the real binary with no flags but a data directory,
 // as a person would, talks to it, and stops it with SIGTERM.
 func TestRunAndStop(t *testing.T) {
@@ -119,6 +139,9 @@ func runAndStop(t *testing.T, args ...string) {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	data := filepath.Join(dir, "data")
+	// The usual umask: the child inherits it, and must still keep its data
+	// to itself.
+	defer syscall.Umask(syscall.Umask(0o022))
 	cmd := exec.Command(bin, append([]string{"-listen", "127.0.0.1:0", "-admin", "", "-data", data}, args...)...)
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
@@ -143,6 +166,11 @@ func runAndStop(t *testing.T, args ...string) {
 	secret, err := os.ReadFile(filepath.Join(data, "token-secret"))
 	if err != nil {
 		t.Fatalf("no generated secret: %v", err)
+	}
+	for path, want := range map[string]os.FileMode{data: 0o700, filepath.Join(data, "token-secret"): 0o600} {
+		if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != want {
+			t.Fatalf("%s: %v, %v; want mode %v", path, fi.Mode().Perm(), err, want)
+		}
 	}
 	tok, _ := token.Sign([]byte(strings.TrimSpace(string(secret))), token.Claims{User: 1, Device: "t", Expiry: time.Now().Add(time.Minute)})
 	c, err := net.Dial("tcp", addr)

@@ -39,7 +39,7 @@ const defaultCacheSize = 64 << 20
 
 // Options configures Open.
 type Options struct {
-	Dir       string       // data directory, created if missing
+	Dir       string       // data directory, created if missing (0700; its files 0600 on the OS filesystem)
 	FS        vfs.FS       // nil: the OS filesystem; tests pass vfs.NewMem() or vfs.NewCrashableMem()
 	CacheSize int64        // block cache bytes; 0: 64 MiB
 	NoSync    bool         // only for tests and benchmarks that say so: Commit without fsync
@@ -67,9 +67,9 @@ func Open(opts Options) (*Store, error) {
 	}
 	fsys := opts.FS
 	if fsys == nil {
-		fsys = vfs.Default
+		fsys = privateFS{vfs.Default}
 	}
-	if err := fsys.MkdirAll(opts.Dir, 0o755); err != nil {
+	if err := fsys.MkdirAll(opts.Dir, dirMode); err != nil {
 		return nil, fmt.Errorf("timeline/pebble: open: %w", err)
 	}
 	// Taking the lock ourselves, rather than letting pebble.Open do it, tells
