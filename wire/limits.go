@@ -33,10 +33,20 @@ const (
 	// DefaultRequestTimeout bounds one request; past it the answer is
 	// TIMEOUT (retryable).
 	DefaultRequestTimeout = 10 * time.Second
-	// DefaultRateLimit and DefaultRateBurst shape a connection's requests
-	// (per second, a token bucket); past them the answer is RATE_LIMITED.
+	// PreAuthMaxFrame bounds a frame, header included, until the AUTH
+	// response: a token is small, and an unauthenticated connection must be
+	// cheap to hold.
+	PreAuthMaxFrame = 4 << 10
+	// DefaultRateLimit and DefaultRateBurst shape a connection's frames,
+	// whatever their command (per second, a token bucket); past them the
+	// answer is RATE_LIMITED, and a connection refused a further burst is
+	// closed.
 	DefaultRateLimit = 100
 	DefaultRateBurst = 200
+	// DefaultUserRateLimit and DefaultUserRateBurst shape each user's SEND,
+	// SYNC, HISTORY and CONVERSATIONS across all their connections.
+	DefaultUserRateLimit = 100
+	DefaultUserRateBurst = 200
 	// DefaultMaxInFlight bounds a connection's requests waiting for their
 	// responses; past it the answer is RATE_LIMITED.
 	DefaultMaxInFlight = 256

@@ -137,10 +137,10 @@ func flagSet(o *options) *flag.FlagSet {
 	fs.IntVar(&l.MaxUnauthenticatedBytes, "max-unauthenticated-bytes", 16<<20, "bytes of partial frames held for all unauthenticated connections, at most")
 	fs.IntVar(&l.MaxConnsPerAddr, "max-conns-per-addr", 1000, "connections from one source IPv4 address or IPv6 /64, at most (loopback exempt unless -limit-loopback)")
 	fs.BoolVar(&l.LimitLoopback, "limit-loopback", false, "apply -max-conns-per-addr to loopback addresses too")
-	fs.Float64Var(&l.RateLimit, "rate-limit", 100, "frames per second per connection, whatever their command")
-	fs.IntVar(&l.RateBurst, "rate-burst", 200, "burst of -rate-limit; a connection refused this many frames more is closed")
-	fs.Float64Var(&l.UserRateLimit, "user-rate-limit", 100, "SEND, SYNC, HISTORY and CONVERSATIONS per second per user, across devices")
-	fs.IntVar(&l.UserRateBurst, "user-rate-burst", 200, "burst of -user-rate-limit")
+	fs.Float64Var(&l.RateLimit, "rate-limit", wire.DefaultRateLimit, "frames per second per connection, whatever their command")
+	fs.IntVar(&l.RateBurst, "rate-burst", wire.DefaultRateBurst, "burst of -rate-limit; a connection refused this many frames more is closed")
+	fs.Float64Var(&l.UserRateLimit, "user-rate-limit", wire.DefaultUserRateLimit, "SEND, SYNC, HISTORY and CONVERSATIONS per second per user, across devices")
+	fs.IntVar(&l.UserRateBurst, "user-rate-burst", wire.DefaultUserRateBurst, "burst of -user-rate-limit")
 	return fs
 }
 
