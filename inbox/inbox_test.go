@@ -1,10 +1,12 @@
 package inbox
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -690,5 +692,121 @@ func TestLeaveAndRejoinInOneBatch(t *testing.T) {
 	info, err := e.svc.Group(ctx, 3, conv)
 	if err != nil || len(info.Members) != 3 {
 		t.Fatalf("group after leave and rejoin: %+v, %v", info, err)
+	}
+}
+
+// readCounter counts the bytes (timeline.Message.Size) of the messages the
+// store returns to the service.
+type readCounter struct {
+	timeline.Store
+	bytes atomic.Int64
+}
+
+func (r *readCounter) count(msgs []timeline.Message) {
+	for i := range msgs {
+		r.bytes.Add(int64(msgs[i].Size()))
+	}
+}
+
+func (r *readCounter) Messages(ctx context.Context, conv uint64, rg timeline.Range) ([]timeline.Message, error) {
+	msgs, err := r.Store.Messages(ctx, conv, rg)
+	r.count(msgs)
+	return msgs, err
+}
+
+func (r *readCounter) MessagesByKey(ctx context.Context, keys []timeline.MessageKey, maxBytes int) ([]timeline.Message, error) {
+	msgs, err := r.Store.MessagesByKey(ctx, keys, maxBytes)
+	r.count(msgs)
+	return msgs, err
+}
+
+// TestReadsStopAtPageBudget: a page of large messages costs the store what
+// the page returns, not the entry limit's worth, and paging on still
+// returns every entry once.
+func TestReadsStopAtPageBudget(t *testing.T) {
+	const budget, body = 200 << 10, 60 << 10
+	e := newEnv(t, Config{MaxReadBytes: budget})
+	conv := e.create(1, 2)
+	for i := range 30 {
+		e.send(1, conv, fmt.Sprint(i), strings.Repeat(fmt.Sprint(i%10), body))
+	}
+	counter := &readCounter{Store: e.store}
+	e.svc.store = counter
+
+	check := func(what string, sizes []int) {
+		t.Helper()
+		total := 0
+		for _, n := range sizes {
+			total += n
+		}
+		if total > budget || len(sizes) != budget/(body+timeline.MessageOverhead+2) {
+			t.Fatalf("%s: page of %d messages, %d bytes; budget %d", what, len(sizes), total, budget)
+		}
+		if read := counter.bytes.Swap(0); read != int64(total) {
+			t.Fatalf("%s: the store returned %d bytes for a page of %d", what, read, total)
+		}
+	}
+
+	var synced []uint64
+	for after := uint64(1); after < 31; {
+		res, err := e.svc.Sync(ctx, 2, after, MaxSyncLimit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sizes []int
+		for _, en := range res.Entries {
+			sizes = append(sizes, en.Msg.Size())
+			synced = append(synced, en.Row.Seq)
+		}
+		after = res.Entries[len(res.Entries)-1].Row.Seq
+		if after < 31 {
+			check(fmt.Sprintf("sync after %d", after), sizes)
+		}
+		if res.HasMore != (after < 31) {
+			t.Fatalf("sync to %d: has_more %v", after, res.HasMore)
+		}
+	}
+	if !slices.Equal(synced, seqRange(2, 31)) {
+		t.Fatalf("synced seqs %v, want 2..31", synced)
+	}
+
+	counter.bytes.Store(0)
+	var history []uint64
+	for before := uint64(0); ; {
+		page, err := e.svc.History(ctx, 2, conv, before, MaxHistoryLimit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		var sizes []int
+		for _, m := range page {
+			sizes = append(sizes, m.Size())
+			history = append(history, m.ConvSeq)
+		}
+		before = page[len(page)-1].ConvSeq
+		if before > 3 {
+			check(fmt.Sprintf("history before %d", before), sizes)
+		}
+	}
+	if want := seqRange(31, 1); !slices.Equal(history, want) {
+		t.Fatalf("history %v, want 31..1", history)
+	}
+}
+
+// seqRange returns from..to, counting down when from > to.
+func seqRange(from, to uint64) []uint64 {
+	var out []uint64
+	for n := from; ; {
+		out = append(out, n)
+		if n == to {
+			return out
+		}
+		if from < to {
+			n++
+		} else {
+			n--
+		}
 	}
 }

@@ -44,12 +44,13 @@ func (s *Service) Sync(ctx context.Context, user, afterSeq uint64, limit int) (S
 		head = min(head, committed)
 		rows = upTo(rows, head, func(r timeline.Row) uint64 { return r.Seq })
 	}
-	res := SyncResult{Head: head, HasMore: len(rows) > limit}
+	more := len(rows) > limit
 	rows = rows[:min(len(rows), limit)]
-	if res.Entries, err = s.withMessages(ctx, rows); err != nil {
+	entries, err := s.withMessages(ctx, rows, s.cfg.MaxReadBytes)
+	if err != nil {
 		return SyncResult{}, fmt.Errorf("inbox: sync %d: %w", user, err)
 	}
-	return res, nil
+	return SyncResult{Entries: entries, Head: head, HasMore: more || len(entries) < len(rows)}, nil
 }
 
 // upTo drops the entries of an ascending or descending list whose seq is
@@ -92,25 +93,36 @@ func clampLimit(n, def, max int) int {
 	return min(n, max)
 }
 
-// withMessages pairs rows with their messages, read in one batch.
-func (s *Service) withMessages(ctx context.Context, rows []timeline.Row) ([]Entry, error) {
+// withMessages pairs rows with their messages, read in one batch, and
+// returns the longest prefix of entries whose sizes add up to at most
+// maxBytes (at least one): an entry without a message counts as an empty
+// message would.
+func (s *Service) withMessages(ctx context.Context, rows []timeline.Row, maxBytes int) ([]Entry, error) {
 	keys := make([]timeline.MessageKey, 0, len(rows))
 	for _, r := range rows {
 		if r.Kind.HasMessage() {
 			keys = append(keys, timeline.MessageKey{Conv: r.Conv, ConvSeq: r.ConvSeq})
 		}
 	}
-	msgs, err := s.store.MessagesByKey(ctx, keys)
+	msgs, err := s.store.MessagesByKey(ctx, keys, maxBytes)
 	if err != nil {
 		return nil, fmt.Errorf("messages: %w", err)
 	}
-	entries := make([]Entry, len(rows))
-	for i, r := range rows {
-		entries[i].Row = r
+	entries := make([]Entry, 0, len(rows))
+	budget := timeline.NewBudget(maxBytes)
+	var none timeline.Message
+	for _, r := range rows {
+		var m *timeline.Message
 		if r.Kind.HasMessage() {
-			entries[i].Msg = &msgs[0]
-			msgs = msgs[1:]
+			if len(msgs) == 0 {
+				break // the store stopped at the budget
+			}
+			m, msgs = &msgs[0], msgs[1:]
 		}
+		if !budget.Take(cmp.Or(m, &none)) {
+			break
+		}
+		entries = append(entries, Entry{Row: r, Msg: m})
 	}
 	return entries, nil
 }
@@ -123,7 +135,8 @@ func (s *Service) History(ctx context.Context, user, conv, before uint64, limit 
 	if err != nil {
 		return nil, fmt.Errorf("inbox: history of %d: %w", conv, err)
 	}
-	r := timeline.Range{From: c.JoinedAt, Desc: true, Limit: clampLimit(limit, DefaultHistoryLimit, MaxHistoryLimit)}
+	r := timeline.Range{From: c.JoinedAt, Desc: true, Limit: clampLimit(limit, DefaultHistoryLimit, MaxHistoryLimit),
+		MaxBytes: s.cfg.MaxReadBytes}
 	if before != 0 {
 		if before <= c.JoinedAt {
 			return nil, nil

@@ -27,6 +27,10 @@ type Config struct {
 	// (default 16384); MaxBatchCommands bounds its commands (default 1024).
 	MaxBatchRows     int
 	MaxBatchCommands int
+	// MaxReadBytes bounds a page of Sync or History by the Size of its
+	// messages (timeline.Message.Size; default 255 KiB, a page that fits
+	// the gateway's default frame): the store stops reading there.
+	MaxReadBytes int
 	// Notifier and OfflinePusher receive committed entries; nil means none.
 	Notifier      Notifier
 	OfflinePusher OfflinePusher
@@ -58,6 +62,7 @@ func (c *Config) setDefaults() error {
 	setDefault(&c.MaxBodySize, 64<<10)
 	setDefault(&c.MaxBatchRows, 16384)
 	setDefault(&c.MaxBatchCommands, 1024)
+	setDefault(&c.MaxReadBytes, 255<<10)
 	setDefault(&c.MaxClockWait, 10*time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -52,6 +52,11 @@ const (
 	KindDND Kind = 0x8003
 )
 
+// MessageOverhead bounds what a message takes in a response beyond its body
+// and client message id: its ids, kind and time, and the inbox entry and
+// framing around it (see docs/protocol.md).
+const MessageOverhead = 128
+
 // HasMessage reports whether rows of kind k refer to a message. The
 // inbox-only kinds (KindRead, KindDND) carry their value in ConvSeq instead.
 func (k Kind) HasMessage() bool { return k != KindRead && k != KindDND }
@@ -67,6 +72,10 @@ type Message struct {
 	Body        []byte
 	Time        time.Time // server time, millisecond precision
 }
+
+// Size is what a read budget (Range.MaxBytes, MessagesByKey's maxBytes)
+// charges for m: an upper bound of the bytes it takes in a response.
+func (m *Message) Size() int { return MessageOverhead + len(m.Body) + len(m.ClientMsgID) }
 
 // Row is one entry of a user's inbox. For the inbox-only kinds MsgID is zero
 // and ConvSeq is the value (see KindRead, KindDND).
@@ -200,10 +209,17 @@ func (b *Batch) Reset() {
 // Limit <= 0 means no limit. To page, repeat with From (or To, when Desc)
 // moved past the last entry returned; stop when a page is shorter than Limit
 // or a Desc page ends at seq 1 (To = 0 would mean unbounded).
+//
+// MaxBytes > 0 bounds a Messages read by the messages' Size: it returns the
+// longest run whose sizes add up to at most MaxBytes, but always the first
+// message, and reads little past it (a page that stops at MaxBytes is
+// shorter than Limit: page on from its last entry). Inbox ignores it: rows
+// are small and fixed-size.
 type Range struct {
 	From, To uint64
 	Limit    int
 	Desc     bool
+	MaxBytes int
 }
 
 // MessageKey names one message.
@@ -238,8 +254,10 @@ type TimelineReader interface {
 	// 0 if none.
 	LastConvSeq(ctx context.Context, conv uint64) (uint64, error)
 	// MessagesByKey returns the messages named by keys, in the order of keys.
-	// A missing message is an error wrapping ErrNotFound.
-	MessagesByKey(ctx context.Context, keys []MessageKey) ([]Message, error)
+	// A missing message is an error wrapping ErrNotFound. With maxBytes > 0
+	// it returns only the longest prefix whose sizes add up to at most
+	// maxBytes (the first message always), and reads little past it.
+	MessagesByKey(ctx context.Context, keys []MessageKey, maxBytes int) ([]Message, error)
 }
 
 // MetaReader reads the group metadata.
@@ -261,4 +279,73 @@ type Store interface {
 	TimelineReader
 	MetaReader
 	Close() error
+}
+
+// Budget counts the sizes of messages against a read budget of max bytes
+// (max <= 0: unbounded). Backends use it to stop a read at the budget.
+type Budget struct {
+	max, used, n int
+}
+
+// NewBudget returns a budget of max bytes; max <= 0 is unbounded.
+func NewBudget(max int) Budget { return Budget{max: max} }
+
+// Take charges m and reports whether it is part of the answer: the first
+// message always is, a later one if the total stays within the budget.
+func (b *Budget) Take(m *Message) bool {
+	size := m.Size()
+	if b.max > 0 && b.n > 0 && b.used+size > b.max {
+		return false
+	}
+	b.used += size
+	b.n++
+	return true
+}
+
+// Full reports whether no further message can be part of the answer.
+func (b *Budget) Full() bool {
+	return b.max > 0 && b.n > 0 && b.used+MessageOverhead > b.max
+}
+
+// Next returns how many of the left keys to read next: all of them when the
+// budget is unbounded, else as many as the budget left holds at the mean
+// size seen so far (first, a few), so that a read in rounds fetches about
+// what the budget takes.
+func (b *Budget) Next(left int) int {
+	const first = 4
+	switch {
+	case b.max <= 0:
+		return left
+	case b.n == 0:
+		return min(left, first)
+	}
+	mean := max(b.used/b.n, MessageOverhead)
+	return min(left, max(1, (b.max-b.used)/mean))
+}
+
+// ByKeyInRounds implements MessagesByKey's budget over read, which returns
+// the messages of keys in order: it reads keys in rounds sized by
+// Budget.Next and stops at the budget. A backend that reads keys in any
+// order (sorted, or in parallel) so stays within a round of the budget.
+func ByKeyInRounds(keys []MessageKey, maxBytes int, read func(keys []MessageKey) ([]Message, error)) ([]Message, error) {
+	if maxBytes <= 0 {
+		return read(keys)
+	}
+	budget := NewBudget(maxBytes)
+	var out []Message
+	for len(keys) > 0 && !budget.Full() {
+		n := budget.Next(len(keys))
+		msgs, err := read(keys[:n])
+		if err != nil {
+			return nil, err
+		}
+		for i := range msgs {
+			if !budget.Take(&msgs[i]) {
+				return out, nil
+			}
+			out = append(out, msgs[i])
+		}
+		keys = keys[n:]
+	}
+	return out, nil
 }

@@ -191,7 +191,10 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	icfg := inbox.Config{Store: store, Node: o.Node, MaxGroupSize: o.MaxGroupSize, Notifier: gw, Logger: log, Registerer: reg}
+	// A page of messages stops a little short of the frame limit: room for
+	// the header and the response's other fields.
+	icfg := inbox.Config{Store: store, Node: o.Node, MaxGroupSize: o.MaxGroupSize, MaxReadBytes: max(o.MaxFrame-64, 1),
+		Notifier: gw, Logger: log, Registerer: reg}
 	if o.WebhookURL != "" {
 		hook, err := webhook.New(webhook.Config{URL: o.WebhookURL, Logger: log, Registerer: reg})
 		if err != nil {

@@ -31,9 +31,23 @@ func (s *Store) LastInboxSeq(ctx context.Context, user uint64) (uint64, error) {
 	return s.lastSeq(ctx, "last inbox seq", &s.q.inbox, user)
 }
 
-// Messages implements timeline.TimelineReader.
+// Messages implements timeline.TimelineReader. With a budget, pages are
+// sized by what it has left, so that a page of large messages fetches
+// about what it returns.
 func (s *Store) Messages(ctx context.Context, conv uint64, r timeline.Range) ([]timeline.Message, error) {
-	return entries(ctx, s, "messages", &s.q.messages, conv, r, scanMessage)
+	var out []timeline.Message
+	budget := timeline.NewBudget(r.MaxBytes)
+	err := s.read(ctx, "messages", func(ctx context.Context) error {
+		return s.scan(ctx, &s.q.messages, conv, r, &budget, func(sc gocql.Scanner) (bool, error) {
+			m, err := scanMessage(sc, conv)
+			if err != nil || !budget.Take(&m) {
+				return false, err
+			}
+			out = append(out, m)
+			return !budget.Full(), nil
+		})
+	})
+	return nilOnError(out, err)
 }
 
 // LastConvSeq implements timeline.TimelineReader.
@@ -46,20 +60,33 @@ func entries[T any](ctx context.Context, s *Store, op string, tq *timelineQuerie
 	scanEntry func(gocql.Scanner, uint64) (T, error)) ([]T, error) {
 	var out []T
 	err := s.read(ctx, op, func(ctx context.Context) error {
-		return s.scan(ctx, tq, key, r, func(sc gocql.Scanner) error {
+		return s.scan(ctx, tq, key, r, nil, func(sc gocql.Scanner) (bool, error) {
 			e, err := scanEntry(sc, key)
 			out = append(out, e)
-			return err
+			return true, err
 		})
 	})
 	return nilOnError(out, err)
 }
 
 // MessagesByKey implements timeline.TimelineReader. It asks each partition
-// once for the keys it holds (conv_seq IN …), partitions in parallel.
-func (s *Store) MessagesByKey(ctx context.Context, keys []timeline.MessageKey) ([]timeline.Message, error) {
-	msgs := make([]timeline.Message, len(keys))
+// once for the keys it holds (conv_seq IN …), partitions in parallel; a
+// budget reads the keys in rounds (timeline.ByKeyInRounds).
+func (s *Store) MessagesByKey(ctx context.Context, keys []timeline.MessageKey, maxBytes int) ([]timeline.Message, error) {
+	var msgs []timeline.Message
 	err := s.read(ctx, "messages by key", func(ctx context.Context) error {
+		var err error
+		msgs, err = timeline.ByKeyInRounds(keys, maxBytes, func(keys []timeline.MessageKey) ([]timeline.Message, error) {
+			return s.messagesByKey(ctx, keys)
+		})
+		return err
+	})
+	return nilOnError(msgs, err)
+}
+
+func (s *Store) messagesByKey(ctx context.Context, keys []timeline.MessageKey) ([]timeline.Message, error) {
+	msgs := make([]timeline.Message, len(keys))
+	err := func() error {
 		type partition struct{ conv, bucket uint64 }
 		seqs := make(map[partition][]uint64)
 		var parts []partition
@@ -74,7 +101,7 @@ func (s *Store) MessagesByKey(ctx context.Context, keys []timeline.MessageKey) (
 		found := make(map[timeline.MessageKey]timeline.Message, len(keys))
 		err := parallel(ctx, len(parts), readers, func(ctx context.Context, i int) error {
 			p := parts[i]
-			return s.pages(ctx, s.q.messagesIn, []any{p.conv, p.bucket, seqs[p]}, pageSize, func(sc gocql.Scanner) (bool, error) {
+			return s.pages(ctx, s.q.messagesIn, []any{p.conv, p.bucket, seqs[p]}, fixed(pageSize), func(sc gocql.Scanner) (bool, error) {
 				m, err := scanMessage(sc, p.conv)
 				mu.Lock()
 				found[timeline.MessageKey{Conv: m.Conv, ConvSeq: m.ConvSeq}] = m
@@ -96,7 +123,7 @@ func (s *Store) MessagesByKey(ctx context.Context, keys []timeline.MessageKey) (
 			found[k] = m
 		}
 		return nil
-	})
+	}()
 	return nilOnError(msgs, err)
 }
 
@@ -169,7 +196,7 @@ func list[T any](ctx context.Context, s *Store, op, cql string, key uint64,
 	scanRecord func(gocql.Scanner) (v T, keep bool, err error)) ([]T, error) {
 	var out []T
 	err := s.read(ctx, op, func(ctx context.Context) error {
-		return s.pages(ctx, cql, []any{key}, pageSize, func(sc gocql.Scanner) (bool, error) {
+		return s.pages(ctx, cql, []any{key}, fixed(pageSize), func(sc gocql.Scanner) (bool, error) {
 			v, keep, err := scanRecord(sc)
 			if keep {
 				out = append(out, v)
@@ -232,8 +259,10 @@ func (s *Store) read(ctx context.Context, op string, fn func(ctx context.Context
 }
 
 // scan calls fn with each entry of timeline key in r, in r's order: bucket
-// by bucket through the bucket index, a page at a time, until r.Limit.
-func (s *Store) scan(ctx context.Context, tq *timelineQueries, key uint64, r timeline.Range, fn func(gocql.Scanner) error) error {
+// by bucket through the bucket index, a page at a time, until r.Limit or
+// until fn returns false. A budget, when given, sizes the pages.
+func (s *Store) scan(ctx context.Context, tq *timelineQueries, key uint64, r timeline.Range, budget *timeline.Budget,
+	fn func(gocql.Scanner) (bool, error)) error {
 	to := r.To
 	if to == 0 {
 		to = math.MaxUint64
@@ -246,19 +275,28 @@ func (s *Store) scan(ctx context.Context, tq *timelineQueries, key uint64, r tim
 		dir = 1
 	}
 	n := 0
-	more := func() bool { return r.Limit <= 0 || n < r.Limit }
-	return s.pages(ctx, tq.buckets[dir], []any{key, r.From / tq.bucketSize, to / tq.bucketSize}, 16, func(sc gocql.Scanner) (bool, error) {
-		var bucket uint64
-		if err := sc.Scan(&bucket); err != nil {
-			return false, err
-		}
+	stopped := false
+	more := func() bool { return !stopped && (r.Limit <= 0 || n < r.Limit) }
+	size := func() int {
 		size := pageSize
 		if r.Limit > 0 {
 			size = min(size, r.Limit-n)
 		}
+		if budget != nil {
+			size = budget.Next(size)
+		}
+		return size
+	}
+	return s.pages(ctx, tq.buckets[dir], []any{key, r.From / tq.bucketSize, to / tq.bucketSize}, fixed(16), func(sc gocql.Scanner) (bool, error) {
+		var bucket uint64
+		if err := sc.Scan(&bucket); err != nil {
+			return false, err
+		}
 		err := s.pages(ctx, tq.rows[dir], []any{key, bucket, r.From, to}, size, func(sc gocql.Scanner) (bool, error) {
 			n++
-			return more(), fn(sc)
+			keep, err := fn(sc)
+			stopped = !keep
+			return more(), err
 		})
 		return more(), err
 	})
@@ -270,7 +308,7 @@ func (s *Store) scan(ctx context.Context, tq *timelineQueries, key uint64, r tim
 func (s *Store) lastSeq(ctx context.Context, op string, tq *timelineQueries, key uint64) (uint64, error) {
 	var seq uint64
 	err := s.read(ctx, op, func(ctx context.Context) error {
-		return s.pages(ctx, tq.buckets[1], []any{key, uint64(0), uint64(math.MaxUint64) / tq.bucketSize}, 16, func(sc gocql.Scanner) (bool, error) {
+		return s.pages(ctx, tq.buckets[1], []any{key, uint64(0), uint64(math.MaxUint64) / tq.bucketSize}, fixed(16), func(sc gocql.Scanner) (bool, error) {
 			var bucket uint64
 			if err := sc.Scan(&bucket); err != nil {
 				return false, err
@@ -285,12 +323,13 @@ func (s *Store) lastSeq(ctx context.Context, op string, tq *timelineQueries, key
 	return seq, err
 }
 
-// pages runs a query a page of size rows at a time, with the driver's page
-// state, calling fn for each row until fn returns false or an error.
-func (s *Store) pages(ctx context.Context, cql string, args []any, size int, fn func(gocql.Scanner) (bool, error)) error {
+// pages runs a query a page at a time, with the driver's page state, calling
+// fn for each row until fn returns false or an error. size gives the rows of
+// each next page.
+func (s *Store) pages(ctx context.Context, cql string, args []any, size func() int, fn func(gocql.Scanner) (bool, error)) error {
 	var state []byte
 	for {
-		iter := s.session.Query(cql, args...).WithContext(ctx).PageSize(size).PageState(state).Iter()
+		iter := s.session.Query(cql, args...).WithContext(ctx).PageSize(size()).PageState(state).Iter()
 		next := iter.PageState()
 		sc := iter.Scanner()
 		more := true
@@ -307,6 +346,9 @@ func (s *Store) pages(ctx context.Context, cql string, args []any, size int, fn 
 		state = next
 	}
 }
+
+// fixed is a page size that does not change.
+func fixed(n int) func() int { return func() int { return n } }
 
 // parallel runs fn for 0..n-1 on at most limit goroutines and returns the
 // first error, after stopping the rest.

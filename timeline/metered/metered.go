@@ -136,9 +136,9 @@ func (s *Store) LastConvSeq(ctx context.Context, conv uint64) (_ uint64, err err
 	return s.next.LastConvSeq(ctx, conv)
 }
 
-func (s *Store) MessagesByKey(ctx context.Context, keys []timeline.MessageKey) (_ []timeline.Message, err error) {
+func (s *Store) MessagesByKey(ctx context.Context, keys []timeline.MessageKey, maxBytes int) (_ []timeline.Message, err error) {
 	defer s.ops[opMessagesByKey].done(time.Now(), &err)
-	return s.next.MessagesByKey(ctx, keys)
+	return s.next.MessagesByKey(ctx, keys, maxBytes)
 }
 
 func (s *Store) Group(ctx context.Context, conv uint64) (_ timeline.Group, err error) {

@@ -26,8 +26,26 @@ func (s *Store) LastInboxSeq(ctx context.Context, user uint64) (uint64, error) {
 
 // Messages implements timeline.TimelineReader.
 func (s *Store) Messages(ctx context.Context, conv uint64, r timeline.Range) ([]timeline.Message, error) {
-	return scanAll(s, ctx, "messages", prefixMessage, conv, r, decodeMessage)
+	var out []timeline.Message
+	budget := timeline.NewBudget(r.MaxBytes)
+	err := s.read(ctx, "messages", func() error {
+		return scan(s.db, prefixMessage, conv, r, func(key, val []byte) error {
+			var m timeline.Message
+			if err := decodeMessage(key, val, &m); err != nil {
+				return err
+			}
+			if !budget.Take(&m) {
+				return errStop
+			}
+			out = append(out, m)
+			return nil
+		})
+	})
+	return orZero(out, err)
 }
+
+// errStop, returned by a scan callback, ends the scan without an error.
+var errStop = errors.New("stop")
 
 // LastConvSeq implements timeline.TimelineReader.
 func (s *Store) LastConvSeq(ctx context.Context, conv uint64) (uint64, error) {
@@ -38,7 +56,14 @@ func (s *Store) LastConvSeq(ctx context.Context, conv uint64) (uint64, error) {
 // runs of consecutive conv_seqs of a few conversations, interleaved: the
 // keys are visited in key order on one iterator, which steps from a message
 // to the next of its conversation instead of seeking.
-func (s *Store) MessagesByKey(ctx context.Context, keys []timeline.MessageKey) ([]timeline.Message, error) {
+// A budget reads the keys in rounds (timeline.ByKeyInRounds).
+func (s *Store) MessagesByKey(ctx context.Context, keys []timeline.MessageKey, maxBytes int) ([]timeline.Message, error) {
+	return timeline.ByKeyInRounds(keys, maxBytes, func(keys []timeline.MessageKey) ([]timeline.Message, error) {
+		return s.messagesByKey(ctx, keys)
+	})
+}
+
+func (s *Store) messagesByKey(ctx context.Context, keys []timeline.MessageKey) ([]timeline.Message, error) {
 	msgs := make([]timeline.Message, len(keys))
 	order := make([]int, len(keys))
 	for i := range order {
@@ -233,6 +258,9 @@ func scan(db pebble.Reader, prefix byte, id uint64, r timeline.Range, fn func(ke
 		val, err := it.ValueAndErr()
 		if err == nil {
 			err = fn(it.Key(), val)
+		}
+		if errors.Is(err, errStop) {
+			break
 		}
 		if err != nil {
 			return errors.Join(err, it.Close())

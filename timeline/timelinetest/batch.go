@@ -229,7 +229,7 @@ func testClosed(t *testing.T, s timeline.Store, ids *idGen) {
 		{"Messages", func() error { _, err := s.Messages(c, id, timeline.Range{}); return err }},
 		{"LastConvSeq", func() error { _, err := s.LastConvSeq(c, id); return err }},
 		{"MessagesByKey", func() error {
-			_, err := s.MessagesByKey(c, []timeline.MessageKey{{Conv: id, ConvSeq: 1}})
+			_, err := s.MessagesByKey(c, []timeline.MessageKey{{Conv: id, ConvSeq: 1}}, 0)
 			return err
 		}},
 		{"Group", func() error { _, err := s.Group(c, id); return err }},

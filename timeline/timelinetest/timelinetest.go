@@ -38,6 +38,7 @@ func Run(t *testing.T, open func(t *testing.T) timeline.Store) {
 		{"LastSeq", testLastSeq},
 		{"AdjacentKeys", testAdjacentKeys},
 		{"MessagesByKey", testMessagesByKey},
+		{"ReadBudget", testReadBudget},
 		{"RoundTrip", testRoundTrip},
 		{"Idempotent", testIdempotent},
 		{"Group", testGroup},
