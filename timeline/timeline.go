@@ -127,6 +127,9 @@ type Member struct {
 	Role       Role
 	JoinedAt   uint64 // conv_seq of the notice that made the user a member
 	MutedUntil time.Time
+	// DND copies the member's Conversation.DND, so that loading a group
+	// for a fan-out reads its members and nothing per member.
+	DND bool
 }
 
 // MemberKey names a member record to delete.
@@ -152,6 +155,16 @@ type Marker struct {
 	User, Conv, ReadSeq uint64
 }
 
+// Activity moves a user's conversation in the user's activity index, the
+// conversation list ordered by last activity: from Prev (zero: not listed
+// yet) to At, the server time of the newest message the user has in it.
+// The writer never writes an Activity whose At equals its Prev, nor two of
+// one (User, Conv) in a batch.
+type Activity struct {
+	User, Conv uint64
+	At, Prev   time.Time
+}
+
 // Dedup records the first result of a (sender, client message id) pair.
 type Dedup struct {
 	Sender      uint64
@@ -175,6 +188,7 @@ type Batch struct {
 	RemoveMembers []MemberKey
 	Conversations []Conversation // whole entries but ReadSeq, which only Markers write
 	Markers       []Marker
+	Activities    []Activity
 	Dedups        []Dedup
 	// Clock, when non-zero, records the highest msg id issued by snowflake
 	// node ClockNode, so that a restarted node with its clock set back can
@@ -187,7 +201,7 @@ type Batch struct {
 func (b *Batch) Empty() bool {
 	return len(b.Messages) == 0 && len(b.Rows) == 0 && len(b.Groups) == 0 &&
 		len(b.Members) == 0 && len(b.RemoveMembers) == 0 && len(b.Conversations) == 0 &&
-		len(b.Markers) == 0 && len(b.Dedups) == 0 && b.Clock == 0
+		len(b.Markers) == 0 && len(b.Activities) == 0 && len(b.Dedups) == 0 && b.Clock == 0
 }
 
 // Reset empties b, keeping its slices' capacity.
@@ -200,6 +214,7 @@ func (b *Batch) Reset() {
 		RemoveMembers: b.RemoveMembers[:0],
 		Conversations: b.Conversations[:0],
 		Markers:       b.Markers[:0],
+		Activities:    b.Activities[:0],
 		Dedups:        b.Dedups[:0],
 	}
 }
@@ -268,6 +283,12 @@ type MetaReader interface {
 	Conversation(ctx context.Context, user, conv uint64) (Conversation, error)
 	// Conversations returns the user's conversation list ordered by conv id.
 	Conversations(ctx context.Context, user uint64) ([]Conversation, error)
+	// RecentConversations returns up to limit entries of the user's
+	// conversation list in the order of the activity index (see Activity):
+	// the latest activity first, on equal times the higher conv id first,
+	// skipping the first offset. Its cost grows with offset+limit, not with
+	// the length of the list.
+	RecentConversations(ctx context.Context, user uint64, offset, limit int) ([]Conversation, error)
 	Dedup(ctx context.Context, sender uint64, clientMsgID string) (Dedup, error)
 	// Clock returns the value last committed as Batch.Clock for node, 0 if none.
 	Clock(ctx context.Context, node int64) (uint64, error)
@@ -292,8 +313,10 @@ func NewBudget(max int) Budget { return Budget{max: max} }
 
 // Take charges m and reports whether it is part of the answer: the first
 // message always is, a later one if the total stays within the budget.
-func (b *Budget) Take(m *Message) bool {
-	size := m.Size()
+func (b *Budget) Take(m *Message) bool { return b.TakeSize(m.Size()) }
+
+// TakeSize is Take for an entry of size bytes.
+func (b *Budget) TakeSize(size int) bool {
 	if b.max > 0 && b.n > 0 && b.used+size > b.max {
 		return false
 	}

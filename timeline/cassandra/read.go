@@ -149,8 +149,9 @@ func (s *Store) Members(ctx context.Context, conv uint64) ([]timeline.Member, er
 		m := timeline.Member{Conv: conv}
 		var role int
 		var muted int64
-		err := sc.Scan(&m.User, &role, &m.JoinedAt, &muted)
-		m.Role, m.MutedUntil = timeline.Role(role), unixMilli(muted)
+		var dnd *bool // null in rows written before format 2
+		err := sc.Scan(&m.User, &role, &m.JoinedAt, &muted, &dnd)
+		m.Role, m.MutedUntil, m.DND = timeline.Role(role), unixMilli(muted), dnd != nil && *dnd
 		return m, true, err
 	})
 }
@@ -189,6 +190,54 @@ func (s *Store) Conversations(ctx context.Context, user uint64) ([]timeline.Conv
 		c.Conv = conv
 		return c, listed, err
 	})
+}
+
+// RecentConversations implements timeline.MetaReader: a slice of the user's
+// activity index partition, newest first, then the entries it lists in one
+// query. An index row whose tombstone was lost (a replica that missed it
+// past gc_grace_seconds) may come back: it lies behind the conversation's
+// current row, and a conversation already listed is skipped.
+func (s *Store) RecentConversations(ctx context.Context, user uint64, offset, limit int) ([]timeline.Conversation, error) {
+	var out []timeline.Conversation
+	err := s.read(ctx, "recent conversations", func(ctx context.Context) error {
+		seen := make(map[uint64]bool)
+		var convs []uint64
+		err := s.pages(ctx, s.q.recent, []any{user}, fixed(min(offset+limit+1, pageSize)), func(sc gocql.Scanner) (bool, error) {
+			var conv uint64
+			if err := sc.Scan(&conv); err != nil {
+				return false, err
+			}
+			if !seen[conv] {
+				seen[conv] = true
+				if offset > 0 {
+					offset--
+				} else {
+					convs = append(convs, conv)
+				}
+			}
+			return len(convs) < limit, nil
+		})
+		if err != nil || len(convs) == 0 {
+			return err
+		}
+		byConv := make(map[uint64]timeline.Conversation, len(convs))
+		err = s.pages(ctx, s.q.conversationsIn, []any{user, convs}, fixed(pageSize), func(sc gocql.Scanner) (bool, error) {
+			var conv uint64
+			c, listed, err := scanConversation(sc, user, 0, &conv)
+			c.Conv = conv
+			if listed {
+				byConv[conv] = c
+			}
+			return true, err
+		})
+		for _, conv := range convs {
+			if c, ok := byConv[conv]; ok {
+				out = append(out, c)
+			}
+		}
+		return err
+	})
+	return nilOnError(out, err)
 }
 
 // list returns the records of partition key that scanRecord keeps.
@@ -307,18 +356,25 @@ func (s *Store) scan(ctx context.Context, tq *timelineQueries, key uint64, r tim
 // entry of its bucket.
 func (s *Store) lastSeq(ctx context.Context, op string, tq *timelineQueries, key uint64) (uint64, error) {
 	var seq uint64
-	err := s.read(ctx, op, func(ctx context.Context) error {
-		return s.pages(ctx, tq.buckets[1], []any{key, uint64(0), uint64(math.MaxUint64) / tq.bucketSize}, fixed(16), func(sc gocql.Scanner) (bool, error) {
-			var bucket uint64
-			if err := sc.Scan(&bucket); err != nil {
-				return false, err
-			}
-			err := s.session.Query(tq.last, key, bucket).WithContext(ctx).Scan(&seq)
-			if errors.Is(err, gocql.ErrNotFound) {
-				return true, nil
-			}
+	err := s.read(ctx, op, func(ctx context.Context) (err error) {
+		seq, err = s.newestSeq(ctx, tq, key)
+		return err
+	})
+	return seq, err
+}
+
+// newestSeq is lastSeq without the checks of read.
+func (s *Store) newestSeq(ctx context.Context, tq *timelineQueries, key uint64) (seq uint64, err error) {
+	err = s.pages(ctx, tq.buckets[1], []any{key, uint64(0), uint64(math.MaxUint64) / tq.bucketSize}, fixed(16), func(sc gocql.Scanner) (bool, error) {
+		var bucket uint64
+		if err := sc.Scan(&bucket); err != nil {
 			return false, err
-		})
+		}
+		err := s.session.Query(tq.last, key, bucket).WithContext(ctx).Scan(&seq)
+		if errors.Is(err, gocql.ErrNotFound) {
+			return true, nil
+		}
+		return false, err
 	})
 	return seq, err
 }

@@ -36,6 +36,7 @@ const (
 	opMembers
 	opConversation
 	opConversations
+	opRecentConversations
 	opDedup
 	opClock
 	numOps
@@ -43,7 +44,7 @@ const (
 
 var opNames = [numOps]string{
 	"commit", "inbox", "last_inbox_seq", "messages", "last_conv_seq", "messages_by_key",
-	"group", "members", "conversation", "conversations", "dedup", "clock",
+	"group", "members", "conversation", "conversations", "recent_conversations", "dedup", "clock",
 }
 
 // buckets span a Pebble point read from the block cache (microseconds) to
@@ -159,6 +160,11 @@ func (s *Store) Conversation(ctx context.Context, user, conv uint64) (_ timeline
 func (s *Store) Conversations(ctx context.Context, user uint64) (_ []timeline.Conversation, err error) {
 	defer s.ops[opConversations].done(time.Now(), &err)
 	return s.next.Conversations(ctx, user)
+}
+
+func (s *Store) RecentConversations(ctx context.Context, user uint64, offset, limit int) (_ []timeline.Conversation, err error) {
+	defer s.ops[opRecentConversations].done(time.Now(), &err)
+	return s.next.RecentConversations(ctx, user, offset, limit)
 }
 
 func (s *Store) Dedup(ctx context.Context, sender uint64, clientMsgID string) (_ timeline.Dedup, err error) {

@@ -70,7 +70,7 @@ func FuzzDecodeGroup(f *testing.F) {
 func FuzzDecodeMember(f *testing.F) {
 	fuzzDecoder(f, appendMemberValue, decodeMemberValue,
 		timeline.Member{Role: timeline.RoleOwner, JoinedAt: maxU, MutedUntil: someTime()},
-		timeline.Member{Role: timeline.RoleMember})
+		timeline.Member{Role: timeline.RoleMember}, timeline.Member{Role: timeline.RoleAdmin, DND: true})
 }
 
 func FuzzDecodeConversation(f *testing.F) {

@@ -45,6 +45,7 @@ func Run(t *testing.T, open func(t *testing.T) timeline.Store) {
 		{"Members", testMembers},
 		{"Conversations", testConversations},
 		{"Markers", testMarkers},
+		{"Activity", testActivity},
 		{"Dedup", testDedup},
 		{"Clock", testClock},
 		{"ConcurrentWriters", testConcurrentWriters},
