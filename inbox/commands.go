@@ -125,7 +125,7 @@ func (s *Service) CreateGroup(ctx context.Context, owner uint64, spec NewGroup) 
 	err := s.do(ctx, func(tx *txn) error {
 		g := &group{
 			Group:   timeline.Group{ID: tx.s.ids.next(), Name: name, Owner: owner, Created: tx.now, Open: spec.Open},
-			members: make(map[uint64]member, len(members)+1),
+			members: make(map[uint64]timeline.Member, len(members)+1),
 		}
 		tx.groups[g.ID] = g
 		tx.b.Groups = append(tx.b.Groups, g.Group)
@@ -267,7 +267,7 @@ func (s *Service) Leave(ctx context.Context, user, conv uint64) error {
 
 // heir picks who owns g after its owner leaves.
 func (g *group) heir(owner uint64) (uint64, bool) {
-	var best member
+	var best timeline.Member
 	for _, u := range g.order {
 		m := g.members[u]
 		if u == owner {
@@ -286,7 +286,7 @@ func (tx *txn) setRole(g *group, user uint64, role timeline.Role) {
 	m := g.members[user]
 	m.Role = role
 	g.members[user] = m
-	tx.putMember(m.Member)
+	tx.putMember(m)
 	if role == timeline.RoleOwner {
 		g.Owner = user
 	}
@@ -330,17 +330,17 @@ func (s *Service) Kick(ctx context.Context, actor, conv, user uint64) error {
 
 // outranked checks that actor, an owner or admin of conv, ranks above the
 // member user, and returns the group and user's membership.
-func (tx *txn) outranked(conv, actor, user uint64) (*group, member, error) {
+func (tx *txn) outranked(conv, actor, user uint64) (*group, timeline.Member, error) {
 	g, a, err := tx.memberOf(conv, actor)
 	if err != nil {
-		return nil, member{}, err
+		return nil, timeline.Member{}, err
 	}
 	m, ok := g.members[user]
 	if !ok {
-		return nil, member{}, fmt.Errorf("%w: %d", ErrNotMember, user)
+		return nil, timeline.Member{}, fmt.Errorf("%w: %d", ErrNotMember, user)
 	}
 	if a.Role < timeline.RoleAdmin || a.Role <= m.Role {
-		return nil, member{}, fmt.Errorf("%w: %s %d cannot act on %s %d", ErrForbidden, a.Role, actor, m.Role, user)
+		return nil, timeline.Member{}, fmt.Errorf("%w: %s %d cannot act on %s %d", ErrForbidden, a.Role, actor, m.Role, user)
 	}
 	return g, m, nil
 }
@@ -420,7 +420,7 @@ func (s *Service) MuteMember(ctx context.Context, actor, conv, user uint64, unti
 		m := g.members[user]
 		m.MutedUntil = until
 		g.members[user] = m
-		tx.putMember(m.Member)
+		tx.putMember(m)
 		n := Notice{Type: "mute", Actor: actor, Users: []uint64{user}, Until: unixMilli(until),
 			Text: muteText(actor, fmt.Sprint(user), until)}
 		_, err = tx.post(g, actor, "", timeline.KindNotice, n.body())
@@ -483,8 +483,9 @@ func (s *Service) SetDND(ctx context.Context, user, conv uint64, on bool) error 
 		c.DND = on
 		tx.putConversation(c)
 		g = tx.mutable(g)
-		m.dnd = on
+		m.DND = on
 		g.members[user] = m
+		tx.putMember(m)
 		value := uint64(0)
 		if on {
 			value = 1

@@ -29,6 +29,7 @@ type txn struct {
 	convs   map[userConv]timeline.Conversation // entries written by this batch
 	markers map[userConv]uint64
 	dedups  map[dedupKey]timeline.Dedup
+	active  map[userConv]time.Time // activity index entries moved: where each stood before
 
 	deliveries []delivery
 }
@@ -105,6 +106,7 @@ func (s *Service) begin() *txn {
 		convs:   make(map[userConv]timeline.Conversation),
 		markers: make(map[userConv]uint64),
 		dedups:  make(map[dedupKey]timeline.Dedup),
+		active:  make(map[userConv]time.Time),
 	}
 }
 
@@ -143,6 +145,7 @@ func (s *Service) commit(tx *txn, errs []error) bool {
 	if tx.lastID != 0 {
 		tx.b.ClockNode, tx.b.Clock = s.cfg.Node, tx.lastID
 	}
+	tx.b.Activities = tx.activities()
 	var err error
 	m := s.metrics
 	if tx.failed() {
@@ -158,8 +161,15 @@ func (s *Service) commit(tx *txn, errs []error) bool {
 	if err != nil {
 		m.commitFails.Inc()
 		tx.seq.Abort()
-		// The batch may have landed: nothing cached can be trusted.
-		clear(s.groups)
+		// The batch may have landed: what is cached of the groups it
+		// changed or posted to cannot be trusted. The others are as they
+		// were.
+		for id := range tx.groups {
+			s.groups.remove(id)
+		}
+		for _, msg := range tx.b.Messages {
+			s.groups.remove(msg.Conv)
+		}
 		s.log.Error("inbox: group commit failed", "commands", len(errs), "err", err)
 		for i := range errs {
 			if errs[i] == nil || errors.As(errs[i], new(storeError)) {
@@ -174,8 +184,13 @@ func (s *Service) commit(tx *txn, errs []error) bool {
 	m.rows.Add(float64(len(tx.b.Rows)))
 	m.batchRows.Observe(float64(len(tx.b.Rows)))
 	m.batchCmds.Observe(float64(len(errs)))
-	for id, g := range tx.groups {
-		s.groups[id] = g
+	for _, g := range tx.groups {
+		s.groups.put(g)
+	}
+	for _, msg := range tx.b.Messages {
+		if g, ok := s.groups.peek(msg.Conv); ok {
+			g.last = tx.now
+		}
 	}
 	return !s.hit("after-commit")
 }

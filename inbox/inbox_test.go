@@ -487,12 +487,8 @@ func TestConversationsOrder(t *testing.T) {
 	a, b, c := e.create(1, 2), e.create(1, 3), e.create(1, 4)
 	e.send(2, a, "1", "x")
 	e.send(4, c, "2", "x")
-	cs, err := e.svc.Conversations(ctx, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var order []uint64
-	for _, ci := range cs {
+	for _, ci := range e.conversations(1) {
 		order = append(order, ci.Conv)
 	}
 	if !slices.Equal(order, []uint64{c, a, b}) {
@@ -522,10 +518,23 @@ func TestDND(t *testing.T) {
 	if c := e.conversation(2, conv); !c.DND {
 		t.Fatal("DND not in the conversation list")
 	}
-	// The setting survives a restart (the committer reloads the group).
+	// The setting survives a restart: the committer reloads the group, and
+	// do-not-disturb with its members.
 	e.crash()
 	if !e.conversation(2, conv).DND {
 		t.Fatal("DND lost on restart")
+	}
+	e.send(1, conv, "b", "still quiet")
+	waitFor(t, "offline push to 3", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return len(rec.offline[3]) == 3
+	})
+	rec.mu.Lock()
+	n2 = len(rec.offline[2])
+	rec.mu.Unlock()
+	if n2 != 1 {
+		t.Fatalf("after a restart user 2 with do-not-disturb got %d offline pushes, want 1", n2)
 	}
 }
 

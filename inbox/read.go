@@ -17,6 +17,9 @@ const (
 	MaxSyncLimit        = 1000
 	DefaultHistoryLimit = 20
 	MaxHistoryLimit     = 100
+	// A CONVERSATIONS page holds at most this many.
+	DefaultConversationsLimit = 100
+	MaxConversationsLimit     = 100
 )
 
 // SyncResult is one page of a user's inbox.
@@ -170,33 +173,47 @@ type ConversationInfo struct {
 	Last   *timeline.Message // the newest message the user has
 }
 
-// Conversations returns the user's conversations, latest activity first.
-func (s *Service) Conversations(ctx context.Context, user uint64) ([]ConversationInfo, error) {
-	convs, err := s.store.Conversations(ctx, user)
-	if err != nil {
-		return nil, fmt.Errorf("inbox: conversations of %d: %w", user, err)
+// size is what a conversation charges to a page's read budget: its last
+// message, and as much again for its own fields.
+func (c *ConversationInfo) size() int {
+	n := timeline.MessageOverhead + len(c.Name)
+	if c.Last != nil {
+		n += c.Last.Size()
 	}
-	out := make([]ConversationInfo, 0, len(convs))
-	for _, c := range convs {
-		info, err := s.conversationInfo(ctx, c)
-		if err != nil {
-			return nil, fmt.Errorf("inbox: conversations of %d: %w", user, err)
-		}
-		out = append(out, info)
-	}
-	// A total order, so that pages cut at an offset neither repeat nor skip
-	// a conversation whose last message shares its millisecond with another.
-	slices.SortFunc(out, func(a, b ConversationInfo) int {
-		return cmp.Or(cmp.Compare(lastTime(b), lastTime(a)), cmp.Compare(b.Conv, a.Conv))
-	})
-	return out, nil
+	return n
 }
 
-func lastTime(c ConversationInfo) int64 {
-	if c.Last == nil {
-		return 0
+// ConversationsPage is one page of a user's conversation list.
+type ConversationsPage struct {
+	Conversations []ConversationInfo
+	HasMore       bool // the list goes on after the page
+}
+
+// Conversations returns a page of the user's conversations, former groups
+// included, latest activity first (ties: the higher conv id first), from the
+// offset-th on: at most limit of them and MaxReadBytes' worth. It reads the
+// user's activity index, so a page costs what it holds whatever the length
+// of the list.
+func (s *Service) Conversations(ctx context.Context, user uint64, offset, limit int) (ConversationsPage, error) {
+	limit = clampLimit(limit, DefaultConversationsLimit, MaxConversationsLimit)
+	convs, err := s.store.RecentConversations(ctx, user, max(offset, 0), limit+1)
+	if err != nil {
+		return ConversationsPage{}, fmt.Errorf("inbox: conversations of %d: %w", user, err)
 	}
-	return c.Last.Time.UnixMilli()
+	page := ConversationsPage{HasMore: len(convs) > limit}
+	budget := timeline.NewBudget(s.cfg.MaxReadBytes)
+	for _, c := range convs[:min(len(convs), limit)] {
+		info, err := s.conversationInfo(ctx, c)
+		if err != nil {
+			return ConversationsPage{}, fmt.Errorf("inbox: conversations of %d: %w", user, err)
+		}
+		if !budget.TakeSize(info.size()) {
+			page.HasMore = true
+			break
+		}
+		page.Conversations = append(page.Conversations, info)
+	}
+	return page, nil
 }
 
 func (s *Service) conversationInfo(ctx context.Context, c timeline.Conversation) (ConversationInfo, error) {

@@ -27,6 +27,10 @@ type Config struct {
 	// (default 16384); MaxBatchCommands bounds its commands (default 1024).
 	MaxBatchRows     int
 	MaxBatchCommands int
+	// GroupCacheBytes bounds the memory, estimated, of the groups the
+	// committer keeps loaded (default 64 MiB); the least recently used go
+	// first.
+	GroupCacheBytes int
 	// MaxReadBytes bounds a page of Sync or History by the Size of its
 	// messages (timeline.Message.Size; default 255 KiB, a page that fits
 	// the gateway's default frame): the store stops reading there.
@@ -63,6 +67,7 @@ func (c *Config) setDefaults() error {
 	setDefault(&c.MaxBatchRows, 16384)
 	setDefault(&c.MaxBatchCommands, 1024)
 	setDefault(&c.MaxReadBytes, 255<<10)
+	setDefault(&c.GroupCacheBytes, 64<<20)
 	setDefault(&c.MaxClockWait, 10*time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -89,7 +94,7 @@ type Service struct {
 	metrics *metrics
 
 	// groups caches committed group state; only the committer touches it.
-	groups map[uint64]*group
+	groups *groupCache
 
 	// ctx is the committer's context for store calls; Close cancels it when
 	// the store does not take the last batches within closeGrace.
@@ -119,7 +124,6 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		store:      cfg.Store,
 		ids:        ids,
 		log:        cfg.Logger,
-		groups:     make(map[uint64]*group),
 		cmds:       make(chan *command, 4096),
 		deliveries: make(chan committed, 256),
 		done:       make(chan struct{}),
@@ -127,6 +131,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if s.metrics, err = newMetrics(s); err != nil {
 		return nil, err
 	}
+	s.groups = newGroupCache(cfg.GroupCacheBytes, s.metrics.groupCache)
 	if s.seq, err = sequencer.New(sequencer.Config{Last: s.lastSeq, Registerer: cfg.Registerer}); err != nil {
 		return nil, err
 	}

@@ -54,6 +54,7 @@ type options struct {
 	SecretFile   string
 	Node         int64
 	MaxGroupSize int
+	GroupCache   int
 	MaxFrame     int
 	Workers      int
 	WebhookURL   string
@@ -113,6 +114,7 @@ func flagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.SecretFile, "secret-file", "", "file holding the token secret (default: <data>/token-secret, generated on first run)")
 	fs.Int64Var(&o.Node, "node", 0, "snowflake node id, 0-1023, unique per server")
 	fs.IntVar(&o.MaxGroupSize, "max-group-size", 500, "maximum members of a group")
+	fs.IntVar(&o.GroupCache, "group-cache-bytes", 64<<20, "memory, estimated, of the groups the committer keeps loaded")
 	fs.IntVar(&o.MaxFrame, "max-frame", 256<<10, "maximum frame size in bytes, header included")
 	fs.IntVar(&o.Workers, "workers", 512, "goroutines running requests")
 	fs.StringVar(&o.WebhookURL, "webhook-url", "", "URL to POST offline-push notices to (empty: off)")
@@ -136,6 +138,9 @@ func (o options) validate() error {
 	}
 	if o.Node < 0 || o.Node > 1023 {
 		return fmt.Errorf("-node %d: want 0-1023", o.Node)
+	}
+	if o.GroupCache <= 0 {
+		return fmt.Errorf("-group-cache-bytes %d: want more than 0", o.GroupCache)
 	}
 	return nil
 }
@@ -193,8 +198,9 @@ func run(args []string) error {
 	}
 	// A page of messages stops a little short of the frame limit: room for
 	// the header and the response's other fields.
-	icfg := inbox.Config{Store: store, Node: o.Node, MaxGroupSize: o.MaxGroupSize, MaxReadBytes: max(o.MaxFrame-64, 1),
-		Notifier: gw, Logger: log, Registerer: reg}
+	icfg := inbox.Config{Store: store, Node: o.Node, MaxGroupSize: o.MaxGroupSize, GroupCacheBytes: o.GroupCache,
+		MaxReadBytes: max(o.MaxFrame-64, 1),
+		Notifier:     gw, Logger: log, Registerer: reg}
 	if o.WebhookURL != "" {
 		hook, err := webhook.New(webhook.Config{URL: o.WebhookURL, Logger: log, Registerer: reg})
 		if err != nil {
