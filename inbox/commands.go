@@ -38,7 +38,7 @@ func (s *Service) SendGroupMessage(ctx context.Context, sender, conv uint64, cli
 	}
 	start := time.Now()
 	var res SendResult
-	err := s.do(ctx, func(tx *txn) error {
+	err := s.do(ctx, sender, func(tx *txn) error {
 		if d, ok, err := tx.dedup(sender, clientMsgID); err != nil || ok {
 			res = dupResult(d)
 			return err
@@ -122,7 +122,7 @@ func (s *Service) CreateGroup(ctx context.Context, owner uint64, spec NewGroup) 
 		name = groupName(owner, members)
 	}
 	var info timeline.Group
-	err := s.do(ctx, func(tx *txn) error {
+	err := s.do(ctx, owner, func(tx *txn) error {
 		g := &group{
 			Group:   timeline.Group{ID: tx.s.ids.next(), Name: name, Owner: owner, Created: tx.now, Open: spec.Open},
 			members: make(map[uint64]timeline.Member, len(members)+1),
@@ -172,7 +172,7 @@ func (s *Service) Invite(ctx context.Context, actor, conv uint64, users []uint64
 	if slices.Contains(users, 0) || len(users) == 0 {
 		return fmt.Errorf("inbox: invite to %d: %w: no user to invite", conv, ErrInvalid)
 	}
-	err := s.do(ctx, func(tx *txn) error {
+	err := s.do(ctx, actor, func(tx *txn) error {
 		g, _, err := tx.memberOf(conv, actor)
 		if err != nil {
 			return err
@@ -197,7 +197,7 @@ func (s *Service) Invite(ctx context.Context, actor, conv uint64, users []uint64
 
 // Join makes user a member of an open group.
 func (s *Service) Join(ctx context.Context, user, conv uint64) error {
-	err := s.do(ctx, func(tx *txn) error {
+	err := s.do(ctx, user, func(tx *txn) error {
 		g, err := tx.liveGroup(conv)
 		if err != nil {
 			return err
@@ -240,7 +240,7 @@ func (tx *txn) admit(g *group, actor uint64, users []uint64, n Notice) error {
 // longest-standing admin, or else the longest-standing member; the last
 // member to leave dismisses it.
 func (s *Service) Leave(ctx context.Context, user, conv uint64) error {
-	err := s.do(ctx, func(tx *txn) error {
+	err := s.do(ctx, user, func(tx *txn) error {
 		g, m, err := tx.memberOf(conv, user)
 		if err != nil {
 			return err
@@ -314,7 +314,7 @@ func (tx *txn) depart(g *group, user uint64, n Notice, others ...uint64) error {
 // Kick removes user from conv. The owner may kick anyone; an admin only
 // plain members.
 func (s *Service) Kick(ctx context.Context, actor, conv, user uint64) error {
-	err := s.do(ctx, func(tx *txn) error {
+	err := s.do(ctx, actor, func(tx *txn) error {
 		g, _, err := tx.outranked(conv, actor, user)
 		if err != nil {
 			return err
@@ -348,7 +348,7 @@ func (tx *txn) outranked(conv, actor, user uint64) (*group, timeline.Member, err
 // Dismiss ends the group; only its owner may. Every member receives the
 // notice and leaves with it.
 func (s *Service) Dismiss(ctx context.Context, actor, conv uint64) error {
-	err := s.do(ctx, func(tx *txn) error {
+	err := s.do(ctx, actor, func(tx *txn) error {
 		g, m, err := tx.memberOf(conv, actor)
 		if err != nil {
 			return err
@@ -380,7 +380,7 @@ func (s *Service) SetRole(ctx context.Context, actor, conv, user uint64, role ti
 	if role < timeline.RoleMember || role > timeline.RoleOwner {
 		return fmt.Errorf("inbox: set role in %d: %w: role %d", conv, ErrInvalid, role)
 	}
-	err := s.do(ctx, func(tx *txn) error {
+	err := s.do(ctx, actor, func(tx *txn) error {
 		g, target, err := tx.outranked(conv, actor, user)
 		if err != nil {
 			return err
@@ -411,7 +411,7 @@ func (s *Service) SetRole(ctx context.Context, actor, conv, user uint64, role ti
 // MuteMember stops user from sending to conv until until (the zero time
 // lifts the mute). The owner may mute anyone, an admin plain members.
 func (s *Service) MuteMember(ctx context.Context, actor, conv, user uint64, until time.Time) error {
-	err := s.do(ctx, func(tx *txn) error {
+	err := s.do(ctx, actor, func(tx *txn) error {
 		g, _, err := tx.outranked(conv, actor, user)
 		if err != nil {
 			return err
@@ -435,7 +435,7 @@ func (s *Service) MuteMember(ctx context.Context, actor, conv, user uint64, unti
 // MuteGroup lets only the owner and admins send to conv until until (the zero
 // time lifts it); owner and admins may set it.
 func (s *Service) MuteGroup(ctx context.Context, actor, conv uint64, until time.Time) error {
-	err := s.do(ctx, func(tx *txn) error {
+	err := s.do(ctx, actor, func(tx *txn) error {
 		g, m, err := tx.memberOf(conv, actor)
 		if err != nil {
 			return err
@@ -468,7 +468,7 @@ func unixMilli(t time.Time) int64 {
 // change reaches the user's other devices as a KindDND row in the user's
 // inbox, and setting what is already set changes nothing.
 func (s *Service) SetDND(ctx context.Context, user, conv uint64, on bool) error {
-	err := s.do(ctx, func(tx *txn) error {
+	err := s.do(ctx, user, func(tx *txn) error {
 		g, m, err := tx.memberOf(conv, user)
 		if err != nil {
 			return err
@@ -504,7 +504,7 @@ func (s *Service) SetDND(ctx context.Context, user, conv uint64, on bool) error 
 // devices as a KindRead row in the user's inbox.
 func (s *Service) MarkRead(ctx context.Context, user, conv, convSeq uint64) (uint64, error) {
 	var marker uint64
-	err := s.do(ctx, func(tx *txn) error {
+	err := s.do(ctx, user, func(tx *txn) error {
 		c, err := tx.conversation(user, conv)
 		if err != nil {
 			return err

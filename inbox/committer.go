@@ -24,6 +24,8 @@ type txn struct {
 	seq    *sequencer.Txn
 	b      timeline.Batch
 	lastID uint64
+	// bodyBytes sums the bodies of the batch's messages.
+	bodyBytes int
 
 	groups  map[uint64]*group                  // groups changed by this batch
 	convs   map[userConv]timeline.Conversation // entries written by this batch
@@ -54,27 +56,25 @@ type committed struct {
 }
 
 func (s *Service) commitLoop() {
+	q := newQueues()
 	crashed := false
-	for first := range s.cmds {
+	for s.intake(q) {
 		if crashed {
-			first.done <- errCrashed
+			for c := q.pop(); c != nil; c = q.pop() {
+				c.done <- errCrashed
+			}
 			continue
 		}
 		tx := s.begin()
-		applied := []*command{first}
-		errs := []error{tx.apply(first)}
-	drain:
-		for len(tx.b.Rows) < s.cfg.MaxBatchRows && len(applied) < s.cfg.MaxBatchCommands {
-			select {
-			case c, ok := <-s.cmds:
-				if !ok {
-					break drain
-				}
-				applied = append(applied, c)
-				errs = append(errs, tx.apply(c))
-			default:
-				break drain
+		var applied []*command
+		var errs []error
+		for !tx.full(len(applied)) {
+			c := q.pop()
+			if c == nil {
+				break
 			}
+			applied = append(applied, c)
+			errs = append(errs, tx.apply(c))
 		}
 		if !s.commit(tx, errs) {
 			crashed = true
@@ -94,6 +94,38 @@ func (s *Service) commitLoop() {
 			s.deliveries <- committed{tx.deliveries, time.Now()}
 		}
 	}
+}
+
+// intake moves the commands waiting in s.cmds into q, first waiting for one
+// when q is empty. It holds at most cap(s.cmds) commands in q, so that
+// callers beyond that wait on the channel as before. It reports false once
+// s.cmds is closed and q is empty: the committer is done.
+func (s *Service) intake(q *queues) bool {
+	if q.len() == 0 {
+		c, ok := <-s.cmds
+		if !ok {
+			return false
+		}
+		q.push(c)
+	}
+	for q.len() < cap(s.cmds) {
+		select {
+		case c, ok := <-s.cmds:
+			if !ok {
+				return true
+			}
+			q.push(c)
+		default:
+			return true
+		}
+	}
+	return true
+}
+
+// full reports whether the batch, with n commands, takes no more.
+func (tx *txn) full(n int) bool {
+	cfg := &tx.s.cfg
+	return n >= cfg.MaxBatchCommands || len(tx.b.Rows) >= cfg.MaxBatchRows || tx.bodyBytes >= cfg.MaxBatchBytes
 }
 
 func (s *Service) begin() *txn {

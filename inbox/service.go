@@ -24,8 +24,12 @@ type Config struct {
 	// MaxBodySize bounds a message body in bytes (default 64 KiB).
 	MaxBodySize int
 	// MaxBatchRows ends a group commit once its inbox rows reach it
-	// (default 16384); MaxBatchCommands bounds its commands (default 1024).
+	// (default 16384), MaxBatchBytes once its message bodies reach it
+	// (default 1 MiB); MaxBatchCommands bounds its commands (default
+	// 1024). Commands join a batch round-robin between users: see
+	// docs/architecture.md for the bound on a command's wait.
 	MaxBatchRows     int
+	MaxBatchBytes    int
 	MaxBatchCommands int
 	// GroupCacheBytes bounds the memory, estimated, of the groups the
 	// committer keeps loaded (default 64 MiB); the least recently used go
@@ -66,6 +70,7 @@ func (c *Config) setDefaults() error {
 	setDefault(&c.MaxBodySize, 64<<10)
 	setDefault(&c.MaxBatchRows, 16384)
 	setDefault(&c.MaxBatchCommands, 1024)
+	setDefault(&c.MaxBatchBytes, 1<<20)
 	setDefault(&c.MaxReadBytes, 255<<10)
 	setDefault(&c.GroupCacheBytes, 64<<20)
 	setDefault(&c.MaxClockWait, 10*time.Second)
@@ -184,6 +189,7 @@ const closeGrace = 10 * time.Second
 
 // command is one call waiting for the committer.
 type command struct {
+	user uint64 // whom the command acts for: the committer's turns go by it
 	// apply runs on the committer goroutine against the batch being built.
 	// It validates before it writes anything to tx; an error that is not a
 	// storeError fails this command only.
@@ -191,9 +197,10 @@ type command struct {
 	done  chan error
 }
 
-// do hands apply to the committer and waits until its batch is durable.
-func (s *Service) do(ctx context.Context, apply func(tx *txn) error) error {
-	c := &command{apply: apply, done: make(chan error, 1)}
+// do hands apply, acting for user, to the committer and waits until its
+// batch is durable.
+func (s *Service) do(ctx context.Context, user uint64, apply func(tx *txn) error) error {
+	c := &command{user: user, apply: apply, done: make(chan error, 1)}
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()

@@ -278,6 +278,7 @@ func (tx *txn) post(g *group, sender uint64, clientMsgID string, kind timeline.K
 		ClientMsgID: clientMsgID, Kind: kind, Body: body, Time: tx.now,
 	})
 	msg := &tx.b.Messages[len(tx.b.Messages)-1]
+	tx.bodyBytes += len(body)
 	// The batch's slice may grow and move: deliveries keep their own copy.
 	shared := new(timeline.Message)
 	*shared = *msg
