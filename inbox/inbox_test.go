@@ -819,3 +819,36 @@ func seqRange(from, to uint64) []uint64 {
 		}
 	}
 }
+
+// TestSyncPagesPastFirstRound: a page longer than the first read of rows
+// (syncFirstRows) continues with the next rows, without a hole, up to the
+// limit.
+func TestSyncPagesPastFirstRound(t *testing.T) {
+	e := newEnv(t, Config{})
+	conv := e.create(1, 2)
+	const n = 3*syncFirstRows + 5
+	for i := range n {
+		e.send(1, conv, fmt.Sprint(i), fmt.Sprint(i))
+	}
+	for _, tc := range []struct {
+		limit int
+		want  int
+		more  bool
+	}{
+		{MaxSyncLimit, n + 1, false},
+		{2*syncFirstRows + 3, 2*syncFirstRows + 3, true},
+		{n + 1, n + 1, false},
+	} {
+		res, err := e.svc.Sync(ctx, 2, 0, tc.limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Entries) != tc.want || res.HasMore != tc.more || res.Head != n+1 {
+			t.Fatalf("Sync(limit %d) = %d entries, more %v, head %d; want %d, %v, %d",
+				tc.limit, len(res.Entries), res.HasMore, res.Head, tc.want, tc.more, n+1)
+		}
+		if s := seqs(res.Entries); !contiguous(s) || s[0] != 1 {
+			t.Fatalf("Sync(limit %d) seqs %v", tc.limit, s)
+		}
+	}
+}

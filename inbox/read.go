@@ -29,31 +29,51 @@ type SyncResult struct {
 	HasMore bool   // entries after the page exist: sync again after the last
 }
 
+// syncFirstRows is how many inbox rows a Sync reads first; the next read
+// is sized by the page's byte budget at the mean entry size seen.
+const syncFirstRows = 64
+
 // Sync returns the user's inbox entries after afterSeq, oldest first, with
-// their messages. Reads see whole group commits, so a page never has a hole.
+// their messages: at most limit entries and MaxReadBytes' worth. Reads see
+// whole group commits, so a page never has a hole. It reads rows in rounds
+// (syncFirstRows, then as many as the budget left holds), so that a page of
+// a few large messages reads few rows as well as few bodies.
 func (s *Service) Sync(ctx context.Context, user, afterSeq uint64, limit int) (SyncResult, error) {
 	limit = clampLimit(limit, DefaultSyncLimit, MaxSyncLimit)
-	rows, err := s.store.Inbox(ctx, user, timeline.Range{From: afterSeq + 1, Limit: limit + 1})
-	if err != nil {
-		return SyncResult{}, fmt.Errorf("inbox: sync %d after %d: %w", user, afterSeq, err)
+	var res SyncResult
+	budget := timeline.NewBudget(s.cfg.MaxReadBytes)
+	from, want := afterSeq+1, min(limit, syncFirstRows)
+	for first := true; ; first = false {
+		rows, err := s.store.Inbox(ctx, user, timeline.Range{From: from, Limit: want + 1})
+		if err != nil {
+			return SyncResult{}, fmt.Errorf("inbox: sync %d after %d: %w", user, from-1, err)
+		}
+		if first {
+			// Read the committed head after the rows: rows past it belong
+			// to a batch not yet durable, which the push will bring.
+			if res.Head, err = s.Head(ctx, user); err != nil {
+				return SyncResult{}, fmt.Errorf("inbox: sync %d: %w", user, err)
+			}
+		}
+		rows = upTo(rows, res.Head, func(r timeline.Row) uint64 { return r.Seq })
+		more := len(rows) > want
+		rows = rows[:min(len(rows), want)]
+		entries, err := s.withMessages(ctx, rows, &budget)
+		if err != nil {
+			return SyncResult{}, fmt.Errorf("inbox: sync %d: %w", user, err)
+		}
+		res.Entries = append(res.Entries, entries...)
+		switch {
+		case len(entries) < len(rows):
+			res.HasMore = true
+			return res, nil
+		case !more || len(res.Entries) == limit || budget.Full():
+			res.HasMore = more
+			return res, nil
+		}
+		from = rows[len(rows)-1].Seq + 1
+		want = budget.Next(limit - len(res.Entries))
 	}
-	head, err := s.store.LastInboxSeq(ctx, user)
-	if err != nil {
-		return SyncResult{}, fmt.Errorf("inbox: sync %d: head: %w", user, err)
-	}
-	// Read the committed head after the rows: rows past it belong to a
-	// batch not yet durable, which the push will bring.
-	if committed, ok := s.seq.Committed(sequencer.Key{Space: sequencer.Inbox, ID: user}); ok {
-		head = min(head, committed)
-		rows = upTo(rows, head, func(r timeline.Row) uint64 { return r.Seq })
-	}
-	more := len(rows) > limit
-	rows = rows[:min(len(rows), limit)]
-	entries, err := s.withMessages(ctx, rows, s.cfg.MaxReadBytes)
-	if err != nil {
-		return SyncResult{}, fmt.Errorf("inbox: sync %d: %w", user, err)
-	}
-	return SyncResult{Entries: entries, Head: head, HasMore: more || len(entries) < len(rows)}, nil
 }
 
 // upTo drops the entries of an ascending or descending list whose seq is
@@ -97,22 +117,20 @@ func clampLimit(n, def, max int) int {
 }
 
 // withMessages pairs rows with their messages, read in one batch, and
-// returns the longest prefix of entries whose sizes add up to at most
-// maxBytes (at least one): an entry without a message counts as an empty
-// message would.
-func (s *Service) withMessages(ctx context.Context, rows []timeline.Row, maxBytes int) ([]Entry, error) {
+// returns the longest prefix of entries that budget takes: an entry without
+// a message counts as an empty message would.
+func (s *Service) withMessages(ctx context.Context, rows []timeline.Row, budget *timeline.Budget) ([]Entry, error) {
 	keys := make([]timeline.MessageKey, 0, len(rows))
 	for _, r := range rows {
 		if r.Kind.HasMessage() {
 			keys = append(keys, timeline.MessageKey{Conv: r.Conv, ConvSeq: r.ConvSeq})
 		}
 	}
-	msgs, err := s.store.MessagesByKey(ctx, keys, maxBytes)
+	msgs, err := s.store.MessagesByKey(ctx, keys, budget.Left())
 	if err != nil {
 		return nil, fmt.Errorf("messages: %w", err)
 	}
 	entries := make([]Entry, 0, len(rows))
-	budget := timeline.NewBudget(maxBytes)
 	var none timeline.Message
 	for _, r := range rows {
 		var m *timeline.Message

@@ -325,6 +325,15 @@ func (b *Budget) TakeSize(size int) bool {
 	return true
 }
 
+// Left returns the bytes left to take, as a maxBytes argument: 0 when the
+// budget is unbounded, at least 1 otherwise.
+func (b *Budget) Left() int {
+	if b.max <= 0 {
+		return 0
+	}
+	return max(b.max-b.used, 1)
+}
+
 // Full reports whether no further message can be part of the answer.
 func (b *Budget) Full() bool {
 	return b.max > 0 && b.n > 0 && b.used+MessageOverhead > b.max
