@@ -852,3 +852,47 @@ func TestSyncPagesPastFirstRound(t *testing.T) {
 		}
 	}
 }
+
+// TestConversationsPageBudget: a page of conversations whose last messages
+// are large stops at the byte budget, reads little past it, and paging on
+// lists every conversation once, in activity order.
+func TestConversationsPageBudget(t *testing.T) {
+	const budget, body = 200 << 10, 60 << 10
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixMilli())
+	e := newEnv(t, Config{MaxReadBytes: budget, Now: func() time.Time { return time.UnixMilli(clock.Add(1000)) }})
+	var want []uint64
+	for i := range 12 {
+		conv := e.create(1, 2)
+		e.send(2, conv, fmt.Sprint(i), strings.Repeat("x", body))
+		want = append([]uint64{conv}, want...)
+	}
+	counter := &readCounter{Store: e.store}
+	e.svc.store = counter
+	var got []uint64
+	for {
+		page, err := e.svc.Conversations(ctx, 1, len(got), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total := 0
+		for _, c := range page.Conversations {
+			got = append(got, c.Conv)
+			total += c.size()
+		}
+		if total > budget {
+			t.Fatalf("page of %d conversations, %d bytes; budget %d", len(page.Conversations), total, budget)
+		}
+		// The store returned the page's last messages and at most one
+		// round (conversationReaders) more.
+		if read := counter.bytes.Swap(0); read > int64(budget+conversationReaders*(body+timeline.MessageOverhead+2)) {
+			t.Fatalf("the store returned %d bytes for a page of %d", read, total)
+		}
+		if !page.HasMore {
+			break
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("conversations %v, want %v", got, want)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/inboxd/inboxd/sequencer"
 	"github.com/inboxd/inboxd/timeline"
@@ -219,20 +220,40 @@ func (s *Service) Conversations(ctx context.Context, user uint64, offset, limit 
 		return ConversationsPage{}, fmt.Errorf("inbox: conversations of %d: %w", user, err)
 	}
 	page := ConversationsPage{HasMore: len(convs) > limit}
+	convs = convs[:min(len(convs), limit)]
+	// Each entry takes two reads (group, newest message): a few entries at
+	// a time in parallel, as many as the budget left holds.
 	budget := timeline.NewBudget(s.cfg.MaxReadBytes)
-	for _, c := range convs[:min(len(convs), limit)] {
-		info, err := s.conversationInfo(ctx, c)
-		if err != nil {
-			return ConversationsPage{}, fmt.Errorf("inbox: conversations of %d: %w", user, err)
-		}
-		if !budget.TakeSize(info.size()) {
+	for len(convs) > 0 {
+		if budget.Full() {
 			page.HasMore = true
 			break
 		}
-		page.Conversations = append(page.Conversations, info)
+		n := min(budget.Next(len(convs)), conversationReaders)
+		infos := make([]ConversationInfo, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() { infos[i], errs[i] = s.conversationInfo(ctx, convs[i]) })
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return ConversationsPage{}, fmt.Errorf("inbox: conversations of %d: %w", user, err)
+		}
+		for i := range infos {
+			if !budget.TakeSize(infos[i].size()) {
+				page.HasMore = true
+				return page, nil
+			}
+			page.Conversations = append(page.Conversations, infos[i])
+		}
+		convs = convs[n:]
 	}
 	return page, nil
 }
+
+// conversationReaders bounds the conversations of a page read at once.
+const conversationReaders = 8
 
 func (s *Service) conversationInfo(ctx context.Context, c timeline.Conversation) (ConversationInfo, error) {
 	info := ConversationInfo{Conversation: c, Head: c.LeftAt}
