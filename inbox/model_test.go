@@ -30,7 +30,9 @@ func TestRandomizedModel(t *testing.T) {
 	armed.Store("")
 	crashed := make(chan struct{}, 1)
 	crashes := 0
-	e := newEnv(t, Config{MaxGroupSize: 8, stepHook: func(step string) bool {
+	// A group cache of two or three groups: groups are evicted and reloaded
+	// all the time, also in the middle of a batch.
+	e := newEnv(t, Config{MaxGroupSize: 8, GroupCacheBytes: 4 << 10, stepHook: func(step string) bool {
 		if armed.Load() != step || countdown.Add(-1) > 0 {
 			return false
 		}
