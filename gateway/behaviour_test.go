@@ -401,3 +401,31 @@ func TestConversationsPages(t *testing.T) {
 		t.Errorf("conversations %v, want %v", got, want)
 	}
 }
+
+// TestConversationsPageLimit: however small the conversations, a page holds
+// at most wire.MaxConversationsLimit of them, so that its cost is bounded
+// by the page and not by the length of the user's list.
+func TestConversationsPageLimit(t *testing.T) {
+	const groups = wire.MaxConversationsLimit + 30
+	s := start(t, Config{})
+	alice, bob := s.login(1, "d"), s.login(2, "d")
+	for range groups {
+		createGroup(t, alice, 2)
+	}
+	var sizes []int
+	seen := make(map[uint64]bool)
+	for more := true; more; {
+		var resp wirepb.ConversationsResponse
+		if err := bob.call(wire.CmdConversations, &wirepb.ConversationsRequest{Offset: uint32(len(seen))}, &resp); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range resp.Conversations {
+			seen[c.Conv] = true
+		}
+		sizes = append(sizes, len(resp.Conversations))
+		more = resp.HasMore
+	}
+	if !slices.Equal(sizes, []int{wire.MaxConversationsLimit, 30}) || len(seen) != groups {
+		t.Fatalf("pages of %v, %d distinct conversations; want pages of [%d 30]", sizes, len(seen), wire.MaxConversationsLimit)
+	}
+}

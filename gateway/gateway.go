@@ -154,7 +154,7 @@ type Service interface {
 	Head(ctx context.Context, user uint64) (uint64, error)
 	Sync(ctx context.Context, user, afterSeq uint64, limit int) (inbox.SyncResult, error)
 	History(ctx context.Context, user, conv, before uint64, limit int) ([]timeline.Message, error)
-	Conversations(ctx context.Context, user uint64) ([]inbox.ConversationInfo, error)
+	Conversations(ctx context.Context, user uint64, offset, limit int) (inbox.ConversationsPage, error)
 	MarkRead(ctx context.Context, user, conv, convSeq uint64) (uint64, error)
 	CreateGroup(ctx context.Context, owner uint64, spec inbox.NewGroup) (timeline.Group, error)
 	Invite(ctx context.Context, actor, conv uint64, users []uint64) error

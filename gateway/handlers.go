@@ -82,11 +82,11 @@ var handlers = map[wire.Command]handler{
 		return &wirepb.HistoryResponse{Messages: pb[:fit(pb, sess.srv.cfg.MaxFrame)]}, nil
 	}),
 	wire.CmdConversations: decoded(func(ctx context.Context, sess *session, user uint64, req *wirepb.ConversationsRequest) (proto.Message, error) {
-		cs, err := sess.srv.svc.Conversations(ctx, user)
+		page, err := sess.srv.svc.Conversations(ctx, user, int(req.Offset), 0)
 		if err != nil {
 			return nil, err
 		}
-		cs = cs[min(int(req.Offset), len(cs)):]
+		cs := page.Conversations
 		pb := make([]*wirepb.Conversation, len(cs))
 		for i, c := range cs {
 			pc := &wirepb.Conversation{Conv: c.Conv, Name: c.Name, JoinedAt: c.JoinedAt, LeftAt: c.LeftAt,
@@ -97,7 +97,7 @@ var handlers = map[wire.Command]handler{
 			pb[i] = pc
 		}
 		n := fit(pb, sess.srv.cfg.MaxFrame)
-		return &wirepb.ConversationsResponse{Conversations: pb[:n], HasMore: n < len(pb)}, nil
+		return &wirepb.ConversationsResponse{Conversations: pb[:n], HasMore: page.HasMore || n < len(pb)}, nil
 	}),
 	wire.CmdMarkRead: decoded(func(ctx context.Context, sess *session, user uint64, req *wirepb.MarkReadRequest) (proto.Message, error) {
 		n, err := sess.srv.svc.MarkRead(ctx, user, req.Conv, req.ConvSeq)

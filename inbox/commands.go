@@ -33,7 +33,7 @@ func (s *Service) SendGroupMessage(ctx context.Context, sender, conv uint64, cli
 	}
 	start := time.Now()
 	var res SendResult
-	err := s.do(ctx, func(tx *txn) error {
+	err := s.do(ctx, sender, func(tx *txn) error {
 		if d, ok, err := tx.dedup(sender, clientMsgID); err != nil || ok {
 			if err == nil && d.Conv != conv {
 				// The key is the sender's across all conversations: an ack
@@ -127,10 +127,10 @@ func (s *Service) CreateGroup(ctx context.Context, owner uint64, spec NewGroup) 
 		name = groupName(owner, members)
 	}
 	var info timeline.Group
-	err := s.do(ctx, func(tx *txn) error {
+	err := s.do(ctx, owner, func(tx *txn) error {
 		g := &group{
 			Group:   timeline.Group{ID: tx.s.ids.next(), Name: name, Owner: owner, Created: tx.now, Open: spec.Open},
-			members: make(map[uint64]member, len(members)+1),
+			members: make(map[uint64]timeline.Member, len(members)+1),
 		}
 		tx.groups[g.ID] = g
 		tx.b.Groups = append(tx.b.Groups, g.Group)
@@ -177,7 +177,7 @@ func (s *Service) Invite(ctx context.Context, actor, conv uint64, users []uint64
 	if slices.Contains(users, 0) || len(users) == 0 {
 		return fmt.Errorf("inbox: invite to %d: %w: no user to invite", conv, ErrInvalid)
 	}
-	err := s.do(ctx, func(tx *txn) error {
+	err := s.do(ctx, actor, func(tx *txn) error {
 		g, _, err := tx.memberOf(conv, actor)
 		if err != nil {
 			return err
@@ -202,7 +202,7 @@ func (s *Service) Invite(ctx context.Context, actor, conv uint64, users []uint64
 
 // Join makes user a member of an open group.
 func (s *Service) Join(ctx context.Context, user, conv uint64) error {
-	err := s.do(ctx, func(tx *txn) error {
+	err := s.do(ctx, user, func(tx *txn) error {
 		g, err := tx.liveGroup(conv)
 		if err != nil {
 			return err
@@ -245,7 +245,7 @@ func (tx *txn) admit(g *group, actor uint64, users []uint64, n wire.Notice) erro
 // longest-standing admin, or else the longest-standing member; the last
 // member to leave dismisses it.
 func (s *Service) Leave(ctx context.Context, user, conv uint64) error {
-	err := s.do(ctx, func(tx *txn) error {
+	err := s.do(ctx, user, func(tx *txn) error {
 		g, m, err := tx.memberOf(conv, user)
 		if err != nil {
 			return err
@@ -272,7 +272,7 @@ func (s *Service) Leave(ctx context.Context, user, conv uint64) error {
 
 // heir picks who owns g after its owner leaves.
 func (g *group) heir(owner uint64) (uint64, bool) {
-	var best member
+	var best timeline.Member
 	for _, u := range g.order {
 		m := g.members[u]
 		if u == owner {
@@ -291,7 +291,7 @@ func (tx *txn) setRole(g *group, user uint64, role wire.Role) {
 	m := g.members[user]
 	m.Role = role
 	g.members[user] = m
-	tx.putMember(m.Member)
+	tx.putMember(m)
 	if role == wire.RoleOwner {
 		g.Owner = user
 	}
@@ -319,7 +319,7 @@ func (tx *txn) depart(g *group, user uint64, n wire.Notice, others ...uint64) er
 // Kick removes user from conv. The owner may kick anyone; an admin only
 // plain members.
 func (s *Service) Kick(ctx context.Context, actor, conv, user uint64) error {
-	err := s.do(ctx, func(tx *txn) error {
+	err := s.do(ctx, actor, func(tx *txn) error {
 		g, _, err := tx.outranked(conv, actor, user)
 		if err != nil {
 			return err
@@ -335,17 +335,17 @@ func (s *Service) Kick(ctx context.Context, actor, conv, user uint64) error {
 
 // outranked checks that actor, an owner or admin of conv, ranks above the
 // member user, and returns the group and user's membership.
-func (tx *txn) outranked(conv, actor, user uint64) (*group, member, error) {
+func (tx *txn) outranked(conv, actor, user uint64) (*group, timeline.Member, error) {
 	g, a, err := tx.memberOf(conv, actor)
 	if err != nil {
-		return nil, member{}, err
+		return nil, timeline.Member{}, err
 	}
 	m, ok := g.members[user]
 	if !ok {
-		return nil, member{}, fmt.Errorf("%w: %d", ErrNotMember, user)
+		return nil, timeline.Member{}, fmt.Errorf("%w: %d", ErrNotMember, user)
 	}
 	if a.Role < wire.RoleAdmin || a.Role <= m.Role {
-		return nil, member{}, fmt.Errorf("%w: %s %d cannot act on %s %d", ErrForbidden, a.Role, actor, m.Role, user)
+		return nil, timeline.Member{}, fmt.Errorf("%w: %s %d cannot act on %s %d", ErrForbidden, a.Role, actor, m.Role, user)
 	}
 	return g, m, nil
 }
@@ -353,7 +353,7 @@ func (tx *txn) outranked(conv, actor, user uint64) (*group, member, error) {
 // Dismiss ends the group; only its owner may. Every member receives the
 // notice and leaves with it.
 func (s *Service) Dismiss(ctx context.Context, actor, conv uint64) error {
-	err := s.do(ctx, func(tx *txn) error {
+	err := s.do(ctx, actor, func(tx *txn) error {
 		g, m, err := tx.memberOf(conv, actor)
 		if err != nil {
 			return err
@@ -385,7 +385,7 @@ func (s *Service) SetRole(ctx context.Context, actor, conv, user uint64, role wi
 	if role < wire.RoleMember || role > wire.RoleOwner {
 		return fmt.Errorf("inbox: set role in %d: %w: role %d", conv, ErrInvalid, role)
 	}
-	err := s.do(ctx, func(tx *txn) error {
+	err := s.do(ctx, actor, func(tx *txn) error {
 		g, target, err := tx.outranked(conv, actor, user)
 		if err != nil {
 			return err
@@ -416,7 +416,7 @@ func (s *Service) SetRole(ctx context.Context, actor, conv, user uint64, role wi
 // MuteMember stops user from sending to conv until until (the zero time
 // lifts the mute). The owner may mute anyone, an admin plain members.
 func (s *Service) MuteMember(ctx context.Context, actor, conv, user uint64, until time.Time) error {
-	err := s.do(ctx, func(tx *txn) error {
+	err := s.do(ctx, actor, func(tx *txn) error {
 		g, _, err := tx.outranked(conv, actor, user)
 		if err != nil {
 			return err
@@ -428,7 +428,7 @@ func (s *Service) MuteMember(ctx context.Context, actor, conv, user uint64, unti
 		m := g.members[user]
 		m.MutedUntil = until
 		g.members[user] = m
-		tx.putMember(m.Member)
+		tx.putMember(m)
 		n := wire.Notice{Type: wire.NoticeMute, Actor: actor, Users: []uint64{user}, Until: unixMilli(until),
 			Text: muteText(actor, fmt.Sprint(user), until)}
 		_, err = tx.post(g, actor, "", wire.KindNotice, noticeBody(n))
@@ -443,7 +443,7 @@ func (s *Service) MuteMember(ctx context.Context, actor, conv, user uint64, unti
 // MuteGroup lets only the owner and admins send to conv until until (the zero
 // time lifts it); owner and admins may set it.
 func (s *Service) MuteGroup(ctx context.Context, actor, conv uint64, until time.Time) error {
-	err := s.do(ctx, func(tx *txn) error {
+	err := s.do(ctx, actor, func(tx *txn) error {
 		g, m, err := tx.memberOf(conv, actor)
 		if err != nil {
 			return err
@@ -489,7 +489,7 @@ func unixMilli(t time.Time) int64 {
 // change reaches the user's other devices as a KindDND row in the user's
 // inbox, and setting what is already set changes nothing.
 func (s *Service) SetDND(ctx context.Context, user, conv uint64, on bool) error {
-	err := s.do(ctx, func(tx *txn) error {
+	err := s.do(ctx, user, func(tx *txn) error {
 		g, m, err := tx.memberOf(conv, user)
 		if err != nil {
 			return err
@@ -504,8 +504,9 @@ func (s *Service) SetDND(ctx context.Context, user, conv uint64, on bool) error 
 		c.DND = on
 		tx.putConversation(c)
 		g = tx.mutable(g)
-		m.dnd = on
+		m.DND = on
 		g.members[user] = m
+		tx.putMember(m)
 		value := uint64(0)
 		if on {
 			value = 1
@@ -526,7 +527,7 @@ func (s *Service) SetDND(ctx context.Context, user, conv uint64, on bool) error 
 // so that the conversation's unread count can reach zero.
 func (s *Service) MarkRead(ctx context.Context, user, conv, convSeq uint64) (uint64, error) {
 	var marker uint64
-	err := s.do(ctx, func(tx *txn) error {
+	err := s.do(ctx, user, func(tx *txn) error {
 		c, err := tx.conversation(user, conv)
 		if err != nil {
 			return err

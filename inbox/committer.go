@@ -24,11 +24,14 @@ type txn struct {
 	seq    *sequencer.Txn
 	b      timeline.Batch
 	lastID uint64
+	// bodyBytes sums the bodies of the batch's messages.
+	bodyBytes int
 
 	groups  map[uint64]*group                  // groups changed by this batch
 	convs   map[userConv]timeline.Conversation // entries written by this batch
 	markers map[userConv]uint64
 	dedups  map[dedupKey]timeline.Dedup
+	active  map[userConv]time.Time // activity index entries moved: where each stood before
 
 	deliveries []delivery
 }
@@ -53,27 +56,25 @@ type committed struct {
 }
 
 func (s *Service) commitLoop() {
+	q := newQueues()
 	crashed := false
-	for first := range s.cmds {
+	for s.intake(q) {
 		if crashed {
-			first.done <- errCrashed
+			for c := q.pop(); c != nil; c = q.pop() {
+				c.done <- errCrashed
+			}
 			continue
 		}
 		tx := s.begin()
-		applied := []*command{first}
-		errs := []error{tx.apply(first)}
-	drain:
-		for len(tx.b.Rows) < s.cfg.MaxBatchRows && len(applied) < s.cfg.MaxBatchCommands {
-			select {
-			case c, ok := <-s.cmds:
-				if !ok {
-					break drain
-				}
-				applied = append(applied, c)
-				errs = append(errs, tx.apply(c))
-			default:
-				break drain
+		var applied []*command
+		var errs []error
+		for !tx.full(len(applied)) {
+			c := q.pop()
+			if c == nil {
+				break
 			}
+			applied = append(applied, c)
+			errs = append(errs, tx.apply(c))
 		}
 		if !s.commit(tx, errs) {
 			crashed = true
@@ -95,6 +96,38 @@ func (s *Service) commitLoop() {
 	}
 }
 
+// intake moves the commands waiting in s.cmds into q, first waiting for one
+// when q is empty. It holds at most cap(s.cmds) commands in q, so that
+// callers beyond that wait on the channel as before. It reports false once
+// s.cmds is closed and q is empty: the committer is done.
+func (s *Service) intake(q *queues) bool {
+	if q.len() == 0 {
+		c, ok := <-s.cmds
+		if !ok {
+			return false
+		}
+		q.push(c)
+	}
+	for q.len() < cap(s.cmds) {
+		select {
+		case c, ok := <-s.cmds:
+			if !ok {
+				return true
+			}
+			q.push(c)
+		default:
+			return true
+		}
+	}
+	return true
+}
+
+// full reports whether the batch, with n commands, takes no more.
+func (tx *txn) full(n int) bool {
+	cfg := &tx.s.cfg
+	return n >= cfg.MaxBatchCommands || len(tx.b.Rows) >= cfg.MaxBatchRows || tx.bodyBytes >= cfg.MaxBatchBytes
+}
+
 func (s *Service) begin() *txn {
 	return &txn{
 		ctx:     s.ctx,
@@ -105,6 +138,7 @@ func (s *Service) begin() *txn {
 		convs:   make(map[userConv]timeline.Conversation),
 		markers: make(map[userConv]uint64),
 		dedups:  make(map[dedupKey]timeline.Dedup),
+		active:  make(map[userConv]time.Time),
 	}
 }
 
@@ -143,6 +177,7 @@ func (s *Service) commit(tx *txn, errs []error) bool {
 	if tx.lastID != 0 {
 		tx.b.ClockNode, tx.b.Clock = s.cfg.Node, tx.lastID
 	}
+	tx.b.Activities = tx.activities()
 	var err error
 	m := s.metrics
 	if tx.failed() {
@@ -158,8 +193,15 @@ func (s *Service) commit(tx *txn, errs []error) bool {
 	if err != nil {
 		m.commitFails.Inc()
 		tx.seq.Abort()
-		// The batch may have landed: nothing cached can be trusted.
-		clear(s.groups)
+		// The batch may have landed: what is cached of the groups it
+		// changed or posted to cannot be trusted. The others are as they
+		// were.
+		for id := range tx.groups {
+			s.groups.remove(id)
+		}
+		for _, msg := range tx.b.Messages {
+			s.groups.remove(msg.Conv)
+		}
 		s.log.Error("inbox: group commit failed", "commands", len(errs), "err", err)
 		for i := range errs {
 			if errs[i] == nil || errors.As(errs[i], new(storeError)) {
@@ -174,8 +216,13 @@ func (s *Service) commit(tx *txn, errs []error) bool {
 	m.rows.Add(float64(len(tx.b.Rows)))
 	m.batchRows.Observe(float64(len(tx.b.Rows)))
 	m.batchCmds.Observe(float64(len(errs)))
-	for id, g := range tx.groups {
-		s.groups[id] = g
+	for _, g := range tx.groups {
+		s.groups.put(g)
+	}
+	for _, msg := range tx.b.Messages {
+		if g, ok := s.groups.peek(msg.Conv); ok {
+			g.last = tx.now
+		}
 	}
 	return !s.hit(stepAfterCommit)
 }

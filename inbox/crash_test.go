@@ -50,8 +50,14 @@ func TestCrashPoints(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.step.String(), func(t *testing.T) {
-			e := newEnv(t, Config{})
+			// A clock a second further at each batch, so that the order
+			// of the conversations is known.
+			var clock atomic.Int64
+			clock.Store(time.Now().UnixMilli())
+			tick := func() time.Time { return time.UnixMilli(clock.Add(1000)) }
+			e := newEnv(t, Config{Now: tick})
 			conv := e.create(1, 2, 3)
+			older := e.create(3, 1, 2)
 			e.send(1, conv, "m1", "first")
 
 			e.close()
@@ -78,6 +84,14 @@ func TestCrashPoints(t *testing.T) {
 				}
 				if s := seqs(e.inbox(u)); !contiguous(s) {
 					t.Errorf("user %d seqs %v", u, s)
+				}
+				// The activity index moved with the batch, once.
+				var order []uint64
+				for _, c := range e.conversations(u) {
+					order = append(order, c.Conv)
+				}
+				if fmt.Sprint(order) != fmt.Sprint([]uint64{conv, older}) {
+					t.Errorf("user %d conversations %v, want %v", u, order, []uint64{conv, older})
 				}
 			}
 		})

@@ -4,7 +4,9 @@
 // Every change goes through one committer goroutine, which makes the
 // service the single writer of every sequence key. A call such as
 // SendGroupMessage becomes a command; the committer takes the commands
-// waiting, applies each to an overlay of the state (validate, dedup, assign
+// waiting, in turns between the users they act for (a user's backlog never
+// holds another user's command back), applies each to an overlay of the
+// state (validate, dedup, assign
 // conv_seq and msg id, fan out one inbox row per member with that member's
 // next seq), and writes everything the commands produced in one atomic
 // timeline.Batch (group commit). Only when the store reports the batch

@@ -119,13 +119,25 @@ func (e *env) bodies(user, conv uint64) []string {
 	return out
 }
 
+// conversations reads the user's whole conversation list, in pages of 3.
+func (e *env) conversations(user uint64) []ConversationInfo {
+	e.t.Helper()
+	var all []ConversationInfo
+	for {
+		page, err := e.svc.Conversations(ctx, user, len(all), 3)
+		if err != nil {
+			e.t.Fatalf("Conversations(%d, %d): %v", user, len(all), err)
+		}
+		all = append(all, page.Conversations...)
+		if !page.HasMore {
+			return all
+		}
+	}
+}
+
 func (e *env) conversation(user, conv uint64) ConversationInfo {
 	e.t.Helper()
-	cs, err := e.svc.Conversations(ctx, user)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	for _, c := range cs {
+	for _, c := range e.conversations(user) {
 		if c.Conv == conv {
 			return c
 		}

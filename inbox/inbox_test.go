@@ -1,6 +1,7 @@
 package inbox
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/inboxd/inboxd/timeline"
 	"github.com/inboxd/inboxd/wire"
 )
 
@@ -486,12 +488,8 @@ func TestConversationsOrder(t *testing.T) {
 	a, b, c := e.create(1, 2), e.create(1, 3), e.create(1, 4)
 	e.send(2, a, "1", "x")
 	e.send(4, c, "2", "x")
-	cs, err := e.svc.Conversations(ctx, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var order []uint64
-	for _, ci := range cs {
+	for _, ci := range e.conversations(1) {
 		order = append(order, ci.Conv)
 	}
 	if !slices.Equal(order, []uint64{c, a, b}) {
@@ -521,10 +519,23 @@ func TestDND(t *testing.T) {
 	if c := e.conversation(2, conv); !c.DND {
 		t.Fatal("DND not in the conversation list")
 	}
-	// The setting survives a restart (the committer reloads the group).
+	// The setting survives a restart: the committer reloads the group, and
+	// do-not-disturb with its members.
 	e.crash()
 	if !e.conversation(2, conv).DND {
 		t.Fatal("DND lost on restart")
+	}
+	e.send(1, conv, "b", "still quiet")
+	waitFor(t, "offline push to 3", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return len(rec.offline[3]) == 3
+	})
+	rec.mu.Lock()
+	n2 = len(rec.offline[2])
+	rec.mu.Unlock()
+	if n2 != 1 {
+		t.Fatalf("after a restart user 2 with do-not-disturb got %d offline pushes, want 1", n2)
 	}
 }
 
@@ -706,12 +717,12 @@ func TestConversationsOrderIgnoresSettings(t *testing.T) {
 	a, b := e.create(1, 2), e.create(1, 3)
 	e.send(2, a, "1", "x")
 	order := func() []uint64 {
-		cs, err := e.svc.Conversations(ctx, 1)
+		page, err := e.svc.Conversations(ctx, 1, 0, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var out []uint64
-		for _, c := range cs {
+		for _, c := range page.Conversations {
 			out = append(out, c.Conv)
 		}
 		return out
@@ -791,5 +802,198 @@ func TestGroupFullNamesTheLimit(t *testing.T) {
 	err = e.svc.Invite(ctx, 1, conv, []uint64{4})
 	if !errors.Is(err, ErrGroupFull) || !strings.Contains(err.Error(), "at most 3 members") {
 		t.Fatalf("invite: %v", err)
+	}
+}
+
+// readCounter counts the bytes (timeline.Message.Size) of the messages the
+// store returns to the service.
+type readCounter struct {
+	timeline.Store
+	bytes atomic.Int64
+}
+
+func (r *readCounter) count(msgs []timeline.Message) {
+	for i := range msgs {
+		r.bytes.Add(int64(msgs[i].Size()))
+	}
+}
+
+func (r *readCounter) Messages(ctx context.Context, conv uint64, rg timeline.Range) ([]timeline.Message, error) {
+	msgs, err := r.Store.Messages(ctx, conv, rg)
+	r.count(msgs)
+	return msgs, err
+}
+
+func (r *readCounter) MessagesByKey(ctx context.Context, keys []timeline.MessageKey, maxBytes int) ([]timeline.Message, error) {
+	msgs, err := r.Store.MessagesByKey(ctx, keys, maxBytes)
+	r.count(msgs)
+	return msgs, err
+}
+
+// TestReadsStopAtPageBudget: a page of large messages costs the store what
+// the page returns, not the entry limit's worth, and paging on still
+// returns every entry once.
+func TestReadsStopAtPageBudget(t *testing.T) {
+	const budget, body = 200 << 10, 60 << 10
+	e := newEnv(t, Config{MaxReadBytes: budget})
+	conv := e.create(1, 2)
+	for i := range 30 {
+		e.send(1, conv, fmt.Sprint(i), strings.Repeat(fmt.Sprint(i%10), body))
+	}
+	counter := &readCounter{Store: e.store}
+	e.svc.store = counter
+
+	check := func(what string, sizes []int) {
+		t.Helper()
+		total := 0
+		for _, n := range sizes {
+			total += n
+		}
+		if total > budget || len(sizes) != budget/(body+timeline.MessageOverhead+2) {
+			t.Fatalf("%s: page of %d messages, %d bytes; budget %d", what, len(sizes), total, budget)
+		}
+		if read := counter.bytes.Swap(0); read != int64(total) {
+			t.Fatalf("%s: the store returned %d bytes for a page of %d", what, read, total)
+		}
+	}
+
+	var synced []uint64
+	for after := uint64(1); after < 31; {
+		res, err := e.svc.Sync(ctx, 2, after, wire.MaxSyncLimit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sizes []int
+		for _, en := range res.Entries {
+			sizes = append(sizes, en.Msg.Size())
+			synced = append(synced, en.Row.Seq)
+		}
+		after = res.Entries[len(res.Entries)-1].Row.Seq
+		if after < 31 {
+			check(fmt.Sprintf("sync after %d", after), sizes)
+		}
+		if res.HasMore != (after < 31) {
+			t.Fatalf("sync to %d: has_more %v", after, res.HasMore)
+		}
+	}
+	if !slices.Equal(synced, seqRange(2, 31)) {
+		t.Fatalf("synced seqs %v, want 2..31", synced)
+	}
+
+	counter.bytes.Store(0)
+	var history []uint64
+	for before := uint64(0); ; {
+		page, err := e.svc.History(ctx, 2, conv, before, wire.MaxHistoryLimit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		var sizes []int
+		for _, m := range page {
+			sizes = append(sizes, m.Size())
+			history = append(history, m.ConvSeq)
+		}
+		before = page[len(page)-1].ConvSeq
+		if before > 3 {
+			check(fmt.Sprintf("history before %d", before), sizes)
+		}
+	}
+	if want := seqRange(31, 1); !slices.Equal(history, want) {
+		t.Fatalf("history %v, want 31..1", history)
+	}
+}
+
+// seqRange returns from..to, counting down when from > to.
+func seqRange(from, to uint64) []uint64 {
+	var out []uint64
+	for n := from; ; {
+		out = append(out, n)
+		if n == to {
+			return out
+		}
+		if from < to {
+			n++
+		} else {
+			n--
+		}
+	}
+}
+
+// TestSyncPagesPastFirstRound: a page longer than the first read of rows
+// (syncFirstRows) continues with the next rows, without a hole, up to the
+// limit.
+func TestSyncPagesPastFirstRound(t *testing.T) {
+	e := newEnv(t, Config{})
+	conv := e.create(1, 2)
+	const n = 3*syncFirstRows + 5
+	for i := range n {
+		e.send(1, conv, fmt.Sprint(i), fmt.Sprint(i))
+	}
+	for _, tc := range []struct {
+		limit int
+		want  int
+		more  bool
+	}{
+		{wire.MaxSyncLimit, n + 1, false},
+		{2*syncFirstRows + 3, 2*syncFirstRows + 3, true},
+		{n + 1, n + 1, false},
+	} {
+		res, err := e.svc.Sync(ctx, 2, 0, tc.limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Entries) != tc.want || res.HasMore != tc.more || res.Head != n+1 {
+			t.Fatalf("Sync(limit %d) = %d entries, more %v, head %d; want %d, %v, %d",
+				tc.limit, len(res.Entries), res.HasMore, res.Head, tc.want, tc.more, n+1)
+		}
+		if s := seqs(res.Entries); !contiguous(s) || s[0] != 1 {
+			t.Fatalf("Sync(limit %d) seqs %v", tc.limit, s)
+		}
+	}
+}
+
+// TestConversationsPageBudget: a page of conversations whose last messages
+// are large stops at the byte budget, reads little past it, and paging on
+// lists every conversation once, in activity order.
+func TestConversationsPageBudget(t *testing.T) {
+	const budget, body = 200 << 10, 60 << 10
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixMilli())
+	e := newEnv(t, Config{MaxReadBytes: budget, Now: func() time.Time { return time.UnixMilli(clock.Add(1000)) }})
+	var want []uint64
+	for i := range 12 {
+		conv := e.create(1, 2)
+		e.send(2, conv, fmt.Sprint(i), strings.Repeat("x", body))
+		want = append([]uint64{conv}, want...)
+	}
+	counter := &readCounter{Store: e.store}
+	e.svc.store = counter
+	var got []uint64
+	for {
+		page, err := e.svc.Conversations(ctx, 1, len(got), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total := 0
+		for _, c := range page.Conversations {
+			got = append(got, c.Conv)
+			total += c.size()
+		}
+		if total > budget {
+			t.Fatalf("page of %d conversations, %d bytes; budget %d", len(page.Conversations), total, budget)
+		}
+		// The store returned the page's last messages and at most one
+		// round (conversationReaders) more.
+		if read := counter.bytes.Swap(0); read > int64(budget+conversationReaders*(body+timeline.MessageOverhead+2)) {
+			t.Fatalf("the store returned %d bytes for a page of %d", read, total)
+		}
+		if !page.HasMore {
+			break
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("conversations %v, want %v", got, want)
 	}
 }

@@ -61,6 +61,7 @@ type metrics struct {
 	pushDelay    prometheus.Histogram
 	commandQueue prometheus.GaugeFunc
 	deliverQueue prometheus.GaugeFunc
+	groupCache   cacheMetrics
 }
 
 // newMetrics creates the metrics of s, with gauges reading its queues, and
@@ -95,6 +96,16 @@ func newMetrics(s *Service) (*metrics, error) {
 		deliverQueue: prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("delivery_queue_length",
 			"Committed batches waiting to be pushed.")), func() float64 { return float64(len(s.deliveries)) }),
 	}
+	lookups := prometheus.NewCounterVec(prometheus.CounterOpts(opts("group_cache_lookups_total",
+		"Group state lookups by the committer, by result: hit, or miss (loaded from the store).")), []string{"result"})
+	m.groupCache = cacheMetrics{
+		hits:   lookups.WithLabelValues("hit"),
+		misses: lookups.WithLabelValues("miss"),
+		evictions: prometheus.NewCounter(prometheus.CounterOpts(opts("group_cache_evictions_total",
+			"Groups evicted from the group cache to keep it within its size, the least recently used first."))),
+		bytes: prometheus.NewGauge(prometheus.GaugeOpts(opts("group_cache_bytes",
+			"Estimated memory of the groups in the group cache."))),
+	}
 	sends := prometheus.NewCounterVec(prometheus.CounterOpts(opts("sends_total", "Sends handled, by result.")), []string{"result"})
 	for i, name := range sendResultNames {
 		m.sends[i] = sends.WithLabelValues(name)
@@ -106,7 +117,8 @@ func newMetrics(s *Service) (*metrics, error) {
 	}
 	if reg := s.cfg.Registerer; reg != nil {
 		for _, c := range []prometheus.Collector{m.messages, m.rows, m.commits, m.commitFails, m.batchRows, m.batchCmds,
-			m.sendAck, sends, pushes, m.pushDelay, m.commandQueue, m.deliverQueue} {
+			m.sendAck, sends, pushes, m.pushDelay, m.commandQueue, m.deliverQueue,
+			lookups, m.groupCache.evictions, m.groupCache.bytes} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("inbox: register metrics: %w", err)
 			}

@@ -1,6 +1,7 @@
 package inbox
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -10,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/inboxd/inboxd/timeline"
 	"github.com/inboxd/inboxd/wire"
@@ -39,7 +41,9 @@ func TestRandomizedModel(t *testing.T) {
 	var countdown atomic.Int32 // commits to pass at that step first
 	crashed := make(chan struct{}, 1)
 	crashes := 0
-	e := newEnv(t, Config{MaxGroupSize: 8, stepHook: func(step commitStep) bool {
+	// A group cache of two or three groups: groups are evicted and reloaded
+	// all the time, also in the middle of a batch.
+	e := newEnv(t, Config{MaxGroupSize: 8, GroupCacheBytes: 4 << 10, stepHook: func(step commitStep) bool {
 		if armed.Load() != uint32(step) || countdown.Add(-1) > 0 {
 			return false
 		}
@@ -245,6 +249,7 @@ func (m *model) verify(t *testing.T, e *env, users int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	convs := map[uint64]bool{}
+	lists := map[uint64][]timeline.Conversation{}
 	for u := 1; u <= users; u++ {
 		cs, err := e.store.Conversations(ctx, uint64(u))
 		if err != nil {
@@ -253,7 +258,10 @@ func (m *model) verify(t *testing.T, e *env, users int) {
 		for _, c := range cs {
 			convs[c.Conv] = true
 		}
+		lists[uint64(u)] = cs
 	}
+	times := map[timeline.MessageKey]time.Time{}
+	heads := map[uint64]uint64{}
 	want := map[uint64][]timeline.MessageKey{} // per user, in conv_seq order per conv
 	marker := map[userConv]uint64{}
 	stored := map[dedupKey]timeline.Message{}
@@ -263,7 +271,9 @@ func (m *model) verify(t *testing.T, e *env, users int) {
 			t.Fatal(err)
 		}
 		members := map[uint64]bool{}
+		heads[conv] = uint64(len(msgs))
 		for i, msg := range msgs {
+			times[timeline.MessageKey{Conv: conv, ConvSeq: msg.ConvSeq}] = msg.Time
 			if msg.ConvSeq != uint64(i+1) {
 				t.Fatalf("conv %d: conv_seq %d at position %d", conv, msg.ConvSeq, i)
 			}
@@ -319,10 +329,8 @@ func (m *model) verify(t *testing.T, e *env, users int) {
 		if !slices.Equal(byConv(got), byConv(want[u])) {
 			t.Fatalf("user %d inbox\n got %v\nwant %v", u, got, want[u])
 		}
-		cs, err := e.svc.Conversations(ctx, u)
-		if err != nil {
-			t.Fatal(err)
-		}
+		cs := e.conversations(u)
+		checkActivityOrder(t, u, cs, lists[u], times, heads)
 		for _, c := range cs {
 			if c.ReadSeq != marker[userConv{u, c.Conv}] {
 				t.Fatalf("user %d conv %d: marker %d, model %d", u, c.Conv, c.ReadSeq, marker[userConv{u, c.Conv}])
@@ -331,6 +339,34 @@ func (m *model) verify(t *testing.T, e *env, users int) {
 				t.Fatalf("user %d conv %d: unread %d, head %d, marker %d", u, c.Conv, c.Unread, c.Head, c.ReadSeq)
 			}
 		}
+	}
+}
+
+// checkActivityOrder checks a user's conversation list, read through the
+// activity index, against the order derived from the conversation entries
+// and the messages: the newest message the user has, then the conv id.
+func checkActivityOrder(t *testing.T, user uint64, got []ConversationInfo, entries []timeline.Conversation,
+	times map[timeline.MessageKey]time.Time, heads map[uint64]uint64) {
+	t.Helper()
+	type ranked struct {
+		conv uint64
+		at   int64
+	}
+	var want []ranked
+	for _, c := range entries {
+		last := cmp.Or(c.LeftAt, heads[c.Conv])
+		want = append(want, ranked{c.Conv, times[timeline.MessageKey{Conv: c.Conv, ConvSeq: last}].UnixMilli()})
+	}
+	slices.SortFunc(want, func(a, b ranked) int { return cmp.Or(cmp.Compare(b.at, a.at), cmp.Compare(b.conv, a.conv)) })
+	var gotConvs, wantConvs []uint64
+	for _, c := range got {
+		gotConvs = append(gotConvs, c.Conv)
+	}
+	for _, r := range want {
+		wantConvs = append(wantConvs, r.conv)
+	}
+	if !slices.Equal(gotConvs, wantConvs) {
+		t.Fatalf("user %d: conversations by activity %v, want %v", user, gotConvs, wantConvs)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sync"
 
 	"github.com/inboxd/inboxd/sequencer"
 	"github.com/inboxd/inboxd/timeline"
@@ -20,8 +21,15 @@ type SyncResult struct {
 	HasMore bool   // entries after the page exist: sync again after the last
 }
 
+// syncFirstRows is how many inbox rows a Sync reads first; the next read
+// is sized by the page's byte budget at the mean entry size seen.
+const syncFirstRows = 64
+
 // Sync returns the user's inbox entries after afterSeq, oldest first, with
-// their messages. Reads see whole group commits, so a page never has a hole.
+// their messages: at most limit entries and MaxReadBytes' worth. Reads see
+// whole group commits, so a page never has a hole. It reads rows in rounds
+// (syncFirstRows, then as many as the budget left holds), so that a page of
+// a few large messages reads few rows as well as few bodies.
 func (s *Service) Sync(ctx context.Context, user, afterSeq uint64, limit int) (SyncResult, error) {
 	limit = clampLimit(limit, wire.DefaultSyncLimit, wire.MaxSyncLimit)
 	if afterSeq == math.MaxUint64 {
@@ -29,26 +37,40 @@ func (s *Service) Sync(ctx context.Context, user, afterSeq uint64, limit int) (S
 		head, err := s.Head(ctx, user)
 		return SyncResult{Head: head}, err
 	}
-	rows, err := s.store.Inbox(ctx, user, timeline.Range{From: afterSeq + 1, Limit: limit + 1})
-	if err != nil {
-		return SyncResult{}, fmt.Errorf("inbox: sync %d after %d: %w", user, afterSeq, err)
+	var res SyncResult
+	budget := timeline.NewBudget(s.cfg.MaxReadBytes)
+	from, want := afterSeq+1, min(limit, syncFirstRows)
+	for first := true; ; first = false {
+		rows, err := s.store.Inbox(ctx, user, timeline.Range{From: from, Limit: want + 1})
+		if err != nil {
+			return SyncResult{}, fmt.Errorf("inbox: sync %d after %d: %w", user, from-1, err)
+		}
+		if first {
+			// Read the committed head after the rows: rows past it belong
+			// to a batch not yet durable, which the push will bring.
+			if res.Head, err = s.Head(ctx, user); err != nil {
+				return SyncResult{}, fmt.Errorf("inbox: sync %d: %w", user, err)
+			}
+		}
+		rows = upTo(rows, res.Head, func(r timeline.Row) uint64 { return r.Seq })
+		more := len(rows) > want
+		rows = rows[:min(len(rows), want)]
+		entries, err := s.withMessages(ctx, rows, &budget)
+		if err != nil {
+			return SyncResult{}, fmt.Errorf("inbox: sync %d: %w", user, err)
+		}
+		res.Entries = append(res.Entries, entries...)
+		switch {
+		case len(entries) < len(rows):
+			res.HasMore = true
+			return res, nil
+		case !more || len(res.Entries) == limit || budget.Full():
+			res.HasMore = more
+			return res, nil
+		}
+		from = rows[len(rows)-1].Seq + 1
+		want = budget.Next(limit - len(res.Entries))
 	}
-	head, err := s.store.LastInboxSeq(ctx, user)
-	if err != nil {
-		return SyncResult{}, fmt.Errorf("inbox: sync %d: head: %w", user, err)
-	}
-	// Read the committed head after the rows: rows past it belong to a
-	// batch not yet durable, which the push will bring.
-	if committed, ok := s.seq.Committed(sequencer.Key{Space: sequencer.Inbox, ID: user}); ok {
-		head = min(head, committed)
-		rows = upTo(rows, head, func(r timeline.Row) uint64 { return r.Seq })
-	}
-	res := SyncResult{Head: head, HasMore: len(rows) > limit}
-	rows = rows[:min(len(rows), limit)]
-	if res.Entries, err = s.withMessages(ctx, rows); err != nil {
-		return SyncResult{}, fmt.Errorf("inbox: sync %d: %w", user, err)
-	}
-	return res, nil
 }
 
 // upTo drops the entries of an ascending or descending list whose seq is
@@ -91,25 +113,34 @@ func clampLimit(n, def, max int) int {
 	return min(n, max)
 }
 
-// withMessages pairs rows with their messages, read in one batch.
-func (s *Service) withMessages(ctx context.Context, rows []timeline.Row) ([]Entry, error) {
+// withMessages pairs rows with their messages, read in one batch, and
+// returns the longest prefix of entries that budget takes: an entry without
+// a message counts as an empty message would.
+func (s *Service) withMessages(ctx context.Context, rows []timeline.Row, budget *timeline.Budget) ([]Entry, error) {
 	keys := make([]timeline.MessageKey, 0, len(rows))
 	for _, r := range rows {
 		if r.Kind.HasMessage() {
 			keys = append(keys, timeline.MessageKey{Conv: r.Conv, ConvSeq: r.ConvSeq})
 		}
 	}
-	msgs, err := s.store.MessagesByKey(ctx, keys)
+	msgs, err := s.store.MessagesByKey(ctx, keys, budget.Left())
 	if err != nil {
 		return nil, fmt.Errorf("messages: %w", err)
 	}
-	entries := make([]Entry, len(rows))
-	for i, r := range rows {
-		entries[i].Row = r
+	entries := make([]Entry, 0, len(rows))
+	var none timeline.Message
+	for _, r := range rows {
+		var m *timeline.Message
 		if r.Kind.HasMessage() {
-			entries[i].Msg = &msgs[0]
-			msgs = msgs[1:]
+			if len(msgs) == 0 {
+				break // the store stopped at the budget
+			}
+			m, msgs = &msgs[0], msgs[1:]
 		}
+		if !budget.Take(cmp.Or(m, &none)) {
+			break
+		}
+		entries = append(entries, Entry{Row: r, Msg: m})
 	}
 	return entries, nil
 }
@@ -123,7 +154,8 @@ func (s *Service) History(ctx context.Context, user, conv, before uint64, limit 
 	if err != nil {
 		return nil, fmt.Errorf("inbox: history of %d: %w", conv, err)
 	}
-	r := timeline.Range{From: c.JoinedAt, Desc: true, Limit: clampLimit(limit, wire.DefaultHistoryLimit, wire.MaxHistoryLimit)}
+	r := timeline.Range{From: c.JoinedAt, Desc: true, Limit: clampLimit(limit, wire.DefaultHistoryLimit, wire.MaxHistoryLimit),
+		MaxBytes: s.cfg.MaxReadBytes}
 	if before != 0 {
 		if before <= c.JoinedAt {
 			return nil, nil
@@ -169,34 +201,68 @@ type ConversationInfo struct {
 	Last   *timeline.Message // the newest message the user has
 }
 
-// Conversations returns the user's conversations, latest activity first.
-func (s *Service) Conversations(ctx context.Context, user uint64) ([]ConversationInfo, error) {
-	convs, err := s.store.Conversations(ctx, user)
-	if err != nil {
-		return nil, fmt.Errorf("inbox: conversations of %d: %w", user, err)
+// size is what a conversation charges to a page's read budget: its last
+// message, and as much again for its own fields.
+func (c *ConversationInfo) size() int {
+	n := timeline.MessageOverhead + len(c.Name)
+	if c.Last != nil {
+		n += c.Last.Size()
 	}
-	out := make([]ConversationInfo, 0, len(convs))
-	for _, c := range convs {
-		info, err := s.conversationInfo(ctx, c)
-		if err != nil {
-			return nil, fmt.Errorf("inbox: conversations of %d: %w", user, err)
-		}
-		out = append(out, info)
-	}
-	// A total order, so that pages cut at an offset neither repeat nor skip
-	// a conversation whose last message shares its millisecond with another.
-	slices.SortFunc(out, func(a, b ConversationInfo) int {
-		return cmp.Or(cmp.Compare(lastTime(b), lastTime(a)), cmp.Compare(b.Conv, a.Conv))
-	})
-	return out, nil
+	return n
 }
 
-func lastTime(c ConversationInfo) int64 {
-	if c.Last == nil {
-		return 0
-	}
-	return c.Last.Time.UnixMilli()
+// ConversationsPage is one page of a user's conversation list.
+type ConversationsPage struct {
+	Conversations []ConversationInfo
+	HasMore       bool // the list goes on after the page
 }
+
+// Conversations returns a page of the user's conversations, former groups
+// included, latest activity first (ties: the higher conv id first), from the
+// offset-th on: at most limit of them and MaxReadBytes' worth. It reads the
+// user's activity index, so a page costs what it holds whatever the length
+// of the list.
+func (s *Service) Conversations(ctx context.Context, user uint64, offset, limit int) (ConversationsPage, error) {
+	limit = clampLimit(limit, wire.DefaultConversationsLimit, wire.MaxConversationsLimit)
+	convs, err := s.store.RecentConversations(ctx, user, max(offset, 0), limit+1)
+	if err != nil {
+		return ConversationsPage{}, fmt.Errorf("inbox: conversations of %d: %w", user, err)
+	}
+	page := ConversationsPage{HasMore: len(convs) > limit}
+	convs = convs[:min(len(convs), limit)]
+	// Each entry takes two reads (group, newest message): a few entries at
+	// a time in parallel, as many as the budget left holds.
+	budget := timeline.NewBudget(s.cfg.MaxReadBytes)
+	for len(convs) > 0 {
+		if budget.Full() {
+			page.HasMore = true
+			break
+		}
+		n := min(budget.Next(len(convs)), conversationReaders)
+		infos := make([]ConversationInfo, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() { infos[i], errs[i] = s.conversationInfo(ctx, convs[i]) })
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return ConversationsPage{}, fmt.Errorf("inbox: conversations of %d: %w", user, err)
+		}
+		for i := range infos {
+			if !budget.TakeSize(infos[i].size()) {
+				page.HasMore = true
+				return page, nil
+			}
+			page.Conversations = append(page.Conversations, infos[i])
+		}
+		convs = convs[n:]
+	}
+	return page, nil
+}
+
+// conversationReaders bounds the conversations of a page read at once.
+const conversationReaders = 8
 
 func (s *Service) conversationInfo(ctx context.Context, c timeline.Conversation) (ConversationInfo, error) {
 	info := ConversationInfo{Conversation: c, Head: c.LeftAt}

@@ -25,9 +25,21 @@ type Config struct {
 	// MaxBodySize bounds a message body in bytes (default 64 KiB).
 	MaxBodySize int
 	// MaxBatchRows ends a group commit once its inbox rows reach it
-	// (default 16384); MaxBatchCommands bounds its commands (default 1024).
+	// (default 16384), MaxBatchBytes once its message bodies reach it
+	// (default 1 MiB); MaxBatchCommands bounds its commands (default
+	// 1024). Commands join a batch round-robin between users: see
+	// docs/architecture.md for the bound on a command's wait.
 	MaxBatchRows     int
+	MaxBatchBytes    int
 	MaxBatchCommands int
+	// GroupCacheBytes bounds the memory, estimated, of the groups the
+	// committer keeps loaded (default 64 MiB); the least recently used go
+	// first.
+	GroupCacheBytes int
+	// MaxReadBytes bounds a page of Sync or History by the Size of its
+	// messages (timeline.Message.Size; default 255 KiB, a page that fits
+	// the gateway's default frame): the store stops reading there.
+	MaxReadBytes int
 	// Notifier and OfflinePusher receive committed entries; nil means none.
 	Notifier      Notifier
 	OfflinePusher OfflinePusher
@@ -59,6 +71,9 @@ func (c *Config) setDefaults() error {
 	setDefault(&c.MaxBodySize, wire.DefaultMaxBody)
 	setDefault(&c.MaxBatchRows, 16384)
 	setDefault(&c.MaxBatchCommands, 1024)
+	setDefault(&c.MaxBatchBytes, 1<<20)
+	setDefault(&c.MaxReadBytes, 255<<10)
+	setDefault(&c.GroupCacheBytes, 64<<20)
 	setDefault(&c.MaxClockWait, 10*time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -85,7 +100,7 @@ type Service struct {
 	metrics *metrics
 
 	// groups caches committed group state; only the committer touches it.
-	groups map[uint64]*group
+	groups *groupCache
 
 	// ctx is the committer's context for store calls; Close cancels it when
 	// the store does not take the last batches within closeGrace.
@@ -115,7 +130,6 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		store:      cfg.Store,
 		ids:        ids,
 		log:        cfg.Logger,
-		groups:     make(map[uint64]*group),
 		cmds:       make(chan *command, 4096),
 		deliveries: make(chan committed, 256),
 		done:       make(chan struct{}),
@@ -123,6 +137,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if s.metrics, err = newMetrics(s); err != nil {
 		return nil, err
 	}
+	s.groups = newGroupCache(cfg.GroupCacheBytes, s.metrics.groupCache)
 	if s.seq, err = sequencer.New(sequencer.Config{Last: s.lastSeq, Registerer: cfg.Registerer}); err != nil {
 		return nil, err
 	}
@@ -175,6 +190,7 @@ const closeGrace = 10 * time.Second
 
 // command is one call waiting for the committer.
 type command struct {
+	user uint64 // whom the command acts for: the committer's turns go by it
 	// apply runs on the committer goroutine against the batch being built.
 	// It validates before it writes anything to tx; an error that is not a
 	// storeError fails this command only.
@@ -182,9 +198,10 @@ type command struct {
 	done  chan error
 }
 
-// do hands apply to the committer and waits until its batch is durable.
-func (s *Service) do(ctx context.Context, apply func(tx *txn) error) error {
-	c := &command{apply: apply, done: make(chan error, 1)}
+// do hands apply, acting for user, to the committer and waits until its
+// batch is durable.
+func (s *Service) do(ctx context.Context, user uint64, apply func(tx *txn) error) error {
+	c := &command{user: user, apply: apply, done: make(chan error, 1)}
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()

@@ -16,13 +16,11 @@ import (
 // failed batch leaves the cached one untouched.
 type group struct {
 	timeline.Group
-	members map[uint64]member
+	members map[uint64]timeline.Member
 	order   []uint64 // member ids ascending: the fan-out order
-}
-
-type member struct {
-	timeline.Member
-	dnd bool
+	// last is the server time of the newest committed message: where each
+	// member's entry of the activity index stands.
+	last time.Time
 }
 
 func (g *group) clone() *group {
@@ -34,7 +32,7 @@ func (g *group) clone() *group {
 
 func (g *group) size() int { return len(g.order) }
 
-func (g *group) add(m member) {
+func (g *group) add(m timeline.Member) {
 	g.members[m.User] = m
 	i, found := slices.BinarySearch(g.order, m.User)
 	if !found {
@@ -50,7 +48,7 @@ func (g *group) remove(user uint64) {
 }
 
 // speaks reports whether m may send in g at now.
-func (g *group) speaks(m member, now time.Time) bool {
+func (g *group) speaks(m timeline.Member, now time.Time) bool {
 	if m.MutedUntil.After(now) {
 		return false
 	}
@@ -58,12 +56,13 @@ func (g *group) speaks(m member, now time.Time) bool {
 }
 
 // group returns the group's state as this batch sees it, loading it from the
-// store on first use.
+// store on first use: the group, its members (do-not-disturb included) and
+// its newest message, three reads whatever the group's size.
 func (tx *txn) group(conv uint64) (*group, error) {
 	if g, ok := tx.groups[conv]; ok {
 		return g, nil
 	}
-	if g, ok := tx.s.groups[conv]; ok {
+	if g, ok := tx.s.groups.get(conv); ok {
 		return g, nil
 	}
 	st := tx.s.store
@@ -78,15 +77,18 @@ func (tx *txn) group(conv uint64) (*group, error) {
 	if err != nil {
 		return nil, storeErr("load members", err)
 	}
-	g := &group{Group: info, members: make(map[uint64]member, len(ms)), order: make([]uint64, 0, len(ms))}
-	for _, m := range ms {
-		c, err := st.Conversation(tx.ctx, m.User, conv)
-		if err != nil && !errors.Is(err, timeline.ErrNotFound) {
-			return nil, storeErr("load conversation", err)
-		}
-		g.add(member{Member: m, dnd: c.DND})
+	last, err := st.Messages(tx.ctx, conv, timeline.Range{Desc: true, Limit: 1})
+	if err != nil {
+		return nil, storeErr("load newest message", err)
 	}
-	tx.s.groups[conv] = g
+	g := &group{Group: info, members: make(map[uint64]timeline.Member, len(ms)), order: make([]uint64, 0, len(ms))}
+	for _, m := range ms {
+		g.add(m)
+	}
+	if len(last) == 1 {
+		g.last = last[0].Time
+	}
+	tx.s.groups.put(g)
 	return g, nil
 }
 
@@ -113,14 +115,14 @@ func (tx *txn) liveGroup(conv uint64) (*group, error) {
 }
 
 // memberOf returns user's membership of a live group.
-func (tx *txn) memberOf(conv, user uint64) (*group, member, error) {
+func (tx *txn) memberOf(conv, user uint64) (*group, timeline.Member, error) {
 	g, err := tx.liveGroup(conv)
 	if err != nil {
-		return nil, member{}, err
+		return nil, timeline.Member{}, err
 	}
 	m, ok := g.members[user]
 	if !ok {
-		return nil, member{}, ErrNotMember
+		return nil, timeline.Member{}, ErrNotMember
 	}
 	return g, m, nil
 }
@@ -193,13 +195,58 @@ func (tx *txn) join(g *group, user uint64, role wire.Role, at uint64) error {
 	if err != nil && !errors.Is(err, ErrNotMember) {
 		return err
 	}
-	g.add(member{Member: timeline.Member{Conv: g.ID, User: user, Role: role, JoinedAt: at}, dnd: old.DND})
-	tx.putMember(g.members[user].Member)
+	if err := tx.rejoin(user, g.ID, old); err != nil {
+		return err
+	}
+	g.add(timeline.Member{Conv: g.ID, User: user, Role: role, JoinedAt: at, DND: old.DND})
+	tx.putMember(g.members[user])
 	tx.putConversation(timeline.Conversation{User: user, Conv: g.ID, JoinedAt: at, DND: old.DND})
 	// Everything before the join point counts as read, so unread starts at
 	// the notice that made the user a member.
 	tx.setMarker(user, g.ID, at-1)
 	return nil
+}
+
+// rejoin notes where user's entry of conv stands in the activity index
+// before the user joins: nowhere for a newcomer, at the message the user
+// left with for a former member (unless this batch moved it already).
+func (tx *txn) rejoin(user, conv uint64, old timeline.Conversation) error {
+	k := userConv{user, conv}
+	if _, ok := tx.active[k]; ok || old.LeftAt == 0 {
+		tx.touch(user, conv, time.Time{})
+		return nil
+	}
+	msgs, err := tx.s.store.Messages(tx.ctx, conv, timeline.Range{From: old.LeftAt, To: old.LeftAt})
+	if err != nil {
+		return storeErr("read the message a member left with", err)
+	}
+	var at time.Time
+	if len(msgs) == 1 {
+		at = msgs[0].Time
+	}
+	tx.touch(user, conv, at)
+	return nil
+}
+
+// touch records where user's entry of conv stood in the activity index
+// before this batch, the first time the batch moves it.
+func (tx *txn) touch(user, conv uint64, prev time.Time) {
+	k := userConv{user, conv}
+	if _, ok := tx.active[k]; !ok {
+		tx.active[k] = prev
+	}
+}
+
+// activities returns the activity index moves of the batch: every entry it
+// touched goes to the batch's time.
+func (tx *txn) activities() []timeline.Activity {
+	var out []timeline.Activity
+	for k, prev := range tx.active {
+		if prev.UnixMilli() != tx.now.UnixMilli() {
+			out = append(out, timeline.Activity{User: k.user, Conv: k.conv, At: tx.now, Prev: prev})
+		}
+	}
+	return out
 }
 
 // leave ends user's membership after conv_seq at, the notice of the leave.
@@ -232,22 +279,27 @@ func (tx *txn) post(g *group, sender uint64, clientMsgID string, kind wire.Kind,
 		ClientMsgID: clientMsgID, Kind: kind, Body: body, Time: tx.now,
 	})
 	msg := &tx.b.Messages[len(tx.b.Messages)-1]
+	tx.bodyBytes += len(body)
 	// The batch's slice may grow and move: deliveries keep their own copy.
 	shared := new(timeline.Message)
 	*shared = *msg
+	// Every recipient but one joining with this batch stands at the
+	// group's newest committed message in the activity index.
 	for _, u := range g.order {
 		offline := offlineHook
 		switch {
 		case u == sender:
 			offline = offlineNone
-		case g.members[u].dnd:
+		case g.members[u].DND:
 			offline = offlineDND
 		}
+		tx.touch(u, g.ID, g.last)
 		if err := tx.deliver(u, shared, offline); err != nil {
 			return nil, err
 		}
 	}
 	for _, u := range also {
+		tx.touch(u, g.ID, g.last)
 		if err := tx.deliver(u, shared, offlineNone); err != nil {
 			return nil, err
 		}

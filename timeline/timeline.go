@@ -38,6 +38,11 @@ var ErrNotFound = errors.New("timeline: not found")
 // ErrClosed is returned by every method called after Close.
 var ErrClosed = errors.New("timeline: store closed")
 
+// MessageOverhead bounds what a message takes in a response beyond its body
+// and client message id: its ids, kind and time, and the inbox entry and
+// framing around it (see docs/protocol.md).
+const MessageOverhead = 128
+
 // Message is one entry of a conversation timeline.
 type Message struct {
 	Conv        uint64
@@ -49,6 +54,10 @@ type Message struct {
 	Body        []byte
 	Time        time.Time // server time, millisecond precision
 }
+
+// Size is what a read budget (Range.MaxBytes, MessagesByKey's maxBytes)
+// charges for m: an upper bound of the bytes it takes in a response.
+func (m *Message) Size() int { return MessageOverhead + len(m.Body) + len(m.ClientMsgID) }
 
 // Row is one entry of a user's inbox. For the inbox-only kinds MsgID is zero
 // and ConvSeq is the value (see wire.KindRead, wire.KindDND).
@@ -79,6 +88,9 @@ type Member struct {
 	Role       wire.Role
 	JoinedAt   uint64 // conv_seq of the notice that made the user a member
 	MutedUntil time.Time
+	// DND copies the member's Conversation.DND, so that loading a group
+	// for a fan-out reads its members and nothing per member.
+	DND bool
 }
 
 // MemberKey names a member record to delete.
@@ -104,6 +116,16 @@ type Marker struct {
 	User, Conv, ReadSeq uint64
 }
 
+// Activity moves a user's conversation in the user's activity index, the
+// conversation list ordered by last activity: from Prev (zero: not listed
+// yet) to At, the server time of the newest message the user has in it.
+// The writer never writes an Activity whose At equals its Prev, nor two of
+// one (User, Conv) in a batch.
+type Activity struct {
+	User, Conv uint64
+	At, Prev   time.Time
+}
+
 // Dedup records the first result of a (sender, client message id) pair.
 type Dedup struct {
 	Sender      uint64
@@ -127,6 +149,7 @@ type Batch struct {
 	RemoveMembers []MemberKey
 	Conversations []Conversation // whole entries but ReadSeq, which only Markers write
 	Markers       []Marker
+	Activities    []Activity
 	Dedups        []Dedup
 	// Clock, when non-zero, records the highest msg id issued by snowflake
 	// node ClockNode, so that a restarted node with its clock set back can
@@ -139,7 +162,7 @@ type Batch struct {
 func (b *Batch) Empty() bool {
 	return len(b.Messages) == 0 && len(b.Rows) == 0 && len(b.Groups) == 0 &&
 		len(b.Members) == 0 && len(b.RemoveMembers) == 0 && len(b.Conversations) == 0 &&
-		len(b.Markers) == 0 && len(b.Dedups) == 0 && b.Clock == 0
+		len(b.Markers) == 0 && len(b.Activities) == 0 && len(b.Dedups) == 0 && b.Clock == 0
 }
 
 // Reset empties b, keeping its slices' capacity.
@@ -152,6 +175,7 @@ func (b *Batch) Reset() {
 		RemoveMembers: b.RemoveMembers[:0],
 		Conversations: b.Conversations[:0],
 		Markers:       b.Markers[:0],
+		Activities:    b.Activities[:0],
 		Dedups:        b.Dedups[:0],
 	}
 }
@@ -161,10 +185,17 @@ func (b *Batch) Reset() {
 // Limit <= 0 means no limit. To page, repeat with From (or To, when Desc)
 // moved past the last entry returned; stop when a page is shorter than Limit
 // or a Desc page ends at seq 1 (To = 0 would mean unbounded).
+//
+// MaxBytes > 0 bounds a Messages read by the messages' Size: it returns the
+// longest run whose sizes add up to at most MaxBytes, but always the first
+// message, and reads little past it (a page that stops at MaxBytes is
+// shorter than Limit: page on from its last entry). Inbox ignores it: rows
+// are small and fixed-size.
 type Range struct {
 	From, To uint64
 	Limit    int
 	Desc     bool
+	MaxBytes int
 }
 
 // MessageKey names one message.
@@ -199,8 +230,10 @@ type TimelineReader interface {
 	// 0 if none.
 	LastConvSeq(ctx context.Context, conv uint64) (uint64, error)
 	// MessagesByKey returns the messages named by keys, in the order of keys.
-	// A missing message is an error wrapping ErrNotFound.
-	MessagesByKey(ctx context.Context, keys []MessageKey) ([]Message, error)
+	// A missing message is an error wrapping ErrNotFound. With maxBytes > 0
+	// it returns only the longest prefix whose sizes add up to at most
+	// maxBytes (the first message always), and reads little past it.
+	MessagesByKey(ctx context.Context, keys []MessageKey, maxBytes int) ([]Message, error)
 }
 
 // MetaReader reads the group metadata.
@@ -211,6 +244,12 @@ type MetaReader interface {
 	Conversation(ctx context.Context, user, conv uint64) (Conversation, error)
 	// Conversations returns the user's conversation list ordered by conv id.
 	Conversations(ctx context.Context, user uint64) ([]Conversation, error)
+	// RecentConversations returns up to limit entries of the user's
+	// conversation list in the order of the activity index (see Activity):
+	// the latest activity first, on equal times the higher conv id first,
+	// skipping the first offset. Its cost grows with offset+limit, not with
+	// the length of the list.
+	RecentConversations(ctx context.Context, user uint64, offset, limit int) ([]Conversation, error)
 	Dedup(ctx context.Context, sender uint64, clientMsgID string) (Dedup, error)
 	// Clock returns the value last committed as Batch.Clock for node, 0 if none.
 	Clock(ctx context.Context, node int64) (uint64, error)
@@ -222,4 +261,84 @@ type Store interface {
 	TimelineReader
 	MetaReader
 	Close() error
+}
+
+// Budget counts the sizes of messages against a read budget of max bytes
+// (max <= 0: unbounded). Backends use it to stop a read at the budget.
+type Budget struct {
+	max, used, n int
+}
+
+// NewBudget returns a budget of max bytes; max <= 0 is unbounded.
+func NewBudget(max int) Budget { return Budget{max: max} }
+
+// Take charges m and reports whether it is part of the answer: the first
+// message always is, a later one if the total stays within the budget.
+func (b *Budget) Take(m *Message) bool { return b.TakeSize(m.Size()) }
+
+// TakeSize is Take for an entry of size bytes.
+func (b *Budget) TakeSize(size int) bool {
+	if b.max > 0 && b.n > 0 && b.used+size > b.max {
+		return false
+	}
+	b.used += size
+	b.n++
+	return true
+}
+
+// Left returns the bytes left to take, as a maxBytes argument: 0 when the
+// budget is unbounded, at least 1 otherwise.
+func (b *Budget) Left() int {
+	if b.max <= 0 {
+		return 0
+	}
+	return max(b.max-b.used, 1)
+}
+
+// Full reports whether no further message can be part of the answer.
+func (b *Budget) Full() bool {
+	return b.max > 0 && b.n > 0 && b.used+MessageOverhead > b.max
+}
+
+// Next returns how many of the left keys to read next: all of them when the
+// budget is unbounded, else as many as the budget left holds at the mean
+// size seen so far (first, a few), so that a read in rounds fetches about
+// what the budget takes.
+func (b *Budget) Next(left int) int {
+	const first = 4
+	switch {
+	case b.max <= 0:
+		return left
+	case b.n == 0:
+		return min(left, first)
+	}
+	mean := max(b.used/b.n, MessageOverhead)
+	return min(left, max(1, (b.max-b.used)/mean))
+}
+
+// ByKeyInRounds implements MessagesByKey's budget over read, which returns
+// the messages of keys in order: it reads keys in rounds sized by
+// Budget.Next and stops at the budget. A backend that reads keys in any
+// order (sorted, or in parallel) so stays within a round of the budget.
+func ByKeyInRounds(keys []MessageKey, maxBytes int, read func(keys []MessageKey) ([]Message, error)) ([]Message, error) {
+	if maxBytes <= 0 {
+		return read(keys)
+	}
+	budget := NewBudget(maxBytes)
+	var out []Message
+	for len(keys) > 0 && !budget.Full() {
+		n := budget.Next(len(keys))
+		msgs, err := read(keys[:n])
+		if err != nil {
+			return nil, err
+		}
+		for i := range msgs {
+			if !budget.Take(&msgs[i]) {
+				return out, nil
+			}
+			out = append(out, msgs[i])
+		}
+		keys = keys[n:]
+	}
+	return out, nil
 }

@@ -22,6 +22,10 @@ const (
 	MaxSyncLimit        = 1000
 	DefaultHistoryLimit = 20
 	MaxHistoryLimit     = 100
+	// A CONVERSATIONS page holds at most MaxConversationsLimit entries
+	// (and at most a frame's worth).
+	DefaultConversationsLimit = 100
+	MaxConversationsLimit     = 100
 
 	// DefaultHeartbeat is the interval a client sends HEARTBEAT at; a
 	// connection silent for IdleHeartbeats of them is closed with IDLE.

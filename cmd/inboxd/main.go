@@ -55,6 +55,7 @@ type options struct {
 	SecretFile   string
 	Node         int64
 	MaxGroupSize int
+	GroupCache   int
 	MaxFrame     int
 	Workers      int
 	WebhookURL   string
@@ -128,6 +129,7 @@ func flagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.SecretFile, "secret-file", "", "file holding the token secret (default: <data>/token-secret, generated on first run)")
 	fs.Int64Var(&o.Node, "node", 0, "snowflake node id, 0-1023, unique per server")
 	fs.IntVar(&o.MaxGroupSize, "max-group-size", wire.DefaultMaxGroupSize, "maximum members of a group")
+	fs.IntVar(&o.GroupCache, "group-cache-bytes", 64<<20, "memory, estimated, of the groups the committer keeps loaded")
 	fs.IntVar(&o.MaxFrame, "max-frame", wire.DefaultMaxFrame, "maximum frame size in bytes, header included")
 	fs.IntVar(&o.Workers, "workers", 512, "goroutines running requests")
 	fs.StringVar(&o.WebhookURL, "webhook-url", "", "URL to POST offline-push notices to (empty: off)")
@@ -158,7 +160,7 @@ func (o options) validate() error {
 	l := o.Limits
 	for name, v := range map[string]float64{
 		"max-unauthenticated": float64(l.MaxUnauthenticated), "max-unauthenticated-bytes": float64(l.MaxUnauthenticatedBytes),
-		"max-conns-per-addr": float64(l.MaxConnsPerAddr), "rate-limit": l.RateLimit, "rate-burst": float64(l.RateBurst),
+		"max-conns-per-addr": float64(l.MaxConnsPerAddr), "group-cache-bytes": float64(o.GroupCache), "rate-limit": l.RateLimit, "rate-burst": float64(l.RateBurst),
 		"user-rate-limit": l.UserRateLimit, "user-rate-burst": float64(l.UserRateBurst),
 	} {
 		if v <= 0 {
@@ -220,7 +222,11 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	icfg := inbox.Config{Store: store, Node: o.Node, MaxGroupSize: o.MaxGroupSize, Notifier: gw, Logger: log, Registerer: reg}
+	// A page of messages stops a little short of the frame limit: room for
+	// the header and the response's other fields.
+	icfg := inbox.Config{Store: store, Node: o.Node, MaxGroupSize: o.MaxGroupSize, GroupCacheBytes: o.GroupCache,
+		MaxReadBytes: max(o.MaxFrame-64, 1),
+		Notifier:     gw, Logger: log, Registerer: reg}
 	if o.WebhookURL != "" {
 		hook, err := webhook.New(webhook.Config{URL: o.WebhookURL, Logger: log, Registerer: reg})
 		if err != nil {

@@ -35,6 +35,7 @@ func TestParse(t *testing.T) {
 		{nil, "127.0.0.1:9000", 7, false},
 		{[]string{"-listen", ":1"}, ":1", 7, false}, // the flag wins
 		{[]string{"-node", "x"}, "", 0, true},
+		{[]string{"-group-cache-bytes", "0"}, "", 0, true},
 		{[]string{"stray"}, "", 0, true},
 		{[]string{"-rate-limit", "0"}, "", 0, true},
 		{[]string{"-max-conns-per-addr", "-1"}, "", 0, true},

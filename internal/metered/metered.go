@@ -38,6 +38,7 @@ const (
 	opMembers
 	opConversation
 	opConversations
+	opRecentConversations
 	opDedup
 	opClock
 	numOps
@@ -45,7 +46,7 @@ const (
 
 var opNames = [numOps]string{
 	"commit", "inbox", "last_inbox_seq", "messages", "last_conv_seq", "messages_by_key",
-	"group", "members", "conversation", "conversations", "dedup", "clock",
+	"group", "members", "conversation", "conversations", "recent_conversations", "dedup", "clock",
 }
 
 // buckets span a Pebble point read from the block cache (microseconds) to
@@ -138,9 +139,9 @@ func (s *Store) LastConvSeq(ctx context.Context, conv uint64) (_ uint64, err err
 	return s.next.LastConvSeq(ctx, conv)
 }
 
-func (s *Store) MessagesByKey(ctx context.Context, keys []timeline.MessageKey) (_ []timeline.Message, err error) {
+func (s *Store) MessagesByKey(ctx context.Context, keys []timeline.MessageKey, maxBytes int) (_ []timeline.Message, err error) {
 	defer s.ops[opMessagesByKey].done(time.Now(), &err)
-	return s.next.MessagesByKey(ctx, keys)
+	return s.next.MessagesByKey(ctx, keys, maxBytes)
 }
 
 func (s *Store) Group(ctx context.Context, conv uint64) (_ timeline.Group, err error) {
@@ -161,6 +162,11 @@ func (s *Store) Conversation(ctx context.Context, user, conv uint64) (_ timeline
 func (s *Store) Conversations(ctx context.Context, user uint64) (_ []timeline.Conversation, err error) {
 	defer s.ops[opConversations].done(time.Now(), &err)
 	return s.next.Conversations(ctx, user)
+}
+
+func (s *Store) RecentConversations(ctx context.Context, user uint64, offset, limit int) (_ []timeline.Conversation, err error) {
+	defer s.ops[opRecentConversations].done(time.Now(), &err)
+	return s.next.RecentConversations(ctx, user, offset, limit)
 }
 
 func (s *Store) Dedup(ctx context.Context, sender uint64, clientMsgID string) (_ timeline.Dedup, err error) {

@@ -209,3 +209,59 @@ func (w *rawWriter) write(b *timeline.Batch) error {
 	wg.Wait()
 	return first
 }
+
+// BenchmarkRecentConversations reads a page of 100 of a user's activity
+// index (1,000 conversations), fresh and after 20,000 moves have left a
+// tombstone each in the partition, beside a scan of the user's whole
+// conversation list in conv id order as the baseline.
+//
+//	go test -run '^$' -bench RecentConversations -benchtime 50x ./timeline/cassandra/
+func BenchmarkRecentConversations(b *testing.B) {
+	const convs, hot, moves = 1000, 50, 20_000
+	store := open(b, config(b, "_bench"))
+	user := uint64(time.Now().UnixNano())
+	at := func(ms int) time.Time { return time.UnixMilli(1748779200000 + int64(ms)) }
+	var batch timeline.Batch
+	for c := range convs {
+		batch.Conversations = append(batch.Conversations, timeline.Conversation{User: user, Conv: uint64(c + 1), JoinedAt: 1})
+		batch.Activities = append(batch.Activities, timeline.Activity{User: user, Conv: uint64(c + 1), At: at(c)})
+	}
+	if err := store.Commit(b.Context(), &batch); err != nil {
+		b.Fatal(err)
+	}
+	page := func(b *testing.B) {
+		for b.Loop() {
+			if cs, err := store.RecentConversations(b.Context(), user, 0, 100); err != nil || len(cs) != 100 {
+				b.Fatalf("RecentConversations: %d, %v", len(cs), err)
+			}
+		}
+	}
+	b.Run("Page/fresh", page)
+	// The hot conversations move to the front again and again, as a
+	// user's busiest groups do.
+	last := make([]time.Time, hot)
+	for i := range hot {
+		last[i] = at(i)
+	}
+	// Each batch moves every hot conversation once, as the committer
+	// writes at most one move of a conversation per batch.
+	for m := 0; m < moves; m += hot {
+		batch.Reset()
+		for c := range hot {
+			next := at(convs + m + c)
+			batch.Activities = append(batch.Activities, timeline.Activity{User: user, Conv: uint64(c + 1), At: next, Prev: last[c]})
+			last[c] = next
+		}
+		if err := store.Commit(b.Context(), &batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run(fmt.Sprintf("Page/after-%d-moves", moves), page)
+	b.Run("Baseline", func(b *testing.B) {
+		for b.Loop() {
+			if cs, err := store.Conversations(b.Context(), user); err != nil || len(cs) != convs {
+				b.Fatalf("Conversations: %d, %v", len(cs), err)
+			}
+		}
+	})
+}

@@ -35,7 +35,7 @@ type chain []write
 //
 //  1. messages, groups, members and conversation entries: what an inbox row
 //     refers to, or what its reader looks up next;
-//  2. inbox rows, read markers and the clock;
+//  2. inbox rows, read markers, activity index entries and the clock;
 //  3. dedup records, which tell a resend that its message is stored, so
 //     they land once everything they vouch for has.
 type plan struct {
@@ -70,7 +70,7 @@ func (s *Store) plan(b *timeline.Batch) *plan {
 	}
 	for _, m := range lastWins(b.Members, func(m *timeline.Member) any { return timeline.MemberKey{Conv: m.Conv, User: m.User} }) {
 		meta.add(key{'m', m.Conv}, stmt{q.insertMember, []any{m.Conv, m.User, int(m.Role), m.JoinedAt,
-			m.MutedUntil.UnixMilli()}}, 64)
+			m.MutedUntil.UnixMilli(), m.DND}}, 64)
 	}
 	for _, k := range b.RemoveMembers {
 		meta.add(key{'m', k.Conv}, stmt{q.deleteMember, []any{k.Conv, k.User}}, 32)
@@ -85,6 +85,14 @@ func (s *Store) plan(b *timeline.Batch) *plan {
 	var late partitions
 	for _, m := range lastWins(b.Markers, func(m *timeline.Marker) any { return [2]uint64{m.User, m.Conv} }) {
 		late.add(key{'u', m.User}, stmt{q.updateMarker, []any{m.ReadSeq, m.User, m.Conv}}, 48)
+	}
+	// An activity index entry moves within its user's partition: the
+	// delete and the insert land together.
+	for _, a := range b.Activities {
+		if !a.Prev.IsZero() {
+			late.add(key{'a', a.User}, stmt{q.deleteActivity, []any{a.User, a.Prev.UnixMilli(), a.Conv}}, 48)
+		}
+		late.add(key{'a', a.User}, stmt{q.insertActivity, []any{a.User, a.At.UnixMilli(), a.Conv}}, 48)
 	}
 	if b.Clock != 0 {
 		late.add(key{'k', uint64(b.ClockNode)}, stmt{q.insertClock, []any{b.ClockNode, b.Clock}}, 32)

@@ -11,13 +11,16 @@ type queries struct {
 	insertMessage, insertRow                string
 	insertGroup, insertMember, deleteMember string
 	insertConversation, updateMarker        string
+	insertActivity, deleteActivity          string
 	insertDedup, insertClock                string
 
 	messagesIn, group, members                string
 	conversation, conversations, dedup, clock string
+	recent, conversationsIn                   string
+	allConversations, member, messageTime     string
 
-	insertLog, scanLog string
-	insertSetting      string
+	insertLog, scanLog           string
+	insertSetting, updateSetting string
 
 	readLease, takeLease, extendLease, dropLease string
 }
@@ -63,27 +66,38 @@ func newQueries(ks string) queries {
 		insertRow:          f("INSERT INTO %s.inbox (user, bucket, seq, conv, conv_seq, msg_id, kind) VALUES (?, ?, ?, ?, ?, ?, ?)"),
 		insertMessage:      f("INSERT INTO %s.messages (conv, bucket, conv_seq, msg_id, sender, client_msg_id, kind, body, time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
 		insertGroup:        f("INSERT INTO %s.groups (conv, name, owner, created, open, muted_until, dismissed) VALUES (?, ?, ?, ?, ?, ?, ?)"),
-		insertMember:       f("INSERT INTO %s.members (conv, user, role, joined_at, muted_until) VALUES (?, ?, ?, ?, ?)"),
+		insertMember:       f("INSERT INTO %s.members (conv, user, role, joined_at, muted_until, dnd) VALUES (?, ?, ?, ?, ?, ?)"),
 		deleteMember:       f("DELETE FROM %s.members WHERE conv = ? AND user = ?"),
 		insertConversation: f("INSERT INTO %s.conversations (user, conv, joined_at, left_at, dnd) VALUES (?, ?, ?, ?, ?)"),
 		// The read marker is a column of its own, written alone: a blind
 		// write that an entry's INSERT, which leaves it out, never touches.
-		updateMarker: f("UPDATE %s.conversations SET read_seq = ? WHERE user = ? AND conv = ?"),
-		insertDedup:  f("INSERT INTO %s.dedups (sender, client_msg_id, conv, conv_seq, msg_id, time) VALUES (?, ?, ?, ?, ?, ?)"),
-		insertClock:  f("INSERT INTO %s.clocks (node, clock) VALUES (?, ?)"),
+		updateMarker:   f("UPDATE %s.conversations SET read_seq = ? WHERE user = ? AND conv = ?"),
+		insertActivity: f("INSERT INTO %s.conversation_activity (user, active, conv) VALUES (?, ?, ?)"),
+		deleteActivity: f("DELETE FROM %s.conversation_activity WHERE user = ? AND active = ? AND conv = ?"),
+		insertDedup:    f("INSERT INTO %s.dedups (sender, client_msg_id, conv, conv_seq, msg_id, time) VALUES (?, ?, ?, ?, ?, ?)"),
+		insertClock:    f("INSERT INTO %s.clocks (node, clock) VALUES (?, ?)"),
 
 		messagesIn:    f("SELECT " + messageColumns + " FROM %s.messages WHERE conv = ? AND bucket = ? AND conv_seq IN ?"),
 		group:         f("SELECT name, owner, created, open, muted_until, dismissed FROM %s.groups WHERE conv = ?"),
-		members:       f("SELECT user, role, joined_at, muted_until FROM %s.members WHERE conv = ?"),
+		members:       f("SELECT user, role, joined_at, muted_until, dnd FROM %s.members WHERE conv = ?"),
 		conversation:  f("SELECT joined_at, left_at, dnd, read_seq FROM %s.conversations WHERE user = ? AND conv = ?"),
 		conversations: f("SELECT conv, joined_at, left_at, dnd, read_seq FROM %s.conversations WHERE user = ?"),
 		dedup:         f("SELECT conv, conv_seq, msg_id, time FROM %s.dedups WHERE sender = ? AND client_msg_id = ?"),
 		clock:         f("SELECT clock FROM %s.clocks WHERE node = ?"),
 
+		recent:          f("SELECT conv FROM %s.conversation_activity WHERE user = ? ORDER BY active DESC, conv DESC"),
+		conversationsIn: f("SELECT conv, joined_at, left_at, dnd, read_seq FROM %s.conversations WHERE user = ? AND conv IN ?"),
+
+		// The upgrade from format 1 (upgrade.go).
+		allConversations: f("SELECT user, conv, joined_at, left_at, dnd, read_seq FROM %s.conversations"),
+		member:           f("SELECT role, joined_at, muted_until FROM %s.members WHERE conv = ? AND user = ?"),
+		messageTime:      f("SELECT time FROM %s.messages WHERE conv = ? AND bucket = ? AND conv_seq = ?"),
+
 		insertLog: f("INSERT INTO %s.batch_log (slot, chunk, ts, chunks, data) VALUES (?, ?, ?, ?, ?)"),
 		scanLog:   f("SELECT slot, chunk, ts, chunks, data FROM %s.batch_log"),
 
 		insertSetting: f("INSERT INTO %s.settings (name, value) VALUES (?, ?) IF NOT EXISTS"),
+		updateSetting: f("UPDATE %s.settings SET value = ? WHERE name = ? IF value = ?"),
 
 		readLease: f("SELECT owner, epoch, ts_limit, TTL(owner) FROM %s.lease WHERE name = ?"),
 		// The owner expires with the lease; the epoch and the timestamp

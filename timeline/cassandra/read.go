@@ -32,9 +32,23 @@ func (s *Store) LastInboxSeq(ctx context.Context, user uint64) (uint64, error) {
 	return s.lastSeq(ctx, "last inbox seq", &s.q.inbox, user)
 }
 
-// Messages implements timeline.TimelineReader.
+// Messages implements timeline.TimelineReader. With a budget, pages are
+// sized by what it has left, so that a page of large messages fetches
+// about what it returns.
 func (s *Store) Messages(ctx context.Context, conv uint64, r timeline.Range) ([]timeline.Message, error) {
-	return entries(ctx, s, "messages", &s.q.messages, conv, r, scanMessage)
+	var out []timeline.Message
+	budget := timeline.NewBudget(r.MaxBytes)
+	err := s.read(ctx, "messages", func(ctx context.Context) error {
+		return s.scan(ctx, &s.q.messages, conv, r, &budget, func(sc gocql.Scanner) (bool, error) {
+			m, err := scanMessage(sc, conv)
+			if err != nil || !budget.Take(&m) {
+				return false, err
+			}
+			out = append(out, m)
+			return !budget.Full(), nil
+		})
+	})
+	return nilOnError(out, err)
 }
 
 // LastConvSeq implements timeline.TimelineReader.
@@ -47,20 +61,33 @@ func entries[T any](ctx context.Context, s *Store, op string, tq *timelineQuerie
 	scanEntry func(gocql.Scanner, uint64) (T, error)) ([]T, error) {
 	var out []T
 	err := s.read(ctx, op, func(ctx context.Context) error {
-		return s.scan(ctx, tq, key, r, func(sc gocql.Scanner) error {
+		return s.scan(ctx, tq, key, r, nil, func(sc gocql.Scanner) (bool, error) {
 			e, err := scanEntry(sc, key)
 			out = append(out, e)
-			return err
+			return true, err
 		})
 	})
 	return nilOnError(out, err)
 }
 
 // MessagesByKey implements timeline.TimelineReader. It asks each partition
-// once for the keys it holds (conv_seq IN …), partitions in parallel.
-func (s *Store) MessagesByKey(ctx context.Context, keys []timeline.MessageKey) ([]timeline.Message, error) {
-	msgs := make([]timeline.Message, len(keys))
+// once for the keys it holds (conv_seq IN …), partitions in parallel; a
+// budget reads the keys in rounds (timeline.ByKeyInRounds).
+func (s *Store) MessagesByKey(ctx context.Context, keys []timeline.MessageKey, maxBytes int) ([]timeline.Message, error) {
+	var msgs []timeline.Message
 	err := s.read(ctx, "messages by key", func(ctx context.Context) error {
+		var err error
+		msgs, err = timeline.ByKeyInRounds(keys, maxBytes, func(keys []timeline.MessageKey) ([]timeline.Message, error) {
+			return s.messagesByKey(ctx, keys)
+		})
+		return err
+	})
+	return nilOnError(msgs, err)
+}
+
+func (s *Store) messagesByKey(ctx context.Context, keys []timeline.MessageKey) ([]timeline.Message, error) {
+	msgs := make([]timeline.Message, len(keys))
+	err := func() error {
 		type partition struct{ conv, bucket uint64 }
 		seqs := make(map[partition][]uint64)
 		var parts []partition
@@ -75,7 +102,7 @@ func (s *Store) MessagesByKey(ctx context.Context, keys []timeline.MessageKey) (
 		found := make(map[timeline.MessageKey]timeline.Message, len(keys))
 		err := parallel(ctx, len(parts), readers, func(ctx context.Context, i int) error {
 			p := parts[i]
-			return s.pages(ctx, s.q.messagesIn, []any{p.conv, p.bucket, seqs[p]}, pageSize, func(sc gocql.Scanner) (bool, error) {
+			return s.pages(ctx, s.q.messagesIn, []any{p.conv, p.bucket, seqs[p]}, fixed(pageSize), func(sc gocql.Scanner) (bool, error) {
 				m, err := scanMessage(sc, p.conv)
 				mu.Lock()
 				found[timeline.MessageKey{Conv: m.Conv, ConvSeq: m.ConvSeq}] = m
@@ -97,7 +124,7 @@ func (s *Store) MessagesByKey(ctx context.Context, keys []timeline.MessageKey) (
 			found[k] = m
 		}
 		return nil
-	})
+	}()
 	return nilOnError(msgs, err)
 }
 
@@ -123,8 +150,9 @@ func (s *Store) Members(ctx context.Context, conv uint64) ([]timeline.Member, er
 		m := timeline.Member{Conv: conv}
 		var role int
 		var muted int64
-		err := sc.Scan(&m.User, &role, &m.JoinedAt, &muted)
-		m.Role, m.MutedUntil = wire.Role(role), unixMilli(muted)
+		var dnd *bool // null in rows written before format 2
+		err := sc.Scan(&m.User, &role, &m.JoinedAt, &muted, &dnd)
+		m.Role, m.MutedUntil, m.DND = wire.Role(role), unixMilli(muted), dnd != nil && *dnd
 		return m, true, err
 	})
 }
@@ -165,12 +193,60 @@ func (s *Store) Conversations(ctx context.Context, user uint64) ([]timeline.Conv
 	})
 }
 
+// RecentConversations implements timeline.MetaReader: a slice of the user's
+// activity index partition, newest first, then the entries it lists in one
+// query. An index row whose tombstone was lost (a replica that missed it
+// past gc_grace_seconds) may come back: it lies behind the conversation's
+// current row, and a conversation already listed is skipped.
+func (s *Store) RecentConversations(ctx context.Context, user uint64, offset, limit int) ([]timeline.Conversation, error) {
+	var out []timeline.Conversation
+	err := s.read(ctx, "recent conversations", func(ctx context.Context) error {
+		seen := make(map[uint64]bool)
+		var convs []uint64
+		err := s.pages(ctx, s.q.recent, []any{user}, fixed(min(offset+limit+1, pageSize)), func(sc gocql.Scanner) (bool, error) {
+			var conv uint64
+			if err := sc.Scan(&conv); err != nil {
+				return false, err
+			}
+			if !seen[conv] {
+				seen[conv] = true
+				if offset > 0 {
+					offset--
+				} else {
+					convs = append(convs, conv)
+				}
+			}
+			return len(convs) < limit, nil
+		})
+		if err != nil || len(convs) == 0 {
+			return err
+		}
+		byConv := make(map[uint64]timeline.Conversation, len(convs))
+		err = s.pages(ctx, s.q.conversationsIn, []any{user, convs}, fixed(pageSize), func(sc gocql.Scanner) (bool, error) {
+			var conv uint64
+			c, listed, err := scanConversation(sc, user, 0, &conv)
+			c.Conv = conv
+			if listed {
+				byConv[conv] = c
+			}
+			return true, err
+		})
+		for _, conv := range convs {
+			if c, ok := byConv[conv]; ok {
+				out = append(out, c)
+			}
+		}
+		return err
+	})
+	return nilOnError(out, err)
+}
+
 // list returns the records of partition key that scanRecord keeps.
 func list[T any](ctx context.Context, s *Store, op, cql string, key uint64,
 	scanRecord func(gocql.Scanner) (v T, keep bool, err error)) ([]T, error) {
 	var out []T
 	err := s.read(ctx, op, func(ctx context.Context) error {
-		return s.pages(ctx, cql, []any{key}, pageSize, func(sc gocql.Scanner) (bool, error) {
+		return s.pages(ctx, cql, []any{key}, fixed(pageSize), func(sc gocql.Scanner) (bool, error) {
 			v, keep, err := scanRecord(sc)
 			if keep {
 				out = append(out, v)
@@ -233,8 +309,10 @@ func (s *Store) read(ctx context.Context, op string, fn func(ctx context.Context
 }
 
 // scan calls fn with each entry of timeline key in r, in r's order: bucket
-// by bucket through the bucket index, a page at a time, until r.Limit.
-func (s *Store) scan(ctx context.Context, tq *timelineQueries, key uint64, r timeline.Range, fn func(gocql.Scanner) error) error {
+// by bucket through the bucket index, a page at a time, until r.Limit or
+// until fn returns false. A budget, when given, sizes the pages.
+func (s *Store) scan(ctx context.Context, tq *timelineQueries, key uint64, r timeline.Range, budget *timeline.Budget,
+	fn func(gocql.Scanner) (bool, error)) error {
 	to := r.To
 	if to == 0 {
 		to = math.MaxUint64
@@ -247,19 +325,28 @@ func (s *Store) scan(ctx context.Context, tq *timelineQueries, key uint64, r tim
 		dir = 1
 	}
 	n := 0
-	more := func() bool { return r.Limit <= 0 || n < r.Limit }
-	return s.pages(ctx, tq.buckets[dir], []any{key, r.From / tq.bucketSize, to / tq.bucketSize}, 16, func(sc gocql.Scanner) (bool, error) {
-		var bucket uint64
-		if err := sc.Scan(&bucket); err != nil {
-			return false, err
-		}
+	stopped := false
+	more := func() bool { return !stopped && (r.Limit <= 0 || n < r.Limit) }
+	size := func() int {
 		size := pageSize
 		if r.Limit > 0 {
 			size = min(size, r.Limit-n)
 		}
+		if budget != nil {
+			size = budget.Next(size)
+		}
+		return size
+	}
+	return s.pages(ctx, tq.buckets[dir], []any{key, r.From / tq.bucketSize, to / tq.bucketSize}, fixed(16), func(sc gocql.Scanner) (bool, error) {
+		var bucket uint64
+		if err := sc.Scan(&bucket); err != nil {
+			return false, err
+		}
 		err := s.pages(ctx, tq.rows[dir], []any{key, bucket, r.From, to}, size, func(sc gocql.Scanner) (bool, error) {
 			n++
-			return more(), fn(sc)
+			keep, err := fn(sc)
+			stopped = !keep
+			return more(), err
 		})
 		return more(), err
 	})
@@ -270,28 +357,36 @@ func (s *Store) scan(ctx context.Context, tq *timelineQueries, key uint64, r tim
 // entry of its bucket.
 func (s *Store) lastSeq(ctx context.Context, op string, tq *timelineQueries, key uint64) (uint64, error) {
 	var seq uint64
-	err := s.read(ctx, op, func(ctx context.Context) error {
-		return s.pages(ctx, tq.buckets[1], []any{key, uint64(0), uint64(math.MaxUint64) / tq.bucketSize}, 16, func(sc gocql.Scanner) (bool, error) {
-			var bucket uint64
-			if err := sc.Scan(&bucket); err != nil {
-				return false, err
-			}
-			err := s.session.Query(tq.last, key, bucket).WithContext(ctx).Scan(&seq)
-			if errors.Is(err, gocql.ErrNotFound) {
-				return true, nil
-			}
-			return false, err
-		})
+	err := s.read(ctx, op, func(ctx context.Context) (err error) {
+		seq, err = s.newestSeq(ctx, tq, key)
+		return err
 	})
 	return seq, err
 }
 
-// pages runs a query a page of size rows at a time, with the driver's page
-// state, calling fn for each row until fn returns false or an error.
-func (s *Store) pages(ctx context.Context, cql string, args []any, size int, fn func(gocql.Scanner) (bool, error)) error {
+// newestSeq is lastSeq without the checks of read.
+func (s *Store) newestSeq(ctx context.Context, tq *timelineQueries, key uint64) (seq uint64, err error) {
+	err = s.pages(ctx, tq.buckets[1], []any{key, uint64(0), uint64(math.MaxUint64) / tq.bucketSize}, fixed(16), func(sc gocql.Scanner) (bool, error) {
+		var bucket uint64
+		if err := sc.Scan(&bucket); err != nil {
+			return false, err
+		}
+		err := s.session.Query(tq.last, key, bucket).WithContext(ctx).Scan(&seq)
+		if errors.Is(err, gocql.ErrNotFound) {
+			return true, nil
+		}
+		return false, err
+	})
+	return seq, err
+}
+
+// pages runs a query a page at a time, with the driver's page state, calling
+// fn for each row until fn returns false or an error. size gives the rows of
+// each next page.
+func (s *Store) pages(ctx context.Context, cql string, args []any, size func() int, fn func(gocql.Scanner) (bool, error)) error {
 	var state []byte
 	for {
-		iter := s.session.Query(cql, args...).WithContext(ctx).PageSize(size).PageState(state).Iter()
+		iter := s.session.Query(cql, args...).WithContext(ctx).PageSize(size()).PageState(state).Iter()
 		next := iter.PageState()
 		sc := iter.Scanner()
 		more := true
@@ -308,6 +403,9 @@ func (s *Store) pages(ctx context.Context, cql string, args []any, size int, fn 
 		state = next
 	}
 }
+
+// fixed is a page size that does not change.
+func fixed(n int) func() int { return func() int { return n } }
 
 // parallel runs fn for 0..n-1 on at most limit goroutines and returns the
 // first error, after stopping the rest.

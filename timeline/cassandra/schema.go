@@ -22,7 +22,17 @@ type table struct {
 	clustering []column // all ascending
 	regular    []column
 	compaction string // the compaction class
+	gcGrace    int    // gc_grace_seconds; 0: Cassandra's default
 }
+
+// activityGCGrace is the conversation_activity table's gc_grace_seconds.
+// Every message moves an index row of each recipient, leaving a tombstone
+// that reads of the partition step over until compaction drops it, which
+// it may only after gc_grace_seconds. A tombstone dropped before a replica
+// that missed it is repaired lets the old row come back; the reader skips
+// such a row (it lies behind the conversation's current one), so the grace
+// can be short.
+const activityGCGrace = 3600
 
 type column struct{ name, typ string }
 
@@ -79,7 +89,7 @@ func tables() []table {
 			name:       "members",
 			partition:  []column{{"conv", "varint"}},
 			clustering: []column{{"user", "varint"}},
-			regular:    []column{{"role", "int"}, {"joined_at", "varint"}, {"muted_until", "timestamp"}},
+			regular:    []column{{"role", "int"}, {"joined_at", "varint"}, {"muted_until", "timestamp"}, {"dnd", "boolean"}},
 			compaction: lcs,
 		},
 		{
@@ -88,6 +98,13 @@ func tables() []table {
 			clustering: []column{{"conv", "varint"}},
 			regular:    []column{{"joined_at", "varint"}, {"left_at", "varint"}, {"dnd", "boolean"}, {"read_seq", "varint"}},
 			compaction: lcs,
+		},
+		{
+			name:       "conversation_activity",
+			partition:  []column{{"user", "varint"}},
+			clustering: []column{{"active", "timestamp"}, {"conv", "varint"}},
+			compaction: lcs,
+			gcGrace:    activityGCGrace,
 		},
 		{
 			name:       "dedups",
@@ -157,6 +174,9 @@ func createTable(ks string, t table) string {
 		fmt.Fprintf(&b, ", %s", names(t.clustering))
 	}
 	fmt.Fprintf(&b, ")) WITH compaction = {'class': '%s'}", t.compaction)
+	if t.gcGrace != 0 {
+		fmt.Fprintf(&b, " AND gc_grace_seconds = %d", t.gcGrace)
+	}
 	return b.String()
 }
 

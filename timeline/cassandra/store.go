@@ -132,6 +132,7 @@ type Store struct {
 	writers *pool
 	slots   *slots
 	buckets bucketCache
+	format  uint64        // the keyspace's format version, as Open found it
 	renewed chan struct{} // closed when the lease renewal goroutine is gone
 }
 
@@ -228,14 +229,20 @@ func (s *Store) open(ctx context.Context) error {
 		s.lease.keep(s.closing)
 	}()
 	s.writers = newPool(s.cfg.Writers)
-	return step(func() error { return s.recover(ctx) })
+	if err := step(func() error { return s.recover(ctx) }); err != nil {
+		return err
+	}
+	if s.format == 1 {
+		return step(func() error { return s.upgrade(ctx) })
+	}
+	return nil
 }
 
 // loadSettings records the store format and the bucket sizes in a new
 // keyspace, or reads those of an existing one: rows written under one bucket
 // size are found only under it.
 func (s *Store) loadSettings(ctx context.Context) error {
-	format := uint64(storeFormat)
+	var format uint64 // whatever the keyspace has: an older one is upgraded
 	settings := []struct {
 		name   string
 		value  *uint64 // zero: take what the keyspace has
@@ -262,14 +269,19 @@ func (s *Store) loadSettings(ctx context.Context) error {
 		}
 		*st.value = got
 	}
+	if format != 1 && format != storeFormat {
+		return fmt.Errorf("%w: keyspace %q has format %d, this store reads %d", ErrSchema, s.cfg.Keyspace, format, storeFormat)
+	}
+	s.format = format
 	s.q.inbox.bucketSize = s.cfg.BucketSize
 	s.q.messages.bucketSize = s.cfg.MessageBucketSize
 	return nil
 }
 
 // storeFormat is the version of the table layout and of the batch log
-// entries, recorded in the settings table.
-const storeFormat = 1
+// entries, recorded in the settings table. Format 1 had no activity index
+// and no dnd on members; Open upgrades it (upgrade.go).
+const storeFormat = 2
 
 // Close releases the writer lease and closes the session after the calls in
 // progress have returned; a call waiting out an outage gives up with

@@ -194,7 +194,7 @@ func (s *Store) readLog(ctx context.Context) ([]entry, []int, error) {
 	var slot, chunk, n int
 	var ts int64
 	var data []byte
-	err := s.pages(ctx, s.q.scanLog, nil, 4, func(sc gocql.Scanner) (bool, error) {
+	err := s.pages(ctx, s.q.scanLog, nil, fixed(4), func(sc gocql.Scanner) (bool, error) {
 		if err := sc.Scan(&slot, &chunk, &ts, &n, &data); err != nil {
 			return false, err
 		}

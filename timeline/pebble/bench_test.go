@@ -120,7 +120,7 @@ func BenchmarkMessagesByKey(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := s.MessagesByKey(b.Context(), keys); err != nil {
+		if _, err := s.MessagesByKey(b.Context(), keys, 0); err != nil {
 			b.Fatal(err)
 		}
 	}

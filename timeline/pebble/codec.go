@@ -19,6 +19,7 @@ const (
 	flagGroupOpen      = 1 << 0
 	flagGroupDismissed = 1 << 1
 	flagConvDND        = 1 << 0
+	flagMemberDND      = 1 << 0
 )
 
 // errCorrupt is wrapped by every decoding error.
@@ -61,10 +62,17 @@ func appendGroupValue(dst []byte, g *timeline.Group) []byte {
 	return binary.AppendVarint(dst, g.MutedUntil.UnixMilli())
 }
 
+// appendMemberValue ends with a flags byte, which stores of format 1 did not
+// write: the decoder takes its absence as no flags.
 func appendMemberValue(dst []byte, m *timeline.Member) []byte {
 	dst = append(dst, valueVersion, byte(m.Role))
 	dst = binary.AppendUvarint(dst, m.JoinedAt)
-	return binary.AppendVarint(dst, m.MutedUntil.UnixMilli())
+	dst = binary.AppendVarint(dst, m.MutedUntil.UnixMilli())
+	var flags byte
+	if m.DND {
+		flags |= flagMemberDND
+	}
+	return append(dst, flags)
 }
 
 // appendConversationValue leaves out c.ReadSeq: markers live under their own
@@ -140,6 +148,10 @@ func decodeMemberValue(val []byte, m *timeline.Member) error {
 	m.Role = wire.Role(d.byte())
 	m.JoinedAt = d.uvarint()
 	m.MutedUntil = d.time()
+	m.DND = false
+	if d.err == nil && len(d.buf) > 0 {
+		m.DND = d.flags(flagMemberDND)&flagMemberDND != 0
+	}
 	return d.finish("member")
 }
 

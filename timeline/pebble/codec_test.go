@@ -71,7 +71,7 @@ func FuzzDecodeGroup(f *testing.F) {
 func FuzzDecodeMember(f *testing.F) {
 	fuzzDecoder(f, appendMemberValue, decodeMemberValue,
 		timeline.Member{Role: wire.RoleOwner, JoinedAt: maxU, MutedUntil: someTime()},
-		timeline.Member{Role: wire.RoleMember})
+		timeline.Member{Role: wire.RoleMember}, timeline.Member{Role: wire.RoleAdmin, DND: true})
 }
 
 func FuzzDecodeConversation(f *testing.F) {

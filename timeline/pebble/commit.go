@@ -41,7 +41,7 @@ func (s *Store) Commit(ctx context.Context, b *timeline.Batch) error {
 // uvarints; messages add their client id and body.
 func batchSize(b *timeline.Batch) int {
 	const perRecord = 48
-	n := perRecord * (len(b.Rows) + len(b.Messages) + len(b.Members) + len(b.Conversations) + len(b.Markers) + len(b.Dedups))
+	n := perRecord * (len(b.Rows) + len(b.Messages) + len(b.Members) + len(b.Conversations) + len(b.Markers) + 2*len(b.Activities) + len(b.Dedups))
 	for i := range b.Messages {
 		n += len(b.Messages[i].Body) + len(b.Messages[i].ClientMsgID)
 	}
@@ -81,6 +81,16 @@ func fill(pb *pebble.Batch, b *timeline.Batch) error {
 	}, func(v []byte, m *timeline.Marker) []byte {
 		return appendUint64Value(v, m.ReadSeq)
 	})
+	for _, a := range b.Activities {
+		if w.err == nil && !a.Prev.IsZero() {
+			w.key = appendActivityKey(w.key[:0], a.User, a.Prev, a.Conv)
+			w.err = pb.Delete(w.key, nil)
+		}
+		if w.err == nil {
+			w.key = appendActivityKey(w.key[:0], a.User, a.At, a.Conv)
+			w.err = pb.Set(w.key, []byte{valueVersion}, nil)
+		}
+	}
 	set(w, b.Dedups, func(k []byte, d *timeline.Dedup) []byte {
 		return appendDedupKey(k, d.Sender, d.ClientMsgID)
 	}, appendDedupValue)

@@ -18,9 +18,15 @@
 //	'm' conv(8) user(8)         member
 //	'u' user(8) conv(8)         conversation list entry, without its read marker
 //	'r' user(8) conv(8)         read marker
+//	'a' user(8) ^time(8) ^conv(8) activity index entry (value: the version byte)
 //	'd' sender(8) client_msg_id dedup record (client_msg_id is the rest of the key)
 //	'k' node(8)                 snowflake clock of a node (int64 as two's complement)
 //	'v'                         format version of the whole store (uvarint)
+//
+// The activity index lists a user's conversations by last activity: time is
+// the Unix milliseconds of the newest message the user has in conv, sign bit
+// flipped, and both it and conv are inverted (^), so that a forward scan
+// yields the latest first. Commit moves an entry by deleting its old key.
 //
 // Read markers are kept apart from conversation entries so that writing an
 // entry (on join, leave, DND change) can never move a marker back: the two

@@ -3,6 +3,7 @@ package pebble
 import (
 	"encoding/binary"
 	"fmt"
+	"time"
 )
 
 // Record type prefixes; see the package doc for the layout behind each.
@@ -13,6 +14,7 @@ const (
 	prefixMember       = 'm'
 	prefixConversation = 'u'
 	prefixMarker       = 'r'
+	prefixActivity     = 'a'
 	prefixDedup        = 'd'
 	prefixClock        = 'k'
 	prefixVersion      = 'v'
@@ -64,6 +66,25 @@ func bounds(prefix byte, id, from, to uint64) (lower, upper []byte, ok bool) {
 		upper = appendKey(make([]byte, 0, pairKeyLen), prefix, id, to+1)
 	}
 	return lower, upper, true
+}
+
+const activityKeyLen = 1 + 8 + 8 + 8 // prefix, user, time, conv
+
+// appendActivityKey appends the key of conv in user's activity index. Time
+// and conv are stored inverted, so that ascending key order is the index's
+// order: the latest activity first, then the higher conv id. The time, in
+// Unix milliseconds, has its sign bit flipped first, so that its unsigned
+// order is its signed order.
+func appendActivityKey(dst []byte, user uint64, at time.Time, conv uint64) []byte {
+	return appendKey(dst, prefixActivity, user, ^(uint64(at.UnixMilli()) ^ 1<<63), ^conv)
+}
+
+// activityKeyConv returns the conv id of an activity index key.
+func activityKeyConv(key []byte) (uint64, error) {
+	if len(key) != activityKeyLen {
+		return 0, fmt.Errorf("%w: activity key of %d bytes, want %d", errCorrupt, len(key), activityKeyLen)
+	}
+	return ^binary.BigEndian.Uint64(key[17:]), nil
 }
 
 // pairKeyIDs returns the two ids of a key of the form prefix id(8) id(8).

@@ -26,8 +26,26 @@ func (s *Store) LastInboxSeq(ctx context.Context, user uint64) (uint64, error) {
 
 // Messages implements timeline.TimelineReader.
 func (s *Store) Messages(ctx context.Context, conv uint64, r timeline.Range) ([]timeline.Message, error) {
-	return scanAll(s, ctx, "messages", prefixMessage, conv, r, decodeMessage)
+	var out []timeline.Message
+	budget := timeline.NewBudget(r.MaxBytes)
+	err := s.read(ctx, "messages", func() error {
+		return scan(s.db, prefixMessage, conv, r, func(key, val []byte) error {
+			var m timeline.Message
+			if err := decodeMessage(key, val, &m); err != nil {
+				return err
+			}
+			if !budget.Take(&m) {
+				return errStop
+			}
+			out = append(out, m)
+			return nil
+		})
+	})
+	return orZero(out, err)
 }
+
+// errStop, returned by a scan callback, ends the scan without an error.
+var errStop = errors.New("stop")
 
 // LastConvSeq implements timeline.TimelineReader.
 func (s *Store) LastConvSeq(ctx context.Context, conv uint64) (uint64, error) {
@@ -38,7 +56,14 @@ func (s *Store) LastConvSeq(ctx context.Context, conv uint64) (uint64, error) {
 // runs of consecutive conv_seqs of a few conversations, interleaved: the
 // keys are visited in key order on one iterator, which steps from a message
 // to the next of its conversation instead of seeking.
-func (s *Store) MessagesByKey(ctx context.Context, keys []timeline.MessageKey) ([]timeline.Message, error) {
+// A budget reads the keys in rounds (timeline.ByKeyInRounds).
+func (s *Store) MessagesByKey(ctx context.Context, keys []timeline.MessageKey, maxBytes int) ([]timeline.Message, error) {
+	return timeline.ByKeyInRounds(keys, maxBytes, func(keys []timeline.MessageKey) ([]timeline.Message, error) {
+		return s.messagesByKey(ctx, keys)
+	})
+}
+
+func (s *Store) messagesByKey(ctx context.Context, keys []timeline.MessageKey) ([]timeline.Message, error) {
 	msgs := make([]timeline.Message, len(keys))
 	order := make([]int, len(keys))
 	for i := range order {
@@ -100,16 +125,22 @@ func (s *Store) Conversation(ctx context.Context, user, conv uint64) (c timeline
 		// are read as of the same commit.
 		snap := s.db.NewSnapshot()
 		defer snap.Close()
-		if err := getRecord(snap, appendKey(nil, prefixConversation, user, conv), &c, decodeConversation); err != nil {
-			return err
-		}
-		err := getRecord(snap, appendKey(nil, prefixMarker, user, conv), &c.ReadSeq, decodeUint64)
-		if errors.Is(err, timeline.ErrNotFound) {
-			return nil
-		}
+		c, err = conversation(snap, user, conv)
 		return err
 	})
 	return orZero(c, err)
+}
+
+// conversation reads a conversation entry and merges its read marker in.
+func conversation(db pebble.Reader, user, conv uint64) (c timeline.Conversation, err error) {
+	if err := getRecord(db, appendKey(nil, prefixConversation, user, conv), &c, decodeConversation); err != nil {
+		return c, err
+	}
+	err = getRecord(db, appendKey(nil, prefixMarker, user, conv), &c.ReadSeq, decodeUint64)
+	if errors.Is(err, timeline.ErrNotFound) {
+		return c, nil
+	}
+	return c, err
 }
 
 // Conversations implements timeline.MetaReader: the user's entries, each with
@@ -139,6 +170,56 @@ func (s *Store) Conversations(ctx context.Context, user uint64) ([]timeline.Conv
 		})
 	})
 	return orZero(convs, err)
+}
+
+// RecentConversations implements timeline.MetaReader: a forward scan of the
+// user's activity index, then a point read of each entry listed, on one
+// snapshot.
+func (s *Store) RecentConversations(ctx context.Context, user uint64, offset, limit int) ([]timeline.Conversation, error) {
+	var convs []timeline.Conversation
+	err := s.read(ctx, "recent conversations", func() error {
+		snap := s.db.NewSnapshot()
+		defer snap.Close()
+		ids, err := recentConvs(snap, user, offset, limit)
+		if err != nil {
+			return err
+		}
+		for _, conv := range ids {
+			c, err := conversation(snap, user, conv)
+			if errors.Is(err, timeline.ErrNotFound) {
+				continue // indexed in the same batch as its entry: not reached
+			}
+			if err != nil {
+				return err
+			}
+			convs = append(convs, c)
+		}
+		return nil
+	})
+	return orZero(convs, err)
+}
+
+// recentConvs returns the conv ids of entries offset to offset+limit of
+// user's activity index.
+func recentConvs(db pebble.Reader, user uint64, offset, limit int) ([]uint64, error) {
+	prefix := appendKey(nil, prefixActivity, user)
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(appendKey(nil, prefixActivity, user))})
+	if err != nil {
+		return nil, err
+	}
+	var ids []uint64
+	for valid := it.First(); valid && len(ids) < limit; valid = it.Next() {
+		conv, err := activityKeyConv(it.Key())
+		if err != nil {
+			return nil, errors.Join(err, it.Close())
+		}
+		if offset > 0 {
+			offset--
+			continue
+		}
+		ids = append(ids, conv)
+	}
+	return ids, errors.Join(it.Error(), it.Close())
 }
 
 // Dedup implements timeline.MetaReader.
@@ -191,15 +272,8 @@ func scanAll[T any](s *Store, ctx context.Context, op string, prefix byte, id ui
 // lastSeq returns the seq of the newest entry of timeline id, 0 if none.
 func (s *Store) lastSeq(ctx context.Context, op string, prefix byte, id uint64) (seq uint64, err error) {
 	err = s.read(ctx, op, func() error {
-		lower, upper, _ := bounds(prefix, id, 0, 0)
-		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
-		if err != nil {
-			return err
-		}
-		if it.Last() {
-			_, seq, err = pairKeyIDs(it.Key())
-		}
-		return errors.Join(err, it.Error(), it.Close())
+		seq, err = lastSeqOf(s.db, prefix, id)
+		return err
 	})
 	return orZero(seq, err)
 }
@@ -233,6 +307,9 @@ func scan(db pebble.Reader, prefix byte, id uint64, r timeline.Range, fn func(ke
 		val, err := it.ValueAndErr()
 		if err == nil {
 			err = fn(it.Key(), val)
+		}
+		if errors.Is(err, errStop) {
+			break
 		}
 		if err != nil {
 			return errors.Join(err, it.Close())

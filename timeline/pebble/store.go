@@ -27,8 +27,9 @@ var ErrLocked = errors.New("timeline/pebble: data directory locked")
 var ErrUnknownFormat = errors.New("timeline/pebble: unknown store format")
 
 // formatVersion is the version of the key layout and value encoding described
-// in the package doc, stored under the 'v' key.
-const formatVersion = 1
+// in the package doc, stored under the 'v' key. Version 1 had no activity
+// index and no DND flag on member records; Open upgrades it (upgrade.go).
+const formatVersion = 2
 
 // pebbleFormat pins Pebble's on-disk format, so that upgrading the Pebble
 // module does not silently ratchet a data directory to a format that the
@@ -152,6 +153,9 @@ func (s *Store) checkFormat(dir string) error {
 	var v uint64
 	if err := decodeUint64Value(val, &v); err != nil {
 		return fmt.Errorf("%w: %q: format version: %w", ErrUnknownFormat, dir, err)
+	}
+	if v == 1 {
+		return s.upgrade(dir)
 	}
 	if v != formatVersion {
 		return fmt.Errorf("%w: %q holds format version %d, this inboxd reads version %d", ErrUnknownFormat, dir, v, formatVersion)

@@ -156,6 +156,7 @@ func testBatchEmptyReset(t *testing.T, s timeline.Store, ids *idGen) {
 		{"RemoveMembers", func(b *timeline.Batch) { b.RemoveMembers = append(b.RemoveMembers, timeline.MemberKey{}) }},
 		{"Conversations", func(b *timeline.Batch) { b.Conversations = append(b.Conversations, timeline.Conversation{}) }},
 		{"Markers", func(b *timeline.Batch) { b.Markers = append(b.Markers, timeline.Marker{}) }},
+		{"Activities", func(b *timeline.Batch) { b.Activities = append(b.Activities, timeline.Activity{}) }},
 		{"Dedups", func(b *timeline.Batch) { b.Dedups = append(b.Dedups, timeline.Dedup{}) }},
 		{"Clock", func(b *timeline.Batch) { b.ClockNode, b.Clock = 1, 1 }},
 	}
@@ -178,7 +179,8 @@ func testBatchEmptyReset(t *testing.T, s timeline.Store, ids *idGen) {
 	for name, c := range map[string]int{
 		"Messages": cap(all.Messages), "Rows": cap(all.Rows), "Groups": cap(all.Groups),
 		"Members": cap(all.Members), "RemoveMembers": cap(all.RemoveMembers),
-		"Conversations": cap(all.Conversations), "Markers": cap(all.Markers), "Dedups": cap(all.Dedups),
+		"Conversations": cap(all.Conversations), "Markers": cap(all.Markers), "Activities": cap(all.Activities),
+		"Dedups": cap(all.Dedups),
 	} {
 		if c == 0 {
 			t.Errorf("Reset dropped the capacity of %s", name)
@@ -230,7 +232,7 @@ func testClosed(t *testing.T, s timeline.Store, ids *idGen) {
 		{"Messages", func() error { _, err := s.Messages(c, id, timeline.Range{}); return err }},
 		{"LastConvSeq", func() error { _, err := s.LastConvSeq(c, id); return err }},
 		{"MessagesByKey", func() error {
-			_, err := s.MessagesByKey(c, []timeline.MessageKey{{Conv: id, ConvSeq: 1}})
+			_, err := s.MessagesByKey(c, []timeline.MessageKey{{Conv: id, ConvSeq: 1}}, 0)
 			return err
 		}},
 		{"Group", func() error { _, err := s.Group(c, id); return err }},

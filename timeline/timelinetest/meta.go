@@ -28,7 +28,7 @@ func testGroup(t *testing.T, s timeline.Store, ids *idGen) {
 }
 
 func member(conv, user uint64, role wire.Role) timeline.Member {
-	return timeline.Member{Conv: conv, User: user, Role: role, JoinedAt: user % 1000}
+	return timeline.Member{Conv: conv, User: user, Role: role, JoinedAt: user % 1000, DND: user%2 == 0}
 }
 
 func testMembers(t *testing.T, s timeline.Store, ids *idGen) {
@@ -44,14 +44,17 @@ func testMembers(t *testing.T, s timeline.Store, ids *idGen) {
 	commit(t, s, &b)
 	checkStored(t, s, &b)
 
-	// A role change, a removal and the removal of a non-member.
+	// A role change, a DND change, a removal and the removal of a
+	// non-member.
+	u3dnd := member(conv, u3, wire.RoleMember)
+	u3dnd.DND = !u3dnd.DND
 	commit(t, s, &timeline.Batch{
-		Members:       []timeline.Member{member(conv, u2, wire.RoleAdmin)},
+		Members:       []timeline.Member{member(conv, u2, wire.RoleAdmin), u3dnd},
 		RemoveMembers: []timeline.MemberKey{{Conv: conv, User: u1}, {Conv: conv, User: ids.id()}},
 	})
 	checkStored(t, s, &timeline.Batch{Members: []timeline.Member{
 		member(conv, u2, wire.RoleAdmin),
-		member(conv, u3, wire.RoleMember),
+		u3dnd,
 		member(other, u1, wire.RoleMember),
 	}})
 

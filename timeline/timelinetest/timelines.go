@@ -188,13 +188,13 @@ func testMessagesByKey(t *testing.T, s timeline.Store, ids *idGen) {
 			for _, k := range tc.keys {
 				want = append(want, messageAt(k.Conv, k.ConvSeq))
 			}
-			got, err := s.MessagesByKey(t.Context(), tc.keys)
+			got, err := s.MessagesByKey(t.Context(), tc.keys, 0)
 			noErr(t, "MessagesByKey", err)
 			same(t, "MessagesByKey", got, want)
 		})
 	}
 	t.Run("NoKeys", func(t *testing.T) {
-		got, err := s.MessagesByKey(t.Context(), nil)
+		got, err := s.MessagesByKey(t.Context(), nil, 0)
 		noErr(t, "MessagesByKey", err)
 		same(t, "MessagesByKey(nil)", got, nil)
 	})
@@ -207,7 +207,7 @@ func testMessagesByKey(t *testing.T, s timeline.Store, ids *idGen) {
 		{"UnknownConv", timeline.MessageKey{Conv: ids.id(), ConvSeq: 1}},
 	} {
 		t.Run("Missing"+tc.name, func(t *testing.T) {
-			_, err := s.MessagesByKey(t.Context(), []timeline.MessageKey{{Conv: c1, ConvSeq: 5}, tc.missing})
+			_, err := s.MessagesByKey(t.Context(), []timeline.MessageKey{{Conv: c1, ConvSeq: 5}, tc.missing}, 0)
 			wantErr(t, fmt.Sprintf("MessagesByKey(%+v)", tc.missing), err, timeline.ErrNotFound)
 		})
 	}
