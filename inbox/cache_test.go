@@ -3,6 +3,7 @@ package inbox
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 
@@ -158,7 +159,7 @@ func TestGroupCacheBounded(t *testing.T) {
 	e := newEnv(t, Config{GroupCacheBytes: budget, Registerer: reg})
 	for i := range 20 {
 		conv := e.create(1, 2, 3, 4, 5, 6)
-		e.send(2, conv, "m", "x")
+		e.send(2, conv, fmt.Sprint("m", i), "x")
 		if used := e.svc.metrics.groupCache.bytes; testutil.ToFloat64(used) > float64(budget) {
 			t.Fatalf("after %d groups the cache holds %v bytes, budget %d", i+1, testutil.ToFloat64(used), budget)
 		}
