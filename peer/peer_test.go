@@ -1,0 +1,498 @@
+package peer
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/goleak"
+
+	"github.com/inboxd/inboxd/wire"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var (
+	secret = []byte("the cluster's secret, 32 bytes!!")
+	quiet  = slog.New(slog.DiscardHandler)
+)
+
+const cmdEcho = FirstCommand + 1
+
+// echo answers every request with its body, prefixed by the caller's id.
+var echo = HandlerFunc(func(_ context.Context, from uint32, _ wire.Command, body []byte) ([]byte, error) {
+	return append([]byte(fmt.Sprintf("%d:", from)), body...), nil
+})
+
+func startServer(t testing.TB, h Handler, mod func(*ServerConfig)) *Server {
+	t.Helper()
+	cfg := ServerConfig{Addr: "127.0.0.1:0", Node: 2, Secret: secret, Logger: quiet}
+	if mod != nil {
+		mod(&cfg)
+	}
+	s, err := Listen(cfg, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func newPool(t testing.TB, mod func(*PoolConfig)) *Pool {
+	t.Helper()
+	cfg := PoolConfig{Node: 1, Secret: secret, Logger: quiet}
+	if mod != nil {
+		mod(&cfg)
+	}
+	p, err := NewPool(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+// gate is a handler that blocks every request until released (or its
+// context ends), and tells who entered.
+type gate struct {
+	entered chan []byte
+	release chan struct{}
+	served  atomic.Int64
+}
+
+func newGate() *gate { return &gate{entered: make(chan []byte, 1024), release: make(chan struct{})} }
+
+func (g *gate) Serve(ctx context.Context, _ uint32, _ wire.Command, body []byte) ([]byte, error) {
+	g.served.Add(1)
+	g.entered <- body
+	select {
+	case <-g.release:
+		return body, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	h := HandlerFunc(func(ctx context.Context, from uint32, cmd wire.Command, body []byte) ([]byte, error) {
+		switch string(body) {
+		case "not member":
+			return nil, &Error{Code: wire.CodeNotMember, Message: "no"}
+		case "bug":
+			return nil, errors.New("a handler's bug")
+		}
+		return echo(ctx, from, cmd, body)
+	})
+	s := startServer(t, h, nil)
+	p := newPool(t, nil)
+	addr := s.Addr().String()
+	tests := []struct {
+		cmd  wire.Command
+		body string
+		want string
+		code wire.Code
+	}{
+		{cmdEcho, "hello", "1:hello", 0},
+		{0xFFFF, "", "1:", 0},
+		{cmdEcho, "not member", "", wire.CodeNotMember},
+		{cmdEcho, "bug", "", wire.CodeInternal},
+		{CmdHello, "x", "", wire.CodeInternal}, // ErrCommand, refused before sending
+		{wire.CmdSend, "x", "", wire.CodeInternal},
+	}
+	for _, tt := range tests {
+		got, err := p.Call(context.Background(), addr, tt.cmd, []byte(tt.body))
+		if Code(err) != tt.code || string(got) != tt.want {
+			t.Errorf("Call(%v, %q) = %q, %v (code %v); want %q, code %v", tt.cmd, tt.body, got, err, Code(err), tt.want, tt.code)
+		}
+	}
+	if _, err := p.Call(context.Background(), addr, CmdProof, nil); !errors.Is(err, ErrCommand) {
+		t.Errorf("a transport command: %v, want ErrCommand", err)
+	}
+	if n := testutil.ToFloat64(p.m.dials[0]); n != 1 {
+		t.Errorf("%v dials, want 1", n)
+	}
+}
+
+func TestPipelinedOutOfOrder(t *testing.T) {
+	const n = 64
+	release := make([]chan struct{}, n)
+	for i := range release {
+		release[i] = make(chan struct{})
+	}
+	entered := make(chan struct{}, n)
+	h := HandlerFunc(func(ctx context.Context, _ uint32, _ wire.Command, body []byte) ([]byte, error) {
+		var i int
+		fmt.Sscan(string(body), &i)
+		entered <- struct{}{}
+		select {
+		case <-release[i]:
+			return body, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	})
+	reg := prometheus.NewRegistry()
+	s := startServer(t, h, func(c *ServerConfig) { c.Workers = n; c.Registerer = reg })
+	p := newPool(t, nil)
+	done := make([]chan error, n)
+	for i := range n {
+		done[i] = make(chan error, 1)
+		go func() {
+			body, err := p.Call(context.Background(), s.Addr().String(), cmdEcho, fmt.Append(nil, i))
+			if err == nil && string(body) != fmt.Sprint(i) {
+				err = fmt.Errorf("call %d answered %q", i, body)
+			}
+			done[i] <- err
+		}()
+	}
+	for range n {
+		<-entered
+	}
+	// Every request is in a handler at once: answer them last first, each
+	// only after the one before it came back.
+	for i := n - 1; i >= 0; i-- {
+		close(release[i])
+		if err := <-done[i]; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := testutil.ToFloat64(p.m.dials[0]); d != 1 {
+		t.Errorf("%v dials for %d concurrent calls, want 1", d, n)
+	}
+	if got := testutil.ToFloat64(s.m.requests.WithLabelValues(cmdLabel(cmdEcho), servedOK)); got != n {
+		t.Errorf("server counted %v requests, want %d", got, n)
+	}
+}
+
+func TestWrongSecretRefused(t *testing.T) {
+	g := newGate()
+	s := startServer(t, g, nil)
+	p := newPool(t, func(c *PoolConfig) { c.Secret = []byte("another cluster's secret") })
+	_, err := p.Call(context.Background(), s.Addr().String(), cmdEcho, []byte("x"))
+	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, ErrAuth) || Code(err) != wire.CodeUnavailable {
+		t.Fatalf("Call with a wrong secret: %v, want ErrUnavailable wrapping ErrAuth", err)
+	}
+	// While the pool backs off, calls fail at once with the dial's error.
+	if _, err := p.Call(context.Background(), s.Addr().String(), cmdEcho, nil); !errors.Is(err, ErrAuth) {
+		t.Errorf("second call: %v, want ErrAuth", err)
+	}
+
+	// A dialler that sends a forged proof is refused, and its requests are
+	// never served.
+	nc := rawDial(t, s)
+	r := bufio.NewReader(nc)
+	writeFrame(t, nc, CmdHello, 0, 1, mustMarshalHello(t))
+	readOne(t, r) // the listener's HelloReply
+	writeFrame(t, nc, CmdProof, 0, 2, mustMarshalProof(t, make([]byte, 32)))
+	f := readOne(t, r)
+	if f.Flags != wire.FlagResponse|wire.FlagError || decodeError(f.Body).Code != wire.CodeUnauthenticated {
+		t.Fatalf("forged proof answered %+v", f.Header)
+	}
+	nc.Write(appendFrame(nil, cmdEcho, 0, 3, []byte("x")))
+	if f, err := readFrame(r, wire.DefaultMaxFrame); err == nil {
+		t.Errorf("after a refused proof: a %v frame, want the connection closed", f.Command)
+	}
+	// A request with no handshake at all is not served either.
+	nc = rawDial(t, s)
+	writeFrame(t, nc, cmdEcho, 0, 1, []byte("x"))
+	if _, err := io.ReadAll(nc); err != nil {
+		t.Fatal(err)
+	}
+	if g.served.Load() != 0 {
+		t.Errorf("%d requests served without a valid handshake", g.served.Load())
+	}
+	if got := testutil.ToFloat64(s.m.handshake[handshakeBadProof]); got != 1 {
+		t.Errorf("bad_proof failures %v, want 1", got)
+	}
+}
+
+func TestNodeDiesMidCall(t *testing.T) {
+	g := newGate()
+	s := startServer(t, g, nil)
+	addr := s.Addr().String()
+	p := newPool(t, nil)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := p.Call(context.Background(), addr, cmdEcho, []byte("x"))
+		errc <- err
+	}()
+	<-g.entered
+	s.Close()
+	err := <-errc
+	if !errors.Is(err, ErrConnLost) || !Retryable(err) || Code(err) != wire.CodeUnavailable {
+		t.Fatalf("call in flight on a dead node: %v, want retryable ErrConnLost", err)
+	}
+	// The node comes back on the same address: the next call dials again.
+	s2 := startServer(t, echo, func(c *ServerConfig) { c.Addr = addr })
+	got, err := p.Call(context.Background(), s2.Addr().String(), cmdEcho, []byte("again"))
+	if err != nil || string(got) != "1:again" {
+		t.Fatalf("call after the node came back: %q, %v", got, err)
+	}
+	if d := testutil.ToFloat64(p.m.dials[0]); d != 2 {
+		t.Errorf("%v dials, want 2", d)
+	}
+}
+
+func TestDeadlines(t *testing.T) {
+	g := newGate()
+	s := startServer(t, g, func(c *ServerConfig) { c.RequestTimeout = 20 * time.Millisecond })
+	p := newPool(t, nil)
+	// The server's RequestTimeout ends the handler: TIMEOUT from the node.
+	_, err := p.Call(context.Background(), s.Addr().String(), cmdEcho, nil)
+	if e, ok := errors.AsType[*Error](err); !ok || e.Code != wire.CodeTimeout {
+		t.Errorf("handler past RequestTimeout: %v, want *Error TIMEOUT", err)
+	}
+	<-g.entered
+
+	slow := startServer(t, g, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	_, err = p.Call(ctx, slow.Addr().String(), cmdEcho, nil)
+	if !errors.Is(err, context.DeadlineExceeded) || Code(err) != wire.CodeTimeout {
+		t.Errorf("caller's deadline: %v, want DeadlineExceeded", err)
+	}
+	<-g.entered
+	// The default timeout applies to a ctx without a deadline.
+	p2 := newPool(t, func(c *PoolConfig) { c.Timeout = 20 * time.Millisecond })
+	if _, err := p2.Call(context.Background(), slow.Addr().String(), cmdEcho, nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("default timeout: %v, want DeadlineExceeded", err)
+	}
+	<-g.entered
+}
+
+func TestQueueFull(t *testing.T) {
+	g := newGate()
+	s := startServer(t, g, nil)
+	p := newPool(t, func(c *PoolConfig) { c.MaxInFlight = 2 })
+	errc := make(chan error, 2)
+	for range 2 {
+		go func() {
+			_, err := p.Call(context.Background(), s.Addr().String(), cmdEcho, nil)
+			errc <- err
+		}()
+	}
+	<-g.entered
+	<-g.entered
+	_, err := p.Call(context.Background(), s.Addr().String(), cmdEcho, nil)
+	if !errors.Is(err, ErrQueueFull) || Code(err) != wire.CodeUnavailable {
+		t.Errorf("third call: %v, want ErrQueueFull", err)
+	}
+	close(g.release)
+	for range 2 {
+		if err := <-errc; err != nil {
+			t.Error(err)
+		}
+	}
+	if _, err := p.Call(context.Background(), s.Addr().String(), cmdEcho, nil); err != nil {
+		t.Errorf("a call once the queue drained: %v", err)
+	}
+}
+
+func TestServerBusy(t *testing.T) {
+	g := newGate()
+	s := startServer(t, g, func(c *ServerConfig) { c.Workers, c.QueueSize = 1, 1 })
+	p := newPool(t, nil)
+	errc := make(chan error, 2)
+	call := func() {
+		_, err := p.Call(context.Background(), s.Addr().String(), cmdEcho, nil)
+		errc <- err
+	}
+	go call()
+	<-g.entered // the one worker is busy
+	go call()
+	for len(s.jobs) == 0 { // the second request is queued
+		runtime.Gosched()
+	}
+	_, err := p.Call(context.Background(), s.Addr().String(), cmdEcho, nil)
+	if e, ok := errors.AsType[*Error](err); !ok || e.Code != wire.CodeUnavailable || !Retryable(err) {
+		t.Errorf("a call to a node whose queue is full: %v, want *Error UNAVAILABLE", err)
+	}
+	close(g.release)
+	for range 2 {
+		if err := <-errc; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func TestCloseWithCallsInFlight(t *testing.T) {
+	g := newGate()
+	s := startServer(t, g, nil)
+	p := newPool(t, nil)
+	const n = 8
+	errc := make(chan error, n)
+	for range n {
+		go func() {
+			_, err := p.Call(context.Background(), s.Addr().String(), cmdEcho, nil)
+			errc <- err
+		}()
+	}
+	for range n {
+		<-g.entered
+	}
+	p.Close()
+	for range n {
+		if err := <-errc; !errors.Is(err, ErrClosed) || Code(err) != wire.CodeShuttingDown {
+			t.Errorf("call in flight at Close: %v, want ErrClosed", err)
+		}
+	}
+	if _, err := p.Call(context.Background(), s.Addr().String(), cmdEcho, nil); !errors.Is(err, ErrClosed) {
+		t.Errorf("call after Close: %v, want ErrClosed", err)
+	}
+	close(g.release)
+}
+
+// Frames that break the protocol close the connection, with an ERROR frame
+// saying why, on the listening side.
+func TestMalformedFramesFromDialler(t *testing.T) {
+	g := newGate()
+	s := startServer(t, g, func(c *ServerConfig) { c.MaxFrame = 8 << 10 })
+	tests := []struct {
+		name  string
+		frame []byte
+		code  wire.Code
+	}{
+		{"oversized", wire.AppendHeader(nil, cmdEcho, 0, 1, 8<<10), wire.CodeFrameTooLarge},
+		{"version", slices.Concat(wire.AppendHeader(nil, cmdEcho, 0, 1, 0)[:4], []byte{2, 0, 0x81, 0x01, 0, 0, 0, 1}), wire.CodeVersion},
+		{"response", appendFrame(nil, cmdEcho, wire.FlagResponse, 1, nil), wire.CodeBadRequest},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			nc, r := authDial(t, s)
+			nc.Write(tt.frame)
+			f := readOne(t, r)
+			if f.Command != wire.CmdError || decodeError(f.Body).Code != tt.code {
+				t.Fatalf("answered %v %+v, want ERROR %v", f.Command, decodeError(f.Body), tt.code)
+			}
+			if f, err := readFrame(r, wire.DefaultMaxFrame); err == nil {
+				t.Errorf("after the ERROR frame: a %v frame, want the connection closed", f.Command)
+			}
+		})
+	}
+	// A command of the transport after the handshake is answered, and the
+	// connection stays open.
+	nc, r := authDial(t, s)
+	writeFrame(t, nc, CmdHello, 0, 7, nil)
+	if f := readOne(t, r); f.RequestID != 7 || decodeError(f.Body).Code != wire.CodeUnknownCommand {
+		t.Errorf("HELLO after the handshake: %+v %v", f.Header, decodeError(f.Body))
+	}
+	if g.served.Load() != 0 {
+		t.Errorf("%d malformed requests served", g.served.Load())
+	}
+}
+
+// A listener that breaks the protocol fails the calls in flight with an
+// error that says so.
+func TestMalformedFramesFromListener(t *testing.T) {
+	tests := []struct {
+		name  string
+		frame []byte
+		want  error // nil: the node's own error
+	}{
+		{"oversized", wire.AppendHeader(nil, cmdEcho, wire.FlagResponse, 1, wire.DefaultMaxFrame), wire.ErrFrameTooLarge},
+		{"version", slices.Concat(wire.AppendHeader(nil, cmdEcho, 0, 1, 0)[:4], []byte{9, 1, 0x81, 0x01, 0, 0, 0, 1}), wire.ErrVersion},
+		{"request", appendFrame(nil, cmdEcho, 0, 1, nil), ErrProtocol},
+		{"error frame", appendFrame(nil, wire.CmdError, 0, 0, errorBody(wire.CodeInternal, "broken")), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			addr := fakeListener(t, tt.frame)
+			p := newPool(t, nil)
+			_, err := p.Call(context.Background(), addr, cmdEcho, nil)
+			if !errors.Is(err, ErrConnLost) || Code(err) != wire.CodeUnavailable {
+				t.Fatalf("Call: %v, want ErrConnLost, UNAVAILABLE", err)
+			}
+			if tt.want == nil {
+				if e, ok := errors.AsType[*Error](err); !ok || e.Message != "broken" {
+					t.Errorf("Call: %v, want the node's error", err)
+				}
+			} else if !errors.Is(err, tt.want) {
+				t.Errorf("Call: %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+// fakeListener accepts one connection, completes the handshake, waits for
+// a request and answers it with frame. It returns its address.
+func fakeListener(t *testing.T, frame []byte) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		r := bufio.NewReaderSize(nc, wire.DefaultMaxFrame)
+		if _, err := listen(r, nc, peerKey(secret), 9, wire.DefaultMaxFrame); err != nil {
+			t.Error(err)
+			return
+		}
+		if _, err := readFrame(r, wire.DefaultMaxFrame); err != nil {
+			t.Error(err)
+			return
+		}
+		nc.Write(frame)
+		io.Copy(io.Discard, nc)
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	return ln.Addr().String()
+}
+
+func rawDial(t *testing.T, s *Server) net.Conn {
+	t.Helper()
+	nc, err := net.Dial("tcp", s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return nc
+}
+
+// authDial connects to s and completes the handshake by hand.
+func authDial(t *testing.T, s *Server) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	nc := rawDial(t, s)
+	r := bufio.NewReaderSize(nc, wire.DefaultMaxFrame)
+	if _, err := dial(r, nc, peerKey(secret), 5, wire.DefaultMaxFrame); err != nil {
+		t.Fatal(err)
+	}
+	return nc, r
+}
+
+func writeFrame(t *testing.T, w io.Writer, cmd wire.Command, flags wire.Flags, id uint32, body []byte) {
+	t.Helper()
+	if _, err := w.Write(appendFrame(nil, cmd, flags, id, body)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readOne(t *testing.T, r *bufio.Reader) wire.Frame {
+	t.Helper()
+	f, err := readFrame(r, wire.DefaultMaxFrame)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
