@@ -23,6 +23,7 @@ import (
 const (
 	CmdHello wire.Command = wire.CmdPeerFirst + iota // Hello → HelloReply
 	CmdProof                                         // Proof → empty body
+	CmdPing                                          // empty → empty, answered by the reader itself
 )
 
 // FirstCommand is the first command a Handler may be given; every command
@@ -186,13 +187,17 @@ func (c *conn) close(err error) bool {
 	return true
 }
 
+// closedErr is why the connection closed, or nil while it is open.
+func (c *conn) closedErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
 // closeWith sends an ERROR frame (best effort, within writeTimeout) and
 // closes the connection: the other side learns why.
 func (c *conn) closeWith(code wire.Code, err error) {
-	c.mu.Lock()
-	open := c.err == nil
-	c.mu.Unlock()
-	if open {
+	if c.closedErr() == nil {
 		c.nc.SetWriteDeadline(time.Now().Add(c.writeTimeout))
 		c.nc.Write(appendFrame(nil, wire.CmdError, 0, 0, errorBody(code, err.Error())))
 	}

@@ -13,7 +13,7 @@
 // FRAME_TOO_LARGE or VERSION and close, as the gateway does). Commands are
 // in the range wire reserves for node-to-node traffic, 0x8000–0xFFFF, so a
 // peer frame is never mistaken for a client's: 0x8000–0x80FF are the
-// transport's own (CmdHello, CmdProof), FirstCommand (0x8100) to 0xFFFF are
+// transport's own (CmdHello, CmdProof, CmdPing), FirstCommand (0x8100) to 0xFFFF are
 // the handlers'. A request has flags 0; its response has RESPONSE and the
 // request's command and id, or RESPONSE|ERROR and a wirepb.Error body with a
 // wire code. Requests are pipelined: a node may have many in flight on one
@@ -81,7 +81,11 @@
 //     id, a delivery is applied by cursor). The next call dials again.
 //   - context.DeadlineExceeded: ctx's deadline (PoolConfig.Timeout if ctx
 //     had none) passed first; the node may still run the request. Answer
-//     TIMEOUT. context.Canceled: the caller gave up.
+//     TIMEOUT. The pool then pings the connection (the listener's reader
+//     answers pings itself, whatever its handlers do); with no answer
+//     within PingTimeout it closes the connection, so a node lost without
+//     closing its connections costs seconds, not TCP's minutes.
+//     context.Canceled: the caller gave up; answer UNAVAILABLE.
 //   - ErrClosed: the pool is closed (the node is stopping). SHUTTING_DOWN.
 //   - ErrTooLarge, ErrCommand: a bug of the caller (split the request; use a
 //     handler's command). INTERNAL, not retryable.

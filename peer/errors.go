@@ -75,5 +75,11 @@ func Code(err error) wire.Code {
 }
 
 // Retryable reports whether a call that failed with err may succeed if made
-// again unchanged: Code(err).Retryable().
-func Retryable(err error) bool { return err != nil && Code(err).Retryable() }
+// again unchanged: Code(err).Retryable(), except for the caller's own bugs
+// (ErrTooLarge, ErrCommand), which no retry cures.
+func Retryable(err error) bool {
+	if err == nil || errors.Is(err, ErrTooLarge) || errors.Is(err, ErrCommand) {
+		return false
+	}
+	return Code(err).Retryable()
+}

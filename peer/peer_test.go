@@ -272,6 +272,57 @@ func TestDeadlines(t *testing.T) {
 	<-g.entered
 }
 
+// A call that times out on a slow node leaves the connection up: the node
+// answers the ping that follows.
+func TestTimeoutOnSlowNodeKeepsConnection(t *testing.T) {
+	g := newGate()
+	s := startServer(t, g, nil)
+	p := newPool(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := p.Call(ctx, s.Addr().String(), cmdEcho, nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("call to a slow handler: %v, want DeadlineExceeded", err)
+	}
+	<-g.entered
+	r, _ := p.remote(s.Addr().String())
+	r.mu.Lock()
+	cc := r.cc
+	r.mu.Unlock()
+	for cc.probing.Load() { // the ping is answered, or closes cc
+		runtime.Gosched()
+	}
+	close(g.release)
+	if _, err := p.Call(context.Background(), s.Addr().String(), cmdEcho, nil); err != nil {
+		t.Fatal(err)
+	}
+	if d := testutil.ToFloat64(p.m.dials[0]); d != 1 || cc.closedErr() != nil {
+		t.Errorf("%v dials, connection error %v; want the first connection still up", d, cc.closedErr())
+	}
+}
+
+// A node that stops answering anything, pings included (a machine lost
+// without closing its connections), is disconnected after a call times out,
+// and the next call dials again.
+func TestSilentNodeDisconnected(t *testing.T) {
+	gone := make(chan struct{})
+	addr := fakeNode(t, func(nc net.Conn, r *bufio.Reader) {
+		io.Copy(io.Discard, r) // reads everything, answers nothing
+		close(gone)
+	})
+	p := newPool(t, func(c *PoolConfig) { c.PingTimeout = 20 * time.Millisecond })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := p.Call(ctx, addr, cmdEcho, nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("call to a silent node: %v, want DeadlineExceeded", err)
+	}
+	<-gone // the pool closed the connection
+	// The fake node accepts one connection only: the next call's dial is
+	// refused, which proves the pool dialled again.
+	if _, err := p.Call(context.Background(), addr, cmdEcho, nil); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("call after the silent connection closed: %v, want ErrUnavailable from a new dial", err)
+	}
+}
+
 func TestQueueFull(t *testing.T) {
 	g := newGate()
 	s := startServer(t, g, nil)
@@ -428,6 +479,19 @@ func TestMalformedFramesFromListener(t *testing.T) {
 // fakeListener accepts one connection, completes the handshake, waits for
 // a request and answers it with frame. It returns its address.
 func fakeListener(t *testing.T, frame []byte) string {
+	return fakeNode(t, func(nc net.Conn, r *bufio.Reader) {
+		if _, err := readFrame(r, wire.DefaultMaxFrame); err != nil {
+			t.Error(err)
+			return
+		}
+		nc.Write(frame)
+		io.Copy(io.Discard, nc)
+	})
+}
+
+// fakeNode accepts one connection, completes the handshake and hands the
+// connection to serve. It returns its address.
+func fakeNode(t *testing.T, serve func(net.Conn, *bufio.Reader)) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -446,12 +510,7 @@ func fakeListener(t *testing.T, frame []byte) string {
 			t.Error(err)
 			return
 		}
-		if _, err := readFrame(r, wire.DefaultMaxFrame); err != nil {
-			t.Error(err)
-			return
-		}
-		nc.Write(frame)
-		io.Copy(io.Discard, nc)
+		serve(nc, r)
 	}()
 	t.Cleanup(func() {
 		ln.Close()
@@ -495,4 +554,26 @@ func readOne(t *testing.T, r *bufio.Reader) wire.Frame {
 		t.Fatal(err)
 	}
 	return f
+}
+
+// Frames are bounded by the receiver's max_frame, which the handshake
+// tells: a request or a response too large is refused by its sender, and
+// the connection stays up.
+func TestTooLarge(t *testing.T) {
+	big := HandlerFunc(func(context.Context, uint32, wire.Command, []byte) ([]byte, error) {
+		return make([]byte, 16<<10), nil
+	})
+	s := startServer(t, big, func(c *ServerConfig) { c.MaxFrame = 8 << 10 })
+	p := newPool(t, func(c *PoolConfig) { c.MaxFrame = 8 << 10 })
+	_, err := p.Call(context.Background(), s.Addr().String(), cmdEcho, make([]byte, 8<<10))
+	if !errors.Is(err, ErrTooLarge) || Retryable(err) {
+		t.Errorf("a request above the node's max_frame: %v, want ErrTooLarge, not retryable", err)
+	}
+	_, err = p.Call(context.Background(), s.Addr().String(), cmdEcho, nil)
+	if e, ok := errors.AsType[*Error](err); !ok || e.Code != wire.CodeInternal {
+		t.Errorf("a response above the caller's max_frame: %v, want *Error INTERNAL", err)
+	}
+	if d := testutil.ToFloat64(p.m.dials[0]); d != 1 {
+		t.Errorf("%v dials, want 1: the connection stays up", d)
+	}
 }

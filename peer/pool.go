@@ -32,6 +32,9 @@ type PoolConfig struct {
 	// WriteTimeout bounds one write to a connection; a node that stops
 	// reading is disconnected (default 10 s).
 	WriteTimeout time.Duration
+	// PingTimeout bounds the answer to the ping that follows a call's
+	// timeout; a connection that does not answer is closed (default 2 s).
+	PingTimeout time.Duration
 	// MaxInFlight bounds the calls in flight to one node, those waiting
 	// for its connection included; past it a call fails at once with
 	// ErrQueueFull (default 1024).
@@ -60,6 +63,9 @@ func (c *PoolConfig) setDefaults() error {
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 10 * time.Second
+	}
+	if c.PingTimeout <= 0 {
+		c.PingTimeout = 2 * time.Second
 	}
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = 1024
@@ -207,8 +213,49 @@ func (p *Pool) roundTrip(ctx context.Context, r *remote, cmd wire.Command, body 
 		return res.body, res.err
 	case <-ctx.Done():
 		cc.forget(id)
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			p.probe(cc)
+		}
 		return nil, ctx.Err()
 	}
+}
+
+// probe pings cc after a call on it timed out, and closes it if the ping is
+// not answered within PingTimeout. A node that vanished without closing its
+// connections (a machine lost, a network cut) is then noticed in seconds:
+// the calls in flight on it fail with ErrConnLost and the next call dials
+// again, instead of every call timing out until TCP gives up. A node that is
+// merely slow answers the ping at once: the listener's reader answers it,
+// not a worker.
+func (p *Pool) probe(cc *clientConn) {
+	if !cc.probing.CompareAndSwap(false, true) {
+		return
+	}
+	ch := make(chan result, 1)
+	id, err := cc.start(ch, CmdPing, nil)
+	if err != nil {
+		cc.probing.Store(false)
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return // Close has failed cc, or is about to
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		defer cc.probing.Store(false)
+		t := time.NewTimer(p.cfg.PingTimeout)
+		defer t.Stop()
+		select {
+		case <-ch:
+		case <-cc.done:
+		case <-t.C:
+			cc.forget(id)
+			cc.fail(fmt.Errorf("node %d did not answer a ping within %v after a call timed out", cc.node, p.cfg.PingTimeout))
+		}
+	}()
 }
 
 // remote returns the state of addr, creating it at its first use.
@@ -232,6 +279,9 @@ func (p *Pool) remote(addr string) (*remote, error) {
 func (p *Pool) connect(ctx context.Context, r *remote) (*clientConn, error) {
 	for {
 		r.mu.Lock()
+		if r.cc != nil && r.cc.closedErr() != nil {
+			r.cc = nil // dead, and its reader has not yet said so: dial again
+		}
 		if r.cc != nil {
 			cc := r.cc
 			r.mu.Unlock()
@@ -370,6 +420,8 @@ type clientConn struct {
 	pending map[uint32]chan<- result
 	nextID  uint32
 	dead    error // set by fail: no call is added after it
+
+	probing atomic.Bool // a ping is in flight
 }
 
 // start registers a call and queues its request; it returns the request id.
@@ -465,10 +517,7 @@ func (cc *clientConn) readFrameOrFail() (wire.Frame, error) {
 	if err == nil {
 		return f, nil
 	}
-	cc.mu.Lock()
-	closed := cc.err
-	cc.mu.Unlock()
-	if closed != nil {
+	if closed := cc.closedErr(); closed != nil {
 		err = closed // closed on purpose: say why, not "use of closed connection"
 	} else if _, err = failure(err); errors.Is(err, ErrProtocol) {
 		err = fmt.Errorf("node %d: %w", cc.node, err)

@@ -263,6 +263,10 @@ func (s *Server) serve(c *conn) {
 			c.closeWith(wire.CodeBadRequest, err)
 			return
 		}
+		if f.Command == CmdPing {
+			c.send(CmdPing, wire.FlagResponse, f.RequestID, nil)
+			continue
+		}
 		if f.Command < FirstCommand {
 			s.m.requests.WithLabelValues(cmdLabel(f.Command), servedUnknown).Inc()
 			c.send(f.Command, wire.FlagResponse|wire.FlagError, f.RequestID, errorBody(wire.CodeUnknownCommand, "not a handler's command"))
@@ -290,19 +294,19 @@ func (s *Server) run(j job) {
 	body, err := s.h.Serve(ctx, j.from, j.cmd, j.body)
 	timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded)
 	cancel()
-	result := servedOK
-	if err == nil {
-		if err = j.c.send(j.cmd, wire.FlagResponse, j.id, body); !errors.Is(err, ErrTooLarge) {
-			err = nil // sent, or the connection closed: nobody to answer
-		}
+	if err == nil && wire.HeaderSize+len(body) > j.c.maxOut {
+		err = fmt.Errorf("%w: a response of %d bytes", ErrTooLarge, len(body))
 	}
+	result, flags := servedOK, wire.FlagResponse
 	if err != nil {
-		result = servedError
 		code, msg := s.code(err, timedOut)
-		j.c.send(j.cmd, wire.FlagResponse|wire.FlagError, j.id, errorBody(code, msg))
+		result, flags, body = servedError, flags|wire.FlagError, errorBody(code, msg)
 	}
+	// Counted before the answer is queued, so that a caller that has its
+	// answer finds it counted.
 	s.m.requests.WithLabelValues(cmdLabel(j.cmd), result).Inc()
 	s.m.duration.WithLabelValues(cmdLabel(j.cmd)).Observe(time.Since(j.arrived).Seconds())
+	j.c.send(j.cmd, flags, j.id, body) // fails only if the connection closed: nobody to answer
 }
 
 // code is the code and message a handler's error is answered with.
