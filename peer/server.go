@@ -22,8 +22,9 @@ import (
 type Handler interface {
 	// Serve runs one request: cmd is in [FirstCommand, 0xFFFF], from is the
 	// id the calling node authenticated as, body is the request's body,
-	// Serve's to keep. The returned body is copied before Serve returns
-	// control to the server, so it may be reused afterwards. An error is
+	// Serve's to keep. The server copies the returned body into the
+	// connection's write buffer, so Serve may return a buffer it reuses
+	// once Serve has returned. An error is
 	// answered with its code if it is an *Error, TIMEOUT if ctx's deadline
 	// (Config.RequestTimeout) passed, SHUTTING_DOWN if the server is
 	// closing, and INTERNAL otherwise. Serve is called concurrently, from
