@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"regexp"
 	"runtime"
 	"slices"
 	"sync"
@@ -575,5 +577,47 @@ func TestTooLarge(t *testing.T) {
 	}
 	if d := testutil.ToFloat64(p.m.dials[0]); d != 1 {
 		t.Errorf("%v dials, want 1: the connection stays up", d)
+	}
+}
+
+// A connection that does not finish the handshake in time is closed.
+func TestHandshakeTimeout(t *testing.T) {
+	s := startServer(t, echo, func(c *ServerConfig) { c.HandshakeTimeout = 20 * time.Millisecond })
+	nc := rawDial(t, s)
+	if _, err := io.ReadAll(nc); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(s.m.handshake[handshakeIO]); got != 1 {
+		t.Errorf("io handshake failures %v, want 1", got)
+	}
+}
+
+// The package doc lists exactly the metrics a Pool and a Server register.
+func TestMetricsDocumented(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	s := startServer(t, echo, func(c *ServerConfig) { c.Registerer = reg })
+	p := newPool(t, func(c *PoolConfig) { c.Registerer = reg })
+	if _, err := p.Call(context.Background(), s.Addr().String(), cmdEcho, nil); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, mf := range mfs {
+		got = append(got, mf.GetName())
+	}
+	doc, err := os.ReadFile("doc.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, m := range regexp.MustCompile(`(?m)^//\t(inboxd_peer_[a-z_]+)`).FindAllSubmatch(doc, -1) {
+		want = append(want, string(m[1]))
+	}
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("registered %v\ndocumented %v", got, want)
 	}
 }
