@@ -97,7 +97,8 @@
 //
 // Registered on PoolConfig.Registerer and ServerConfig.Registerer (cmd/inboxd
 // does not use this package yet, so docs/operations.md does not list them).
-// Commands are labelled by number.
+// Commands are labelled by number ("other" for those below FirstCommand);
+// a command's series appear, every result at zero, with its first use.
 //
 //	inboxd_peer_calls_total{command,result}       counter   calls made: ok, error (the node answered an error), queue_full, unavailable, timeout, canceled, closed, invalid
 //	inboxd_peer_call_duration_seconds{command}     histogram call start to answer or failure (calls refused at once excluded)

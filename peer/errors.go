@@ -56,7 +56,6 @@ func (e *Error) Error() string {
 // deadline passed, SHUTTING_DOWN when the pool is closed, INTERNAL for a
 // caller's bug (ErrTooLarge, ErrCommand). Code(nil) is 0.
 func Code(err error) wire.Code {
-	var e *Error
 	switch {
 	case err == nil:
 		return 0
@@ -66,7 +65,8 @@ func Code(err error) wire.Code {
 		// Before *Error: a node's ERROR frame that closed the connection,
 		// or refused the handshake, did not answer this call.
 		return wire.CodeUnavailable
-	case errors.As(err, &e):
+	case isError(err):
+		e, _ := errors.AsType[*Error](err)
 		return e.Code
 	case errors.Is(err, context.DeadlineExceeded):
 		return wire.CodeTimeout
@@ -82,4 +82,10 @@ func Retryable(err error) bool {
 		return false
 	}
 	return Code(err).Retryable()
+}
+
+// isError reports whether err holds an *Error.
+func isError(err error) bool {
+	_, ok := errors.AsType[*Error](err)
+	return ok
 }

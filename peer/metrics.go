@@ -2,6 +2,7 @@ package peer
 
 import (
 	"strconv"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -10,24 +11,30 @@ import (
 
 // Results of a call, the values of inboxd_peer_calls_total's result label.
 const (
-	callOK          = "ok"          // the node answered with a response body
-	callError       = "error"       // the node answered with an error code
-	callQueueFull   = "queue_full"  // MaxInFlight calls were in flight: not sent
-	callUnavailable = "unavailable" // the node unreachable, or the connection lost
-	callTimeout     = "timeout"     // the caller's deadline passed
-	callCanceled    = "canceled"    // the caller gave up
-	callClosed      = "closed"      // the pool closed
-	callInvalid     = "invalid"     // ErrTooLarge, ErrCommand
+	callOK          = iota // the node answered with a response body
+	callError              // the node answered with an error code
+	callQueueFull          // MaxInFlight calls were in flight: not sent
+	callUnavailable        // the node unreachable, or the connection lost
+	callTimeout            // the caller's deadline passed
+	callCanceled           // the caller gave up
+	callClosed             // the pool closed
+	callInvalid            // ErrTooLarge, ErrCommand
+	numCallResults
 )
+
+var callResultNames = [numCallResults]string{"ok", "error", "queue_full", "unavailable", "timeout", "canceled", "closed", "invalid"}
 
 // Results of a request served, the values of inboxd_peer_requests_total's
 // result label.
 const (
-	servedOK      = "ok"      // the handler answered a body
-	servedError   = "error"   // the handler answered an error
-	servedBusy    = "busy"    // the request queue was full: UNAVAILABLE without running
-	servedUnknown = "unknown" // a command outside the handlers' range
+	servedOK      = iota // the handler answered a body
+	servedError          // the handler answered an error
+	servedBusy           // the request queue was full: UNAVAILABLE without running
+	servedUnknown        // a command outside the handlers' range
+	numServedResults
 )
+
+var servedResultNames = [numServedResults]string{"ok", "error", "busy", "unknown"}
 
 // Reasons of inboxd_peer_handshake_failures_total.
 const (
@@ -42,9 +49,51 @@ var handshakeReasons = []string{handshakeBadProof, handshakeProtocol, handshakeI
 // the default call timeout.
 var latencyBuckets = []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 
-// Commands are labelled by number: which commands run over the transport is
-// its users' business, and the range is bounded.
-func cmdLabel(c wire.Command) string { return strconv.Itoa(int(c)) }
+// byCommand is a counter by command and result and a histogram by command.
+// A command's series are made at its first use, every result at once, so
+// that they all appear at zero together, and are kept: a call costs no
+// label formatting or hashing. Commands are labelled by number (which
+// commands run over the transport is its users' business); those below
+// FirstCommand, which no handler serves, share the label "other".
+type byCommand struct {
+	count    *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	results  []string
+	cache    sync.Map // wire.Command → *commandSeries
+}
+
+type commandSeries struct {
+	count    []prometheus.Counter // by result
+	duration prometheus.Observer
+}
+
+func newByCommand(count, duration, countHelp, durationHelp string, results []string) *byCommand {
+	return &byCommand{
+		count: prometheus.NewCounterVec(prometheus.CounterOpts(opts(count, countHelp)), []string{"command", "result"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "inboxd", Subsystem: "peer", Name: duration, Help: durationHelp, Buckets: latencyBuckets,
+		}, []string{"command"}),
+		results: results,
+	}
+}
+
+func (b *byCommand) of(c wire.Command) *commandSeries {
+	label := "other"
+	if c < FirstCommand {
+		c = 0
+	} else {
+		label = strconv.Itoa(int(c))
+	}
+	if s, ok := b.cache.Load(c); ok {
+		return s.(*commandSeries)
+	}
+	s := &commandSeries{count: make([]prometheus.Counter, len(b.results)), duration: b.duration.WithLabelValues(label)}
+	for i, r := range b.results {
+		s.count[i] = b.count.WithLabelValues(label, r)
+	}
+	actual, _ := b.cache.LoadOrStore(c, s)
+	return actual.(*commandSeries)
+}
 
 func opts(name, help string) prometheus.Opts {
 	return prometheus.Opts{Namespace: "inboxd", Subsystem: "peer", Name: name, Help: help}
@@ -65,20 +114,15 @@ func register(reg prometheus.Registerer, cs ...prometheus.Collector) error {
 
 // poolMetrics are a Pool's.
 type poolMetrics struct {
-	calls    *prometheus.CounterVec
-	duration *prometheus.HistogramVec
-	dials    [2]prometheus.Counter // ok, failed
+	calls *byCommand
+	dials [2]prometheus.Counter // ok, failed
 }
 
 func newPoolMetrics(p *Pool, reg prometheus.Registerer) (*poolMetrics, error) {
-	m := &poolMetrics{
-		calls: prometheus.NewCounterVec(prometheus.CounterOpts(opts("calls_total", "Calls to other nodes, by command and result.")), []string{"command", "result"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: "inboxd", Subsystem: "peer", Name: "call_duration_seconds",
-			Help:    "Calls to other nodes from their start to their answer (or failure), by command; calls refused at once are not observed.",
-			Buckets: latencyBuckets,
-		}, []string{"command"}),
-	}
+	m := &poolMetrics{calls: newByCommand("calls_total", "call_duration_seconds",
+		"Calls to other nodes, by command and result.",
+		"Calls to other nodes from their start to their answer (or failure), by command; calls refused at once are not observed.",
+		callResultNames[:])}
 	dials := prometheus.NewCounterVec(prometheus.CounterOpts(opts("dials_total", "Connections dialled to other nodes, by result (ok: dialled and authenticated).")), []string{"result"})
 	m.dials[0], m.dials[1] = dials.WithLabelValues("ok"), dials.WithLabelValues("failed")
 	inflight := prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("calls_in_flight", "Calls to other nodes started and not yet answered, waiting for a dial included.")), func() float64 {
@@ -87,24 +131,21 @@ func newPoolMetrics(p *Pool, reg prometheus.Registerer) (*poolMetrics, error) {
 	conns := prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("connections_outbound", "Authenticated connections this node dialled.")), func() float64 {
 		return float64(p.conns.Load())
 	})
-	return m, register(reg, m.calls, m.duration, dials, inflight, conns)
+	return m, register(reg, m.calls.count, m.calls.duration, dials, inflight, conns)
 }
 
 // serverMetrics are a Server's.
 type serverMetrics struct {
-	requests  *prometheus.CounterVec
-	duration  *prometheus.HistogramVec
+	requests  *byCommand
 	handshake map[string]prometheus.Counter
 }
 
 func newServerMetrics(s *Server, reg prometheus.Registerer) (*serverMetrics, error) {
 	m := &serverMetrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts(opts("requests_total", "Requests served to other nodes, by command and result.")), []string{"command", "result"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Namespace: "inboxd", Subsystem: "peer", Name: "request_duration_seconds",
-			Help:    "Requests from other nodes from their arrival to their response being queued: the queue wait and the handler, by command.",
-			Buckets: latencyBuckets,
-		}, []string{"command"}),
+		requests: newByCommand("requests_total", "request_duration_seconds",
+			"Requests served to other nodes, by command and result.",
+			"Requests from other nodes from their arrival to their response being queued: the queue wait and the handler, by command.",
+			servedResultNames[:]),
 		handshake: make(map[string]prometheus.Counter),
 	}
 	hs := prometheus.NewCounterVec(prometheus.CounterOpts(opts("handshake_failures_total", "Incoming connections refused at the handshake, by reason.")), []string{"reason"})
@@ -117,5 +158,5 @@ func newServerMetrics(s *Server, reg prometheus.Registerer) (*serverMetrics, err
 	conns := prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("connections_inbound", "Authenticated connections other nodes dialled to this one.")), func() float64 {
 		return float64(s.conns.Load())
 	})
-	return m, register(reg, m.requests, m.duration, hs, queue, conns)
+	return m, register(reg, m.requests.count, m.requests.duration, hs, queue, conns)
 }

@@ -173,7 +173,7 @@ func TestPipelinedOutOfOrder(t *testing.T) {
 	if d := testutil.ToFloat64(p.m.dials[0]); d != 1 {
 		t.Errorf("%v dials for %d concurrent calls, want 1", d, n)
 	}
-	if got := testutil.ToFloat64(s.m.requests.WithLabelValues(cmdLabel(cmdEcho), servedOK)); got != n {
+	if got := testutil.ToFloat64(s.m.requests.of(cmdEcho).count[servedOK]); got != n {
 		t.Errorf("server counted %v requests, want %d", got, n)
 	}
 }

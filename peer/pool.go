@@ -139,7 +139,7 @@ func NewPool(cfg PoolConfig) (*Pool, error) {
 // doc says what to do with each error; Code maps them to wire codes.
 func (p *Pool) Call(ctx context.Context, addr string, cmd wire.Command, body []byte) ([]byte, error) {
 	resp, result, err := p.call(ctx, addr, cmd, body)
-	p.m.calls.WithLabelValues(cmdLabel(cmd), result).Inc()
+	p.m.calls.of(cmd).count[result].Inc()
 	if err != nil {
 		return nil, fmt.Errorf("peer: %v to %s: %w", cmd, addr, err)
 	}
@@ -147,7 +147,7 @@ func (p *Pool) Call(ctx context.Context, addr string, cmd wire.Command, body []b
 }
 
 // call is Call, returning the result label of its metrics.
-func (p *Pool) call(ctx context.Context, addr string, cmd wire.Command, body []byte) ([]byte, string, error) {
+func (p *Pool) call(ctx context.Context, addr string, cmd wire.Command, body []byte) ([]byte, int, error) {
 	if cmd < FirstCommand {
 		return nil, callInvalid, ErrCommand
 	}
@@ -173,14 +173,13 @@ func (p *Pool) call(ctx context.Context, addr string, cmd wire.Command, body []b
 	resp, err := p.roundTrip(ctx, r, cmd, body)
 	result := callResult(err)
 	if result != callInvalid {
-		p.m.duration.WithLabelValues(cmdLabel(cmd)).Observe(time.Since(start).Seconds())
+		p.m.calls.of(cmd).duration.Observe(time.Since(start).Seconds())
 	}
 	return resp, result, err
 }
 
 // callResult is the result label of a call that ended with err.
-func callResult(err error) string {
-	var e *Error
+func callResult(err error) int {
 	switch {
 	case err == nil:
 		return callOK
@@ -188,7 +187,7 @@ func callResult(err error) string {
 		return callClosed
 	case errors.Is(err, ErrUnavailable), errors.Is(err, ErrConnLost):
 		return callUnavailable
-	case errors.As(err, &e):
+	case isError(err):
 		return callError
 	case errors.Is(err, context.DeadlineExceeded):
 		return callTimeout

@@ -269,14 +269,14 @@ func (s *Server) serve(c *conn) {
 			continue
 		}
 		if f.Command < FirstCommand {
-			s.m.requests.WithLabelValues(cmdLabel(f.Command), servedUnknown).Inc()
+			s.m.requests.of(f.Command).count[servedUnknown].Inc()
 			c.send(f.Command, wire.FlagResponse|wire.FlagError, f.RequestID, errorBody(wire.CodeUnknownCommand, "not a handler's command"))
 			continue
 		}
 		select {
 		case s.jobs <- job{c: c, from: sess.node, cmd: f.Command, id: f.RequestID, body: f.Body, arrived: time.Now()}:
 		default:
-			s.m.requests.WithLabelValues(cmdLabel(f.Command), servedBusy).Inc()
+			s.m.requests.of(f.Command).count[servedBusy].Inc()
 			c.send(f.Command, wire.FlagResponse|wire.FlagError, f.RequestID, errorBody(wire.CodeUnavailable, "node busy"))
 		}
 	}
@@ -305,8 +305,9 @@ func (s *Server) run(j job) {
 	}
 	// Counted before the answer is queued, so that a caller that has its
 	// answer finds it counted.
-	s.m.requests.WithLabelValues(cmdLabel(j.cmd), result).Inc()
-	s.m.duration.WithLabelValues(cmdLabel(j.cmd)).Observe(time.Since(j.arrived).Seconds())
+	series := s.m.requests.of(j.cmd)
+	series.count[result].Inc()
+	series.duration.Observe(time.Since(j.arrived).Seconds())
 	j.c.send(j.cmd, flags, j.id, body) // fails only if the connection closed: nobody to answer
 }
 
