@@ -11,7 +11,7 @@ import (
 // Errors of Pool.Call. Code maps each to the wire code a caller answers its
 // own client with.
 var (
-	// ErrQueueFull: Config.MaxInFlight calls to the node are already in
+	// ErrQueueFull: PoolConfig.MaxInFlight calls to the node are already in
 	// flight. The call was not sent. UNAVAILABLE.
 	ErrQueueFull = errors.New("peer: too many calls in flight to the node")
 	// ErrUnavailable: the node could not be reached (dial or handshake

@@ -21,7 +21,7 @@ import (
 // Handler serves the requests of other nodes.
 type Handler interface {
 	// Serve runs one request: cmd is in [FirstCommand, 0xFFFF], from is the
-	// id the calling node authenticated as, body is the request's body,
+	// node id (cluster.NodeInfo.ID) the calling node authenticated as, body is the request's body,
 	// Serve's to keep. The server copies the returned body into the
 	// connection's write buffer, so Serve may return a buffer it reuses
 	// once Serve has returned. An error is
