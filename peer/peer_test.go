@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 
+	"github.com/inboxd/inboxd/internal/backoff"
 	"github.com/inboxd/inboxd/wire"
 )
 
@@ -619,5 +620,56 @@ func TestMetricsDocumented(t *testing.T) {
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
 		t.Errorf("registered %v\ndocumented %v", got, want)
+	}
+}
+
+// Calls from many goroutines while the node restarts under them: every call
+// ends, with an answer or a retryable error, and once the node is back the
+// calls succeed again.
+func TestCallsAcrossRestarts(t *testing.T) {
+	s := startServer(t, echo, nil)
+	addr := s.Addr().String()
+	p := newPool(t, func(c *PoolConfig) { c.Backoff = backoff.Policy{Min: time.Millisecond, Max: 5 * time.Millisecond} })
+	const callers, calls, restarts = 8, 300, 3
+	var ok atomic.Int64
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Go(func() {
+			for range calls {
+				_, err := p.Call(context.Background(), addr, cmdEcho, []byte("x"))
+				if err == nil {
+					ok.Add(1)
+				} else if !Retryable(err) {
+					t.Errorf("a call during restarts: %v, not retryable", err)
+					return
+				}
+			}
+		})
+	}
+	done, restarted := make(chan struct{}), 0
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+restart:
+	for i := range restarts {
+		for ok.Load() < int64((i+1)*callers*calls/(restarts+2)) {
+			select {
+			case <-done: // the calls ran out first: restart no more
+				break restart
+			default:
+				runtime.Gosched()
+			}
+		}
+		s.Close()
+		s = startServer(t, echo, func(c *ServerConfig) { c.Addr = addr })
+		restarted++
+	}
+	<-done
+	if restarted == 0 {
+		t.Error("the calls ran out before the first restart")
+	}
+	if _, err := p.Call(context.Background(), addr, cmdEcho, nil); err != nil {
+		t.Errorf("a call after the restarts: %v", err)
 	}
 }
