@@ -28,6 +28,12 @@ const (
 	CmdError         Command = 255 // server-initiated Error, then the server closes
 )
 
+// CmdPeerFirst is the first of the commands 0x8000–0xFFFF, reserved for
+// the traffic between inboxd nodes (package peer, docs/cluster.md). No
+// client command is ever numbered in that range, and a client never sends
+// one: a server answers it UNKNOWN_COMMAND on a client connection.
+const CmdPeerFirst Command = 0x8000
+
 var commandNames = map[Command]string{
 	CmdAuth: "AUTH", CmdHeartbeat: "HEARTBEAT", CmdSend: "SEND", CmdPush: "PUSH",
 	CmdSync: "SYNC", CmdHistory: "HISTORY", CmdConversations: "CONVERSATIONS",

@@ -16,7 +16,7 @@ const module = "github.com/inboxd/inboxd/"
 // the server may change its own packages freely.
 var (
 	clientSide = []string{"wire", "wire/wirepb", "token", "client", "cmd/inboxctl", "bench", "cmd/inboxd-bench"}
-	serverSide = []string{"gateway", "inbox", "sequencer", "timeline", "webhook", "internal/admin", "internal/metered", "internal/gatewaytest", "cmd/inboxd"}
+	serverSide = []string{"gateway", "peer", "inbox", "sequencer", "timeline", "webhook", "internal/admin", "internal/metered", "internal/gatewaytest", "cmd/inboxd"}
 )
 
 // under reports whether the import path p is the module's package dir or

@@ -308,3 +308,11 @@ func TestRetryable(t *testing.T) {
 		}
 	}
 }
+
+func TestClientCommandsBelowPeerRange(t *testing.T) {
+	for c := int(wire.CmdPeerFirst); c <= 0xFFFF; c++ {
+		if wire.Command(c).Known() {
+			t.Errorf("client command %v is in the peer range", wire.Command(c))
+		}
+	}
+}

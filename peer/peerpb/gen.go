@@ -1,0 +1,6 @@
+// Package peerpb holds the Protocol Buffers bodies of the peer handshake,
+// generated from peer.proto (protoc from Debian's protobuf-compiler,
+// protoc-gen-go v1.36.12 from google.golang.org/protobuf/cmd/protoc-gen-go).
+package peerpb
+
+//go:generate protoc --go_out=. --go_opt=paths=source_relative peer.proto
