@@ -302,7 +302,7 @@ func TestRetryable(t *testing.T) {
 		wire.CodeRateLimited: true, wire.CodeUnavailable: true, wire.CodeTimeout: true,
 		wire.CodeShuttingDown: true, wire.CodeInternal: true,
 	}
-	for c := wire.Code(0); c <= wire.CodeIdle+1; c++ {
+	for c := wire.Code(0); c <= wire.CodeRedirect+1; c++ {
 		if c.Retryable() != retryable[c] {
 			t.Errorf("code %d: Retryable() = %v", c, c.Retryable())
 		}
