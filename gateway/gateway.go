@@ -40,6 +40,7 @@ import (
 	"github.com/inboxd/inboxd/inbox"
 	"github.com/inboxd/inboxd/timeline"
 	"github.com/inboxd/inboxd/wire"
+	"github.com/inboxd/inboxd/wire/wirepb"
 )
 
 // Config configures a Server. Zero values take the defaults named.
@@ -76,6 +77,9 @@ type Config struct {
 	// Registerer gets the gateway's metrics. Nil leaves them unregistered:
 	// they are still counted, and nobody reads them.
 	Registerer prometheus.Registerer
+	// Ownership, when set, limits the gateway to the users whose shard this
+	// node serves (route.go); nil serves every user.
+	Ownership Ownership
 }
 
 func (c *Config) setDefaults() error {
@@ -142,8 +146,9 @@ type Server struct {
 	ready chan *session // sessions with queued requests, each at most once
 
 	mu       sync.RWMutex
-	byUser   map[uint64][]*session // authenticated sessions
-	sessions map[*session]struct{} // every open session, for the idle sweep
+	byUser   map[uint64][]*session       // authenticated sessions
+	byShard  map[int]map[uint64]struct{} // the users of byUser, by shard
+	sessions map[*session]struct{}       // every open session, for the idle sweep
 
 	engine   gnet.Engine
 	booted   chan struct{}
@@ -168,6 +173,7 @@ func New(cfg Config) (*Server, error) {
 		log:      cfg.Logger,
 		ready:    make(chan *session, 1<<16),
 		byUser:   make(map[uint64][]*session),
+		byShard:  make(map[int]map[uint64]struct{}),
 		sessions: make(map[*session]struct{}),
 		booted:   make(chan struct{}),
 	}
@@ -196,8 +202,13 @@ func (s *Server) Serve(svc Service) error {
 	for range s.cfg.Workers {
 		s.workers.Go(s.work)
 	}
+	stopWatch := make(chan struct{})
+	if s.cfg.Ownership != nil && s.cfg.Ownership.Changes() != nil {
+		s.workers.Go(func() { s.watchOwnership(stopWatch) })
+	}
 	defer func() {
 		close(s.ready)
+		close(stopWatch)
 		s.workers.Wait()
 	}()
 	err := gnet.Run(s, "tcp://"+s.cfg.Addr,
@@ -299,8 +310,9 @@ func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 	delete(s.sessions, sess)
 	if user := sess.user.Load(); user != 0 {
 		s.byUser[user] = deleteSession(s.byUser[user], sess)
-		if len(s.byUser[user]) == 0 {
+		if _, online := s.byUser[user]; online && len(s.byUser[user]) == 0 {
 			delete(s.byUser, user)
+			s.unindexShard(user)
 		}
 	}
 	s.mu.Unlock()
@@ -344,12 +356,21 @@ func (s *Server) OnTick() (time.Duration, gnet.Action) {
 }
 
 // register makes sess the user's session for its device, replacing an older
-// connection of the same device.
-func (s *Server) register(sess *session) {
+// connection of the same device, or returns the error to send the user away
+// with (route.go) when this node does not serve the user's shard. Checking
+// under s.mu orders the check with dropUnserved: a change of ownership
+// either precedes it, or its notification finds the session registered.
+func (s *Server) register(sess *session) *wirepb.Error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	user := sess.user.Load()
-	list := s.byUser[user]
+	if e := s.notServed(s.shardOf(user)); e != nil {
+		return e
+	}
+	list, online := s.byUser[user]
+	if !online {
+		s.indexShard(user)
+	}
 	for _, old := range list {
 		if old.device == sess.device {
 			list = deleteSession(list, old)
@@ -358,6 +379,7 @@ func (s *Server) register(sess *session) {
 		}
 	}
 	s.byUser[user] = append(list, sess)
+	return nil
 }
 
 // Notify pushes committed inbox entries to the user's online devices. It is

@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/inboxd/inboxd/cluster"
 	"github.com/inboxd/inboxd/gateway"
 	"github.com/inboxd/inboxd/inbox"
 	"github.com/inboxd/inboxd/internal/admin"
@@ -178,6 +179,9 @@ func run(args []string) error {
 	}
 	gw, err := gateway.New(gateway.Config{
 		Addr: o.Listen, Secret: secret, Workers: o.Workers, MaxFrame: o.MaxFrame, Logger: log, Registerer: reg,
+		// One process is the whole cluster until the cluster is wired in:
+		// it serves every user and never redirects.
+		Ownership: cluster.NewLocal(cluster.DefaultShards),
 	})
 	if err != nil {
 		return err
