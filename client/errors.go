@@ -94,6 +94,11 @@ var (
 	// lost data or is another server. The client stops; the application
 	// must decide what its local state is worth.
 	ErrSeqAhead = errors.New("client: last seq ahead of the server's head")
+	// ErrTooManyRedirects reports nodes that sent the client on more than
+	// Config.MaxRedirects times in a row: their views of who serves the
+	// user disagree. A running client backs off and tries again; Dial
+	// returns it.
+	ErrTooManyRedirects = errors.New("client: too many redirects")
 )
 
 // retryable reports whether a failed request may be sent again: the server
