@@ -150,17 +150,19 @@ func parseSendAck(b []byte) (a sendAck, err error) {
 	return a, err
 }
 
-// parseError returns an Error body's code and retry_after_ms.
-func parseError(b []byte) (code uint32, retryAfterMs uint64) {
-	forFields(b, func(num protowire.Number, v uint64, _ []byte) {
+// parseError returns an Error body's code, retry_after_ms and redirect.
+func parseError(b []byte) (code uint32, retryAfterMs uint64, redirect string) {
+	forFields(b, func(num protowire.Number, v uint64, bs []byte) {
 		switch num {
 		case 1:
 			code = uint32(v)
 		case 3:
 			retryAfterMs = v
+		case 4:
+			redirect = string(bs)
 		}
 	})
-	return code, retryAfterMs
+	return code, retryAfterMs, redirect
 }
 
 // firstVarint returns varint field num of b (MarkReadResponse.read_seq,

@@ -50,7 +50,11 @@ func TestParseEntriesMatchesGeneratedCode(t *testing.T) {
 		t.Fatalf("SendAck %+v: %v", a, err)
 	}
 	eb, _ := proto.Marshal(&wirepb.Error{Code: 13, RetryAfterMs: 250})
-	if c, ra := parseError(eb); c != 13 || ra != 250 {
-		t.Fatalf("Error %d %d", c, ra)
+	if c, ra, to := parseError(eb); c != 13 || ra != 250 || to != "" {
+		t.Fatalf("Error %d %d %q", c, ra, to)
+	}
+	eb, _ = proto.Marshal(&wirepb.Error{Code: uint32(wire.CodeRedirect), Redirect: "10.0.0.2:7600"})
+	if c, _, to := parseError(eb); c != uint32(wire.CodeRedirect) || to != "10.0.0.2:7600" {
+		t.Fatalf("Error %d redirect %q", c, to)
 	}
 }
