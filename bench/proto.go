@@ -153,12 +153,14 @@ func parseSendAck(b []byte) (a sendAck, err error) {
 // parseError returns an Error body's code, retry_after_ms and redirect.
 func parseError(b []byte) (code uint32, retryAfterMs uint64, redirect string) {
 	forFields(b, func(num protowire.Number, v uint64, bs []byte) {
-		switch num {
-		case 1:
+		// A field of another wire type than its own is an unknown field
+		// to protobuf: skip it likewise (bs is nil for varints only).
+		switch varint := bs == nil; {
+		case num == 1 && varint:
 			code = uint32(v)
-		case 3:
-			retryAfterMs = v
-		case 4:
+		case num == 3 && varint:
+			retryAfterMs = uint64(uint32(v)) // a uint32 field: protobuf keeps the low bits
+		case num == 4 && !varint:
 			redirect = string(bs)
 		}
 	})
