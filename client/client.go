@@ -260,7 +260,7 @@ func (c *Client) connect(ctx context.Context, redirect string) (*conn, *wirepb.A
 		hops = 1
 	}
 	for {
-		cn, ar, err := c.authenticate(ctx, addr, tok)
+		cn, ar, dialled, err := c.authenticate(ctx, addr, tok)
 		if err == nil {
 			return cn, ar, nil
 		}
@@ -269,18 +269,17 @@ func (c *Client) connect(ctx context.Context, redirect string) (*conn, *wirepb.A
 			return nil, nil, err
 		}
 		if hops >= c.cfg.MaxRedirects {
-			return nil, nil, fmt.Errorf("%w: %d in a row, the last from %s to %s", ErrTooManyRedirects, hops+1, cn.addr, e.Redirect)
+			return nil, nil, fmt.Errorf("%w: %d in a row, the last from %s to %s", ErrTooManyRedirects, hops+1, dialled, e.Redirect)
 		}
 		hops++
-		c.log.Info("inboxd redirected", "from", cn.addr, "to", e.Redirect)
+		c.log.Info("inboxd redirected", "from", dialled, "to", e.Redirect)
 		addr = e.Redirect
 	}
 }
 
 // authenticate dials addr (empty: the first of Config.Addrs that answers)
-// and sends AUTH. When AUTH fails, it returns the closed connection too,
-// for its address.
-func (c *Client) authenticate(ctx context.Context, addr, tok string) (*conn, *wirepb.AuthResponse, error) {
+// and sends AUTH. It returns the address dialled, also when AUTH fails.
+func (c *Client) authenticate(ctx context.Context, addr, tok string) (*conn, *wirepb.AuthResponse, string, error) {
 	var nc net.Conn
 	var err error
 	if addr == "" {
@@ -294,7 +293,7 @@ func (c *Client) authenticate(ctx context.Context, addr, tok string) (*conn, *wi
 		}
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, addr, err
 	}
 	cn := newConn(nc, addr, &c.cfg, c.unpublish)
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
@@ -303,10 +302,10 @@ func (c *Client) authenticate(ctx context.Context, addr, tok string) (*conn, *wi
 	if err := cn.roundTrip(ctx, wire.CmdAuth, &wirepb.AuthRequest{Token: tok}, ar); err != nil {
 		cn.close(err)
 		cn.wait()
-		return cn, nil, fmt.Errorf("client: authenticate to %s: %w", addr, err)
+		return nil, nil, addr, fmt.Errorf("client: authenticate to %s: %w", addr, err)
 	}
 	cn.authenticated(ar)
-	return cn, ar, nil
+	return cn, ar, addr, nil
 }
 
 func (c *Client) checkHead(ar *wirepb.AuthResponse) error {
