@@ -310,7 +310,7 @@ func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 	delete(s.sessions, sess)
 	if user := sess.user.Load(); user != 0 {
 		s.byUser[user] = deleteSession(s.byUser[user], sess)
-		if _, online := s.byUser[user]; online && len(s.byUser[user]) == 0 {
+		if len(s.byUser[user]) == 0 {
 			delete(s.byUser, user)
 			s.unindexShard(user)
 		}
