@@ -8,12 +8,16 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/inboxd/inboxd/client"
 )
 
 // Config is one load run.
 type Config struct {
-	// Addr is a running inboxd to drive, with Secret its token secret.
-	// Empty: Run starts inboxd itself as Server says.
+	// Addr is a running inboxd to drive, or a comma-separated list of the
+	// nodes of one cluster (the devices spread over them and follow
+	// REDIRECT), with Secret its token secret. Empty: Run starts inboxd
+	// itself as Server says.
 	Addr   string
 	Secret []byte
 	Server ServerConfig
@@ -145,6 +149,9 @@ func (c *Config) validate() error {
 	}
 	if c.Addr != "" && c.Chaos > 0 {
 		return fmt.Errorf("bench: chaos needs the server Run starts itself (no -addr)")
+	}
+	if c.Addr != "" && len(client.SplitAddrs(c.Addr)) == 0 {
+		return fmt.Errorf("bench: -addr %q names no address", c.Addr)
 	}
 	if c.Addr != "" && len(c.Secret) == 0 {
 		return fmt.Errorf("bench: the token secret of %s is needed", c.Addr)

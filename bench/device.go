@@ -37,7 +37,10 @@ type device struct {
 	wake    chan struct{} // closed to end an away period early
 	online  atomic.Bool
 
-	everConnected bool // by the goroutine running the device
+	// By the goroutine running the device.
+	everConnected bool
+	next          string // the node to connect to first: the last that answered, or a REDIRECT's
+	turn          int    // moves the device along the runner's addresses after a failed dial
 
 	// The stream state, changed by the goroutine reading the connection
 	// and, at the end of the run, by catchUp. Lock order: st, then mu.
@@ -168,7 +171,10 @@ func (d *device) wakeUp() {
 }
 
 // connect dials, authenticates and starts the catch-up SYNC. It returns
-// the bodies of pushes that came before the AUTH response.
+// the bodies of pushes that came before the AUTH response. It tries the
+// node that answered last (or that a REDIRECT named), else the runner's
+// addresses in turn from the device's own, one per failed dial, and
+// follows REDIRECT answers to AUTH.
 func (d *device) connect(ctx context.Context) (nc net.Conn, early [][]byte, err error) {
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -180,10 +186,39 @@ func (d *device) connect(ctx context.Context) (nc net.Conn, early [][]byte, err 
 	case <-dctx.Done():
 		return nil, nil, dctx.Err()
 	}
+	addr := d.next
+	if addr == "" {
+		addr = d.r.addrs[(d.idx+d.turn)%len(d.r.addrs)]
+	}
+	for hops := 0; ; hops++ {
+		var redirect string
+		nc, early, redirect, err = d.auth(dctx, addr)
+		switch {
+		case err == nil:
+			d.next = addr
+			return nc, early, nil
+		case redirect == "":
+			return nil, nil, err
+		case hops == maxRedirects:
+			return nil, nil, fmt.Errorf("bench: %d redirects in a row, the last from %s to %s: %w", hops+1, addr, redirect, err)
+		}
+		addr = redirect
+	}
+}
+
+// maxRedirects bounds the redirects a device follows in a row, as the Go
+// client does (docs/protocol.md, "Redirects").
+const maxRedirects = 5
+
+// auth connects to addr, authenticates and starts the catch-up SYNC. When
+// AUTH is answered REDIRECT, it returns the address named.
+func (d *device) auth(dctx context.Context, addr string) (nc net.Conn, early [][]byte, redirect string, err error) {
 	var dialer net.Dialer
-	nc, err = dialer.DialContext(dctx, "tcp", d.r.addr)
+	nc, err = dialer.DialContext(dctx, "tcp", addr)
 	if err != nil {
-		return nil, nil, err
+		d.next = ""
+		d.turn++
+		return nil, nil, "", err
 	}
 	// AUTH, answered before anything else is sent: its head seq tells
 	// whether the server lost entries this device already applied.
@@ -192,7 +227,7 @@ func (d *device) connect(ctx context.Context) (nc net.Conn, early [][]byte, err 
 	nc.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := nc.Write(frame); err != nil {
 		nc.Close()
-		return nil, nil, err
+		return nil, nil, "", err
 	}
 	// The gateway may push the user's new entries before it writes the
 	// AUTH response: keep them for after the catch-up SYNC has started.
@@ -202,7 +237,7 @@ func (d *device) connect(ctx context.Context) (nc net.Conn, early [][]byte, err 
 		h, body, err = readFrame(nc, nil)
 		if err != nil {
 			nc.Close()
-			return nil, nil, err
+			return nil, nil, "", err
 		}
 		if h.Command != wire.CmdPush || h.Flags != 0 || len(early) >= 1000 {
 			break
@@ -211,18 +246,21 @@ func (d *device) connect(ctx context.Context) (nc net.Conn, early [][]byte, err 
 	}
 	if h.Command != wire.CmdAuth || h.Flags&wire.FlagResponse == 0 {
 		nc.Close()
-		return nil, nil, fmt.Errorf("bench: %v frame (flags %d) where the AUTH response belongs", h.Command, h.Flags)
+		return nil, nil, "", fmt.Errorf("bench: %v frame (flags %d) where the AUTH response belongs", h.Command, h.Flags)
 	}
 	if h.Flags&wire.FlagError != 0 {
-		code, _ := parseError(body)
+		code, _, to := parseError(body)
 		nc.Close()
 		d.r.stats.countError(code)
-		return nil, nil, &serverError{code: wire.Code(code)}
+		if wire.Code(code) != wire.CodeRedirect {
+			to = ""
+		}
+		return nil, nil, to, &serverError{code: wire.Code(code)}
 	}
 	head, err := firstVarint(body, 3)
 	if err != nil {
 		nc.Close()
-		return nil, nil, err
+		return nil, nil, "", err
 	}
 	nc.SetDeadline(time.Time{})
 	d.st.Lock()
@@ -241,7 +279,7 @@ func (d *device) connect(ctx context.Context) (nc net.Conn, early [][]byte, err 
 		d.r.stats.reconnects.Add(1)
 	}
 	d.startSync(nil)
-	return nc, early, nil
+	return nc, early, "", nil
 }
 
 func appendAuth(frame []byte, tok string) []byte {
@@ -401,8 +439,11 @@ func (d *device) handle(h wire.Header, body []byte) error {
 		_, _, err := parseEntries(body, func(e entry) { d.pushed(&e, now) })
 		return err
 	case h.Command == wire.CmdError && h.Flags == 0:
-		code, _ := parseError(body)
+		code, _, to := parseError(body)
 		d.r.stats.countError(code)
+		if wire.Code(code) == wire.CodeRedirect {
+			d.next = to // the node that serves the user now
+		}
 		return &serverError{code: wire.Code(code)}
 	case h.Flags&wire.FlagResponse == 0:
 		return nil
@@ -415,7 +456,7 @@ func (d *device) handle(h wire.Header, body []byte) error {
 		return nil // answered after a timeout gave up on it
 	}
 	if h.Flags&wire.FlagError != 0 {
-		code, after := parseError(body)
+		code, after, _ := parseError(body)
 		d.r.stats.countError(code)
 		d.failed(req, &serverError{code: wire.Code(code), retryAfterMs: after})
 		return nil

@@ -150,17 +150,21 @@ func parseSendAck(b []byte) (a sendAck, err error) {
 	return a, err
 }
 
-// parseError returns an Error body's code and retry_after_ms.
-func parseError(b []byte) (code uint32, retryAfterMs uint64) {
-	forFields(b, func(num protowire.Number, v uint64, _ []byte) {
-		switch num {
-		case 1:
+// parseError returns an Error body's code, retry_after_ms and redirect.
+func parseError(b []byte) (code uint32, retryAfterMs uint64, redirect string) {
+	forFields(b, func(num protowire.Number, v uint64, bs []byte) {
+		// A field of another wire type than its own is an unknown field
+		// to protobuf: skip it likewise (bs is nil for varints only).
+		switch varint := bs == nil; {
+		case num == 1 && varint:
 			code = uint32(v)
-		case 3:
-			retryAfterMs = v
+		case num == 3 && varint:
+			retryAfterMs = uint64(uint32(v)) // a uint32 field: protobuf keeps the low bits
+		case num == 4 && !varint:
+			redirect = string(bs)
 		}
 	})
-	return code, retryAfterMs
+	return code, retryAfterMs, redirect
 }
 
 // firstVarint returns varint field num of b (MarkReadResponse.read_seq,

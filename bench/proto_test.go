@@ -50,7 +50,35 @@ func TestParseEntriesMatchesGeneratedCode(t *testing.T) {
 		t.Fatalf("SendAck %+v: %v", a, err)
 	}
 	eb, _ := proto.Marshal(&wirepb.Error{Code: 13, RetryAfterMs: 250})
-	if c, ra := parseError(eb); c != 13 || ra != 250 {
-		t.Fatalf("Error %d %d", c, ra)
+	if c, ra, to := parseError(eb); c != 13 || ra != 250 || to != "" {
+		t.Fatalf("Error %d %d %q", c, ra, to)
 	}
+	eb, _ = proto.Marshal(&wirepb.Error{Code: uint32(wire.CodeRedirect), Redirect: "10.0.0.2:7600"})
+	if c, _, to := parseError(eb); c != uint32(wire.CodeRedirect) || to != "10.0.0.2:7600" {
+		t.Fatalf("Error %d redirect %q", c, to)
+	}
+}
+
+// FuzzParseError holds parseError to the generated code: on every body
+// that the generated code decodes, the two agree.
+func FuzzParseError(f *testing.F) {
+	for _, e := range []*wirepb.Error{
+		{},
+		{Code: 13, RetryAfterMs: 250},
+		{Code: uint32(wire.CodeRedirect), Message: "moved", Redirect: "10.0.0.2:7600"},
+	} {
+		b, _ := proto.Marshal(e)
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var e wirepb.Error
+		if proto.Unmarshal(b, &e) != nil {
+			parseError(b) // must not panic
+			return
+		}
+		code, after, to := parseError(b)
+		if code != e.Code || after != uint64(e.RetryAfterMs) || to != e.Redirect {
+			t.Fatalf("parseError(%x) = %d, %d, %q; generated code: %v", b, code, after, to, &e)
+		}
+	})
 }

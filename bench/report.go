@@ -162,7 +162,7 @@ var codeNames = map[wire.Code]string{
 	wire.CodeFrameTooLarge: "FRAME_TOO_LARGE", wire.CodeRateLimited: "RATE_LIMITED",
 	wire.CodeUnavailable: "UNAVAILABLE", wire.CodeTimeout: "TIMEOUT", wire.CodeSlowReader: "SLOW_READER",
 	wire.CodeReplaced: "REPLACED", wire.CodeShuttingDown: "SHUTTING_DOWN", wire.CodeVersion: "VERSION",
-	wire.CodeInternal: "INTERNAL", wire.CodeIdle: "IDLE",
+	wire.CodeInternal: "INTERNAL", wire.CodeIdle: "IDLE", wire.CodeRedirect: "REDIRECT",
 }
 
 func codeName(c wire.Code) string {

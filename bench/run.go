@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/inboxd/inboxd/client"
 	"github.com/inboxd/inboxd/internal/backoff"
 	"github.com/inboxd/inboxd/token"
 	"github.com/inboxd/inboxd/wire"
@@ -25,8 +26,9 @@ import (
 type runner struct {
 	cfg    Config
 	log    *slog.Logger
-	addr   string
-	srv    *server // nil against a server given by address
+	addr   string   // as given: one address, or a comma-separated list of a cluster's nodes
+	addrs  []string // addr split
+	srv    *server  // nil against a server given by address
 	model  *Model
 	stats  stats
 	hists  hists
@@ -104,6 +106,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		r.addr = cfg.Addr
 	}
 	rep.Addr = r.addr
+	r.addrs = client.SplitAddrs(r.addr)
 
 	runCtx, stopDevices := context.WithCancel(ctx)
 	var wg sync.WaitGroup

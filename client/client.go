@@ -1,6 +1,7 @@
 package client
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -22,8 +23,18 @@ const DefaultAddr = "127.0.0.1:7600"
 
 // Config configures a Client. Zero values take the defaults named.
 type Config struct {
-	// Addr is the gateway's host:port (default DefaultAddr).
+	// Addr is the gateway's host:port (default DefaultAddr), when Addrs is
+	// empty.
 	Addr string
+	// Addrs are the host:port of several nodes of one inboxd cluster. The
+	// client tries them in a random order, moving on to the next when one
+	// cannot be reached, and follows the REDIRECT of a node that does not
+	// serve the user (docs/protocol.md, "Redirects").
+	Addrs []string
+	// MaxRedirects bounds the redirects followed in a row without an AUTH
+	// that succeeds (default 5); past it, the client backs off and starts
+	// again from Addrs.
+	MaxRedirects int
 	// Token authenticates the connection (see docs/protocol.md, "Tokens").
 	Token string
 	// TokenSource, when set, is called for a token before every connection
@@ -54,7 +65,8 @@ type Config struct {
 	// MaxAttempts bounds the attempts of a request that is retried (see
 	// Send) (default 10); its context bounds their time.
 	MaxAttempts int
-	// DialTimeout bounds connecting and authenticating (default 10 s).
+	// DialTimeout bounds connecting to one address, and authenticating
+	// there (default 10 s).
 	DialTimeout time.Duration
 	// WriteTimeout bounds writing one frame (default 10 s).
 	WriteTimeout time.Duration
@@ -69,15 +81,18 @@ type Config struct {
 
 	// pushBacklog overrides maxPushBacklog in tests.
 	pushBacklog int
+	// keepOrder tries Addrs in their order, for tests.
+	keepOrder bool
 }
 
 func (c *Config) setDefaults() error {
 	if c.Token == "" && c.TokenSource == nil {
 		return errors.New("client: Config has neither Token nor TokenSource")
 	}
-	if c.Addr == "" {
-		c.Addr = DefaultAddr
+	if len(c.Addrs) == 0 {
+		c.Addrs = []string{cmp.Or(c.Addr, DefaultAddr)}
 	}
+	setDefault(&c.MaxRedirects, 5)
 	setDefault(&c.MinBackoff, 200*time.Millisecond)
 	setDefault(&c.MaxBackoff, 30*time.Second)
 	c.MaxBackoff = max(c.MaxBackoff, c.MinBackoff)
@@ -107,6 +122,7 @@ func setDefault[T int | time.Duration](v *T, def T) {
 // Session is what the server said when the current connection
 // authenticated.
 type Session struct {
+	Addr       string // the node's address
 	User       uint64
 	Device     string
 	HeadSeq    uint64 // the user's newest inbox seq at that moment
@@ -122,8 +138,9 @@ type Session struct {
 // concurrent use; a request made while the client reconnects waits for the
 // new connection (bounded by its context).
 type Client struct {
-	cfg Config
-	log *slog.Logger
+	cfg   Config
+	log   *slog.Logger
+	addrs *addrList // the connecting goroutine's: Dial's, then run's
 
 	// life ends with Close; it bounds the background goroutine's I/O.
 	life    context.Context
@@ -151,12 +168,13 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	c := &Client{
 		cfg:     cfg,
 		log:     cfg.Logger,
+		addrs:   newAddrList(cfg.Addrs, !cfg.keepOrder),
 		stopped: make(chan struct{}),
 		ready:   make(chan struct{}),
 		synced:  make(chan struct{}),
 	}
 	c.last.Store(cfg.LastSeq)
-	cn, ar, err := c.connect(ctx)
+	cn, ar, err := c.connect(ctx, "")
 	if err != nil {
 		return nil, err
 	}
@@ -225,8 +243,11 @@ func (c *Client) WaitSynced(ctx context.Context) error {
 	}
 }
 
-// connect dials and authenticates one connection.
-func (c *Client) connect(ctx context.Context) (*conn, *wirepb.AuthResponse, error) {
+// connect dials and authenticates one connection: to redirect, the node a
+// REDIRECT named, if not empty, else to the first of Config.Addrs that
+// answers. It follows the REDIRECT answers to AUTH, at most MaxRedirects
+// in a row (the one that named redirect included).
+func (c *Client) connect(ctx context.Context, redirect string) (*conn, *wirepb.AuthResponse, error) {
 	tok := c.cfg.Token
 	if c.cfg.TokenSource != nil {
 		var err error
@@ -234,21 +255,57 @@ func (c *Client) connect(ctx context.Context) (*conn, *wirepb.AuthResponse, erro
 			return nil, nil, fmt.Errorf("client: token: %w", err)
 		}
 	}
+	addr, hops := redirect, 0
+	if redirect != "" {
+		hops = 1
+	}
+	for {
+		cn, ar, dialled, err := c.authenticate(ctx, addr, tok)
+		if err == nil {
+			return cn, ar, nil
+		}
+		var e *Error
+		if !errors.As(err, &e) || e.Code != wire.CodeRedirect || e.Redirect == "" {
+			return nil, nil, err
+		}
+		if hops >= c.cfg.MaxRedirects {
+			return nil, nil, fmt.Errorf("%w: %d in a row, the last from %s to %s", ErrTooManyRedirects, hops+1, dialled, e.Redirect)
+		}
+		hops++
+		c.log.Info("inboxd redirected", "from", dialled, "to", e.Redirect)
+		addr = e.Redirect
+	}
+}
+
+// authenticate dials addr (empty: the first of Config.Addrs that answers)
+// and sends AUTH. It returns the address dialled, also when AUTH fails.
+func (c *Client) authenticate(ctx context.Context, addr, tok string) (*conn, *wirepb.AuthResponse, string, error) {
+	var nc net.Conn
+	var err error
+	if addr == "" {
+		nc, addr, err = c.addrs.dial(ctx, c.cfg.DialTimeout, c.cfg.Dial)
+	} else {
+		dctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
+		nc, err = c.cfg.Dial(dctx, addr)
+		cancel()
+		if err != nil {
+			err = fmt.Errorf("client: connect to %s: %w", addr, err)
+		}
+	}
+	if err != nil {
+		return nil, nil, addr, err
+	}
+	cn := newConn(nc, addr, &c.cfg, c.unpublish)
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
 	defer cancel()
-	nc, err := c.cfg.Dial(ctx, c.cfg.Addr)
-	if err != nil {
-		return nil, nil, fmt.Errorf("client: connect to %s: %w", c.cfg.Addr, err)
-	}
-	cn := newConn(nc, &c.cfg, c.unpublish)
 	ar := new(wirepb.AuthResponse)
 	if err := cn.roundTrip(ctx, wire.CmdAuth, &wirepb.AuthRequest{Token: tok}, ar); err != nil {
 		cn.close(err)
 		cn.wait()
-		return nil, nil, fmt.Errorf("client: authenticate to %s: %w", c.cfg.Addr, err)
+		return nil, nil, addr, fmt.Errorf("client: authenticate to %s: %w", addr, err)
 	}
 	cn.authenticated(ar)
-	return cn, ar, nil
+	return cn, ar, addr, nil
 }
 
 func (c *Client) checkHead(ar *wirepb.AuthResponse) error {
@@ -265,6 +322,7 @@ func (c *Client) publish(cn *conn, ar *wirepb.AuthResponse) {
 	c.cur = cn
 	close(c.ready)
 	c.session = Session{
+		Addr:       cn.addr,
 		User:       ar.GetUserId(),
 		Device:     ar.GetDeviceId(),
 		HeadSeq:    ar.GetHeadSeq(),
@@ -332,27 +390,34 @@ func (c *Client) run(cn *conn) {
 	}
 }
 
-// reconnect connects again after a backoff, until it succeeds (returning
-// the connection, published), the client closes, or a permanent error
-// stops it (returning nil).
+// reconnect connects again, until it succeeds (returning the connection,
+// published), the client closes, or a permanent error stops it (returning
+// nil). A connection the server closed with REDIRECT is followed at once;
+// every other attempt waits for a backoff first.
 func (c *Client) reconnect(attempt *int, cause error) *conn {
 	for {
-		d := c.backoff(*attempt)
 		var e *Error
-		if errors.As(cause, &e) && e.RetryAfter > d {
-			d = e.RetryAfter
+		redirect := ""
+		if errors.As(cause, &e) && e.Code == wire.CodeRedirect {
+			redirect = e.Redirect
 		}
-		*attempt++
-		if !backoff.Sleep(c.life, d) {
-			c.stop(ErrClosed)
-			return nil
+		if redirect == "" {
+			d := c.backoff(*attempt)
+			if e != nil && e.RetryAfter > d {
+				d = e.RetryAfter
+			}
+			*attempt++
+			if !backoff.Sleep(c.life, d) {
+				c.stop(ErrClosed)
+				return nil
+			}
 		}
-		cn, ar, err := c.connect(c.life)
+		cn, ar, err := c.connect(c.life, redirect)
 		if err == nil {
 			err = c.checkHead(ar)
 			if err == nil {
 				c.publish(cn, ar)
-				c.log.Info("inboxd connected", "addr", c.cfg.Addr, "head_seq", ar.GetHeadSeq(), "last_seq", c.last.Load())
+				c.log.Info("inboxd connected", "addr", cn.addr, "head_seq", ar.GetHeadSeq(), "last_seq", c.last.Load())
 				return cn
 			}
 			cn.close(err)

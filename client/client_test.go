@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -54,7 +55,7 @@ func TestAuth(t *testing.T) {
 	s.add(3, false)
 	c := dial(t, s, Config{})
 	got := c.Session()
-	want := Session{User: 42, Device: "d", HeadSeq: 3, Heartbeat: 30 * time.Second, ServerTime: time.UnixMilli(1), MaxFrame: wire.DefaultMaxFrame}
+	want := Session{Addr: s.addr(), User: 42, Device: "d", HeadSeq: 3, Heartbeat: 30 * time.Second, ServerTime: time.UnixMilli(1), MaxFrame: wire.DefaultMaxFrame}
 	if got != want {
 		t.Errorf("session %+v, want %+v", got, want)
 	}
@@ -278,6 +279,36 @@ func TestReconnectResyncs(t *testing.T) {
 	defer s.mu.Unlock()
 	if auths != 2 || s.syncs[len(s.syncs)-1] != 3 {
 		t.Errorf("%d auths, SYNC after %v; want 2 auths and a SYNC after 3", auths, s.syncs)
+	}
+}
+
+// TestClosedDuringSync closes the connection with a retryable code while
+// the first SYNC waits: the client must reconnect, not retry the SYNC on
+// the closed connection.
+func TestClosedDuringSync(t *testing.T) {
+	for _, code := range []wire.Code{wire.CodeShuttingDown, wire.CodeUnavailable} {
+		t.Run(code.String(), func(t *testing.T) {
+			s := newFakeServer(t)
+			s.add(2, false)
+			var closed atomic.Bool
+			s.setHook(func(fc *fakeConn, f wire.Frame) bool {
+				if f.Command != wire.CmdSync || !closed.CompareAndSwap(false, true) {
+					return false
+				}
+				fc.send(wire.CmdError, 0, 0, &wirepb.Error{Code: uint32(code), Message: "fake"})
+				fc.nc.Close()
+				return true
+			})
+			var col collector
+			c := dial(t, s, Config{OnEntry: col.onEntry})
+			col.waitFor(t, 0, 2)
+			if err := c.WaitSynced(ctxT(t)); err != nil {
+				t.Fatal(err)
+			}
+			if auths, _ := s.counts(); auths != 2 {
+				t.Errorf("%d auths, want 2", auths)
+			}
+		})
 	}
 }
 
@@ -532,7 +563,7 @@ func TestCodeNamesMatchDoc(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for c := wire.CodeBadRequest; c <= wire.CodeIdle; c++ {
+	for c := wire.CodeBadRequest; c <= wire.CodeRedirect; c++ {
 		row := fmt.Sprintf("| %d | `%s` |", c, c)
 		if !strings.Contains(string(doc), row) {
 			t.Errorf("docs/protocol.md has no row starting %q", row)

@@ -32,6 +32,7 @@ const keepReadBuffer = 1 << 20
 // serialized by a mutex, and (once authenticated) a heartbeat goroutine.
 type conn struct {
 	nc           net.Conn
+	addr         string // what was dialled
 	maxRead      int
 	writeTimeout time.Duration
 	pushBacklog  int
@@ -61,9 +62,10 @@ type call struct {
 	done chan error // buffered: the reader never waits for the caller
 }
 
-func newConn(nc net.Conn, cfg *Config, onClose func(*conn)) *conn {
+func newConn(nc net.Conn, addr string, cfg *Config, onClose func(*conn)) *conn {
 	c := &conn{
 		nc:           nc,
+		addr:         addr,
 		maxRead:      cfg.MaxReadFrame,
 		writeTimeout: cfg.WriteTimeout,
 		pushBacklog:  cfg.pushBacklog,

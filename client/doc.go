@@ -31,7 +31,10 @@
 //  4. Reconnect after any loss with exponential backoff and jitter, except
 //     after REPLACED (the same device connected elsewhere), VERSION, or an
 //     authentication error without Config.TokenSource: then the client
-//     stops and Err says why.
+//     stops and Err says why. With several Config.Addrs (the nodes of a
+//     cluster), try them in turn; follow a REDIRECT, at AUTH or closing
+//     the connection, at once to the node it names, at most
+//     Config.MaxRedirects in a row.
 //  5. Retry what is safe to repeat (reads, SEND under its client msg id,
 //     MARK_READ) on retryable codes and lost connections, and nothing else.
 //

@@ -22,6 +22,9 @@ type Error struct {
 	// RetryAfter is how long to wait before sending again (CodeRateLimited
 	// and other retryable codes), zero when the server did not say.
 	RetryAfter time.Duration
+	// Redirect is the address of the node that serves the user
+	// (CodeRedirect); the client follows it by itself.
+	Redirect string
 }
 
 func (e *Error) Error() string {
@@ -46,6 +49,7 @@ func errorFromBody(b *wirepb.Error) *Error {
 		Code:       wire.Code(b.GetCode()),
 		Message:    b.GetMessage(),
 		RetryAfter: time.Duration(b.GetRetryAfterMs()) * time.Millisecond,
+		Redirect:   b.GetRedirect(),
 	}
 }
 
@@ -73,6 +77,7 @@ var (
 	ErrVersion         = &Error{Code: wire.CodeVersion}
 	ErrInternal        = &Error{Code: wire.CodeInternal}
 	ErrIdle            = &Error{Code: wire.CodeIdle}
+	ErrRedirect        = &Error{Code: wire.CodeRedirect}
 )
 
 // Errors of the client itself.
@@ -89,6 +94,11 @@ var (
 	// lost data or is another server. The client stops; the application
 	// must decide what its local state is worth.
 	ErrSeqAhead = errors.New("client: last seq ahead of the server's head")
+	// ErrTooManyRedirects reports nodes that sent the client on more than
+	// Config.MaxRedirects times in a row: their views of who serves the
+	// user disagree. A running client backs off and tries again; Dial
+	// returns it.
+	ErrTooManyRedirects = errors.New("client: too many redirects")
 )
 
 // retryable reports whether a failed request may be sent again: the server

@@ -75,8 +75,11 @@ func (c *Client) catchUp(cn *conn) error {
 		var resp wirepb.SyncResponse
 		err := cn.roundTrip(c.life, wire.CmdSync, &wirepb.SyncRequest{AfterSeq: last, Limit: c.cfg.SyncLimit}, &resp)
 		if err != nil {
+			// A connection closed with a retryable code in its ERROR frame
+			// (UNAVAILABLE, SHUTTING_DOWN) is gone all the same: only a
+			// new one can answer.
 			var e *Error
-			if !errors.As(err, &e) || !e.Retryable() {
+			if errors.Is(err, ErrConnLost) || !errors.As(err, &e) || !e.Retryable() {
 				return fmt.Errorf("client: sync after %d: %w", last, err)
 			}
 			if !backoff.Sleep(c.life, max(c.backoff(attempt), e.RetryAfter)) {

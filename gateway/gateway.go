@@ -48,6 +48,7 @@ import (
 	"github.com/inboxd/inboxd/inbox"
 	"github.com/inboxd/inboxd/timeline"
 	"github.com/inboxd/inboxd/wire"
+	"github.com/inboxd/inboxd/wire/wirepb"
 )
 
 // Config configures a Server. Zero values take the defaults named.
@@ -108,6 +109,9 @@ type Config struct {
 	// Registerer gets the gateway's metrics. Nil leaves them unregistered:
 	// they are still counted, and nobody reads them.
 	Registerer prometheus.Registerer
+	// Ownership, when set, limits the gateway to the users whose shard this
+	// node serves (route.go); nil serves every user.
+	Ownership Ownership
 }
 
 func (c *Config) setDefaults() error {
@@ -181,11 +185,12 @@ type Server struct {
 	ready chan *session // sessions with queued requests, each at most once
 
 	mu        sync.RWMutex
-	byUser    map[uint64][]*session  // authenticated sessions
-	userRates map[uint64]*userBucket // the buckets of the users in byUser
-	debts     map[uint64]bucket      // buckets of connections closed as floods, by user, until earned back
-	sessions  map[*session]struct{}  // every open session, for the idle sweep
-	perAddr   map[netip.Addr]int     // open connections by source address (IPv6: /64), loopback aside
+	byUser    map[uint64][]*session       // authenticated sessions
+	userRates map[uint64]*userBucket      // the buckets of the users in byUser
+	debts     map[uint64]bucket           // buckets of connections closed as floods, by user, until earned back
+	byShard   map[int]map[uint64]struct{} // the users of byUser, by shard
+	sessions  map[*session]struct{}       // every open session, for the idle sweep
+	perAddr   map[netip.Addr]int          // open connections by source address (IPv6: /64), loopback aside
 
 	unauthenticated atomic.Int64 // connections open and not yet authenticated
 	unauthBytes     atomic.Int64 // bytes of partial frames held for them
@@ -216,6 +221,7 @@ func New(cfg Config) (*Server, error) {
 		byUser:    make(map[uint64][]*session),
 		userRates: make(map[uint64]*userBucket),
 		debts:     make(map[uint64]bucket),
+		byShard:   make(map[int]map[uint64]struct{}),
 		sessions:  make(map[*session]struct{}),
 		perAddr:   make(map[netip.Addr]int),
 		booted:    make(chan struct{}),
@@ -246,8 +252,13 @@ func (s *Server) Serve(svc Service) error {
 	for range s.cfg.Workers {
 		s.workers.Go(s.work)
 	}
+	stopWatch := make(chan struct{})
+	if s.cfg.Ownership != nil && s.cfg.Ownership.Changes() != nil {
+		s.workers.Go(func() { s.watchOwnership(stopWatch) })
+	}
 	defer func() {
 		close(s.ready)
+		close(stopWatch)
 		s.workers.Wait()
 	}()
 	err := gnet.Run(s, "tcp://"+s.cfg.Addr,
@@ -372,6 +383,7 @@ func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 		if len(s.byUser[user]) == 0 {
 			delete(s.byUser, user)
 			delete(s.userRates, user)
+			s.unindexShard(user)
 		}
 	}
 	s.mu.Unlock()
@@ -416,12 +428,21 @@ func (s *Server) OnTick() (time.Duration, gnet.Action) {
 }
 
 // register makes sess the user's session for its device, replacing an older
-// connection of the same device.
-func (s *Server) register(sess *session) {
+// connection of the same device, or returns the error to send the user away
+// with (route.go) when this node does not serve the user's shard. Checking
+// under s.mu orders the check with dropUnserved: a change of ownership
+// either precedes it, or its notification finds the session registered.
+func (s *Server) register(sess *session) *wirepb.Error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	user := sess.user.Load()
-	list := s.byUser[user]
+	if e := s.notServed(s.shardOf(user)); e != nil {
+		return e
+	}
+	list, online := s.byUser[user]
+	if !online {
+		s.indexShard(user)
+	}
 	for _, old := range list {
 		if old.device == sess.device {
 			list = deleteSession(list, old)
@@ -440,6 +461,7 @@ func (s *Server) register(sess *session) {
 		sess.debt.Store(&d)
 	}
 	sess.dropUnauthenticated()
+	return nil
 }
 
 // Notify pushes committed inbox entries to the user's online devices. It is

@@ -199,7 +199,14 @@ func (c *conn) pushes(n int) []*wirepb.Entry {
 // code; pushes read on the way are kept.
 func (c *conn) closedWith() wire.Code {
 	c.t.Helper()
-	var got wire.Code
+	return wire.Code(c.closeError().GetCode())
+}
+
+// closeError reads until the server closes, returning the ERROR frame's
+// body (nil if none came); pushes read on the way are kept.
+func (c *conn) closeError() *wirepb.Error {
+	c.t.Helper()
+	var got *wirepb.Error
 	for {
 		f, err := c.read()
 		if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || isReset(err) {
@@ -212,9 +219,8 @@ func (c *conn) closedWith() wire.Code {
 			c.t.Fatalf("waiting for close: %v", err)
 		}
 		if f.Command == wire.CmdError {
-			var e wirepb.Error
-			wire.Decode(f.Body, &e)
-			got = wire.Code(e.Code)
+			got = new(wirepb.Error)
+			wire.Decode(f.Body, got)
 		}
 	}
 }

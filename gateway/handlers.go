@@ -206,7 +206,11 @@ func (sess *session) auth(ctx context.Context, req request) {
 	// Register before reading the head: an entry committed in between is
 	// then pushed (perhaps also counted in head_seq, which the client's
 	// sync rules absorb). The other order would lose it until the next SYNC.
-	s.register(sess)
+	if e := s.register(sess); e != nil {
+		s.metrics.redirect(redirectAuth, wire.Code(e.Code))
+		sess.refuse(req, e, closedNotServed)
+		return
+	}
 	head, err := s.svc.Head(ctx, claims.User)
 	if err != nil {
 		s.authFailed(authUnavailable, sess.remote)

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,12 +34,28 @@ const (
 	closedShutdown
 	closedFlood     // kept sending past its rate limit
 	closedConnLimit // refused or closed at a connection cap
+	closedNotServed // this node does not serve the user's shard: REDIRECT or UNAVAILABLE
 	numDisconnects
 )
 
 var disconnectNames = [numDisconnects]string{
-	"peer", "slow_reader", "idle", "auth_timeout", "auth_failed", "protocol", "replaced", "shutdown", "flood", "conn_limit",
+	"peer", "slow_reader", "idle", "auth_timeout", "auth_failed", "protocol", "replaced", "shutdown", "flood", "conn_limit", "not_served",
 }
+
+// redirectWhen is when a user was sent away from a node that does not
+// serve its shard.
+type redirectWhen uint8
+
+const (
+	redirectAuth  redirectWhen = iota // AUTH was answered so
+	redirectMoved                     // the node stopped serving the shard of a session
+	numRedirectWhens
+)
+
+var redirectWhenNames = [numRedirectWhens]string{"auth", "moved"}
+
+// redirectCodes are the codes a user is sent away with, by slot.
+var redirectCodes = [2]wire.Code{wire.CodeRedirect, wire.CodeUnavailable}
 
 // authFailure is why an AUTH was refused.
 type authFailure uint8
@@ -89,6 +106,7 @@ type metrics struct {
 	framesOut    [unknownCmd + 1]prometheus.Counter
 	latency      [unknownCmd + 1]prometheus.Observer // nil for commands no worker runs
 	errors       [maxCode + 1]prometheus.Counter
+	redirects    [numRedirectWhens][len(redirectCodes)]prometheus.Counter
 
 	collectors []prometheus.Collector
 }
@@ -172,7 +190,16 @@ func newMetrics(s *Server) *metrics {
 		}
 	}
 
-	m.collectors = []prometheus.Collector{m.accepted, open, users, inflight, ready, disconnects, auth, rejected, refused, unauth, unauthBytes, in, out, latency, errs}
+	redirects := prometheus.NewCounterVec(prometheus.CounterOpts(opts("redirects_total",
+		"Users sent away because this node does not serve their shard: with REDIRECT to its owner or UNAVAILABLE while it has none, at AUTH or when the shard moved.")),
+		[]string{"when", "code"})
+	for w, when := range redirectWhenNames {
+		for i, code := range redirectCodes {
+			m.redirects[w][i] = redirects.WithLabelValues(when, code.String())
+		}
+	}
+
+	m.collectors = []prometheus.Collector{m.accepted, open, users, inflight, ready, disconnects, auth, rejected, refused, unauth, unauthBytes, in, out, latency, errs, redirects}
 	return m
 }
 
@@ -194,3 +221,9 @@ func (m *metrics) frameIn(c wire.Command)  { m.framesIn[cmdSlot(c)].Inc() }
 func (m *metrics) frameOut(c wire.Command) { m.framesOut[cmdSlot(c)].Inc() }
 
 func (m *metrics) errorResponse(c wire.Code) { m.errors[min(c, maxCode)].Inc() }
+
+// redirect counts a user sent away with c, one of redirectCodes.
+func (m *metrics) redirect(when redirectWhen, c wire.Code) { m.redirects[when][codeSlot(c)].Inc() }
+
+// codeSlot is c's index in redirectCodes.
+func codeSlot(c wire.Code) int { return slices.Index(redirectCodes[:], c) }

@@ -364,12 +364,17 @@ func (sess *session) refuse(req request, e *wirepb.Error, why disconnect) {
 // written; why is counted. Only the first failure counts: fail reports
 // whether this was it.
 func (sess *session) fail(why disconnect, code wire.Code, msg string) bool {
+	return sess.failWith(why, errorBody(code, msg))
+}
+
+// failWith is fail with the whole Error body e.
+func (sess *session) failWith(why disconnect, e *wirepb.Error) bool {
 	if !sess.failed.CompareAndSwap(false, true) {
 		return false
 	}
 	m := sess.srv.metrics
 	m.disconnects[why].Inc()
-	frame, _ := wire.AppendFrame(nil, wire.CmdError, 0, 0, errorBody(code, msg))
+	frame, _ := wire.AppendFrame(nil, wire.CmdError, 0, 0, e)
 	m.frameOut(wire.CmdError)
 	sess.c.AsyncWrite(frame, func(c gnet.Conn, _ error) error { return c.Close() })
 	return true

@@ -81,6 +81,7 @@ const (
 	CodeVersion         Code = 19 // unsupported protocol version; the server closes
 	CodeInternal        Code = 20 // a server bug; retry may help
 	CodeIdle            Code = 21 // no frame within the idle timeout; the server closes
+	CodeRedirect        Code = 22 // another node serves the user: reconnect to Error.redirect
 )
 
 var codeNames = map[Code]string{
@@ -91,6 +92,7 @@ var codeNames = map[Code]string{
 	CodeRateLimited: "RATE_LIMITED", CodeUnavailable: "UNAVAILABLE", CodeTimeout: "TIMEOUT",
 	CodeSlowReader: "SLOW_READER", CodeReplaced: "REPLACED", CodeShuttingDown: "SHUTTING_DOWN",
 	CodeVersion: "VERSION", CodeInternal: "INTERNAL", CodeIdle: "IDLE",
+	CodeRedirect: "REDIRECT",
 }
 
 // String is the name docs/protocol.md gives the code.

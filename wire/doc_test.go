@@ -78,8 +78,8 @@ func TestProtocolDocErrors(t *testing.T) {
 		}
 		want++
 	}
-	if want != wire.CodeIdle+1 {
-		t.Errorf("doc lists codes up to %d, want %d", want-1, wire.CodeIdle)
+	if want != wire.CodeRedirect+1 {
+		t.Errorf("doc lists codes up to %d, want %d", want-1, wire.CodeRedirect)
 	}
 }
 

@@ -165,6 +165,7 @@ func examples() []proto.Message {
 	group := &wirepb.Group{Id: 7, Name: "ops", Owner: 42, CreatedMs: 1_767_225_600_000, Open: true, MutedUntilMs: 5, Dismissed: true}
 	return []proto.Message{
 		&wirepb.Error{Code: uint32(wire.CodeRateLimited), Message: "slow down", RetryAfterMs: 250},
+		&wirepb.Error{Code: uint32(wire.CodeRedirect), Message: "moved", Redirect: "10.0.0.2:7600"},
 		&wirepb.Empty{},
 		&wirepb.AuthRequest{Token: "a.b"},
 		&wirepb.AuthResponse{UserId: 42, DeviceId: "phone", HeadSeq: 9, HeartbeatMs: 30000, ServerTimeMs: -1, MaxFrame: wire.DefaultMaxFrame},
@@ -302,7 +303,7 @@ func TestRetryable(t *testing.T) {
 		wire.CodeRateLimited: true, wire.CodeUnavailable: true, wire.CodeTimeout: true,
 		wire.CodeShuttingDown: true, wire.CodeInternal: true,
 	}
-	for c := wire.Code(0); c <= wire.CodeIdle+1; c++ {
+	for c := wire.Code(0); c <= wire.CodeRedirect+1; c++ {
 		if c.Retryable() != retryable[c] {
 			t.Errorf("code %d: Retryable() = %v", c, c.Retryable())
 		}

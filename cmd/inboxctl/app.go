@@ -154,13 +154,13 @@ func (a *app) globalFlags(fs *flag.FlagSet) {
 	if tok == "" {
 		tok = a.getenv("INBOXD_TOKEN")
 	}
-	fs.StringVar(&a.addr, "addr", addr, "gateway address (env INBOXD_ADDR)")
+	fs.StringVar(&a.addr, "addr", addr, "gateway address, or a comma-separated list of a cluster's nodes (env INBOXD_ADDR)")
 	fs.StringVar(&a.token, "token", tok, "connection token (env INBOXD_TOKEN)")
 	fs.BoolVar(&a.json, "json", a.json, "print one JSON object per line")
 }
 
 func (a *app) usage() {
-	fmt.Fprintln(a.stderr, "usage: inboxctl [--addr host:port] [--token T] [--json] <command> [flags] [args]")
+	fmt.Fprintln(a.stderr, "usage: inboxctl [--addr host:port[,host:port…]] [--token T] [--json] <command> [flags] [args]")
 	fmt.Fprintln(a.stderr, "\ncommands:")
 	for _, c := range commands() {
 		fmt.Fprintf(a.stderr, "  %-14s %s\n", c.name, c.summary)
@@ -177,7 +177,9 @@ func (a *app) dial(ctx context.Context, cfg client.Config) (*client.Client, erro
 	if a.token == "" {
 		return nil, fmt.Errorf("no token: pass --token or set INBOXD_TOKEN (inboxctl token mints one)")
 	}
-	cfg.Addr = a.addr
+	if cfg.Addrs = client.SplitAddrs(a.addr); len(cfg.Addrs) == 0 {
+		return nil, fmt.Errorf("no address: pass --addr or set INBOXD_ADDR")
+	}
 	cfg.Token = a.token
 	if cfg.OnEntry == nil {
 		cfg.FromHead = true

@@ -2,9 +2,10 @@
 // development tokens, manages groups, sends messages, and reads the inbox
 // (once with sync, or continuously with tail).
 //
-//	inboxctl [--addr host:port] [--token T] [--json] <command> [flags] [args]
+//	inboxctl [--addr host:port[,host:port…]] [--token T] [--json] <command> [flags] [args]
 //
-// --addr defaults to $INBOXD_ADDR or 127.0.0.1:7600, --token to
+// --addr defaults to $INBOXD_ADDR or 127.0.0.1:7600; a comma-separated list
+// names several nodes of a cluster, tried in a random order. --token to
 // $INBOXD_TOKEN. Output is for people unless --json asks for one JSON object
 // per line. Run inboxctl help for the commands.
 //

@@ -103,7 +103,7 @@ func parse(args []string) (bench.Config, bool, error) {
 	}
 	fs := flag.NewFlagSet("inboxd-bench", flag.ContinueOnError)
 	fs.String("preset", preset, "starting configuration: "+strings.Join(bench.PresetNames(), ", "))
-	fs.StringVar(&cfg.Addr, "addr", "", "a running inboxd (empty: build and start one)")
+	fs.StringVar(&cfg.Addr, "addr", "", "a running inboxd, or a comma-separated list of a cluster's nodes (empty: build and start one)")
 	secretFile := fs.String("secret-file", "", "token secret of the server at -addr")
 	fs.IntVar(&cfg.Users, "users", cfg.Users, "simulated users")
 	fs.IntVar(&cfg.Devices, "devices", cfg.Devices, "devices (connections) per user")

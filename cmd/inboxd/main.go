@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/inboxd/inboxd/cluster"
 	"github.com/inboxd/inboxd/gateway"
 	"github.com/inboxd/inboxd/inbox"
 	"github.com/inboxd/inboxd/internal/admin"
@@ -218,6 +219,9 @@ func run(args []string) error {
 		MaxUnauthenticated: l.MaxUnauthenticated, MaxUnauthenticatedBytes: l.MaxUnauthenticatedBytes,
 		MaxConnsPerAddr: l.MaxConnsPerAddr, LimitLoopback: l.LimitLoopback,
 		RateLimit: l.RateLimit, RateBurst: l.RateBurst, UserRateLimit: l.UserRateLimit, UserRateBurst: l.UserRateBurst,
+		// One process is the whole cluster until the cluster is wired in:
+		// it serves every user and never redirects.
+		Ownership: cluster.NewLocal(cluster.DefaultShards),
 	})
 	if err != nil {
 		return err

@@ -9,6 +9,7 @@ package gatewaytest
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -40,37 +41,74 @@ type Gateway interface {
 // of it — on a goroutine. It returns the service and gw's address once gw
 // listens. When the test ends it shuts gw down, checks that serve returned
 // cleanly, and closes the service and the store; cleanups registered later
-// (clients the test dials) run first.
+// (clients the test dialled) run first.
 func Start(t testing.TB, gw Gateway, serve func(*inbox.Service) error) (*inbox.Service, string) {
+	t.Helper()
+	svc, addrs := StartAll(t, []Gateway{gw}, func(_ int, svc *inbox.Service) error { return serve(svc) })
+	return svc, addrs[0]
+}
+
+// StartAll is Start for several gateways in front of one inbox service, as
+// the nodes of a cluster in one process: every gateway is notified of every
+// entry, and pushes it to the user's sessions it holds. serve(i, svc) runs
+// gateway i. It returns the gateways' addresses in order.
+func StartAll(t testing.TB, gws []Gateway, serve func(i int, svc *inbox.Service) error) (*inbox.Service, []string) {
 	t.Helper()
 	st, err := pebble.Open(pebble.Options{Dir: "db", FS: vfs.NewMem()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := inbox.New(context.Background(), inbox.Config{Store: st, Notifier: gw})
+	var notifier inbox.Notifier = notifiers(gws)
+	if len(gws) == 1 {
+		notifier = gws[0]
+	}
+	svc, err := inbox.New(context.Background(), inbox.Config{Store: st, Notifier: notifier})
 	if err != nil {
 		st.Close()
 		t.Fatal(err)
 	}
-	served := make(chan error, 1)
-	go func() { served <- serve(svc) }()
-	addr := gw.Addr()
-	if addr == nil {
-		svc.Close()
-		st.Close()
-		t.Fatalf("gateway did not start: %v", <-served)
-	}
-	t.Cleanup(func() {
-		if err := gw.Shutdown(context.Background()); err != nil {
-			t.Error(err)
+	served := make([]chan error, len(gws))
+	addrs := make([]string, len(gws))
+	var failed error
+	for i, gw := range gws {
+		served[i] = make(chan error, 1)
+		go func() { served[i] <- serve(i, svc) }()
+		if addr := gw.Addr(); addr != nil {
+			addrs[i] = addr.String()
+		} else if failed == nil {
+			failed = fmt.Errorf("gateway %d did not start: %w", i, <-served[i])
+			served[i] <- nil
 		}
-		if err := <-served; err != nil {
-			t.Error(err)
+	}
+	// Registered before a failure is reported, so that the gateways that
+	// did start are stopped.
+	t.Cleanup(func() {
+		for i, gw := range gws {
+			if err := gw.Shutdown(context.Background()); err != nil {
+				t.Error(err)
+			}
+			if err := <-served[i]; err != nil {
+				t.Error(err)
+			}
 		}
 		svc.Close()
 		st.Close()
 	})
-	return svc, addr.String()
+	if failed != nil {
+		t.Fatal(failed)
+	}
+	return svc, addrs
+}
+
+// notifiers hands every entry to each gateway.
+type notifiers []Gateway
+
+func (ns notifiers) Notify(user uint64, entries []inbox.Entry) bool {
+	online := false
+	for _, n := range ns {
+		online = n.Notify(user, entries) || online
+	}
+	return online
 }
 
 // Token returns a connection token for user's device, valid for ttl (a

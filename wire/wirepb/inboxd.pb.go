@@ -32,6 +32,7 @@ type Error struct {
 	Code          uint32                 `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`                                       // an error code of docs/protocol.md
 	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`                                  // for people, not for branching
 	RetryAfterMs  uint32                 `protobuf:"varint,3,opt,name=retry_after_ms,json=retryAfterMs,proto3" json:"retry_after_ms,omitempty"` // for retryable codes: wait at least this long
+	Redirect      string                 `protobuf:"bytes,4,opt,name=redirect,proto3" json:"redirect,omitempty"`                                // REDIRECT: the host:port to reconnect to
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -85,6 +86,13 @@ func (x *Error) GetRetryAfterMs() uint32 {
 		return x.RetryAfterMs
 	}
 	return 0
+}
+
+func (x *Error) GetRedirect() string {
+	if x != nil {
+		return x.Redirect
+	}
+	return ""
 }
 
 // Empty is the body of requests and responses that carry nothing.
@@ -1787,11 +1795,12 @@ var File_inboxd_proto protoreflect.FileDescriptor
 
 const file_inboxd_proto_rawDesc = "" +
 	"\n" +
-	"\finboxd.proto\x12\tinboxd.v1\"[\n" +
+	"\finboxd.proto\x12\tinboxd.v1\"w\n" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\rR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12$\n" +
-	"\x0eretry_after_ms\x18\x03 \x01(\rR\fretryAfterMs\"\a\n" +
+	"\x0eretry_after_ms\x18\x03 \x01(\rR\fretryAfterMs\x12\x1a\n" +
+	"\bredirect\x18\x04 \x01(\tR\bredirect\"\a\n" +
 	"\x05Empty\"#\n" +
 	"\vAuthRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\"\xeb\x01\n" +
