@@ -2,7 +2,6 @@ package cluster_test
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"os"
@@ -15,106 +14,33 @@ import (
 	"time"
 
 	"github.com/gocql/gocql"
-	"go.uber.org/goleak"
 
 	"github.com/inboxd/inboxd/cluster"
+	"github.com/inboxd/inboxd/internal/cassandratest"
 )
 
 // The tests run against a real node, named by INBOXD_CASSANDRA_HOSTS
 // (scripts/test starts one). Each test works in a keyspace of its own,
-// named after runID and dropped when the run ends.
-const hostsEnv = "INBOXD_CASSANDRA_HOSTS"
-
+// named after run.Prefix and dropped when the run ends; then TestMain
+// checks that no test left a goroutine behind.
 var (
-	runID     = "inboxd_cluster_" + strings.ToLower(rand.Text()[:10])
+	run       = cassandratest.NewRun("cluster")
 	keyspaces atomic.Int32
 )
 
-// TestMain drops the run's keyspaces and then checks that no test left a
-// goroutine behind.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if err := dropKeyspaces(); err != nil {
-		fmt.Fprintln(os.Stderr, "drop test keyspaces:", err)
-		code = 1
-	}
-	if code == 0 {
-		if err := findLeaks(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(run.Main(m)) }
 
-// findLeaks looks for goroutines left behind for up to ten seconds: a
-// closed session's connection pool may still be sleeping out the driver's
-// reconnection interval before its goroutines end.
-func findLeaks() error {
-	var err error
-	for range 10 {
-		if err = goleak.Find(); err == nil {
-			return nil
-		}
-		time.Sleep(time.Second)
-	}
-	return err
-}
+func hosts(t testing.TB) []string { return cassandratest.Hosts(t) }
 
-// hosts returns the node's address, or skips the test when none is set,
-// except on CI, where the node must be there.
-func hosts(t testing.TB) []string {
-	t.Helper()
-	h := os.Getenv(hostsEnv)
-	if h == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not set on CI: scripts/test starts a node and sets it", hostsEnv)
-		}
-		t.Skipf("%s is not set: start a node with `bash deploy/cassandra/cassandra.sh start` and set %s=127.0.0.1:9042",
-			hostsEnv, hostsEnv)
-	}
-	return strings.Split(h, ",")
-}
-
-func dropKeyspaces() error {
-	h := os.Getenv(hostsEnv)
-	if h == "" {
-		return nil
-	}
-	c := gocql.NewCluster(strings.Split(h, ",")...)
-	c.Timeout = 30 * time.Second
-	s, err := c.CreateSession()
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	for i := range keyspaces.Load() {
-		if err := s.Query(fmt.Sprintf("DROP KEYSPACE IF EXISTS %s_%d", runID, i+1)).Exec(); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// session opens a driver session of the test's own.
-func session(t testing.TB, hosts ...string) *gocql.Session {
-	t.Helper()
-	c := gocql.NewCluster(hosts...)
-	c.Consistency = gocql.One
-	c.Timeout = 30 * time.Second
-	s, err := c.CreateSession()
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	t.Cleanup(s.Close)
-	return s
-}
+// session opens a driver session of the test's own, to hosts (a proxy) or
+// to the node.
+func session(t testing.TB, hosts ...string) *gocql.Session { return cassandratest.Session(t, hosts...) }
 
 // keyspace creates a keyspace for the test with the cluster's tables, as
 // deploy/cassandra/schema.cql defines them.
 func keyspace(t *testing.T) string {
 	t.Helper()
-	ks := fmt.Sprintf("%s_%d", runID, keyspaces.Add(1))
+	ks := fmt.Sprintf("%s_%d", run.Prefix, keyspaces.Add(1))
 	file, err := os.ReadFile("../deploy/cassandra/schema.cql")
 	if err != nil {
 		t.Fatal(err)

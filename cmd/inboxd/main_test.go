@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/gocql/gocql"
 
+	"github.com/inboxd/inboxd/internal/cassandratest"
 	"github.com/inboxd/inboxd/token"
 	"github.com/inboxd/inboxd/wire"
 	"github.com/inboxd/inboxd/wire/wirepb"
@@ -108,27 +108,8 @@ func TestRunAndStop(t *testing.T) {
 
 // TestRunOnCassandra does the same on the Cassandra node of scripts/test.
 func TestRunOnCassandra(t *testing.T) {
-	hosts := os.Getenv("INBOXD_CASSANDRA_HOSTS")
-	if hosts == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("INBOXD_CASSANDRA_HOSTS is unset in CI: scripts/test starts a node")
-		}
-		t.Skip("INBOXD_CASSANDRA_HOSTS unset: no Cassandra node to run on")
-	}
-	keyspace := fmt.Sprintf("inboxd_cmd_%d", time.Now().UnixNano()%1e9)
-	t.Cleanup(func() {
-		cluster := gocql.NewCluster(strings.Split(hosts, ",")...)
-		cluster.Timeout = 30 * time.Second
-		session, err := cluster.CreateSession()
-		if err != nil {
-			t.Errorf("drop keyspace %s: %v", keyspace, err)
-			return
-		}
-		defer session.Close()
-		if err := session.Query("DROP KEYSPACE IF EXISTS " + keyspace).Exec(); err != nil {
-			t.Errorf("drop keyspace %s: %v", keyspace, err)
-		}
-	})
+	hosts := strings.Join(cassandratest.Hosts(t), ",")
+	keyspace := cassandratest.Keyspace(t, "cmd")
 	runAndStop(t, "-store", "cassandra", "-cassandra-hosts", hosts, "-keyspace", keyspace,
 		"-cassandra-consistency", "ONE", "-create-schema")
 }
