@@ -95,9 +95,14 @@ func Handler(cfg Config) (http.Handler, error) {
 	h := &handler{cfg: cfg, metrics: m, mux: http.NewServeMux()}
 	for _, r := range h.routes() {
 		h.mux.Handle(r.pattern, h.call(r.pattern, r.fn))
+		m.latency.WithLabelValues(r.pattern) // exported from the start
 	}
+	m.latency.WithLabelValues(unknownRoute)
 	return h, nil
 }
+
+// unknownRoute is the route label of calls no route serves.
+const unknownRoute = "unknown"
 
 // handler serves the routes behind the key check.
 type handler struct {
@@ -117,10 +122,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if _, pattern := h.mux.Handler(r); pattern == "" {
 		start := time.Now()
 		e := failure(http.StatusNotFound, wire.CodeUnknownCommand, "no such call: "+r.Method+" "+r.URL.Path)
-		if !h.authorized(w, r, "unknown", start) {
+		if !h.authorized(w, r, unknownRoute, start) {
 			return
 		}
-		h.answer(w, "unknown", start, e.status, nil, e)
+		h.answer(w, unknownRoute, start, e.status, nil, e)
 		return
 	}
 	h.mux.ServeHTTP(w, r)
