@@ -78,8 +78,8 @@ func TestProtocolDocErrors(t *testing.T) {
 		}
 		want++
 	}
-	if want != wire.CodeRedirect+1 {
-		t.Errorf("doc lists codes up to %d, want %d", want-1, wire.CodeRedirect)
+	if want != wire.CodeRevoked+1 {
+		t.Errorf("doc lists codes up to %d, want %d", want-1, wire.CodeRevoked)
 	}
 }
 
