@@ -18,6 +18,12 @@
 // times it (inboxd_api_request_duration_seconds{route}), registered with
 // Config.Registerer.
 //
+// Users can be banned (every device disconnected with BANNED, every later
+// AUTH and send refused until unbanned) and their tokens revoked, for one
+// device or all (tokens issued before the revocation are refused, the
+// devices connected are disconnected with REVOKED): Moderation keeps these
+// in the store and in memory, where the gateway checks them.
+//
 // This package is the server's own (README, "Layout"): backends speak
 // HTTP to it and import nothing.
 package api
@@ -62,6 +68,7 @@ type Service interface {
 // Sessions is what the API needs of the gateway; *gateway.Server has it.
 type Sessions interface {
 	Devices(user uint64) []gateway.Device
+	Disconnect(user uint64, device string, code wire.Code, msg string) int
 }
 
 // Config configures Handler.
@@ -69,18 +76,26 @@ type Config struct {
 	Keys     *Keys
 	Service  Service
 	Sessions Sessions
+	// Moderation keeps the bans and revocations; the gateway must have it
+	// as its Gate.
+	Moderation *Moderation
 	// Node is this server's node id, reported with each online device.
 	Node int64
 	// Timeout bounds one call (default 10 s).
 	Timeout    time.Duration
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+	// Now is the time of a revocation (default time.Now).
+	Now func() time.Time
 }
 
 // Handler returns the API's routes.
 func Handler(cfg Config) (http.Handler, error) {
-	if cfg.Keys == nil || cfg.Service == nil || cfg.Sessions == nil {
-		return nil, errors.New("api: Config needs Keys, Service and Sessions")
+	if cfg.Keys == nil || cfg.Service == nil || cfg.Sessions == nil || cfg.Moderation == nil {
+		return nil, errors.New("api: Config needs Keys, Service, Sessions and Moderation")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
@@ -22,6 +23,9 @@ import (
 	"github.com/inboxd/inboxd/gateway"
 	"github.com/inboxd/inboxd/inbox"
 	"github.com/inboxd/inboxd/internal/gatewaytest"
+	"github.com/inboxd/inboxd/timeline"
+	"github.com/inboxd/inboxd/timeline/pebble"
+	"github.com/inboxd/inboxd/token"
 	"github.com/inboxd/inboxd/wire"
 	"github.com/inboxd/inboxd/wire/wirepb"
 )
@@ -47,22 +51,36 @@ type env struct {
 	keyFile string
 	svc     *inbox.Service
 	reg     *prometheus.Registry
+	// restrictions is the store of the bans and revocations: a store of its
+	// own, as gatewaytest keeps the inbox's to itself.
+	restrictions timeline.Restrictions
+	moderation   *Moderation
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	gw, err := gateway.New(gateway.Config{Addr: gatewaytest.Addr, Secret: []byte(gatewaytest.Secret)})
+	st, err := pebble.Open(pebble.Options{Dir: "restrictions", FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	mod, err := LoadModeration(t.Context(), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := gateway.New(gateway.Config{Addr: gatewaytest.Addr, Secret: []byte(gatewaytest.Secret), Gate: mod})
 	if err != nil {
 		t.Fatal(err)
 	}
 	svc, addr := gatewaytest.Start(t, gw, func(s *inbox.Service) error { return gw.Serve(s) })
-	e := &env{t: t, addr: addr, svc: svc, keyFile: filepath.Join(t.TempDir(), "api-keys"), reg: prometheus.NewRegistry()}
+	e := &env{t: t, addr: addr, svc: svc, keyFile: filepath.Join(t.TempDir(), "api-keys"), reg: prometheus.NewRegistry(),
+		restrictions: st, moderation: mod}
 	e.writeKeys("# the backends' keys\n" + key1 + "\n")
 	keys, err := NewKeys(e.keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := Handler(Config{Keys: keys, Service: svc, Sessions: gw, Node: 7, Registerer: e.reg})
+	h, err := Handler(Config{Keys: keys, Service: svc, Sessions: gw, Moderation: mod, Node: 7, Registerer: e.reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,9 +169,29 @@ type device struct {
 
 func (e *env) connect(user uint64, name string) *device {
 	e.t.Helper()
+	d, err := e.dial(e.token(user, name, time.Now()))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return d
+}
+
+// token is a token of user's device issued at issued (the zero time: a
+// token without iat).
+func (e *env) token(user uint64, name string, issued time.Time) string {
+	e.t.Helper()
+	tok, err := token.Sign([]byte(gatewaytest.Secret), token.Claims{User: user, Device: name, Expiry: time.Now().Add(time.Hour), Issued: issued})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return tok
+}
+
+// dial connects a device with tok.
+func (e *env) dial(tok string) (*device, error) {
 	d := &device{}
 	c, err := client.Dial(context.Background(), client.Config{
-		Addr: e.addr, Token: gatewaytest.Token(e.t, user, name, time.Hour),
+		Addr: e.addr, Token: tok,
 		OnEntry: func(en *wirepb.Entry) {
 			d.mu.Lock()
 			d.entries = append(d.entries, en)
@@ -161,11 +199,11 @@ func (e *env) connect(user uint64, name string) *device {
 		},
 	})
 	if err != nil {
-		e.t.Fatal(err)
+		return nil, err
 	}
 	e.t.Cleanup(func() { c.Close() })
 	d.c = c
-	return d
+	return d, nil
 }
 
 // waitKinds waits until the device has n entries of kind, and fails the

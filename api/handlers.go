@@ -14,6 +14,7 @@ import (
 
 	"github.com/inboxd/inboxd/inbox"
 	"github.com/inboxd/inboxd/timeline"
+	"github.com/inboxd/inboxd/token"
 	"github.com/inboxd/inboxd/wire"
 )
 
@@ -79,6 +80,9 @@ type (
 		ClientMsgID string `json:"client_msg_id"`
 		Body        string `json:"body"`
 	}
+	RevokeRequest struct {
+		Device string `json:"device"` // empty or absent: every device
+	}
 )
 
 // The response bodies.
@@ -115,6 +119,15 @@ type (
 	Conversations struct {
 		Conversations []Conversation `json:"conversations"`
 		HasMore       bool           `json:"has_more"`
+	}
+	Disconnected struct {
+		Disconnected int `json:"disconnected"` // connections closed on this node
+	}
+	Revoked struct {
+		// RevokedBefore is the Unix second from which tokens are accepted
+		// again: a token's iat must be at least this.
+		RevokedBefore int64 `json:"revoked_before"`
+		Disconnected  int   `json:"disconnected"`
 	}
 	Conversation struct {
 		Conv     ID     `json:"conv"`
@@ -182,6 +195,9 @@ func (h *handler) routes() []route {
 			return svc.Dismiss(r.Context(), req.Actor, conv)
 		})},
 		{"POST /v1/groups/{conv}/messages", sendRoute(func(r *http.Request, conv uint64, req SendRequest) (inbox.SendResult, error) {
+			if h.cfg.Moderation.Banned(req.Sender) {
+				return inbox.SendResult{}, failure(http.StatusForbidden, wire.CodeBanned, fmt.Sprintf("user %d is banned", req.Sender))
+			}
 			kind := wire.Kind(req.Kind)
 			if kind == 0 {
 				kind = wire.KindText
@@ -201,6 +217,28 @@ func (h *handler) routes() []route {
 				resp.Devices = append(resp.Devices, Device{Device: d.ID, Node: h.cfg.Node, SinceMs: d.Since.UnixMilli()})
 			}
 			return http.StatusOK, resp, nil
+		}},
+		{"POST /v1/users/{user}/ban", h.setBanned(true)},
+		{"POST /v1/users/{user}/unban", h.setBanned(false)},
+		{"POST /v1/users/{user}/revoke", func(r *http.Request) (int, any, error) {
+			user, err := pathID(r, "user")
+			if err != nil {
+				return 0, nil, err
+			}
+			var req RevokeRequest
+			if err := decodeOptional(r.Body, &req); err != nil {
+				return 0, nil, err
+			}
+			if len(req.Device) > token.MaxDevice {
+				return 0, nil, failure(http.StatusBadRequest, wire.CodeInvalid, fmt.Sprintf("device id of %d bytes, want at most %d", len(req.Device), token.MaxDevice))
+			}
+			before, err := h.cfg.Moderation.Revoke(r.Context(), user, req.Device, h.cfg.Now())
+			if err != nil {
+				return 0, nil, err
+			}
+			n := h.cfg.Sessions.Disconnect(user, req.Device, wire.CodeRevoked, "the token was revoked: get a new one")
+			h.cfg.Logger.Info("api: tokens revoked", "user", user, "device", req.Device, "before", before.Unix(), "disconnected", n)
+			return http.StatusOK, Revoked{RevokedBefore: before.Unix(), Disconnected: n}, nil
 		}},
 		{"GET /v1/users/{user}/conversations", func(r *http.Request) (int, any, error) {
 			user, err := pathID(r, "user")
@@ -229,6 +267,29 @@ func (h *handler) routes() []route {
 			}
 			return http.StatusOK, resp, nil
 		}},
+	}
+}
+
+// setBanned is the route that bans (or unbans) a user: durably first, then
+// the user's connections are closed.
+func (h *handler) setBanned(banned bool) func(r *http.Request) (int, any, error) {
+	return func(r *http.Request) (int, any, error) {
+		user, err := pathID(r, "user")
+		if err != nil {
+			return 0, nil, err
+		}
+		if err := decodeOptional(r.Body, &struct{}{}); err != nil {
+			return 0, nil, err
+		}
+		if err := h.cfg.Moderation.SetBanned(r.Context(), user, banned); err != nil {
+			return 0, nil, err
+		}
+		var n int
+		if banned {
+			n = h.cfg.Sessions.Disconnect(user, "", wire.CodeBanned, "the user is banned")
+		}
+		h.cfg.Logger.Info("api: ban set", "user", user, "banned", banned, "disconnected", n)
+		return http.StatusOK, Disconnected{Disconnected: n}, nil
 	}
 }
 
@@ -274,7 +335,20 @@ func convAndBody[T any](r *http.Request) (uint64, T, error) {
 // decode reads one JSON object into v strictly: no unknown field, no value
 // of the wrong type, nothing after it. A body past MaxBody is 413.
 func decode(body io.Reader, v any) error {
+	return decodeBody(body, v, false)
+}
+
+// decodeOptional is decode for calls whose fields are all optional: an
+// empty body is an empty object.
+func decodeOptional(body io.Reader, v any) error {
+	return decodeBody(body, v, true)
+}
+
+func decodeBody(body io.Reader, v any, optional bool) error {
 	b, err := io.ReadAll(body)
+	if err == nil && optional && len(bytes.TrimSpace(b)) == 0 {
+		return nil
+	}
 	if err != nil {
 		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
 			return failure(http.StatusRequestEntityTooLarge, wire.CodeFrameTooLarge, fmt.Sprintf("body exceeds %d bytes", mbe.Limit))

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/inboxd/inboxd/client"
+	"github.com/inboxd/inboxd/token"
 	"github.com/inboxd/inboxd/wire"
 	"github.com/inboxd/inboxd/wire/wirepb"
 )
@@ -120,5 +122,81 @@ func TestServerAPI(t *testing.T) {
 	if code, b := in.callAPI(t, apiKey, "GET", "/v1/users/4/conversations", ""); code != http.StatusOK || json.Unmarshal(b, &convs) != nil ||
 		len(convs.Conversations) != 1 || convs.Conversations[0].Head != 2 {
 		t.Errorf("user 4's conversations: %d %s, want one at head 2 (creation, system message)", code, b)
+	}
+}
+
+// TestServerAPIBanAndRevoke bans and revokes through the binary's server
+// API and checks the effect on devices connected over TCP.
+func TestServerAPIBanAndRevoke(t *testing.T) {
+	in := startInboxd(t, "-api", "127.0.0.1:0", "-api-key-file", writeAPIKeys(t, apiKey))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tok := func(user uint64, device string, issued time.Time) string {
+		tok, err := token.Sign(in.secret, token.Claims{User: user, Device: device, Expiry: time.Now().Add(time.Hour), Issued: issued})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	dial := func(tok string) (*client.Client, error) {
+		c, err := client.Dial(ctx, client.Config{Addr: in.listen, Token: tok})
+		if err == nil {
+			t.Cleanup(func() { c.Close() })
+		}
+		return c, err
+	}
+	stopped := func(c *client.Client, want error) {
+		t.Helper()
+		select {
+		case <-c.Done():
+			if !errors.Is(c.Err(), want) {
+				t.Errorf("the device stopped with %v, want %v", c.Err(), want)
+			}
+		case <-ctx.Done():
+			t.Fatal("the device is still connected")
+		}
+	}
+	api := func(path, body string) string {
+		t.Helper()
+		code, b := in.callAPI(t, apiKey, "POST", path, body)
+		if code != http.StatusOK {
+			t.Fatalf("POST %s: %d %s", path, code, b)
+		}
+		return string(b)
+	}
+
+	// A banned device is disconnected and cannot reconnect until unbanned.
+	banned, err := dial(tok(2, "phone", time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	api("/v1/users/2/ban", "")
+	stopped(banned, client.ErrBanned)
+	if _, err := dial(tok(2, "phone", time.Now())); !errors.Is(err, client.ErrBanned) {
+		t.Errorf("reconnect of a banned user: %v", err)
+	}
+	api("/v1/users/2/unban", "")
+	if _, err := dial(tok(2, "phone", time.Now())); err != nil {
+		t.Errorf("reconnect after unban: %v", err)
+	}
+
+	// A revoked device's old token fails; a new one works.
+	old := tok(3, "laptop", time.Now().Add(-time.Minute))
+	laptop, err := dial(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rv struct {
+		RevokedBefore int64 `json:"revoked_before"`
+	}
+	if err := json.Unmarshal([]byte(api("/v1/users/3/revoke", `{"device":"laptop"}`)), &rv); err != nil {
+		t.Fatal(err)
+	}
+	stopped(laptop, client.ErrRevoked)
+	if _, err := dial(old); !errors.Is(err, client.ErrRevoked) {
+		t.Errorf("the old token: %v, want REVOKED", err)
+	}
+	if _, err := dial(tok(3, "laptop", time.Unix(rv.RevokedBefore, 0))); err != nil {
+		t.Errorf("a new token: %v", err)
 	}
 }

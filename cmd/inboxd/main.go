@@ -226,6 +226,12 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	// Bans and revocations hold whether or not the API is on: the gateway
+	// checks them at every AUTH.
+	moderation, err := api.LoadModeration(ctx, store)
+	if err != nil {
+		return err
+	}
 	l := o.Limits
 	gw, err := gateway.New(gateway.Config{
 		Addr: o.Listen, Secret: secret, Workers: o.Workers, MaxFrame: o.MaxFrame, Logger: log, Registerer: reg,
@@ -235,6 +241,7 @@ func run(args []string) error {
 		// One process is the whole cluster until the cluster is wired in:
 		// it serves every user and never redirects.
 		Ownership: cluster.NewLocal(cluster.DefaultShards),
+		Gate:      moderation,
 	})
 	if err != nil {
 		return err
@@ -274,7 +281,7 @@ func run(args []string) error {
 	ready.setGateway(gw)
 	apiAddr := "off"
 	if keys != nil {
-		h, err := api.Handler(api.Config{Keys: keys, Service: svc, Sessions: gw, Node: o.Node, Logger: log, Registerer: reg})
+		h, err := api.Handler(api.Config{Keys: keys, Service: svc, Sessions: gw, Moderation: moderation, Node: o.Node, Logger: log, Registerer: reg})
 		if err == nil {
 			var srv *api.Server
 			if srv, err = api.Listen(o.API, h, log); err == nil {
