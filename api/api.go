@@ -53,6 +53,7 @@ const MaxBody = 6*wire.DefaultMaxBody + 4096
 // Service is what the API needs of the inbox; *inbox.Service has it.
 type Service interface {
 	CreateGroup(ctx context.Context, owner uint64, spec inbox.NewGroup) (timeline.Group, error)
+	CreateGroupOnce(ctx context.Context, owner uint64, spec inbox.NewGroup, key string) (timeline.Group, bool, error)
 	Invite(ctx context.Context, actor, conv uint64, users []uint64) error
 	Kick(ctx context.Context, actor, conv, user uint64) error
 	Dismiss(ctx context.Context, actor, conv uint64) error

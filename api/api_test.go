@@ -399,6 +399,20 @@ func TestGroupCallsSeenByClients(t *testing.T) {
 	if code != http.StatusGone || !strings.Contains(string(b), "DISMISSED") {
 		t.Errorf("GET a dismissed group: %d %s", code, b)
 	}
+
+	// A create retried with its idempotency key creates one group.
+	var first, again Group
+	create := `{"owner":1,"members":[2],"idempotency_key":"team-42"}`
+	e.call(http.StatusCreated, "POST", "/v1/groups", create, &first)
+	e.call(http.StatusOK, "POST", "/v1/groups", create, &again)
+	if first.Duplicate || !again.Duplicate || first.ID != again.ID {
+		t.Errorf("create %+v, retried %+v", first, again)
+	}
+	bob.waitKinds(t, wire.KindNotice, 8)
+	code, b = e.do(key1, "GET", "/v1/groups/"+conv, "")
+	if code != http.StatusGone || !strings.Contains(string(b), "DISMISSED") {
+		t.Errorf("GET a dismissed group: %d %s", code, b)
+	}
 }
 
 func maps(a, b map[uint64]string) bool {

@@ -48,6 +48,9 @@ type (
 		Name    string   `json:"name"`
 		Members []uint64 `json:"members"`
 		Open    bool     `json:"open"`
+		// IdempotencyKey, the owner's, makes a retry return the group the
+		// first call created; without one every call creates a group.
+		IdempotencyKey string `json:"idempotency_key"`
 	}
 	InviteRequest struct {
 		Actor uint64   `json:"actor"`
@@ -95,6 +98,8 @@ type (
 		Open       bool     `json:"open"`
 		MutedUntil int64    `json:"muted_until_ms"`
 		Members    []Member `json:"members,omitempty"`
+		// Duplicate answers a create retried with its idempotency key.
+		Duplicate bool `json:"duplicate,omitempty"`
 	}
 	Member struct {
 		User       uint64 `json:"user"`
@@ -151,11 +156,23 @@ func (h *handler) routes() []route {
 			if err := decode(r.Body, &req); err != nil {
 				return 0, nil, err
 			}
-			g, err := svc.CreateGroup(r.Context(), req.Owner, inbox.NewGroup{Name: req.Name, Members: req.Members, Open: req.Open})
+			spec := inbox.NewGroup{Name: req.Name, Members: req.Members, Open: req.Open}
+			if req.IdempotencyKey == "" {
+				g, err := svc.CreateGroup(r.Context(), req.Owner, spec)
+				if err != nil {
+					return 0, nil, err
+				}
+				return http.StatusCreated, groupJSON(g, nil), nil
+			}
+			g, dup, err := svc.CreateGroupOnce(r.Context(), req.Owner, spec, req.IdempotencyKey)
 			if err != nil {
 				return 0, nil, err
 			}
-			return http.StatusCreated, groupJSON(g, nil), nil
+			resp := groupJSON(g, nil)
+			if resp.Duplicate = dup; dup {
+				return http.StatusOK, resp, nil
+			}
+			return http.StatusCreated, resp, nil
 		}},
 		{"GET /v1/groups/{conv}", func(r *http.Request) (int, any, error) {
 			conv, err := pathID(r, "conv")

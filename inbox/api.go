@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/inboxd/inboxd/timeline"
 	"github.com/inboxd/inboxd/wire"
 )
 
@@ -50,6 +51,49 @@ func (s *Service) SendSystemMessage(ctx context.Context, conv uint64, clientMsgI
 		return SendResult{}, fmt.Errorf("inbox: system message to %d: %w", conv, err)
 	}
 	return res, nil
+}
+
+// createKeyPrefix puts the keys of CreateGroupOnce apart from the client
+// msg ids of the owner's messages, which share the owner's dedup records.
+const createKeyPrefix = "create:"
+
+// MaxCreateKey bounds a key of CreateGroupOnce, in bytes.
+const MaxCreateKey = wire.MaxClientMsgID - len(createKeyPrefix)
+
+// CreateGroupOnce is CreateGroup with an idempotency key of the owner's:
+// a retry with the same key creates nothing and returns the group the first
+// call created, reporting true.
+func (s *Service) CreateGroupOnce(ctx context.Context, owner uint64, spec NewGroup, key string) (timeline.Group, bool, error) {
+	if key == "" || len(key) > MaxCreateKey {
+		return timeline.Group{}, false, fmt.Errorf("inbox: create group: %w: key must be 1–%d bytes", ErrInvalid, MaxCreateKey)
+	}
+	return s.createGroup(ctx, owner, spec, createKeyPrefix+key)
+}
+
+// createdBefore finds the group that owner created with key, if any. The
+// dedup record of a creation points at the creation notice, conv_seq 1,
+// which no message can have.
+func (tx *txn) createdBefore(owner uint64, key string) (timeline.Group, bool, error) {
+	d, ok, err := tx.dedup(owner, key)
+	if err != nil || !ok {
+		return timeline.Group{}, false, err
+	}
+	if d.ConvSeq != 1 {
+		return timeline.Group{}, false, fmt.Errorf("%w: key %q already used for a message", ErrInvalid, key)
+	}
+	g, err := tx.group(d.Conv)
+	if err != nil {
+		return timeline.Group{}, false, err
+	}
+	return g.Group, true, nil
+}
+
+// remember records msg as what sender's key produced, as post does for a
+// message's client msg id.
+func (tx *txn) remember(sender uint64, key string, msg *timeline.Message) {
+	d := timeline.Dedup{Sender: sender, ClientMsgID: key, Conv: msg.Conv, ConvSeq: msg.ConvSeq, MsgID: msg.ID, Time: tx.now}
+	tx.dedups[dedupKey{sender, key}] = d
+	tx.b.Dedups = append(tx.b.Dedups, d)
 }
 
 // Describe returns conv's metadata and current members, whoever asks: it

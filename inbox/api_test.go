@@ -78,3 +78,33 @@ func TestDescribe(t *testing.T) {
 		t.Errorf("unknown group: %v", err)
 	}
 }
+
+func TestCreateGroupOnce(t *testing.T) {
+	e := newEnv(t, Config{})
+	first, dup, err := e.svc.CreateGroupOnce(ctx, 1, NewGroup{Members: []uint64{2, 3}}, "team-7")
+	if err != nil || dup {
+		t.Fatalf("first: %+v %v %v", first, dup, err)
+	}
+	again, dup, err := e.svc.CreateGroupOnce(ctx, 1, NewGroup{Members: []uint64{2, 3}}, "team-7")
+	if err != nil || !dup || again.ID != first.ID {
+		t.Fatalf("retry: %+v %v %v, first %d", again, dup, err, first.ID)
+	}
+	for _, u := range []uint64{1, 2, 3} {
+		if convs := e.conversations(u); len(convs) != 1 || len(e.inbox(u)) != 1 {
+			t.Errorf("user %d: %d conversations, %d entries; want one creation", u, len(convs), len(e.inbox(u)))
+		}
+	}
+	// The key is the owner's: another owner's call creates its own group.
+	other, dup, err := e.svc.CreateGroupOnce(ctx, 2, NewGroup{}, "team-7")
+	if err != nil || dup || other.ID == first.ID {
+		t.Errorf("another owner's key: %+v %v %v", other, dup, err)
+	}
+	// A message's client msg id that spells a creation key is told apart.
+	e.send(1, first.ID, createKeyPrefix+"m", "hi")
+	if _, _, err := e.svc.CreateGroupOnce(ctx, 1, NewGroup{}, "m"); !errors.Is(err, ErrInvalid) {
+		t.Errorf("a key used by a message: %v", err)
+	}
+	if _, _, err := e.svc.CreateGroupOnce(ctx, 1, NewGroup{}, ""); !errors.Is(err, ErrInvalid) {
+		t.Errorf("no key: %v", err)
+	}
+}

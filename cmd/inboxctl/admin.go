@@ -54,7 +54,11 @@ func adminCalls() []adminCall {
 			if err != nil {
 				return "", "", nil, err
 			}
-			return post("/v1/groups", map[string]any{"owner": ids[0], "members": ids[1:], "name": c.name})
+			body := map[string]any{"owner": ids[0], "members": ids[1:], "name": c.name}
+			if c.id != "" {
+				body["idempotency_key"] = c.id
+			}
+			return post("/v1/groups", body)
 		}},
 		{"group", "CONV", 1, 1, func(_ *adminCmd, a []string) (string, string, any, error) { return get("/v1/groups/" + a[0]) }},
 		{"invite", "ACTOR CONV USER...", 3, -1, func(_ *adminCmd, a []string) (string, string, any, error) {
@@ -98,7 +102,7 @@ func adminCalls() []adminCall {
 // adminUsage is the usage line of the admin command.
 func adminUsage() string {
 	var b strings.Builder
-	b.WriteString("[--api URL] [--api-key-file F] [--id CLIENT_MSG_ID] CALL ARGS; CALL is one of:")
+	b.WriteString("[--api URL] [--api-key-file F] [--id KEY] CALL ARGS; CALL is one of:")
 	for _, c := range adminCalls() {
 		fmt.Fprintf(&b, "\n  %-14s   %s %s", "", c.name, c.usage)
 	}
@@ -108,7 +112,7 @@ func adminUsage() string {
 func (c *adminCmd) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.api, "api", "", "server API base URL (env INBOXD_API; default http://127.0.0.1:7602)")
 	fs.StringVar(&c.keyFile, "api-key-file", "", "file whose first key line is the API key (env INBOXD_API_KEY_FILE)")
-	fs.StringVar(&c.id, "id", "", "client msg id of a send or system message (default: random; give one to retry a call)")
+	fs.StringVar(&c.id, "id", "", "client msg id of a send or system message (default: random; give one to retry a call), idempotency key of a create-group")
 	fs.StringVar(&c.name, "name", "", "name of a group created (default: named after its first members)")
 }
 

@@ -40,6 +40,7 @@ func TestAdmin(t *testing.T) {
 		{"admin --id k1 system-message 77 your order shipped", "POST", "/v1/groups/77/system-messages", `{"body":"your order shipped","client_msg_id":"k1"}`, ""},
 		{"admin --id k2 send 1 77 hi there", "POST", "/v1/groups/77/messages", `{"body":"hi there","client_msg_id":"k2","sender":1}`, ""},
 		{"admin --name lunch create-group 1 2 3", "POST", "/v1/groups", `{"members":[2,3],"name":"lunch","owner":1}`, ""},
+		{"admin --id t1 create-group 1", "POST", "/v1/groups", `{"idempotency_key":"t1","members":[],"name":"","owner":1}`, ""},
 		{"admin group 77", "GET", "/v1/groups/77", ``, ""},
 		{"admin invite 1 77 4 5", "POST", "/v1/groups/77/invite", `{"actor":1,"users":[4,5]}`, ""},
 		{"admin kick 1 77 4", "POST", "/v1/groups/77/kick", `{"actor":1,"user":4}`, ""},
