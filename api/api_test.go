@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -55,6 +56,25 @@ type env struct {
 	// own, as gatewaytest keeps the inbox's to itself.
 	restrictions timeline.Restrictions
 	moderation   *Moderation
+	log          *lockedBuffer // the API's log
+}
+
+// lockedBuffer is a log's output, written by the server's goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func newEnv(t *testing.T) *env {
@@ -74,13 +94,14 @@ func newEnv(t *testing.T) *env {
 	}
 	svc, addr := gatewaytest.Start(t, gw, func(s *inbox.Service) error { return gw.Serve(s) })
 	e := &env{t: t, addr: addr, svc: svc, keyFile: filepath.Join(t.TempDir(), "api-keys"), reg: prometheus.NewRegistry(),
-		restrictions: st, moderation: mod}
+		restrictions: st, moderation: mod, log: new(lockedBuffer)}
 	e.writeKeys("# the backends' keys\n" + key1 + "\n")
 	keys, err := NewKeys(e.keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := Handler(Config{Keys: keys, Service: svc, Sessions: gw, Moderation: mod, Node: 7, Registerer: e.reg})
+	h, err := Handler(Config{Keys: keys, Service: svc, Sessions: gw, Moderation: mod, Node: 7, Registerer: e.reg,
+		Logger: slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,8 +290,10 @@ func TestAuthorization(t *testing.T) {
 	}
 	// An unreadable file keeps the keys last read.
 	os.Remove(e.keyFile)
-	if code, _ := e.do(key2, "GET", "/v1/users/1/conversations", ""); code != http.StatusOK {
-		t.Errorf("after the file went: %d, want the last keys kept", code)
+	for range 2 {
+		if code, _ := e.do(key2, "GET", "/v1/users/1/conversations", ""); code != http.StatusOK {
+			t.Errorf("after the file went: %d, want the last keys kept", code)
+		}
 	}
 
 	// Nothing the refused calls asked for happened.
@@ -280,6 +303,16 @@ func TestAuthorization(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(requestsOf(t, e.reg, "POST /v1/groups", "401")); got != 4 {
 		t.Errorf("inboxd_api_requests_total{POST /v1/groups,401} = %v, want 4", got)
+	}
+	// The log says the key file went, and quotes no key, good or bad.
+	log := e.log.String()
+	if n := strings.Count(log, "key file unreadable"); n != 1 {
+		t.Errorf("the log says %d times that the key file went, want once:\n%s", n, log)
+	}
+	for _, k := range []string{key1, key2, "not-a-key-of-the-file-at-all", key1[:len(key1)-1]} {
+		if strings.Contains(log, k) {
+			t.Errorf("the log quotes the key %q", k)
+		}
 	}
 }
 

@@ -32,6 +32,7 @@ type Keys struct {
 	modTime time.Time
 	size    int64
 	sums    [][sha256.Size]byte // the keys' SHA-256: compared in constant time
+	failing string              // the reload error last returned, not repeated
 }
 
 // NewKeys reads the key file at path.
@@ -88,10 +89,19 @@ func parseKeys(b []byte) ([][sha256.Size]byte, error) {
 
 // Check reports whether key is one of the file's keys. A file that cannot
 // be read again keeps the keys last read, and the error is returned for
-// the log; a file emptied of keys refuses every key.
+// the log, once until it changes or the file is read again; a file emptied
+// of keys refuses every key.
 func (k *Keys) Check(key string) (bool, error) {
 	k.mu.Lock()
 	err := k.reload()
+	switch {
+	case err == nil:
+		k.failing = ""
+	case err.Error() == k.failing:
+		err = nil
+	default:
+		k.failing = err.Error()
+	}
 	sums := k.sums
 	k.mu.Unlock()
 	sum := sha256.Sum256([]byte(key))
