@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/inboxd/inboxd/client"
+	"github.com/inboxd/inboxd/timeline/pebble"
 	"github.com/inboxd/inboxd/wire"
 )
 
@@ -115,5 +117,59 @@ func TestRevoke(t *testing.T) {
 	again, err := LoadModeration(context.Background(), e.restrictions)
 	if err != nil || again.Admit(2, "laptop", issued) != wire.CodeRevoked || again.Admit(3, "laptop", issued) != 0 {
 		t.Errorf("the revocations read back from the store: %v", err)
+	}
+}
+
+// TestModerationRestart sets a ban and revocations on an on-disk Pebble
+// store, closes it, and finds them in a store opened again.
+func TestModerationRestart(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "db")
+	st, err := pebble.Open(pebble.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := LoadModeration(t.Context(), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1_800_000_000, 500_000_000)
+	if err := m.SetBanned(t.Context(), 2, true); err != nil {
+		t.Fatal(err)
+	}
+	before, err := m.Revoke(t.Context(), 3, "phone", now)
+	if err != nil || !before.Equal(time.Unix(1_800_000_001, 0)) {
+		t.Fatalf("Revoke: %v %v, want the second after", before, err)
+	}
+	if _, err := m.Revoke(t.Context(), 3, "phone", now.Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	st, err = pebble.Open(pebble.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	m, err = LoadModeration(t.Context(), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		user   uint64
+		device string
+		issued time.Time
+		want   wire.Code
+	}{
+		{2, "phone", now.Add(time.Hour), wire.CodeBanned},
+		{3, "phone", now, wire.CodeRevoked},          // the second of the revocation
+		{3, "phone", time.Time{}, wire.CodeRevoked},  // no iat
+		{3, "phone", time.Unix(1_800_000_001, 0), 0}, // revoked_before; an earlier revocation did not move it back
+		{3, "laptop", now.Add(-time.Hour), 0},        // another device
+		{4, "phone", time.Time{}, 0},                 // another user
+	}
+	for _, tt := range tests {
+		if got := m.Admit(tt.user, tt.device, tt.issued); got != tt.want {
+			t.Errorf("Admit(%d, %s, %v) = %v, want %v", tt.user, tt.device, tt.issued, got, tt.want)
+		}
 	}
 }
