@@ -39,7 +39,7 @@ type Config struct {
 	Token string
 	// TokenSource, when set, is called for a token before every connection
 	// instead of using Token; a client with one reconnects after
-	// UNAUTHENTICATED and TOKEN_EXPIRED instead of stopping.
+	// UNAUTHENTICATED, TOKEN_EXPIRED and REVOKED instead of stopping.
 	TokenSource func(ctx context.Context) (string, error)
 
 	// LastSeq is the last inbox seq the application has applied; the client
@@ -206,9 +206,9 @@ func (c *Client) Close() error {
 func (c *Client) Done() <-chan struct{} { return c.stopped }
 
 // Err returns why the client stopped: ErrClosed after Close, or an error
-// matching ErrReplaced (the same device connected elsewhere),
-// ErrUnauthenticated or ErrTokenExpired (without a TokenSource), ErrVersion
-// or ErrSeqAhead. It returns nil while the client runs.
+// matching ErrReplaced (the same device connected elsewhere), ErrBanned,
+// ErrUnauthenticated, ErrTokenExpired or ErrRevoked (without a
+// TokenSource), ErrVersion or ErrSeqAhead. It returns nil while the client runs.
 func (c *Client) Err() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -563,7 +563,7 @@ func TestCodeNamesMatchDoc(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for c := wire.CodeBadRequest; c <= wire.CodeRedirect; c++ {
+	for c := wire.CodeBadRequest; c <= wire.CodeRevoked; c++ {
 		row := fmt.Sprintf("| %d | `%s` |", c, c)
 		if !strings.Contains(string(doc), row) {
 			t.Errorf("docs/protocol.md has no row starting %q", row)
@@ -596,6 +596,8 @@ func TestErrorMatching(t *testing.T) {
 		{&Error{Code: wire.CodeTokenExpired}, false, true, false},
 		{&Error{Code: wire.CodeUnauthenticated}, false, true, false},
 		{&Error{Code: wire.CodeVersion}, false, true, true},
+		{&Error{Code: wire.CodeBanned}, false, true, true},
+		{&Error{Code: wire.CodeRevoked}, false, true, false},
 		{ErrSeqAhead, false, true, true},
 	}
 	for _, tt := range tests {

@@ -29,8 +29,9 @@
 //     seq is last+1, ignore one at or below last, and SYNC to fill the gap
 //     before one beyond last+1.
 //  4. Reconnect after any loss with exponential backoff and jitter, except
-//     after REPLACED (the same device connected elsewhere), VERSION, or an
-//     authentication error without Config.TokenSource: then the client
+//     after REPLACED (the same device connected elsewhere), VERSION,
+//     BANNED, or an authentication error (REVOKED too) without
+//     Config.TokenSource: then the client
 //     stops and Err says why. With several Config.Addrs (the nodes of a
 //     cluster), try them in turn; follow a REDIRECT, at AUTH or closing
 //     the connection, at once to the node it names, at most

@@ -78,6 +78,8 @@ var (
 	ErrInternal        = &Error{Code: wire.CodeInternal}
 	ErrIdle            = &Error{Code: wire.CodeIdle}
 	ErrRedirect        = &Error{Code: wire.CodeRedirect}
+	ErrBanned          = &Error{Code: wire.CodeBanned}
+	ErrRevoked         = &Error{Code: wire.CodeRevoked}
 )
 
 // Errors of the client itself.
@@ -119,9 +121,9 @@ func permanent(err error, canRenewToken bool) bool {
 	var e *Error
 	if errors.As(err, &e) {
 		switch e.Code {
-		case wire.CodeReplaced, wire.CodeVersion:
+		case wire.CodeReplaced, wire.CodeVersion, wire.CodeBanned:
 			return true
-		case wire.CodeUnauthenticated, wire.CodeTokenExpired:
+		case wire.CodeUnauthenticated, wire.CodeTokenExpired, wire.CodeRevoked:
 			return !canRenewToken
 		}
 	}

@@ -112,6 +112,9 @@ type Config struct {
 	// Ownership, when set, limits the gateway to the users whose shard this
 	// node serves (route.go); nil serves every user.
 	Ownership Ownership
+	// Gate, when set, refuses banned users and revoked tokens at AUTH and
+	// banned users' SENDs (moderation.go); nil admits every valid token.
+	Gate Gate
 }
 
 func (c *Config) setDefaults() error {
@@ -437,6 +440,12 @@ func (s *Server) register(sess *session) *wirepb.Error {
 	defer s.mu.Unlock()
 	user := sess.user.Load()
 	if e := s.notServed(s.shardOf(user)); e != nil {
+		return e
+	}
+	// Under s.mu, as Disconnect looks for the sessions to close: a ban or a
+	// revocation set meanwhile either finds this session registered or is
+	// seen here.
+	if e := s.gated(sess); e != nil {
 		return e
 	}
 	list, online := s.byUser[user]

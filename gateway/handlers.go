@@ -170,6 +170,10 @@ func (sess *session) handle(req request) {
 		sess.reply(req, nil, e)
 		return
 	}
+	if req.cmd == wire.CmdSend && s.cfg.Gate != nil && s.cfg.Gate.Banned(user) {
+		sess.reply(req, nil, errorBody(wire.CodeBanned, "the user is banned"))
+		return
+	}
 	h := handlers[req.cmd]
 	resp, err := h(ctx, sess, user, req.body)
 	if err != nil {
@@ -201,12 +205,17 @@ func (sess *session) auth(ctx context.Context, req request) {
 		sess.refuse(req, errorBody(code, err.Error()), closedAuthFailed)
 		return
 	}
-	sess.device = claims.Device
+	sess.device, sess.issued = claims.Device, claims.Issued
 	sess.user.Store(claims.User)
 	// Register before reading the head: an entry committed in between is
 	// then pushed (perhaps also counted in head_seq, which the client's
 	// sync rules absorb). The other order would lose it until the next SYNC.
 	if e := s.register(sess); e != nil {
+		if why, ok := gateRefusals[wire.Code(e.Code)]; ok {
+			s.authFailed(why.auth, sess.remote)
+			sess.refuse(req, e, why.closed)
+			return
+		}
 		s.metrics.redirect(redirectAuth, wire.Code(e.Code))
 		sess.refuse(req, e, closedNotServed)
 		return

@@ -35,11 +35,14 @@ const (
 	closedFlood     // kept sending past its rate limit
 	closedConnLimit // refused or closed at a connection cap
 	closedNotServed // this node does not serve the user's shard: REDIRECT or UNAVAILABLE
+	closedBanned    // the user is banned: at AUTH, or when the ban was set
+	closedRevoked   // the token was revoked: at AUTH, or when the revocation was set
 	numDisconnects
 )
 
 var disconnectNames = [numDisconnects]string{
 	"peer", "slow_reader", "idle", "auth_timeout", "auth_failed", "protocol", "replaced", "shutdown", "flood", "conn_limit", "not_served",
+	"banned", "revoked",
 }
 
 // redirectWhen is when a user was sent away from a node that does not
@@ -68,11 +71,14 @@ const (
 	authExpired                          // the token's expiry passed
 	authTimeout                          // no AUTH within Config.AuthTimeout
 	authUnavailable                      // the store did not answer the head lookup
+	authBanned                           // the user is banned
+	authRevoked                          // the token was issued before a revocation
 	numAuthFailures
 )
 
 var authFailureNames = [numAuthFailures]string{
 	"not_first", "malformed_body", "malformed_token", "bad_signature", "expired", "timeout", "unavailable",
+	"banned", "revoked",
 }
 
 // rejection is why a request was answered without running it.

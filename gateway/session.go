@@ -47,6 +47,7 @@ type session struct {
 	// Workers; device and userRate are written once by the AUTH request,
 	// before user.
 	device   string
+	issued   time.Time // the token's iat; zero without one
 	userRate *userBucket
 
 	mu      sync.Mutex

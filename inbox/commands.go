@@ -113,21 +113,36 @@ type NewGroup struct {
 // CreateGroup creates a group owned by owner with its members, each with the
 // conversation in their list, and posts the creation notice to all of them.
 func (s *Service) CreateGroup(ctx context.Context, owner uint64, spec NewGroup) (timeline.Group, error) {
+	g, _, err := s.createGroup(ctx, owner, spec, "")
+	return g, err
+}
+
+// createGroup is CreateGroup, once per dedup key of the owner's when key is
+// set (CreateGroupOnce); it reports whether the group was created before.
+func (s *Service) createGroup(ctx context.Context, owner uint64, spec NewGroup, key string) (timeline.Group, bool, error) {
 	members := uniqueIDs(spec.Members, owner)
 	switch {
 	case owner == 0 || slices.Contains(members, 0):
-		return timeline.Group{}, fmt.Errorf("inbox: create group: %w: zero user id", ErrInvalid)
+		return timeline.Group{}, false, fmt.Errorf("inbox: create group: %w: zero user id", ErrInvalid)
 	case len(spec.Name) > wire.MaxGroupName || !utf8.ValidString(spec.Name):
-		return timeline.Group{}, fmt.Errorf("inbox: create group: %w: name must be valid UTF-8 of at most %d bytes", ErrInvalid, wire.MaxGroupName)
+		return timeline.Group{}, false, fmt.Errorf("inbox: create group: %w: name must be valid UTF-8 of at most %d bytes", ErrInvalid, wire.MaxGroupName)
 	case len(members)+1 > s.cfg.MaxGroupSize:
-		return timeline.Group{}, fmt.Errorf("inbox: create group of %d: %w: at most %d members", len(members)+1, ErrGroupFull, s.cfg.MaxGroupSize)
+		return timeline.Group{}, false, fmt.Errorf("inbox: create group of %d: %w: at most %d members", len(members)+1, ErrGroupFull, s.cfg.MaxGroupSize)
 	}
 	name := spec.Name
 	if name == "" {
 		name = groupName(owner, members)
 	}
 	var info timeline.Group
+	var created bool
 	err := s.do(ctx, owner, func(tx *txn) error {
+		if key != "" {
+			g, ok, err := tx.createdBefore(owner, key)
+			if err != nil || ok {
+				info, created = g, ok
+				return err
+			}
+		}
 		g := &group{
 			Group:   timeline.Group{ID: tx.s.ids.next(), Name: name, Owner: owner, Created: tx.now, Open: spec.Open},
 			members: make(map[uint64]timeline.Member, len(members)+1),
@@ -147,16 +162,20 @@ func (s *Service) CreateGroup(ctx context.Context, owner uint64, spec NewGroup) 
 			text = fmt.Sprintf("%d invited %s to join the group", owner, idList(members))
 		}
 		n := wire.Notice{Type: wire.NoticeCreate, Actor: owner, Users: members, Name: name, Text: text}
-		if _, err := tx.post(g, owner, "", wire.KindNotice, noticeBody(n)); err != nil {
+		msg, err := tx.post(g, owner, "", wire.KindNotice, noticeBody(n))
+		if err != nil {
 			return err
+		}
+		if key != "" {
+			tx.remember(owner, key, msg)
 		}
 		info = g.Group
 		return nil
 	})
 	if err != nil {
-		return timeline.Group{}, fmt.Errorf("inbox: create group: %w", err)
+		return timeline.Group{}, false, fmt.Errorf("inbox: create group: %w", err)
 	}
-	return info, nil
+	return info, created, nil
 }
 
 // uniqueIDs returns ids sorted without duplicates and without except.

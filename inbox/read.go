@@ -176,20 +176,30 @@ func (s *Service) History(ctx context.Context, user, conv, before uint64, limit 
 // user a member of it. A dismissed group answers ErrDismissed to everyone,
 // its former members included, as the group commands do.
 func (s *Service) currentMember(ctx context.Context, user, conv uint64) (timeline.Group, timeline.Conversation, error) {
-	g, err := s.store.Group(ctx, conv)
-	switch {
-	case errors.Is(err, timeline.ErrNotFound):
-		return g, timeline.Conversation{}, ErrNoGroup
-	case err != nil:
+	g, err := s.liveStoredGroup(ctx, conv)
+	if err != nil {
 		return g, timeline.Conversation{}, err
-	case g.Dismissed:
-		return g, timeline.Conversation{}, ErrDismissed
 	}
 	c, err := s.store.Conversation(ctx, user, conv)
 	if errors.Is(err, timeline.ErrNotFound) || err == nil && c.LeftAt != 0 {
 		return g, c, ErrNotMember
 	}
 	return g, c, err
+}
+
+// liveStoredGroup reads conv's metadata from the store: ErrNoGroup if there
+// is no such group, ErrDismissed if it was dismissed.
+func (s *Service) liveStoredGroup(ctx context.Context, conv uint64) (timeline.Group, error) {
+	g, err := s.store.Group(ctx, conv)
+	switch {
+	case errors.Is(err, timeline.ErrNotFound):
+		return g, ErrNoGroup
+	case err != nil:
+		return g, err
+	case g.Dismissed:
+		return g, ErrDismissed
+	}
+	return g, nil
 }
 
 // ConversationInfo is an entry of a user's conversation list.

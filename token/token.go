@@ -7,11 +7,13 @@
 //	base64url(payload) "." base64url(HMAC-SHA256(secret, base64url(payload)))
 //
 // where payload is the JSON object {"u": user id, "d": device id, "exp": unix
-// seconds}, with exactly those three keys. Any language with HMAC-SHA256 and
-// JSON can issue one. Verify is strict, so that one token has one spelling
-// and one meaning: both parts must be canonical unpadded base64url, the keys
-// are matched exactly (no case folding, no duplicates, no others) and all
-// three are required.
+// seconds}, and optionally "iat": the unix second it was issued at, which a
+// revocation of the user's or the device's tokens compares (docs/api.md).
+// Any language with HMAC-SHA256 and JSON can issue one. Verify is strict, so
+// that one token has one spelling and one meaning: both parts must be
+// canonical unpadded base64url, the keys are matched exactly (no case
+// folding, no duplicates, no others), u, d and exp are required, and iat,
+// when present, is a positive integer.
 //
 // This package is part of inboxd's public API (README, "Layout"), for Go
 // backends that mint tokens: its exported names keep their meaning across
@@ -55,6 +57,11 @@ type Claims struct {
 	// integer, so any exp up to the largest int64 is honoured; for one past
 	// year 292277026596 Expiry itself wraps, but Expiry.Unix() is still exp.
 	Expiry time.Time
+	// Issued is when the token was issued, second precision; the zero time
+	// for a token without iat. The server refuses a token issued before a
+	// revocation of its user or device, and one without iat once there is
+	// any.
+	Issued time.Time
 }
 
 // payload is the JSON form of Claims.
@@ -62,6 +69,7 @@ type payload struct {
 	User   uint64 `json:"u"`
 	Device string `json:"d"`
 	Exp    int64  `json:"exp"`
+	Iat    int64  `json:"iat,omitempty"` // 0: absent
 }
 
 var enc = base64.RawURLEncoding.Strict()
@@ -88,7 +96,13 @@ func Sign(secret []byte, c Claims) (string, error) {
 	if c.User == 0 || c.Device == "" || len(c.Device) > MaxDevice {
 		return "", fmt.Errorf("token: user id must be non-zero and device id 1–%d bytes", MaxDevice)
 	}
-	js, err := json.Marshal(payload{c.User, c.Device, c.Expiry.Unix()})
+	pl := payload{User: c.User, Device: c.Device, Exp: c.Expiry.Unix()}
+	if !c.Issued.IsZero() {
+		if pl.Iat = c.Issued.Unix(); pl.Iat < 1 {
+			return "", fmt.Errorf("token: issue time %d before 1970", pl.Iat)
+		}
+	}
+	js, err := json.Marshal(pl)
 	if err != nil {
 		return "", fmt.Errorf("token: %w", err)
 	}
@@ -128,6 +142,9 @@ func Verify(secret []byte, tok string, now time.Time) (Claims, error) {
 		return Claims{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	c := Claims{User: pl.User, Device: pl.Device, Expiry: time.Unix(pl.Exp, 0)}
+	if pl.Iat != 0 {
+		c.Issued = time.Unix(pl.Iat, 0)
+	}
 	// Compared as integers: time.Unix(exp) overflows for exp near the
 	// largest int64, and a far expiry must not read as a past one.
 	if now.Unix() >= pl.Exp {
@@ -146,8 +163,8 @@ func decode(s string) ([]byte, bool) {
 	return b, true
 }
 
-// parsePayload decodes the payload JSON, holding it to exactly the keys u, d
-// and exp, each once and spelled in lower case. encoding/json alone would
+// parsePayload decodes the payload JSON, holding it to the keys u, d and
+// exp, and optionally iat, each once and spelled in lower case. encoding/json alone would
 // fold case, take the last of duplicate keys and skip unknown ones.
 func parsePayload(js []byte) (payload, error) {
 	var pl payload
@@ -174,6 +191,8 @@ func parsePayload(js []byte) (payload, error) {
 			dst = &pl.Device
 		case "exp":
 			dst = &pl.Exp
+		case "iat":
+			dst = &pl.Iat
 		default:
 			return pl, fmt.Errorf("unknown key %q", key)
 		}
@@ -196,8 +215,11 @@ func parsePayload(js []byte) (payload, error) {
 		return pl, errors.New("data after the object")
 	}
 	switch {
-	case len(seen) != 3:
+	case !seen["u"] || !seen["d"] || !seen["exp"]:
 		return pl, errors.New("want the keys u, d and exp")
+	case seen["iat"] && pl.Iat < 1:
+		// 0 would be a second spelling of a token without iat.
+		return pl, fmt.Errorf("iat %d: want a positive Unix time", pl.Iat)
 	case pl.User == 0:
 		return pl, errors.New("zero user id")
 	case pl.Device == "" || len(pl.Device) > MaxDevice:

@@ -55,6 +55,15 @@ func TestVerify(t *testing.T) {
 		{"mac with a newline", p + "." + s[:10] + "\n" + s[10:], ErrMalformed},
 		{"mac padded", p + "." + s + "=", ErrMalformed},
 		{"payload with other trailing bits", signText(secret, flipTrailingBits(p)), ErrMalformed},
+		{"iat", signRaw(secret, `{"u":42,"d":"phone","exp":1900000000,"iat":1700000000}`), nil},
+		{"iat first", signRaw(secret, `{"iat":1700000000,"u":42,"d":"phone","exp":1900000000}`), nil},
+		{"iat zero", signRaw(secret, `{"u":42,"d":"phone","exp":1900000000,"iat":0}`), ErrMalformed},
+		{"iat negative", signRaw(secret, `{"u":42,"d":"phone","exp":1900000000,"iat":-5}`), ErrMalformed},
+		{"iat null", signRaw(secret, `{"u":42,"d":"phone","exp":1900000000,"iat":null}`), ErrMalformed},
+		{"iat string", signRaw(secret, `{"u":42,"d":"phone","exp":1900000000,"iat":"1700000000"}`), ErrMalformed},
+		{"iat twice", signRaw(secret, `{"u":42,"d":"phone","exp":1900000000,"iat":1,"iat":2}`), ErrMalformed},
+		{"key IAT", signRaw(secret, `{"u":42,"d":"phone","exp":1900000000,"IAT":1700000000}`), ErrMalformed},
+		{"iat without exp", signRaw(secret, `{"u":42,"d":"phone","iat":1700000000}`), ErrMalformed},
 	}
 	for _, tt := range tests {
 		c, err := Verify(secret, tt.tok, now)
@@ -164,6 +173,8 @@ func FuzzSignedPayload(f *testing.F) {
 		`{"U":1,"d":"d","exp":2000000000}`,
 		`{"u":1,"u":2,"d":"d","exp":2000000000}`,
 		`{"u":1,"d":"d","exp":null}`,
+		`{"u":1,"d":"d","exp":2000000000,"iat":1000000000}`,
+		`{"u":1,"d":"d","exp":2000000000,"iat":0}`,
 		`{"u":1,"d":"\u0064","exp":2e9}`,
 		` {"u":1,"d":"d","exp":2000000000} `,
 	} {
@@ -188,8 +199,32 @@ func FuzzSignedPayload(f *testing.F) {
 			t.Fatalf("claims %+v of %q do not sign: %v", c, payload, err)
 		}
 		again, err := Verify(secret, tok, now)
-		if err != nil || again.User != c.User || again.Device != c.Device || again.Expiry.Unix() != c.Expiry.Unix() {
+		if err != nil || again.User != c.User || again.Device != c.Device || again.Expiry.Unix() != c.Expiry.Unix() || !again.Issued.Equal(c.Issued) {
 			t.Fatalf("claims %+v signed again read as %+v, %v", c, again, err)
 		}
 	})
+}
+
+// TestIssued checks that Sign writes iat only for a set issue time, and
+// Verify reads it back.
+func TestIssued(t *testing.T) {
+	secret := []byte("0123456789abcdef0123")
+	now := time.Unix(1_800_000_000, 0)
+	for _, issued := range []time.Time{{}, now.Add(-time.Minute)} {
+		tok, err := Sign(secret, Claims{User: 1, Device: "d", Expiry: now.Add(time.Hour), Issued: issued})
+		if err != nil {
+			t.Fatal(err)
+		}
+		js, _ := enc.DecodeString(strings.Split(tok, ".")[0])
+		if strings.Contains(string(js), "iat") == issued.IsZero() {
+			t.Errorf("issued %v: payload %s", issued, js)
+		}
+		c, err := Verify(secret, tok, now)
+		if err != nil || !c.Issued.Equal(issued) {
+			t.Errorf("issued %v: read %v, %v", issued, c.Issued, err)
+		}
+	}
+	if _, err := Sign(secret, Claims{User: 1, Device: "d", Expiry: now, Issued: time.Unix(-1, 0)}); err == nil {
+		t.Error("an issue time before 1970 signed")
+	}
 }

@@ -82,6 +82,8 @@ const (
 	CodeInternal        Code = 20 // a server bug; retry may help
 	CodeIdle            Code = 21 // no frame within the idle timeout; the server closes
 	CodeRedirect        Code = 22 // another node serves the user: reconnect to Error.redirect
+	CodeBanned          Code = 23 // the user is banned (server API); the server closes
+	CodeRevoked         Code = 24 // the token was revoked (server API): a new one is needed; the server closes
 )
 
 var codeNames = map[Code]string{
@@ -92,7 +94,7 @@ var codeNames = map[Code]string{
 	CodeRateLimited: "RATE_LIMITED", CodeUnavailable: "UNAVAILABLE", CodeTimeout: "TIMEOUT",
 	CodeSlowReader: "SLOW_READER", CodeReplaced: "REPLACED", CodeShuttingDown: "SHUTTING_DOWN",
 	CodeVersion: "VERSION", CodeInternal: "INTERNAL", CodeIdle: "IDLE",
-	CodeRedirect: "REDIRECT",
+	CodeRedirect: "REDIRECT", CodeBanned: "BANNED", CodeRevoked: "REVOKED",
 }
 
 // String is the name docs/protocol.md gives the code.

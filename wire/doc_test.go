@@ -78,8 +78,8 @@ func TestProtocolDocErrors(t *testing.T) {
 		}
 		want++
 	}
-	if want != wire.CodeRedirect+1 {
-		t.Errorf("doc lists codes up to %d, want %d", want-1, wire.CodeRedirect)
+	if want != wire.CodeRevoked+1 {
+		t.Errorf("doc lists codes up to %d, want %d", want-1, wire.CodeRevoked)
 	}
 }
 
@@ -117,7 +117,7 @@ func TestProtocolDocToken(t *testing.T) {
 // the constants of package wire.
 func TestProtocolDocKinds(t *testing.T) {
 	doc := readDoc(t)
-	named := map[string]wire.Kind{"text": wire.KindText, "notice": wire.KindNotice, "read": wire.KindRead, "dnd": wire.KindDND}
+	named := map[string]wire.Kind{"text": wire.KindText, "notice": wire.KindNotice, "read": wire.KindRead, "dnd": wire.KindDND, "system": wire.KindSystemMessage}
 	seen := map[string]bool{}
 	for _, r := range tableRows(doc, "| kind | name | body |") {
 		if lo, hi, ok := strings.Cut(r[0], "–"); ok {

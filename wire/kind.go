@@ -25,7 +25,15 @@ const (
 	// that the user turned do-not-disturb of the entry's conv on (conv_seq 1)
 	// or off (0).
 	KindDND Kind = 0x8003
+	// KindSystemMessage is a message the application's backend posted into
+	// a group through the server API (docs/api.md): a system or bot
+	// message, from SystemSender, that needs no membership. Its body is
+	// what the backend sent.
+	KindSystemMessage Kind = 0x8004
 )
+
+// SystemSender is the sender of KindSystemMessage messages: no user has id 0.
+const SystemSender uint64 = 0
 
 // HasMessage reports whether entries of kind k carry a message. The
 // inbox-only kinds (KindRead, KindDND) carry their value in conv_seq instead.

@@ -14,7 +14,7 @@ import (
 // code calls retryable: they once disagreed.
 func TestProtocolDocResendCodes(t *testing.T) {
 	var want []string
-	for c := wire.CodeBadRequest; c <= wire.CodeRedirect; c++ {
+	for c := wire.CodeBadRequest; c <= wire.CodeRevoked; c++ {
 		if c.Retryable() {
 			want = append(want, c.String())
 		}

@@ -303,7 +303,7 @@ func TestRetryable(t *testing.T) {
 		wire.CodeRateLimited: true, wire.CodeUnavailable: true, wire.CodeTimeout: true,
 		wire.CodeShuttingDown: true, wire.CodeInternal: true,
 	}
-	for c := wire.Code(0); c <= wire.CodeRedirect+1; c++ {
+	for c := wire.Code(0); c <= wire.CodeRevoked+1; c++ {
 		if c.Retryable() != retryable[c] {
 			t.Errorf("code %d: Retryable() = %v", c, c.Retryable())
 		}

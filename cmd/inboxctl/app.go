@@ -62,6 +62,7 @@ func commands() []commandInfo {
 		{"history", "[--before CONV_SEQ] [--limit N] CONV", "print a group's messages, oldest first", func() command { return &historyCmd{} }},
 		{"conversations", "", "list your conversations with unread counts", func() command { return &conversationsCmd{} }},
 		{"read", "CONV CONV_SEQ", "move your read marker of a group", func() command { return &readCmd{} }},
+		{"admin", adminUsage(), "call the server API as the application's backend (docs/api.md); prints its JSON answer", func() command { return &adminCmd{} }},
 	}
 }
 

@@ -57,7 +57,8 @@ func (c *tokenCmd) run(_ context.Context, a *app) error {
 			return fmt.Errorf("token: %s: %w", c.secretFile, err)
 		}
 	}
-	claims := token.Claims{User: c.user, Device: c.device, Expiry: a.now().Add(c.ttl).Truncate(time.Second)}
+	now := a.now().Truncate(time.Second)
+	claims := token.Claims{User: c.user, Device: c.device, Expiry: now.Add(c.ttl), Issued: now}
 	tok, err := token.Sign(secret, claims)
 	if err != nil {
 		return err

@@ -1,6 +1,8 @@
 // Command inboxctl talks to an inboxd server from a shell: it mints
 // development tokens, manages groups, sends messages, and reads the inbox
-// (once with sync, or continuously with tail).
+// (once with sync, or continuously with tail). inboxctl admin calls the
+// server API (docs/api.md) as the application's backend, with an API key
+// instead of a token.
 //
 //	inboxctl [--addr host:port[,host:port…]] [--token T] [--json] <command> [flags] [args]
 //

@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/inboxd/inboxd/api"
 	"github.com/inboxd/inboxd/cluster"
 	"github.com/inboxd/inboxd/gateway"
 	"github.com/inboxd/inboxd/inbox"
@@ -47,6 +48,8 @@ import (
 type options struct {
 	Listen       string
 	Admin        string
+	API          string
+	APIKeyFile   string
 	Store        string
 	Data         string
 	Hosts        string
@@ -121,6 +124,8 @@ func flagSet(o *options) *flag.FlagSet {
 	fs := flag.NewFlagSet("inboxd", flag.ContinueOnError)
 	fs.StringVar(&o.Listen, "listen", "127.0.0.1:7600", "TCP address for client connections")
 	fs.StringVar(&o.Admin, "admin", "127.0.0.1:7601", "HTTP address for /healthz, /readyz and /metrics (empty: off)")
+	fs.StringVar(&o.API, "api", "", "HTTP address of the server API for application backends, e.g. 127.0.0.1:7602 (empty: off)")
+	fs.StringVar(&o.APIKeyFile, "api-key-file", "", "file of the server API's keys, one a line, reread when it changes (required with -api)")
 	fs.StringVar(&o.Store, "store", "pebble", "storage backend: pebble (embedded) or cassandra")
 	fs.StringVar(&o.Data, "data", "inboxd-data", "data directory of the embedded store (and of the generated token secret)")
 	fs.StringVar(&o.Hosts, "cassandra-hosts", "127.0.0.1:9042", "Cassandra contact points, comma separated")
@@ -154,6 +159,14 @@ func (o options) validate() error {
 	case "pebble", "cassandra":
 	default:
 		return fmt.Errorf("-store %q: want pebble or cassandra", o.Store)
+	}
+	if o.API != "" && o.APIKeyFile == "" {
+		return errors.New("-api needs -api-key-file: every call to the server API carries a key")
+	}
+	// Port 0 picks a free port for each listener: the same spelling is then
+	// not the same address.
+	if o.API != "" && !strings.HasSuffix(o.API, ":0") && (o.API == o.Listen || o.API == o.Admin) {
+		return fmt.Errorf("-api %s: the server API needs an address of its own, not the client port or the admin address", o.API)
 	}
 	if o.Node < 0 || o.Node > 1023 {
 		return fmt.Errorf("-node %d: want 0-1023", o.Node)
@@ -213,6 +226,12 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	// Bans and revocations hold whether or not the API is on: the gateway
+	// checks them at every AUTH.
+	moderation, err := api.LoadModeration(ctx, store)
+	if err != nil {
+		return err
+	}
 	l := o.Limits
 	gw, err := gateway.New(gateway.Config{
 		Addr: o.Listen, Secret: secret, Workers: o.Workers, MaxFrame: o.MaxFrame, Logger: log, Registerer: reg,
@@ -222,6 +241,7 @@ func run(args []string) error {
 		// One process is the whole cluster until the cluster is wired in:
 		// it serves every user and never redirects.
 		Ownership: cluster.NewLocal(cluster.DefaultShards),
+		Gate:      moderation,
 	})
 	if err != nil {
 		return err
@@ -239,6 +259,14 @@ func run(args []string) error {
 		defer hook.Close(context.Background())
 		icfg.OfflinePusher = hook
 	}
+	// The key file is read before the gateway starts: a bad one stops
+	// inboxd before it takes a connection.
+	var keys *api.Keys
+	if o.API != "" {
+		if keys, err = api.NewKeys(o.APIKeyFile); err != nil {
+			return err
+		}
+	}
 	svc, err := inbox.New(ctx, icfg)
 	if err != nil {
 		return err
@@ -251,7 +279,25 @@ func run(args []string) error {
 		return <-served
 	}
 	ready.setGateway(gw)
-	log.Info("inboxd: ready", "listen", gw.Addr(), "admin", adminAddr, "store", o.Store, "data", o.Data, "node", o.Node)
+	apiAddr := "off"
+	if keys != nil {
+		h, err := api.Handler(api.Config{Keys: keys, Service: svc, Sessions: gw, Moderation: moderation, Node: o.Node, Logger: log, Registerer: reg})
+		if err == nil {
+			var srv *api.Server
+			if srv, err = api.Listen(o.API, h, log); err == nil {
+				apiAddr = srv.Addr().String()
+				// Deferred after the gateway's start, so run before the
+				// service closes: calls in flight finish first.
+				defer srv.Shutdown(context.Background())
+			}
+		}
+		if err != nil {
+			gw.Shutdown(context.Background())
+			<-served
+			return err
+		}
+	}
+	log.Info("inboxd: ready", "listen", gw.Addr(), "admin", adminAddr, "api", apiAddr, "store", o.Store, "data", o.Data, "node", o.Node)
 
 	select {
 	case err := <-served:

@@ -39,6 +39,10 @@ func TestParse(t *testing.T) {
 		{[]string{"stray"}, "", 0, true},
 		{[]string{"-rate-limit", "0"}, "", 0, true},
 		{[]string{"-max-conns-per-addr", "-1"}, "", 0, true},
+		{[]string{"-api", "127.0.0.1:7602"}, "", 0, true},                       // no key file
+		{[]string{"-api", "127.0.0.1:9000", "-api-key-file", "k"}, "", 0, true}, // the client port
+		{[]string{"-api", "127.0.0.1:7601", "-api-key-file", "k"}, "", 0, true}, // the admin port
+		{[]string{"-api", "127.0.0.1:7602", "-api-key-file", "k"}, "127.0.0.1:9000", 7, false},
 	}
 	for _, tt := range tests {
 		o, err := parse(tt.args, getenv)

@@ -33,6 +33,7 @@ import (
 // instance is a running inboxd binary.
 type instance struct {
 	listen, admin string
+	api           string // "off" unless started with -api
 	secret        []byte
 }
 
@@ -72,11 +73,11 @@ func startInboxd(t *testing.T, args ...string) *instance {
 		}
 	})
 	lines := bufio.NewScanner(stderr)
-	ready := regexp.MustCompile(`inboxd: ready.* listen=(\S+) admin=(\S+)`)
+	ready := regexp.MustCompile(`inboxd: ready.* listen=(\S+) admin=(\S+) api=(\S+)`)
 	in := &instance{}
 	for in.listen == "" && lines.Scan() {
 		if m := ready.FindStringSubmatch(lines.Text()); m != nil {
-			in.listen, in.admin = m[1], m[2]
+			in.listen, in.admin, in.api = m[1], m[2], m[3]
 		}
 	}
 	go func() {
@@ -211,7 +212,8 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	var hooked atomic.Int32
 	hook := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { hooked.Add(1) }))
 	defer hook.Close()
-	in := startInboxd(t, "-webhook-url", hook.URL)
+	keyFile := writeAPIKeys(t, apiKey)
+	in := startInboxd(t, "-webhook-url", hook.URL, "-api", "127.0.0.1:0", "-api-key-file", keyFile)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
@@ -329,6 +331,16 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		{"inboxd_inbox_fanout_rows_total", nil, 0},
 		{"inboxd_gateway_disconnects_total", []string{"reason", "peer"}, 1},
 		{"inboxd_gateway_connections_open", nil, -1},
+	})
+
+	// One call to the server API, counted by route and status.
+	before = in.scrape(t)
+	if code, b := in.callAPI(t, apiKey, "GET", "/v1/users/1/conversations", ""); code != http.StatusOK {
+		t.Fatalf("server API: %d %s", code, b)
+	}
+	in.waitDeltas(t, before, []delta{
+		{"inboxd_api_requests_total", []string{"route", "GET /v1/users/{user}/conversations", "code", "200"}, 1},
+		{"inboxd_api_request_duration_seconds", []string{"route", "GET /v1/users/{user}/conversations"}, 1},
 	})
 
 	t.Run("dashboard and alerts query only exported metrics", func(t *testing.T) {

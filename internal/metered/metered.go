@@ -41,12 +41,15 @@ const (
 	opRecentConversations
 	opDedup
 	opClock
+	opPutRestriction
+	opRestrictions
 	numOps
 )
 
 var opNames = [numOps]string{
 	"commit", "inbox", "last_inbox_seq", "messages", "last_conv_seq", "messages_by_key",
 	"group", "members", "conversation", "conversations", "recent_conversations", "dedup", "clock",
+	"put_restriction", "restrictions",
 }
 
 // buckets span a Pebble point read from the block cache (microseconds) to
@@ -177,6 +180,30 @@ func (s *Store) Dedup(ctx context.Context, sender uint64, clientMsgID string) (_
 func (s *Store) Clock(ctx context.Context, node int64) (_ uint64, err error) {
 	defer s.ops[opClock].done(time.Now(), &err)
 	return s.next.Clock(ctx, node)
+}
+
+// errNoRestrictions is the answer of a wrapped store that keeps no
+// restrictions.
+var errNoRestrictions = errors.New("metered: the store keeps no restrictions")
+
+// PutRestriction implements timeline.Restrictions when the wrapped store does.
+func (s *Store) PutRestriction(ctx context.Context, r timeline.Restriction) (err error) {
+	defer s.ops[opPutRestriction].done(time.Now(), &err)
+	rs, ok := s.next.(timeline.Restrictions)
+	if !ok {
+		return errNoRestrictions
+	}
+	return rs.PutRestriction(ctx, r)
+}
+
+// AllRestrictions implements timeline.Restrictions when the wrapped store does.
+func (s *Store) AllRestrictions(ctx context.Context) (_ []timeline.Restriction, err error) {
+	defer s.ops[opRestrictions].done(time.Now(), &err)
+	rs, ok := s.next.(timeline.Restrictions)
+	if !ok {
+		return nil, errNoRestrictions
+	}
+	return rs.AllRestrictions(ctx)
 }
 
 // Close closes the wrapped store.

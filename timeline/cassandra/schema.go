@@ -147,6 +147,13 @@ func tables() []table {
 			compaction: lcs,
 		},
 		{
+			name:       "restrictions",
+			partition:  []column{{"ring", "int"}},
+			clustering: []column{{"user", "varint"}, {"device", "text"}},
+			regular:    []column{{"banned", "boolean"}, {"revoked_before", "bigint"}},
+			compaction: lcs,
+		},
+		{
 			name:       "settings",
 			partition:  []column{{"name", "text"}},
 			regular:    []column{{"value", "bigint"}},

@@ -21,6 +21,7 @@
 //	'a' user(8) ^time(8) ^conv(8) activity index entry (value: the version byte)
 //	'd' sender(8) client_msg_id dedup record (client_msg_id is the rest of the key)
 //	'k' node(8)                 snowflake clock of a node (int64 as two's complement)
+//	'b' user(8) device          restriction: a ban, a revocation (restrictions.go)
 //	'v'                         format version of the whole store (uvarint)
 //
 // The activity index lists a user's conversations by last activity: time is

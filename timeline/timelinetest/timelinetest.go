@@ -51,6 +51,7 @@ func Run(t *testing.T, open func(t *testing.T) timeline.Store) {
 		{"Activity", testActivity},
 		{"Dedup", testDedup},
 		{"Clock", testClock},
+		{"Restrictions", testRestrictions},
 		{"ConcurrentWriters", testConcurrentWriters},
 		{"LargeBatch", testLargeBatch},
 		{"BatchEmptyReset", testBatchEmptyReset},
