@@ -210,7 +210,9 @@ type Server struct {
 	inflight atomic.Int64 // requests taken and not yet answered
 	bufs     sync.Pool    // []byte: sessions' outbound frames, Notify's pushes
 	encoded  msgCache     // the messages of the latest group commits, encoded
-	workers  sync.WaitGroup
+	// flushTask is flushQueued, bound once rather than at every enqueue.
+	flushTask gnet.AsyncCallback
+	workers   sync.WaitGroup
 
 	gnet.BuiltinEventEngine
 }
@@ -233,6 +235,7 @@ func New(cfg Config) (*Server, error) {
 		booted:    make(chan struct{}),
 		warn:      &warnLog{log: cfg.Logger, now: cfg.Now},
 	}
+	s.flushTask = s.flushQueued
 	s.metrics = newMetrics(s)
 	if err := s.metrics.register(cfg.Registerer); err != nil {
 		return nil, fmt.Errorf("gateway: register metrics: %w", err)

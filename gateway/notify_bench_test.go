@@ -17,7 +17,11 @@ import (
 type sinkConn struct {
 	gnet.Conn
 	written int
+	ctx     any
 }
+
+func (c *sinkConn) Context() any       { return c.ctx }
+func (c *sinkConn) SetContext(ctx any) { c.ctx = ctx }
 
 func (c *sinkConn) AsyncWrite(b []byte, cb gnet.AsyncCallback) error {
 	c.written += len(b)
@@ -65,7 +69,9 @@ func BenchmarkNotifyGroup100(b *testing.B) {
 	}
 	const members = 100
 	for u := range uint64(members) {
-		sess := newSession(s, &sinkConn{})
+		c := &sinkConn{}
+		sess := newSession(s, c)
+		c.SetContext(sess)
 		sess.user.Store(u + 1)
 		s.byUser[u+1] = []*session{sess}
 	}

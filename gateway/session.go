@@ -50,8 +50,6 @@ type session struct {
 	out      []byte
 	flushing bool // a flush task is queued on the event loop
 	shut     bool // the connection closes once out is written; nothing more is queued
-	// flushTask is flushQueued, bound once rather than at every enqueue.
-	flushTask gnet.AsyncCallback
 
 	// Workers; device and userRate are written once by the AUTH request,
 	// before user.
@@ -74,7 +72,6 @@ type request struct {
 func newSession(s *Server, c gnet.Conn) *session {
 	now := s.cfg.Now().UnixNano()
 	sess := &session{srv: s, c: c, opened: now, rate: newBucket(s.cfg.RateBurst, now)}
-	sess.flushTask = sess.flushQueued
 	sess.remote, sess.source = s.sourceAddr(c)
 	sess.lastSeen.Store(now)
 	return sess
@@ -308,7 +305,7 @@ func (sess *session) enqueue(frame []byte, last bool) (queued, slow bool) {
 	if schedule {
 		// An empty AsyncWritev writes nothing itself: it runs flushQueued on
 		// the event loop, which writes whatever has gathered by then.
-		sess.c.AsyncWritev(nil, sess.flushTask)
+		sess.c.AsyncWritev(nil, s.flushTask)
 	}
 	return true, false
 }
@@ -326,25 +323,30 @@ func (sess *session) take(done bool) (out []byte, shut bool) {
 	return out, sess.shut
 }
 
-// flushQueued is the flush task enqueue queues: on the event loop, it writes
-// every frame waiting with one write and checks the slow-reader cap.
-func (sess *session) flushQueued(c gnet.Conn, err error) error {
+// flushQueued is the flush task enqueue queues (Server.flushTask): on the
+// event loop, it writes every frame waiting with one write and checks the
+// slow-reader cap.
+func (s *Server) flushQueued(c gnet.Conn, err error) error {
+	sess, ok := c.Context().(*session)
+	if !ok { // gnet forgot the context of a connection it closed
+		return nil
+	}
 	out, shut := sess.take(true)
 	if err != nil { // closed meanwhile
-		sess.srv.putBuf(out)
+		s.putBuf(out)
 		return nil
 	}
 	if len(out) > 0 {
 		c.Write(out) // gnet copies what the socket does not take
-		sess.srv.putBuf(out)
+		s.putBuf(out)
 	}
 	if shut {
 		return c.Close()
 	}
 	n := c.OutboundBuffered()
 	sess.outbound.Store(int64(n))
-	if n > sess.srv.cfg.MaxOutbound && sess.fail(closedSlowReader, wire.CodeSlowReader, "outbound buffer full: read faster") {
-		sess.srv.warn.warn(warnSlowReader, "gateway: slow reader closed", "remote", sess.remote, "user", sess.user.Load(), "outbound", n)
+	if n > s.cfg.MaxOutbound && sess.fail(closedSlowReader, wire.CodeSlowReader, "outbound buffer full: read faster") {
+		s.warn.warn(warnSlowReader, "gateway: slow reader closed", "remote", sess.remote, "user", sess.user.Load(), "outbound", n)
 	}
 	return nil
 }
