@@ -6,6 +6,7 @@ import (
 	"net"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -195,4 +196,34 @@ func TestSlowReaderBytesCapped(t *testing.T) {
 	if got := testutil.ToFloat64(s.gw.metrics.disconnects[closedSlowReader]); got != 1 {
 		t.Fatalf("%v slow-reader disconnects, want 1", got)
 	}
+}
+
+// FuzzAppendPushes checks the hand-made PUSH encoding against proto.Marshal
+// for any field values, with and without a message, and any frame limit.
+func FuzzAppendPushes(f *testing.F) {
+	f.Add(uint64(1), uint64(7), uint64(3), uint64(1<<40), uint16(1), int64(1_700_000_000_123), "c-1", []byte("hello"), uint8(3), uint16(4000))
+	f.Add(uint64(0), uint64(0), uint64(0), uint64(0), uint16(0), int64(-1), "", []byte(nil), uint8(0), uint16(0))
+	f.Fuzz(func(t *testing.T, seq, conv, convSeq, msgID uint64, kind uint16, ms int64, cmid string, body []byte, n uint8, maxFrame uint16) {
+		if !utf8.ValidString(cmid) {
+			t.Skip() // no such message is stored: a SEND's body with one does not decode
+		}
+		msg := &timeline.Message{Conv: conv, ConvSeq: convSeq, ID: msgID, Sender: seq ^ conv, ClientMsgID: cmid, Kind: wire.Kind(kind),
+			Body: body, Time: time.UnixMilli(ms)}
+		var entries []inbox.Entry
+		for i := range int(n%8) + 1 {
+			e := inbox.Entry{Row: timeline.Row{Seq: seq + uint64(i), Conv: conv, ConvSeq: convSeq, MsgID: msgID, Kind: wire.Kind(kind)}}
+			if i%3 != 2 { // some entries carry no message, as read markers do
+				e.Msg = msg
+			}
+			entries = append(entries, e)
+		}
+		limit := int(maxFrame) + wire.HeaderSize
+		var cache msgCache
+		enc, done := cache.encoder()
+		got, _ := appendPushes(nil, entries, limit, enc)
+		done()
+		if want := pushFrames(t, entries, limit); !bytes.Equal(got, want) {
+			t.Fatalf("pushes differ from proto.Marshal:\ngot  %x\nwant %x", got, want)
+		}
+	})
 }
