@@ -11,7 +11,7 @@
 // outbound buffer, in the order they are made, and the event loop writes
 // all that a connection has gathered with one write(2) when it next turns
 // (one AsyncWritev task queued per connection at a time, not one per frame):
-// under load a write carries the pushes of several commits.
+// when commits come faster than the loop turns, one write carries several.
 //
 // A connection whose pending and unwritten bytes together grow past
 // MaxOutbound is a slow reader: it gets an ERROR frame and is closed. It
