@@ -35,7 +35,10 @@
 // rather than the server is recognised as such.
 //
 // ServeBare is the baseline: a bare gnet server that speaks just enough of
-// the protocol for the same load, with no storage.
+// the protocol for the same load, with no storage. Compare runs inboxd and
+// the baseline alternately on one load, pair after pair, and reports each
+// pair's ratios with their median and spread: on a machine whose load
+// drifts, a ratio taken within a pair is what stays usable.
 //
 // bench is the engine of cmd/inboxd-bench, not a library: it has no
 // compatibility promise (README, "Layout"). It is on the client side of the

@@ -213,7 +213,7 @@ func BenchmarkPush(b *testing.B) {
 		pushes(b, conns, func(seq uint64) {
 			// The same encoding work as the gateway: one frame per user.
 			srv.conns.Range(func(c, _ any) bool {
-				frame, _ := appendPushes(nil, []inbox.Entry{{Row: timeline.Row{Seq: seq, Conv: 1, ConvSeq: 1, MsgID: 99, Kind: 1}, Msg: msg}}, wire.DefaultMaxFrame)
+				frame, _ := appendPushes(nil, []inbox.Entry{{Row: timeline.Row{Seq: seq, Conv: 1, ConvSeq: 1, MsgID: 99, Kind: 1}, Msg: msg}}, wire.DefaultMaxFrame, encodeMessage)
 				c.(gnet.Conn).AsyncWrite(frame, nil)
 				return true
 			})

@@ -5,13 +5,17 @@
 // inbound buffer, rejects what must be rejected at once (a frame too large,
 // a command before AUTH, a flood), copies each request's body and queues it
 // on its session. A bounded pool of workers runs each session's queue in
-// order, calling the inbox service, and writes responses back with
-// AsyncWrite. Pushes come from the inbox's notifier goroutine (Notify), also
-// through AsyncWrite, so each connection's pushes keep their seq order.
+// order, calling the inbox service. Pushes come from the inbox's notifier
+// goroutine (Notify), each group commit's message encoded once for all its
+// members. Responses and pushes alike are appended to their session's
+// outbound buffer, in the order they are made, and the event loop writes
+// all that a connection has gathered with one write(2) when it next turns
+// (one AsyncWritev task queued per connection at a time, not one per frame):
+// when commits come faster than the loop turns, one write carries several.
 //
-// A connection whose outbound buffer grows past MaxOutbound is a slow reader:
-// it gets an ERROR frame and is closed. It loses nothing: its client resyncs
-// by seq when it reconnects.
+// A connection whose pending and unwritten bytes together grow past
+// MaxOutbound is a slow reader: it gets an ERROR frame and is closed. It
+// loses nothing: its client resyncs by seq when it reconnects.
 //
 // What one client can cost is bounded before and after AUTH (limits.go,
 // docs/protocol.md "Limits"): small frames until AUTH succeeds, caps on
@@ -207,7 +211,11 @@ type Server struct {
 	stopOnce sync.Once
 	stopErr  error
 	inflight atomic.Int64 // requests taken and not yet answered
-	workers  sync.WaitGroup
+	bufs     sync.Pool    // []byte: sessions' outbound frames, Notify's pushes
+	encoded  msgCache     // the messages of the latest group commits, encoded
+	// flushTask is flushQueued, bound once rather than at every enqueue.
+	flushTask gnet.AsyncCallback
+	workers   sync.WaitGroup
 
 	gnet.BuiltinEventEngine
 }
@@ -230,6 +238,7 @@ func New(cfg Config) (*Server, error) {
 		booted:    make(chan struct{}),
 		warn:      &warnLog{log: cfg.Logger, now: cfg.Now},
 	}
+	s.flushTask = s.flushQueued
 	s.metrics = newMetrics(s)
 	if err := s.metrics.register(cfg.Registerer); err != nil {
 		return nil, fmt.Errorf("gateway: register metrics: %w", err)
@@ -372,6 +381,7 @@ func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 		return gnet.None
 	}
 	sess.closed.Store(true)
+	sess.dropOut()
 	// A connection the server did not end was ended by its peer; claiming
 	// failed here also keeps a later fail from counting it twice.
 	if sess.failed.CompareAndSwap(false, true) {
@@ -482,15 +492,37 @@ func (s *Server) Notify(user uint64, entries []inbox.Entry) bool {
 		s.mu.RUnlock()
 		return false
 	}
-	frame, frames := appendPushes(nil, entries, s.cfg.MaxFrame)
+	enc, done := s.encoded.encoder()
+	frame, frames := appendPushes(s.getBuf(), entries, s.cfg.MaxFrame, enc)
+	done()
 	for _, sess := range list {
 		if sess.write(frame) {
 			s.metrics.framesOut[wire.CmdPush].Add(float64(frames))
 		}
 	}
 	s.mu.RUnlock()
+	s.putBuf(frame) // write copied it
 	return true
 }
+
+// getBuf returns an empty buffer for frames, from the pool.
+func (s *Server) getBuf() []byte {
+	if b, ok := s.bufs.Get().([]byte); ok {
+		return b
+	}
+	return nil
+}
+
+// putBuf returns b to the pool, unless it grew too large to keep.
+func (s *Server) putBuf(b []byte) {
+	if cap(b) > 0 && cap(b) <= maxPooledBuf {
+		s.bufs.Put(b[:0])
+	}
+}
+
+// maxPooledBuf is the largest buffer the pool keeps: a larger one, left by
+// a burst, goes back to the garbage collector.
+const maxPooledBuf = 256 << 10
 
 func (s *Server) work() {
 	for sess := range s.ready {

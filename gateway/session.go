@@ -43,6 +43,13 @@ type session struct {
 	debt            atomic.Pointer[bucket] // a flood's debt for rate to take over, set at AUTH
 	closed          atomic.Bool
 	failed          atomic.Bool
+	outbound        atomic.Int64 // gnet's unwritten bytes after the last write
+
+	// Frames waiting for the event loop to write them, from any goroutine.
+	outMu    sync.Mutex
+	out      []byte
+	flushing bool // a flush task is queued on the event loop
+	shut     bool // the connection closes once out is written; nothing more is queued
 
 	// Workers; device and userRate are written once by the AUTH request,
 	// before user.
@@ -260,20 +267,95 @@ func (sess *session) run() {
 }
 
 // write queues a whole frame for the connection and closes it as a slow
-// reader when too much is waiting. It reports false when the connection is
-// closed already.
+// reader when too much is waiting. It reports false when the frame was not
+// queued: the connection is closed or closing.
 func (sess *session) write(frame []byte) bool {
-	if sess.closed.Load() {
-		return false
+	queued, slow := sess.enqueue(frame, false)
+	if slow && sess.fail(closedSlowReader, wire.CodeSlowReader, "outbound buffer full: read faster") {
+		sess.srv.warn.warn(warnSlowReader, "gateway: slow reader closed", "remote", sess.remote, "user", sess.user.Load(),
+			"outbound", sess.outbound.Load())
 	}
-	max := sess.srv.cfg.MaxOutbound
-	sess.c.AsyncWrite(frame, func(c gnet.Conn, err error) error {
-		if err == nil && c.OutboundBuffered() > max && sess.fail(closedSlowReader, wire.CodeSlowReader, "outbound buffer full: read faster") {
-			sess.srv.warn.warn(warnSlowReader, "gateway: slow reader closed", "remote", sess.remote, "user", sess.user.Load(), "outbound", c.OutboundBuffered())
-		}
+	return queued
+}
+
+// enqueue appends frame to the frames waiting for the event loop, unless the
+// connection is closed or closing, and makes sure a flush is queued. A frame
+// that would take the waiting and unwritten bytes past MaxOutbound is
+// refused (slow), unless last: last is the final frame, after which the
+// connection closes (an ERROR, a refusal), whatever is waiting.
+func (sess *session) enqueue(frame []byte, last bool) (queued, slow bool) {
+	s := sess.srv
+	sess.outMu.Lock()
+	// Checked under outMu: OnClose sets closed before dropOut takes the lock.
+	if sess.shut || sess.closed.Load() {
+		sess.outMu.Unlock()
+		return false, false
+	}
+	if !last && int64(len(sess.out)+len(frame))+sess.outbound.Load() > int64(s.cfg.MaxOutbound) {
+		sess.outMu.Unlock()
+		return false, true
+	}
+	if sess.out == nil {
+		sess.out = s.getBuf()
+	}
+	sess.out = append(sess.out, frame...)
+	sess.shut = last
+	schedule := !sess.flushing
+	sess.flushing = true
+	sess.outMu.Unlock()
+	if schedule {
+		// An empty AsyncWritev writes nothing itself: it runs flushQueued on
+		// the event loop, which writes whatever has gathered by then.
+		sess.c.AsyncWritev(nil, s.flushTask)
+	}
+	return true, false
+}
+
+// take returns the frames waiting, and whether the connection closes once
+// they are written; done says the queued flush is running, so that the
+// next frame queues another. It leaves out empty.
+func (sess *session) take(done bool) (out []byte, shut bool) {
+	sess.outMu.Lock()
+	defer sess.outMu.Unlock()
+	out, sess.out = sess.out, nil
+	if done {
+		sess.flushing = false
+	}
+	return out, sess.shut
+}
+
+// flushQueued is the flush task enqueue queues (Server.flushTask): on the
+// event loop, it writes every frame waiting with one write and checks the
+// slow-reader cap.
+func (s *Server) flushQueued(c gnet.Conn, err error) error {
+	sess, ok := c.Context().(*session)
+	if !ok { // gnet forgot the context of a connection it closed
 		return nil
-	})
-	return true
+	}
+	out, shut := sess.take(true)
+	if err != nil { // closed meanwhile
+		s.putBuf(out)
+		return nil
+	}
+	if len(out) > 0 {
+		c.Write(out) // gnet copies what the socket does not take
+		s.putBuf(out)
+	}
+	if shut {
+		return c.Close()
+	}
+	n := c.OutboundBuffered()
+	sess.outbound.Store(int64(n))
+	if n > s.cfg.MaxOutbound && sess.fail(closedSlowReader, wire.CodeSlowReader, "outbound buffer full: read faster") {
+		s.warn.warn(warnSlowReader, "gateway: slow reader closed", "remote", sess.remote, "user", sess.user.Load(), "outbound", n)
+	}
+	return nil
+}
+
+// dropOut frees the frames still waiting when the connection has closed.
+func (sess *session) dropOut() {
+	out, _ := sess.take(false)
+	sess.srv.putBuf(out)
 }
 
 // reply writes the response to req from a worker: body, or the error e.
@@ -294,15 +376,28 @@ func (sess *session) answer(req request, e *wirepb.Error) {
 	}
 }
 
-// flush writes the answers on the event loop, closing the connection as a
+// flush writes the answers on the event loop, behind the frames of other
+// goroutines waiting, all with one write, and closes the connection as a
 // slow reader when too much is waiting.
 func (sess *session) flush() {
-	if len(sess.answers) == 0 {
+	out, shut := sess.take(false)
+	switch {
+	case len(out) > 0 && len(sess.answers) > 0:
+		sess.c.Writev([][]byte{out, sess.answers})
+	case len(out) > 0:
+		sess.c.Write(out)
+	case len(sess.answers) > 0:
+		sess.c.Write(sess.answers)
+	default:
 		return
 	}
-	sess.c.Write(sess.answers)
-	sess.answers = nil // gnet copied what it could not write
-	if n := sess.c.OutboundBuffered(); n > sess.srv.cfg.MaxOutbound && sess.closeNow(closedSlowReader) {
+	// gnet copied what it could not write. A closing connection's last
+	// frame went out with out: the queued flush closes it.
+	sess.srv.putBuf(out)
+	sess.answers = nil
+	n := sess.c.OutboundBuffered()
+	sess.outbound.Store(int64(n))
+	if !shut && n > sess.srv.cfg.MaxOutbound && sess.closeNow(closedSlowReader) {
 		sess.srv.warn.warn(warnSlowReader, "gateway: slow reader closed", "remote", sess.remote, "user", sess.user.Load(), "outbound", n)
 	}
 }
@@ -355,9 +450,10 @@ func (sess *session) refuse(req request, e *wirepb.Error, why disconnect) {
 	if first {
 		sess.srv.metrics.disconnects[why].Inc()
 	}
-	sess.reply(req, nil, e)
-	if first {
-		sess.c.Close()
+	if frame := sess.response(nil, req, nil, e); frame != nil {
+		if queued, _ := sess.enqueue(frame, first); queued {
+			sess.srv.metrics.frameOut(req.cmd)
+		}
 	}
 }
 
@@ -368,7 +464,8 @@ func (sess *session) fail(why disconnect, code wire.Code, msg string) bool {
 	return sess.failWith(why, errorBody(code, msg))
 }
 
-// failWith is fail with the whole Error body e.
+// failWith is fail with the whole Error body e. The ERROR frame goes out
+// behind the frames already waiting (a shutdown's last responses).
 func (sess *session) failWith(why disconnect, e *wirepb.Error) bool {
 	if !sess.failed.CompareAndSwap(false, true) {
 		return false
@@ -376,7 +473,8 @@ func (sess *session) failWith(why disconnect, e *wirepb.Error) bool {
 	m := sess.srv.metrics
 	m.disconnects[why].Inc()
 	frame, _ := wire.AppendFrame(nil, wire.CmdError, 0, 0, e)
-	m.frameOut(wire.CmdError)
-	sess.c.AsyncWrite(frame, func(c gnet.Conn, _ error) error { return c.Close() })
+	if queued, _ := sess.enqueue(frame, true); queued {
+		m.frameOut(wire.CmdError)
+	}
 	return true
 }

@@ -10,6 +10,12 @@
 //	go run ./cmd/inboxd-bench -preset groups100 -duration 30s -json
 //	go run ./cmd/inboxd-bench -addr 127.0.0.1:7600 -secret-file inboxd-data/token-secret -users 200 -groups 20x10
 //
+// With -compare N it runs inboxd and the bare baseline alternately on the
+// same load, N times each (no run starts after -compare-max), and prints
+// each pair's figures and ratios with their median and spread:
+//
+//	go run ./cmd/inboxd-bench -preset groups100 -duration 15s -compare 3
+//
 // With -abuse SHAPE it runs an abuse shape of docs/benchmarks.md instead
 // (slow-auth: connections that send most of an AUTH frame and wait; flood:
 // authenticated connections pipelining unknown commands) beside one
@@ -53,7 +59,7 @@ func run(args []string) int {
 			return abuse(args)
 		}
 	}
-	cfg, asJSON, err := parse(args)
+	cfg, opts, err := parse(args)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
@@ -63,6 +69,10 @@ func run(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if opts.compare.Pairs > 0 {
+		return compare(ctx, opts, presetOf(args))
+	}
+	asJSON := opts.json
 	rep, err := bench.Run(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "inboxd-bench:", err)
@@ -94,12 +104,19 @@ func presetOf(args []string) string {
 	return "smoke"
 }
 
+// options are the flags that are not the run's Config.
+type options struct {
+	json    bool
+	compare bench.CompareConfig // Pairs > 0: compare with the baseline
+}
+
 // parse reads the preset first, then lets every other flag override it.
-func parse(args []string) (bench.Config, bool, error) {
+func parse(args []string) (bench.Config, options, error) {
+	var opts options
 	preset := presetOf(args)
 	cfg, err := bench.Preset(preset)
 	if err != nil {
-		return cfg, false, err
+		return cfg, opts, err
 	}
 	fs := flag.NewFlagSet("inboxd-bench", flag.ContinueOnError)
 	fs.String("preset", preset, "starting configuration: "+strings.Join(bench.PresetNames(), ", "))
@@ -127,13 +144,18 @@ func parse(args []string) (bench.Config, bool, error) {
 	fs.DurationVar(&cfg.DrainTimeout, "drain", time.Minute, "how long to wait for unanswered sends after the load")
 	fs.Uint64Var(&cfg.Seed, "seed", 0, "random seed (0: from the clock)")
 	baseline := fs.Bool("baseline", false, "drive the bare baseline server (bench.ServeBare) instead of inboxd: no storage, nothing verified")
-	asJSON := fs.Bool("json", false, "print the report as JSON")
+	fs.IntVar(&opts.compare.Pairs, "compare", 0, "run inboxd and the bare baseline alternately on this load, this many times each, and report the ratios")
+	fs.DurationVar(&opts.compare.MaxTime, "compare-max", 30*time.Minute, "with -compare: start no run after this long")
+	fs.BoolVar(&opts.json, "json", false, "print the report as JSON")
 	verbose := fs.Bool("v", false, "log what the generator does (to stderr)")
 	if err := fs.Parse(args); err != nil {
-		return cfg, false, err
+		return cfg, opts, err
 	}
 	if fs.NArg() > 0 {
-		return cfg, false, fmt.Errorf("unexpected arguments %q", fs.Args())
+		return cfg, opts, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if opts.compare.Pairs < 0 || opts.compare.Pairs > 0 && (*baseline || cfg.Addr != "") {
+		return cfg, opts, errors.New("-compare takes a positive count, and starts both servers itself: no -baseline, no -addr")
 	}
 	// A preset's kills need the server the bench starts: against -addr they
 	// are dropped unless asked for (which then fails, saying why).
@@ -144,24 +166,27 @@ func parse(args []string) (bench.Config, bool, error) {
 	}
 	gs, err := bench.ParseGroups(*groups)
 	if err != nil {
-		return cfg, false, err
+		return cfg, opts, err
 	}
 	cfg.Groups = gs
-	if *baseline {
+	if *baseline || opts.compare.Pairs > 0 {
 		self, err := os.Executable()
 		if err != nil {
-			return cfg, false, err
+			return cfg, opts, err
 		}
-		cfg.Server.Bare, cfg.Server.Binary = true, self
+		opts.compare.BareBinary = self
+		if *baseline {
+			cfg.Server.Bare, cfg.Server.Binary = true, self
+		}
 		cfg.Churn, cfg.OfflineUsers, cfg.Storm, cfg.Chaos = 0, 0, false, 0
 	}
 	if cfg.Chaos > 0 && cfg.Server.Store == "cassandra" && cfg.Server.Keyspace == "inboxd" {
-		return cfg, false, errors.New("refusing to kill a server on the default keyspace: pick -keyspace")
+		return cfg, opts, errors.New("refusing to kill a server on the default keyspace: pick -keyspace")
 	}
 	if *secretFile != "" {
 		b, err := os.ReadFile(*secretFile)
 		if err != nil {
-			return cfg, false, err
+			return cfg, opts, err
 		}
 		cfg.Secret = []byte(strings.TrimSpace(string(b)))
 	}
@@ -170,10 +195,35 @@ func parse(args []string) (bench.Config, bool, error) {
 		level = slog.LevelInfo
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	if st, err := os.Stdout.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 && !*asJSON {
+	if st, err := os.Stdout.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 && !opts.json {
 		cfg.Progress = os.Stderr
 	}
-	return cfg, *asJSON, nil
+	opts.compare.Load = cfg
+	return cfg, opts, nil
+}
+
+// compare runs -compare: inboxd and the baseline alternately, and prints the
+// ratios.
+func compare(ctx context.Context, opts options, preset string) int {
+	rep, err := bench.Compare(ctx, opts.compare)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "inboxd-bench:", err)
+		if len(rep.Pairs) == 0 {
+			return 2
+		}
+	}
+	rep.Preset = preset
+	if opts.json {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(rep)
+	} else {
+		rep.WriteTable(os.Stdout)
+	}
+	if err != nil || !rep.OK() {
+		return 1
+	}
+	return 0
 }
 
 // abuse runs an abuse shape (-abuse first among the arguments).
