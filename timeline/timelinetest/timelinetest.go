@@ -51,6 +51,7 @@ func Run(t *testing.T, open func(t *testing.T) timeline.Store) {
 		{"Activity", testActivity},
 		{"Dedup", testDedup},
 		{"Clock", testClock},
+		{"Outbox", testOutbox},
 		{"ConcurrentWriters", testConcurrentWriters},
 		{"LargeBatch", testLargeBatch},
 		{"BatchEmptyReset", testBatchEmptyReset},
@@ -145,6 +146,8 @@ func norm[T any](v T) T {
 		x.MutedUntil = msTime(x.MutedUntil)
 	case *timeline.Dedup:
 		x.Time = msTime(x.Time)
+	case *timeline.OutboxRecord:
+		x.Time, x.Prev = msTime(x.Time), msTime(x.Prev)
 	}
 	return v
 }
