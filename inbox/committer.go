@@ -31,7 +31,8 @@ type txn struct {
 	convs   map[userConv]timeline.Conversation // entries written by this batch
 	markers map[userConv]uint64
 	dedups  map[dedupKey]timeline.Dedup
-	active  map[userConv]time.Time // activity index entries moved: where each stood before
+	active  map[userConv]move // activity index entries moved
+	out     txOut
 
 	deliveries []delivery
 }
@@ -129,7 +130,7 @@ func (tx *txn) full(n int) bool {
 }
 
 func (s *Service) begin() *txn {
-	return &txn{
+	tx := &txn{
 		ctx:     s.ctx,
 		s:       s,
 		now:     s.cfg.Now().Truncate(time.Millisecond),
@@ -138,8 +139,12 @@ func (s *Service) begin() *txn {
 		convs:   make(map[userConv]timeline.Conversation),
 		markers: make(map[userConv]uint64),
 		dedups:  make(map[dedupKey]timeline.Dedup),
-		active:  make(map[userConv]time.Time),
+		active:  make(map[userConv]move),
 	}
+	if s.sender != nil {
+		s.sender.settle(tx)
+	}
+	return tx
 }
 
 // apply runs one command. A store error poisons the batch: the overlay may
@@ -209,9 +214,14 @@ func (s *Service) commit(tx *txn, errs []error) bool {
 			}
 		}
 		tx.deliveries = nil
+		s.abortOut(tx)
 		return true
 	}
 	tx.seq.Commit()
+	if !s.local {
+		s.commitOut(tx)
+		s.sender.push(tx.b.Outbox)
+	}
 	m.messages.Add(float64(len(tx.b.Messages)))
 	m.rows.Add(float64(len(tx.b.Rows)))
 	m.batchRows.Observe(float64(len(tx.b.Rows)))

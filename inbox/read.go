@@ -31,6 +31,9 @@ const syncFirstRows = 64
 // (syncFirstRows, then as many as the budget left holds), so that a page of
 // a few large messages reads few rows as well as few bodies.
 func (s *Service) Sync(ctx context.Context, user, afterSeq uint64, limit int) (SyncResult, error) {
+	if err := s.ownUser(user); err != nil {
+		return SyncResult{}, fmt.Errorf("inbox: sync %d: %w", user, err)
+	}
 	limit = clampLimit(limit, wire.DefaultSyncLimit, wire.MaxSyncLimit)
 	if afterSeq == math.MaxUint64 {
 		// No seq follows it, and afterSeq+1 would wrap to the first.
@@ -96,6 +99,9 @@ func (s *Service) capCommitted(r *timeline.Range, conv uint64) bool {
 
 // Head returns the user's newest inbox seq.
 func (s *Service) Head(ctx context.Context, user uint64) (uint64, error) {
+	if err := s.ownUser(user); err != nil {
+		return 0, fmt.Errorf("inbox: head of %d: %w", user, err)
+	}
 	n, err := s.store.LastInboxSeq(ctx, user)
 	if err != nil {
 		return 0, fmt.Errorf("inbox: head of %d: %w", user, err)
@@ -176,6 +182,9 @@ func (s *Service) History(ctx context.Context, user, conv, before uint64, limit 
 // user a member of it. A dismissed group answers ErrDismissed to everyone,
 // its former members included, as the group commands do.
 func (s *Service) currentMember(ctx context.Context, user, conv uint64) (timeline.Group, timeline.Conversation, error) {
+	if err := s.ownConv(conv); err != nil {
+		return timeline.Group{}, timeline.Conversation{}, err
+	}
 	g, err := s.store.Group(ctx, conv)
 	switch {
 	case errors.Is(err, timeline.ErrNotFound):
@@ -223,6 +232,9 @@ type ConversationsPage struct {
 // user's activity index, so a page costs what it holds whatever the length
 // of the list.
 func (s *Service) Conversations(ctx context.Context, user uint64, offset, limit int) (ConversationsPage, error) {
+	if err := s.ownUser(user); err != nil {
+		return ConversationsPage{}, fmt.Errorf("inbox: conversations of %d: %w", user, err)
+	}
 	limit = clampLimit(limit, wire.DefaultConversationsLimit, wire.MaxConversationsLimit)
 	convs, err := s.store.RecentConversations(ctx, user, max(offset, 0), limit+1)
 	if err != nil {

@@ -1,0 +1,383 @@
+package inbox
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/inboxd/inboxd/cluster"
+	"github.com/inboxd/inboxd/internal/backoff"
+	"github.com/inboxd/inboxd/timeline"
+)
+
+// Deliverer sends outbox records to the node serving their destination
+// shards, which applies them (Service.Apply there) and answers how far it
+// applied each stream. Each record holds only the parts for shards dest
+// serves (as last known), in stream order.
+type Deliverer interface {
+	Deliver(ctx context.Context, dest cluster.NodeInfo, records []timeline.OutboxRecord) ([]timeline.AppliedMark, error)
+}
+
+// Bounds of the delivery loop's memory: records held per source shard (the
+// rest wait in the store), records handed over by the committer and not yet
+// taken, and records in one request.
+const (
+	maxQueued     = 4096
+	maxIncoming   = 8192
+	maxPerRequest = 512
+)
+
+// deliveryBackoff spaces the retries of a failed or refused delivery.
+var deliveryBackoff = backoff.Policy{Min: 10 * time.Millisecond, Max: time.Second}
+
+// outbound delivers the outbox of the shards this node serves. The
+// committer hands it each batch's records; one goroutine sends them, learns
+// the applied marks, and advances each source's low-water mark, which the
+// committer writes with its next batch. Records it holds no more (a full
+// queue, a shard gained, a commit whose outcome is unknown) are read back
+// from the store.
+type outbound struct {
+	s      *Service
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+	wake   chan struct{}
+
+	mu       sync.Mutex
+	incoming []timeline.OutboxRecord
+	reloads  map[int]bool
+	lows     map[int]uint64 // for the committer to write
+	lost     []int          // for the committer to forget
+
+	// The loop's own state.
+	queues map[int]*queue // by source shard served
+	acked  map[pair]uint64
+}
+
+// queue is the undelivered outbox of one source shard: records low+1 …
+// last, contiguous, and when truncated more after last in the store.
+type queue struct {
+	recs      []timeline.OutboxRecord
+	low, last uint64
+	truncated bool
+	fresh     bool // low not read yet
+}
+
+func newOutbound(s *Service) *outbound {
+	o := &outbound{s: s, done: make(chan struct{}), wake: make(chan struct{}, 1),
+		reloads: map[int]bool{}, lows: map[int]uint64{}, queues: map[int]*queue{}, acked: map[pair]uint64{}}
+	o.ctx, o.cancel = context.WithCancel(context.Background())
+	go o.run()
+	return o
+}
+
+func (o *outbound) stop() {
+	o.cancel()
+	<-o.done
+}
+
+func (o *outbound) signal() {
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+// push hands over a committed batch's records (committer).
+func (o *outbound) push(recs []timeline.OutboxRecord) {
+	if len(recs) == 0 {
+		return
+	}
+	o.mu.Lock()
+	if len(o.incoming)+len(recs) > maxIncoming {
+		for _, r := range recs {
+			o.reloads[r.Source] = true
+		}
+	} else {
+		o.incoming = append(o.incoming, recs...)
+	}
+	o.mu.Unlock()
+	o.signal()
+}
+
+// reload has the records of sources read from the store again (committer).
+func (o *outbound) reload(sources ...int) {
+	o.mu.Lock()
+	for _, src := range sources {
+		o.reloads[src] = true
+	}
+	o.mu.Unlock()
+	o.signal()
+}
+
+// settle adds the low-water marks advanced since the last batch to tx, and
+// forgets the state of the shards lost (committer, at the start of a
+// batch).
+func (o *outbound) settle(tx *txn) {
+	o.mu.Lock()
+	var lows map[int]uint64
+	if len(o.lows) > 0 {
+		lows, o.lows = o.lows, map[int]uint64{}
+	}
+	lost := o.lost
+	o.lost = nil
+	o.mu.Unlock()
+	s := tx.s
+	for src, low := range lows {
+		if _, ok := s.own.Serving(src); ok {
+			tx.b.OutboxLows = append(tx.b.OutboxLows, timeline.OutboxLow{Source: src, Seq: low})
+		}
+	}
+	if len(lost) > 0 {
+		s.out.forget(lost...)
+		for _, id := range slices.Collect(maps.Keys(s.groups.byID)) {
+			if slices.Contains(lost, s.shardOf(id)) {
+				s.groups.remove(id)
+			}
+		}
+	}
+}
+
+func (o *outbound) run() {
+	defer close(o.done)
+	o.served()
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
+	waiting, attempt := false, 0
+	for {
+		o.take()
+		o.refill()
+		if !waiting && o.pending() {
+			if o.round() {
+				attempt = 0
+			} else {
+				retry.Reset(deliveryBackoff.Delay(attempt))
+				attempt++
+				waiting = true
+			}
+		}
+		select {
+		case <-o.ctx.Done():
+			return
+		case <-o.wake:
+		case <-o.s.own.Changes():
+			o.served()
+		case <-retry.C:
+			waiting = false
+		}
+	}
+}
+
+// served brings the queues in line with the shards served: a shard gained
+// gets its outbox read from the store, a shard lost is dropped.
+func (o *outbound) served() {
+	now := map[int]bool{}
+	for _, sh := range o.s.own.Shards() {
+		now[sh] = true
+		if o.queues[sh] == nil {
+			o.queues[sh] = &queue{fresh: true, truncated: true}
+		}
+	}
+	var lost []int
+	for sh := range o.queues {
+		if !now[sh] {
+			delete(o.queues, sh)
+			lost = append(lost, sh)
+		}
+	}
+	if len(lost) == 0 {
+		return
+	}
+	for k := range o.acked {
+		if slices.Contains(lost, k.src) {
+			delete(o.acked, k)
+		}
+	}
+	o.mu.Lock()
+	o.lost = append(o.lost, lost...)
+	o.mu.Unlock()
+}
+
+// take moves the records handed over into the queues.
+func (o *outbound) take() {
+	o.mu.Lock()
+	in, reloads := o.incoming, o.reloads
+	o.incoming, o.reloads = nil, map[int]bool{}
+	o.mu.Unlock()
+	for src := range reloads {
+		if q := o.queues[src]; q != nil {
+			q.truncated = true
+		}
+	}
+	for _, r := range in {
+		q := o.queues[r.Source]
+		switch {
+		case q == nil || q.fresh || r.Seq <= q.last:
+		case r.Seq == q.last+1 && !q.truncated && len(q.recs) < maxQueued:
+			q.recs = append(q.recs, r)
+			q.last = r.Seq
+		default:
+			q.truncated = true
+		}
+	}
+}
+
+// refill reads from the store the records of the truncated queues, as many
+// as they hold.
+func (o *outbound) refill() {
+	st := o.s.store
+	for src, q := range o.queues {
+		if q.fresh {
+			low, err := st.OutboxLow(o.ctx, src)
+			if err != nil {
+				o.s.log.Warn("inbox: read outbox low-water mark", "shard", src, "err", err)
+				continue
+			}
+			q.low, q.last, q.fresh = low, low, false
+		}
+		for q.truncated && len(q.recs) < maxQueued {
+			want := min(maxQueued-len(q.recs), outboxPage)
+			recs, err := st.Outbox(o.ctx, src, q.last, want)
+			if err != nil {
+				o.s.log.Warn("inbox: read outbox", "shard", src, "err", err)
+				break
+			}
+			for _, r := range recs {
+				if r.Seq == q.last+1 {
+					q.recs = append(q.recs, r)
+					q.last = r.Seq
+				}
+			}
+			if len(recs) < want {
+				q.truncated = false
+			}
+		}
+	}
+}
+
+func (o *outbound) pending() bool {
+	for _, q := range o.queues {
+		if len(q.recs) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// round sends every queued record to the nodes of its destinations, the
+// parts already applied left out, and advances the low-water marks. It
+// reports whether every part was delivered and applied.
+func (o *outbound) round() bool {
+	type request struct {
+		node cluster.NodeInfo
+		recs []timeline.OutboxRecord
+	}
+	var local request
+	remote := map[int]*request{}
+	ok := true
+	for _, src := range slices.Sorted(maps.Keys(o.queues)) {
+		for _, r := range o.queues[src].recs {
+			parts := map[*request][]timeline.OutboxDest{}
+			var order []*request
+			for _, d := range r.Dests {
+				if d.Stream <= o.acked[pair{src, d.Shard}] {
+					continue
+				}
+				req := &local
+				if _, mine := o.s.own.Serving(d.Shard); !mine {
+					node, known := o.s.own.Owner(d.Shard)
+					if !known {
+						ok = false
+						continue
+					}
+					if req = remote[node.ID]; req == nil {
+						req = &request{node: node}
+						remote[node.ID] = req
+					}
+				}
+				if _, seen := parts[req]; !seen {
+					order = append(order, req)
+				}
+				parts[req] = append(parts[req], d)
+			}
+			for _, req := range order {
+				if len(req.recs) < maxPerRequest {
+					part := r
+					part.Dests = parts[req]
+					req.recs = append(req.recs, part)
+				} else {
+					ok = false // the rest next round
+				}
+			}
+		}
+	}
+	send := func(req *request, deliver func([]timeline.OutboxRecord) ([]timeline.AppliedMark, error)) {
+		if len(req.recs) == 0 {
+			return
+		}
+		marks, err := deliver(req.recs)
+		if err != nil {
+			o.s.log.Warn("inbox: deliver outbox records", "node", req.node.ID, "records", len(req.recs), "err", err)
+			ok = false
+			return
+		}
+		for _, m := range marks {
+			k := pair{m.Source, m.Dest}
+			o.acked[k] = max(o.acked[k], m.Stream)
+		}
+		for _, r := range req.recs {
+			for _, d := range r.Dests {
+				if d.Stream > o.acked[pair{r.Source, d.Shard}] {
+					ok = false // refused: a gap, or a shard the node does not serve
+				}
+			}
+		}
+	}
+	send(&local, func(recs []timeline.OutboxRecord) ([]timeline.AppliedMark, error) {
+		return o.s.Apply(o.ctx, recs)
+	})
+	for _, id := range slices.Sorted(maps.Keys(remote)) {
+		req := remote[id]
+		send(req, func(recs []timeline.OutboxRecord) ([]timeline.AppliedMark, error) {
+			return o.s.cfg.Deliverer.Deliver(o.ctx, req.node, recs)
+		})
+	}
+	o.advance()
+	return ok
+}
+
+// advance drops the records every destination applied and notes the new
+// low-water marks for the committer.
+func (o *outbound) advance() {
+	lows := map[int]uint64{}
+	for src, q := range o.queues {
+		n := 0
+		for n < len(q.recs) && o.applied(&q.recs[n]) {
+			n++
+		}
+		if n == 0 {
+			continue
+		}
+		q.low = q.recs[n-1].Seq
+		q.recs = slices.Delete(q.recs, 0, n)
+		lows[src] = q.low
+	}
+	if len(lows) == 0 {
+		return
+	}
+	o.mu.Lock()
+	maps.Copy(o.lows, lows)
+	o.mu.Unlock()
+}
+
+func (o *outbound) applied(r *timeline.OutboxRecord) bool {
+	for _, d := range r.Dests {
+		if d.Stream > o.acked[pair{r.Source, d.Shard}] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,305 @@
+package inbox
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/inboxd/inboxd/cluster"
+	"github.com/inboxd/inboxd/timeline"
+	"github.com/inboxd/inboxd/wire"
+)
+
+// shardOf returns the shard of a user or conversation id.
+func (s *Service) shardOf(id uint64) int { return cluster.ShardOf(id, s.own.ShardCount()) }
+
+// serves reports whether this node serves the shard of a user or
+// conversation id now.
+func (s *Service) serves(id uint64) bool {
+	if s.local {
+		return true
+	}
+	_, ok := s.own.Serving(s.shardOf(id))
+	return ok
+}
+
+// ownUser fails with ErrNotOwner unless this node serves user's shard.
+func (s *Service) ownUser(user uint64) error {
+	if !s.serves(user) {
+		return fmt.Errorf("%w: user %d is in shard %d", ErrNotOwner, user, s.shardOf(user))
+	}
+	return nil
+}
+
+// ownConv fails with ErrNotOwner unless this node serves conv's shard.
+func (s *Service) ownConv(conv uint64) error {
+	if !s.serves(conv) {
+		return fmt.Errorf("%w: conversation %d is in shard %d", ErrNotOwner, conv, s.shardOf(conv))
+	}
+	return nil
+}
+
+// newConvID returns a new conversation id in a shard this node serves, so
+// that a group starts on the node of the command that creates it.
+func (tx *txn) newConvID() (uint64, error) {
+	s := tx.s
+	if s.local {
+		return s.ids.next(), nil
+	}
+	served := len(s.own.Shards())
+	if served == 0 {
+		return 0, fmt.Errorf("%w: no shard served here", ErrNotOwner)
+	}
+	// An id lands in a served shard with probability served/shards: a few
+	// draws on average, and a bound far beyond any bad luck.
+	for range 64 * s.own.ShardCount() / served {
+		if id := s.ids.next(); s.serves(id) {
+			return id, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: no id found in a served shard", ErrNotOwner)
+}
+
+// pair names the stream from a source shard to a destination shard.
+type pair struct{ src, dst int }
+
+// outState is what the committer knows of the streams: the last outbox seq
+// of each source shard it writes, the last stream number of each pair it
+// writes, and the applied mark of each stream into the shards it applies.
+// Each is recovered from the store on first use, and forgotten after a
+// failed commit (the batch may have landed) and when the shard moves away.
+type outState struct {
+	seq        map[int]uint64 // source: last outbox seq
+	recovered  map[int]bool   // source: seq and fromOutbox read
+	fromOutbox map[pair]uint64
+	streams    map[pair]uint64
+	applied    map[pair]uint64
+	loaded     map[int]bool // dest: its applied marks read
+}
+
+func newOutState() outState {
+	return outState{
+		seq: map[int]uint64{}, recovered: map[int]bool{}, fromOutbox: map[pair]uint64{},
+		streams: map[pair]uint64{}, applied: map[pair]uint64{}, loaded: map[int]bool{},
+	}
+}
+
+// recover reads source's outbox: its last seq and the last stream number of
+// each pair in it.
+func (o *outState) recover(ctx context.Context, st timeline.Store, src int) error {
+	if o.recovered[src] {
+		return nil
+	}
+	last, err := st.OutboxLow(ctx, src)
+	if err != nil {
+		return err
+	}
+	for {
+		recs, err := st.Outbox(ctx, src, last, outboxPage)
+		if err != nil {
+			return err
+		}
+		for _, r := range recs {
+			last = r.Seq
+			for _, d := range r.Dests {
+				k := pair{src, d.Shard}
+				o.fromOutbox[k] = max(o.fromOutbox[k], d.Stream)
+			}
+		}
+		if len(recs) < outboxPage {
+			break
+		}
+	}
+	o.seq[src], o.recovered[src] = last, true
+	return nil
+}
+
+// outboxPage is how many outbox records one read returns.
+const outboxPage = 512
+
+// load reads the applied marks of every stream into dest.
+func (o *outState) load(ctx context.Context, st timeline.Store, dest int) error {
+	if o.loaded[dest] {
+		return nil
+	}
+	marks, err := st.Applied(ctx, dest)
+	if err != nil {
+		return err
+	}
+	for _, m := range marks {
+		o.applied[pair{m.Source, dest}] = m.Stream
+	}
+	o.loaded[dest] = true
+	return nil
+}
+
+// forget drops what is known of the streams of shards: as sources and as
+// destinations.
+func (o *outState) forget(shards ...int) {
+	for _, sh := range shards {
+		delete(o.seq, sh)
+		delete(o.recovered, sh)
+		delete(o.loaded, sh)
+	}
+	for _, m := range []map[pair]uint64{o.fromOutbox, o.streams, o.applied} {
+		for k := range m {
+			if slices.Contains(shards, k.src) || slices.Contains(shards, k.dst) {
+				delete(m, k)
+			}
+		}
+	}
+}
+
+// txOut is a batch's changes to outState, merged when it commits.
+type txOut struct {
+	seq     map[int]uint64
+	streams map[pair]uint64
+	applied map[pair]uint64
+	// joins holds the conv_seq at which a user of another shard joins, for
+	// the record of that notice.
+	joins map[userConv]uint64
+	// posted notes the conversations this batch posted to: the previous
+	// message of a later post is then in this batch.
+	posted map[uint64]bool
+}
+
+func (t *txOut) init() {
+	if t.seq == nil {
+		*t = txOut{seq: map[int]uint64{}, streams: map[pair]uint64{}, applied: map[pair]uint64{},
+			joins: map[userConv]uint64{}, posted: map[uint64]bool{}}
+	}
+}
+
+// nextOutboxSeq assigns the next seq of source's outbox.
+func (tx *txn) nextOutboxSeq(src int) (uint64, error) {
+	tx.out.init()
+	n, ok := tx.out.seq[src]
+	if !ok {
+		if err := tx.s.out.recover(tx.ctx, tx.s.store, src); err != nil {
+			return 0, storeErr("recover outbox", err)
+		}
+		n = tx.s.out.seq[src]
+	}
+	tx.out.seq[src] = n + 1
+	return n + 1, nil
+}
+
+// nextStream assigns the next number of the stream src→dst: after the
+// highest of the outbox's records and the destination's applied mark.
+func (tx *txn) nextStream(src, dst int) (uint64, error) {
+	k := pair{src, dst}
+	n, ok := tx.out.streams[k]
+	if !ok {
+		if n, ok = tx.s.out.streams[k]; !ok {
+			o := &tx.s.out
+			if err := o.load(tx.ctx, tx.s.store, dst); err != nil {
+				return 0, storeErr("read applied marks", err)
+			}
+			n = max(o.fromOutbox[k], o.applied[k])
+			o.streams[k] = n
+		}
+	}
+	tx.out.streams[k] = n + 1
+	return n + 1, nil
+}
+
+// remote is a recipient whose shard another node serves.
+type remote struct {
+	shard int
+	timeline.Recipient
+}
+
+// remoteEffects returns what the apply of g's message at convSeq does for
+// the member u besides the row.
+func (tx *txn) remoteEffects(g *group, u, sender, convSeq uint64) timeline.Effect {
+	var e timeline.Effect
+	if at, ok := tx.out.joins[userConv{u, g.ID}]; ok && at == convSeq {
+		e |= timeline.EffectJoin
+	}
+	switch {
+	case u == sender:
+		e |= timeline.EffectSender | timeline.EffectNoPush
+	case g.members[u].DND:
+		e |= timeline.EffectDND
+	}
+	return e
+}
+
+// prevTime returns the time of g's newest message before the one this
+// batch posts next.
+func (tx *txn) prevTime(g *group) time.Time {
+	if tx.out.posted[g.ID] {
+		return tx.now
+	}
+	return g.last
+}
+
+// record adds to the batch the outbox record of msg for the recipients of
+// other shards: one record, a part per destination shard, each numbered in
+// its stream.
+func (tx *txn) record(msg *timeline.Message, prev time.Time, rs []remote) error {
+	src := tx.s.shardOf(msg.Conv)
+	seq, err := tx.nextOutboxSeq(src)
+	if err != nil {
+		return err
+	}
+	rec := timeline.OutboxRecord{Source: src, Seq: seq, Conv: msg.Conv, ConvSeq: msg.ConvSeq, MsgID: msg.ID,
+		Kind: msg.Kind, Time: msg.Time, Prev: prev}
+	slices.SortStableFunc(rs, func(a, b remote) int { return cmp.Compare(a.shard, b.shard) })
+	for i, r := range rs {
+		if i == 0 || rs[i-1].shard != r.shard {
+			n, err := tx.nextStream(src, r.shard)
+			if err != nil {
+				return err
+			}
+			rec.Dests = append(rec.Dests, timeline.OutboxDest{Shard: r.shard, Stream: n})
+		}
+		d := &rec.Dests[len(rec.Dests)-1]
+		d.Recipients = append(d.Recipients, r.Recipient)
+	}
+	tx.b.Outbox = append(tx.b.Outbox, rec)
+	return nil
+}
+
+// settingRecord adds the record of a conversation setting of kind (KindDND)
+// for user of another shard, applied as the inbox-only row of that kind.
+func (tx *txn) settingRecord(kind wire.Kind, user, conv, value uint64) error {
+	tx.out.init()
+	msg := timeline.Message{Conv: conv, ConvSeq: value, Kind: kind, Time: tx.now}
+	return tx.record(&msg, time.Time{}, []remote{{tx.s.shardOf(user), timeline.Recipient{User: user}}})
+}
+
+// commitOut merges a committed batch's stream state.
+func (s *Service) commitOut(tx *txn) {
+	for k, v := range tx.out.seq {
+		s.out.seq[k] = v
+	}
+	for k, v := range tx.out.streams {
+		s.out.streams[k] = v
+	}
+	for k, v := range tx.out.applied {
+		s.out.applied[k] = v
+	}
+}
+
+// abortOut forgets the stream state a failed batch touched: it may have
+// landed, so it is read again, and the outbox of its sources is delivered
+// again from the store.
+func (s *Service) abortOut(tx *txn) {
+	var touched []int
+	for src := range tx.out.seq {
+		touched = append(touched, src)
+	}
+	for k := range tx.out.applied {
+		touched = append(touched, k.dst)
+	}
+	if len(touched) == 0 {
+		return
+	}
+	s.out.forget(touched...)
+	if s.sender != nil {
+		s.sender.reload(touched...)
+	}
+}
