@@ -505,7 +505,11 @@ func (s *Service) SetDND(ctx context.Context, user, conv uint64, on bool) error 
 		if on {
 			value = 1
 		}
-		if !s.serves(user) {
+		direct, err := tx.direct(user, conv)
+		if err != nil {
+			return err
+		}
+		if !direct {
 			// The member record is the setting; the user's entry and
 			// devices learn it from the record, in order with the
 			// conversation's messages.

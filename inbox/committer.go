@@ -141,7 +141,8 @@ func (s *Service) begin() *txn {
 		dedups:  make(map[dedupKey]timeline.Dedup),
 		active:  make(map[userConv]move),
 	}
-	if s.sender != nil {
+	if !s.local {
+		s.checkEpochs()
 		s.sender.settle(tx)
 	}
 	return tx

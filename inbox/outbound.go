@@ -49,7 +49,6 @@ type outbound struct {
 	incoming []timeline.OutboxRecord
 	reloads  map[int]bool
 	lows     map[int]uint64 // for the committer to write
-	lost     []int          // for the committer to forget
 
 	// The loop's own state.
 	queues map[int]*queue // by source shard served
@@ -62,7 +61,8 @@ type queue struct {
 	recs      []timeline.OutboxRecord
 	low, last uint64
 	truncated bool
-	fresh     bool // low not read yet
+	fresh     bool   // low not read yet
+	epoch     uint64 // the shard's epoch when the queue was made
 }
 
 func newOutbound(s *Service) *outbound {
@@ -112,30 +112,18 @@ func (o *outbound) reload(sources ...int) {
 	o.signal()
 }
 
-// settle adds the low-water marks advanced since the last batch to tx, and
-// forgets the state of the shards lost (committer, at the start of a
-// batch).
+// settle adds the low-water marks advanced since the last batch to tx
+// (committer, at the start of a batch).
 func (o *outbound) settle(tx *txn) {
 	o.mu.Lock()
 	var lows map[int]uint64
 	if len(o.lows) > 0 {
 		lows, o.lows = o.lows, map[int]uint64{}
 	}
-	lost := o.lost
-	o.lost = nil
 	o.mu.Unlock()
-	s := tx.s
 	for src, low := range lows {
-		if _, ok := s.own.Serving(src); ok {
+		if _, ok := tx.s.own.Serving(src); ok {
 			tx.b.OutboxLows = append(tx.b.OutboxLows, timeline.OutboxLow{Source: src, Seq: low})
-		}
-	}
-	if len(lost) > 0 {
-		s.out.forget(lost...)
-		for _, id := range slices.Collect(maps.Keys(s.groups.byID)) {
-			if slices.Contains(lost, s.shardOf(id)) {
-				s.groups.remove(id)
-			}
 		}
 	}
 }
@@ -172,33 +160,31 @@ func (o *outbound) run() {
 }
 
 // served brings the queues in line with the shards served: a shard gained
-// gets its outbox read from the store, a shard lost is dropped.
+// (or served again under a new epoch: another node may have written its
+// outbox meanwhile) gets its outbox read from the store, a shard lost is
+// dropped with what was learned of its streams.
 func (o *outbound) served() {
-	now := map[int]bool{}
+	now := map[int]uint64{}
 	for _, sh := range o.s.own.Shards() {
-		now[sh] = true
-		if o.queues[sh] == nil {
-			o.queues[sh] = &queue{fresh: true, truncated: true}
+		if epoch, ok := o.s.own.Serving(sh); ok {
+			now[sh] = epoch
 		}
 	}
-	var lost []int
-	for sh := range o.queues {
-		if !now[sh] {
+	for sh, q := range o.queues {
+		if epoch, ok := now[sh]; !ok || epoch != q.epoch {
 			delete(o.queues, sh)
-			lost = append(lost, sh)
+			for k := range o.acked {
+				if k.src == sh {
+					delete(o.acked, k)
+				}
+			}
 		}
 	}
-	if len(lost) == 0 {
-		return
-	}
-	for k := range o.acked {
-		if slices.Contains(lost, k.src) {
-			delete(o.acked, k)
+	for sh, epoch := range now {
+		if o.queues[sh] == nil {
+			o.queues[sh] = &queue{epoch: epoch, fresh: true, truncated: true}
 		}
 	}
-	o.mu.Lock()
-	o.lost = append(o.lost, lost...)
-	o.mu.Unlock()
 }
 
 // take moves the records handed over into the queues.

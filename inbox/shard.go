@@ -4,10 +4,12 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
 	"github.com/inboxd/inboxd/cluster"
+	"github.com/inboxd/inboxd/sequencer"
 	"github.com/inboxd/inboxd/timeline"
 	"github.com/inboxd/inboxd/wire"
 )
@@ -77,6 +79,9 @@ type outState struct {
 	streams    map[pair]uint64
 	applied    map[pair]uint64
 	loaded     map[int]bool // dest: its applied marks read
+	// epochs is each shard's epoch as the committer last saw it, 0 when
+	// not served.
+	epochs []uint64
 }
 
 func newOutState() outState {
@@ -143,13 +148,54 @@ func (o *outState) forget(shards ...int) {
 		delete(o.recovered, sh)
 		delete(o.loaded, sh)
 	}
+	// A pair forgotten makes both of its ends be read again: the
+	// recovered and loaded flags stand for every pair of a shard.
 	for _, m := range []map[pair]uint64{o.fromOutbox, o.streams, o.applied} {
 		for k := range m {
 			if slices.Contains(shards, k.src) || slices.Contains(shards, k.dst) {
 				delete(m, k)
+				delete(o.recovered, k.src)
+				delete(o.loaded, k.dst)
 			}
 		}
 	}
+}
+
+// checkEpochs forgets, before a batch, what the committer holds of every
+// shard whose owner changed since the last batch (lost, gained, or lost and
+// gained back): its groups, its sequence heads and its streams, which
+// another node may have moved meanwhile. It costs a Serving call per shard
+// per batch, and nothing in the embedded mode, whose shards never move.
+func (s *Service) checkEpochs() {
+	n := s.own.ShardCount()
+	if s.out.epochs == nil {
+		s.out.epochs = make([]uint64, n)
+	}
+	var changed []int
+	for sh := range n {
+		epoch, ok := s.own.Serving(sh)
+		if !ok {
+			epoch = 0
+		}
+		if epoch != s.out.epochs[sh] {
+			s.out.epochs[sh] = epoch
+			changed = append(changed, sh)
+		}
+	}
+	if len(changed) == 0 {
+		return
+	}
+	moved := make([]bool, n)
+	for _, sh := range changed {
+		moved[sh] = true
+	}
+	s.out.forget(changed...)
+	for _, id := range slices.Collect(maps.Keys(s.groups.byID)) {
+		if moved[s.shardOf(id)] {
+			s.groups.remove(id)
+		}
+	}
+	s.seq.Forget(func(k sequencer.Key) bool { return moved[s.shardOf(k.ID)] })
 }
 
 // txOut is a batch's changes to outState, merged when it commits.
@@ -186,23 +232,62 @@ func (tx *txn) nextOutboxSeq(src int) (uint64, error) {
 	return n + 1, nil
 }
 
-// nextStream assigns the next number of the stream src→dst: after the
-// highest of the outbox's records and the destination's applied mark.
+// nextStream assigns the next number of the stream src→dst.
 func (tx *txn) nextStream(src, dst int) (uint64, error) {
 	k := pair{src, dst}
-	n, ok := tx.out.streams[k]
-	if !ok {
-		if n, ok = tx.s.out.streams[k]; !ok {
-			o := &tx.s.out
-			if err := o.load(tx.ctx, tx.s.store, dst); err != nil {
-				return 0, storeErr("read applied marks", err)
-			}
-			n = max(o.fromOutbox[k], o.applied[k])
-			o.streams[k] = n
-		}
+	n, err := tx.lastStream(k)
+	if err != nil {
+		return 0, err
 	}
 	tx.out.streams[k] = n + 1
 	return n + 1, nil
+}
+
+// lastStream returns the last number assigned in the stream k, as this
+// batch sees it: on first use, the highest of the outbox's records and the
+// destination's applied mark.
+func (tx *txn) lastStream(k pair) (uint64, error) {
+	tx.out.init()
+	if n, ok := tx.out.streams[k]; ok {
+		return n, nil
+	}
+	o := &tx.s.out
+	if n, ok := o.streams[k]; ok {
+		return n, nil
+	}
+	if err := o.recover(tx.ctx, tx.s.store, k.src); err != nil {
+		return 0, storeErr("recover outbox", err)
+	}
+	if err := o.load(tx.ctx, tx.s.store, k.dst); err != nil {
+		return 0, storeErr("read applied marks", err)
+	}
+	n := max(o.fromOutbox[k], o.applied[k])
+	o.streams[k] = n
+	return n, nil
+}
+
+// direct reports whether user gets conv's entries straight in this batch:
+// the user's shard is served here, and no record from conv's shard to it
+// waits to be applied (a shard moved here with its stream in flight), which
+// would then land after what this batch writes.
+func (tx *txn) direct(user, conv uint64) (bool, error) {
+	s := tx.s
+	if s.local {
+		return true, nil
+	}
+	if !s.serves(user) {
+		return false, nil
+	}
+	k := pair{s.shardOf(conv), s.shardOf(user)}
+	if k.src == k.dst {
+		return true, nil // a shard has no stream to itself
+	}
+	last, err := tx.lastStream(k)
+	if err != nil {
+		return false, err
+	}
+	applied, err := tx.appliedMark(k)
+	return last <= applied, err
 }
 
 // remote is a recipient whose shard another node serves.

@@ -24,21 +24,23 @@ import (
 type ring struct {
 	mu    sync.Mutex
 	owner []int
+	epoch []uint64
 	subs  map[int]chan struct{}
 }
 
 func newRing(shards, nodes int) *ring {
-	r := &ring{owner: make([]int, shards), subs: map[int]chan struct{}{}}
+	r := &ring{owner: make([]int, shards), epoch: make([]uint64, shards), subs: map[int]chan struct{}{}}
 	for s := range r.owner {
-		r.owner[s] = s % nodes
+		r.owner[s], r.epoch[s] = s%nodes, 1
 	}
 	return r
 }
 
-// move gives shard to node and tells every node.
+// move gives shard to node, under a new epoch, and tells every node.
 func (r *ring) move(shard, node int) {
 	r.mu.Lock()
 	r.owner[shard] = node
+	r.epoch[shard]++
 	subs := slices.Collect(func(yield func(chan struct{}) bool) {
 		for _, c := range r.subs {
 			if !yield(c) {
@@ -75,7 +77,7 @@ func (v *view) ShardCount() int { return len(v.r.owner) }
 func (v *view) Serving(shard int) (uint64, bool) {
 	v.r.mu.Lock()
 	defer v.r.mu.Unlock()
-	return 1, v.r.owner[shard] == v.self
+	return v.r.epoch[shard], v.r.owner[shard] == v.self
 }
 
 func (v *view) Timestamp(shard int) (int64, error) {
@@ -612,5 +614,41 @@ func TestRandomizedModelSharded(t *testing.T) {
 	t.Logf("%d sends acknowledged, %d groups, %d crashes, %d deliveries between the nodes", len(m.acked), len(m.groups), crashes, calls)
 	if len(m.acked) < minAcked || crashes == 0 || calls == 0 {
 		t.Fatalf("the workload did too little to test anything")
+	}
+}
+
+// TestShardedMoveBack: a conversation's shard moves to the other node,
+// which posts to it, and comes back: the first node reads the group, its
+// conv_seq and its streams again instead of reusing what it held.
+func TestShardedMoveBack(t *testing.T) {
+	c := newNodes(t, 2, nil)
+	us := c.users(2)
+	a, b := us[0], us[1]
+	g, err := c.of(a[0]).CreateGroup(ctx, a[0], NewGroup{Members: []uint64{a[1], b[0]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	shard := cluster.ShardOf(g.ID, testShards)
+	send := func(sender uint64, id string) {
+		t.Helper()
+		if _, err := c.of(g.ID).SendGroupMessage(ctx, sender, g.ID, id, wire.KindText, nil); err != nil {
+			t.Fatalf("send %s: %v", id, err)
+		}
+	}
+	send(a[0], "on 0")
+	c.ring.move(shard, 1)
+	send(b[0], "on 1")
+	if err := c.of(g.ID).Invite(ctx, b[0], g.ID, []uint64{b[1]}); err != nil {
+		t.Fatal(err)
+	}
+	c.settle()
+	c.ring.move(shard, 0)
+	send(b[1], "on 0 again")
+	c.settle()
+	want := span(1, 5)
+	c.checkInboxes(map[uint64]map[uint64][]uint64{a[0]: {g.ID: want}, a[1]: {g.ID: want}, b[0]: {g.ID: want}, b[1]: {g.ID: span(4, 5)}})
+	msgs, err := c.store.Messages(ctx, g.ID, timeline.Range{})
+	if err != nil || len(msgs) != 5 || msgs[4].Sender != b[1] {
+		t.Fatalf("messages %+v, %v: want 5, the last from %d", msgs, err, b[1])
 	}
 }

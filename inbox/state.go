@@ -208,7 +208,11 @@ func (tx *txn) putMember(m timeline.Member) {
 // join makes user a member from conv_seq at on; the caller posts the notice
 // at that conv_seq next.
 func (tx *txn) join(g *group, user uint64, role wire.Role, at uint64) error {
-	if !tx.s.serves(user) {
+	direct, err := tx.direct(user, g.ID)
+	if err != nil {
+		return err
+	}
+	if !direct {
 		// The user's conversation entry, marker and activity index are
 		// written where the record of the notice is applied.
 		tx.out.init()
@@ -298,8 +302,8 @@ func (tx *txn) leave(g *group, user, at uint64) error {
 	k := timeline.MemberKey{Conv: g.ID, User: user}
 	tx.b.Members = slices.DeleteFunc(tx.b.Members, func(m timeline.Member) bool { return m.Conv == k.Conv && m.User == k.User })
 	tx.b.RemoveMembers = append(tx.b.RemoveMembers, k)
-	if !tx.s.serves(user) {
-		return nil // the record of the notice ends the user's entry
+	if direct, err := tx.direct(user, g.ID); err != nil || !direct {
+		return err // the record of the notice ends the user's entry
 	}
 	c, err := tx.conversation(user, g.ID)
 	if err != nil {
@@ -334,9 +338,15 @@ func (tx *txn) post(g *group, sender uint64, clientMsgID string, kind wire.Kind,
 	// Every recipient but one joining with this batch stands at the
 	// group's newest committed message in the activity index.
 	for _, u := range g.order {
-		if !tx.s.local && !tx.s.serves(u) {
-			remotes = append(remotes, remote{tx.s.shardOf(u), timeline.Recipient{User: u, Effects: tx.remoteEffects(g, u, sender, convSeq)}})
-			continue
+		if !tx.s.local {
+			direct, err := tx.direct(u, g.ID)
+			if err != nil {
+				return nil, err
+			}
+			if !direct {
+				remotes = append(remotes, remote{tx.s.shardOf(u), timeline.Recipient{User: u, Effects: tx.remoteEffects(g, u, sender, convSeq)}})
+				continue
+			}
 		}
 		offline := offlineHook
 		switch {
@@ -351,9 +361,15 @@ func (tx *txn) post(g *group, sender uint64, clientMsgID string, kind wire.Kind,
 		}
 	}
 	for _, u := range also {
-		if !tx.s.local && !tx.s.serves(u) {
-			remotes = append(remotes, remote{tx.s.shardOf(u), timeline.Recipient{User: u, Effects: timeline.EffectLeave | timeline.EffectNoPush}})
-			continue
+		if !tx.s.local {
+			direct, err := tx.direct(u, g.ID)
+			if err != nil {
+				return nil, err
+			}
+			if !direct {
+				remotes = append(remotes, remote{tx.s.shardOf(u), timeline.Recipient{User: u, Effects: timeline.EffectLeave | timeline.EffectNoPush}})
+				continue
+			}
 		}
 		tx.touch(u, g.ID, g.last)
 		if err := tx.deliver(u, shared, offlineNone); err != nil {
@@ -369,7 +385,7 @@ func (tx *txn) post(g *group, sender uint64, clientMsgID string, kind wire.Kind,
 		}
 		tx.out.posted[g.ID] = true
 	}
-	if _, ok := g.members[sender]; ok && tx.s.serves(sender) {
+	if _, ok := g.members[sender]; ok && !senderRemote(remotes, sender) {
 		// Sending reads everything before: the sender's marker moves with
 		// the send, and the sender's devices learn it from the row itself.
 		tx.setMarker(sender, g.ID, convSeq)
@@ -380,6 +396,17 @@ func (tx *txn) post(g *group, sender uint64, clientMsgID string, kind wire.Kind,
 		tx.b.Dedups = append(tx.b.Dedups, d)
 	}
 	return shared, nil
+}
+
+// senderRemote reports whether the sender's row, and so the move of their
+// marker, travels in the message's outbox record.
+func senderRemote(rs []remote, sender uint64) bool {
+	for _, r := range rs {
+		if r.User == sender {
+			return true
+		}
+	}
+	return false
 }
 
 // deliver appends one inbox row for user.
