@@ -137,9 +137,12 @@ func (o *outbound) run() {
 	waiting, attempt := false, 0
 	for {
 		o.take()
-		o.refill()
-		if !waiting && o.pending() {
-			if o.round() {
+		if !waiting {
+			ok := o.refill()
+			if o.pending() {
+				ok = o.round() && ok
+			}
+			if ok {
 				attempt = 0
 			} else {
 				retry.Reset(deliveryBackoff.Delay(attempt))
@@ -212,14 +215,16 @@ func (o *outbound) take() {
 }
 
 // refill reads from the store the records of the truncated queues, as many
-// as they hold.
-func (o *outbound) refill() {
+// as they hold. It reports false when a read failed.
+func (o *outbound) refill() bool {
+	ok := true
 	st := o.s.store
 	for src, q := range o.queues {
 		if q.fresh {
 			low, err := st.OutboxLow(o.ctx, src)
 			if err != nil {
 				o.s.log.Warn("inbox: read outbox low-water mark", "shard", src, "err", err)
+				ok = false
 				continue
 			}
 			q.low, q.last, q.fresh = low, low, false
@@ -229,19 +234,29 @@ func (o *outbound) refill() {
 			recs, err := st.Outbox(o.ctx, src, q.last, want)
 			if err != nil {
 				o.s.log.Warn("inbox: read outbox", "shard", src, "err", err)
+				ok = false
 				break
 			}
+			before := q.last
 			for _, r := range recs {
 				if r.Seq == q.last+1 {
 					q.recs = append(q.recs, r)
 					q.last = r.Seq
 				}
 			}
+			if len(recs) > 0 && q.last == before {
+				// Outbox seqs have no gap: this one is a bug, not to be
+				// read again and again.
+				o.s.log.Error("inbox: outbox seq gap", "shard", src, "after", before, "next", recs[0].Seq)
+				ok = false
+				break
+			}
 			if len(recs) < want {
 				q.truncated = false
 			}
 		}
 	}
+	return ok
 }
 
 func (o *outbound) pending() bool {
