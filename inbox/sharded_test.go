@@ -652,3 +652,70 @@ func TestShardedMoveBack(t *testing.T) {
 		t.Fatalf("messages %+v, %v: want 5, the last from %d", msgs, err, b[1])
 	}
 }
+
+// TestShardedPush: the members of the other node are pushed what is applied
+// there, with the message; an offline one gets the offline push unless it
+// is their own message or they set do-not-disturb, which they set on the
+// conversation's node and their devices learn from a KindDND row.
+func TestShardedPush(t *testing.T) {
+	rec := newRecorder()
+	c := newNodes(t, 2, func(i int) Config {
+		if i == 1 {
+			return Config{Notifier: rec, OfflinePusher: rec}
+		}
+		return Config{}
+	})
+	us := c.users(3)
+	a, b := us[0], us[1]
+	rec.online[b[2]] = true
+	g, err := c.of(a[0]).CreateGroup(ctx, a[0], NewGroup{Members: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.of(g.ID).SetDND(ctx, b[1], g.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	for i, sender := range []uint64{a[0], b[0]} {
+		if _, err := c.of(g.ID).SendGroupMessage(ctx, sender, g.ID, fmt.Sprint("m", i), wire.KindText, []byte(fmt.Sprint("body", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.settle()
+	count := func(es []Entry, kind wire.Kind) int {
+		n := 0
+		for _, e := range es {
+			if e.Row.Kind == kind {
+				n++
+			}
+		}
+		return n
+	}
+	waitFor(t, "the pushes of node 1", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return len(rec.pushed[b[0]]) == 3 && len(rec.pushed[b[1]]) == 4 && len(rec.pushed[b[2]]) == 3
+	})
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, e := range rec.pushed[b[2]] {
+		if e.Row.Kind == wire.KindText && (e.Msg == nil || !slices.Contains([]string{"body0", "body1"}, string(e.Msg.Body))) {
+			t.Errorf("pushed %+v without its message", e.Row)
+		}
+	}
+	if n := count(rec.pushed[b[1]], wire.KindDND); n != 1 {
+		t.Errorf("user %d was pushed %d KindDND rows, want 1", b[1], n)
+	}
+	// Offline: b[0] gets the creation notice and a[0]'s text, not their own;
+	// b[1] only the notice, sent before do-not-disturb; b[2] is online.
+	for u, want := range map[uint64]int{b[0]: 2, b[1]: 1, b[2]: 0} {
+		if got := len(rec.offline[u]); got != want {
+			t.Errorf("user %d: %d offline pushes, want %d", u, got, want)
+		}
+	}
+	if _, ok := rec.offline[a[0]]; ok {
+		t.Errorf("node 1 pushed user %d of node 0", a[0])
+	}
+	if info := findConv(t, c.conversations(b[1]), g.ID); !info.DND {
+		t.Errorf("user %d's entry lacks do-not-disturb: %+v", b[1], info)
+	}
+}
