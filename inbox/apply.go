@@ -154,9 +154,11 @@ func (tx *txn) applyRecipient(r *timeline.OutboxRecord, msg *timeline.Message, r
 		if err != nil && !errors.Is(err, ErrNotMember) {
 			return err
 		}
-		if err := tx.rejoinAt(user, conv, old, r.Time); err != nil {
+		prev, err := tx.rejoinPrev(user, conv, old)
+		if err != nil {
 			return err
 		}
+		tx.touchAt(user, conv, prev, r.Time)
 		tx.putConversation(timeline.Conversation{User: user, Conv: conv, JoinedAt: r.ConvSeq, DND: old.DND})
 		tx.setMarker(user, conv, r.ConvSeq-1)
 	} else {

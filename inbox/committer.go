@@ -31,8 +31,11 @@ type txn struct {
 	convs   map[userConv]timeline.Conversation // entries written by this batch
 	markers map[userConv]uint64
 	dedups  map[dedupKey]timeline.Dedup
-	active  map[userConv]move // activity index entries moved
-	out     txOut
+	active  map[userConv]time.Time // activity index entries moved: where each stood before
+	// activeAt holds where an entry moves when not to the batch's time (an
+	// applied record's message time).
+	activeAt map[userConv]time.Time
+	out      txOut
 
 	deliveries []delivery
 }
@@ -139,7 +142,7 @@ func (s *Service) begin() *txn {
 		convs:   make(map[userConv]timeline.Conversation),
 		markers: make(map[userConv]uint64),
 		dedups:  make(map[dedupKey]timeline.Dedup),
-		active:  make(map[userConv]move),
+		active:  make(map[userConv]time.Time),
 	}
 	if !s.local {
 		s.checkEpochs()

@@ -241,55 +241,59 @@ func (tx *txn) join(g *group, user uint64, role wire.Role, at uint64) error {
 // before the user joins: nowhere for a newcomer, at the message the user
 // left with for a former member (unless this batch moved it already).
 func (tx *txn) rejoin(user, conv uint64, old timeline.Conversation) error {
-	return tx.rejoinAt(user, conv, old, tx.now)
+	prev, err := tx.rejoinPrev(user, conv, old)
+	if err == nil {
+		tx.touch(user, conv, prev)
+	}
+	return err
 }
 
-// rejoinAt is rejoin for a join by the message of time at.
-func (tx *txn) rejoinAt(user, conv uint64, old timeline.Conversation, at time.Time) error {
-	k := userConv{user, conv}
-	if _, ok := tx.active[k]; ok || old.LeftAt == 0 {
-		tx.touchAt(user, conv, time.Time{}, at)
-		return nil
+// rejoinPrev returns where user's entry of conv stands in the activity
+// index before the user joins.
+func (tx *txn) rejoinPrev(user, conv uint64, old timeline.Conversation) (time.Time, error) {
+	if _, ok := tx.active[userConv{user, conv}]; ok || old.LeftAt == 0 {
+		return time.Time{}, nil
 	}
 	msgs, err := tx.s.store.Messages(tx.ctx, conv, timeline.Range{From: old.LeftAt, To: old.LeftAt})
 	if err != nil {
-		return storeErr("read the message a member left with", err)
+		return time.Time{}, storeErr("read the message a member left with", err)
 	}
-	var left time.Time
 	if len(msgs) == 1 {
-		left = msgs[0].Time
+		return msgs[0].Time, nil
 	}
-	tx.touchAt(user, conv, left, at)
-	return nil
+	return time.Time{}, nil
 }
 
 // touch records where user's entry of conv stood in the activity index
-// before this batch, the first time the batch moves it, and moves it to the
-// batch's time.
-func (tx *txn) touch(user, conv uint64, prev time.Time) { tx.touchAt(user, conv, prev, tx.now) }
-
-// touchAt is touch to at, the time of the message applied: a record from
-// another shard carries its message's time.
-func (tx *txn) touchAt(user, conv uint64, prev, at time.Time) {
+// before this batch, the first time the batch moves it. The batch moves it
+// to the batch's time.
+func (tx *txn) touch(user, conv uint64, prev time.Time) {
 	k := userConv{user, conv}
-	m, ok := tx.active[k]
-	if !ok {
-		m.prev = prev
+	if _, ok := tx.active[k]; !ok {
+		tx.active[k] = prev
 	}
-	m.at = at
-	tx.active[k] = m
 }
 
-// move is where an entry of the activity index stood before a batch and
-// where the batch puts it.
-type move struct{ prev, at time.Time }
+// touchAt is touch to at, the time of a message applied from another
+// shard's record, rather than the batch's time.
+func (tx *txn) touchAt(user, conv uint64, prev, at time.Time) {
+	tx.touch(user, conv, prev)
+	if tx.activeAt == nil {
+		tx.activeAt = make(map[userConv]time.Time)
+	}
+	tx.activeAt[userConv{user, conv}] = at
+}
 
 // activities returns the activity index moves of the batch.
 func (tx *txn) activities() []timeline.Activity {
 	var out []timeline.Activity
-	for k, m := range tx.active {
-		if m.prev.UnixMilli() != m.at.UnixMilli() {
-			out = append(out, timeline.Activity{User: k.user, Conv: k.conv, At: m.at, Prev: m.prev})
+	for k, prev := range tx.active {
+		at, ok := tx.activeAt[k]
+		if !ok {
+			at = tx.now
+		}
+		if prev.UnixMilli() != at.UnixMilli() {
+			out = append(out, timeline.Activity{User: k.user, Conv: k.conv, At: at, Prev: prev})
 		}
 	}
 	return out
