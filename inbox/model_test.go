@@ -35,7 +35,7 @@ func TestRandomizedModel(t *testing.T) {
 		seed = rand.Uint64N(1<<63) + 1
 	}
 	t.Logf("seed %d (replay with -seed %d)", seed, seed)
-	m := &model{rng: rand.New(rand.NewPCG(seed, seed>>1)), acked: map[dedupKey]SendResult{}}
+	m := &model{rng: rand.New(rand.NewPCG(seed, seed>>1)), acked: map[dedupKey]SendResult{}, stored: map[dedupKey]bool{}}
 	steps := []commitStep{stepBeforeCommit, stepAfterCommit, stepAfterAck}
 	var armed atomic.Uint32    // the commitStep to crash at; 0 when disarmed
 	var countdown atomic.Int32 // commits to pass at that step first
@@ -111,6 +111,7 @@ type model struct {
 	rng    *rand.Rand
 	groups []modelGroup
 	acked  map[dedupKey]SendResult // first acknowledged result per send
+	stored map[dedupKey]bool       // a call returned Duplicate false
 	sent   []dedupKey              // for resends
 	sentTo map[dedupKey]uint64
 }
@@ -218,8 +219,17 @@ func (m *model) send(svc *Service, k dedupKey, conv uint64) error {
 	if err != nil {
 		return err
 	}
+	// One call stores the message (Duplicate false); the others return its
+	// result. Two resends racing after a lost ack may return in either
+	// order: the one that found the dedup record may be counted first.
+	if !r.Duplicate {
+		if m.stored[k] {
+			return fmt.Errorf("send %v stored twice: %+v", k, r)
+		}
+		m.stored[k] = true
+	}
 	if first, ok := m.acked[k]; ok {
-		if first.MsgID != r.MsgID || first.ConvSeq != r.ConvSeq || !r.Duplicate {
+		if first.MsgID != r.MsgID || first.ConvSeq != r.ConvSeq {
 			return fmt.Errorf("resend of %v returned %+v, first ack was %+v", k, r, first)
 		}
 		return nil

@@ -258,12 +258,32 @@ func (tx *txn) lastStream(k pair) (uint64, error) {
 	if err := o.recover(tx.ctx, tx.s.store, k.src); err != nil {
 		return 0, storeErr("recover outbox", err)
 	}
-	if err := o.load(tx.ctx, tx.s.store, k.dst); err != nil {
-		return 0, storeErr("read applied marks", err)
+	applied, err := tx.streamApplied(k)
+	if err != nil {
+		return 0, err
 	}
-	n := max(o.fromOutbox[k], o.applied[k])
+	n := max(o.fromOutbox[k], applied)
 	o.streams[k] = n
 	return n, nil
+}
+
+// streamApplied returns the applied mark of the stream k: from the
+// committer's cache when this node serves the destination (it alone moves
+// the mark), else read now, as another node moves it.
+func (tx *txn) streamApplied(k pair) (uint64, error) {
+	if _, ok := tx.s.own.Serving(k.dst); ok {
+		return tx.appliedMark(k)
+	}
+	marks, err := tx.s.store.Applied(tx.ctx, k.dst)
+	if err != nil {
+		return 0, storeErr("read applied marks", err)
+	}
+	for _, m := range marks {
+		if m.Source == k.src {
+			return m.Stream, nil
+		}
+	}
+	return 0, nil
 }
 
 // direct reports whether user gets conv's entries straight in this batch:

@@ -539,26 +539,33 @@ func TestShardedMove(t *testing.T) {
 	c.checkInboxes(map[uint64]map[uint64][]uint64{a[0]: {g.ID: want}, b[0]: {g.ID: want}, b[1]: {g.ID: want}})
 }
 
-// TestRandomizedModelSharded is TestRandomizedModel over two in-process
-// nodes: every operation goes to the node serving its conversation or
+// TestRandomizedModelSharded is TestRandomizedModel over two and three
+// in-process nodes: every operation goes to the node serving its conversation or
 // user, members are spread over both, and the simulated crashes stop one
 // node at a random commit step — of a command or of an apply — and start
-// it again on the store as it is. After each crash, once the outboxes are
+// it again on the store as it is, and shards move between the nodes.
+// After each crash, once the outboxes are
 // applied, the same model checks every inbox, marker and unread count.
 // -seed replays a run.
 func TestRandomizedModelSharded(t *testing.T) {
+	for _, n := range []int{2, 3} {
+		t.Run(fmt.Sprintf("%d nodes", n), func(t *testing.T) { randomizedSharded(t, n) })
+	}
+}
+
+func randomizedSharded(t *testing.T, n int) {
 	seed := *modelSeed
 	if seed == 0 {
 		seed = rand.Uint64N(1<<63) + 1
 	}
 	t.Logf("seed %d (replay with -seed %d)", seed, seed)
-	m := &model{rng: rand.New(rand.NewPCG(seed, seed>>1)), acked: map[dedupKey]SendResult{}}
+	m := &model{rng: rand.New(rand.NewPCG(seed, seed>>1)), acked: map[dedupKey]SendResult{}, stored: map[dedupKey]bool{}}
 	steps := []commitStep{stepBeforeCommit, stepAfterCommit, stepAfterAck}
 	var armed atomic.Uint32 // the commitStep to crash at; 0 when disarmed
 	var victim atomic.Int32 // the node to crash
 	var countdown atomic.Int32
 	crashed := make(chan int, 1)
-	c := newNodes(t, 2, func(i int) Config {
+	c := newNodes(t, n, func(i int) Config {
 		return Config{MaxGroupSize: 8, GroupCacheBytes: 4 << 10, stepHook: func(step commitStep) bool {
 			if victim.Load() != int32(i) || armed.Load() != uint32(step) || countdown.Add(-1) > 0 {
 				return false
@@ -585,10 +592,10 @@ func TestRandomizedModelSharded(t *testing.T) {
 			}
 		})
 	}
-	crashes := 0
+	crashes, moves := 0, 0
 	for done.Load() < workers {
 		countdown.Store(int32(10 + m.intn(40)))
-		victim.Store(int32(m.intn(2)))
+		victim.Store(int32(m.intn(n)))
 		armed.Store(uint32(steps[m.intn(len(steps))]))
 		node := -1
 		select {
@@ -604,6 +611,13 @@ func TestRandomizedModelSharded(t *testing.T) {
 		}
 		c.settle()
 		m.verify(t, c.store, c.conversations, users)
+		// Now and then a shard moves, while nothing is in flight (the
+		// handover's drain, which waits out a shard's batches, is the
+		// cluster's part).
+		if m.intn(2) == 0 {
+			c.ring.move(m.intn(testShards), m.intn(n))
+			moves++
+		}
 		mu.Unlock()
 	}
 	wg.Wait()
@@ -611,7 +625,8 @@ func TestRandomizedModelSharded(t *testing.T) {
 	m.verify(t, c.store, c.conversations, users)
 	var calls int
 	c.peers.set(func(p *peers) { calls = p.calls })
-	t.Logf("%d sends acknowledged, %d groups, %d crashes, %d deliveries between the nodes", len(m.acked), len(m.groups), crashes, calls)
+	t.Logf("%d sends acknowledged, %d groups, %d crashes, %d shard moves, %d deliveries between the nodes",
+		len(m.acked), len(m.groups), crashes, moves, calls)
 	if len(m.acked) < minAcked || crashes == 0 || calls == 0 {
 		t.Fatalf("the workload did too little to test anything")
 	}
