@@ -79,7 +79,7 @@ func (tx *txn) applyRecords(records []timeline.OutboxRecord, msgs map[timeline.M
 			}
 		}
 		for _, d := range r.Dests {
-			if _, ok := tx.s.own.Serving(d.Shard); !ok && !tx.s.local {
+			if !tx.servesShard(d.Shard) {
 				continue
 			}
 			k := pair{r.Source, d.Shard}

@@ -34,7 +34,7 @@ func (s *Service) SendGroupMessage(ctx context.Context, sender, conv uint64, cli
 	start := time.Now()
 	var res SendResult
 	err := s.do(ctx, sender, func(tx *txn) error {
-		if err := s.ownConv(conv); err != nil {
+		if err := tx.ownConv(conv); err != nil {
 			return err
 		}
 		if d, ok, err := tx.dedup(sender, clientMsgID); err != nil || ok {
@@ -552,7 +552,7 @@ func (s *Service) SetDND(ctx context.Context, user, conv uint64, on bool) error 
 func (s *Service) MarkRead(ctx context.Context, user, conv, convSeq uint64) (uint64, error) {
 	var marker uint64
 	err := s.do(ctx, user, func(tx *txn) error {
-		if err := s.ownUser(user); err != nil {
+		if err := tx.ownUser(user); err != nil {
 			return err
 		}
 		c, err := tx.conversation(user, conv)

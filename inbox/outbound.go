@@ -122,7 +122,7 @@ func (o *outbound) settle(tx *txn) {
 	}
 	o.mu.Unlock()
 	for src, low := range lows {
-		if _, ok := tx.s.own.Serving(src); ok {
+		if tx.servesShard(src) {
 			tx.b.OutboxLows = append(tx.b.OutboxLows, timeline.OutboxLow{Source: src, Seq: low})
 		}
 	}

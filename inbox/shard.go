@@ -28,20 +28,35 @@ func (s *Service) serves(id uint64) bool {
 }
 
 // ownUser fails with ErrNotOwner unless this node serves user's shard.
-func (s *Service) ownUser(user uint64) error {
-	if !s.serves(user) {
-		return fmt.Errorf("%w: user %d is in shard %d", ErrNotOwner, user, s.shardOf(user))
+func (s *Service) ownUser(user uint64) error { return s.owner(s.serves(user), "user", user) }
+
+// ownConv fails with ErrNotOwner unless this node serves conv's shard.
+func (s *Service) ownConv(conv uint64) error { return s.owner(s.serves(conv), "conversation", conv) }
+
+func (s *Service) owner(served bool, what string, id uint64) error {
+	if !served {
+		return fmt.Errorf("%w: %s %d is in shard %d", ErrNotOwner, what, id, s.shardOf(id))
 	}
 	return nil
 }
 
-// ownConv fails with ErrNotOwner unless this node serves conv's shard.
-func (s *Service) ownConv(conv uint64) error {
-	if !s.serves(conv) {
-		return fmt.Errorf("%w: conversation %d is in shard %d", ErrNotOwner, conv, s.shardOf(conv))
+// servesShard reports whether this node serves shard under the epoch the
+// batch began with: a shard that moved since is not served until the next
+// batch, which first forgets what was cached of it (checkEpochs).
+func (tx *txn) servesShard(shard int) bool {
+	if tx.s.local {
+		return true
 	}
-	return nil
+	epoch, ok := tx.s.own.Serving(shard)
+	return ok && epoch == tx.s.out.epochs[shard]
 }
+
+// serves is servesShard for the shard of a user or conversation id.
+func (tx *txn) serves(id uint64) bool { return tx.s.local || tx.servesShard(tx.s.shardOf(id)) }
+
+// ownUser and ownConv are Service.ownUser and ownConv for the batch.
+func (tx *txn) ownUser(user uint64) error { return tx.s.owner(tx.serves(user), "user", user) }
+func (tx *txn) ownConv(conv uint64) error { return tx.s.owner(tx.serves(conv), "conversation", conv) }
 
 // newConvID returns a new conversation id in a shard this node serves, so
 // that a group starts on the node of the command that creates it.
@@ -57,7 +72,7 @@ func (tx *txn) newConvID() (uint64, error) {
 	// An id lands in a served shard with probability served/shards: a few
 	// draws on average, and a bound far beyond any bad luck.
 	for range 64 * s.own.ShardCount() / served {
-		if id := s.ids.next(); s.serves(id) {
+		if id := s.ids.next(); tx.serves(id) {
 			return id, nil
 		}
 	}
@@ -271,7 +286,7 @@ func (tx *txn) lastStream(k pair) (uint64, error) {
 // committer's cache when this node serves the destination (it alone moves
 // the mark), else read now, as another node moves it.
 func (tx *txn) streamApplied(k pair) (uint64, error) {
-	if _, ok := tx.s.own.Serving(k.dst); ok {
+	if tx.servesShard(k.dst) {
 		return tx.appliedMark(k)
 	}
 	marks, err := tx.s.store.Applied(tx.ctx, k.dst)
@@ -295,7 +310,7 @@ func (tx *txn) direct(user, conv uint64) (bool, error) {
 	if s.local {
 		return true, nil
 	}
-	if !s.serves(user) {
+	if !tx.serves(user) {
 		return false, nil
 	}
 	k := pair{s.shardOf(conv), s.shardOf(user)}

@@ -104,7 +104,7 @@ func (tx *txn) mutable(g *group) *group {
 
 // liveGroup returns the group if it exists and is not dismissed.
 func (tx *txn) liveGroup(conv uint64) (*group, error) {
-	if err := tx.s.ownConv(conv); err != nil {
+	if err := tx.ownConv(conv); err != nil {
 		return nil, err
 	}
 	g, err := tx.group(conv)
@@ -188,7 +188,7 @@ func (tx *txn) convHead(conv uint64) (uint64, error) {
 // does not serve has its committed messages in the store, and a delivery
 // in flight may still bring the newest of them.
 func (tx *txn) anyConvHead(conv uint64) (uint64, error) {
-	if tx.s.serves(conv) {
+	if tx.serves(conv) {
 		return tx.convHead(conv)
 	}
 	n, err := tx.s.store.LastConvSeq(tx.ctx, conv)
