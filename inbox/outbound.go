@@ -22,12 +22,12 @@ type Deliverer interface {
 
 // Bounds of the delivery loop's memory: records held per source shard (the
 // rest wait in the store), records handed over by the committer and not yet
-// taken, and records in one request.
-const (
-	maxQueued     = 4096
-	maxIncoming   = 8192
-	maxPerRequest = 512
-)
+// taken, and records in one request. Tests make them small.
+type outboxLimits struct {
+	queued, incoming, perRequest int
+}
+
+var defaultOutboxLimits = outboxLimits{queued: 4096, incoming: 8192, perRequest: 512}
 
 // deliveryBackoff spaces the retries of a failed or refused delivery.
 var deliveryBackoff = backoff.Policy{Min: 10 * time.Millisecond, Max: time.Second}
@@ -44,6 +44,7 @@ type outbound struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	wake   chan struct{}
+	limits outboxLimits
 
 	mu       sync.Mutex
 	incoming []timeline.OutboxRecord
@@ -66,8 +67,11 @@ type queue struct {
 }
 
 func newOutbound(s *Service) *outbound {
-	o := &outbound{s: s, done: make(chan struct{}), wake: make(chan struct{}, 1),
+	o := &outbound{s: s, done: make(chan struct{}), wake: make(chan struct{}, 1), limits: defaultOutboxLimits,
 		reloads: map[int]bool{}, lows: map[int]uint64{}, queues: map[int]*queue{}, acked: map[pair]uint64{}}
+	if s.cfg.outboxLimits != (outboxLimits{}) {
+		o.limits = s.cfg.outboxLimits
+	}
 	o.ctx, o.cancel = context.WithCancel(context.Background())
 	go o.run()
 	return o
@@ -91,7 +95,7 @@ func (o *outbound) push(recs []timeline.OutboxRecord) {
 		return
 	}
 	o.mu.Lock()
-	if len(o.incoming)+len(recs) > maxIncoming {
+	if len(o.incoming)+len(recs) > o.limits.incoming {
 		for _, r := range recs {
 			o.reloads[r.Source] = true
 		}
@@ -139,11 +143,17 @@ func (o *outbound) run() {
 		o.take()
 		if !waiting {
 			ok := o.refill()
+			more := false
 			if o.pending() {
-				ok = o.round() && ok
+				var sent bool
+				sent, more = o.round()
+				ok = ok && sent
 			}
 			if ok {
 				attempt = 0
+				if more || o.truncated() {
+					o.signal() // the rest at once: nothing failed
+				}
 			} else {
 				retry.Reset(deliveryBackoff.Delay(attempt))
 				attempt++
@@ -205,7 +215,7 @@ func (o *outbound) take() {
 		q := o.queues[r.Source]
 		switch {
 		case q == nil || q.fresh || r.Seq <= q.last:
-		case r.Seq == q.last+1 && !q.truncated && len(q.recs) < maxQueued:
+		case r.Seq == q.last+1 && !q.truncated && len(q.recs) < o.limits.queued:
 			q.recs = append(q.recs, r)
 			q.last = r.Seq
 		default:
@@ -229,8 +239,8 @@ func (o *outbound) refill() bool {
 			}
 			q.low, q.last, q.fresh = low, low, false
 		}
-		for q.truncated && len(q.recs) < maxQueued {
-			want := min(maxQueued-len(q.recs), outboxPage)
+		for q.truncated && len(q.recs) < o.limits.queued {
+			want := min(o.limits.queued-len(q.recs), outboxPage)
 			recs, err := st.Outbox(o.ctx, src, q.last, want)
 			if err != nil {
 				o.s.log.Warn("inbox: read outbox", "shard", src, "err", err)
@@ -259,6 +269,17 @@ func (o *outbound) refill() bool {
 	return ok
 }
 
+// truncated reports whether a queue has records left in the store and room
+// for them.
+func (o *outbound) truncated() bool {
+	for _, q := range o.queues {
+		if q.truncated && len(q.recs) < o.limits.queued {
+			return true
+		}
+	}
+	return false
+}
+
 func (o *outbound) pending() bool {
 	for _, q := range o.queues {
 		if len(q.recs) > 0 {
@@ -268,17 +289,18 @@ func (o *outbound) pending() bool {
 	return false
 }
 
-// round sends every queued record to the nodes of its destinations, the
-// parts already applied left out, and advances the low-water marks. It
-// reports whether every part was delivered and applied.
-func (o *outbound) round() bool {
+// round sends the queued records to the nodes of their destinations, the
+// parts already applied left out, up to limits.perRequest a node, and advances
+// the low-water marks. It reports whether every part sent was delivered and
+// applied, and whether parts were left for the next round.
+func (o *outbound) round() (ok, more bool) {
 	type request struct {
 		node cluster.NodeInfo
 		recs []timeline.OutboxRecord
 	}
 	var local request
 	remote := map[int]*request{}
-	ok := true
+	ok = true
 	for _, src := range slices.Sorted(maps.Keys(o.queues)) {
 		for _, r := range o.queues[src].recs {
 			parts := map[*request][]timeline.OutboxDest{}
@@ -305,12 +327,12 @@ func (o *outbound) round() bool {
 				parts[req] = append(parts[req], d)
 			}
 			for _, req := range order {
-				if len(req.recs) < maxPerRequest {
+				if len(req.recs) < o.limits.perRequest {
 					part := r
 					part.Dests = parts[req]
 					req.recs = append(req.recs, part)
 				} else {
-					ok = false // the rest next round
+					more = true
 				}
 			}
 		}
@@ -347,7 +369,7 @@ func (o *outbound) round() bool {
 		})
 	}
 	o.advance()
-	return ok
+	return ok, more
 }
 
 // advance drops the records every destination applied and notes the new

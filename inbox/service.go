@@ -66,6 +66,8 @@ type Config struct {
 	// commit; returning true stops the committer there as if the process
 	// died. A hook may also block to hold the committer.
 	stepHook func(step commitStep) bool
+	// outboxLimits, set by tests, replaces the delivery loop's bounds.
+	outboxLimits outboxLimits
 }
 
 func (c *Config) setDefaults() error {

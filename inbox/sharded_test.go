@@ -734,3 +734,29 @@ func TestShardedPush(t *testing.T) {
 		t.Errorf("user %d's entry lacks do-not-disturb: %+v", b[1], info)
 	}
 }
+
+// TestShardedBacklog: records pile up while the link is cut, far beyond
+// what the delivery loop holds in memory and sends in one request; once it
+// heals, all of them are delivered, the rest read back from the store.
+func TestShardedBacklog(t *testing.T) {
+	c := newNodes(t, 2, func(int) Config {
+		return Config{outboxLimits: outboxLimits{queued: 8, incoming: 4, perRequest: 3}}
+	})
+	us := c.users(1)
+	a, b := us[0][0], us[1][0]
+	g, err := c.of(a).CreateGroup(ctx, a, NewGroup{Members: []uint64{b}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.peers.set(func(p *peers) { p.cut = true })
+	const n = 60
+	for i := range n {
+		if _, err := c.of(g.ID).SendGroupMessage(ctx, a, g.ID, fmt.Sprint("m", i), wire.KindText, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.peers.set(func(p *peers) { p.cut = false })
+	// Nothing else happens: the loop must go on by itself.
+	c.settle()
+	c.checkInboxes(map[uint64]map[uint64][]uint64{a: {g.ID: span(1, n+1)}, b: {g.ID: span(1, n+1)}})
+}
