@@ -159,7 +159,7 @@ func (p *peers) set(f func(p *peers)) {
 // nodes is n services on one shared store, each serving its share of the
 // shards: they write disjoint keys, as nodes of a cluster do.
 type nodes struct {
-	t     *testing.T
+	t     testing.TB
 	store timeline.Store
 	ring  *ring
 	peers *peers
@@ -169,9 +169,14 @@ type nodes struct {
 
 const testShards = 8
 
-func newNodes(t *testing.T, n int, cfg func(i int) Config) *nodes {
+func newNodes(t testing.TB, n int, cfg func(i int) Config) *nodes {
+	return newNodesOn(t, pebble.Options{Dir: "db", FS: vfs.NewMem()}, n, cfg)
+}
+
+// newNodesOn is newNodes on a store opened with opts.
+func newNodesOn(t testing.TB, opts pebble.Options, n int, cfg func(i int) Config) *nodes {
 	t.Helper()
-	st, err := pebble.Open(pebble.Options{Dir: "db", FS: vfs.NewMem()})
+	st, err := pebble.Open(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
