@@ -34,6 +34,9 @@ func (s *Service) SendGroupMessage(ctx context.Context, sender, conv uint64, cli
 	start := time.Now()
 	var res SendResult
 	err := s.do(ctx, sender, func(tx *txn) error {
+		if err := tx.ownConv(conv); err != nil {
+			return err
+		}
 		if d, ok, err := tx.dedup(sender, clientMsgID); err != nil || ok {
 			if err == nil && d.Conv != conv {
 				// The key is the sender's across all conversations: an ack
@@ -143,8 +146,12 @@ func (s *Service) createGroup(ctx context.Context, owner uint64, spec NewGroup, 
 				return err
 			}
 		}
+		id, err := tx.newConvID()
+		if err != nil {
+			return err
+		}
 		g := &group{
-			Group:   timeline.Group{ID: tx.s.ids.next(), Name: name, Owner: owner, Created: tx.now, Open: spec.Open},
+			Group:   timeline.Group{ID: id, Name: name, Owner: owner, Created: tx.now, Open: spec.Open},
 			members: make(map[uint64]timeline.Member, len(members)+1),
 		}
 		tx.groups[g.ID] = g
@@ -513,6 +520,27 @@ func (s *Service) SetDND(ctx context.Context, user, conv uint64, on bool) error 
 		if err != nil {
 			return err
 		}
+		value := uint64(0)
+		if on {
+			value = 1
+		}
+		direct, err := tx.direct(user, conv)
+		if err != nil {
+			return err
+		}
+		if !direct {
+			// The member record is the setting; the user's entry and
+			// devices learn it from the record, in order with the
+			// conversation's messages.
+			if m.DND == on {
+				return nil
+			}
+			g = tx.mutable(g)
+			m.DND = on
+			g.members[user] = m
+			tx.putMember(m)
+			return tx.settingRecord(wire.KindDND, user, conv, value)
+		}
 		c, err := tx.conversation(user, conv)
 		if err != nil {
 			return err
@@ -526,10 +554,6 @@ func (s *Service) SetDND(ctx context.Context, user, conv uint64, on bool) error 
 		m.DND = on
 		g.members[user] = m
 		tx.putMember(m)
-		value := uint64(0)
-		if on {
-			value = 1
-		}
 		return tx.deliverSetting(wire.KindDND, user, conv, value)
 	})
 	if err != nil {
@@ -547,13 +571,16 @@ func (s *Service) SetDND(ctx context.Context, user, conv uint64, on bool) error 
 func (s *Service) MarkRead(ctx context.Context, user, conv, convSeq uint64) (uint64, error) {
 	var marker uint64
 	err := s.do(ctx, user, func(tx *txn) error {
+		if err := tx.ownUser(user); err != nil {
+			return err
+		}
 		c, err := tx.conversation(user, conv)
 		if err != nil {
 			return err
 		}
 		limit := c.LeftAt
 		if limit == 0 {
-			if limit, err = tx.convHead(conv); err != nil {
+			if limit, err = tx.anyConvHead(conv); err != nil {
 				return err
 			}
 		}

@@ -32,6 +32,10 @@ type txn struct {
 	markers map[userConv]uint64
 	dedups  map[dedupKey]timeline.Dedup
 	active  map[userConv]time.Time // activity index entries moved: where each stood before
+	// activeAt holds where an entry moves when not to the batch's time (an
+	// applied record's message time).
+	activeAt map[userConv]time.Time
+	out      txOut
 
 	deliveries []delivery
 }
@@ -129,7 +133,7 @@ func (tx *txn) full(n int) bool {
 }
 
 func (s *Service) begin() *txn {
-	return &txn{
+	tx := &txn{
 		ctx:     s.ctx,
 		s:       s,
 		now:     s.cfg.Now().Truncate(time.Millisecond),
@@ -140,6 +144,11 @@ func (s *Service) begin() *txn {
 		dedups:  make(map[dedupKey]timeline.Dedup),
 		active:  make(map[userConv]time.Time),
 	}
+	if !s.local {
+		s.checkEpochs()
+		s.sender.settle(tx)
+	}
+	return tx
 }
 
 // apply runs one command. A store error poisons the batch: the overlay may
@@ -209,9 +218,14 @@ func (s *Service) commit(tx *txn, errs []error) bool {
 			}
 		}
 		tx.deliveries = nil
+		s.abortOut(tx)
 		return true
 	}
 	tx.seq.Commit()
+	if !s.local {
+		s.commitOut(tx)
+		s.sender.push(tx.b.Outbox)
+	}
 	m.messages.Add(float64(len(tx.b.Messages)))
 	m.rows.Add(float64(len(tx.b.Rows)))
 	m.batchRows.Observe(float64(len(tx.b.Rows)))

@@ -26,6 +26,23 @@
 //     on one goroutine, and a slow one holds back every push.
 //  4. Close the service before the store.
 //
+// In a cluster (Config.Ownership names the shards this node serves; nil:
+// all of them, the embedded mode) the same committer writes inbox rows only
+// for the members of served shards, and one timeline.OutboxRecord per
+// message for the others, in the same batch. Then the caller's duties grow:
+//
+//  5. Route each call to the node serving its shard: conversation commands
+//     (sends, group changes, SetDND, History, Group) to the conversation's,
+//     user commands (Sync, Head, MarkRead, Conversations) to the user's;
+//     elsewhere they fail with ErrNotOwner, which is retryable.
+//  6. Provide a Deliverer, which carries records to the node serving their
+//     destination shards and calls Apply there; Apply is idempotent and
+//     refuses records out of stream order, so a Deliverer may repeat a
+//     request or lose one.
+//
+// docs/cluster.md, "The write path in a cluster", gives the design and the
+// argument.
+//
 // There is no recovery step at start-up: a batch is atomic, so after a crash
 // the store holds whole commands or nothing of them, and the sequencer reads
 // each key's head from the newest row the store has. docs/architecture.md

@@ -17,6 +17,11 @@ var (
 	ErrGroupFull   = errors.New("inbox: group full")
 	ErrUnavailable = errors.New("inbox: store unavailable")
 	ErrClosed      = errors.New("inbox: service closed")
+	// ErrNotOwner: this node does not serve the shard of the conversation
+	// or user the command is for (docs/cluster.md). It wraps
+	// ErrUnavailable, so a client retries; a node forwards it to the
+	// shard's owner.
+	ErrNotOwner = fmt.Errorf("inbox: shard not served by this node: %w", ErrUnavailable)
 )
 
 // storeError marks an apply error that came from the store rather than from

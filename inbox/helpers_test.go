@@ -176,7 +176,7 @@ func (r *recorder) PushOffline(user uint64, e Entry) {
 }
 
 // waitFor polls cond: the dispatcher runs after the ack.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for !cond() {

@@ -35,7 +35,7 @@ func TestRandomizedModel(t *testing.T) {
 		seed = rand.Uint64N(1<<63) + 1
 	}
 	t.Logf("seed %d (replay with -seed %d)", seed, seed)
-	m := &model{rng: rand.New(rand.NewPCG(seed, seed>>1)), acked: map[dedupKey]SendResult{}}
+	m := &model{rng: rand.New(rand.NewPCG(seed, seed>>1)), acked: map[dedupKey]SendResult{}, stored: map[dedupKey]bool{}}
 	steps := []commitStep{stepBeforeCommit, stepAfterCommit, stepAfterAck}
 	var armed atomic.Uint32    // the commitStep to crash at; 0 when disarmed
 	var countdown atomic.Int32 // commits to pass at that step first
@@ -65,7 +65,7 @@ func TestRandomizedModel(t *testing.T) {
 			defer done.Add(1)
 			for i := 0; i < maxOps && (i < ops || m.ackedSends() < minAcked); i++ {
 				mu.RLock()
-				m.step(t, e.svc, rng, w, i, users)
+				m.step(t, func(uint64) *Service { return e.svc }, rng, w, i, users)
 				mu.RUnlock()
 			}
 		})
@@ -80,12 +80,12 @@ func TestRandomizedModel(t *testing.T) {
 		}
 		mu.Lock()
 		e.crash()
-		m.verify(t, e, users)
+		m.verify(t, e.store, e.conversations, users)
 		mu.Unlock()
 	}
 	wg.Wait()
 	armed.Store(0)
-	m.verify(t, e, users)
+	m.verify(t, e.store, e.conversations, users)
 	t.Logf("%d sends acknowledged, %d groups, %d crashes", len(m.acked), len(m.groups), crashes)
 	if len(m.acked) < minAcked || crashes == 0 {
 		t.Fatalf("the workload did too little to test anything")
@@ -111,6 +111,7 @@ type model struct {
 	rng    *rand.Rand
 	groups []modelGroup
 	acked  map[dedupKey]SendResult // first acknowledged result per send
+	stored map[dedupKey]bool       // a call returned Duplicate false
 	sent   []dedupKey              // for resends
 	sentTo map[dedupKey]uint64
 }
@@ -138,7 +139,10 @@ func expectedErr(err error) bool {
 	return false
 }
 
-func (m *model) step(t *testing.T, svc *Service, rng *rand.Rand, w, i, users int) {
+// step runs one random operation, on the service that route names for the
+// conversation or user it is for (users and conversations share one shard
+// space).
+func (m *model) step(t *testing.T, route func(id uint64) *Service, rng *rand.Rand, w, i, users int) {
 	user := func() uint64 { return uint64(rng.IntN(users) + 1) }
 	m.mu.Lock()
 	var conv uint64
@@ -158,42 +162,43 @@ func (m *model) step(t *testing.T, svc *Service, rng *rand.Rand, w, i, users int
 	case conv == 0 || op < 6:
 		var g timeline.Group
 		owner, members := user(), []uint64{user(), user(), user()}
-		g, err = svc.CreateGroup(ctx, owner, NewGroup{Members: members, Open: rng.IntN(2) == 0})
+		g, err = route(owner).CreateGroup(ctx, owner, NewGroup{Members: members, Open: rng.IntN(2) == 0})
 		if err == nil {
 			m.mu.Lock()
 			m.groups = append(m.groups, modelGroup{g.ID, append(members, owner)})
 			m.mu.Unlock()
 		}
 	case op < 14:
-		err = svc.Invite(ctx, user(), conv, []uint64{user(), user()})
+		err = route(conv).Invite(ctx, user(), conv, []uint64{user(), user()})
 	case op < 20:
-		err = svc.Join(ctx, user(), conv)
+		err = route(conv).Join(ctx, user(), conv)
 	case op < 26:
-		err = svc.Leave(ctx, user(), conv)
+		err = route(conv).Leave(ctx, user(), conv)
 	case op < 29:
-		err = svc.Kick(ctx, user(), conv, user())
+		err = route(conv).Kick(ctx, user(), conv, user())
 	case op < 30:
-		err = svc.Dismiss(ctx, user(), conv)
+		err = route(conv).Dismiss(ctx, user(), conv)
 	case op < 36:
-		_, err = svc.MarkRead(ctx, user(), conv, uint64(rng.IntN(40)))
+		u := user()
+		_, err = route(u).MarkRead(ctx, u, conv, uint64(rng.IntN(40)))
 	case op < 44 && resend.id != "":
 		m.mu.Lock()
 		to := m.sentTo[resend]
 		m.mu.Unlock()
-		err = m.send(svc, resend, to)
+		err = m.send(route(to), resend, to)
 	case op < 50:
 		u := user()
 		var after uint64
-		if r, serr := svc.Sync(ctx, u, 0, 1); serr == nil {
+		if r, serr := route(u).Sync(ctx, u, 0, 1); serr == nil {
 			after = r.Head / 2
 		}
-		err = checkSyncPage(svc, u, after)
+		err = checkSyncPage(route(u), u, after)
 	default:
 		sender := likely[rng.IntN(len(likely))]
 		if rng.IntN(10) == 0 {
 			sender = user()
 		}
-		err = m.send(svc, dedupKey{sender, fmt.Sprintf("w%d-%d", w, i)}, conv)
+		err = m.send(route(conv), dedupKey{sender, fmt.Sprintf("w%d-%d", w, i)}, conv)
 	}
 	if err != nil && !expectedErr(err) {
 		t.Errorf("worker %d op %d: %v", w, i, err)
@@ -214,8 +219,17 @@ func (m *model) send(svc *Service, k dedupKey, conv uint64) error {
 	if err != nil {
 		return err
 	}
+	// One call stores the message (Duplicate false); the others return its
+	// result. Two resends racing after a lost ack may return in either
+	// order: the one that found the dedup record may be counted first.
+	if !r.Duplicate {
+		if m.stored[k] {
+			return fmt.Errorf("send %v stored twice: %+v", k, r)
+		}
+		m.stored[k] = true
+	}
 	if first, ok := m.acked[k]; ok {
-		if first.MsgID != r.MsgID || first.ConvSeq != r.ConvSeq || !r.Duplicate {
+		if first.MsgID != r.MsgID || first.ConvSeq != r.ConvSeq {
 			return fmt.Errorf("resend of %v returned %+v, first ack was %+v", k, r, first)
 		}
 		return nil
@@ -244,14 +258,14 @@ func checkSyncPage(svc *Service, user, after uint64) error {
 
 // verify rebuilds what every inbox must hold from the conversations and
 // compares it with the store.
-func (m *model) verify(t *testing.T, e *env, users int) {
+func (m *model) verify(t *testing.T, st timeline.Store, conversations func(user uint64) []ConversationInfo, users int) {
 	t.Helper()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	convs := map[uint64]bool{}
 	lists := map[uint64][]timeline.Conversation{}
 	for u := 1; u <= users; u++ {
-		cs, err := e.store.Conversations(ctx, uint64(u))
+		cs, err := st.Conversations(ctx, uint64(u))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -266,7 +280,7 @@ func (m *model) verify(t *testing.T, e *env, users int) {
 	marker := map[userConv]uint64{}
 	stored := map[dedupKey]timeline.Message{}
 	for conv := range convs {
-		msgs, err := e.store.Messages(ctx, conv, timeline.Range{})
+		msgs, err := st.Messages(ctx, conv, timeline.Range{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -308,7 +322,7 @@ func (m *model) verify(t *testing.T, e *env, users int) {
 		}
 	}
 	for u := uint64(1); u <= uint64(users); u++ {
-		rows, err := e.store.Inbox(ctx, u, timeline.Range{})
+		rows, err := st.Inbox(ctx, u, timeline.Range{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -329,7 +343,7 @@ func (m *model) verify(t *testing.T, e *env, users int) {
 		if !slices.Equal(byConv(got), byConv(want[u])) {
 			t.Fatalf("user %d inbox\n got %v\nwant %v", u, got, want[u])
 		}
-		cs := e.conversations(u)
+		cs := conversations(u)
 		checkActivityOrder(t, u, cs, lists[u], times, heads)
 		for _, c := range cs {
 			if c.ReadSeq != marker[userConv{u, c.Conv}] {

@@ -31,6 +31,9 @@ const syncFirstRows = 64
 // (syncFirstRows, then as many as the budget left holds), so that a page of
 // a few large messages reads few rows as well as few bodies.
 func (s *Service) Sync(ctx context.Context, user, afterSeq uint64, limit int) (SyncResult, error) {
+	if err := s.ownUser(user); err != nil {
+		return SyncResult{}, fmt.Errorf("inbox: sync %d: %w", user, err)
+	}
 	limit = clampLimit(limit, wire.DefaultSyncLimit, wire.MaxSyncLimit)
 	if afterSeq == math.MaxUint64 {
 		// No seq follows it, and afterSeq+1 would wrap to the first.
@@ -96,6 +99,9 @@ func (s *Service) capCommitted(r *timeline.Range, conv uint64) bool {
 
 // Head returns the user's newest inbox seq.
 func (s *Service) Head(ctx context.Context, user uint64) (uint64, error) {
+	if err := s.ownUser(user); err != nil {
+		return 0, fmt.Errorf("inbox: head of %d: %w", user, err)
+	}
 	n, err := s.store.LastInboxSeq(ctx, user)
 	if err != nil {
 		return 0, fmt.Errorf("inbox: head of %d: %w", user, err)
@@ -187,9 +193,13 @@ func (s *Service) currentMember(ctx context.Context, user, conv uint64) (timelin
 	return g, c, err
 }
 
-// liveStoredGroup reads conv's metadata from the store: ErrNoGroup if there
-// is no such group, ErrDismissed if it was dismissed.
+// liveStoredGroup reads conv's metadata from the store: ErrNotOwner if
+// this node does not serve the conversation, ErrNoGroup if there is no such
+// group, ErrDismissed if it was dismissed.
 func (s *Service) liveStoredGroup(ctx context.Context, conv uint64) (timeline.Group, error) {
+	if err := s.ownConv(conv); err != nil {
+		return timeline.Group{}, err
+	}
 	g, err := s.store.Group(ctx, conv)
 	switch {
 	case errors.Is(err, timeline.ErrNotFound):
@@ -233,6 +243,9 @@ type ConversationsPage struct {
 // user's activity index, so a page costs what it holds whatever the length
 // of the list.
 func (s *Service) Conversations(ctx context.Context, user uint64, offset, limit int) (ConversationsPage, error) {
+	if err := s.ownUser(user); err != nil {
+		return ConversationsPage{}, fmt.Errorf("inbox: conversations of %d: %w", user, err)
+	}
 	limit = clampLimit(limit, wire.DefaultConversationsLimit, wire.MaxConversationsLimit)
 	convs, err := s.store.RecentConversations(ctx, user, max(offset, 0), limit+1)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/inboxd/inboxd/cluster"
 	"github.com/inboxd/inboxd/sequencer"
 	"github.com/inboxd/inboxd/timeline"
 	"github.com/inboxd/inboxd/wire"
@@ -40,6 +41,13 @@ type Config struct {
 	// messages (timeline.Message.Size; default 255 KiB, a page that fits
 	// the gateway's default frame): the store stops reading there.
 	MaxReadBytes int
+	// Ownership says which shards of users and conversations this node
+	// serves (docs/cluster.md). Nil: every shard, always (the embedded
+	// mode), with no outbox written.
+	Ownership cluster.Ownership
+	// Deliverer sends outbox records to the nodes serving their
+	// destination shards; required unless every shard is served here.
+	Deliverer Deliverer
 	// Notifier and OfflinePusher receive committed entries; nil means none.
 	Notifier      Notifier
 	OfflinePusher OfflinePusher
@@ -58,6 +66,8 @@ type Config struct {
 	// commit; returning true stops the committer there as if the process
 	// died. A hook may also block to hold the committer.
 	stepHook func(step commitStep) bool
+	// outboxLimits, set by tests, replaces the delivery loop's bounds.
+	outboxLimits outboxLimits
 }
 
 func (c *Config) setDefaults() error {
@@ -75,6 +85,12 @@ func (c *Config) setDefaults() error {
 	setDefault(&c.MaxReadBytes, 255<<10)
 	setDefault(&c.GroupCacheBytes, 64<<20)
 	setDefault(&c.MaxClockWait, 10*time.Second)
+	if c.Ownership == nil {
+		c.Ownership = cluster.NewLocal(1)
+	}
+	if _, local := c.Ownership.(*cluster.Local); !local && c.Deliverer == nil {
+		return fmt.Errorf("%w: Config.Deliverer is nil and not every shard is served here", ErrInvalid)
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -101,6 +117,15 @@ type Service struct {
 
 	// groups caches committed group state; only the committer touches it.
 	groups *groupCache
+
+	// own answers which shards this node serves; local is true when it
+	// serves all, always, which skips every per-recipient check.
+	own   cluster.Ownership
+	local bool
+	// out is the committer's state of the streams it writes and applies;
+	// sender delivers the outbox (nil when local).
+	out    outState
+	sender *outbound
 
 	// ctx is the committer's context for store calls; Close cancels it when
 	// the store does not take the last batches within closeGrace.
@@ -133,7 +158,10 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		cmds:       make(chan *command, 4096),
 		deliveries: make(chan committed, 256),
 		done:       make(chan struct{}),
+		own:        cfg.Ownership,
+		out:        newOutState(),
 	}
+	_, s.local = cfg.Ownership.(*cluster.Local)
 	if s.metrics, err = newMetrics(s); err != nil {
 		return nil, err
 	}
@@ -142,6 +170,9 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if !s.local {
+		s.sender = newOutbound(s)
+	}
 	dispatched := make(chan struct{})
 	go func() {
 		defer close(dispatched)
@@ -151,6 +182,9 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		s.commitLoop()
 		close(s.deliveries)
 		<-dispatched
+		if s.sender != nil {
+			s.sender.stop()
+		}
 		close(s.done)
 	}()
 	return s, nil

@@ -104,6 +104,9 @@ func (tx *txn) mutable(g *group) *group {
 
 // liveGroup returns the group if it exists and is not dismissed.
 func (tx *txn) liveGroup(conv uint64) (*group, error) {
+	if err := tx.ownConv(conv); err != nil {
+		return nil, err
+	}
 	g, err := tx.group(conv)
 	if err != nil {
 		return nil, err
@@ -181,6 +184,20 @@ func (tx *txn) convHead(conv uint64) (uint64, error) {
 	return n, nil
 }
 
+// anyConvHead is convHead for a conversation of any shard: one this node
+// does not serve has its committed messages in the store, and a delivery
+// in flight may still bring the newest of them.
+func (tx *txn) anyConvHead(conv uint64) (uint64, error) {
+	if tx.serves(conv) {
+		return tx.convHead(conv)
+	}
+	n, err := tx.s.store.LastConvSeq(tx.ctx, conv)
+	if err != nil {
+		return 0, storeErr("conv head", err)
+	}
+	return n, nil
+}
+
 // putMember writes m, undoing a removal of the same member earlier in the
 // batch: a batch never both writes and removes one member.
 func (tx *txn) putMember(m timeline.Member) {
@@ -191,6 +208,19 @@ func (tx *txn) putMember(m timeline.Member) {
 // join makes user a member from conv_seq at on; the caller posts the notice
 // at that conv_seq next.
 func (tx *txn) join(g *group, user uint64, role wire.Role, at uint64) error {
+	direct, err := tx.direct(user, g.ID)
+	if err != nil {
+		return err
+	}
+	if !direct {
+		// The user's conversation entry, marker and activity index are
+		// written where the record of the notice is applied.
+		tx.out.init()
+		tx.out.joins[userConv{user, g.ID}] = at
+		g.add(timeline.Member{Conv: g.ID, User: user, Role: role, JoinedAt: at})
+		tx.putMember(g.members[user])
+		return nil
+	}
 	old, err := tx.conversation(user, g.ID)
 	if err != nil && !errors.Is(err, ErrNotMember) {
 		return err
@@ -211,25 +241,32 @@ func (tx *txn) join(g *group, user uint64, role wire.Role, at uint64) error {
 // before the user joins: nowhere for a newcomer, at the message the user
 // left with for a former member (unless this batch moved it already).
 func (tx *txn) rejoin(user, conv uint64, old timeline.Conversation) error {
-	k := userConv{user, conv}
-	if _, ok := tx.active[k]; ok || old.LeftAt == 0 {
-		tx.touch(user, conv, time.Time{})
-		return nil
+	prev, err := tx.rejoinPrev(user, conv, old)
+	if err == nil {
+		tx.touch(user, conv, prev)
+	}
+	return err
+}
+
+// rejoinPrev returns where user's entry of conv stands in the activity
+// index before the user joins.
+func (tx *txn) rejoinPrev(user, conv uint64, old timeline.Conversation) (time.Time, error) {
+	if _, ok := tx.active[userConv{user, conv}]; ok || old.LeftAt == 0 {
+		return time.Time{}, nil
 	}
 	msgs, err := tx.s.store.Messages(tx.ctx, conv, timeline.Range{From: old.LeftAt, To: old.LeftAt})
 	if err != nil {
-		return storeErr("read the message a member left with", err)
+		return time.Time{}, storeErr("read the message a member left with", err)
 	}
-	var at time.Time
 	if len(msgs) == 1 {
-		at = msgs[0].Time
+		return msgs[0].Time, nil
 	}
-	tx.touch(user, conv, at)
-	return nil
+	return time.Time{}, nil
 }
 
 // touch records where user's entry of conv stood in the activity index
-// before this batch, the first time the batch moves it.
+// before this batch, the first time the batch moves it. The batch moves it
+// to the batch's time.
 func (tx *txn) touch(user, conv uint64, prev time.Time) {
 	k := userConv{user, conv}
 	if _, ok := tx.active[k]; !ok {
@@ -237,13 +274,26 @@ func (tx *txn) touch(user, conv uint64, prev time.Time) {
 	}
 }
 
-// activities returns the activity index moves of the batch: every entry it
-// touched goes to the batch's time.
+// touchAt is touch to at, the time of a message applied from another
+// shard's record, rather than the batch's time.
+func (tx *txn) touchAt(user, conv uint64, prev, at time.Time) {
+	tx.touch(user, conv, prev)
+	if tx.activeAt == nil {
+		tx.activeAt = make(map[userConv]time.Time)
+	}
+	tx.activeAt[userConv{user, conv}] = at
+}
+
+// activities returns the activity index moves of the batch.
 func (tx *txn) activities() []timeline.Activity {
 	var out []timeline.Activity
 	for k, prev := range tx.active {
-		if prev.UnixMilli() != tx.now.UnixMilli() {
-			out = append(out, timeline.Activity{User: k.user, Conv: k.conv, At: tx.now, Prev: prev})
+		at, ok := tx.activeAt[k]
+		if !ok {
+			at = tx.now
+		}
+		if prev.UnixMilli() != at.UnixMilli() {
+			out = append(out, timeline.Activity{User: k.user, Conv: k.conv, At: at, Prev: prev})
 		}
 	}
 	return out
@@ -256,6 +306,9 @@ func (tx *txn) leave(g *group, user, at uint64) error {
 	k := timeline.MemberKey{Conv: g.ID, User: user}
 	tx.b.Members = slices.DeleteFunc(tx.b.Members, func(m timeline.Member) bool { return m.Conv == k.Conv && m.User == k.User })
 	tx.b.RemoveMembers = append(tx.b.RemoveMembers, k)
+	if direct, err := tx.direct(user, g.ID); err != nil || !direct {
+		return err // the record of the notice ends the user's entry
+	}
 	c, err := tx.conversation(user, g.ID)
 	if err != nil {
 		return err
@@ -283,9 +336,22 @@ func (tx *txn) post(g *group, sender uint64, clientMsgID string, kind wire.Kind,
 	// The batch's slice may grow and move: deliveries keep their own copy.
 	shared := new(timeline.Message)
 	*shared = *msg
+	// Members of shards served elsewhere get the message through one
+	// outbox record; the others here, in this batch.
+	var remotes []remote
 	// Every recipient but one joining with this batch stands at the
 	// group's newest committed message in the activity index.
 	for _, u := range g.order {
+		if !tx.s.local {
+			direct, err := tx.direct(u, g.ID)
+			if err != nil {
+				return nil, err
+			}
+			if !direct {
+				remotes = append(remotes, remote{tx.s.shardOf(u), timeline.Recipient{User: u, Effects: tx.remoteEffects(g, u, sender, convSeq)}})
+				continue
+			}
+		}
 		offline := offlineHook
 		switch {
 		case u == sender:
@@ -299,12 +365,31 @@ func (tx *txn) post(g *group, sender uint64, clientMsgID string, kind wire.Kind,
 		}
 	}
 	for _, u := range also {
+		if !tx.s.local {
+			direct, err := tx.direct(u, g.ID)
+			if err != nil {
+				return nil, err
+			}
+			if !direct {
+				remotes = append(remotes, remote{tx.s.shardOf(u), timeline.Recipient{User: u, Effects: timeline.EffectLeave | timeline.EffectNoPush}})
+				continue
+			}
+		}
 		tx.touch(u, g.ID, g.last)
 		if err := tx.deliver(u, shared, offlineNone); err != nil {
 			return nil, err
 		}
 	}
-	if _, ok := g.members[sender]; ok {
+	if !tx.s.local {
+		tx.out.init()
+		if len(remotes) > 0 {
+			if err := tx.record(shared, tx.prevTime(g), remotes); err != nil {
+				return nil, err
+			}
+		}
+		tx.out.posted[g.ID] = true
+	}
+	if _, ok := g.members[sender]; ok && !senderRemote(remotes, sender) {
 		// Sending reads everything before: the sender's marker moves with
 		// the send, and the sender's devices learn it from the row itself.
 		tx.setMarker(sender, g.ID, convSeq)
@@ -315,6 +400,17 @@ func (tx *txn) post(g *group, sender uint64, clientMsgID string, kind wire.Kind,
 		tx.b.Dedups = append(tx.b.Dedups, d)
 	}
 	return shared, nil
+}
+
+// senderRemote reports whether the sender's row, and so the move of their
+// marker, travels in the message's outbox record.
+func senderRemote(rs []remote, sender uint64) bool {
+	for _, r := range rs {
+		if r.User == sender {
+			return true
+		}
+	}
+	return false
 }
 
 // deliver appends one inbox row for user.

@@ -268,6 +268,20 @@ func (t *Txn) finish(keep func(h *head, last uint64) bool) {
 	s.evictLocked()
 }
 
+// Forget forgets the idle keys drop names, so that they are reloaded from
+// the store on next use: a node forgets the keys of a shard it stopped
+// serving, whose heads another node may move meanwhile. Keys held by an
+// open Txn are kept; call it between transactions.
+func (s *Sequencer) Forget(drop func(Key) bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for key, h := range s.keys {
+		if h.owner == nil && drop(key) {
+			delete(s.keys, key)
+		}
+	}
+}
+
 // evictLocked forgets idle keys beyond maxKeys. Which ones does not matter
 // for correctness: a forgotten key is reloaded from the store.
 func (s *Sequencer) evictLocked() {

@@ -161,6 +161,40 @@ func TestEvictionReloads(t *testing.T) {
 	}
 }
 
+// TestForget: a forgotten key is read from the store again, where another
+// writer (the shard's next owner) moved it; the others and a held key stay.
+func TestForget(t *testing.T) {
+	ctx := context.Background()
+	st := newStore()
+	s := mustNew(t, Config{Last: st.Last})
+	a, b, held := Key{Conv, 1}, Key{Inbox, 2}, Key{Conv, 3}
+	tx := s.Begin()
+	for _, k := range []Key{a, b} {
+		if _, err := tx.Next(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.commit(tx.pending)
+	tx.Commit()
+	open := s.Begin()
+	if _, err := open.Next(ctx, held); err != nil {
+		t.Fatal(err)
+	}
+	st.commit(map[Key]uint64{a: 7, b: 9}) // written elsewhere meanwhile
+	s.Forget(func(k Key) bool { return k.Space == Conv })
+	if _, ok := s.Committed(held); !ok {
+		t.Error("Forget dropped a key held by an open Txn")
+	}
+	open.Commit()
+	tx = s.Begin()
+	defer tx.Commit()
+	for k, want := range map[Key]uint64{a: 8, b: 2} {
+		if got, err := tx.Next(ctx, k); err != nil || got != want {
+			t.Errorf("key %v after Forget: Next = %d, %v; want %d", k, got, err, want)
+		}
+	}
+}
+
 // TestConcurrentTxns runs writers that each own a disjoint set of keys and
 // one shared key they contend for; every key must end contiguous.
 func TestConcurrentTxns(t *testing.T) {

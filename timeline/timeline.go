@@ -151,6 +151,12 @@ type Batch struct {
 	Markers       []Marker
 	Activities    []Activity
 	Dedups        []Dedup
+	// Outbox, OutboxLows and Applied carry the cluster's fan-out between
+	// shards (docs/cluster.md, "The write path in a cluster"). A node that
+	// serves every shard writes none of them.
+	Outbox     []OutboxRecord
+	OutboxLows []OutboxLow
+	Applied    []AppliedMark
 	// Clock, when non-zero, records the highest msg id issued by snowflake
 	// node ClockNode, so that a restarted node with its clock set back can
 	// wait instead of reissuing ids.
@@ -162,7 +168,8 @@ type Batch struct {
 func (b *Batch) Empty() bool {
 	return len(b.Messages) == 0 && len(b.Rows) == 0 && len(b.Groups) == 0 &&
 		len(b.Members) == 0 && len(b.RemoveMembers) == 0 && len(b.Conversations) == 0 &&
-		len(b.Markers) == 0 && len(b.Activities) == 0 && len(b.Dedups) == 0 && b.Clock == 0
+		len(b.Markers) == 0 && len(b.Activities) == 0 && len(b.Dedups) == 0 && b.Clock == 0 &&
+		len(b.Outbox) == 0 && len(b.OutboxLows) == 0 && len(b.Applied) == 0
 }
 
 // Reset empties b, keeping its slices' capacity.
@@ -177,6 +184,9 @@ func (b *Batch) Reset() {
 		Markers:       b.Markers[:0],
 		Activities:    b.Activities[:0],
 		Dedups:        b.Dedups[:0],
+		Outbox:        b.Outbox[:0],
+		OutboxLows:    b.OutboxLows[:0],
+		Applied:       b.Applied[:0],
 	}
 }
 
@@ -255,11 +265,25 @@ type MetaReader interface {
 	Clock(ctx context.Context, node int64) (uint64, error)
 }
 
+// OutboxReader reads the fan-out owed between shards.
+type OutboxReader interface {
+	// Outbox returns up to limit records of source's outbox with Seq above
+	// after, in Seq order. Records at or below the low-water mark may be
+	// gone: read from OutboxLow on.
+	Outbox(ctx context.Context, source int, after uint64, limit int) ([]OutboxRecord, error)
+	// OutboxLow returns source's low-water mark, 0 if none.
+	OutboxLow(ctx context.Context, source int) (uint64, error)
+	// Applied returns the applied marks of every stream into dest, by
+	// source ascending.
+	Applied(ctx context.Context, dest int) ([]AppliedMark, error)
+}
+
 // Store is a complete backend.
 type Store interface {
 	Writer
 	TimelineReader
 	MetaReader
+	OutboxReader
 	Close() error
 }
 

@@ -43,13 +43,16 @@ const (
 	opClock
 	opPutRestriction
 	opRestrictions
+	opOutbox
+	opOutboxLow
+	opApplied
 	numOps
 )
 
 var opNames = [numOps]string{
 	"commit", "inbox", "last_inbox_seq", "messages", "last_conv_seq", "messages_by_key",
 	"group", "members", "conversation", "conversations", "recent_conversations", "dedup", "clock",
-	"put_restriction", "restrictions",
+	"put_restriction", "restrictions", "outbox", "outbox_low", "applied",
 }
 
 // buckets span a Pebble point read from the block cache (microseconds) to
@@ -204,6 +207,21 @@ func (s *Store) AllRestrictions(ctx context.Context) (_ []timeline.Restriction, 
 		return nil, errNoRestrictions
 	}
 	return rs.AllRestrictions(ctx)
+}
+
+func (s *Store) Outbox(ctx context.Context, source int, after uint64, limit int) (_ []timeline.OutboxRecord, err error) {
+	defer s.ops[opOutbox].done(time.Now(), &err)
+	return s.next.Outbox(ctx, source, after, limit)
+}
+
+func (s *Store) OutboxLow(ctx context.Context, source int) (_ uint64, err error) {
+	defer s.ops[opOutboxLow].done(time.Now(), &err)
+	return s.next.OutboxLow(ctx, source)
+}
+
+func (s *Store) Applied(ctx context.Context, dest int) (_ []timeline.AppliedMark, err error) {
+	defer s.ops[opApplied].done(time.Now(), &err)
+	return s.next.Applied(ctx, dest)
 }
 
 // Close closes the wrapped store.

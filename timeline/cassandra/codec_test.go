@@ -25,8 +25,13 @@ func TestBatchRoundTrip(t *testing.T) {
 		Conversations: []timeline.Conversation{{User: 1, Conv: 2, JoinedAt: 3, LeftAt: 4, ReadSeq: 5, DND: true}},
 		Markers:       []timeline.Marker{{User: 1, Conv: 2, ReadSeq: max}},
 		Dedups:        []timeline.Dedup{{Sender: 1, ClientMsgID: "", Conv: 2, ConvSeq: 3, MsgID: 4, Time: time.UnixMilli(5).UTC()}},
-		ClockNode:     -7,
-		Clock:         max,
+		Outbox: []timeline.OutboxRecord{{Source: 3, Seq: max, Conv: 1, ConvSeq: 2, MsgID: 3, Kind: wire.KindText,
+			Time: time.UnixMilli(1e12), Dests: []timeline.OutboxDest{{Shard: 4, Stream: 5,
+				Recipients: []timeline.Recipient{{User: max, Effects: timeline.EffectJoin}}}}}},
+		OutboxLows: []timeline.OutboxLow{{Source: 3, Seq: 9}},
+		Applied:    []timeline.AppliedMark{{Source: 1, Dest: 2, Stream: max}},
+		ClockNode:  -7,
+		Clock:      max,
 	}
 	data, err := encodeBatch(b)
 	if err != nil {

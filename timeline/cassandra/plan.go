@@ -97,6 +97,7 @@ func (s *Store) plan(b *timeline.Batch) *plan {
 	if b.Clock != 0 {
 		late.add(key{'k', uint64(b.ClockNode)}, stmt{q.insertClock, []any{b.ClockNode, b.Clock}}, 32)
 	}
+	s.planOutbox(&late, b)
 	p.phases[1] = append(p.phases[1], late.chains()...)
 
 	type dedupKey struct {

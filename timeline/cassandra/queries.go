@@ -19,6 +19,9 @@ type queries struct {
 	recent, conversationsIn                   string
 	allConversations, member, messageTime     string
 
+	insertOutbox, dropOutbox, insertOutboxLow, insertApplied string
+	outbox, outboxLow, applied                               string
+
 	insertLog, scanLog           string
 	insertSetting, updateSetting string
 
@@ -92,6 +95,14 @@ func newQueries(ks string) queries {
 		allConversations: f("SELECT user, conv, joined_at, left_at, dnd, read_seq FROM %s.conversations"),
 		member:           f("SELECT role, joined_at, muted_until FROM %s.members WHERE conv = ? AND user = ?"),
 		messageTime:      f("SELECT time FROM %s.messages WHERE conv = ? AND bucket = ? AND conv_seq = ?"),
+
+		insertOutbox:    f("INSERT INTO %s.outbox (source, seq, data) VALUES (?, ?, ?)"),
+		dropOutbox:      f("DELETE FROM %s.outbox WHERE source = ? AND seq <= ?"),
+		insertOutboxLow: f("INSERT INTO %s.outbox_low (source, low) VALUES (?, ?)"),
+		insertApplied:   f("INSERT INTO %s.applied (dest, source, stream) VALUES (?, ?, ?)"),
+		outbox:          f("SELECT data FROM %s.outbox WHERE source = ? AND seq > ? ORDER BY seq LIMIT ?"),
+		outboxLow:       f("SELECT low FROM %s.outbox_low WHERE source = ?"),
+		applied:         f("SELECT source, stream FROM %s.applied WHERE dest = ?"),
 
 		insertLog: f("INSERT INTO %s.batch_log (slot, chunk, ts, chunks, data) VALUES (?, ?, ?, ?, ?)"),
 		scanLog:   f("SELECT slot, chunk, ts, chunks, data FROM %s.batch_log"),

@@ -119,6 +119,26 @@ func tables() []table {
 			compaction: lcs,
 		},
 		{
+			name:       "outbox",
+			partition:  []column{{"source", "int"}},
+			clustering: []column{{"seq", "varint"}},
+			regular:    []column{{"data", "blob"}},
+			compaction: lcs,
+		},
+		{
+			name:       "outbox_low",
+			partition:  []column{{"source", "int"}},
+			regular:    []column{{"low", "varint"}},
+			compaction: lcs,
+		},
+		{
+			name:       "applied",
+			partition:  []column{{"dest", "int"}},
+			clustering: []column{{"source", "int"}},
+			regular:    []column{{"stream", "varint"}},
+			compaction: lcs,
+		},
+		{
 			name:       "batch_log",
 			partition:  []column{{"slot", "int"}},
 			clustering: []column{{"chunk", "int"}},

@@ -18,6 +18,9 @@ const (
 	prefixDedup        = 'd'
 	prefixClock        = 'k'
 	prefixVersion      = 'v'
+	prefixOutbox       = 'o'
+	prefixOutboxLow    = 'w'
+	prefixApplied      = 'p'
 )
 
 const (

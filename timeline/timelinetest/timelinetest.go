@@ -52,6 +52,7 @@ func Run(t *testing.T, open func(t *testing.T) timeline.Store) {
 		{"Dedup", testDedup},
 		{"Clock", testClock},
 		{"Restrictions", testRestrictions},
+		{"Outbox", testOutbox},
 		{"ConcurrentWriters", testConcurrentWriters},
 		{"LargeBatch", testLargeBatch},
 		{"BatchEmptyReset", testBatchEmptyReset},
@@ -146,6 +147,8 @@ func norm[T any](v T) T {
 		x.MutedUntil = msTime(x.MutedUntil)
 	case *timeline.Dedup:
 		x.Time = msTime(x.Time)
+	case *timeline.OutboxRecord:
+		x.Time, x.Prev = msTime(x.Time), msTime(x.Prev)
 	}
 	return v
 }
