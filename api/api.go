@@ -31,9 +31,7 @@ package api
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -200,47 +198,4 @@ func (h *handler) answer(w http.ResponseWriter, pattern string, start time.Time,
 	}
 	h.metrics.requests.WithLabelValues(pattern, strconv.Itoa(status)).Inc()
 	h.metrics.latency.WithLabelValues(pattern).Observe(time.Since(start).Seconds())
-}
-
-// Server is the API's HTTP server.
-type Server struct {
-	srv  *http.Server
-	addr net.Addr
-	done chan struct{}
-}
-
-// Listen serves h on addr ("127.0.0.1:0" picks a port) until Close.
-func Listen(addr string, h http.Handler, log *slog.Logger) (*Server, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("api: listen: %w", err)
-	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	s := &Server{
-		srv: &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
-			MaxHeaderBytes: 16 << 10, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)},
-		addr: ln.Addr(), done: make(chan struct{}),
-	}
-	go func() {
-		defer close(s.done)
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("api: serve", "err", err)
-		}
-	}()
-	return s, nil
-}
-
-// Addr is the address the server listens on.
-func (s *Server) Addr() net.Addr { return s.addr }
-
-// Shutdown stops taking calls and waits for those running, until ctx ends.
-func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.srv.Shutdown(ctx)
-	if err != nil {
-		s.srv.Close()
-	}
-	<-s.done
-	return err
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/inboxd/inboxd/gateway"
 	"github.com/inboxd/inboxd/inbox"
 	"github.com/inboxd/inboxd/internal/gatewaytest"
+	"github.com/inboxd/inboxd/internal/httpserve"
 	"github.com/inboxd/inboxd/timeline"
 	"github.com/inboxd/inboxd/timeline/pebble"
 	"github.com/inboxd/inboxd/token"
@@ -105,7 +106,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := Listen("127.0.0.1:0", h, nil)
+	srv, err := httpserve.Listen("127.0.0.1:0", h, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,6 +35,7 @@ import (
 	"github.com/inboxd/inboxd/gateway"
 	"github.com/inboxd/inboxd/inbox"
 	"github.com/inboxd/inboxd/internal/admin"
+	"github.com/inboxd/inboxd/internal/httpserve"
 	"github.com/inboxd/inboxd/internal/metered"
 	"github.com/inboxd/inboxd/timeline"
 	"github.com/inboxd/inboxd/timeline/cassandra"
@@ -203,7 +204,7 @@ func run(args []string) error {
 	var ready readiness
 	adminAddr := "off"
 	if o.Admin != "" {
-		srv, err := admin.Listen(o.Admin, admin.Handler(admin.Config{Gatherer: reg, Checks: ready.checks(o.Node), Logger: log}), log)
+		srv, err := httpserve.Listen(o.Admin, admin.Handler(admin.Config{Gatherer: reg, Checks: ready.checks(o.Node), Logger: log}), log.With("server", "admin"))
 		if err != nil {
 			return err
 		}
@@ -283,8 +284,8 @@ func run(args []string) error {
 	if keys != nil {
 		h, err := api.Handler(api.Config{Keys: keys, Service: svc, Sessions: gw, Moderation: moderation, Node: o.Node, Logger: log, Registerer: reg})
 		if err == nil {
-			var srv *api.Server
-			if srv, err = api.Listen(o.API, h, log); err == nil {
+			var srv *httpserve.Server
+			if srv, err = httpserve.Listen(o.API, h, log.With("server", "api")); err == nil {
 				apiAddr = srv.Addr().String()
 				// Deferred after the gateway's start, so run before the
 				// service closes: calls in flight finish first.

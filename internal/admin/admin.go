@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -118,39 +117,3 @@ func runChecks(ctx context.Context, checks []Check, timeout time.Duration) []str
 type slogErrorLog struct{ log *slog.Logger }
 
 func (l slogErrorLog) Println(v ...any) { l.log.Error("admin: metrics: " + fmt.Sprint(v...)) }
-
-// Server is the admin HTTP server.
-type Server struct {
-	srv  *http.Server
-	addr net.Addr
-	done chan struct{}
-}
-
-// Listen serves h on addr ("127.0.0.1:0" picks a port) until Close.
-func Listen(addr string, h http.Handler, log *slog.Logger) (*Server, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("admin: listen: %w", err)
-	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	s := &Server{srv: &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}, addr: ln.Addr(), done: make(chan struct{})}
-	go func() {
-		defer close(s.done)
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("admin: serve", "err", err)
-		}
-	}()
-	return s, nil
-}
-
-// Addr is the address the server listens on.
-func (s *Server) Addr() net.Addr { return s.addr }
-
-// Close stops the server and waits for it.
-func (s *Server) Close() error {
-	err := s.srv.Close()
-	<-s.done
-	return err
-}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/inboxd/inboxd/internal/httpserve"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 )
@@ -41,7 +42,7 @@ func TestEndpoints(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv, err := Listen("127.0.0.1:0", Handler(Config{Gatherer: reg, Checks: tt.checks, CheckTimeout: 50 * time.Millisecond}), nil)
+			srv, err := httpserve.Listen("127.0.0.1:0", Handler(Config{Gatherer: reg, Checks: tt.checks, CheckTimeout: 50 * time.Millisecond}), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -61,17 +62,5 @@ func TestEndpoints(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-func TestListenBusyAddress(t *testing.T) {
-	a, err := Listen("127.0.0.1:0", Handler(Config{}), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	if b, err := Listen(a.Addr().String(), Handler(Config{}), nil); err == nil {
-		b.Close()
-		t.Fatal("second listener on the same address")
 	}
 }
