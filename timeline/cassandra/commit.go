@@ -100,7 +100,7 @@ func (s *Store) logBatch(ctx context.Context, b *timeline.Batch, planned <-chan 
 	}
 	l.entry = entry{slot: slot, data: data}
 	err = s.retry(ctx, "commit", func() (err error) {
-		l.entry.ts, err = s.lease.timestamp()
+		l.entry.ts, err = s.batchTimestamp(b)
 		return err
 	})
 	if err != nil {
@@ -205,7 +205,7 @@ func (s *Store) run(ctx context.Context, chains []chain, ts int64) error {
 // only while this store holds the writer lease.
 func (s *Store) exec(ctx context.Context, w write, ts int64) error {
 	return s.retry(ctx, "write", func() error {
-		if err := s.lease.check(); err != nil {
+		if err := s.check(); err != nil {
 			return err
 		}
 		if len(w) == 1 {
