@@ -202,7 +202,8 @@ func (s *Store) run(ctx context.Context, chains []chain, ts int64) error {
 }
 
 // exec applies one write at timestamp ts, retrying transient failures, and
-// only while this store holds the writer lease.
+// only while this store holds the writer lease (in cluster mode, ts is the
+// fence).
 func (s *Store) exec(ctx context.Context, w write, ts int64) error {
 	return s.retry(ctx, "write", func() error {
 		if err := s.check(); err != nil {

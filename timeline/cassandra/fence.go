@@ -37,8 +37,13 @@ var ErrFenced = errors.New("timeline/cassandra: no write timestamp from the fenc
 // low marks and applied marks by the shard they name. The clock is the
 // node's own row and belongs to no shard.
 func shardsOf(b *timeline.Batch, shards int) []int {
-	var out []int
-	key := func(id uint64) { out = append(out, cluster.ShardOf(id, shards)) }
+	// A fan-out batch holds thousands of keys in a few shards: marks, not
+	// a sort of them all. The shards named by records are few, and taken
+	// as they are (the fence refuses one that is out of range).
+	touched := make([]bool, shards)
+	key := func(id uint64) { touched[cluster.ShardOf(id, shards)] = true }
+	var named []int
+	shard := func(s int) { named = append(named, s) }
 	for _, m := range b.Messages {
 		key(m.Conv)
 	}
@@ -67,16 +72,21 @@ func shardsOf(b *timeline.Batch, shards int) []int {
 		key(d.Conv)
 	}
 	for _, r := range b.Outbox {
-		out = append(out, r.Source)
+		shard(r.Source)
 	}
 	for _, l := range b.OutboxLows {
-		out = append(out, l.Source)
+		shard(l.Source)
 	}
 	for _, a := range b.Applied {
-		out = append(out, a.Dest)
+		shard(a.Dest)
 	}
-	slices.Sort(out)
-	return slices.Compact(out)
+	for s, ok := range touched {
+		if ok {
+			named = append(named, s)
+		}
+	}
+	slices.Sort(named)
+	return slices.Compact(named)
 }
 
 // fencedTimestamp returns the one timestamp of a batch writing the cells of
