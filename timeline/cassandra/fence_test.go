@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -94,6 +95,73 @@ func inboxOf(t *testing.T, s *cassandra.Store, user uint64) []timeline.Row {
 	return rows
 }
 
+// joinAll joins count nodes to the keyspace of cfg, with onDead(i) as node
+// i's OnNodeDead, and waits until each serves a share of the shards and
+// together they serve all.
+func joinAll(t *testing.T, cfg cassandra.Config, count int, onDead func(i int) func(context.Context, cluster.DeadNode) error) []*cluster.Node {
+	t.Helper()
+	var nodes []*cluster.Node
+	for i := range count {
+		n, err := cluster.Join(t.Context(), cluster.Config{
+			Hosts:       cfg.Hosts,
+			Consistency: cfg.Consistency,
+			Keyspace:    cfg.Keyspace,
+			NodeID:      cluster.PickNodeID,
+			Addr:        fmt.Sprintf("127.0.0.%d:7000", i+1),
+			Logger:      slog.New(slog.DiscardHandler),
+			OnNodeDead:  onDead(i),
+		})
+		if err != nil {
+			t.Fatalf("Join: %v", err)
+		}
+		t.Cleanup(func() { _ = n.Close() })
+		nodes = append(nodes, n)
+	}
+	waitFor(t, func() bool {
+		total := 0
+		for _, n := range nodes {
+			if len(n.Shards()) == 0 {
+				return false
+			}
+			total += len(n.Shards())
+		}
+		return total == nodes[0].ShardCount()
+	})
+	return nodes
+}
+
+// waitFor waits up to 30 s for ok, which the cluster's balancing rounds
+// make true.
+func waitFor(t *testing.T, ok func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	for !ok() {
+		select {
+		case <-ctx.Done():
+			t.Fatal("the cluster did not settle in 30 s")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// nodeConfig is base in cluster mode as n.
+func nodeConfig(base cassandra.Config, n *cluster.Node) cassandra.Config {
+	base.CreateSchema = false
+	base.Fence, base.NodeID = n, n.Self().ID
+	return base
+}
+
+// userOf returns a new user of a shard n serves.
+func userOf(n *cluster.Node) uint64 {
+	for {
+		u := id()
+		if _, ok := n.Serving(cluster.ShardOf(u, n.ShardCount())); ok {
+			return u
+		}
+	}
+}
+
 // TestClusterNodes opens two stores on one keyspace, each with the
 // cluster.Node of its own process's share: neither is refused, each
 // commits in the shards it serves and only there, and each reads what the
@@ -103,48 +171,12 @@ func TestClusterNodes(t *testing.T) {
 	if err := cassandra.CreateSchema(t.Context(), base); err != nil {
 		t.Fatal(err)
 	}
-	var nodes []*cluster.Node
-	for i := range 2 {
-		n, err := cluster.Join(t.Context(), cluster.Config{
-			Hosts:       base.Hosts,
-			Consistency: base.Consistency,
-			Keyspace:    base.Keyspace,
-			NodeID:      cluster.PickNodeID,
-			Addr:        fmt.Sprintf("127.0.0.%d:7000", i+1),
-			Logger:      slog.New(slog.DiscardHandler),
-		})
-		if err != nil {
-			t.Fatalf("Join: %v", err)
-		}
-		t.Cleanup(func() { _ = n.Close() })
-		nodes = append(nodes, n)
-	}
-	// The two split the shards within a few balancing rounds.
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	for len(nodes[0].Shards())+len(nodes[1].Shards()) < nodes[0].ShardCount() ||
-		len(nodes[0].Shards()) == 0 || len(nodes[1].Shards()) == 0 {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("the nodes serve %d and %d shards", len(nodes[0].Shards()), len(nodes[1].Shards()))
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	nodes := joinAll(t, base, 2, func(int) func(context.Context, cluster.DeadNode) error { return nil })
 	var stores []*cassandra.Store
-	for _, n := range nodes {
-		cfg := base
-		cfg.CreateSchema = false
-		cfg.Fence, cfg.NodeID = n, n.Self().ID
-		stores = append(stores, open(t, cfg))
-	}
-	// users[i] is a user of a shard node i serves.
-	users := make([]uint64, 2)
+	users := make([]uint64, len(nodes)) // users[i] is a user of a shard node i serves
 	for i, n := range nodes {
-		for users[i] = id(); ; users[i] = id() {
-			if _, ok := n.Serving(cluster.ShardOf(users[i], n.ShardCount())); ok {
-				break
-			}
-		}
+		stores = append(stores, open(t, nodeConfig(base, n)))
+		users[i] = userOf(n)
 	}
 	for i, s := range stores {
 		if err := s.Commit(t.Context(), rowBatch(users[i], 1, uint64(i+1))); err != nil {
@@ -162,6 +194,57 @@ func TestClusterNodes(t *testing.T) {
 				t.Errorf("store %d reads user of node %d: %+v, want the one row of msg %d", i, j, rows, j+1)
 			}
 		}
+	}
+}
+
+// TestClusterTakeover crashes a node after its batch's head landed and
+// before any write of it: the survivor, whose OnNodeDead is its store's
+// SettleNode (as cmd/inboxd wires it), applies the batch before it serves
+// the dead node's shards, and then writes on from it.
+func TestClusterTakeover(t *testing.T) {
+	base := config(t, "_takeover")
+	if err := cassandra.CreateSchema(t.Context(), base); err != nil {
+		t.Fatal(err)
+	}
+	var survivor atomic.Pointer[cassandra.Store]
+	nodes := joinAll(t, base, 2, func(i int) func(context.Context, cluster.DeadNode) error {
+		return func(ctx context.Context, dead cluster.DeadNode) error {
+			s := survivor.Load()
+			if i != 0 || s == nil {
+				return errors.New("no store open yet")
+			}
+			return s.SettleNode(ctx, dead.ID, dead.TSLimit)
+		}
+	})
+	survivor.Store(open(t, nodeConfig(base, nodes[0])))
+	var crashing atomic.Bool
+	victim := open(t, cassandra.WithHook(nodeConfig(base, nodes[1]), func(step string) bool {
+		return step == "logged" && crashing.Load()
+	}))
+
+	user := userOf(nodes[1])
+	crashing.Store(true)
+	if err := victim.Commit(t.Context(), rowBatch(user, 1, 1)); err == nil {
+		t.Fatal("Commit stopped by a crash succeeded")
+	}
+	cassandra.Crash(victim)
+	if err := nodes[1].Close(); err != nil {
+		t.Fatal(err)
+	}
+	shard := cluster.ShardOf(user, nodes[0].ShardCount())
+	waitFor(t, func() bool {
+		_, ok := nodes[0].Serving(shard)
+		return ok
+	})
+	s := survivor.Load()
+	if rows := inboxOf(t, s, user); len(rows) != 1 || rows[0].MsgID != 1 {
+		t.Fatalf("the survivor reads %+v, want the dead node's row of msg 1", rows)
+	}
+	if err := s.Commit(t.Context(), rowBatch(user, 2, 2)); err != nil {
+		t.Fatalf("the survivor's Commit: %v", err)
+	}
+	if rows := inboxOf(t, s, user); len(rows) != 2 || rows[1].MsgID != 2 {
+		t.Errorf("the survivor reads %+v, want msgs 1 and 2", rows)
 	}
 }
 
