@@ -23,6 +23,10 @@
 //  5. watches Changes to learn of shards gained and lost, and Lost for the
 //     end of the node's lease (after which it must Join anew).
 //
+// Rows that belong to the node rather than to a shard (its batch log) are
+// written with LogTimestamp: a new incarnation of a node id starts above
+// its predecessor's ts_limit, at which the settler cleared them.
+//
 // Leave hands every shard over and frees the node id (SIGTERM); Close
 // stops as a crash would.
 //

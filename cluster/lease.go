@@ -94,6 +94,9 @@ func (n *Node) claimRow(ctx context.Context, prev nodeRow) (bool, error) {
 	defer n.mu.Unlock()
 	n.self = NodeInfo{ID: prev.id, Incarnation: inc, Addr: n.cfg.Addr, PeerAddr: n.cfg.PeerAddr}
 	n.beat, n.state, n.limit, n.valid = 0, stateLive, limit, sent.Add(n.validFor())
+	// The id's rows (its batch log) were cleared at the previous
+	// incarnation's ts_limit when it was settled: this one writes above it.
+	n.last = max(n.last, prev.limit)
 	return true, nil
 }
 

@@ -250,6 +250,32 @@ func (n *Node) Timestamp(shard int) (int64, error) {
 	if _, err := n.servingLocked(shard, now); err != nil {
 		return 0, err
 	}
+	return n.nextLocked(now)
+}
+
+// LogTimestamp returns a write timestamp (Unix µs) for rows that belong to
+// the node rather than to a shard (its batch log): above every one this
+// node or an earlier incarnation of its id handed out, and below its
+// ts_limit. It fails once the node's lease is not valid. It must never be
+// used for a shard's cells: it is not fenced by the shard's ts_floor.
+func (n *Node) LogTimestamp() (int64, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	now := time.Now()
+	switch {
+	case n.closed:
+		return 0, ErrClosed
+	case n.lost != nil:
+		return 0, n.lost
+	case !now.Before(n.valid):
+		return 0, ErrExpired
+	}
+	return n.nextLocked(now)
+}
+
+// nextLocked hands out the next timestamp: the node's timestamps rise
+// strictly, whatever shard they are taken for.
+func (n *Node) nextLocked(now time.Time) (int64, error) {
 	t := max(now.UnixMicro(), n.last+1)
 	if t >= n.limit {
 		return 0, ErrExpired

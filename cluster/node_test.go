@@ -265,6 +265,31 @@ func TestRestart(t *testing.T) {
 	h.checker.stop()
 }
 
+// TestRestartAfterClockAhead restarts a crashed node whose clock ran an
+// hour ahead (its ts_limit says so): the next incarnation of its id hands
+// out timestamps above that limit, also for the node's own rows
+// (LogTimestamp), which the dead node's settler cleared at it.
+func TestRestartAfterClockAhead(t *testing.T) {
+	h := newHarness(t)
+	var d deaths
+	fixed := func(cfg *cluster.Config) { cfg.NodeID, cfg.OnNodeDead = 6, d.hook }
+	h.join(1, fixed)
+	h.waitBalanced(0)
+	old := h.node(0).Self()
+	h.node(0).Close()
+	ahead := time.Now().Add(time.Hour).UnixMicro()
+	if err := session(t, hosts(t)...).Query("UPDATE "+h.ks+".nodes SET ts_limit = ? WHERE node = ?", ahead, old.ID).Exec(); err != nil {
+		t.Fatal(err)
+	}
+
+	h.join(1, fixed)
+	d.check(t, old.ID, old.Incarnation, ahead-1)
+	if ts, err := h.node(1).LogTimestamp(); err != nil || ts <= ahead {
+		t.Errorf("LogTimestamp of the next incarnation: %d, %v; want above %d", ts, err, ahead)
+	}
+	h.checker.stop()
+}
+
 // TestLeaveLast checks that the last node to leave releases its shards,
 // so that the next node to join takes them at once.
 func TestLeaveLast(t *testing.T) {

@@ -100,7 +100,7 @@ func (s *Store) logBatch(ctx context.Context, b *timeline.Batch, planned <-chan 
 	}
 	l.entry = entry{slot: slot, data: data}
 	err = s.retry(ctx, "commit", func() (err error) {
-		l.entry.ts, err = s.lease.timestamp()
+		l.entry.ts, err = s.batchTimestamp(b)
 		return err
 	})
 	if err != nil {
@@ -202,10 +202,11 @@ func (s *Store) run(ctx context.Context, chains []chain, ts int64) error {
 }
 
 // exec applies one write at timestamp ts, retrying transient failures, and
-// only while this store holds the writer lease.
+// only while this store holds the writer lease (in cluster mode, ts is the
+// fence).
 func (s *Store) exec(ctx context.Context, w write, ts int64) error {
 	return s.retry(ctx, "write", func() error {
-		if err := s.lease.check(); err != nil {
+		if err := s.check(); err != nil {
 			return err
 		}
 		if len(w) == 1 {

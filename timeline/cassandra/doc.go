@@ -1,5 +1,7 @@
 // Package cassandra is inboxd's production storage backend: a
-// timeline.Store in a Cassandra keyspace, written by one store at a time.
+// timeline.Store in a Cassandra keyspace, written by one store at a time
+// (the writer lease), or by the stores of the nodes of a cluster, each
+// fenced per shard (Config.Fence).
 //
 // deploy/cassandra/schema.cql holds the tables, with the reason for each key
 // and compaction strategy; the Cassandra section of docs/operations.md is
@@ -26,7 +28,8 @@
 // Commit makes a Batch atomic with a log in the keyspace:
 //
 //  1. It encodes the batch and writes it into a free slot of batch_log (a
-//     partition per slot, in chunks of at most 512 KiB), the head row last.
+//     partition per slot, in chunks of at most 512 KiB; in cluster mode
+//     batch_log_nodes, a partition per node id and slot), the head row last.
 //     The head's landing is the commit point.
 //  2. It applies the batch's writes: each an upsert, or a delete, by primary
 //     key, grouped per partition into unlogged batches and run on a bounded
@@ -98,8 +101,8 @@
 //
 // # One writer: the lease
 //
-// The inbox service is the single writer of every sequence key, and the
-// store must be too: Open takes the keyspace's writer lease, a row of the
+// Without a fence, the inbox service is the single writer of every
+// sequence key, and the store must be too: Open takes the keyspace's writer lease, a row of the
 // lease table whose owner cell has a TTL, with a lightweight transaction
 // (LWT), and a goroutine renews it every quarter TTL. A second store fails
 // Open with ErrLeaseHeld, which names the holder and when its lease ends.
@@ -114,6 +117,29 @@
 // supersede the last holder's, whatever the two clocks say. A holder whose
 // lease expired while the cluster was unreachable takes it back when the
 // cluster returns, if the epoch shows that nobody held it in between.
+//
+// # Many writers: cluster mode
+//
+// With Config.Fence (a *cluster.Node) the store is one of several on the
+// keyspace, each serving the shards its node owns (docs/cluster.md). It
+// takes no writer lease. Each batch's timestamp T comes from the fence: the
+// last of Timestamp(s) for every shard s the batch writes, each earlier
+// shard asked once more after T (fence.go gives the argument: T is above the
+// ts_floor of every shard of the batch, and below the floor each will get
+// when handed over). A shard not served fails the commit with ErrFenced
+// before anything is written; the caller retries, here or on the shard's
+// owner. A deposed node's write that lands late has a lower timestamp than
+// the next owner's on every cell the next owner wrote, and readers cut the
+// others at the committed heads.
+//
+// The batch log is per node (partitions (node id, slot)), its rows written
+// at the node's own timestamps (LogTimestamp). Open replays the node's own
+// log, as above. A dead node's log is replayed by SettleNode, called by
+// whichever node settles it (cluster.Config.OnNodeDead): the same bytes at
+// the same timestamps, harmless if two nodes do it at once; then its slots
+// are cleared at the dead incarnation's ts_limit, above all its timestamps,
+// so that a late head loses to the clear. The id's next incarnation starts
+// its timestamps above that ts_limit, so its own entries win over the clear.
 //
 // This package is the server's own (README, "Layout"): it has no
 // compatibility promise. Clients use packages client, wire and token.

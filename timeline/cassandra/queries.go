@@ -23,6 +23,7 @@ type queries struct {
 	outbox, outboxLow, applied                               string
 
 	insertLog, scanLog           string
+	insertNodeLog, scanNodeLog   string
 	insertSetting, updateSetting string
 
 	readLease, takeLease, extendLease, dropLease string
@@ -106,6 +107,10 @@ func newQueries(ks string) queries {
 
 		insertLog: f("INSERT INTO %s.batch_log (slot, chunk, ts, chunks, data) VALUES (?, ?, ?, ?, ?)"),
 		scanLog:   f("SELECT slot, chunk, ts, chunks, data FROM %s.batch_log"),
+		// The slots are the last column of the partition key: IN lists
+		// them, so that a node's log is read in one query.
+		insertNodeLog: f("INSERT INTO %s.batch_log_nodes (node, slot, chunk, ts, chunks, data) VALUES (?, ?, ?, ?, ?, ?)"),
+		scanNodeLog:   f("SELECT slot, chunk, ts, chunks, data FROM %s.batch_log_nodes WHERE node = ? AND slot IN ?"),
 
 		insertSetting: f("INSERT INTO %s.settings (name, value) VALUES (?, ?) IF NOT EXISTS"),
 		updateSetting: f("UPDATE %s.settings SET value = ? WHERE name = ? IF value = ?"),

@@ -31,7 +31,7 @@ func (s *Store) PutRestriction(ctx context.Context, r timeline.Restriction) erro
 	}
 	var ts int64
 	err := s.retry(ctx, "put restriction", func() (err error) {
-		ts, err = s.lease.timestamp()
+		ts, err = s.logTimestamp()
 		return err
 	})
 	if err == nil {

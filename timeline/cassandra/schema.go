@@ -146,6 +146,13 @@ func tables() []table {
 			compaction: stcs,
 		},
 		{
+			name:       "batch_log_nodes",
+			partition:  []column{{"node", "int"}, {"slot", "int"}},
+			clustering: []column{{"chunk", "int"}},
+			regular:    []column{{"ts", "bigint"}, {"chunks", "int"}, {"data", "blob"}},
+			compaction: stcs,
+		},
+		{
 			name:       "lease",
 			partition:  []column{{"name", "text"}},
 			regular:    []column{{"owner", "text"}, {"epoch", "bigint"}, {"ts_limit", "bigint"}},
@@ -304,4 +311,24 @@ func describe(kind, typ string, pos int, order string) string {
 		return fmt.Sprintf("%s clustering column %d (%s)", typ, pos, order)
 	}
 	return fmt.Sprintf("%s %s column %d", typ, strings.ReplaceAll(kind, "_", " "), pos)
+}
+
+// CreateSchema creates cfg's keyspace (one replica) and its tables when
+// missing, as Open does with cfg.CreateSchema, for development and tests: in
+// cluster mode the nodes table must exist before the node joins, and the
+// node must have joined before Open.
+func CreateSchema(ctx context.Context, cfg Config) error {
+	cfg.Fence = nil
+	if err := cfg.setDefaults(); err != nil {
+		return fmt.Errorf("timeline/cassandra: create schema: %w", err)
+	}
+	session, err := newSession(cfg)
+	if err != nil {
+		return fmt.Errorf("timeline/cassandra: create schema: connect to %v: %w", cfg.Hosts, err)
+	}
+	defer session.Close()
+	if err := createSchema(ctx, session, cfg.Keyspace); err != nil {
+		return fmt.Errorf("timeline/cassandra: %w", err)
+	}
+	return nil
 }

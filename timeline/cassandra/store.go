@@ -16,6 +16,7 @@ import (
 
 	"github.com/gocql/gocql"
 
+	"github.com/inboxd/inboxd/cluster"
 	"github.com/inboxd/inboxd/timeline"
 )
 
@@ -64,6 +65,14 @@ type Config struct {
 	// (default 30 s, whole seconds). A store that crashed keeps the next one
 	// out for at most this long.
 	LeaseTTL time.Duration
+	// Fence, when set, runs the store in cluster mode, as node NodeID of a
+	// keyspace shared with other nodes (docs/cluster.md): it takes no writer
+	// lease, writes every batch at a timestamp from Fence (ErrFenced when
+	// there is none), and keeps its batch log in the partitions of NodeID.
+	// The node's lease must be valid when Open is called. Nil: one store
+	// writes the keyspace, under the writer lease (LeaseTTL, Owner).
+	Fence  Fence
+	NodeID int
 	// Logger receives the driver's messages and the store's warnings (nil:
 	// discard).
 	Logger *slog.Logger
@@ -109,6 +118,9 @@ func (c *Config) setDefaults() error {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.Fence != nil && (c.NodeID < 0 || c.NodeID > cluster.MaxNodeID) {
+		return fmt.Errorf("node id %d is not in [0, %d]", c.NodeID, cluster.MaxNodeID)
+	}
 	return nil
 }
 
@@ -139,8 +151,9 @@ type Store struct {
 var _ timeline.Store = (*Store)(nil)
 
 // Open connects to the cluster, creates or checks the schema, takes the
-// keyspace's writer lease, and finishes every commit an earlier store left
-// in the batch log, before it returns. ctx bounds all of that.
+// keyspace's writer lease (none in cluster mode), and finishes every commit
+// an earlier store (of the same node id, in cluster mode) left in the batch
+// log, before it returns. ctx bounds all of that.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, fmt.Errorf("timeline/cassandra: open: %w", err)
@@ -218,6 +231,15 @@ func (s *Store) open(ctx context.Context) error {
 	if err := step(func() error { return s.loadSettings(ctx) }); err != nil {
 		return err
 	}
+	if s.cfg.Fence != nil {
+		s.renewed = make(chan struct{})
+		close(s.renewed) // the node renews its own lease
+		if s.format == 1 {
+			return fmt.Errorf("%w: keyspace %q has format 1: open it once without a fence to upgrade it", ErrSchema, s.cfg.Keyspace)
+		}
+		s.writers = newPool(s.cfg.Writers)
+		return step(func() error { return s.recoverNode(ctx) })
+	}
 	s.lease = newLease(s.session, &s.q, s.cfg, s.log)
 	if err := step(func() error { return s.lease.acquire(ctx) }); err != nil {
 		return err
@@ -283,7 +305,7 @@ func (s *Store) loadSettings(ctx context.Context) error {
 // and no dnd on members; Open upgrades it (upgrade.go).
 const storeFormat = 2
 
-// Close releases the writer lease and closes the session after the calls in
+// Close releases the writer lease, if any, and closes the session after the calls in
 // progress have returned; a call waiting out an outage gives up with
 // ErrClosed. Calls after Close, Close included, return an error wrapping
 // timeline.ErrClosed.
@@ -299,9 +321,12 @@ func (s *Store) Close() error {
 	s.writers.close()
 	// The lease was the promise that nobody else writes; a commit left
 	// unsettled is finished by the next store's Open.
-	ctx, cancel := context.WithTimeout(context.Background(), 2*s.cfg.Timeout)
-	defer cancel()
-	err := s.lease.release(ctx)
+	var err error
+	if s.lease != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*s.cfg.Timeout)
+		defer cancel()
+		err = s.lease.release(ctx)
+	}
 	s.session.Close()
 	if err != nil {
 		return opError("close", err)

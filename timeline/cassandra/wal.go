@@ -3,12 +3,15 @@ package cassandra
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
 
 	"github.com/gocql/gocql"
+
+	"github.com/inboxd/inboxd/cluster"
 )
 
 // The batch log is logSlots partitions of the batch_log table, one for each
@@ -104,12 +107,12 @@ func (s *Store) writeEntry(ctx context.Context, e entry) (sent bool, err error) 
 		}
 		chunk := e.data[i*logChunk : min(len(e.data), (i+1)*logChunk)]
 		err := s.retry(ctx, "batch log", func() error {
-			if err := s.lease.check(); err != nil {
+			if err := s.check(); err != nil {
 				return err
 			}
 			sent = sent || i == 0
-			return s.session.Query(s.q.insertLog, e.slot, i, e.ts, n, chunk).
-				WithContext(ctx).WithTimestamp(e.ts).Exec()
+			st := s.ownLog().row(e.slot, i, e.ts, n, chunk)
+			return s.session.Query(st.cql, st.args...).WithContext(ctx).WithTimestamp(e.ts).Exec()
 		})
 		if err != nil {
 			return sent, err
@@ -130,19 +133,55 @@ func (s *Store) clearEntry(ctx context.Context, e entry) {
 
 // clear overwrites chunks 0..n-1 of slot at a fresh timestamp.
 func (s *Store) clear(ctx context.Context, slot, n int) error {
-	ts, err := s.lease.timestamp()
+	ts, err := s.logTimestamp()
 	if err != nil {
 		return err
 	}
-	return s.exec(ctx, s.clearWrite(slot, n), ts)
+	return s.exec(ctx, s.ownLog().clear(slot, n), ts)
 }
 
-func (s *Store) clearWrite(slot, n int) write {
+// batchLog is one log's partitions: the single-node table (node < 0), or
+// one node's partitions of batch_log_nodes in cluster mode.
+type batchLog struct {
+	q    *queries
+	node int
+}
+
+// ownLog is the log this store writes.
+func (s *Store) ownLog() batchLog {
+	if s.cfg.Fence == nil {
+		return batchLog{&s.q, -1}
+	}
+	return batchLog{&s.q, s.cfg.NodeID}
+}
+
+// row writes chunk of slot.
+func (l batchLog) row(slot, chunk int, ts int64, chunks int, data []byte) stmt {
+	if l.node < 0 {
+		return stmt{l.q.insertLog, []any{slot, chunk, ts, chunks, data}}
+	}
+	return stmt{l.q.insertNodeLog, []any{l.node, slot, chunk, ts, chunks, data}}
+}
+
+// clear overwrites chunks 0..n-1 of slot with no entry.
+func (l batchLog) clear(slot, n int) write {
 	w := make(write, n)
 	for i := range w {
-		w[i] = stmt{s.q.insertLog, []any{slot, i, int64(0), 0, []byte{}}}
+		w[i] = l.row(slot, i, 0, 0, []byte{})
 	}
 	return w
+}
+
+// scan returns the query reading the whole log, and its arguments.
+func (l batchLog) scan() (string, []any) {
+	if l.node < 0 {
+		return l.q.scanLog, nil
+	}
+	all := make([]int, logSlots)
+	for i := range all {
+		all[i] = i
+	}
+	return l.q.scanNodeLog, []any{l.node, all}
 }
 
 // recover replays the entries that earlier stores left in the batch log, in
@@ -151,7 +190,59 @@ func (s *Store) clearWrite(slot, n int) write {
 // timestamp below every one this store uses (see lease), so it cannot
 // overwrite a clear and is never replayed.
 func (s *Store) recover(ctx context.Context) error {
-	entries, chunks, err := s.readLog(ctx)
+	return s.replay(ctx, s.ownLog(), s.logTimestamp)
+}
+
+// recoverNode is recover in cluster mode. The node's earlier incarnations
+// wrote its log below the ts_limit at which the id was settled, and
+// LogTimestamp is above it. A single-node store's log left unreplayed
+// would be lost: Open refuses to start until a single-node Open replays it.
+func (s *Store) recoverNode(ctx context.Context) error {
+	entries, _, err := s.readLog(ctx, batchLog{&s.q, -1})
+	if err != nil {
+		return err
+	}
+	if len(entries) > 0 {
+		return fmt.Errorf("%w: keyspace %q: the single-node batch log holds %d batches: open it once without a fence to replay them",
+			ErrSchema, s.cfg.Keyspace, len(entries))
+	}
+	return s.replay(ctx, s.ownLog(), s.logTimestamp)
+}
+
+// SettleNode finishes the commits that dead node left in its batch log
+// (cluster mode): it applies each entry, the same bytes at the same
+// timestamps, so that two nodes settling one node at once write the same
+// cells, and then clears the node's slots at timestamp tsLimit, above every
+// timestamp of the dead incarnation (cluster.DeadNode.TSLimit): a head the
+// dead node sent before it stopped and that lands late loses to the clear
+// and is never replayed. The node's next incarnation writes above tsLimit.
+// It is what cluster.Config.OnNodeDead is to call.
+func (s *Store) SettleNode(ctx context.Context, node int, tsLimit int64) error {
+	if err := s.enter("settle node"); err != nil {
+		return err
+	}
+	defer s.mu.RUnlock()
+	if s.cfg.Fence == nil {
+		return opError("settle node", errors.New("not in cluster mode"))
+	}
+	if node < 0 || node > cluster.MaxNodeID || node == s.cfg.NodeID {
+		return opError("settle node", fmt.Errorf("node %d is not another node's id", node))
+	}
+	ctx, cancel := s.bind(ctx)
+	defer cancel()
+	err := s.retry(ctx, "settle node", func() error {
+		return s.replay(ctx, batchLog{&s.q, node}, func() (int64, error) { return tsLimit, nil })
+	})
+	if err != nil {
+		return opError("settle node", fmt.Errorf("node %d: %w", node, err))
+	}
+	return nil
+}
+
+// replay applies the entries of log, in timestamp order, then clears every
+// slot at a timestamp from clearAt.
+func (s *Store) replay(ctx context.Context, from batchLog, clearAt func() (int64, error)) error {
+	entries, chunks, err := s.readLog(ctx, from)
 	if err != nil {
 		return err
 	}
@@ -163,15 +254,15 @@ func (s *Store) recover(ctx context.Context) error {
 		if err := s.apply(ctx, s.plan(b), e.ts); err != nil {
 			return fmt.Errorf("replay the batch log: %w", err)
 		}
-		s.log.Info("timeline/cassandra: replayed a batch from the log", "slot", e.slot, "ts", e.ts,
+		s.log.Info("timeline/cassandra: replayed a batch from the log", "node", from.node, "slot", e.slot, "ts", e.ts,
 			"rows", len(b.Rows), "messages", len(b.Messages))
 	}
 	chunks = append(chunks, make([]int, max(0, logSlots-len(chunks)))...)
 	clears := make([]chain, len(chunks))
 	for slot, n := range chunks {
-		clears[slot] = chain{s.clearWrite(slot, max(1, n))}
+		clears[slot] = chain{from.clear(slot, max(1, n))}
 	}
-	ts, err := s.lease.timestamp()
+	ts, err := clearAt()
 	if err == nil {
 		err = s.run(ctx, clears, ts)
 	}
@@ -183,7 +274,7 @@ func (s *Store) recover(ctx context.Context) error {
 
 // readLog returns the entries in the batch log, by timestamp, and the number
 // of chunk rows in each slot.
-func (s *Store) readLog(ctx context.Context) ([]entry, []int, error) {
+func (s *Store) readLog(ctx context.Context, from batchLog) ([]entry, []int, error) {
 	type part struct {
 		ts     int64
 		chunks int
@@ -194,7 +285,8 @@ func (s *Store) readLog(ctx context.Context) ([]entry, []int, error) {
 	var slot, chunk, n int
 	var ts int64
 	var data []byte
-	err := s.pages(ctx, s.q.scanLog, nil, fixed(4), func(sc gocql.Scanner) (bool, error) {
+	cql, args := from.scan()
+	err := s.pages(ctx, cql, args, fixed(4), func(sc gocql.Scanner) (bool, error) {
 		if err := sc.Scan(&slot, &chunk, &ts, &n, &data); err != nil {
 			return false, err
 		}
