@@ -180,7 +180,7 @@ func (sess *session) handle(req request) {
 	}
 	h := handlers[req.cmd]
 	resp, err := h(ctx, s, user, req.body)
-	if ns, ok := errors.AsType[*notServedHere](err); ok && s.cfg.Forwarder != nil {
+	if ns, ok := errors.AsType[*notServedHere](err); ok && s.cfg.Forwarder != nil && forwardable[req.cmd] {
 		sess.forward(ctx, req, user, ns.conv)
 		return
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
 	"github.com/inboxd/inboxd/client"
@@ -139,6 +140,7 @@ type node struct {
 	pool    *peer.Pool
 	srv     *peer.Server
 	served  chan error
+	reg     *prometheus.Registry
 	addr    string
 	peerAdr string
 }
@@ -178,14 +180,14 @@ func startCluster(t *testing.T) *testCluster {
 func (c *testCluster) start(i int) *node {
 	t := c.t
 	t.Helper()
-	n := &node{served: make(chan error, 1)}
+	n := &node{served: make(chan error, 1), reg: prometheus.NewRegistry()}
 	var err error
 	n.pool, err = peer.NewPool(peer.PoolConfig{Node: uint32(i + 1), Secret: secret, Timeout: 2 * time.Second,
 		Backoff: backoff.Policy{Min: time.Millisecond, Max: 20 * time.Millisecond}, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := relay.New(relay.Config{Ownership: c.ring.view(i), Pool: n.pool})
+	r, err := relay.New(relay.Config{Ownership: c.ring.view(i), Pool: n.pool, Registerer: n.reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,6 +221,29 @@ func (n *node) listen(t *testing.T, addr string) {
 		t.Fatal(err)
 	}
 	n.peerAdr = n.srv.Addr().String()
+}
+
+// count returns the value of the relay counter name{result} on n.
+func (n *node) count(t *testing.T, name, result string) float64 {
+	t.Helper()
+	mfs, err := n.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "result" && l.GetValue() == result {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no series %s{result=%q}", name, result)
+	return 0
 }
 
 func (n *node) stop(t *testing.T) {
@@ -408,6 +433,14 @@ func TestClusterFanOut(t *testing.T) {
 	devs, convs := c.groups(3, client.Config{})
 	want := sendAll(t, devs, convs, 5, "m")
 	c.check(devs, want)
+	for i, n := range c.nodes {
+		if got := n.count(t, "inboxd_relay_forwards_total", "ok"); got == 0 {
+			t.Errorf("node %d: no forward counted ok", i)
+		}
+		if got := n.count(t, "inboxd_relay_deliveries_total", "ok"); got == 0 {
+			t.Errorf("node %d: no delivery counted ok", i)
+		}
+	}
 
 	// A member of node 1 asks about node 0's group: forwarded.
 	d, conv := devs[3], convs[0]
@@ -452,6 +485,9 @@ func TestClusterLinkCut(t *testing.T) {
 	once := c.dial(devs[0].user, "tablet", client.Config{MaxAttempts: 1})
 	if _, err := once.c.Send(ctxT(t), convs[1], "cut", 1, []byte("cut")); !errors.Is(err, client.ErrUnavailable) {
 		t.Fatalf("SEND forwarded over a cut link: %v, want UNAVAILABLE", err)
+	}
+	if got := c.nodes[0].count(t, "inboxd_relay_forwards_total", "unavailable"); got == 0 {
+		t.Error("the forward over the cut link is not counted unavailable")
 	}
 	// Node 1's own sends keep working; their deliveries to node 0 too,
 	// node 0's to node 1 wait.
