@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"slices"
 	"sync"
 	"testing"
@@ -24,6 +25,7 @@ import (
 	"github.com/inboxd/inboxd/relay"
 	"github.com/inboxd/inboxd/timeline"
 	"github.com/inboxd/inboxd/timeline/pebble"
+	"github.com/inboxd/inboxd/wire"
 	"github.com/inboxd/inboxd/wire/wirepb"
 )
 
@@ -183,7 +185,8 @@ func (c *testCluster) start(i int) *node {
 	n := &node{served: make(chan error, 1), reg: prometheus.NewRegistry()}
 	var err error
 	n.pool, err = peer.NewPool(peer.PoolConfig{Node: uint32(i + 1), Secret: secret, Timeout: 2 * time.Second,
-		Backoff: backoff.Policy{Min: time.Millisecond, Max: 20 * time.Millisecond}, Logger: quiet})
+		DialTimeout: 200 * time.Millisecond,
+		Backoff:     backoff.Policy{Min: time.Millisecond, Max: 20 * time.Millisecond}, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -507,6 +510,64 @@ func TestClusterLinkCut(t *testing.T) {
 		want[conv] = append(want[conv], bodies...)
 	}
 	c.check(devs, want)
+}
+
+// TestClusterOwnerUnreachable: a SEND forwarded while the conversation's
+// shard has no owner, or to an owner that accepts connections and never
+// answers, is answered UNAVAILABLE with a retry hint within the peer
+// timeouts, not dropped; once the owner is back the retry is stored once.
+func TestClusterOwnerUnreachable(t *testing.T) {
+	c := startCluster(t)
+	devs, convs := c.groups(1, client.Config{})
+	conv := convs[1] // on node 1; devs[0] is on node 0
+	once := c.dial(devs[0].user, "tablet", client.Config{MaxAttempts: 1})
+	unavailable := func(what string) {
+		t.Helper()
+		_, err := once.c.Send(ctxT(t), conv, "x", 1, []byte("x"))
+		var e *client.Error
+		if !errors.As(err, &e) || e.Code != wire.CodeUnavailable || e.RetryAfter == 0 {
+			t.Fatalf("SEND forwarded %s: %v, want UNAVAILABLE with retry_after_ms", what, err)
+		}
+	}
+
+	shard := cluster.ShardOf(conv, shards)
+	c.ring.move(shard, -1)
+	unavailable("with no owner")
+	c.ring.move(shard, 1)
+
+	silent, err := net.Listen("tcp", gatewaytest.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []net.Conn // open, never answered
+	accepted := make(chan struct{})
+	go func() {
+		defer close(accepted)
+		for {
+			conn, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, conn)
+		}
+	}()
+	defer func() {
+		silent.Close()
+		<-accepted
+		for _, conn := range held {
+			conn.Close()
+		}
+	}()
+	n1 := c.nodes[1]
+	c.ring.setNode(cluster.NodeInfo{ID: 1, Incarnation: 1, Addr: n1.addr, PeerAddr: silent.Addr().String()})
+	unavailable("to a silent owner")
+
+	c.ring.setNode(cluster.NodeInfo{ID: 1, Incarnation: 1, Addr: n1.addr, PeerAddr: n1.peerAdr})
+	ack, err := devs[0].c.Send(ctxT(t), conv, "x", 1, []byte("x"))
+	if err != nil || ack.Duplicate {
+		t.Fatalf("SEND retried at the owner: %v, %v; want stored once", ack, err)
+	}
+	c.check(devs, map[uint64][]string{conv: {"x"}})
 }
 
 // TestClusterDrain: the shard of node 0's group moves to node 1 as a
