@@ -51,6 +51,8 @@ func TestDrain(t *testing.T) {
 		t.Fatal("the group is not on node 0")
 	}
 
+	// No apply of the group's records may be the batch held below.
+	c.settle()
 	hold.Store(true)
 	first := make(chan error, 1)
 	go func() {
