@@ -148,7 +148,7 @@ type node struct {
 }
 
 type testCluster struct {
-	t     *testing.T
+	t     testing.TB
 	store timeline.Store
 	ring  *ring
 	nodes []*node
@@ -159,7 +159,7 @@ var (
 	quiet  = slog.New(slog.DiscardHandler)
 )
 
-func startCluster(t *testing.T) *testCluster {
+func startCluster(t testing.TB) *testCluster {
 	t.Helper()
 	st, err := pebble.Open(pebble.Options{Dir: "db", FS: vfs.NewMem()})
 	if err != nil {
@@ -216,7 +216,7 @@ func (c *testCluster) start(i int) *node {
 }
 
 // listen starts the node's peer server on addr.
-func (n *node) listen(t *testing.T, addr string) {
+func (n *node) listen(t testing.TB, addr string) {
 	t.Helper()
 	var err error
 	n.srv, err = peer.Listen(peer.ServerConfig{Addr: addr, Secret: secret, Logger: quiet}, relay.Handler(n.svc, n.gw))
@@ -249,7 +249,7 @@ func (n *node) count(t *testing.T, name, result string) float64 {
 	return 0
 }
 
-func (n *node) stop(t *testing.T) {
+func (n *node) stop(t testing.TB) {
 	if err := n.gw.Shutdown(context.Background()); err != nil {
 		t.Error(err)
 	}
@@ -361,7 +361,7 @@ func equalSets(a, b []string) bool {
 	return slices.Equal(a, b)
 }
 
-func ctxT(t *testing.T) context.Context {
+func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
 	return ctx
