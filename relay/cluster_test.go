@@ -194,7 +194,9 @@ func (c *testCluster) start(i int) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// No rate limits: BenchmarkSend's one device sends as fast as it can.
 	n.gw, err = gateway.New(gateway.Config{Addr: gatewaytest.Addr, Secret: secret, SingleLoop: true,
+		RateLimit: 1e9, RateBurst: 1 << 30, UserRateLimit: 1e9, UserRateBurst: 1 << 30,
 		Ownership: c.ring.view(i), Forwarder: r})
 	if err != nil {
 		t.Fatal(err)
