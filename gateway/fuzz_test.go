@@ -72,7 +72,6 @@ func FuzzHandlers(f *testing.F) {
 	}
 	defer svc.Close()
 	gw.svc = svc
-	sess := &session{srv: gw}
 	// Users 1 and 2 share a group with a few messages; the fuzzer picks its
 	// conv (the group, or any number) and may change it as it goes.
 	g, err := svc.CreateGroup(ctx, 1, inbox.NewGroup{Members: []uint64{2}})
@@ -99,7 +98,7 @@ func FuzzHandlers(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp, err := h(ctx, sess, user, body)
+		resp, err := h(ctx, gw, user, body)
 		if err != nil {
 			if e := errorFor(err); wire.Code(e.Code) == wire.CodeInternal {
 				t.Fatalf("%v: internal error: %v", cmd, err)

@@ -116,6 +116,10 @@ type Config struct {
 	// Ownership, when set, limits the gateway to the users whose shard this
 	// node serves (route.go); nil serves every user.
 	Ownership Ownership
+	// Forwarder, when set, runs the conversation commands whose
+	// conversation another node serves at that node (forward.go); nil
+	// answers them UNAVAILABLE.
+	Forwarder Forwarder
 	// Gate, when set, refuses banned users and revoked tokens at AUTH and
 	// banned users' SENDs (moderation.go); nil admits every valid token.
 	Gate Gate

@@ -14,9 +14,9 @@ import (
 	"github.com/inboxd/inboxd/wire/wirepb"
 )
 
-// handler runs one request for an authenticated user. It returns the
-// response body.
-type handler func(ctx context.Context, sess *session, user uint64, body []byte) (proto.Message, error)
+// handler runs one request for an authenticated user, of a session here
+// or forwarded by another node (forward.go). It returns the response body.
+type handler func(ctx context.Context, srv *Server, user uint64, body []byte) (proto.Message, error)
 
 // errDecode marks a body that does not decode.
 var errDecode = errors.New("gateway: malformed body")
@@ -27,8 +27,8 @@ var errZeroConv = fmt.Errorf("gateway: %w: conv 0", inbox.ErrInvalid)
 func decoded[T any, PT interface {
 	*T
 	proto.Message
-}](f func(ctx context.Context, sess *session, user uint64, req PT) (proto.Message, error)) handler {
-	return func(ctx context.Context, sess *session, user uint64, body []byte) (proto.Message, error) {
+}](f func(ctx context.Context, srv *Server, user uint64, req PT) (proto.Message, error)) handler {
+	return func(ctx context.Context, srv *Server, user uint64, body []byte) (proto.Message, error) {
 		req := PT(new(T))
 		if err := wire.Decode(body, req); err != nil {
 			return nil, errDecode
@@ -38,7 +38,11 @@ func decoded[T any, PT interface {
 		if r, ok := any(req).(interface{ GetConv() uint64 }); ok && r.GetConv() == 0 {
 			return nil, errZeroConv
 		}
-		return f(ctx, sess, user, req)
+		resp, err := f(ctx, srv, user, req)
+		if r, ok := any(req).(interface{ GetConv() uint64 }); ok && errors.Is(err, inbox.ErrNotOwner) {
+			err = &notServedHere{conv: r.GetConv(), err: err}
+		}
+		return resp, err
 	}
 }
 
@@ -46,31 +50,31 @@ var empty = &wirepb.Empty{}
 
 // convOp adapts the inbox calls that take (actor, conv) and answer nothing.
 func convOp(op func(Service) func(ctx context.Context, user, conv uint64) error) handler {
-	return decoded(func(ctx context.Context, sess *session, user uint64, req *wirepb.ConvRequest) (proto.Message, error) {
-		return empty, op(sess.srv.svc)(ctx, user, req.Conv)
+	return decoded(func(ctx context.Context, srv *Server, user uint64, req *wirepb.ConvRequest) (proto.Message, error) {
+		return empty, op(srv.svc)(ctx, user, req.Conv)
 	})
 }
 
 var handlers = map[wire.Command]handler{
-	wire.CmdHeartbeat: func(context.Context, *session, uint64, []byte) (proto.Message, error) { return empty, nil },
-	wire.CmdSend: decoded(func(ctx context.Context, sess *session, user uint64, req *wirepb.SendRequest) (proto.Message, error) {
+	wire.CmdHeartbeat: func(context.Context, *Server, uint64, []byte) (proto.Message, error) { return empty, nil },
+	wire.CmdSend: decoded(func(ctx context.Context, srv *Server, user uint64, req *wirepb.SendRequest) (proto.Message, error) {
 		if req.Kind > 0xFFFF {
 			return nil, inbox.ErrInvalid
 		}
-		r, err := sess.srv.svc.SendGroupMessage(ctx, user, req.Conv, req.ClientMsgId, wire.Kind(req.Kind), req.Body)
+		r, err := srv.svc.SendGroupMessage(ctx, user, req.Conv, req.ClientMsgId, wire.Kind(req.Kind), req.Body)
 		return &wirepb.SendAck{MsgId: r.MsgID, ConvSeq: r.ConvSeq, TimeMs: r.Time.UnixMilli(), Duplicate: r.Duplicate}, err
 	}),
-	wire.CmdSync: decoded(func(ctx context.Context, sess *session, user uint64, req *wirepb.SyncRequest) (proto.Message, error) {
-		r, err := sess.srv.svc.Sync(ctx, user, req.AfterSeq, int(min(req.Limit, 1<<20)))
+	wire.CmdSync: decoded(func(ctx context.Context, srv *Server, user uint64, req *wirepb.SyncRequest) (proto.Message, error) {
+		r, err := srv.svc.Sync(ctx, user, req.AfterSeq, int(min(req.Limit, 1<<20)))
 		if err != nil {
 			return nil, err
 		}
 		pb := entriesPB(r.Entries)
-		n := fit(pb, sess.srv.cfg.MaxFrame)
+		n := fit(pb, srv.cfg.MaxFrame)
 		return &wirepb.SyncResponse{Entries: pb[:n], HeadSeq: r.Head, HasMore: r.HasMore || n < len(pb)}, nil
 	}),
-	wire.CmdHistory: decoded(func(ctx context.Context, sess *session, user uint64, req *wirepb.HistoryRequest) (proto.Message, error) {
-		msgs, err := sess.srv.svc.History(ctx, user, req.Conv, req.BeforeConvSeq, int(min(req.Limit, 1<<20)))
+	wire.CmdHistory: decoded(func(ctx context.Context, srv *Server, user uint64, req *wirepb.HistoryRequest) (proto.Message, error) {
+		msgs, err := srv.svc.History(ctx, user, req.Conv, req.BeforeConvSeq, int(min(req.Limit, 1<<20)))
 		if err != nil {
 			return nil, err
 		}
@@ -79,10 +83,10 @@ var handlers = map[wire.Command]handler{
 			pb[i] = messagePB(&msgs[i])
 		}
 		// A shorter page is fine: the client pages on from the oldest.
-		return &wirepb.HistoryResponse{Messages: pb[:fit(pb, sess.srv.cfg.MaxFrame)]}, nil
+		return &wirepb.HistoryResponse{Messages: pb[:fit(pb, srv.cfg.MaxFrame)]}, nil
 	}),
-	wire.CmdConversations: decoded(func(ctx context.Context, sess *session, user uint64, req *wirepb.ConversationsRequest) (proto.Message, error) {
-		page, err := sess.srv.svc.Conversations(ctx, user, int(req.Offset), 0)
+	wire.CmdConversations: decoded(func(ctx context.Context, srv *Server, user uint64, req *wirepb.ConversationsRequest) (proto.Message, error) {
+		page, err := srv.svc.Conversations(ctx, user, int(req.Offset), 0)
 		if err != nil {
 			return nil, err
 		}
@@ -96,50 +100,50 @@ var handlers = map[wire.Command]handler{
 			}
 			pb[i] = pc
 		}
-		n := fit(pb, sess.srv.cfg.MaxFrame)
+		n := fit(pb, srv.cfg.MaxFrame)
 		return &wirepb.ConversationsResponse{Conversations: pb[:n], HasMore: page.HasMore || n < len(pb)}, nil
 	}),
-	wire.CmdMarkRead: decoded(func(ctx context.Context, sess *session, user uint64, req *wirepb.MarkReadRequest) (proto.Message, error) {
-		n, err := sess.srv.svc.MarkRead(ctx, user, req.Conv, req.ConvSeq)
+	wire.CmdMarkRead: decoded(func(ctx context.Context, srv *Server, user uint64, req *wirepb.MarkReadRequest) (proto.Message, error) {
+		n, err := srv.svc.MarkRead(ctx, user, req.Conv, req.ConvSeq)
 		return &wirepb.MarkReadResponse{ReadSeq: n}, err
 	}),
-	wire.CmdCreateGroup: decoded(func(ctx context.Context, sess *session, user uint64, req *wirepb.CreateGroupRequest) (proto.Message, error) {
-		g, err := sess.srv.svc.CreateGroup(ctx, user, inbox.NewGroup{Name: req.Name, Members: req.Members, Open: req.Open})
+	wire.CmdCreateGroup: decoded(func(ctx context.Context, srv *Server, user uint64, req *wirepb.CreateGroupRequest) (proto.Message, error) {
+		g, err := srv.svc.CreateGroup(ctx, user, inbox.NewGroup{Name: req.Name, Members: req.Members, Open: req.Open})
 		if err != nil {
 			return nil, err
 		}
 		return &wirepb.CreateGroupResponse{Group: groupPB(g)}, nil
 	}),
-	wire.CmdInvite: decoded(func(ctx context.Context, sess *session, user uint64, req *wirepb.InviteRequest) (proto.Message, error) {
-		return empty, sess.srv.svc.Invite(ctx, user, req.Conv, req.Users)
+	wire.CmdInvite: decoded(func(ctx context.Context, srv *Server, user uint64, req *wirepb.InviteRequest) (proto.Message, error) {
+		return empty, srv.svc.Invite(ctx, user, req.Conv, req.Users)
 	}),
 	wire.CmdJoin:    convOp(func(s Service) func(context.Context, uint64, uint64) error { return s.Join }),
 	wire.CmdLeave:   convOp(func(s Service) func(context.Context, uint64, uint64) error { return s.Leave }),
 	wire.CmdDismiss: convOp(func(s Service) func(context.Context, uint64, uint64) error { return s.Dismiss }),
-	wire.CmdKick: decoded(func(ctx context.Context, sess *session, user uint64, req *wirepb.KickRequest) (proto.Message, error) {
-		return empty, sess.srv.svc.Kick(ctx, user, req.Conv, req.User)
+	wire.CmdKick: decoded(func(ctx context.Context, srv *Server, user uint64, req *wirepb.KickRequest) (proto.Message, error) {
+		return empty, srv.svc.Kick(ctx, user, req.Conv, req.User)
 	}),
-	wire.CmdSetRole: decoded(func(ctx context.Context, sess *session, user uint64, req *wirepb.SetRoleRequest) (proto.Message, error) {
+	wire.CmdSetRole: decoded(func(ctx context.Context, srv *Server, user uint64, req *wirepb.SetRoleRequest) (proto.Message, error) {
 		if req.Role > 0xFF {
 			return nil, inbox.ErrInvalid
 		}
-		return empty, sess.srv.svc.SetRole(ctx, user, req.Conv, req.User, wire.Role(req.Role))
+		return empty, srv.svc.SetRole(ctx, user, req.Conv, req.User, wire.Role(req.Role))
 	}),
-	wire.CmdMute: decoded(func(ctx context.Context, sess *session, user uint64, req *wirepb.MuteRequest) (proto.Message, error) {
+	wire.CmdMute: decoded(func(ctx context.Context, srv *Server, user uint64, req *wirepb.MuteRequest) (proto.Message, error) {
 		var until time.Time
 		if req.UntilMs != 0 {
 			until = time.UnixMilli(req.UntilMs)
 		}
 		if req.User == 0 {
-			return empty, sess.srv.svc.MuteGroup(ctx, user, req.Conv, until)
+			return empty, srv.svc.MuteGroup(ctx, user, req.Conv, until)
 		}
-		return empty, sess.srv.svc.MuteMember(ctx, user, req.Conv, req.User, until)
+		return empty, srv.svc.MuteMember(ctx, user, req.Conv, req.User, until)
 	}),
-	wire.CmdSetDND: decoded(func(ctx context.Context, sess *session, user uint64, req *wirepb.SetDNDRequest) (proto.Message, error) {
-		return empty, sess.srv.svc.SetDND(ctx, user, req.Conv, req.On)
+	wire.CmdSetDND: decoded(func(ctx context.Context, srv *Server, user uint64, req *wirepb.SetDNDRequest) (proto.Message, error) {
+		return empty, srv.svc.SetDND(ctx, user, req.Conv, req.On)
 	}),
-	wire.CmdGroupInfo: decoded(func(ctx context.Context, sess *session, user uint64, req *wirepb.ConvRequest) (proto.Message, error) {
-		g, err := sess.srv.svc.Group(ctx, user, req.Conv)
+	wire.CmdGroupInfo: decoded(func(ctx context.Context, srv *Server, user uint64, req *wirepb.ConvRequest) (proto.Message, error) {
+		g, err := srv.svc.Group(ctx, user, req.Conv)
 		if err != nil {
 			return nil, err
 		}
@@ -175,7 +179,11 @@ func (sess *session) handle(req request) {
 		return
 	}
 	h := handlers[req.cmd]
-	resp, err := h(ctx, sess, user, req.body)
+	resp, err := h(ctx, s, user, req.body)
+	if ns, ok := errors.AsType[*notServedHere](err); ok && s.cfg.Forwarder != nil && forwardable[req.cmd] {
+		sess.forward(ctx, req, user, ns.conv)
+		return
+	}
 	if err != nil {
 		sess.reply(req, nil, errorFor(err))
 		return
@@ -250,6 +258,7 @@ var errorCodes = []struct {
 	{inbox.ErrMuted, wire.CodeMuted},
 	{inbox.ErrGroupFull, wire.CodeGroupFull},
 	{inbox.ErrUnavailable, wire.CodeUnavailable},
+	{inbox.ErrNotOwner, wire.CodeUnavailable},
 	{inbox.ErrClosed, wire.CodeShuttingDown},
 	{context.DeadlineExceeded, wire.CodeTimeout},
 }

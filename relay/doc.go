@@ -1,0 +1,57 @@
+// Package relay carries inboxd's node-to-node commands over package peer
+// (docs/cluster.md, "Routing" and "The write path in a cluster"): the
+// deliveries of outbox records to the node serving their destination
+// shards, and the forwarding of a device's conversation command to the
+// node serving the conversation. It assembles inbox, gateway and peer into
+// a cluster node; what a command means stays in those packages.
+//
+// # Assembling a node
+//
+//	pool, _ := peer.NewPool(peer.PoolConfig{Node: id, Secret: secret, Registerer: reg})
+//	r, _ := relay.New(relay.Config{Ownership: node, Pool: pool, Registerer: reg})
+//	svc, _ := inbox.New(ctx, inbox.Config{..., Ownership: node, Deliverer: r})
+//	gw, _ := gateway.New(gateway.Config{..., Ownership: node, Forwarder: r})
+//	srv, _ := peer.Listen(peer.ServerConfig{Addr: peerAddr, Node: id, Secret: secret, Registerer: reg}, relay.Handler(svc, gw))
+//	// cluster.Config.Drain: svc.Drain
+//
+// and at shutdown, in this order: the gateway, the peer server, the inbox
+// service, the pool.
+//
+// # Commands
+//
+// CmdDeliver's body is a uvarint count, then each record as a uvarint
+// length and timeline.OutboxRecord's binary encoding (the form the stores
+// keep); its answer is a uvarint count, then each applied mark as three
+// uvarints (source shard, destination shard, stream). The destination
+// applies with inbox.Service.Apply, which skips what it applied before and
+// stops at a gap: a delivery repeated, reordered or lost costs a retry,
+// never a duplicate. An Apply that fails is answered UNAVAILABLE and the
+// records are sent again.
+//
+// CmdForward's body is the acting user (8 bytes, big-endian), the client's
+// command (2 bytes, big-endian) and the client's request body, unchanged;
+// its answer is the command's response body, or an error frame with the
+// code the client is answered with. The owner runs the gateway's own
+// handler for the command (gateway.Server.ServeForwarded); a command the
+// owner does not serve either (the shard moved again) is answered
+// UNAVAILABLE, never forwarded twice. A forward that finds no owner, cannot
+// reach it or times out is answered UNAVAILABLE or TIMEOUT, retryable; a
+// SEND retried with its client msg id is stored once.
+//
+// # Metrics
+//
+// Registered on Config.Registerer, so only on a node that runs in a
+// cluster (cmd/inboxd does not yet, and docs/operations.md does not list
+// them). Results: ok, error (the other node answered an error code),
+// no_owner (forwards: no other node serves the shard now), unavailable (not
+// answered: unreachable, overloaded, connection lost), timeout, failed.
+//
+//	inboxd_relay_deliveries_total{result}       counter   CmdDeliver calls
+//	inboxd_relay_delivery_duration_seconds      histogram CmdDeliver call to answer or failure
+//	inboxd_relay_delivered_records_total        counter   outbox records in answered deliveries
+//	inboxd_relay_forwards_total{result}         counter   CmdForward calls
+//	inboxd_relay_forward_duration_seconds       histogram CmdForward call to answer or failure
+//
+// The peer transport's own metrics (inboxd_peer_*) count the same calls by
+// command number: CmdDeliver is 33024 (0x8100), CmdForward 33025.
+package relay

@@ -1,0 +1,154 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/inboxd/inboxd/cluster"
+	"github.com/inboxd/inboxd/peer"
+	"github.com/inboxd/inboxd/timeline"
+	"github.com/inboxd/inboxd/wire"
+)
+
+// The peer commands of inboxd's nodes.
+const (
+	// CmdDeliver carries outbox records to the node serving their
+	// destination shards; it answers the applied marks.
+	CmdDeliver = peer.FirstCommand
+	// CmdForward carries a device's conversation command to the node
+	// serving the conversation; it answers the command's response body.
+	CmdForward = peer.FirstCommand + 1
+)
+
+// ErrNoOwner: no node is known to serve the conversation's shard (a
+// failover in progress). Forward's error wraps it with a *peer.Error
+// UNAVAILABLE: retryable.
+var ErrNoOwner = errors.New("relay: the shard has no owner now")
+
+// Config configures a Relay.
+type Config struct {
+	// Ownership names the node serving each shard.
+	Ownership cluster.Ownership
+	// Pool calls the other nodes; the Relay does not close it.
+	Pool *peer.Pool
+	// Registerer, if set, receives the relay's metrics.
+	Registerer prometheus.Registerer
+}
+
+// Relay is the calling side: an inbox.Deliverer and a gateway.Forwarder.
+// It is safe for concurrent use.
+type Relay struct {
+	cfg Config
+	m   *metrics
+}
+
+// New returns a Relay, its metrics registered on cfg.Registerer.
+func New(cfg Config) (*Relay, error) {
+	if cfg.Ownership == nil || cfg.Pool == nil {
+		return nil, errors.New("relay: Config.Ownership and Config.Pool are required")
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Relay{cfg: cfg, m: m}, nil
+}
+
+// Deliver sends records to dest with one CmdDeliver call and returns the
+// applied marks dest answered. It is inbox.Deliverer.
+func (r *Relay) Deliver(ctx context.Context, dest cluster.NodeInfo, records []timeline.OutboxRecord) ([]timeline.AppliedMark, error) {
+	start := time.Now()
+	marks, err := r.deliver(ctx, dest, records)
+	r.m.deliveries.observe(err, start)
+	if err == nil {
+		r.m.records.Add(float64(len(records)))
+	}
+	return marks, err
+}
+
+func (r *Relay) deliver(ctx context.Context, dest cluster.NodeInfo, records []timeline.OutboxRecord) ([]timeline.AppliedMark, error) {
+	body, err := appendRecords(nil, records)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := r.cfg.Pool.Call(ctx, dest.PeerAddr, CmdDeliver, body)
+	if err != nil {
+		return nil, fmt.Errorf("relay: deliver %d records to node %d: %w", len(records), dest.ID, err)
+	}
+	marks, err := decodeMarks(resp)
+	if err != nil {
+		return nil, fmt.Errorf("relay: node %d's answer to a delivery: %w", dest.ID, err)
+	}
+	return marks, nil
+}
+
+// Forward runs a client's conversation command for user at the node serving
+// conv and returns its response body. Its errors map to the code the client
+// is answered with through peer.Code: the owner's own error answer (a
+// *peer.Error), UNAVAILABLE when no owner is known or it cannot be reached,
+// TIMEOUT when ctx's deadline passed. It is gateway.Forwarder.
+func (r *Relay) Forward(ctx context.Context, conv, user uint64, cmd wire.Command, body []byte) ([]byte, error) {
+	start := time.Now()
+	resp, err := r.forward(ctx, conv, user, cmd, body)
+	r.m.forwards.observe(err, start)
+	return resp, err
+}
+
+func (r *Relay) forward(ctx context.Context, conv, user uint64, cmd wire.Command, body []byte) ([]byte, error) {
+	own := r.cfg.Ownership
+	shard := cluster.ShardOf(conv, own.ShardCount())
+	owner, ok := own.Owner(shard)
+	if _, self := own.Serving(shard); !ok || owner.PeerAddr == "" || self {
+		// Serving here after all: the shard came back while the command
+		// failed; the client's retry runs it here.
+		return nil, fmt.Errorf("%w: shard %d: %w", ErrNoOwner, shard,
+			&peer.Error{Code: wire.CodeUnavailable, Message: "no node serves the conversation now: retry"})
+	}
+	resp, err := r.cfg.Pool.Call(ctx, owner.PeerAddr, CmdForward, appendForward(nil, user, cmd, body))
+	if err != nil {
+		return nil, fmt.Errorf("relay: forward %v to node %d: %w", cmd, owner.ID, err)
+	}
+	return resp, nil
+}
+
+// Applier applies delivered outbox records: *inbox.Service.
+type Applier interface {
+	Apply(ctx context.Context, records []timeline.OutboxRecord) ([]timeline.AppliedMark, error)
+}
+
+// Runner runs a forwarded conversation command: *gateway.Server. Its
+// errors are *peer.Error with the code the client is answered.
+type Runner interface {
+	ServeForwarded(ctx context.Context, user uint64, cmd wire.Command, body []byte) ([]byte, error)
+}
+
+// Handler returns the serving side, for peer.Listen: CmdDeliver applies
+// with a, CmdForward runs with run; any other command is UNKNOWN_COMMAND.
+func Handler(a Applier, run Runner) peer.Handler {
+	return peer.HandlerFunc(func(ctx context.Context, from uint32, cmd wire.Command, body []byte) ([]byte, error) {
+		switch cmd {
+		case CmdDeliver:
+			recs, err := decodeRecords(body)
+			if err != nil {
+				return nil, &peer.Error{Code: wire.CodeBadRequest, Message: err.Error()}
+			}
+			marks, err := a.Apply(ctx, recs)
+			if err != nil {
+				// The sender keeps the records and tries again.
+				return nil, &peer.Error{Code: wire.CodeUnavailable, Message: err.Error()}
+			}
+			return appendMarks(nil, marks), nil
+		case CmdForward:
+			user, c, b, err := decodeForward(body)
+			if err != nil {
+				return nil, &peer.Error{Code: wire.CodeBadRequest, Message: err.Error()}
+			}
+			return run.ServeForwarded(ctx, user, c, b)
+		}
+		return nil, &peer.Error{Code: wire.CodeUnknownCommand, Message: fmt.Sprintf("command %v", cmd)}
+	})
+}
