@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/inboxd/inboxd/cluster"
+	"github.com/inboxd/inboxd/cluster/clustertest"
 	"github.com/inboxd/inboxd/gateway"
 	"github.com/inboxd/inboxd/inbox"
 	"github.com/inboxd/inboxd/internal/gatewaytest"
@@ -21,13 +23,13 @@ func TestRedirects(t *testing.T) {
 		t.Skip("a load run of seconds")
 	}
 	const shards = 4
-	views := []*gatewaytest.Ownership{gatewaytest.NewOwnership(1, shards), gatewaytest.NewOwnership(2, shards)}
+	ring := clustertest.NewRing(shards)
 	for s := range shards {
-		gatewaytest.Move(s, 1+s/2, views...)
+		ring.Move(s, 1+s/2)
 	}
 	gws := make([]*gateway.Server, 2)
 	for i := range gws {
-		gw, err := gateway.New(gateway.Config{Addr: gatewaytest.Addr, Secret: []byte(gatewaytest.Secret), SingleLoop: true, Ownership: views[i]})
+		gw, err := gateway.New(gateway.Config{Addr: gatewaytest.Addr, Secret: []byte(gatewaytest.Secret), SingleLoop: true, Ownership: ring.View(i + 1)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -35,7 +37,7 @@ func TestRedirects(t *testing.T) {
 	}
 	_, addrs := gatewaytest.StartAll(t, []gatewaytest.Gateway{gws[0], gws[1]}, func(i int, svc *inbox.Service) error { return gws[i].Serve(svc) })
 	for i, a := range addrs {
-		gatewaytest.SetAddr(i+1, a, views...)
+		ring.SetNode(cluster.NodeInfo{ID: i + 1, Addr: a})
 	}
 
 	cfg, err := Preset("smoke")
@@ -51,7 +53,7 @@ func TestRedirects(t *testing.T) {
 		defer close(moved)
 		select {
 		case <-time.After(cfg.Duration / 2):
-			gatewaytest.Move(0, 2, views...)
+			ring.Move(0, 2)
 		case <-ctx.Done():
 		}
 	}()

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/inboxd/inboxd/cluster"
+	"github.com/inboxd/inboxd/cluster/clustertest"
 	"github.com/inboxd/inboxd/gateway"
 	"github.com/inboxd/inboxd/inbox"
 	"github.com/inboxd/inboxd/internal/gatewaytest"
@@ -24,15 +26,17 @@ import (
 type pair struct {
 	svc   *inbox.Service
 	addrs [2]string
-	views [2]*gatewaytest.Ownership // views[i] is node i+1's
+	// rings[i] is node i+1's truth of who owns the shard: the same unless
+	// a test makes them disagree (a redirect loop).
+	rings [2]*clustertest.Ring
 }
 
 func startPair(t *testing.T) *pair {
 	t.Helper()
-	p := &pair{views: [2]*gatewaytest.Ownership{gatewaytest.NewOwnership(1, 1), gatewaytest.NewOwnership(2, 1)}}
+	p := &pair{rings: [2]*clustertest.Ring{clustertest.NewRing(1), clustertest.NewRing(1)}}
 	gws := make([]*gateway.Server, 2)
 	for i := range gws {
-		gw, err := gateway.New(gateway.Config{Addr: gatewaytest.Addr, Secret: []byte(gatewaytest.Secret), SingleLoop: true, Ownership: p.views[i]})
+		gw, err := gateway.New(gateway.Config{Addr: gatewaytest.Addr, Secret: []byte(gatewaytest.Secret), SingleLoop: true, Ownership: p.rings[i].View(i + 1)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -42,13 +46,19 @@ func startPair(t *testing.T) *pair {
 	p.svc = svc
 	for i, addr := range addrs {
 		p.addrs[i] = addr
-		gatewaytest.SetAddr(i+1, addr, p.views[:]...)
+		for _, r := range p.rings {
+			r.SetNode(cluster.NodeInfo{ID: i + 1, Addr: addr})
+		}
 	}
 	return p
 }
 
 // move makes node (1, 2; -1: none) the shard's owner in both views.
-func (p *pair) move(node int) { gatewaytest.Move(0, node, p.views[:]...) }
+func (p *pair) move(node int) {
+	for _, r := range p.rings {
+		r.Move(0, node)
+	}
+}
 
 // dialLogged dials user's device with both addresses, node 1's first, and
 // records the addresses it dials.
@@ -188,8 +198,8 @@ func TestE2EUnavailable(t *testing.T) {
 // other: the client gives up after MaxRedirects redirects in a row.
 func TestE2ERedirectLoop(t *testing.T) {
 	p := startPair(t)
-	gatewaytest.Move(0, 2, p.views[0])
-	gatewaytest.Move(0, 1, p.views[1])
+	p.rings[0].Move(0, 2)
+	p.rings[1].Move(0, 1)
 	const max = 3
 	_, _, dials, err := p.dialLogged(t, 1, Config{MaxRedirects: max})
 	errIs(t, err, ErrTooManyRedirects)

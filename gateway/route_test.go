@@ -7,6 +7,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/inboxd/inboxd/cluster"
+	"github.com/inboxd/inboxd/cluster/clustertest"
 	"github.com/inboxd/inboxd/internal/gatewaytest"
 	"github.com/inboxd/inboxd/wire"
 	"github.com/inboxd/inboxd/wire/wirepb"
@@ -20,10 +22,11 @@ const otherNode = "192.0.2.7:7600"
 // or away for now while the shard has none, closing the connection.
 func TestAuthRouted(t *testing.T) {
 	const shards = 3
-	own := gatewaytest.NewOwnership(1, shards)
-	gatewaytest.SetAddr(2, otherNode, own)
-	gatewaytest.Move(0, 1, own)
-	gatewaytest.Move(1, 2, own) // shard 2 has no owner
+	ring := clustertest.NewRing(shards)
+	own := ring.View(1)
+	ring.SetNode(cluster.NodeInfo{ID: 2, Addr: otherNode})
+	ring.Move(0, 1)
+	ring.Move(1, 2) // shard 2 has no owner
 	s := start(t, Config{Ownership: own})
 	tests := []struct {
 		shard    int
@@ -36,7 +39,7 @@ func TestAuthRouted(t *testing.T) {
 		{2, wire.CodeUnavailable, "", true},
 	}
 	for _, tt := range tests {
-		user := gatewaytest.UserOf(tt.shard, shards)
+		user := clustertest.UserOf(tt.shard, shards)
 		c := s.dial()
 		var resp wirepb.AuthResponse
 		err := c.call(wire.CmdAuth, &wirepb.AuthRequest{Token: gatewaytest.Token(t, user, "phone", time.Hour)}, &resp)
@@ -74,15 +77,16 @@ func TestAuthRouted(t *testing.T) {
 // new owner or UNAVAILABLE while it has none, and only those.
 func TestOwnershipMoveClosesSessions(t *testing.T) {
 	const shards = 2
-	own := gatewaytest.NewOwnership(1, shards)
-	gatewaytest.SetAddr(2, otherNode, own)
-	gatewaytest.Move(0, 1, own)
-	gatewaytest.Move(1, 1, own)
+	ring := clustertest.NewRing(shards)
+	own := ring.View(1)
+	ring.SetNode(cluster.NodeInfo{ID: 2, Addr: otherNode})
+	ring.Move(0, 1)
+	ring.Move(1, 1)
 	s := start(t, Config{Ownership: own})
-	u0, u1 := gatewaytest.UserOf(0, shards), gatewaytest.UserOf(1, shards)
+	u0, u1 := clustertest.UserOf(0, shards), clustertest.UserOf(1, shards)
 	phone, laptop, other := s.login(u0, "phone"), s.login(u0, "laptop"), s.login(u1, "phone")
 
-	gatewaytest.Move(0, 2, own)
+	ring.Move(0, 2)
 	for _, c := range []*conn{phone, laptop} {
 		if e := c.closeError(); wire.Code(e.GetCode()) != wire.CodeRedirect || e.GetRedirect() != otherNode {
 			t.Fatalf("user of the moved shard closed with %v, want REDIRECT to %s", e, otherNode)
@@ -94,7 +98,7 @@ func TestOwnershipMoveClosesSessions(t *testing.T) {
 	m := s.gw.metrics
 	waitValue(t, "users_online", usersOnline(s.gw), 1)
 
-	gatewaytest.Move(1, -1, own)
+	ring.Move(1, -1)
 	if e := other.closeError(); wire.Code(e.GetCode()) != wire.CodeUnavailable || e.GetRetryAfterMs() == 0 {
 		t.Fatalf("user of a shard with no owner closed with %v, want UNAVAILABLE with a retry hint", e)
 	}

@@ -60,7 +60,7 @@ func TestDrain(t *testing.T) {
 		first <- err
 	}()
 	<-held
-	c.ring.move(shard, 1)
+	c.ring.Move(shard, 1)
 	drained := make(chan error, 1)
 	go func() {
 		err := svc.Drain(ctx, shard)

@@ -9,107 +9,15 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/inboxd/inboxd/cluster"
+	"github.com/inboxd/inboxd/cluster/clustertest"
 	"github.com/inboxd/inboxd/timeline"
 	"github.com/inboxd/inboxd/timeline/pebble"
 	"github.com/inboxd/inboxd/wire"
 )
-
-// ring is the shard assignment of in-process nodes: shard s to node s mod
-// n, until a test moves it.
-type ring struct {
-	mu    sync.Mutex
-	owner []int
-	epoch []uint64
-	subs  map[int]chan struct{}
-}
-
-func newRing(shards, nodes int) *ring {
-	r := &ring{owner: make([]int, shards), epoch: make([]uint64, shards), subs: map[int]chan struct{}{}}
-	for s := range r.owner {
-		r.owner[s], r.epoch[s] = s%nodes, 1
-	}
-	return r
-}
-
-// move gives shard to node, under a new epoch, and tells every node.
-func (r *ring) move(shard, node int) {
-	r.mu.Lock()
-	r.owner[shard] = node
-	r.epoch[shard]++
-	subs := slices.Collect(func(yield func(chan struct{}) bool) {
-		for _, c := range r.subs {
-			if !yield(c) {
-				return
-			}
-		}
-	})
-	r.mu.Unlock()
-	for _, c := range subs {
-		select {
-		case c <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// view is node self's cluster.Ownership of r.
-type view struct {
-	r    *ring
-	self int
-}
-
-func (r *ring) view(self int) *view {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.subs[self] == nil {
-		r.subs[self] = make(chan struct{}, 1)
-	}
-	return &view{r, self}
-}
-
-func (v *view) ShardCount() int { return len(v.r.owner) }
-
-func (v *view) Serving(shard int) (uint64, bool) {
-	v.r.mu.Lock()
-	defer v.r.mu.Unlock()
-	return v.r.epoch[shard], v.r.owner[shard] == v.self
-}
-
-func (v *view) Timestamp(shard int) (int64, error) {
-	if _, ok := v.Serving(shard); !ok {
-		return 0, cluster.ErrNotServing
-	}
-	return time.Now().UnixMicro(), nil
-}
-
-func (v *view) Owner(shard int) (cluster.NodeInfo, bool) {
-	v.r.mu.Lock()
-	defer v.r.mu.Unlock()
-	return cluster.NodeInfo{ID: v.r.owner[shard], Incarnation: 1}, true
-}
-
-func (v *view) Shards() []int {
-	v.r.mu.Lock()
-	defer v.r.mu.Unlock()
-	var out []int
-	for s, n := range v.r.owner {
-		if n == v.self {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-func (v *view) Changes() <-chan struct{} {
-	v.r.mu.Lock()
-	defer v.r.mu.Unlock()
-	return v.r.subs[v.self]
-}
 
 // peers is a Deliverer that calls the destination service's Apply in
 // process, with faults a test turns on.
@@ -161,7 +69,7 @@ func (p *peers) set(f func(p *peers)) {
 type nodes struct {
 	t     testing.TB
 	store timeline.Store
-	ring  *ring
+	ring  *clustertest.Ring
 	peers *peers
 	cfgs  []Config
 	svcs  []*Service
@@ -180,7 +88,7 @@ func newNodesOn(t testing.TB, opts pebble.Options, n int, cfg func(i int) Config
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &nodes{t: t, store: st, ring: newRing(testShards, n), peers: &peers{svcs: map[int]*Service{}}, svcs: make([]*Service, n)}
+	c := &nodes{t: t, store: st, ring: clustertest.NewRing(testShards, nodeIDs(n)...), peers: &peers{svcs: map[int]*Service{}}, svcs: make([]*Service, n)}
 	for i := range n {
 		cf := Config{}
 		if cfg != nil {
@@ -203,7 +111,7 @@ func newNodesOn(t testing.TB, opts pebble.Options, n int, cfg func(i int) Config
 func (c *nodes) start(i int) {
 	c.t.Helper()
 	cfg := c.cfgs[i]
-	cfg.Store, cfg.Ownership, cfg.Deliverer = c.store, c.ring.view(i), c.peers
+	cfg.Store, cfg.Ownership, cfg.Deliverer = c.store, c.ring.View(i), c.peers
 	svc, err := New(context.Background(), cfg)
 	if err != nil {
 		c.t.Fatalf("start node %d: %v", i, err)
@@ -225,7 +133,7 @@ func (c *nodes) stop(i int) {
 
 // of returns the service serving the shard of a user or conversation.
 func (c *nodes) of(id uint64) *Service {
-	n, _ := c.ring.view(0).Owner(cluster.ShardOf(id, testShards))
+	n, _ := c.ring.Owner(cluster.ShardOf(id, testShards))
 	return c.svcs[n.ID]
 }
 
@@ -279,7 +187,7 @@ func (c *nodes) conversations(user uint64) []ConversationInfo {
 func (c *nodes) users(n int) [][]uint64 {
 	out := make([][]uint64, len(c.svcs))
 	for id := uint64(1); ; id++ {
-		node, _ := c.ring.view(0).Owner(cluster.ShardOf(id, testShards))
+		node, _ := c.ring.Owner(cluster.ShardOf(id, testShards))
 		if len(out[node.ID]) < n {
 			out[node.ID] = append(out[node.ID], id)
 		}
@@ -533,7 +441,7 @@ func TestShardedMove(t *testing.T) {
 	}
 	// The conversation's shard moves to node 1, where b's users are: its
 	// outbox is now owed to the node's own shards.
-	c.ring.move(cluster.ShardOf(g.ID, testShards), 1)
+	c.ring.Move(cluster.ShardOf(g.ID, testShards), 1)
 	c.peers.set(func(p *peers) { p.cut = false })
 	c.settle()
 	if _, err := c.of(g.ID).SendGroupMessage(ctx, b[0], g.ID, "after", wire.KindText, nil); err != nil {
@@ -620,7 +528,7 @@ func randomizedSharded(t *testing.T, n int) {
 		// handover's drain, which waits out a shard's batches, is the
 		// cluster's part).
 		if m.intn(2) == 0 {
-			c.ring.move(m.intn(testShards), m.intn(n))
+			c.ring.Move(m.intn(testShards), m.intn(n))
 			moves++
 		}
 		mu.Unlock()
@@ -656,13 +564,13 @@ func TestShardedMoveBack(t *testing.T) {
 		}
 	}
 	send(a[0], "on 0")
-	c.ring.move(shard, 1)
+	c.ring.Move(shard, 1)
 	send(b[0], "on 1")
 	if err := c.of(g.ID).Invite(ctx, b[0], g.ID, []uint64{b[1]}); err != nil {
 		t.Fatal(err)
 	}
 	c.settle()
-	c.ring.move(shard, 0)
+	c.ring.Move(shard, 0)
 	send(b[1], "on 0 again")
 	c.settle()
 	want := span(1, 5)
@@ -764,4 +672,13 @@ func TestShardedBacklog(t *testing.T) {
 	// Nothing else happens: the loop must go on by itself.
 	c.settle()
 	c.checkInboxes(map[uint64]map[uint64][]uint64{a: {g.ID: span(1, n+1)}, b: {g.ID: span(1, n+1)}})
+}
+
+// nodeIDs returns 0, 1, …, n−1.
+func nodeIDs(n int) []int {
+	ids := make([]int, n)
+	for i := range ids {
+		ids[i] = i
+	}
+	return ids
 }

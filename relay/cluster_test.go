@@ -17,6 +17,7 @@ import (
 
 	"github.com/inboxd/inboxd/client"
 	"github.com/inboxd/inboxd/cluster"
+	"github.com/inboxd/inboxd/cluster/clustertest"
 	"github.com/inboxd/inboxd/gateway"
 	"github.com/inboxd/inboxd/inbox"
 	"github.com/inboxd/inboxd/internal/backoff"
@@ -44,97 +45,6 @@ func TestMain(m *testing.M) {
 
 const shards = 8
 
-// ring is the shard assignment the nodes share.
-type ring struct {
-	mu    sync.Mutex
-	owner []int // -1: none
-	epoch []uint64
-	nodes map[int]cluster.NodeInfo
-	views []*view
-}
-
-func newRing() *ring {
-	r := &ring{owner: make([]int, shards), epoch: make([]uint64, shards), nodes: map[int]cluster.NodeInfo{}}
-	for s := range r.owner {
-		r.owner[s], r.epoch[s] = s%2, 1
-	}
-	return r
-}
-
-// move makes node (-1: none) serve shard under a new epoch and notifies
-// every view.
-func (r *ring) move(shard, node int) {
-	r.mu.Lock()
-	r.owner[shard] = node
-	r.epoch[shard]++
-	views := slices.Clone(r.views)
-	r.mu.Unlock()
-	for _, v := range views {
-		select {
-		case v.changes <- struct{}{}:
-		default:
-		}
-	}
-}
-
-func (r *ring) setNode(info cluster.NodeInfo) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.nodes[info.ID] = info
-}
-
-// view is node self's cluster.Ownership; each user of it (inbox, gateway,
-// relay) gets its own, for its own Changes.
-type view struct {
-	r       *ring
-	self    int
-	changes chan struct{}
-}
-
-func (r *ring) view(self int) *view {
-	v := &view{r: r, self: self, changes: make(chan struct{}, 1)}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.views = append(r.views, v)
-	return v
-}
-
-func (v *view) ShardCount() int { return shards }
-
-func (v *view) Serving(shard int) (uint64, bool) {
-	v.r.mu.Lock()
-	defer v.r.mu.Unlock()
-	return v.r.epoch[shard], v.r.owner[shard] == v.self
-}
-
-func (v *view) Timestamp(shard int) (int64, error) {
-	if _, ok := v.Serving(shard); !ok {
-		return 0, cluster.ErrNotServing
-	}
-	return time.Now().UnixMicro(), nil
-}
-
-func (v *view) Owner(shard int) (cluster.NodeInfo, bool) {
-	v.r.mu.Lock()
-	defer v.r.mu.Unlock()
-	n, ok := v.r.nodes[v.r.owner[shard]]
-	return n, ok && v.r.owner[shard] >= 0
-}
-
-func (v *view) Shards() []int {
-	v.r.mu.Lock()
-	defer v.r.mu.Unlock()
-	var out []int
-	for s, n := range v.r.owner {
-		if n == v.self {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-func (v *view) Changes() <-chan struct{} { return v.changes }
-
 // node is one node of the cluster.
 type node struct {
 	svc     *inbox.Service
@@ -150,7 +60,7 @@ type node struct {
 type testCluster struct {
 	t     testing.TB
 	store timeline.Store
-	ring  *ring
+	ring  *clustertest.Ring
 	nodes []*node
 }
 
@@ -165,7 +75,7 @@ func startCluster(t testing.TB) *testCluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &testCluster{t: t, store: st, ring: newRing()}
+	c := &testCluster{t: t, store: st, ring: clustertest.NewRing(shards, 0, 1)}
 	t.Cleanup(func() {
 		for _, n := range c.nodes {
 			n.stop(t)
@@ -190,19 +100,19 @@ func (c *testCluster) start(i int) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := relay.New(relay.Config{Ownership: c.ring.view(i), Pool: n.pool, Registerer: n.reg})
+	r, err := relay.New(relay.Config{Ownership: c.ring.View(i), Pool: n.pool, Registerer: n.reg})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// No rate limits: BenchmarkSend's one device sends as fast as it can.
 	n.gw, err = gateway.New(gateway.Config{Addr: gatewaytest.Addr, Secret: secret, SingleLoop: true,
 		RateLimit: 1e9, RateBurst: 1 << 30, UserRateLimit: 1e9, UserRateBurst: 1 << 30,
-		Ownership: c.ring.view(i), Forwarder: r})
+		Ownership: c.ring.View(i), Forwarder: r})
 	if err != nil {
 		t.Fatal(err)
 	}
 	n.svc, err = inbox.New(context.Background(), inbox.Config{Store: c.store, Node: int64(i + 1),
-		Ownership: c.ring.view(i), Deliverer: r, Notifier: n.gw})
+		Ownership: c.ring.View(i), Deliverer: r, Notifier: n.gw})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +123,7 @@ func (c *testCluster) start(i int) *node {
 	}
 	n.addr = addr.String()
 	n.listen(t, gatewaytest.Addr)
-	c.ring.setNode(cluster.NodeInfo{ID: i, Incarnation: 1, Addr: n.addr, PeerAddr: n.peerAdr})
+	c.ring.SetNode(cluster.NodeInfo{ID: i, Incarnation: 1, Addr: n.addr, PeerAddr: n.peerAdr})
 	return n
 }
 
@@ -533,9 +443,9 @@ func TestClusterOwnerUnreachable(t *testing.T) {
 	}
 
 	shard := cluster.ShardOf(conv, shards)
-	c.ring.move(shard, -1)
+	c.ring.Move(shard, -1)
 	unavailable("with no owner")
-	c.ring.move(shard, 1)
+	c.ring.Move(shard, 1)
 
 	silent, err := net.Listen("tcp", gatewaytest.Addr)
 	if err != nil {
@@ -561,10 +471,10 @@ func TestClusterOwnerUnreachable(t *testing.T) {
 		}
 	}()
 	n1 := c.nodes[1]
-	c.ring.setNode(cluster.NodeInfo{ID: 1, Incarnation: 1, Addr: n1.addr, PeerAddr: silent.Addr().String()})
+	c.ring.SetNode(cluster.NodeInfo{ID: 1, Incarnation: 1, Addr: n1.addr, PeerAddr: silent.Addr().String()})
 	unavailable("to a silent owner")
 
-	c.ring.setNode(cluster.NodeInfo{ID: 1, Incarnation: 1, Addr: n1.addr, PeerAddr: n1.peerAdr})
+	c.ring.SetNode(cluster.NodeInfo{ID: 1, Incarnation: 1, Addr: n1.addr, PeerAddr: n1.peerAdr})
 	ack, err := devs[0].c.Send(ctxT(t), conv, "x", 1, []byte("x"))
 	if err != nil || ack.Duplicate {
 		t.Fatalf("SEND retried at the owner: %v, %v; want stored once", ack, err)
@@ -591,11 +501,11 @@ func TestClusterDrain(t *testing.T) {
 	for deadline := time.Now().Add(10 * time.Second); len(devs[0].bodies(conv)) < 4 && time.Now().Before(deadline); {
 		time.Sleep(time.Millisecond)
 	}
-	c.ring.move(shard, -1)
+	c.ring.Move(shard, -1)
 	if err := c.nodes[0].svc.Drain(context.Background(), shard); err != nil {
 		t.Fatalf("Drain: %v", err)
 	}
-	c.ring.move(shard, 1)
+	c.ring.Move(shard, 1)
 	<-done
 	c.check(devs, want)
 }
