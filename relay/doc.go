@@ -41,8 +41,8 @@
 // # Metrics
 //
 // Registered on Config.Registerer, so only on a node that runs in a
-// cluster (cmd/inboxd does not yet, and docs/operations.md does not list
-// them). Results: ok, error (the other node answered an error code),
+// cluster (inboxd -cluster; docs/operations.md lists them under "Cluster
+// mode"). Results: ok, error (the other node answered an error code),
 // no_owner (forwards: no other node serves the shard now), unavailable (not
 // answered: unreachable, overloaded, connection lost), timeout, failed.
 //

@@ -7,6 +7,9 @@
 // in ./inboxd-data. The admin address (127.0.0.1:7601) serves /healthz,
 // /readyz and the Prometheus metrics at /metrics from the moment inboxd
 // starts; /readyz answers 200 once the store answers and the gateway serves.
+//
+// With -store cassandra -cluster it runs as one node of a cluster sharing
+// the keyspace (docs/cluster.md; the assembly follows package relay's doc).
 package main
 
 import (
@@ -23,6 +26,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -37,6 +41,8 @@ import (
 	"github.com/inboxd/inboxd/internal/admin"
 	"github.com/inboxd/inboxd/internal/httpserve"
 	"github.com/inboxd/inboxd/internal/metered"
+	"github.com/inboxd/inboxd/peer"
+	"github.com/inboxd/inboxd/relay"
 	"github.com/inboxd/inboxd/timeline"
 	"github.com/inboxd/inboxd/timeline/cassandra"
 	"github.com/inboxd/inboxd/timeline/pebble"
@@ -66,6 +72,17 @@ type options struct {
 	WebhookURL   string
 	LogLevel     slog.Level
 	Limits       limits
+	Cluster      clusterOptions
+}
+
+// clusterOptions are the flags of a cluster node (-cluster).
+type clusterOptions struct {
+	On            bool
+	PeerListen    string
+	Advertise     string
+	AdvertisePeer string
+	Shards        int
+	LeaseTTL      time.Duration
 }
 
 // limits are the gateway's bounds on what clients may cost it
@@ -134,13 +151,20 @@ func flagSet(o *options) *flag.FlagSet {
 	fs.TextVar(&o.Consistency, "cassandra-consistency", gocql.LocalQuorum, "Cassandra consistency of reads and writes (ONE on a single dev node)")
 	fs.BoolVar(&o.CreateSchema, "create-schema", false, "create a missing Cassandra keyspace and tables (development only)")
 	fs.StringVar(&o.SecretFile, "secret-file", "", "file holding the token secret (default: <data>/token-secret, generated on first run)")
-	fs.Int64Var(&o.Node, "node", 0, "snowflake node id, 0-1023, unique per server")
+	fs.Int64Var(&o.Node, "node", 0, "snowflake node id, 0-1023, unique per server (with -cluster: the node id to claim, -1 for the lowest free one)")
 	fs.IntVar(&o.MaxGroupSize, "max-group-size", wire.DefaultMaxGroupSize, "maximum members of a group")
 	fs.IntVar(&o.GroupCache, "group-cache-bytes", 64<<20, "memory, estimated, of the groups the committer keeps loaded")
 	fs.IntVar(&o.MaxFrame, "max-frame", wire.DefaultMaxFrame, "maximum frame size in bytes, header included")
 	fs.IntVar(&o.Workers, "workers", 512, "goroutines running requests")
 	fs.StringVar(&o.WebhookURL, "webhook-url", "", "URL to POST offline-push notices to (empty: off)")
 	fs.TextVar(&o.LogLevel, "log-level", slog.LevelInfo, "debug, info, warn or error")
+	c := &o.Cluster
+	fs.BoolVar(&c.On, "cluster", false, "run as a node of a cluster sharing the Cassandra keyspace (needs -store cassandra)")
+	fs.StringVar(&c.PeerListen, "peer-listen", "127.0.0.1:7604", "TCP address for node-to-node connections (with -cluster)")
+	fs.StringVar(&c.Advertise, "advertise", "", "client address other nodes redirect this node's users to (default: the -listen address)")
+	fs.StringVar(&c.AdvertisePeer, "advertise-peer", "", "node-to-node address other nodes dial (default: the -peer-listen address)")
+	fs.IntVar(&c.Shards, "shards", cluster.DefaultShards, "shards of the keyspace, recorded by the cluster's first node; must match it")
+	fs.DurationVar(&c.LeaseTTL, "lease-ttl", cluster.DefaultLeaseTTL, "how long the cluster waits for a silent node before taking its shards")
 	l := &o.Limits
 	fs.IntVar(&l.MaxUnauthenticated, "max-unauthenticated", 10_000, "connections open and not yet authenticated, at most")
 	fs.IntVar(&l.MaxUnauthenticatedBytes, "max-unauthenticated-bytes", 16<<20, "bytes of partial frames held for all unauthenticated connections, at most")
@@ -169,7 +193,17 @@ func (o options) validate() error {
 	if o.API != "" && !strings.HasSuffix(o.API, ":0") && (o.API == o.Listen || o.API == o.Admin) {
 		return fmt.Errorf("-api %s: the server API needs an address of its own, not the client port or the admin address", o.API)
 	}
-	if o.Node < 0 || o.Node > 1023 {
+	if c := o.Cluster; c.On {
+		if o.Store != "cassandra" {
+			return errors.New("-cluster needs -store cassandra: the nodes share its keyspace")
+		}
+		if o.Node < cluster.PickNodeID || o.Node > cluster.MaxNodeID {
+			return fmt.Errorf("-node %d: want 0-1023, or -1 to pick one", o.Node)
+		}
+		if c.Shards <= 0 || c.LeaseTTL <= 0 {
+			return fmt.Errorf("-shards %d, -lease-ttl %v: want more than 0", c.Shards, c.LeaseTTL)
+		}
+	} else if o.Node < 0 || o.Node > 1023 {
 		return fmt.Errorf("-node %d: want 0-1023", o.Node)
 	}
 	l := o.Limits
@@ -204,7 +238,7 @@ func run(args []string) error {
 	var ready readiness
 	adminAddr := "off"
 	if o.Admin != "" {
-		srv, err := httpserve.Listen(o.Admin, admin.Handler(admin.Config{Gatherer: reg, Checks: ready.checks(o.Node), Logger: log}), log.With("server", "admin"))
+		srv, err := httpserve.Listen(o.Admin, admin.Handler(admin.Config{Gatherer: reg, Checks: ready.checks(), Logger: log}), log.With("server", "admin"))
 		if err != nil {
 			return err
 		}
@@ -212,7 +246,20 @@ func run(args []string) error {
 		adminAddr = srv.Addr().String()
 	}
 
-	raw, err := openStore(ctx, o, log)
+	// A cluster node joins before its store opens: the store takes its
+	// write timestamps from the node. The node is closed last, so that
+	// nothing it fences outlives it.
+	var cn *clusterNode
+	if o.Cluster.On {
+		if cn, err = joinCluster(ctx, o, log); err != nil {
+			return err
+		}
+		defer cn.node.Close()
+		stopWatches := cn.relayChanges()
+		defer stopWatches()
+		o.Node = int64(cn.node.Self().ID)
+	}
+	raw, err := openStore(ctx, o, cn, log)
 	if err != nil {
 		return err
 	}
@@ -221,7 +268,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	ready.setStore(raw) // probes do not count as traffic in the store metrics
+	ready.setStore(raw, o.Node) // probes do not count as traffic in the store metrics
 	warnIfShared(o.Data, log)
 	secret, err := loadSecret(o, log)
 	if err != nil {
@@ -233,17 +280,35 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	// One process is the whole cluster unless -cluster: it serves every
+	// user and never redirects.
+	var own cluster.Ownership = cluster.NewLocal(cluster.DefaultShards)
+	var rel *relay.Relay
+	if cn != nil {
+		cn.settle.Store(raw.(*cassandra.Store))
+		own = cn.watch()
+		pool, err := peer.NewPool(peer.PoolConfig{Node: uint32(o.Node), Secret: secret, Registerer: reg})
+		if err != nil {
+			return err
+		}
+		defer pool.Close()
+		if rel, err = relay.New(relay.Config{Ownership: cn.node, Pool: pool, Registerer: reg}); err != nil {
+			return err
+		}
+	}
 	l := o.Limits
-	gw, err := gateway.New(gateway.Config{
+	gcfg := gateway.Config{
 		Addr: o.Listen, Secret: secret, Workers: o.Workers, MaxFrame: o.MaxFrame, Logger: log, Registerer: reg,
 		MaxUnauthenticated: l.MaxUnauthenticated, MaxUnauthenticatedBytes: l.MaxUnauthenticatedBytes,
 		MaxConnsPerAddr: l.MaxConnsPerAddr, LimitLoopback: l.LimitLoopback,
 		RateLimit: l.RateLimit, RateBurst: l.RateBurst, UserRateLimit: l.UserRateLimit, UserRateBurst: l.UserRateBurst,
-		// One process is the whole cluster until the cluster is wired in:
-		// it serves every user and never redirects.
-		Ownership: cluster.NewLocal(cluster.DefaultShards),
+		Ownership: own,
 		Gate:      moderation,
-	})
+	}
+	if rel != nil {
+		gcfg.Forwarder = rel
+	}
+	gw, err := gateway.New(gcfg)
 	if err != nil {
 		return err
 	}
@@ -252,6 +317,9 @@ func run(args []string) error {
 	icfg := inbox.Config{Store: store, Node: o.Node, MaxGroupSize: o.MaxGroupSize, GroupCacheBytes: o.GroupCache,
 		MaxReadBytes: max(o.MaxFrame-64, 1),
 		Notifier:     gw, Logger: log, Registerer: reg}
+	if rel != nil {
+		icfg.Ownership, icfg.Deliverer = cn.watch(), rel
+	}
 	if o.WebhookURL != "" {
 		hook, err := webhook.New(webhook.Config{URL: o.WebhookURL, Logger: log, Registerer: reg})
 		if err != nil {
@@ -273,6 +341,15 @@ func run(args []string) error {
 		return err
 	}
 	defer svc.Close()
+	var peerSrv *peer.Server
+	if cn != nil {
+		cn.svc.Store(svc)
+		peerSrv, err = peer.Listen(peer.ServerConfig{Addr: o.Cluster.PeerListen, Node: uint32(o.Node), Secret: secret, Logger: log, Registerer: reg}, relay.Handler(svc, gw))
+		if err != nil {
+			return err
+		}
+		defer peerSrv.Close()
+	}
 
 	served := make(chan error, 1)
 	go func() { served <- gw.Serve(svc) }()
@@ -300,10 +377,20 @@ func run(args []string) error {
 	}
 	log.Info("inboxd: ready", "listen", gw.Addr(), "admin", adminAddr, "api", apiAddr, "store", o.Store, "data", o.Data, "node", o.Node)
 
+	var lost <-chan struct{} // nil, never ready, unless -cluster
+	if cn != nil {
+		lost = cn.node.Lost()
+	}
+	var lostErr error
 	select {
 	case err := <-served:
 		return err
 	case <-ctx.Done():
+	case <-lost:
+		// A node whose lease ended serves nothing more; a supervisor
+		// restarts it, and it joins anew.
+		lostErr = errors.New("cluster: this node's lease was lost")
+		log.Error("inboxd: " + lostErr.Error())
 	}
 	log.Info("inboxd: shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
@@ -311,11 +398,131 @@ func run(args []string) error {
 	if err := gw.Shutdown(shutdownCtx); err != nil {
 		log.Error("inboxd: gateway shutdown", "err", err)
 	}
-	return <-served
+	err = <-served
+	if cn != nil {
+		// The shards are handed over while the service and the peer server
+		// still run: Drain finishes the batches in flight, and the records
+		// owed to the shards are still delivered until they move. The
+		// deferred closes then run in order: peer server, service, pool,
+		// store, node.
+		if lerr := cn.node.Leave(shutdownCtx); lerr != nil && lostErr == nil {
+			log.Error("inboxd: leave the cluster", "err", lerr)
+		}
+		peerSrv.Close()
+	}
+	return errors.Join(err, lostErr)
+}
+
+// clusterNode is this process's membership of the cluster, and the two
+// callbacks the cluster makes into parts opened after it joined.
+type clusterNode struct {
+	node *cluster.Node
+	// settle is the store, set once open: until then a dead node is not
+	// settled here (another node may do it, or a later round).
+	settle atomic.Pointer[cassandra.Store]
+	// svc is the inbox service, set once started: before it nothing was
+	// written for a shard, so there is nothing to drain.
+	svc atomic.Pointer[inbox.Service]
+
+	mu       sync.Mutex
+	watchers []*watchedNode
+}
+
+// watchedNode is the node as one watcher of its changes sees it: the
+// node's Changes channel wakes one receiver per change, and the gateway
+// and the inbox service each watch it (a change one of them missed would
+// leave it serving an old set of shards).
+type watchedNode struct {
+	*cluster.Node
+	changes chan struct{}
+}
+
+func (w *watchedNode) Changes() <-chan struct{} { return w.changes }
+
+// watch returns a view of the node with a Changes channel of its own,
+// which gets the changes from then on (a watcher reads the shards served
+// when it starts).
+func (cn *clusterNode) watch() cluster.Ownership {
+	w := &watchedNode{Node: cn.node, changes: make(chan struct{}, 1)}
+	cn.mu.Lock()
+	defer cn.mu.Unlock()
+	cn.watchers = append(cn.watchers, w)
+	return w
+}
+
+// relayChanges passes each signal of the node's Changes on to every
+// watcher, coalesced as the node does, until the returned func is called.
+func (cn *clusterNode) relayChanges() (stop func()) {
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			select {
+			case <-done:
+				return
+			case <-cn.node.Changes():
+			}
+			cn.mu.Lock()
+			for _, w := range cn.watchers {
+				select {
+				case w.changes <- struct{}{}:
+				default:
+				}
+			}
+			cn.mu.Unlock()
+		}
+	}()
+	return func() {
+		close(done)
+		<-stopped
+	}
+}
+
+// joinCluster joins the cluster on o's keyspace. With -create-schema it
+// creates the keyspace first: the nodes table must exist to join.
+func joinCluster(ctx context.Context, o options, log *slog.Logger) (*clusterNode, error) {
+	if o.CreateSchema {
+		if err := cassandra.CreateSchema(ctx, cassandraConfig(o)); err != nil {
+			return nil, err
+		}
+	}
+	c := o.Cluster
+	addr, peerAddr := c.Advertise, c.AdvertisePeer
+	if addr == "" {
+		addr = o.Listen
+	}
+	if peerAddr == "" {
+		peerAddr = c.PeerListen
+	}
+	cn := &clusterNode{}
+	node, err := cluster.Join(ctx, cluster.Config{
+		Hosts: strings.Split(o.Hosts, ","), Keyspace: o.Keyspace, Consistency: o.Consistency,
+		Shards: c.Shards, NodeID: int(o.Node), Addr: addr, PeerAddr: peerAddr, LeaseTTL: c.LeaseTTL,
+		Logger: log,
+		Drain: func(ctx context.Context, shard int) error {
+			if svc := cn.svc.Load(); svc != nil {
+				return svc.Drain(ctx, shard)
+			}
+			return nil
+		},
+		OnNodeDead: func(ctx context.Context, dead cluster.DeadNode) error {
+			s := cn.settle.Load()
+			if s == nil {
+				return errors.New("inboxd: the store is not open yet")
+			}
+			return s.SettleNode(ctx, dead.ID, dead.TSLimit)
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	cn.node = node
+	log.Info("inboxd: joined the cluster", "node", node.Self().ID, "shards", node.ShardCount())
+	return cn, nil
 }
 
 // openStore opens the configured backend.
-func openStore(ctx context.Context, o options, log *slog.Logger) (timeline.Store, error) {
+func openStore(ctx context.Context, o options, cn *clusterNode, log *slog.Logger) (timeline.Store, error) {
 	switch o.Store {
 	case "pebble":
 		return pebble.Open(pebble.Options{Dir: o.Data, Logger: log})
@@ -323,12 +530,22 @@ func openStore(ctx context.Context, o options, log *slog.Logger) (timeline.Store
 		if err := os.MkdirAll(o.Data, 0o700); err != nil { // the token secret lives there
 			return nil, err
 		}
-		return cassandra.Open(ctx, cassandra.Config{
-			Hosts: strings.Split(o.Hosts, ","), Keyspace: o.Keyspace, Consistency: o.Consistency,
-			CreateSchema: o.CreateSchema, Logger: log,
-		})
+		cfg := cassandraConfig(o)
+		cfg.Logger = log
+		if cn != nil {
+			cfg.Fence, cfg.NodeID = cn.node, cn.node.Self().ID
+		}
+		return cassandra.Open(ctx, cfg)
 	}
 	return nil, fmt.Errorf("-store %q: want pebble or cassandra", o.Store)
+}
+
+// cassandraConfig is the store's configuration from o.
+func cassandraConfig(o options) cassandra.Config {
+	return cassandra.Config{
+		Hosts: strings.Split(o.Hosts, ","), Keyspace: o.Keyspace, Consistency: o.Consistency,
+		CreateSchema: o.CreateSchema,
+	}
 }
 
 // warnIfShared warns when other local users can enter or read the data
@@ -393,13 +610,14 @@ func newRegistry() (*prometheus.Registry, error) {
 type readiness struct {
 	mu    sync.Mutex
 	store timeline.Store
+	node  int64 // whose clock record the store check reads
 	gw    *gateway.Server
 }
 
-func (r *readiness) setStore(s timeline.Store) {
+func (r *readiness) setStore(s timeline.Store, node int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.store = s
+	r.store, r.node = s, node
 }
 
 func (r *readiness) setGateway(gw *gateway.Server) {
@@ -410,11 +628,11 @@ func (r *readiness) setGateway(gw *gateway.Server) {
 
 // checks are /readyz's: the store answers a cheap read (this node's clock
 // record, one key) and the gateway takes connections.
-func (r *readiness) checks(node int64) []admin.Check {
+func (r *readiness) checks() []admin.Check {
 	return []admin.Check{
 		{Name: "store", Run: func(ctx context.Context) error {
 			r.mu.Lock()
-			store := r.store
+			store, node := r.store, r.node
 			r.mu.Unlock()
 			if store == nil {
 				return errors.New("not open yet")

@@ -43,6 +43,12 @@ func TestParse(t *testing.T) {
 		{[]string{"-api", "127.0.0.1:9000", "-api-key-file", "k"}, "", 0, true}, // the client port
 		{[]string{"-api", "127.0.0.1:7601", "-api-key-file", "k"}, "", 0, true}, // the admin port
 		{[]string{"-api", "127.0.0.1:7602", "-api-key-file", "k"}, "127.0.0.1:9000", 7, false},
+		{[]string{"-node", "-1"}, "", 0, true}, // picking is a cluster's
+		{[]string{"-cluster"}, "", 0, true},    // on the embedded store
+		{[]string{"-cluster", "-store", "cassandra", "-node", "-2"}, "", 0, true},
+		{[]string{"-cluster", "-store", "cassandra", "-shards", "0"}, "", 0, true},
+		{[]string{"-cluster", "-store", "cassandra", "-lease-ttl", "0s"}, "", 0, true},
+		{[]string{"-cluster", "-store", "cassandra", "-node", "-1"}, "127.0.0.1:9000", -1, false},
 	}
 	for _, tt := range tests {
 		o, err := parse(tt.args, getenv)
