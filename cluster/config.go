@@ -154,5 +154,9 @@ func newSession(cfg Config) (*gocql.Session, error) {
 	// A node whose connection broke must find Cassandra again within its
 	// lease, not after the driver's default minute.
 	c.ReconnectInterval = time.Second
+	// The node reads two small tables it never alters: another client's
+	// schema change would only make the driver wait for agreement, up to a
+	// minute, in a goroutine that outlives Close.
+	c.Events.DisableSchemaEvents = true
 	return c.CreateSession()
 }
