@@ -3,7 +3,6 @@ package inbox
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/inboxd/inboxd/timeline"
 	"github.com/inboxd/inboxd/wire"
@@ -24,29 +23,9 @@ func (s *Service) SendSystemMessage(ctx context.Context, conv uint64, clientMsgI
 	case len(body) > s.cfg.MaxBodySize:
 		return SendResult{}, fmt.Errorf("inbox: system message: %w: body of %d bytes exceeds %d", ErrInvalid, len(body), s.cfg.MaxBodySize)
 	}
-	start := time.Now()
-	var res SendResult
-	err := s.do(ctx, wire.SystemSender, func(tx *txn) error {
-		if d, ok, err := tx.dedup(wire.SystemSender, clientMsgID); err != nil || ok {
-			if err == nil && d.Conv != conv {
-				return fmt.Errorf("%w: client msg id %q already used in conversation %d", ErrInvalid, clientMsgID, d.Conv)
-			}
-			res = dupResult(d)
-			return err
-		}
-		g, err := tx.liveGroup(conv)
-		if err != nil {
-			return err
-		}
-		msg, err := tx.post(g, wire.SystemSender, clientMsgID, wire.KindSystemMessage, body)
-		if err != nil {
-			return err
-		}
-		res = SendResult{MsgID: msg.ID, ConvSeq: msg.ConvSeq, Time: msg.Time}
-		return nil
+	res, err := s.send(ctx, wire.SystemSender, conv, clientMsgID, wire.KindSystemMessage, body, func(tx *txn) (*group, error) {
+		return tx.liveGroup(conv)
 	})
-	s.metrics.sendAck.Observe(time.Since(start).Seconds())
-	s.metrics.sends[classifySend(res, err)].Inc()
 	if err != nil {
 		return SendResult{}, fmt.Errorf("inbox: system message to %d: %w", conv, err)
 	}

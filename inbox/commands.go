@@ -31,6 +31,28 @@ func (s *Service) SendGroupMessage(ctx context.Context, sender, conv uint64, cli
 		s.metrics.sends[sendRejected].Inc()
 		return SendResult{}, err
 	}
+	res, err := s.send(ctx, sender, conv, clientMsgID, kind, body, func(tx *txn) (*group, error) {
+		g, m, err := tx.memberOf(conv, sender)
+		if err != nil {
+			return nil, err
+		}
+		if !g.speaks(m, tx.now) {
+			return nil, ErrMuted
+		}
+		return g, nil
+	})
+	if err != nil {
+		return SendResult{}, fmt.Errorf("inbox: send to %d: %w", conv, err)
+	}
+	return res, nil
+}
+
+// send posts sender's message to conv, the part of a send that every kind
+// of sender shares: a resend with the same clientMsgID returns the first
+// result; otherwise speaker returns the group after the checks on the
+// sender, and the message is posted to it. It counts the send's outcome.
+func (s *Service) send(ctx context.Context, sender, conv uint64, clientMsgID string, kind wire.Kind, body []byte,
+	speaker func(tx *txn) (*group, error)) (SendResult, error) {
 	start := time.Now()
 	var res SendResult
 	err := s.do(ctx, sender, func(tx *txn) error {
@@ -47,12 +69,9 @@ func (s *Service) SendGroupMessage(ctx context.Context, sender, conv uint64, cli
 			res = dupResult(d)
 			return err
 		}
-		g, m, err := tx.memberOf(conv, sender)
+		g, err := speaker(tx)
 		if err != nil {
 			return err
-		}
-		if !g.speaks(m, tx.now) {
-			return ErrMuted
 		}
 		msg, err := tx.post(g, sender, clientMsgID, kind, body)
 		if err != nil {
@@ -63,10 +82,7 @@ func (s *Service) SendGroupMessage(ctx context.Context, sender, conv uint64, cli
 	})
 	s.metrics.sendAck.Observe(time.Since(start).Seconds())
 	s.metrics.sends[classifySend(res, err)].Inc()
-	if err != nil {
-		return SendResult{}, fmt.Errorf("inbox: send to %d: %w", conv, err)
-	}
-	return res, nil
+	return res, err
 }
 
 // classifySend names how a send ended, for the metrics: failures are what a
