@@ -14,6 +14,10 @@ import (
 // committer: to their callers it looks like a connection lost before the ack.
 var errCrashed = errors.New("inbox: simulated crash")
 
+// errAbandoned settles a command whose caller gave up before it ran; nobody
+// reads it.
+var errAbandoned = errors.New("inbox: caller gone before the command ran")
+
 // txn is the state of one group commit while the committer builds it: the
 // batch, the seqs assigned, and copies of whatever the batch changes, read
 // in preference to the committed state.
@@ -156,6 +160,11 @@ func (s *Service) begin() *txn {
 func (tx *txn) apply(c *command) error {
 	if tx.failed() {
 		return tx.batchErr()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.abandoned {
+		return errAbandoned
 	}
 	err := c.apply(tx)
 	if se := (storeError{}); errors.As(err, &se) {

@@ -192,6 +192,45 @@ func TestConcurrentDuplicatesStoreOnce(t *testing.T) {
 	}
 }
 
+// TestAbandonedSendNeverRuns gives up on a send while it waits behind a held
+// commit. Its command must not run once its caller has returned: it would
+// write the caller's result after the caller read it (a data race under
+// -race), and store a message whose sender was told it failed before the
+// committer even looked at it.
+func TestAbandonedSendNeverRuns(t *testing.T) {
+	release := make(chan struct{})
+	var held atomic.Bool
+	e := newEnv(t, Config{stepHook: func(step commitStep) bool {
+		if step == stepBeforeCommit && held.CompareAndSwap(true, false) {
+			<-release
+		}
+		return false
+	}})
+	conv := e.create(1, 2)
+	held.Store(true)
+	blocker := make(chan SendResult)
+	go func() { blocker <- e.send(2, conv, "blocker", "holds the committer") }()
+	waitFor(t, "the committer to hold", func() bool { return !held.Load() })
+
+	gaveUp, cancel := context.WithCancel(ctx)
+	queued := make(chan error)
+	go func() {
+		_, err := e.svc.SendGroupMessage(gaveUp, 1, conv, "abandoned", wire.KindText, []byte("x"))
+		queued <- err
+	}()
+	waitFor(t, "the queued send", func() bool { return len(e.svc.cmds) == 1 })
+	cancel()
+	if err := <-queued; !errors.Is(err, context.Canceled) {
+		t.Fatalf("abandoned send: %v, want context.Canceled", err)
+	}
+	close(release)
+	<-blocker
+	e.send(1, conv, "after", "y")
+	if got := e.bodies(2, conv); len(got) != 2 || got[0] != "holds the committer" || got[1] != "y" {
+		t.Fatalf("stored %q, want the blocker and the send after the abandoned one", got)
+	}
+}
+
 func TestRejections(t *testing.T) {
 	e := newEnv(t, Config{MaxGroupSize: 4, MaxBodySize: 10})
 	conv := e.create(1, 2, 3)

@@ -230,6 +230,13 @@ type command struct {
 	// storeError fails this command only.
 	apply func(tx *txn) error
 	done  chan error
+
+	// mu keeps apply and a caller that gives up apart: once the caller has
+	// returned, apply must not write the results it captured, so a command
+	// abandoned before it ran never runs, and a caller whose command is
+	// running waits for apply (not for the commit) before it returns.
+	mu        sync.Mutex
+	abandoned bool
 }
 
 // do hands apply, acting for user, to the committer and waits until its
@@ -252,7 +259,11 @@ func (s *Service) do(ctx context.Context, user uint64, apply func(tx *txn) error
 	case err := <-c.done:
 		return err
 	case <-ctx.Done():
-		// The command may still commit; a retry finds what it wrote.
+		// A command the committer has taken may still commit; a retry
+		// finds what it wrote.
+		c.mu.Lock()
+		c.abandoned = true
+		c.mu.Unlock()
 		return ctx.Err()
 	}
 }
