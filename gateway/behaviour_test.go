@@ -231,7 +231,11 @@ func TestIdleAndAuthTimeouts(t *testing.T) {
 // closes it rather than buffer without bound, and the user loses nothing.
 func TestSlowReader(t *testing.T) {
 	var out syncBuffer
-	s := start(t, Config{MaxOutbound: 256 << 10, RateLimit: 1e6, RateBurst: 1e6,
+	// The sender gets its own messages too, and a delivery loop that lags
+	// behind the acks hands it several at once: MaxOutbound leaves room for
+	// 16 of them, so that only the reader that stopped overflows (the 9 MB
+	// sent exceed the 4 MB kernel send buffer and the cap together).
+	s := start(t, Config{MaxOutbound: 1 << 20, RateLimit: 1e6, RateBurst: 1e6,
 		Logger: slog.New(slog.NewTextHandler(&out, nil))})
 	sender, slow := s.login(1, "d"), s.login(2, "d")
 	slow.c.(*net.TCPConn).SetReadBuffer(4096)
