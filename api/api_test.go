@@ -372,7 +372,7 @@ func TestBadInput(t *testing.T) {
 		{"kind out of range", "POST", "/v1/groups/" + conv + "/messages", `{"sender":1,"client_msg_id":"a","kind":70000,"body":"x"}`, 400, "BAD_REQUEST"},
 		{"bad limit", "GET", "/v1/users/1/conversations?limit=x", ``, 400, "INVALID"},
 		{"unknown route", "GET", "/v1/nope", ``, 404, "UNKNOWN_COMMAND"},
-		{"wrong method", "DELETE", "/v1/groups", ``, 404, "UNKNOWN_COMMAND"},
+		{"wrong method", "DELETE", "/v1/groups", ``, 405, "UNKNOWN_COMMAND"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -387,6 +387,52 @@ func TestBadInput(t *testing.T) {
 	e.call(http.StatusOK, "GET", "/v1/groups/"+conv, "", &g)
 	if len(g.Members) != 2 {
 		t.Errorf("after the refused calls the group has %+v", g.Members)
+	}
+}
+
+// TestWrongMethod: a path served with other methods is answered 405 with
+// an Allow header naming them, after the key check; a path not served at
+// all is 404 without one.
+func TestWrongMethod(t *testing.T) {
+	e := newEnv(t)
+	conv := e.createGroup(1, 2)
+	tests := []struct {
+		name, key, method, path string
+		status                  int
+		allow                   string
+	}{
+		{"delete the groups", key1, "DELETE", "/v1/groups", 405, "POST"},
+		{"post to a group", key1, "POST", "/v1/groups/" + conv, 405, "GET, HEAD"},
+		{"get a ban", key1, "GET", "/v1/users/2/ban", 405, "POST"},
+		{"put the devices", key1, "PUT", "/v1/users/2/devices", 405, "GET, HEAD"},
+		{"no such path", key1, "PUT", "/v1/nope", 404, ""},
+		{"no key", "", "DELETE", "/v1/groups", 401, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequest(tt.method, e.url+tt.path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.key != "" {
+				req.Header.Set("Authorization", "Bearer "+tt.key)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var ae Error
+			if err := json.NewDecoder(resp.Body).Decode(&ae); err != nil || resp.StatusCode != tt.status || ae.Message == "" {
+				t.Errorf("%d %+v (%v), want %d", resp.StatusCode, ae, err, tt.status)
+			}
+			if got := resp.Header.Get("Allow"); got != tt.allow {
+				t.Errorf("Allow: %q, want %q", got, tt.allow)
+			}
+		})
+	}
+	if got := testutil.ToFloat64(requestsOf(t, e.reg, unknownRoute, "405")); got != 4 {
+		t.Errorf("inboxd_api_requests_total{route=%q,code=\"405\"} = %v, want 4", unknownRoute, got)
 	}
 }
 
