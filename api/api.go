@@ -70,7 +70,7 @@ type Service interface {
 // Sessions is what the API needs of the gateway; *gateway.Server has it.
 type Sessions interface {
 	Devices(user uint64) []gateway.Device
-	Disconnect(user uint64, device string, code wire.Code, msg string) int
+	Rechecker
 }
 
 // Config configures Handler.
@@ -81,6 +81,10 @@ type Config struct {
 	// Moderation keeps the bans and revocations; the gateway must have it
 	// as its Gate.
 	Moderation *Moderation
+	// Peers, in a cluster, tells the other nodes of each ban, unban and
+	// revocation as it is made; a node it does not reach within
+	// SyncInterval learns it by its Follower's next re-read. Nil: one node.
+	Peers Announcer
 	// Node is this server's node id, reported with each online device.
 	Node int64
 	// Timeout bounds one call (default 10 s).

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -58,6 +59,9 @@ type env struct {
 	restrictions timeline.Restrictions
 	moderation   *Moderation
 	log          *lockedBuffer // the API's log
+	// ahead moves the API's clock forward (a time.Duration): the time of
+	// its revocations.
+	ahead atomic.Int64
 }
 
 // lockedBuffer is a log's output, written by the server's goroutines.
@@ -102,6 +106,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	h, err := Handler(Config{Keys: keys, Service: svc, Sessions: gw, Moderation: mod, Node: 7, Registerer: e.reg,
+		Now:    func() time.Time { return time.Now().Add(time.Duration(e.ahead.Load())) },
 		Logger: slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -253,7 +254,7 @@ func (h *handler) routes() []route {
 			if err != nil {
 				return 0, nil, err
 			}
-			n := h.cfg.Sessions.Disconnect(user, req.Device, wire.CodeRevoked, "the token was revoked: get a new one")
+			n := h.restricted(r.Context(), user)
 			h.cfg.Logger.Info("api: tokens revoked", "user", user, "device", req.Device, "before", before.Unix(), "disconnected", n)
 			return http.StatusOK, Revoked{RevokedBefore: before.Unix(), Disconnected: n}, nil
 		}},
@@ -301,13 +302,27 @@ func (h *handler) setBanned(banned bool) func(r *http.Request) (int, any, error)
 		if err := h.cfg.Moderation.SetBanned(r.Context(), user, banned); err != nil {
 			return 0, nil, err
 		}
-		var n int
-		if banned {
-			n = h.cfg.Sessions.Disconnect(user, "", wire.CodeBanned, "the user is banned")
-		}
+		n := h.restricted(r.Context(), user)
 		h.cfg.Logger.Info("api: ban set", "user", user, "banned", banned, "disconnected", n)
 		return http.StatusOK, Disconnected{Disconnected: n}, nil
 	}
+}
+
+// restricted enforces a change of user's restrictions stored here: it
+// closes the user's connections on this node that they refuse now, and
+// tells the other nodes, waiting at most SyncInterval for them (a node
+// not told re-reads the change by then anyway). It returns the number of
+// connections closed here.
+func (h *handler) restricted(ctx context.Context, user uint64) int {
+	n := h.cfg.Sessions.Recheck(user)
+	if h.cfg.Peers != nil {
+		ctx, cancel := context.WithTimeout(ctx, SyncInterval)
+		defer cancel()
+		if err := h.cfg.Peers.AnnounceRestrictions(ctx); err != nil {
+			h.cfg.Logger.Warn("api: a node was not told of a restriction; it re-reads it within "+SyncInterval.String(), "user", user, "err", err)
+		}
+	}
+	return n
 }
 
 // withConv is a route on a group that takes a body of type T and answers
