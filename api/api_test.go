@@ -441,6 +441,53 @@ func TestWrongMethod(t *testing.T) {
 	}
 }
 
+// TestRepeatedGroupCalls: an invite, kick or mute repeated once it took
+// effect (a backend's retry) succeeds and posts nothing: the members see
+// each notice once. A kick of a user who never was a member succeeds too;
+// the calls an actor may not make are still refused.
+func TestRepeatedGroupCalls(t *testing.T) {
+	e := newEnv(t)
+	bob := e.connect(2, "phone")
+	conv := e.createGroup(1, 2, 3)
+	until := time.Now().Add(time.Hour).UnixMilli()
+	calls := []struct{ path, body string }{
+		{"/invite", `{"actor":1,"users":[4]}`},
+		{"/mute", fmt.Sprintf(`{"actor":1,"user":3,"until_ms":%d}`, until)},
+		{"/mute", fmt.Sprintf(`{"actor":1,"until_ms":%d}`, until)},
+		{"/mute", `{"actor":1,"user":3,"until_ms":0}`},
+		{"/kick", `{"actor":1,"user":4}`},
+	}
+	for _, c := range calls {
+		for range 2 {
+			e.call(http.StatusNoContent, "POST", "/v1/groups/"+conv+c.path, c.body, nil)
+		}
+	}
+	e.call(http.StatusNoContent, "POST", "/v1/groups/"+conv+"/kick", `{"actor":1,"user":9}`, nil)
+	e.call(http.StatusNoContent, "POST", "/v1/groups/"+conv+"/mute", `{"actor":1,"user":2,"until_ms":0}`, nil)
+	for _, c := range []struct{ path, body, code string }{
+		{"/kick", `{"actor":2,"user":9}`, "FORBIDDEN"}, // a plain member kicks nobody
+		{"/kick", `{"actor":9,"user":2}`, "NOT_MEMBER"},
+		{"/invite", `{"actor":9,"users":[2]}`, "NOT_MEMBER"},
+	} {
+		code, b := e.do(key1, "POST", "/v1/groups/"+conv+c.path, c.body)
+		if code != http.StatusForbidden || !strings.Contains(string(b), c.code) {
+			t.Errorf("POST %s %s: %d %s, want 403 %s", c.path, c.body, code, b, c.code)
+		}
+	}
+	// A last message, after which every notice has arrived.
+	e.call(http.StatusOK, "POST", "/v1/groups/"+conv+"/system-messages", `{"client_msg_id":"end","body":"end"}`, nil)
+	bob.waitKinds(t, wire.KindSystemMessage, 1)
+	var types []string
+	for _, n := range bob.waitKinds(t, wire.KindNotice, 6) {
+		var body struct{ Type string }
+		json.Unmarshal(n.Message.Body, &body)
+		types = append(types, body.Type)
+	}
+	if want := []string{"create", "invite", "mute", "mute_group", "mute", "kick"}; !slices.Equal(types, want) {
+		t.Errorf("notices %q, want %q", types, want)
+	}
+}
+
 // TestGroupCallsSeenByClients makes every group call and checks what the
 // members' devices receive over TCP.
 func TestGroupCallsSeenByClients(t *testing.T) {
@@ -453,7 +500,7 @@ func TestGroupCallsSeenByClients(t *testing.T) {
 	e.call(http.StatusNoContent, "POST", "/v1/groups/"+conv+"/role", `{"actor":1,"user":2,"role":"admin"}`, nil)
 	e.call(http.StatusNoContent, "POST", "/v1/groups/"+conv+"/mute", fmt.Sprintf(`{"actor":2,"user":3,"until_ms":%d}`, time.Now().Add(time.Hour).UnixMilli()), nil)
 	e.call(http.StatusNoContent, "POST", "/v1/groups/"+conv+"/kick", `{"actor":2,"user":4}`, nil)
-	e.call(http.StatusNoContent, "POST", "/v1/groups/"+conv+"/mute", `{"actor":1,"until_ms":0}`, nil)
+	e.call(http.StatusNoContent, "POST", "/v1/groups/"+conv+"/mute", fmt.Sprintf(`{"actor":1,"until_ms":%d}`, time.Now().Add(time.Hour).UnixMilli()), nil)
 	notices := bob.waitKinds(t, wire.KindNotice, 6)
 	var types []string
 	for _, n := range notices {

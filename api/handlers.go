@@ -186,11 +186,14 @@ func (h *handler) routes() []route {
 			}
 			return http.StatusOK, groupJSON(info.Group, info.Members), nil
 		}},
+		// Invite and kick are done once their users are (are not)
+		// members: a retry of one that took effect succeeds, posting
+		// nothing, where the protocol answers INVALID (NOT_MEMBER).
 		{"POST /v1/groups/{conv}/invite", withConv(func(r *http.Request, conv uint64, req InviteRequest) error {
-			return svc.Invite(r.Context(), req.Actor, conv, req.Users)
+			return done(svc.Invite(r.Context(), req.Actor, conv, req.Users), inbox.ErrAlreadyMember)
 		})},
 		{"POST /v1/groups/{conv}/kick", withConv(func(r *http.Request, conv uint64, req KickRequest) error {
-			return svc.Kick(r.Context(), req.Actor, conv, req.User)
+			return done(svc.Kick(r.Context(), req.Actor, conv, req.User), inbox.ErrNoSuchMember)
 		})},
 		{"POST /v1/groups/{conv}/role", withConv(func(r *http.Request, conv uint64, req SetRoleRequest) error {
 			role, err := parseRole(req.Role)
@@ -306,6 +309,15 @@ func (h *handler) setBanned(banned bool) func(r *http.Request) (int, any, error)
 		h.cfg.Logger.Info("api: ban set", "user", user, "banned", banned, "disconnected", n)
 		return http.StatusOK, Disconnected{Disconnected: n}, nil
 	}
+}
+
+// done is err, but nil when it is already: the call finds done what it
+// asks for.
+func done(err, already error) error {
+	if errors.Is(err, already) {
+		return nil
+	}
+	return err
 }
 
 // restricted enforces a change of user's restrictions stored here: it
