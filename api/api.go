@@ -31,9 +31,12 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -67,7 +70,7 @@ type Service interface {
 // Sessions is what the API needs of the gateway; *gateway.Server has it.
 type Sessions interface {
 	Devices(user uint64) []gateway.Device
-	Disconnect(user uint64, device string, code wire.Code, msg string) int
+	Rechecker
 }
 
 // Config configures Handler.
@@ -78,6 +81,10 @@ type Config struct {
 	// Moderation keeps the bans and revocations; the gateway must have it
 	// as its Gate.
 	Moderation *Moderation
+	// Peers, in a cluster, tells the other nodes of each ban, unban and
+	// revocation as it is made; a node it does not reach within
+	// SyncInterval learns it by its Follower's next re-read. Nil: one node.
+	Peers Announcer
 	// Node is this server's node id, reported with each online device.
 	Node int64
 	// Timeout bounds one call (default 10 s).
@@ -110,6 +117,10 @@ func Handler(cfg Config) (http.Handler, error) {
 	for _, r := range h.routes() {
 		h.mux.Handle(r.pattern, h.call(r.pattern, r.fn))
 		m.latency.WithLabelValues(r.pattern) // exported from the start
+		method, _, _ := strings.Cut(r.pattern, " ")
+		if !slices.Contains(h.methods, method) {
+			h.methods = append(h.methods, method)
+		}
 	}
 	m.latency.WithLabelValues(unknownRoute)
 	return h, nil
@@ -123,6 +134,7 @@ type handler struct {
 	cfg     Config
 	metrics *metrics
 	mux     *http.ServeMux
+	methods []string // of the routes, for the Allow header of a 405
 }
 
 // route is one call of the API: pattern is its method and path.
@@ -131,18 +143,42 @@ type route struct {
 	fn      func(r *http.Request) (status int, resp any, err error)
 }
 
-// ServeHTTP answers what the mux has no route for in JSON, and counts it.
+// ServeHTTP answers what the mux has no route for in JSON, and counts it:
+// 405 with an Allow header for a path served with other methods, else 404.
+// The key is checked first, so that a caller without one learns no path.
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if _, pattern := h.mux.Handler(r); pattern == "" {
-		start := time.Now()
-		e := failure(http.StatusNotFound, wire.CodeUnknownCommand, "no such call: "+r.Method+" "+r.URL.Path)
-		if !h.authorized(w, r, unknownRoute, start) {
-			return
-		}
-		h.answer(w, unknownRoute, start, e.status, nil, e)
+	if _, pattern := h.mux.Handler(r); pattern != "" {
+		h.mux.ServeHTTP(w, r)
 		return
 	}
-	h.mux.ServeHTTP(w, r)
+	start := time.Now()
+	if !h.authorized(w, r, unknownRoute, start) {
+		return
+	}
+	e := failure(http.StatusNotFound, wire.CodeUnknownCommand, "no such call: "+r.Method+" "+r.URL.Path)
+	if allow := h.allowed(r); len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		e = failure(http.StatusMethodNotAllowed, wire.CodeUnknownCommand,
+			fmt.Sprintf("%s is not served on %s: use %s", r.Method, r.URL.Path, strings.Join(allow, " or ")))
+	}
+	h.answer(w, unknownRoute, start, e.status, nil, e)
+}
+
+// allowed returns the methods the routes serve r's path with, HEAD with
+// GET as the mux serves it.
+func (h *handler) allowed(r *http.Request) []string {
+	var allow []string
+	probe := r.Clone(r.Context())
+	for _, m := range h.methods {
+		probe.Method = m
+		if _, pattern := h.mux.Handler(probe); pattern != "" {
+			allow = append(allow, m)
+			if m == http.MethodGet {
+				allow = append(allow, http.MethodHead)
+			}
+		}
+	}
+	return allow
 }
 
 // call wraps a route with the key check, the body limit, the call's

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -58,6 +59,9 @@ type env struct {
 	restrictions timeline.Restrictions
 	moderation   *Moderation
 	log          *lockedBuffer // the API's log
+	// ahead moves the API's clock forward (a time.Duration): the time of
+	// its revocations.
+	ahead atomic.Int64
 }
 
 // lockedBuffer is a log's output, written by the server's goroutines.
@@ -102,6 +106,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	h, err := Handler(Config{Keys: keys, Service: svc, Sessions: gw, Moderation: mod, Node: 7, Registerer: e.reg,
+		Now:    func() time.Time { return time.Now().Add(time.Duration(e.ahead.Load())) },
 		Logger: slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
 		t.Fatal(err)
@@ -372,7 +377,7 @@ func TestBadInput(t *testing.T) {
 		{"kind out of range", "POST", "/v1/groups/" + conv + "/messages", `{"sender":1,"client_msg_id":"a","kind":70000,"body":"x"}`, 400, "BAD_REQUEST"},
 		{"bad limit", "GET", "/v1/users/1/conversations?limit=x", ``, 400, "INVALID"},
 		{"unknown route", "GET", "/v1/nope", ``, 404, "UNKNOWN_COMMAND"},
-		{"wrong method", "DELETE", "/v1/groups", ``, 404, "UNKNOWN_COMMAND"},
+		{"wrong method", "DELETE", "/v1/groups", ``, 405, "UNKNOWN_COMMAND"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -390,6 +395,99 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
+// TestWrongMethod: a path served with other methods is answered 405 with
+// an Allow header naming them, after the key check; a path not served at
+// all is 404 without one.
+func TestWrongMethod(t *testing.T) {
+	e := newEnv(t)
+	conv := e.createGroup(1, 2)
+	tests := []struct {
+		name, key, method, path string
+		status                  int
+		allow                   string
+	}{
+		{"delete the groups", key1, "DELETE", "/v1/groups", 405, "POST"},
+		{"post to a group", key1, "POST", "/v1/groups/" + conv, 405, "GET, HEAD"},
+		{"get a ban", key1, "GET", "/v1/users/2/ban", 405, "POST"},
+		{"put the devices", key1, "PUT", "/v1/users/2/devices", 405, "GET, HEAD"},
+		{"no such path", key1, "PUT", "/v1/nope", 404, ""},
+		{"no key", "", "DELETE", "/v1/groups", 401, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequest(tt.method, e.url+tt.path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.key != "" {
+				req.Header.Set("Authorization", "Bearer "+tt.key)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var ae Error
+			if err := json.NewDecoder(resp.Body).Decode(&ae); err != nil || resp.StatusCode != tt.status || ae.Message == "" {
+				t.Errorf("%d %+v (%v), want %d", resp.StatusCode, ae, err, tt.status)
+			}
+			if got := resp.Header.Get("Allow"); got != tt.allow {
+				t.Errorf("Allow: %q, want %q", got, tt.allow)
+			}
+		})
+	}
+	if got := testutil.ToFloat64(requestsOf(t, e.reg, unknownRoute, "405")); got != 4 {
+		t.Errorf("inboxd_api_requests_total{route=%q,code=\"405\"} = %v, want 4", unknownRoute, got)
+	}
+}
+
+// TestRepeatedGroupCalls: an invite, kick or mute repeated once it took
+// effect (a backend's retry) succeeds and posts nothing: the members see
+// each notice once. A kick of a user who never was a member succeeds too;
+// the calls an actor may not make are still refused.
+func TestRepeatedGroupCalls(t *testing.T) {
+	e := newEnv(t)
+	bob := e.connect(2, "phone")
+	conv := e.createGroup(1, 2, 3)
+	until := time.Now().Add(time.Hour).UnixMilli()
+	calls := []struct{ path, body string }{
+		{"/invite", `{"actor":1,"users":[4]}`},
+		{"/mute", fmt.Sprintf(`{"actor":1,"user":3,"until_ms":%d}`, until)},
+		{"/mute", fmt.Sprintf(`{"actor":1,"until_ms":%d}`, until)},
+		{"/mute", `{"actor":1,"user":3,"until_ms":0}`},
+		{"/kick", `{"actor":1,"user":4}`},
+	}
+	for _, c := range calls {
+		for range 2 {
+			e.call(http.StatusNoContent, "POST", "/v1/groups/"+conv+c.path, c.body, nil)
+		}
+	}
+	e.call(http.StatusNoContent, "POST", "/v1/groups/"+conv+"/kick", `{"actor":1,"user":9}`, nil)
+	e.call(http.StatusNoContent, "POST", "/v1/groups/"+conv+"/mute", `{"actor":1,"user":2,"until_ms":0}`, nil)
+	for _, c := range []struct{ path, body, code string }{
+		{"/kick", `{"actor":2,"user":9}`, "FORBIDDEN"}, // a plain member kicks nobody
+		{"/kick", `{"actor":9,"user":2}`, "NOT_MEMBER"},
+		{"/invite", `{"actor":9,"users":[2]}`, "NOT_MEMBER"},
+	} {
+		code, b := e.do(key1, "POST", "/v1/groups/"+conv+c.path, c.body)
+		if code != http.StatusForbidden || !strings.Contains(string(b), c.code) {
+			t.Errorf("POST %s %s: %d %s, want 403 %s", c.path, c.body, code, b, c.code)
+		}
+	}
+	// A last message, after which every notice has arrived.
+	e.call(http.StatusOK, "POST", "/v1/groups/"+conv+"/system-messages", `{"client_msg_id":"end","body":"end"}`, nil)
+	bob.waitKinds(t, wire.KindSystemMessage, 1)
+	var types []string
+	for _, n := range bob.waitKinds(t, wire.KindNotice, 6) {
+		var body struct{ Type string }
+		json.Unmarshal(n.Message.Body, &body)
+		types = append(types, body.Type)
+	}
+	if want := []string{"create", "invite", "mute", "mute_group", "mute", "kick"}; !slices.Equal(types, want) {
+		t.Errorf("notices %q, want %q", types, want)
+	}
+}
+
 // TestGroupCallsSeenByClients makes every group call and checks what the
 // members' devices receive over TCP.
 func TestGroupCallsSeenByClients(t *testing.T) {
@@ -402,7 +500,7 @@ func TestGroupCallsSeenByClients(t *testing.T) {
 	e.call(http.StatusNoContent, "POST", "/v1/groups/"+conv+"/role", `{"actor":1,"user":2,"role":"admin"}`, nil)
 	e.call(http.StatusNoContent, "POST", "/v1/groups/"+conv+"/mute", fmt.Sprintf(`{"actor":2,"user":3,"until_ms":%d}`, time.Now().Add(time.Hour).UnixMilli()), nil)
 	e.call(http.StatusNoContent, "POST", "/v1/groups/"+conv+"/kick", `{"actor":2,"user":4}`, nil)
-	e.call(http.StatusNoContent, "POST", "/v1/groups/"+conv+"/mute", `{"actor":1,"until_ms":0}`, nil)
+	e.call(http.StatusNoContent, "POST", "/v1/groups/"+conv+"/mute", fmt.Sprintf(`{"actor":1,"until_ms":%d}`, time.Now().Add(time.Hour).UnixMilli()), nil)
 	notices := bob.waitKinds(t, wire.KindNotice, 6)
 	var types []string
 	for _, n := range notices {

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -185,11 +186,14 @@ func (h *handler) routes() []route {
 			}
 			return http.StatusOK, groupJSON(info.Group, info.Members), nil
 		}},
+		// Invite and kick are done once their users are (are not)
+		// members: a retry of one that took effect succeeds, posting
+		// nothing, where the protocol answers INVALID (NOT_MEMBER).
 		{"POST /v1/groups/{conv}/invite", withConv(func(r *http.Request, conv uint64, req InviteRequest) error {
-			return svc.Invite(r.Context(), req.Actor, conv, req.Users)
+			return done(svc.Invite(r.Context(), req.Actor, conv, req.Users), inbox.ErrAlreadyMember)
 		})},
 		{"POST /v1/groups/{conv}/kick", withConv(func(r *http.Request, conv uint64, req KickRequest) error {
-			return svc.Kick(r.Context(), req.Actor, conv, req.User)
+			return done(svc.Kick(r.Context(), req.Actor, conv, req.User), inbox.ErrNoSuchMember)
 		})},
 		{"POST /v1/groups/{conv}/role", withConv(func(r *http.Request, conv uint64, req SetRoleRequest) error {
 			role, err := parseRole(req.Role)
@@ -253,7 +257,7 @@ func (h *handler) routes() []route {
 			if err != nil {
 				return 0, nil, err
 			}
-			n := h.cfg.Sessions.Disconnect(user, req.Device, wire.CodeRevoked, "the token was revoked: get a new one")
+			n := h.restricted(r.Context(), user)
 			h.cfg.Logger.Info("api: tokens revoked", "user", user, "device", req.Device, "before", before.Unix(), "disconnected", n)
 			return http.StatusOK, Revoked{RevokedBefore: before.Unix(), Disconnected: n}, nil
 		}},
@@ -301,13 +305,36 @@ func (h *handler) setBanned(banned bool) func(r *http.Request) (int, any, error)
 		if err := h.cfg.Moderation.SetBanned(r.Context(), user, banned); err != nil {
 			return 0, nil, err
 		}
-		var n int
-		if banned {
-			n = h.cfg.Sessions.Disconnect(user, "", wire.CodeBanned, "the user is banned")
-		}
+		n := h.restricted(r.Context(), user)
 		h.cfg.Logger.Info("api: ban set", "user", user, "banned", banned, "disconnected", n)
 		return http.StatusOK, Disconnected{Disconnected: n}, nil
 	}
+}
+
+// done is err, but nil when it is already: the call finds done what it
+// asks for.
+func done(err, already error) error {
+	if errors.Is(err, already) {
+		return nil
+	}
+	return err
+}
+
+// restricted enforces a change of user's restrictions stored here: it
+// closes the user's connections on this node that they refuse now, and
+// tells the other nodes, waiting at most SyncInterval for them (a node
+// not told re-reads the change by then anyway). It returns the number of
+// connections closed here.
+func (h *handler) restricted(ctx context.Context, user uint64) int {
+	n := h.cfg.Sessions.Recheck(user)
+	if h.cfg.Peers != nil {
+		ctx, cancel := context.WithTimeout(ctx, SyncInterval)
+		defer cancel()
+		if err := h.cfg.Peers.AnnounceRestrictions(ctx); err != nil {
+			h.cfg.Logger.Warn("api: a node was not told of a restriction; it re-reads it within "+SyncInterval.String(), "user", user, "err", err)
+		}
+	}
+	return n
 }
 
 // withConv is a route on a group that takes a body of type T and answers

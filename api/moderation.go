@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -69,6 +70,38 @@ func (m *Moderation) Admit(user uint64, device string, issued time.Time) wire.Co
 		}
 	}
 	return 0
+}
+
+// Sync re-reads every restriction from the store, for the changes other
+// nodes' APIs made, and returns the users whose records changed here. It
+// holds the write lock, so that a change made here meanwhile is not
+// replaced by an older read.
+func (m *Moderation) Sync(ctx context.Context) ([]uint64, error) {
+	m.write.Lock()
+	defer m.write.Unlock()
+	all, err := m.store.AllRestrictions(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("api: re-read restrictions: %w", err)
+	}
+	cache := make(map[restrictionKey]timeline.Restriction, len(all))
+	var changed []uint64
+	m.mu.RLock()
+	for _, r := range all {
+		k := restrictionKey{r.User, r.Device}
+		cache[k] = r
+		if old, ok := m.cache[k]; (!ok || !sameRestriction(old, r)) && !slices.Contains(changed, r.User) {
+			changed = append(changed, r.User)
+		}
+	}
+	m.mu.RUnlock()
+	m.mu.Lock()
+	m.cache = cache
+	m.mu.Unlock()
+	return changed, nil
+}
+
+func sameRestriction(a, b timeline.Restriction) bool {
+	return a.Banned == b.Banned && a.RevokedBefore.Equal(b.RevokedBefore)
 }
 
 // update changes the record of user's device by fn, durably, then in the

@@ -5,9 +5,12 @@ import (
 	"errors"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/inboxd/inboxd/client"
 	"github.com/inboxd/inboxd/timeline/pebble"
@@ -101,7 +104,10 @@ func TestRevoke(t *testing.T) {
 		t.Errorf("devices after revoking the phone %+v, want the laptop and the new phone", devs)
 	}
 
-	// Every device, with no body.
+	// Every device, with no body. The new phone's token was issued at the
+	// first revocation's revoked_before: the second revocation comes a
+	// second later, or the phone's token would be as new as it allows.
+	e.ahead.Store(int64(time.Second))
 	e.call(http.StatusOK, "POST", "/v1/users/2/revoke", "", &rv)
 	if rv.Disconnected != 2 {
 		t.Errorf("revoke every device disconnected %d, want 2", rv.Disconnected)
@@ -171,5 +177,54 @@ func TestModerationRestart(t *testing.T) {
 		if got := m.Admit(tt.user, tt.device, tt.issued); got != tt.want {
 			t.Errorf("Admit(%d, %s, %v) = %v, want %v", tt.user, tt.device, tt.issued, got, tt.want)
 		}
+	}
+}
+
+// TestModerationSync: a Moderation learns what another one (another
+// node's) wrote to the store by Sync, which names each user whose record
+// changed once; a change of its own is never replaced by the read.
+func TestModerationSync(t *testing.T) {
+	st, err := pebble.Open(pebble.Options{Dir: "db", FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	here, err := LoadModeration(t.Context(), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	there, err := LoadModeration(t.Context(), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1_800_000_000, 0)
+	if err := there.SetBanned(t.Context(), 2, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := there.Revoke(t.Context(), 3, "phone", now); err != nil {
+		t.Fatal(err)
+	}
+	if here.Banned(2) {
+		t.Fatal("a ban of another Moderation seen before Sync")
+	}
+	if err := here.SetBanned(t.Context(), 4, true); err != nil {
+		t.Fatal(err)
+	}
+	changed, err := here.Sync(t.Context())
+	slices.Sort(changed)
+	if err != nil || !slices.Equal(changed, []uint64{2, 3}) {
+		t.Fatalf("Sync: %v, %v; want users 2 and 3", changed, err)
+	}
+	if !here.Banned(2) || here.Admit(3, "phone", now) != wire.CodeRevoked || !here.Banned(4) {
+		t.Error("after Sync the changes of both are not all in force")
+	}
+	if changed, err := here.Sync(t.Context()); err != nil || len(changed) != 0 {
+		t.Errorf("Sync with nothing new: %v, %v", changed, err)
+	}
+	if err := there.SetBanned(t.Context(), 2, false); err != nil {
+		t.Fatal(err)
+	}
+	if changed, _ := here.Sync(t.Context()); !slices.Equal(changed, []uint64{2}) || here.Banned(2) {
+		t.Errorf("Sync after an unban: %v, banned %v", changed, here.Banned(2))
 	}
 }

@@ -34,7 +34,12 @@ func (s *Server) gated(sess *session) *wirepb.Error {
 	if s.cfg.Gate == nil {
 		return nil
 	}
-	switch code := s.cfg.Gate.Admit(sess.user.Load(), sess.device, sess.issued); code {
+	return gateError(s.cfg.Gate.Admit(sess.user.Load(), sess.device, sess.issued))
+}
+
+// gateError is the ERROR body of a Gate's code; nil for 0.
+func gateError(code wire.Code) *wirepb.Error {
+	switch code {
 	case 0:
 		return nil
 	case wire.CodeBanned:
@@ -44,21 +49,31 @@ func (s *Server) gated(sess *session) *wirepb.Error {
 	}
 }
 
-// Disconnect closes user's authenticated connections with an ERROR frame of
-// code, wire.CodeBanned or wire.CodeRevoked: all of them when device is
-// empty, else that device's. Call it after the Gate refuses them: a
-// connection authenticating meanwhile is refused by the Gate. It returns
-// the number of connections closed.
-func (s *Server) Disconnect(user uint64, device string, code wire.Code, msg string) int {
-	why, ok := gateRefusals[code]
-	if !ok {
-		panic("gateway: Disconnect with code " + code.String())
+// Recheck asks the Gate again about each of user's authenticated
+// connections, and closes those it refuses now with an ERROR frame of its
+// code (BANNED or REVOKED). Call it after a change of the user's ban or
+// revocations, made here or learned from another node: a connection whose
+// token is still admitted (a device not revoked, a token issued after the
+// revocation) stays, so a change learned twice closes nothing more. A
+// connection authenticating meanwhile is refused at AUTH. It returns the
+// number of connections closed.
+func (s *Server) Recheck(user uint64) int {
+	if s.cfg.Gate == nil {
+		return 0
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	n := 0
 	for _, sess := range s.byUser[user] {
-		if (device == "" || sess.device == device) && sess.fail(why.closed, code, msg) {
+		code := s.cfg.Gate.Admit(user, sess.device, sess.issued)
+		if code == 0 {
+			continue
+		}
+		why, ok := gateRefusals[code]
+		if !ok {
+			panic("gateway: the Gate refused with code " + code.String())
+		}
+		if sess.failWith(why.closed, gateError(code)) {
 			n++
 		}
 	}

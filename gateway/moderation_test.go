@@ -16,7 +16,8 @@ import (
 // gate is a Gate whose answers the test sets.
 type gate struct {
 	mu      sync.Mutex
-	refuse  map[uint64]wire.Code // at AUTH
+	refuse  map[uint64]wire.Code // at AUTH and Recheck
+	revoked map[string]bool      // devices refused REVOKED
 	banned  map[uint64]bool      // on SEND
 	issued  time.Time            // the issue time of the last token asked about
 	devices []string
@@ -27,6 +28,9 @@ func (g *gate) Admit(user uint64, device string, issued time.Time) wire.Code {
 	defer g.mu.Unlock()
 	g.issued = issued
 	g.devices = append(g.devices, device)
+	if g.revoked[device] {
+		return wire.CodeRevoked
+	}
 	return g.refuse[user]
 }
 
@@ -43,7 +47,7 @@ func (g *gate) set(f func()) {
 }
 
 func TestGate(t *testing.T) {
-	g := &gate{refuse: map[uint64]wire.Code{}, banned: map[uint64]bool{}}
+	g := &gate{refuse: map[uint64]wire.Code{}, revoked: map[string]bool{}, banned: map[uint64]bool{}}
 	s := start(t, Config{Gate: g})
 
 	// AUTH is refused with the Gate's code, and counted under it.
@@ -93,16 +97,22 @@ func TestGate(t *testing.T) {
 		t.Errorf("SEND of a banned user: %v", err)
 	}
 
-	// Disconnect closes the devices named, with the code given.
+	// Recheck closes the connections the Gate refuses now, with its code,
+	// and only those: asked again, it closes nothing more.
 	phone := s.login(7, "phone")
-	if n := s.gw.Disconnect(7, "phone", wire.CodeRevoked, "revoked"); n != 1 {
-		t.Errorf("Disconnect of one device closed %d", n)
+	g.set(func() { g.revoked["phone"] = true })
+	if n := s.gw.Recheck(7); n != 1 {
+		t.Errorf("Recheck after revoking the phone closed %d, want 1", n)
 	}
 	if e := phone.closeError(); wire.Code(e.GetCode()) != wire.CodeRevoked {
 		t.Errorf("the phone closed with %v, want REVOKED", e)
 	}
-	if n := s.gw.Disconnect(7, "", wire.CodeBanned, "banned"); n != 1 {
-		t.Errorf("Disconnect of every device closed %d, want the laptop", n)
+	if n := s.gw.Recheck(7); n != 0 {
+		t.Errorf("Recheck repeated closed %d, want 0: the laptop is admitted", n)
+	}
+	g.set(func() { g.refuse[7] = wire.CodeBanned })
+	if n := s.gw.Recheck(7); n != 1 {
+		t.Errorf("Recheck after the ban closed %d, want the laptop", n)
 	}
 	if e := laptop.closeError(); wire.Code(e.GetCode()) != wire.CodeBanned {
 		t.Errorf("the laptop closed with %v, want BANNED", e)

@@ -5,6 +5,8 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -241,5 +243,42 @@ func TestMuteUntil(t *testing.T) {
 		if code(err) != tt.want || tt.want == 0 && err != nil {
 			t.Errorf("mute user %d until %d: %v, want code %d", tt.user, tt.until, err, tt.want)
 		}
+	}
+}
+
+// TestRepeatedMembershipCommands: a MUTE repeated with the same until_ms
+// is answered as the first and posts no second notice; INVITE of members
+// only and KICK of a non-member keep version 1's answers.
+func TestRepeatedMembershipCommands(t *testing.T) {
+	s := start(t, Config{})
+	c := s.login(1, "d")
+	conv := createGroup(t, c, 2)
+	until := time.Now().Add(time.Hour).UnixMilli()
+	for _, req := range []*wirepb.MuteRequest{{Conv: conv, User: 2, UntilMs: until}, {Conv: conv, UntilMs: until}, {Conv: conv}} {
+		for i := range 2 {
+			if err := c.call(wire.CmdMute, req, nil); err != nil {
+				t.Errorf("MUTE %v, call %d: %v", req, i+1, err)
+			}
+		}
+	}
+	if err := c.call(wire.CmdInvite, &wirepb.InviteRequest{Conv: conv, Users: []uint64{2}}, nil); code(err) != wire.CodeInvalid {
+		t.Errorf("INVITE of a member: %v, want INVALID", err)
+	}
+	if err := c.call(wire.CmdKick, &wirepb.KickRequest{Conv: conv, User: 9}, nil); code(err) != wire.CodeNotMember {
+		t.Errorf("KICK of a non-member: %v, want NOT_MEMBER", err)
+	}
+	var sync wirepb.SyncResponse
+	if err := c.call(wire.CmdSync, &wirepb.SyncRequest{}, &sync); err != nil {
+		t.Fatal(err)
+	}
+	var types []string
+	for _, e := range sync.Entries {
+		var n wire.Notice
+		if e.Message != nil && wire.Kind(e.Message.Kind) == wire.KindNotice && json.Unmarshal(e.Message.Body, &n) == nil {
+			types = append(types, string(n.Type))
+		}
+	}
+	if want := []string{"create", "mute", "mute_group", "mute_group"}; !slices.Equal(types, want) {
+		t.Errorf("notices %q, want %q: one for each change", types, want)
 	}
 }

@@ -231,7 +231,7 @@ func (s *Service) Invite(ctx context.Context, actor, conv uint64, users []uint64
 			}
 		}
 		if len(added) == 0 {
-			return fmt.Errorf("%w: all already members", ErrInvalid)
+			return ErrAlreadyMember
 		}
 		n := wire.Notice{Type: wire.NoticeInvite, Actor: actor, Users: added, Text: fmt.Sprintf("%d invited %s to join the group", actor, idList(added))}
 		return tx.admit(g, actor, added, n)
@@ -376,17 +376,22 @@ func (s *Service) Kick(ctx context.Context, actor, conv, user uint64) error {
 }
 
 // outranked checks that actor, an owner or admin of conv, ranks above the
-// member user, and returns the group and user's membership.
+// member user, and returns the group and user's membership. A user who is
+// not a member is ErrNoSuchMember only to an owner or admin: a plain
+// member may act on nobody.
 func (tx *txn) outranked(conv, actor, user uint64) (*group, timeline.Member, error) {
 	g, a, err := tx.memberOf(conv, actor)
 	if err != nil {
 		return nil, timeline.Member{}, err
 	}
+	if a.Role < wire.RoleAdmin {
+		return nil, timeline.Member{}, fmt.Errorf("%w: %s %d cannot act on members", ErrForbidden, a.Role, actor)
+	}
 	m, ok := g.members[user]
 	if !ok {
-		return nil, timeline.Member{}, fmt.Errorf("%w: %d", ErrNotMember, user)
+		return nil, timeline.Member{}, fmt.Errorf("%w: %d", ErrNoSuchMember, user)
 	}
-	if a.Role < wire.RoleAdmin || a.Role <= m.Role {
+	if a.Role <= m.Role {
 		return nil, timeline.Member{}, fmt.Errorf("%w: %s %d cannot act on %s %d", ErrForbidden, a.Role, actor, m.Role, user)
 	}
 	return g, m, nil
@@ -459,15 +464,17 @@ func (s *Service) SetRole(ctx context.Context, actor, conv, user uint64, role wi
 // lifts the mute). The owner may mute anyone, an admin plain members.
 func (s *Service) MuteMember(ctx context.Context, actor, conv, user uint64, until time.Time) error {
 	err := s.do(ctx, actor, func(tx *txn) error {
-		g, _, err := tx.outranked(conv, actor, user)
+		g, m, err := tx.outranked(conv, actor, user)
 		if err != nil {
 			return err
+		}
+		if unixMilli(m.MutedUntil) == unixMilli(until) {
+			return nil // a repeat: the notice was posted once
 		}
 		if err := tx.checkUntil(until); err != nil {
 			return err
 		}
 		g = tx.mutable(g)
-		m := g.members[user]
 		m.MutedUntil = until
 		g.members[user] = m
 		tx.putMember(m)
@@ -492,6 +499,9 @@ func (s *Service) MuteGroup(ctx context.Context, actor, conv uint64, until time.
 		}
 		if m.Role < wire.RoleAdmin {
 			return fmt.Errorf("%w: only the owner and admins mute a group", ErrForbidden)
+		}
+		if unixMilli(g.MutedUntil) == unixMilli(until) {
+			return nil // a repeat: the notice was posted once
 		}
 		if err := tx.checkUntil(until); err != nil {
 			return err

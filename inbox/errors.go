@@ -22,6 +22,15 @@ var (
 	// ErrUnavailable, so a client retries; a node forwards it to the
 	// shard's owner.
 	ErrNotOwner = fmt.Errorf("inbox: shard not served by this node: %w", ErrUnavailable)
+	// ErrAlreadyMember: an invite of users who are all members already.
+	// It wraps ErrInvalid, the protocol's answer; the server API answers
+	// it as done, so that a retried invite succeeds.
+	ErrAlreadyMember = fmt.Errorf("inbox: already members: %w", ErrInvalid)
+	// ErrNoSuchMember: an owner or admin acts on a user who is not a
+	// member. It wraps ErrNotMember, the protocol's answer; the server API
+	// answers a kick of a non-member as done, so that a retried kick
+	// succeeds.
+	ErrNoSuchMember = fmt.Errorf("inbox: the user is not a member: %w", ErrNotMember)
 )
 
 // storeError marks an apply error that came from the store rather than from

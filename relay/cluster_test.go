@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
+	"github.com/inboxd/inboxd/api"
 	"github.com/inboxd/inboxd/client"
 	"github.com/inboxd/inboxd/cluster"
 	"github.com/inboxd/inboxd/cluster/clustertest"
@@ -24,7 +25,6 @@ import (
 	"github.com/inboxd/inboxd/internal/gatewaytest"
 	"github.com/inboxd/inboxd/peer"
 	"github.com/inboxd/inboxd/relay"
-	"github.com/inboxd/inboxd/timeline"
 	"github.com/inboxd/inboxd/timeline/pebble"
 	"github.com/inboxd/inboxd/wire"
 	"github.com/inboxd/inboxd/wire/wirepb"
@@ -49,6 +49,9 @@ const shards = 8
 type node struct {
 	svc     *inbox.Service
 	gw      *gateway.Server
+	relay   *relay.Relay
+	mod     *api.Moderation
+	follow  *api.Follower
 	pool    *peer.Pool
 	srv     *peer.Server
 	served  chan error
@@ -59,7 +62,7 @@ type node struct {
 
 type testCluster struct {
 	t     testing.TB
-	store timeline.Store
+	store *pebble.Store
 	ring  *clustertest.Ring
 	nodes []*node
 }
@@ -100,19 +103,26 @@ func (c *testCluster) start(i int) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := relay.New(relay.Config{Ownership: c.ring.View(i), Pool: n.pool, Registerer: n.reg})
+	n.relay, err = relay.New(relay.Config{Ownership: c.ring.View(i), Pool: n.pool, Registerer: n.reg})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if n.mod, err = api.LoadModeration(context.Background(), c.store); err != nil {
 		t.Fatal(err)
 	}
 	// No rate limits: BenchmarkSend's one device sends as fast as it can.
 	n.gw, err = gateway.New(gateway.Config{Addr: gatewaytest.Addr, Secret: secret, SingleLoop: true,
 		RateLimit: 1e9, RateBurst: 1 << 30, UserRateLimit: 1e9, UserRateBurst: 1 << 30,
-		Ownership: c.ring.View(i), Forwarder: r})
+		Ownership: c.ring.View(i), Forwarder: n.relay, Gate: n.mod})
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The Follower re-reads only in the tests that Run it.
+	if n.follow, err = api.NewFollower(api.FollowerConfig{Moderation: n.mod, Sessions: n.gw, Interval: 20 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
 	n.svc, err = inbox.New(context.Background(), inbox.Config{Store: c.store, Node: int64(i + 1),
-		Ownership: c.ring.View(i), Deliverer: r, Notifier: n.gw})
+		Ownership: c.ring.View(i), Deliverer: n.relay, Notifier: n.gw})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +141,7 @@ func (c *testCluster) start(i int) *node {
 func (n *node) listen(t testing.TB, addr string) {
 	t.Helper()
 	var err error
-	n.srv, err = peer.Listen(peer.ServerConfig{Addr: addr, Secret: secret, Logger: quiet}, relay.Handler(n.svc, n.gw))
+	n.srv, err = peer.Listen(peer.ServerConfig{Addr: addr, Secret: secret, Logger: quiet}, relay.WithRestrictions(n.follow, relay.Handler(n.svc, n.gw)))
 	if err != nil {
 		t.Fatal(err)
 	}

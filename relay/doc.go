@@ -1,8 +1,9 @@
 // Package relay carries inboxd's node-to-node commands over package peer
 // (docs/cluster.md, "Routing" and "The write path in a cluster"): the
 // deliveries of outbox records to the node serving their destination
-// shards, and the forwarding of a device's conversation command to the
-// node serving the conversation. It assembles inbox, gateway and peer into
+// shards, the forwarding of a device's conversation command to the node
+// serving the conversation, and the announcement of a change of the bans
+// and token revocations made through a node's server API. It assembles inbox, gateway and peer into
 // a cluster node; what a command means stays in those packages.
 //
 // # Assembling a node
@@ -11,8 +12,12 @@
 //	r, _ := relay.New(relay.Config{Ownership: node, Pool: pool, Registerer: reg})
 //	svc, _ := inbox.New(ctx, inbox.Config{..., Ownership: node, Deliverer: r})
 //	gw, _ := gateway.New(gateway.Config{..., Ownership: node, Forwarder: r})
-//	srv, _ := peer.Listen(peer.ServerConfig{Addr: peerAddr, Node: id, Secret: secret, Registerer: reg}, relay.Handler(svc, gw))
-//	// cluster.Config.Drain: svc.Drain
+//	mod, _ := api.LoadModeration(ctx, store)             // gateway.Config.Gate
+//	follow, _ := api.NewFollower(api.FollowerConfig{Moderation: mod, Sessions: gw})
+//	go follow.Run(ctx)                                   // re-reads every api.SyncInterval
+//	srv, _ := peer.Listen(peer.ServerConfig{Addr: peerAddr, Node: id, Secret: secret, Registerer: reg},
+//		relay.WithRestrictions(follow, relay.Handler(svc, gw)))
+//	// cluster.Config.Drain: svc.Drain; api.Config.Peers: r
 //
 // and at shutdown, in this order: the gateway, the peer server, the inbox
 // service, the pool.
@@ -38,6 +43,14 @@
 // reach it or times out is answered UNAVAILABLE or TIMEOUT, retryable; a
 // SEND retried with its client msg id is stored once.
 //
+// CmdRestrictions tells a node that the bans or revocations in the store
+// changed (the server API of the sender stored one); both bodies are
+// empty. The node re-reads them (api.Follower.Sync) and closes the
+// connections they now refuse before it answers, so that when the API call
+// that made the change answers, every node reached enforces it. The sender
+// tells every node serving a shard (Relay.AnnounceRestrictions); one not
+// reached re-reads them on its own within api.SyncInterval.
+//
 // # Metrics
 //
 // Registered on Config.Registerer, so only on a node that runs in a
@@ -51,7 +64,10 @@
 //	inboxd_relay_delivered_records_total        counter   outbox records in answered deliveries
 //	inboxd_relay_forwards_total{result}         counter   CmdForward calls
 //	inboxd_relay_forward_duration_seconds       histogram CmdForward call to answer or failure
+//	inboxd_relay_announcements_total{result}    counter   CmdRestrictions calls
+//	inboxd_relay_announcement_duration_seconds  histogram CmdRestrictions call to answer or failure
 //
 // The peer transport's own metrics (inboxd_peer_*) count the same calls by
-// command number: CmdDeliver is 33024 (0x8100), CmdForward 33025.
+// command number: CmdDeliver is 33024 (0x8100), CmdForward 33025,
+// CmdRestrictions 33026.
 package relay

@@ -27,8 +27,8 @@ var resultNames = [numResults]string{"ok", "error", "no_owner", "unavailable", "
 var latencyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
 
 type metrics struct {
-	deliveries, forwards *calls
-	records              prometheus.Counter
+	deliveries, forwards, announcements *calls
+	records                             prometheus.Counter
 }
 
 // calls is a counter by result and a latency histogram.
@@ -57,6 +57,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		deliveries: mk("deliveries", "delivery", "Outbox deliveries sent to other nodes"),
 		forwards:   mk("forwards", "forward", "Conversation commands forwarded to their owners"),
+		announcements: mk("announcements", "announcement",
+			"Changes of bans and revocations announced to other nodes"),
 		records: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "inboxd", Subsystem: "relay", Name: "delivered_records_total",
 			Help: "Outbox records in deliveries the destination answered.",

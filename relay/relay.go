@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +23,10 @@ const (
 	// CmdForward carries a device's conversation command to the node
 	// serving the conversation; it answers the command's response body.
 	CmdForward = peer.FirstCommand + 1
+	// CmdRestrictions tells a node that the bans or token revocations
+	// changed in the store; it re-reads them and closes the connections
+	// they refuse before it answers. Both bodies are empty.
+	CmdRestrictions = peer.FirstCommand + 2
 )
 
 // ErrNoOwner: no node is known to serve the conversation's shard (a
@@ -115,6 +120,47 @@ func (r *Relay) forward(ctx context.Context, conv, user uint64, cmd wire.Command
 	return resp, nil
 }
 
+// AnnounceRestrictions sends CmdRestrictions to every other node serving
+// a shard (one with no shard serves no device), concurrently, and returns
+// once each answered or failed: the errors of those that failed, joined.
+// It is api.Announcer.
+func (r *Relay) AnnounceRestrictions(ctx context.Context) error {
+	peers := r.others()
+	errs := make(chan error, len(peers))
+	for _, n := range peers {
+		go func() {
+			start := time.Now()
+			_, err := r.cfg.Pool.Call(ctx, n.PeerAddr, CmdRestrictions, nil)
+			r.m.announcements.observe(err, start)
+			if err != nil {
+				err = fmt.Errorf("relay: announce restrictions to node %d: %w", n.ID, err)
+			}
+			errs <- err
+		}()
+	}
+	var all []error
+	for range peers {
+		all = append(all, <-errs)
+	}
+	return errors.Join(all...)
+}
+
+// others returns the nodes serving the shards not served here, once each.
+func (r *Relay) others() []cluster.NodeInfo {
+	own := r.cfg.Ownership
+	var out []cluster.NodeInfo
+	for s := range own.ShardCount() {
+		if _, self := own.Serving(s); self {
+			continue
+		}
+		n, ok := own.Owner(s)
+		if ok && n.PeerAddr != "" && !slices.ContainsFunc(out, func(o cluster.NodeInfo) bool { return o.ID == n.ID }) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 // Applier applies delivered outbox records: *inbox.Service.
 type Applier interface {
 	Apply(ctx context.Context, records []timeline.OutboxRecord) ([]timeline.AppliedMark, error)
@@ -150,5 +196,29 @@ func Handler(a Applier, run Runner) peer.Handler {
 			return run.ServeForwarded(ctx, user, c, b)
 		}
 		return nil, &peer.Error{Code: wire.CodeUnknownCommand, Message: fmt.Sprintf("command %v", cmd)}
+	})
+}
+
+// Syncer re-reads the bans and revocations and enforces them:
+// *api.Follower.
+type Syncer interface {
+	Sync(ctx context.Context) error
+}
+
+// WithRestrictions returns next serving CmdRestrictions too, with s: a
+// node of a cluster takes the announcements of its peers' server APIs.
+func WithRestrictions(s Syncer, next peer.Handler) peer.Handler {
+	return peer.HandlerFunc(func(ctx context.Context, from uint32, cmd wire.Command, body []byte) ([]byte, error) {
+		if cmd != CmdRestrictions {
+			return next.Serve(ctx, from, cmd, body)
+		}
+		if len(body) > 0 {
+			return nil, &peer.Error{Code: wire.CodeBadRequest, Message: fmt.Sprintf("%d bytes of restrictions' announcement, want none", len(body))}
+		}
+		if err := s.Sync(ctx); err != nil {
+			// The node re-reads them on its own within its interval.
+			return nil, &peer.Error{Code: wire.CodeUnavailable, Message: err.Error()}
+		}
+		return nil, nil
 	})
 }

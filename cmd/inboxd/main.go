@@ -344,7 +344,24 @@ func run(args []string) error {
 	var peerSrv *peer.Server
 	if cn != nil {
 		cn.svc.Store(svc)
-		peerSrv, err = peer.Listen(peer.ServerConfig{Addr: o.Cluster.PeerListen, Node: uint32(o.Node), Secret: secret, Logger: log, Registerer: reg}, relay.Handler(svc, gw))
+		// The bans and revocations other nodes' APIs set: announced by
+		// them, and re-read every api.SyncInterval for those missed.
+		follower, err := api.NewFollower(api.FollowerConfig{Moderation: moderation, Sessions: gw, Logger: log})
+		if err != nil {
+			return err
+		}
+		followCtx, stopFollowing := context.WithCancel(ctx)
+		following := make(chan struct{})
+		go func() {
+			defer close(following)
+			follower.Run(followCtx)
+		}()
+		defer func() {
+			stopFollowing()
+			<-following
+		}()
+		peerSrv, err = peer.Listen(peer.ServerConfig{Addr: o.Cluster.PeerListen, Node: uint32(o.Node), Secret: secret, Logger: log, Registerer: reg},
+			relay.WithRestrictions(follower, relay.Handler(svc, gw)))
 		if err != nil {
 			return err
 		}
@@ -359,7 +376,11 @@ func run(args []string) error {
 	ready.setGateway(gw)
 	apiAddr := "off"
 	if keys != nil {
-		h, err := api.Handler(api.Config{Keys: keys, Service: svc, Sessions: gw, Moderation: moderation, Node: o.Node, Logger: log, Registerer: reg})
+		acfg := api.Config{Keys: keys, Service: svc, Sessions: gw, Moderation: moderation, Node: o.Node, Logger: log, Registerer: reg}
+		if rel != nil {
+			acfg.Peers = rel
+		}
+		h, err := api.Handler(acfg)
 		if err == nil {
 			var srv *httpserve.Server
 			if srv, err = httpserve.Listen(o.API, h, log.With("server", "api")); err == nil {
