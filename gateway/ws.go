@@ -322,7 +322,7 @@ func errorCode(body []byte) uint32 {
 // error frame sent, or 1000; nil if it went already or there was no
 // handshake.
 func (w *wsConn) closeFrame() []byte {
-	if w.closeSent || !w.upgraded.Load() {
+	if w == nil || w.closeSent || !w.upgraded.Load() {
 		return nil
 	}
 	w.closeSent = true
