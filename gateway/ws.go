@@ -143,7 +143,9 @@ func (sess *session) readWS(in []byte, limit int, arrived time.Time) {
 		sess.held = nil
 	case sess.held == nil:
 		sess.held = append([]byte(nil), buf...) // gnet reuses in
-	default:
+	case len(buf) < len(sess.held):
+		// Moved only when a frame was taken: a frame trickling in a byte
+		// at a time must not cost a copy of all it has so far each time.
 		sess.held = sess.held[:copy(sess.held, buf)]
 	}
 }
