@@ -160,6 +160,9 @@ var bodyTypes = map[wire.Command][2]string{
 	wire.CmdSetDND:        {"SetDNDRequest", "Empty"},
 	wire.CmdGroupInfo:     {"ConvRequest", "GroupInfoResponse"},
 	wire.CmdError:         {"Error", ""},
+	wire.CmdTyping:        {"TypingRequest", "Empty"},
+	wire.CmdPresence:      {"PresenceRequest", "PresenceResponse"},
+	wire.CmdReadReceipts:  {"ReadReceiptsRequest", "ReadReceiptsResponse"},
 }
 
 func TestBodyTypesCoverCommands(t *testing.T) {
