@@ -1,8 +1,9 @@
 // Package relay carries inboxd's node-to-node commands over package peer
 // (docs/cluster.md, "Routing" and "The write path in a cluster"): the
 // deliveries of outbox records to the node serving their destination
-// shards, and the forwarding of a device's conversation command to the
-// node serving the conversation. It assembles inbox, gateway and peer into
+// shards, the forwarding of a device's conversation command to the node
+// serving the conversation, and the typing events and presence questions
+// for users of other nodes. It assembles inbox, gateway and peer into
 // a cluster node; what a command means stays in those packages.
 //
 // # Assembling a node
@@ -10,7 +11,7 @@
 //	pool, _ := peer.NewPool(peer.PoolConfig{Node: id, Secret: secret, Registerer: reg})
 //	r, _ := relay.New(relay.Config{Ownership: node, Pool: pool, Registerer: reg})
 //	svc, _ := inbox.New(ctx, inbox.Config{..., Ownership: node, Deliverer: r})
-//	gw, _ := gateway.New(gateway.Config{..., Ownership: node, Forwarder: r})
+//	gw, _ := gateway.New(gateway.Config{..., Ownership: node, Forwarder: r, Peers: r})
 //	srv, _ := peer.Listen(peer.ServerConfig{Addr: peerAddr, Node: id, Secret: secret, Registerer: reg}, relay.Handler(svc, gw))
 //	// cluster.Config.Drain: svc.Drain
 //
@@ -38,6 +39,17 @@
 // reach it or times out is answered UNAVAILABLE or TIMEOUT, retryable; a
 // SEND retried with its client msg id is stored once.
 //
+// CmdTyping's body is the conversation, the typist and a count of
+// recipients followed by their user ids, each a uvarint; the node serving
+// the recipients pushes the event to their devices there
+// (gateway.Server.PushTyping) and answers an empty body. CmdPresence's body
+// and answer are a uvarint count followed by user ids as uvarints: the
+// users asked about, and those of them with a device connected there
+// (gateway.Server.Online). Both go to each node concerned at once, one
+// call per node, through the pool with its timeouts and bounded queues;
+// neither is retried: a typing event is renewed every few seconds, and a
+// presence question that fails is answered UNAVAILABLE (retryable).
+//
 // # Metrics
 //
 // Registered on Config.Registerer, so only on a node that runs in a
@@ -51,7 +63,12 @@
 //	inboxd_relay_delivered_records_total        counter   outbox records in answered deliveries
 //	inboxd_relay_forwards_total{result}         counter   CmdForward calls
 //	inboxd_relay_forward_duration_seconds       histogram CmdForward call to answer or failure
+//	inboxd_relay_typing_events_total{result}    counter   CmdTyping calls
+//	inboxd_relay_typing_duration_seconds        histogram CmdTyping call to answer or failure
+//	inboxd_relay_presence_queries_total{result} counter   CmdPresence calls
+//	inboxd_relay_presence_duration_seconds      histogram CmdPresence call to answer or failure
 //
 // The peer transport's own metrics (inboxd_peer_*) count the same calls by
-// command number: CmdDeliver is 33024 (0x8100), CmdForward 33025.
+// command number: CmdDeliver is 33024 (0x8100), CmdForward 33025,
+// CmdTyping 33056 (0x8120), CmdPresence 33057 (0x8121).
 package relay

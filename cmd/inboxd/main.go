@@ -306,7 +306,7 @@ func run(args []string) error {
 		Gate:      moderation,
 	}
 	if rel != nil {
-		gcfg.Forwarder = rel
+		gcfg.Forwarder, gcfg.Peers = rel, rel
 	}
 	gw, err := gateway.New(gcfg)
 	if err != nil {
