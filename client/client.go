@@ -58,6 +58,13 @@ type Config struct {
 	// call the Client's methods but not Close; while it runs no other entry
 	// is delivered.
 	OnEntry func(*wirepb.Entry)
+	// OnTyping, when set, receives the typing events the server pushes:
+	// another member of one of the user's conversations is typing there.
+	// Show it for wire.TypingShown unless another renews it. Events are
+	// ephemeral: none is stored or resent, and the client drops them
+	// rather than hold more than a few hundred for a slow callee. It runs
+	// on the goroutine of OnEntry, with the same rules.
+	OnTyping func(*wirepb.TypingEvent)
 	// SyncLimit is the page size of SYNC requests (0: the server's default).
 	SyncLimit uint32
 

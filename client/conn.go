@@ -42,13 +42,15 @@ type conn struct {
 	wbuf     []byte
 	maxFrame int // the largest frame the server accepts
 
-	mu        sync.Mutex
-	nextID    uint32
-	calls     map[uint32]*call // nil once closed
-	err       error            // why the connection ended
-	pushes    []*wirepb.Entry
-	pushBytes int
-	dropped   bool // pushes were dropped since the last takePushes
+	mu         sync.Mutex
+	nextID     uint32
+	calls      map[uint32]*call // nil once closed
+	err        error            // why the connection ended
+	pushes     []*wirepb.Entry
+	pushBytes  int
+	dropped    bool // pushes were dropped since the last takePushes
+	typing     []*wirepb.TypingEvent
+	keepTyping bool // Config.OnTyping is set
 
 	pushed chan struct{} // a token when pushes wait
 	done   chan struct{} // closed when the connection ends
@@ -69,6 +71,7 @@ func newConn(nc net.Conn, addr string, cfg *Config, onClose func(*conn)) *conn {
 		maxRead:      cfg.MaxReadFrame,
 		writeTimeout: cfg.WriteTimeout,
 		pushBacklog:  cfg.pushBacklog,
+		keepTyping:   cfg.OnTyping != nil,
 		onClose:      onClose,
 		maxFrame:     wire.DefaultMaxFrame,
 		calls:        make(map[uint32]*call),
@@ -267,6 +270,8 @@ func (c *conn) handle(f wire.Frame) error {
 		return c.complete(f)
 	case f.Command == wire.CmdPush:
 		return c.queuePush(f.Body)
+	case f.Command == wire.CmdTyping:
+		return c.queueTyping(f.Body)
 	case f.Command == wire.CmdError:
 		var b wirepb.Error
 		if err := wire.Decode(f.Body, &b); err != nil {
@@ -333,6 +338,41 @@ func (c *conn) queuePush(body []byte) error {
 	default:
 	}
 	return nil
+}
+
+// maxTypingBacklog bounds the typing events a connection holds for an
+// application that does not take them; later ones are dropped (a typing
+// event is renewed every few seconds while its user types).
+const maxTypingBacklog = 256
+
+// queueTyping decodes a typing event for the sync loop to deliver.
+func (c *conn) queueTyping(body []byte) error {
+	if !c.keepTyping {
+		return nil
+	}
+	ev := new(wirepb.TypingEvent)
+	if err := wire.Decode(body, ev); err != nil {
+		return fmt.Errorf("%w: TYPING event: %w", ErrProtocol, err)
+	}
+	c.mu.Lock()
+	if len(c.typing) < maxTypingBacklog {
+		c.typing = append(c.typing, ev)
+	}
+	c.mu.Unlock()
+	select {
+	case c.pushed <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// takeTyping returns the queued typing events.
+func (c *conn) takeTyping() []*wirepb.TypingEvent {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	evs := c.typing
+	c.typing = nil
+	return evs
 }
 
 // takePushes returns the queued push entries and whether any were dropped.

@@ -180,3 +180,34 @@ func (c *Client) Mute(ctx context.Context, conv, user uint64, until time.Time) e
 	}
 	return c.Do(ctx, wire.CmdMute, &wirepb.MuteRequest{Conv: conv, User: user, UntilMs: ms}, new(wirepb.Empty))
 }
+
+// ReadReceipts returns one page of who has read message convSeq of conv:
+// counts of the members who received it (its sender left out) and of those
+// who have read it, and a page of the readers' ids, ascending (with
+// req.Unread: of the others). Ask again with AfterUser set to the answer's
+// NextAfter until it is 0. Only members may ask. It is a read: retried.
+func (c *Client) ReadReceipts(ctx context.Context, req *wirepb.ReadReceiptsRequest) (*wirepb.ReadReceiptsResponse, error) {
+	resp := new(wirepb.ReadReceiptsResponse)
+	if err := c.doRetry(ctx, wire.CmdReadReceipts, req, resp); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// Typing tells the other members of conv who are online that the user is
+// typing there. Call it at most every wire.TypingInterval while the user
+// types. It is not retried: a refused or lost event is replaced by the
+// next one, and past the server's rate it fails with ErrRateLimited.
+func (c *Client) Typing(ctx context.Context, conv uint64) error {
+	return c.Do(ctx, wire.CmdTyping, &wirepb.TypingRequest{Conv: conv}, new(wirepb.Empty))
+}
+
+// Presence returns which of users (at most wire.MaxPresenceUsers) have a
+// device connected, ascending. It is a read: retried.
+func (c *Client) Presence(ctx context.Context, users ...uint64) ([]uint64, error) {
+	resp := new(wirepb.PresenceResponse)
+	if err := c.doRetry(ctx, wire.CmdPresence, &wirepb.PresenceRequest{Users: users}, resp); err != nil {
+		return nil, err
+	}
+	return resp.Online, nil
+}

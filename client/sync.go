@@ -36,6 +36,9 @@ func (c *Client) serve(cn *conn) error {
 			if err := c.applyPushes(cn, entries); err != nil {
 				return err
 			}
+			for _, ev := range cn.takeTyping() {
+				c.cfg.OnTyping(ev)
+			}
 			if dropped {
 				if err := c.catchUp(cn); err != nil {
 					return err

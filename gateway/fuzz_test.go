@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -40,6 +41,12 @@ func fuzzRequest(cmd wire.Command, conv, a, b uint64, n uint32, ms int64) proto.
 		return &wirepb.MuteRequest{Conv: conv, User: a, UntilMs: ms}
 	case wire.CmdSetDND:
 		return &wirepb.SetDNDRequest{Conv: conv, On: n%2 == 1}
+	case wire.CmdTyping:
+		return &wirepb.TypingRequest{Conv: conv}
+	case wire.CmdPresence:
+		return &wirepb.PresenceRequest{Users: []uint64{a, b}}
+	case wire.CmdReadReceipts:
+		return &wirepb.ReadReceiptsRequest{Conv: conv, ConvSeq: a, AfterUser: b, Limit: n, Unread: ms%2 == 0}
 	default: // JOIN, LEAVE, DISMISS, GROUP_INFO, HEARTBEAT
 		return &wirepb.ConvRequest{Conv: conv}
 	}
@@ -117,6 +124,10 @@ func FuzzHandlers(f *testing.F) {
 				if a != 0 && m.ConvSeq >= a {
 					t.Fatalf("HISTORY before %d: conv_seq %d", a, m.ConvSeq)
 				}
+			}
+		case *wirepb.ReadReceiptsResponse:
+			if r.Read > r.Members || len(r.Users) > int(r.Members) || !slices.IsSorted(r.Users) || len(r.Users) > 0 && r.Users[0] <= b {
+				t.Fatalf("READ_RECEIPTS after user %d: %v", b, r)
 			}
 		}
 	})

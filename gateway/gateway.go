@@ -111,11 +111,16 @@ type Config struct {
 	// closed as a flood.
 	RateLimit float64
 	RateBurst int
-	// UserRateLimit and UserRateBurst shape each user's SEND, SYNC, HISTORY
-	// and CONVERSATIONS across all their connections (default 100/s, burst
-	// 200).
+	// UserRateLimit and UserRateBurst shape each user's SEND, SYNC, HISTORY,
+	// CONVERSATIONS, PRESENCE and READ_RECEIPTS across all their
+	// connections (default 100/s, burst 200).
 	UserRateLimit float64
 	UserRateBurst int
+	// TypingRate and TypingBurst shape each connection's TYPING requests
+	// (default wire.DefaultTypingRate/s, burst wire.DefaultTypingBurst);
+	// past them TYPING is answered RATE_LIMITED and nothing is pushed.
+	TypingRate  float64
+	TypingBurst int
 	// Multicore runs one event loop per CPU (default true unless SingleLoop).
 	SingleLoop bool
 	Logger     *slog.Logger
@@ -130,6 +135,11 @@ type Config struct {
 	// conversation another node serves at that node (forward.go); nil
 	// answers them UNAVAILABLE.
 	Forwarder Forwarder
+	// Peers, when set, carries typing events and presence questions to the
+	// nodes serving other users' shards (ephemeral.go); nil with Ownership
+	// answers PRESENCE of such users UNAVAILABLE and pushes typing events
+	// to this node's devices only.
+	Peers Peers
 	// Gate, when set, refuses banned users and revoked tokens at AUTH and
 	// banned users' SENDs (moderation.go); nil admits every valid token.
 	Gate Gate
@@ -164,6 +174,8 @@ func (c *Config) setDefaults() error {
 	setDefault(&c.RateBurst, wire.DefaultRateBurst)
 	setDefault(&c.UserRateLimit, wire.DefaultUserRateLimit)
 	setDefault(&c.UserRateBurst, wire.DefaultUserRateBurst)
+	setDefault(&c.TypingRate, wire.DefaultTypingRate)
+	setDefault(&c.TypingBurst, wire.DefaultTypingBurst)
 	setDefault(&c.PreAuthMaxFrame, wire.PreAuthMaxFrame)
 	c.PreAuthMaxFrame = min(c.PreAuthMaxFrame, c.MaxFrame)
 	setDefault(&c.MaxUnauthenticated, 10_000)
@@ -203,6 +215,7 @@ type Service interface {
 	MuteGroup(ctx context.Context, actor, conv uint64, until time.Time) error
 	SetDND(ctx context.Context, user, conv uint64, on bool) error
 	Group(ctx context.Context, user, conv uint64) (inbox.GroupInfo, error)
+	ReadReceipts(ctx context.Context, user uint64, q inbox.ReceiptsQuery) (inbox.Receipts, error)
 	// MaxGroupSize is the member limit, told to clients in the AUTH response.
 	MaxGroupSize() int
 }

@@ -153,6 +153,9 @@ var handlers = map[wire.Command]handler{
 		}
 		return resp, nil
 	}),
+	wire.CmdTyping:       decoded(typing),
+	wire.CmdPresence:     decoded(presence),
+	wire.CmdReadReceipts: decoded(readReceipts),
 }
 
 // handle runs one request on a worker.
@@ -171,6 +174,14 @@ func (sess *session) handle(req request) {
 		s.metrics.rejected[rejectUserRateLimited].Inc()
 		e := errorBody(wire.CodeRateLimited, "too many requests for this user")
 		e.RetryAfterMs = uint32(1000/s.cfg.UserRateLimit) + 1
+		sess.reply(req, nil, e)
+		return
+	}
+	if req.cmd == wire.CmdTyping && !sess.typing.take(s.cfg.Now().UnixNano(), s.cfg.TypingRate, s.cfg.TypingBurst) {
+		// Typing is ephemeral: the refused event is dropped, and the
+		// client's next one, after retry_after_ms, takes its place.
+		e := errorBody(wire.CodeRateLimited, "too many TYPING on this connection")
+		e.RetryAfterMs = uint32(1000/s.cfg.TypingRate) + 1
 		sess.reply(req, nil, e)
 		return
 	}

@@ -27,6 +27,7 @@ const (
 	warnSlowReader
 	warnConnLimit
 	warnHandshake
+	warnPeers
 	numWarnings
 )
 

@@ -57,6 +57,7 @@ type session struct {
 	device   string
 	issued   time.Time // the token's iat; zero without one
 	userRate *userBucket
+	typing   userBucket // the connection's TYPING requests
 
 	mu      sync.Mutex
 	queue   []request

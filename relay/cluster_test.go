@@ -113,7 +113,7 @@ func (c *testCluster) start(i int) *node {
 	// No rate limits: BenchmarkSend's one device sends as fast as it can.
 	n.gw, err = gateway.New(gateway.Config{Addr: gatewaytest.Addr, Secret: secret, SingleLoop: true,
 		RateLimit: 1e9, RateBurst: 1 << 30, UserRateLimit: 1e9, UserRateBurst: 1 << 30,
-		Ownership: c.ring.View(i), Forwarder: n.relay, Gate: n.mod})
+		Ownership: c.ring.View(i), Forwarder: n.relay, Peers: n.relay, Gate: n.mod})
 	if err != nil {
 		t.Fatal(err)
 	}

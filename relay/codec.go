@@ -125,3 +125,56 @@ func decodeForward(b []byte) (user uint64, cmd wire.Command, body []byte, err er
 	}
 	return binary.BigEndian.Uint64(b), wire.Command(binary.BigEndian.Uint16(b[8:])), b[forwardHeader:], nil
 }
+
+// appendTyping encodes a TYPING_EVENT body: the conversation, the typist,
+// a count and the recipients, each a uvarint.
+func appendTyping(dst []byte, conv, user uint64, to []uint64) []byte {
+	dst = binary.AppendUvarint(dst, conv)
+	dst = binary.AppendUvarint(dst, user)
+	return appendUsers(dst, to)
+}
+
+// decodeTyping decodes what appendTyping encoded.
+func decodeTyping(body []byte) (conv, user uint64, to []uint64, err error) {
+	var k int
+	if conv, k = binary.Uvarint(body); k <= 0 {
+		return 0, 0, nil, fmt.Errorf("%w: typing event: conv", ErrMalformed)
+	}
+	body = body[k:]
+	if user, k = binary.Uvarint(body); k <= 0 {
+		return 0, 0, nil, fmt.Errorf("%w: typing event: user", ErrMalformed)
+	}
+	to, err = decodeUsers(body[k:])
+	return conv, user, to, err
+}
+
+// appendUsers encodes a list of user ids: a uvarint count, then each id as
+// a uvarint. It is the body of PRESENCE and of its answer.
+func appendUsers(dst []byte, users []uint64) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(users)))
+	for _, u := range users {
+		dst = binary.AppendUvarint(dst, u)
+	}
+	return dst
+}
+
+// decodeUsers decodes what appendUsers encoded, allocating at most in
+// proportion to len(body).
+func decodeUsers(body []byte) ([]uint64, error) {
+	n, body, err := count(body)
+	if err != nil {
+		return nil, err
+	}
+	users := make([]uint64, n)
+	for i := range users {
+		var k int
+		if users[i], k = binary.Uvarint(body); k <= 0 {
+			return nil, fmt.Errorf("%w: user %d", ErrMalformed, i)
+		}
+		body = body[k:]
+	}
+	if len(body) > 0 {
+		return nil, fmt.Errorf("%w: %d trailing bytes", ErrMalformed, len(body))
+	}
+	return users, nil
+}

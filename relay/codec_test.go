@@ -152,3 +152,44 @@ func FuzzDecodeForward(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeTyping: any body decodes or fails with ErrMalformed, without
+// panicking, and what decodes encodes back to the same event.
+func FuzzDecodeTyping(f *testing.F) {
+	f.Add(appendTyping(nil, 1<<63+7, 42, []uint64{1, 2, 1 << 63}))
+	f.Add(appendTyping(nil, 7, 42, nil))
+	f.Add([]byte{7, 42, 200})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		conv, user, to, err := decodeTyping(body)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("error %v does not wrap ErrMalformed", err)
+			}
+			return
+		}
+		c, u, back, err := decodeTyping(appendTyping(nil, conv, user, to))
+		if err != nil || c != conv || u != user || !slices.Equal(back, to) {
+			t.Fatalf("re-encoded event decodes to %d %d %v, %v; want %d %d %v", c, u, back, err, conv, user, to)
+		}
+	})
+}
+
+// FuzzDecodeUsers: as FuzzDecodeTyping, for PRESENCE and its answer.
+func FuzzDecodeUsers(f *testing.F) {
+	f.Add(appendUsers(nil, []uint64{1, 300, 1 << 63}))
+	f.Add([]byte{0})
+	f.Add([]byte{3, 1})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		users, err := decodeUsers(body)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("error %v does not wrap ErrMalformed", err)
+			}
+			return
+		}
+		back, err := decodeUsers(appendUsers(nil, users))
+		if err != nil || !slices.Equal(back, users) {
+			t.Fatalf("re-encoded users decode to %v, %v; want %v", back, err, users)
+		}
+	})
+}

@@ -2,8 +2,10 @@
 // (docs/cluster.md, "Routing" and "The write path in a cluster"): the
 // deliveries of outbox records to the node serving their destination
 // shards, the forwarding of a device's conversation command to the node
-// serving the conversation, and the announcement of a change of the bans
-// and token revocations made through a node's server API. It assembles inbox, gateway and peer into
+// serving the conversation, the announcement of a change of the bans and
+// token revocations made through a node's server API, and the typing events
+// and presence questions for users of other nodes. It assembles inbox,
+// gateway and peer into
 // a cluster node; what a command means stays in those packages.
 //
 // # Assembling a node
@@ -11,7 +13,7 @@
 //	pool, _ := peer.NewPool(peer.PoolConfig{Node: id, Secret: secret, Registerer: reg})
 //	r, _ := relay.New(relay.Config{Ownership: node, Pool: pool, Registerer: reg})
 //	svc, _ := inbox.New(ctx, inbox.Config{..., Ownership: node, Deliverer: r})
-//	gw, _ := gateway.New(gateway.Config{..., Ownership: node, Forwarder: r})
+//	gw, _ := gateway.New(gateway.Config{..., Ownership: node, Forwarder: r, Peers: r})
 //	mod, _ := api.LoadModeration(ctx, store)             // gateway.Config.Gate
 //	follow, _ := api.NewFollower(api.FollowerConfig{Moderation: mod, Sessions: gw})
 //	go follow.Run(ctx)                                   // re-reads every api.SyncInterval
@@ -51,6 +53,17 @@
 // tells every node serving a shard (Relay.AnnounceRestrictions); one not
 // reached re-reads them on its own within api.SyncInterval.
 //
+// CmdTyping's body is the conversation, the typist and a count of
+// recipients followed by their user ids, each a uvarint; the node serving
+// the recipients pushes the event to their devices there
+// (gateway.Server.PushTyping) and answers an empty body. CmdPresence's body
+// and answer are a uvarint count followed by user ids as uvarints: the
+// users asked about, and those of them with a device connected there
+// (gateway.Server.Online). Both go to each node concerned at once, one
+// call per node, through the pool with its timeouts and bounded queues;
+// neither is retried: a typing event is renewed every few seconds, and a
+// presence question that fails is answered UNAVAILABLE (retryable).
+//
 // # Metrics
 //
 // Registered on Config.Registerer, so only on a node that runs in a
@@ -66,8 +79,12 @@
 //	inboxd_relay_forward_duration_seconds       histogram CmdForward call to answer or failure
 //	inboxd_relay_announcements_total{result}    counter   CmdRestrictions calls
 //	inboxd_relay_announcement_duration_seconds  histogram CmdRestrictions call to answer or failure
+//	inboxd_relay_typing_events_total{result}    counter   CmdTyping calls
+//	inboxd_relay_typing_duration_seconds        histogram CmdTyping call to answer or failure
+//	inboxd_relay_presence_queries_total{result} counter   CmdPresence calls
+//	inboxd_relay_presence_duration_seconds      histogram CmdPresence call to answer or failure
 //
 // The peer transport's own metrics (inboxd_peer_*) count the same calls by
 // command number: CmdDeliver is 33024 (0x8100), CmdForward 33025,
-// CmdRestrictions 33026.
+// CmdRestrictions 33026, CmdTyping 33056 (0x8120), CmdPresence 33057 (0x8121).
 package relay

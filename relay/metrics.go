@@ -28,6 +28,7 @@ var latencyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .02
 
 type metrics struct {
 	deliveries, forwards, announcements *calls
+	typing, presence                    *calls
 	records                             prometheus.Counter
 }
 
@@ -59,6 +60,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		forwards:   mk("forwards", "forward", "Conversation commands forwarded to their owners"),
 		announcements: mk("announcements", "announcement",
 			"Changes of bans and revocations announced to other nodes"),
+		typing:   mk("typing_events", "typing", "Typing events sent to the nodes serving their recipients"),
+		presence: mk("presence_queries", "presence", "Presence questions sent to the nodes serving the users asked about"),
 		records: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "inboxd", Subsystem: "relay", Name: "delivered_records_total",
 			Help: "Outbox records in deliveries the destination answered.",

@@ -27,6 +27,12 @@ const (
 	// changed in the store; it re-reads them and closes the connections
 	// they refuse before it answers. Both bodies are empty.
 	CmdRestrictions = peer.FirstCommand + 2
+	// CmdTyping carries a typing event to the node serving its
+	// recipients, which pushes it to their devices; it answers nothing.
+	CmdTyping = peer.FirstCommand + 0x20
+	// CmdPresence asks the node serving some users which of them have a
+	// device connected; it answers those.
+	CmdPresence = peer.FirstCommand + 0x21
 )
 
 // ErrNoOwner: no node is known to serve the conversation's shard (a
@@ -166,14 +172,17 @@ type Applier interface {
 	Apply(ctx context.Context, records []timeline.OutboxRecord) ([]timeline.AppliedMark, error)
 }
 
-// Runner runs a forwarded conversation command: *gateway.Server. Its
-// errors are *peer.Error with the code the client is answered.
+// Runner runs a forwarded conversation command, and the typing events and
+// presence questions of other nodes: *gateway.Server. The errors of
+// ServeForwarded are *peer.Error with the code the client is answered.
 type Runner interface {
 	ServeForwarded(ctx context.Context, user uint64, cmd wire.Command, body []byte) ([]byte, error)
+	Pusher
 }
 
 // Handler returns the serving side, for peer.Listen: CmdDeliver applies
-// with a, CmdForward runs with run; any other command is UNKNOWN_COMMAND.
+// with a; CmdForward, CmdTyping and CmdPresence run with run; any other
+// command is UNKNOWN_COMMAND.
 func Handler(a Applier, run Runner) peer.Handler {
 	return peer.HandlerFunc(func(ctx context.Context, from uint32, cmd wire.Command, body []byte) ([]byte, error) {
 		switch cmd {
@@ -194,6 +203,19 @@ func Handler(a Applier, run Runner) peer.Handler {
 				return nil, &peer.Error{Code: wire.CodeBadRequest, Message: err.Error()}
 			}
 			return run.ServeForwarded(ctx, user, c, b)
+		case CmdTyping:
+			conv, user, to, err := decodeTyping(body)
+			if err != nil {
+				return nil, &peer.Error{Code: wire.CodeBadRequest, Message: err.Error()}
+			}
+			run.PushTyping(conv, user, to)
+			return nil, nil
+		case CmdPresence:
+			users, err := decodeUsers(body)
+			if err != nil {
+				return nil, &peer.Error{Code: wire.CodeBadRequest, Message: err.Error()}
+			}
+			return appendUsers(nil, run.Online(users)), nil
 		}
 		return nil, &peer.Error{Code: wire.CodeUnknownCommand, Message: fmt.Sprintf("command %v", cmd)}
 	})

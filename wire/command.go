@@ -15,6 +15,8 @@ const (
 	CmdHistory       Command = 6   // HistoryRequest → HistoryResponse
 	CmdConversations Command = 7   // ConversationsRequest → ConversationsResponse
 	CmdMarkRead      Command = 8   // MarkReadRequest → MarkReadResponse
+	CmdTyping        Command = 13  // TypingRequest → Empty; and server-initiated TypingEvent
+	CmdPresence      Command = 14  // PresenceRequest → PresenceResponse
 	CmdCreateGroup   Command = 16  // CreateGroupRequest → CreateGroupResponse
 	CmdInvite        Command = 17  // InviteRequest → Empty
 	CmdJoin          Command = 18  // ConvRequest → Empty
@@ -25,6 +27,7 @@ const (
 	CmdMute          Command = 23  // MuteRequest → Empty
 	CmdSetDND        Command = 24  // SetDNDRequest → Empty
 	CmdGroupInfo     Command = 25  // ConvRequest → GroupInfoResponse
+	CmdReadReceipts  Command = 27  // ReadReceiptsRequest → ReadReceiptsResponse
 	CmdError         Command = 255 // server-initiated Error, then the server closes
 )
 
@@ -41,6 +44,7 @@ var commandNames = map[Command]string{
 	CmdJoin: "JOIN", CmdLeave: "LEAVE", CmdKick: "KICK", CmdDismiss: "DISMISS",
 	CmdSetRole: "SET_ROLE", CmdMute: "MUTE", CmdSetDND: "SET_DND",
 	CmdGroupInfo: "GROUP_INFO", CmdError: "ERROR",
+	CmdTyping: "TYPING", CmdPresence: "PRESENCE", CmdReadReceipts: "READ_RECEIPTS",
 }
 
 func (c Command) String() string {

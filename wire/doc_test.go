@@ -60,8 +60,8 @@ func TestProtocolDocCommands(t *testing.T) {
 		}
 		seen++
 	}
-	if seen != 19 {
-		t.Errorf("doc lists %d commands, want 19", seen)
+	if seen != 22 {
+		t.Errorf("doc lists %d commands, want 22", seen)
 	}
 }
 

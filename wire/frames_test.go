@@ -160,6 +160,15 @@ var bodyTypes = map[wire.Command][2]string{
 	wire.CmdSetDND:        {"SetDNDRequest", "Empty"},
 	wire.CmdGroupInfo:     {"ConvRequest", "GroupInfoResponse"},
 	wire.CmdError:         {"Error", ""},
+	wire.CmdTyping:        {"TypingRequest", "Empty"},
+	wire.CmdPresence:      {"PresenceRequest", "PresenceResponse"},
+	wire.CmdReadReceipts:  {"ReadReceiptsRequest", "ReadReceiptsResponse"},
+}
+
+// eventTypes says which body a server-initiated frame (flags 0, request
+// id 0) of a command that is also a request carries.
+var eventTypes = map[wire.Command]string{
+	wire.CmdTyping: "TypingEvent",
 }
 
 func TestBodyTypesCoverCommands(t *testing.T) {
@@ -183,6 +192,10 @@ func checkCase(t *testing.T, c frameCase) {
 	if want.hdr.Flags&wire.FlagError != 0 {
 		if typ != "Error" {
 			t.Errorf("line %d (%s): an error response carries an Error, not %s", c.line, c.name, typ)
+		}
+	} else if ev, ok := eventTypes[want.hdr.Command]; ok && want.hdr.Flags == 0 && want.hdr.RequestID == 0 {
+		if typ != ev {
+			t.Errorf("line %d (%s): a server-initiated %v carries a %s, not %s", c.line, c.name, want.hdr.Command, ev, typ)
 		}
 	} else if bt := bodyTypes[want.hdr.Command]; typ != bt[want.hdr.Flags&wire.FlagResponse] {
 		t.Errorf("line %d (%s): %v with flags %d carries a %s, not %s", c.line, c.name, want.hdr.Command, want.hdr.Flags, bt[want.hdr.Flags&wire.FlagResponse], typ)

@@ -27,6 +27,25 @@ const (
 	DefaultConversationsLimit = 100
 	MaxConversationsLimit     = 100
 
+	// A READ_RECEIPTS page lists at most MaxReceiptsLimit users.
+	DefaultReceiptsLimit = 100
+	MaxReceiptsLimit     = 1000
+	// MaxPresenceUsers bounds the users of one PRESENCE request: a group
+	// of the default size in one call.
+	MaxPresenceUsers = 500
+
+	// TypingInterval is how often a client repeats TYPING while its user
+	// keeps typing in a conversation; TypingShown is how long a receiver
+	// shows a typing event that no later one renews.
+	TypingInterval = 3 * time.Second
+	TypingShown    = 6 * time.Second
+	// DefaultTypingRate and DefaultTypingBurst shape each connection's
+	// TYPING requests (per second, a token bucket): room for a client that
+	// follows TypingInterval in a few conversations at once. Past them the
+	// answer is RATE_LIMITED and nothing is pushed.
+	DefaultTypingRate  = 1
+	DefaultTypingBurst = 5
+
 	// DefaultHeartbeat is the interval a client sends HEARTBEAT at; a
 	// connection silent for IdleHeartbeats of them is closed with IDLE.
 	DefaultHeartbeat = 30 * time.Second

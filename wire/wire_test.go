@@ -194,6 +194,12 @@ func examples() []proto.Message {
 		&wirepb.ConversationsResponse{Conversations: []*wirepb.Conversation{{Conv: 7}, {Conv: 8, Last: msg}}, HasMore: true},
 		&wirepb.MarkReadRequest{Conv: 7, ConvSeq: 3},
 		&wirepb.MarkReadResponse{ReadSeq: 3},
+		&wirepb.TypingRequest{Conv: 7},
+		&wirepb.TypingEvent{Conv: 7, User: 43},
+		&wirepb.PresenceRequest{Users: []uint64{42, 43, 1 << 63}},
+		&wirepb.PresenceResponse{Online: []uint64{43}},
+		&wirepb.ReadReceiptsRequest{Conv: 7, ConvSeq: 3, AfterUser: 43, Limit: 100, Unread: true},
+		&wirepb.ReadReceiptsResponse{Members: 499, Read: 12, Users: []uint64{44, 45}, NextAfter: 45},
 	}
 }
 
@@ -290,8 +296,8 @@ func TestCommandNames(t *testing.T) {
 		}
 		seen[name] = c
 	}
-	if len(seen) != 19 {
-		t.Errorf("%d known commands, want 19", len(seen))
+	if len(seen) != 22 {
+		t.Errorf("%d known commands, want 22", len(seen))
 	}
 	if got := wire.Command(99).String(); got != "COMMAND(99)" {
 		t.Errorf("unknown command prints as %q", got)

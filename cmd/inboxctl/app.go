@@ -58,10 +58,13 @@ func commands() []commandInfo {
 		{"group-info", "CONV", "print a group and its members", func() command { return &groupInfoCmd{} }},
 		{"send", "[--kind 1] [--id CLIENT_MSG_ID] CONV [TEXT...]", "send a message: TEXT, or standard input less its final newline", func() command { return &sendCmd{} }},
 		{"sync", "[--after SEQ] [--limit N]", "print the inbox entries after SEQ and exit", func() command { return &syncCmd{} }},
-		{"tail", "[--after SEQ]", "print inbox entries as they arrive (from now, or after SEQ)", func() command { return &tailCmd{} }},
+		{"tail", "[--after SEQ] [--typing]", "print inbox entries as they arrive (from now, or after SEQ); --typing: typing events too", func() command { return &tailCmd{} }},
 		{"history", "[--before CONV_SEQ] [--limit N] CONV", "print a group's messages, oldest first", func() command { return &historyCmd{} }},
 		{"conversations", "", "list your conversations with unread counts", func() command { return &conversationsCmd{} }},
 		{"read", "CONV CONV_SEQ", "move your read marker of a group", func() command { return &readCmd{} }},
+		{"receipts", "[--unread] CONV CONV_SEQ", "print who of a group has read a message (with --unread: who has not)", func() command { return &receiptsCmd{} }},
+		{"typing", "CONV", "tell the group's online members you are typing", func() command { return &typingCmd{} }},
+		{"presence", "USER...", "print which users are online", func() command { return &presenceCmd{} }},
 		{"admin", adminUsage(), "call the server API as the application's backend (docs/api.md); prints its JSON answer", func() command { return &adminCmd{} }},
 	}
 }

@@ -237,6 +237,7 @@ func (c *syncCmd) run(ctx context.Context, a *app) error {
 type tailCmd struct {
 	after    uint64
 	fromHead bool
+	typing   bool
 }
 
 func (c *tailCmd) flags(fs *flag.FlagSet) {
@@ -246,6 +247,7 @@ func (c *tailCmd) flags(fs *flag.FlagSet) {
 		c.after, c.fromHead = n, false
 		return err
 	})
+	fs.BoolVar(&c.typing, "typing", false, "print the typing events of your groups too")
 }
 
 func (c *tailCmd) args(args []string) error { return wantArgs(args, 0, 0) }
@@ -256,14 +258,19 @@ func (c *tailCmd) args(args []string) error { return wantArgs(args, 0, 0) }
 func (c *tailCmd) run(ctx context.Context, a *app) error {
 	p := newPrinter(a)
 	printErrs := make(chan error, 1)
-	cl, err := a.dial(ctx, client.Config{LastSeq: c.after, FromHead: c.fromHead, OnEntry: func(e *wirepb.Entry) {
-		if err := p.entry(e); err != nil {
+	printed := func(err error) {
+		if err != nil {
 			select {
 			case printErrs <- err:
 			default:
 			}
 		}
-	}})
+	}
+	cfg := client.Config{LastSeq: c.after, FromHead: c.fromHead, OnEntry: func(e *wirepb.Entry) { printed(p.entry(e)) }}
+	if c.typing {
+		cfg.OnTyping = func(ev *wirepb.TypingEvent) { printed(p.typing(ev)) }
+	}
+	cl, err := a.dial(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -349,4 +356,88 @@ func joinIDs(ids []uint64) string {
 		s[i] = strconv.FormatUint(id, 10)
 	}
 	return strings.Join(s, " ")
+}
+
+type receiptsCmd struct {
+	conv, convSeq uint64
+	unread        bool
+}
+
+func (c *receiptsCmd) flags(fs *flag.FlagSet) {
+	fs.BoolVar(&c.unread, "unread", false, "list the members who have not read it instead")
+}
+
+func (c *receiptsCmd) args(args []string) (err error) {
+	if err := wantArgs(args, 2, 2); err != nil {
+		return err
+	}
+	if c.conv, err = parseID(args[0], "conversation"); err != nil {
+		return err
+	}
+	c.convSeq, err = parseID(args[1], "conv_seq")
+	return err
+}
+
+// run reads every page of the receipts; the counts are the first page's.
+func (c *receiptsCmd) run(ctx context.Context, a *app) error {
+	return a.call(ctx, func(cl *client.Client) error {
+		req := &wirepb.ReadReceiptsRequest{Conv: c.conv, ConvSeq: c.convSeq, Unread: c.unread, Limit: wire.MaxReceiptsLimit}
+		var first *wirepb.ReadReceiptsResponse
+		var users []uint64
+		for {
+			r, err := cl.ReadReceipts(ctx, req)
+			if err != nil {
+				return fmt.Errorf("receipts: %w", err)
+			}
+			if first == nil {
+				first = r
+			}
+			users = append(users, r.Users...)
+			if r.NextAfter == 0 {
+				break
+			}
+			req.AfterUser = r.NextAfter
+		}
+		return newPrinter(a).receipts(c.conv, c.convSeq, c.unread, first, users)
+	})
+}
+
+type typingCmd struct{ conv uint64 }
+
+func (c *typingCmd) flags(*flag.FlagSet) {}
+
+func (c *typingCmd) args(args []string) (err error) {
+	c.conv, err = oneConv(args)
+	return err
+}
+
+func (c *typingCmd) run(ctx context.Context, a *app) error {
+	return a.call(ctx, func(cl *client.Client) error {
+		if err := cl.Typing(ctx, c.conv); err != nil {
+			return fmt.Errorf("typing: %w", err)
+		}
+		return newPrinter(a).done(fmt.Sprintf("typing in %d", c.conv))
+	})
+}
+
+type presenceCmd struct{ users []uint64 }
+
+func (c *presenceCmd) flags(*flag.FlagSet) {}
+
+func (c *presenceCmd) args(args []string) (err error) {
+	if err := wantArgs(args, 1, wire.MaxPresenceUsers); err != nil {
+		return err
+	}
+	c.users, err = parseIDs(args, "user")
+	return err
+}
+
+func (c *presenceCmd) run(ctx context.Context, a *app) error {
+	return a.call(ctx, func(cl *client.Client) error {
+		online, err := cl.Presence(ctx, c.users...)
+		if err != nil {
+			return fmt.Errorf("presence: %w", err)
+		}
+		return newPrinter(a).presence(c.users, online)
+	})
 }

@@ -316,3 +316,55 @@ func (p printer) done(human string) error {
 	_, err := fmt.Fprintln(p.w, human)
 	return err
 }
+
+func (p printer) receipts(conv, convSeq uint64, unread bool, r *wirepb.ReadReceiptsResponse, users []uint64) error {
+	if users == nil {
+		users = []uint64{}
+	}
+	list := "read by"
+	if unread {
+		list = "not read by"
+	}
+	j := struct {
+		Conv    uint64   `json:"conv,string"`
+		ConvSeq uint64   `json:"conv_seq"`
+		Members uint32   `json:"members"`
+		Read    uint32   `json:"read"`
+		Unread  bool     `json:"unread,omitempty"`
+		Users   []uint64 `json:"users"`
+	}{conv, convSeq, r.Members, r.Read, unread, users}
+	return p.emit(j, fmt.Sprintf("%d/%d read by %d of %d; %s: %s", conv, convSeq, r.Read, r.Members, list, joinIDs(users)))
+}
+
+// typing prints a typing event (tail --typing).
+func (p printer) typing(ev *wirepb.TypingEvent) error {
+	j := struct {
+		Typing struct {
+			Conv uint64 `json:"conv,string"`
+			User uint64 `json:"user"`
+		} `json:"typing"`
+	}{}
+	j.Typing.Conv, j.Typing.User = ev.Conv, ev.User
+	return p.emit(j, fmt.Sprintf("%d is typing in %d", ev.User, ev.Conv))
+}
+
+func (p printer) presence(users, online []uint64) error {
+	if p.json {
+		if online == nil {
+			online = []uint64{}
+		}
+		return p.emit(struct {
+			Online []uint64 `json:"online"`
+		}{online}, "")
+	}
+	tw := tabwriter.NewWriter(p.w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "USER\tSTATE")
+	for _, u := range users {
+		state := "offline"
+		if slices.Contains(online, u) {
+			state = "online"
+		}
+		fmt.Fprintf(tw, "%d\t%s\n", u, state)
+	}
+	return tw.Flush()
+}

@@ -176,7 +176,7 @@ func flagSet(o *options) *flag.FlagSet {
 	fs.BoolVar(&l.LimitLoopback, "limit-loopback", false, "apply -max-conns-per-addr to loopback addresses too")
 	fs.Float64Var(&l.RateLimit, "rate-limit", wire.DefaultRateLimit, "frames per second per connection, whatever their command")
 	fs.IntVar(&l.RateBurst, "rate-burst", wire.DefaultRateBurst, "burst of -rate-limit; a connection refused this many frames more is closed")
-	fs.Float64Var(&l.UserRateLimit, "user-rate-limit", wire.DefaultUserRateLimit, "SEND, SYNC, HISTORY and CONVERSATIONS per second per user, across devices")
+	fs.Float64Var(&l.UserRateLimit, "user-rate-limit", wire.DefaultUserRateLimit, "SEND, SYNC, HISTORY, CONVERSATIONS, PRESENCE and READ_RECEIPTS per second per user, across devices")
 	fs.IntVar(&l.UserRateBurst, "user-rate-burst", wire.DefaultUserRateBurst, "burst of -user-rate-limit")
 	return fs
 }
@@ -310,7 +310,7 @@ func run(args []string) error {
 		Gate:      moderation,
 	}
 	if rel != nil {
-		gcfg.Forwarder = rel
+		gcfg.Forwarder, gcfg.Peers = rel, rel
 	}
 	gw, err := gateway.New(gcfg)
 	if err != nil {

@@ -1791,6 +1791,337 @@ func (x *MarkReadResponse) GetReadSeq() uint64 {
 	return 0
 }
 
+// TYPING (13), client to server: the user is typing in conv.
+type TypingRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Conv          uint64                 `protobuf:"varint,1,opt,name=conv,proto3" json:"conv,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TypingRequest) Reset() {
+	*x = TypingRequest{}
+	mi := &file_inboxd_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TypingRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TypingRequest) ProtoMessage() {}
+
+func (x *TypingRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_inboxd_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TypingRequest.ProtoReflect.Descriptor instead.
+func (*TypingRequest) Descriptor() ([]byte, []int) {
+	return file_inboxd_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *TypingRequest) GetConv() uint64 {
+	if x != nil {
+		return x.Conv
+	}
+	return 0
+}
+
+// TYPING (13), server-initiated (request id 0): user is typing in conv.
+// Show it for 6 s unless another renews it; never stored, never in SYNC.
+type TypingEvent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Conv          uint64                 `protobuf:"varint,1,opt,name=conv,proto3" json:"conv,omitempty"`
+	User          uint64                 `protobuf:"varint,2,opt,name=user,proto3" json:"user,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TypingEvent) Reset() {
+	*x = TypingEvent{}
+	mi := &file_inboxd_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TypingEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TypingEvent) ProtoMessage() {}
+
+func (x *TypingEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_inboxd_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TypingEvent.ProtoReflect.Descriptor instead.
+func (*TypingEvent) Descriptor() ([]byte, []int) {
+	return file_inboxd_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *TypingEvent) GetConv() uint64 {
+	if x != nil {
+		return x.Conv
+	}
+	return 0
+}
+
+func (x *TypingEvent) GetUser() uint64 {
+	if x != nil {
+		return x.User
+	}
+	return 0
+}
+
+type PresenceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Users         []uint64               `protobuf:"varint,1,rep,packed,name=users,proto3" json:"users,omitempty"` // at most 500, non-zero
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PresenceRequest) Reset() {
+	*x = PresenceRequest{}
+	mi := &file_inboxd_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PresenceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PresenceRequest) ProtoMessage() {}
+
+func (x *PresenceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_inboxd_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PresenceRequest.ProtoReflect.Descriptor instead.
+func (*PresenceRequest) Descriptor() ([]byte, []int) {
+	return file_inboxd_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *PresenceRequest) GetUsers() []uint64 {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
+type PresenceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Online        []uint64               `protobuf:"varint,1,rep,packed,name=online,proto3" json:"online,omitempty"` // those of users with a device connected, ascending
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PresenceResponse) Reset() {
+	*x = PresenceResponse{}
+	mi := &file_inboxd_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PresenceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PresenceResponse) ProtoMessage() {}
+
+func (x *PresenceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_inboxd_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PresenceResponse.ProtoReflect.Descriptor instead.
+func (*PresenceResponse) Descriptor() ([]byte, []int) {
+	return file_inboxd_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *PresenceResponse) GetOnline() []uint64 {
+	if x != nil {
+		return x.Online
+	}
+	return nil
+}
+
+type ReadReceiptsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Conv          uint64                 `protobuf:"varint,1,opt,name=conv,proto3" json:"conv,omitempty"`
+	ConvSeq       uint64                 `protobuf:"varint,2,opt,name=conv_seq,json=convSeq,proto3" json:"conv_seq,omitempty"`
+	AfterUser     uint64                 `protobuf:"varint,3,opt,name=after_user,json=afterUser,proto3" json:"after_user,omitempty"` // page cursor: list user ids above it; 0: from the first
+	Limit         uint32                 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`                          // 0: 100; at most 1000
+	Unread        bool                   `protobuf:"varint,5,opt,name=unread,proto3" json:"unread,omitempty"`                        // list the members who have not read it instead
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadReceiptsRequest) Reset() {
+	*x = ReadReceiptsRequest{}
+	mi := &file_inboxd_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadReceiptsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadReceiptsRequest) ProtoMessage() {}
+
+func (x *ReadReceiptsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_inboxd_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadReceiptsRequest.ProtoReflect.Descriptor instead.
+func (*ReadReceiptsRequest) Descriptor() ([]byte, []int) {
+	return file_inboxd_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ReadReceiptsRequest) GetConv() uint64 {
+	if x != nil {
+		return x.Conv
+	}
+	return 0
+}
+
+func (x *ReadReceiptsRequest) GetConvSeq() uint64 {
+	if x != nil {
+		return x.ConvSeq
+	}
+	return 0
+}
+
+func (x *ReadReceiptsRequest) GetAfterUser() uint64 {
+	if x != nil {
+		return x.AfterUser
+	}
+	return 0
+}
+
+func (x *ReadReceiptsRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ReadReceiptsRequest) GetUnread() bool {
+	if x != nil {
+		return x.Unread
+	}
+	return false
+}
+
+type ReadReceiptsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Members       uint32                 `protobuf:"varint,1,opt,name=members,proto3" json:"members,omitempty"`                      // current members who received conv_seq, its sender excluded
+	Read          uint32                 `protobuf:"varint,2,opt,name=read,proto3" json:"read,omitempty"`                            // how many of them have read it
+	Users         []uint64               `protobuf:"varint,3,rep,packed,name=users,proto3" json:"users,omitempty"`                   // a page of those who have read it (unread: who have not), ascending
+	NextAfter     uint64                 `protobuf:"varint,4,opt,name=next_after,json=nextAfter,proto3" json:"next_after,omitempty"` // more follow: ask again with after_user = next_after; 0: the list is complete
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadReceiptsResponse) Reset() {
+	*x = ReadReceiptsResponse{}
+	mi := &file_inboxd_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadReceiptsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadReceiptsResponse) ProtoMessage() {}
+
+func (x *ReadReceiptsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_inboxd_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadReceiptsResponse.ProtoReflect.Descriptor instead.
+func (*ReadReceiptsResponse) Descriptor() ([]byte, []int) {
+	return file_inboxd_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ReadReceiptsResponse) GetMembers() uint32 {
+	if x != nil {
+		return x.Members
+	}
+	return 0
+}
+
+func (x *ReadReceiptsResponse) GetRead() uint32 {
+	if x != nil {
+		return x.Read
+	}
+	return 0
+}
+
+func (x *ReadReceiptsResponse) GetUsers() []uint64 {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
+func (x *ReadReceiptsResponse) GetNextAfter() uint64 {
+	if x != nil {
+		return x.NextAfter
+	}
+	return 0
+}
+
 var File_inboxd_proto protoreflect.FileDescriptor
 
 const file_inboxd_proto_rawDesc = "" +
@@ -1914,7 +2245,29 @@ const file_inboxd_proto_rawDesc = "" +
 	"\x04conv\x18\x01 \x01(\x04R\x04conv\x12\x19\n" +
 	"\bconv_seq\x18\x02 \x01(\x04R\aconvSeq\"-\n" +
 	"\x10MarkReadResponse\x12\x19\n" +
-	"\bread_seq\x18\x01 \x01(\x04R\areadSeqB&Z$github.com/inboxd/inboxd/wire/wirepbb\x06proto3"
+	"\bread_seq\x18\x01 \x01(\x04R\areadSeq\"#\n" +
+	"\rTypingRequest\x12\x12\n" +
+	"\x04conv\x18\x01 \x01(\x04R\x04conv\"5\n" +
+	"\vTypingEvent\x12\x12\n" +
+	"\x04conv\x18\x01 \x01(\x04R\x04conv\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\x04R\x04user\"'\n" +
+	"\x0fPresenceRequest\x12\x14\n" +
+	"\x05users\x18\x01 \x03(\x04R\x05users\"*\n" +
+	"\x10PresenceResponse\x12\x16\n" +
+	"\x06online\x18\x01 \x03(\x04R\x06online\"\x91\x01\n" +
+	"\x13ReadReceiptsRequest\x12\x12\n" +
+	"\x04conv\x18\x01 \x01(\x04R\x04conv\x12\x19\n" +
+	"\bconv_seq\x18\x02 \x01(\x04R\aconvSeq\x12\x1d\n" +
+	"\n" +
+	"after_user\x18\x03 \x01(\x04R\tafterUser\x12\x14\n" +
+	"\x05limit\x18\x04 \x01(\rR\x05limit\x12\x16\n" +
+	"\x06unread\x18\x05 \x01(\bR\x06unread\"y\n" +
+	"\x14ReadReceiptsResponse\x12\x18\n" +
+	"\amembers\x18\x01 \x01(\rR\amembers\x12\x12\n" +
+	"\x04read\x18\x02 \x01(\rR\x04read\x12\x14\n" +
+	"\x05users\x18\x03 \x03(\x04R\x05users\x12\x1d\n" +
+	"\n" +
+	"next_after\x18\x04 \x01(\x04R\tnextAfterB&Z$github.com/inboxd/inboxd/wire/wirepbb\x06proto3"
 
 var (
 	file_inboxd_proto_rawDescOnce sync.Once
@@ -1928,7 +2281,7 @@ func file_inboxd_proto_rawDescGZIP() []byte {
 	return file_inboxd_proto_rawDescData
 }
 
-var file_inboxd_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_inboxd_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_inboxd_proto_goTypes = []any{
 	(*Error)(nil),                 // 0: inboxd.v1.Error
 	(*Empty)(nil),                 // 1: inboxd.v1.Empty
@@ -1959,6 +2312,12 @@ var file_inboxd_proto_goTypes = []any{
 	(*ConversationsResponse)(nil), // 26: inboxd.v1.ConversationsResponse
 	(*MarkReadRequest)(nil),       // 27: inboxd.v1.MarkReadRequest
 	(*MarkReadResponse)(nil),      // 28: inboxd.v1.MarkReadResponse
+	(*TypingRequest)(nil),         // 29: inboxd.v1.TypingRequest
+	(*TypingEvent)(nil),           // 30: inboxd.v1.TypingEvent
+	(*PresenceRequest)(nil),       // 31: inboxd.v1.PresenceRequest
+	(*PresenceResponse)(nil),      // 32: inboxd.v1.PresenceResponse
+	(*ReadReceiptsRequest)(nil),   // 33: inboxd.v1.ReadReceiptsRequest
+	(*ReadReceiptsResponse)(nil),  // 34: inboxd.v1.ReadReceiptsResponse
 }
 var file_inboxd_proto_depIdxs = []int32{
 	4,  // 0: inboxd.v1.CreateGroupResponse.group:type_name -> inboxd.v1.Group
@@ -1988,7 +2347,7 @@ func file_inboxd_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_inboxd_proto_rawDesc), len(file_inboxd_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   29,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/inboxd/inboxd/gateway"
+	"github.com/inboxd/inboxd/inbox"
+	"github.com/inboxd/inboxd/internal/gatewaytest"
+)
+
+// TestReceiptsTypingPresence runs the receipts, typing and presence
+// commands against a gateway: their JSON output, and a refusal's exit
+// status and message.
+func TestReceiptsTypingPresence(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreAnyFunction("github.com/panjf2000/ants/v2.(*poolCommon).purgeStaleWorkers"),
+		goleak.IgnoreAnyFunction("github.com/panjf2000/ants/v2.(*poolCommon).ticktock"))
+	t.Run("", func(t *testing.T) {
+		gw, err := gateway.New(gateway.Config{Addr: gatewaytest.Addr, Secret: []byte(gatewaytest.Secret), SingleLoop: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, addr := gatewaytest.Start(t, gw, func(svc *inbox.Service) error { return gw.Serve(svc) })
+		as := func(user uint64, wantStatus int, args ...string) string {
+			t.Helper()
+			a, out, errOut := testApp(nil)
+			tok := gatewaytest.Token(t, user, "cli", time.Hour)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if status := run(ctx, append([]string{"--addr", addr, "--token", tok, "--json"}, args...), a); status != wantStatus {
+				t.Fatalf("%q as %d: status %d, want %d: %s", args, user, status, wantStatus, errOut)
+			}
+			return out.String() + errOut.String()
+		}
+		var g struct {
+			ID uint64 `json:"id,string"`
+		}
+		if err := json.Unmarshal([]byte(as(42, 0, "create-group", "43", "44")), &g); err != nil {
+			t.Fatal(err)
+		}
+		conv := strconv.FormatUint(g.ID, 10)
+		as(42, 0, "send", conv, "hi") // conv_seq 2
+		as(43, 0, "read", conv, "2")
+
+		for _, tt := range []struct {
+			args []string
+			want string
+		}{
+			{[]string{"receipts", conv, "2"}, `{"conv":"` + conv + `","conv_seq":2,"members":2,"read":1,"users":[43]}`},
+			{[]string{"receipts", "--unread", conv, "2"}, `{"conv":"` + conv + `","conv_seq":2,"members":2,"read":1,"unread":true,"users":[44]}`},
+			{[]string{"presence", "43", "42"}, `{"online":[42]}`}, // the asker's own connection
+			{[]string{"typing", conv}, ``},
+		} {
+			if got := strings.TrimSpace(as(42, 0, tt.args...)); got != tt.want {
+				t.Errorf("%q: %s, want %s", tt.args, got, tt.want)
+			}
+		}
+		if out := as(45, 1, "typing", conv); !strings.Contains(out, "NOT_MEMBER") {
+			t.Errorf("typing by a non-member: %q", out)
+		}
+		if out := as(42, 1, "receipts", conv, "3"); !strings.Contains(out, "INVALID") {
+			t.Errorf("receipts beyond the head: %q", out)
+		}
+	})
+}
