@@ -216,6 +216,7 @@ func (s *Service) liveStoredGroup(ctx context.Context, conv uint64) (timeline.Gr
 type ConversationInfo struct {
 	timeline.Conversation
 	Name   string
+	Peer   uint64            // a direct conversation's other user; 0 for a group
 	Head   uint64            // the newest conv_seq the user has
 	Unread uint64            // Head − ReadSeq
 	Last   *timeline.Message // the newest message the user has
@@ -294,6 +295,9 @@ func (s *Service) conversationInfo(ctx context.Context, c timeline.Conversation)
 		return info, fmt.Errorf("group %d: %w", c.Conv, err)
 	}
 	info.Name = g.Name
+	if g.IsDirect() {
+		info.Peer = g.Peer(c.User)
+	}
 	// The newest message the user has: the conversation's, or the one they
 	// left with.
 	r := timeline.Range{From: c.JoinedAt, To: c.LeftAt, Desc: true, Limit: 1}

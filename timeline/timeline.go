@@ -94,6 +94,14 @@ type Group struct {
 // IsDirect reports whether g is a direct conversation.
 func (g *Group) IsDirect() bool { return g.Direct[0] != 0 }
 
+// Peer returns the user of direct conversation g who is not user.
+func (g *Group) Peer(user uint64) uint64 {
+	if g.Direct[0] == user {
+		return g.Direct[1]
+	}
+	return g.Direct[0]
+}
+
 // Member is one current member of a group.
 type Member struct {
 	Conv       uint64

@@ -148,7 +148,7 @@ func TestProtocolDocKinds(t *testing.T) {
 		}
 	}
 	want := []wire.NoticeType{wire.NoticeCreate, wire.NoticeInvite, wire.NoticeJoin, wire.NoticeLeave, wire.NoticeKick,
-		wire.NoticeDismiss, wire.NoticeRole, wire.NoticeMute, wire.NoticeMuteGroup}
+		wire.NoticeDismiss, wire.NoticeRole, wire.NoticeMute, wire.NoticeMuteGroup, wire.NoticeRename, wire.NoticeAnnounce, wire.NoticeAvatar}
 	if !slices.Equal(types, want) {
 		t.Errorf("doc lists notice types %q, wire %q", types, want)
 	}
