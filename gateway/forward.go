@@ -74,6 +74,7 @@ var forwardable = map[wire.Command]bool{
 	wire.CmdSend: true, wire.CmdHistory: true, wire.CmdInvite: true, wire.CmdJoin: true,
 	wire.CmdLeave: true, wire.CmdKick: true, wire.CmdDismiss: true, wire.CmdSetRole: true,
 	wire.CmdMute: true, wire.CmdSetDND: true, wire.CmdGroupInfo: true,
+	wire.CmdSendDirect: true, wire.CmdBlock: true, wire.CmdSetGroupProfile: true,
 }
 
 // ServeForwarded runs a conversation command another node forwarded for
