@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -40,6 +41,23 @@ func fuzzRequest(cmd wire.Command, conv, a, b uint64, n uint32, ms int64) proto.
 		return &wirepb.MuteRequest{Conv: conv, User: a, UntilMs: ms}
 	case wire.CmdSetDND:
 		return &wirepb.SetDNDRequest{Conv: conv, On: n%2 == 1}
+	case wire.CmdSendDirect:
+		return &wirepb.SendDirectRequest{To: a, ClientMsgId: "f", Kind: n, Body: []byte("x")}
+	case wire.CmdBlock:
+		return &wirepb.BlockRequest{User: a, On: n%2 == 1}
+	case wire.CmdSetGroupProfile:
+		// n picks which fields are present and their lengths, around the limits.
+		req := &wirepb.SetGroupProfileRequest{Conv: conv}
+		if n&1 != 0 {
+			req.Name = proto.String(strings.Repeat("n", int(a%(wire.MaxGroupName+2))))
+		}
+		if n&2 != 0 {
+			req.Announcement = proto.String(strings.Repeat("a", int(b%(wire.MaxAnnouncement+2))))
+		}
+		if n&4 != 0 {
+			req.AvatarUrl = proto.String(strings.Repeat("u", int(n>>3)%(wire.MaxAvatarURL+2)))
+		}
+		return req
 	default: // JOIN, LEAVE, DISMISS, GROUP_INFO, HEARTBEAT
 		return &wirepb.ConvRequest{Conv: conv}
 	}
