@@ -61,6 +61,7 @@ type Service interface {
 	SetRole(ctx context.Context, actor, conv, user uint64, role wire.Role) error
 	MuteMember(ctx context.Context, actor, conv, user uint64, until time.Time) error
 	MuteGroup(ctx context.Context, actor, conv uint64, until time.Time) error
+	SetGroupProfile(ctx context.Context, actor, conv uint64, p inbox.Profile) error
 	Describe(ctx context.Context, conv uint64) (inbox.GroupInfo, error)
 	SendGroupMessage(ctx context.Context, sender, conv uint64, clientMsgID string, kind wire.Kind, body []byte) (inbox.SendResult, error)
 	SendSystemMessage(ctx context.Context, conv uint64, clientMsgID string, body []byte) (inbox.SendResult, error)

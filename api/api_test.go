@@ -547,6 +547,54 @@ func TestGroupCallsSeenByClients(t *testing.T) {
 	}
 }
 
+// TestGroupProfile: the profile call as clients see it, a notice per
+// change, GET returning it, a repeat posting nothing, and the refusals.
+func TestGroupProfile(t *testing.T) {
+	e := newEnv(t)
+	bob := e.connect(2, "phone")
+	conv := e.createGroup(1, 2)
+	bob.waitKinds(t, wire.KindNotice, 1)
+
+	profile := `{"actor":1,"name":"ops","announcement":"standup at 10","avatar_url":"https://example.com/ops.png"}`
+	e.call(http.StatusNoContent, "POST", "/v1/groups/"+conv+"/profile", profile, nil)
+	e.call(http.StatusNoContent, "POST", "/v1/groups/"+conv+"/profile", profile, nil) // a retry: nothing new
+	e.call(http.StatusNoContent, "POST", "/v1/groups/"+conv+"/profile", `{"actor":1,"announcement":"","name":null}`, nil)
+	notices := bob.waitKinds(t, wire.KindNotice, 5)
+	var types []string
+	for _, n := range notices {
+		var body wire.Notice
+		if err := json.Unmarshal(n.Message.Body, &body); err != nil {
+			t.Fatal(err)
+		}
+		types = append(types, string(body.Type))
+	}
+	if want := []string{"create", "rename", "announcement", "avatar", "announcement"}; !slices.Equal(types, want) {
+		t.Errorf("notices %q, want %q", types, want)
+	}
+	var g Group
+	e.call(http.StatusOK, "GET", "/v1/groups/"+conv, "", &g)
+	if g.Name != "ops" || g.Announcement != "" || g.AvatarURL != "https://example.com/ops.png" {
+		t.Errorf("GET after the changes: %+v", g)
+	}
+
+	for _, tt := range []struct {
+		body   string
+		status int
+		code   string
+	}{
+		{`{"actor":2,"name":"mine"}`, http.StatusForbidden, "FORBIDDEN"},
+		{`{"actor":1}`, http.StatusBadRequest, "INVALID"},
+		{`{"actor":1,"name":""}`, http.StatusBadRequest, "INVALID"},
+		{fmt.Sprintf(`{"actor":1,"announcement":%q}`, strings.Repeat("a", wire.MaxAnnouncement+1)), http.StatusBadRequest, "INVALID"},
+		{`{"actor":1,"avatar":"x"}`, http.StatusBadRequest, "BAD_REQUEST"},
+	} {
+		code, b := e.do(key1, "POST", "/v1/groups/"+conv+"/profile", tt.body)
+		if code != tt.status || !strings.Contains(string(b), `"code":"`+tt.code+`"`) {
+			t.Errorf("%.60s: %d %s, want %d %s", tt.body, code, b, tt.status, tt.code)
+		}
+	}
+}
+
 func maps(a, b map[uint64]string) bool {
 	if len(a) != len(b) {
 		return false

@@ -42,6 +42,7 @@ var statuses = []struct {
 	{inbox.ErrNotMember, wire.CodeNotMember, http.StatusForbidden},
 	{inbox.ErrForbidden, wire.CodeForbidden, http.StatusForbidden},
 	{inbox.ErrMuted, wire.CodeMuted, http.StatusForbidden},
+	{inbox.ErrBlocked, wire.CodeBlocked, http.StatusForbidden},
 	{inbox.ErrGroupFull, wire.CodeGroupFull, http.StatusConflict},
 	{inbox.ErrUnavailable, wire.CodeUnavailable, http.StatusServiceUnavailable},
 	{inbox.ErrClosed, wire.CodeShuttingDown, http.StatusServiceUnavailable},

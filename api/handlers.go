@@ -74,6 +74,15 @@ type (
 	DismissRequest struct {
 		Actor uint64 `json:"actor"`
 	}
+	// ProfileRequest changes a group's profile as SET_GROUP_PROFILE does:
+	// a field absent (or null) stays as it is; "" clears the announcement
+	// or the avatar.
+	ProfileRequest struct {
+		Actor        uint64  `json:"actor"`
+		Name         *string `json:"name"`
+		Announcement *string `json:"announcement"`
+		AvatarURL    *string `json:"avatar_url"`
+	}
 	SendRequest struct {
 		Sender      uint64 `json:"sender"`
 		ClientMsgID string `json:"client_msg_id"`
@@ -92,13 +101,17 @@ type (
 // The response bodies.
 type (
 	Group struct {
-		ID         ID       `json:"id"`
-		Name       string   `json:"name"`
-		Owner      uint64   `json:"owner"`
-		CreatedMs  int64    `json:"created_ms"`
-		Open       bool     `json:"open"`
-		MutedUntil int64    `json:"muted_until_ms"`
-		Members    []Member `json:"members,omitempty"`
+		ID         ID     `json:"id"`
+		Name       string `json:"name"`
+		Owner      uint64 `json:"owner"`
+		CreatedMs  int64  `json:"created_ms"`
+		Open       bool   `json:"open"`
+		MutedUntil int64  `json:"muted_until_ms"`
+		// Announcement and AvatarURL are the profile beside Name; empty:
+		// none.
+		Announcement string   `json:"announcement"`
+		AvatarURL    string   `json:"avatar_url"`
+		Members      []Member `json:"members,omitempty"`
 		// Duplicate answers a create retried with its idempotency key.
 		Duplicate bool `json:"duplicate,omitempty"`
 	}
@@ -211,6 +224,9 @@ func (h *handler) routes() []route {
 				return svc.MuteGroup(r.Context(), req.Actor, conv, until)
 			}
 			return svc.MuteMember(r.Context(), req.Actor, conv, req.User, until)
+		})},
+		{"POST /v1/groups/{conv}/profile", withConv(func(r *http.Request, conv uint64, req ProfileRequest) error {
+			return svc.SetGroupProfile(r.Context(), req.Actor, conv, inbox.Profile{Name: req.Name, Announcement: req.Announcement, AvatarURL: req.AvatarURL})
 		})},
 		{"POST /v1/groups/{conv}/dismiss", withConv(func(r *http.Request, conv uint64, req DismissRequest) error {
 			return svc.Dismiss(r.Context(), req.Actor, conv)
@@ -485,7 +501,8 @@ func parseRole(s string) (wire.Role, error) {
 }
 
 func groupJSON(g timeline.Group, members []timeline.Member) Group {
-	out := Group{ID: ID(g.ID), Name: g.Name, Owner: g.Owner, CreatedMs: g.Created.UnixMilli(), Open: g.Open, MutedUntil: unixMilli(g.MutedUntil)}
+	out := Group{ID: ID(g.ID), Name: g.Name, Owner: g.Owner, CreatedMs: g.Created.UnixMilli(), Open: g.Open, MutedUntil: unixMilli(g.MutedUntil),
+		Announcement: g.Announcement, AvatarURL: g.AvatarURL}
 	for _, m := range members {
 		out.Members = append(out.Members, Member{User: m.User, Role: m.Role.String(), JoinedAt: m.JoinedAt, MutedUntil: unixMilli(m.MutedUntil)})
 	}

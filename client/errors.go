@@ -80,6 +80,7 @@ var (
 	ErrRedirect        = &Error{Code: wire.CodeRedirect}
 	ErrBanned          = &Error{Code: wire.CodeBanned}
 	ErrRevoked         = &Error{Code: wire.CodeRevoked}
+	ErrBlocked         = &Error{Code: wire.CodeBlocked}
 )
 
 // Errors of the client itself.

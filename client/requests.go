@@ -10,8 +10,9 @@ import (
 	"github.com/inboxd/inboxd/wire/wirepb"
 )
 
-// Reads, SEND (deduplicated by its client msg id), MARK_READ (a marker
-// never moves back) and SET_DND are safe to repeat, so their methods retry
+// Reads, SEND and SEND_DIRECT (deduplicated by their client msg id),
+// MARK_READ (a marker never moves back), SET_DND, BLOCK and
+// SET_GROUP_PROFILE (setting what is set changes nothing) are safe to repeat, so their methods retry
 // on retryable codes and lost connections. Group changes are not: a retried
 // INVITE that had been applied fails with INVALID, a retried CREATE_GROUP
 // creates a second group. Their methods do not retry, and ErrConnLost leaves
@@ -39,6 +40,44 @@ func (c *Client) Send(ctx context.Context, conv uint64, clientMsgID string, kind
 		return nil, err
 	}
 	return ack, nil
+}
+
+// SendDirect sends a message to the user to, in their direct conversation
+// with the user, which the first message creates; the ack's Conv names the
+// conversation (wire.DirectConv(user, to)), and later messages may also go
+// to it with Send. clientMsgID, kind and body and the retries are as Send's.
+// It fails with ErrBlocked while to blocks the user, and with ErrInvalid
+// for to = the user.
+func (c *Client) SendDirect(ctx context.Context, to uint64, clientMsgID string, kind uint32, body []byte) (*wirepb.SendAck, error) {
+	if clientMsgID == "" {
+		clientMsgID = NewClientMsgID()
+	}
+	req := &wirepb.SendDirectRequest{To: to, ClientMsgId: clientMsgID, Kind: kind, Body: body}
+	ack := new(wirepb.SendAck)
+	if err := c.doRetry(ctx, wire.CmdSendDirect, req, ack); err != nil {
+		return nil, err
+	}
+	return ack, nil
+}
+
+// Block makes the user refuse direct messages from user (on), or accept
+// them again (off). Setting what is set changes nothing, so it is retried.
+func (c *Client) Block(ctx context.Context, user uint64, on bool) error {
+	return c.doRetry(ctx, wire.CmdBlock, &wirepb.BlockRequest{User: user, On: on}, new(wirepb.Empty))
+}
+
+// GroupProfile is a change of a group's profile for SetGroupProfile: nil
+// fields stay as they are; an empty announcement or avatar URL clears it.
+type GroupProfile struct {
+	Name, Announcement, AvatarURL *string
+}
+
+// SetGroupProfile changes conv's name, announcement or avatar URL (owner and
+// admins), each change a notice in the group. Setting what is set changes
+// nothing, so it is retried.
+func (c *Client) SetGroupProfile(ctx context.Context, conv uint64, p GroupProfile) error {
+	req := &wirepb.SetGroupProfileRequest{Conv: conv, Name: p.Name, Announcement: p.Announcement, AvatarUrl: p.AvatarURL}
+	return c.doRetry(ctx, wire.CmdSetGroupProfile, req, new(wirepb.Empty))
 }
 
 // NewClientMsgID returns a random client msg id: 32 hex digits.

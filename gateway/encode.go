@@ -27,7 +27,8 @@ func messagePB(m *timeline.Message) *wirepb.Message {
 
 func groupPB(g timeline.Group) *wirepb.Group {
 	return &wirepb.Group{Id: g.ID, Name: g.Name, Owner: g.Owner, CreatedMs: g.Created.UnixMilli(),
-		Open: g.Open, MutedUntilMs: unixMilli(g.MutedUntil), Dismissed: g.Dismissed}
+		Open: g.Open, MutedUntilMs: unixMilli(g.MutedUntil), Dismissed: g.Dismissed,
+		Announcement: g.Announcement, AvatarUrl: g.AvatarURL}
 }
 
 func entriesPB(es []inbox.Entry) []*wirepb.Entry {

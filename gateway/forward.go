@@ -75,6 +75,7 @@ var forwardable = map[wire.Command]bool{
 	wire.CmdLeave: true, wire.CmdKick: true, wire.CmdDismiss: true, wire.CmdSetRole: true,
 	wire.CmdMute: true, wire.CmdSetDND: true, wire.CmdGroupInfo: true,
 	wire.CmdTyping: true, wire.CmdReadReceipts: true,
+	wire.CmdSendDirect: true, wire.CmdBlock: true, wire.CmdSetGroupProfile: true,
 }
 
 // ServeForwarded runs a conversation command another node forwarded for

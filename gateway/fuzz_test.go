@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -47,6 +48,23 @@ func fuzzRequest(cmd wire.Command, conv, a, b uint64, n uint32, ms int64) proto.
 		return &wirepb.PresenceRequest{Users: []uint64{a, b}}
 	case wire.CmdReadReceipts:
 		return &wirepb.ReadReceiptsRequest{Conv: conv, ConvSeq: a, AfterUser: b, Limit: n, Unread: ms%2 == 0}
+	case wire.CmdSendDirect:
+		return &wirepb.SendDirectRequest{To: a, ClientMsgId: "f", Kind: n, Body: []byte("x")}
+	case wire.CmdBlock:
+		return &wirepb.BlockRequest{User: a, On: n%2 == 1}
+	case wire.CmdSetGroupProfile:
+		// n picks which fields are present and their lengths, around the limits.
+		req := &wirepb.SetGroupProfileRequest{Conv: conv}
+		if n&1 != 0 {
+			req.Name = proto.String(strings.Repeat("n", int(a%(wire.MaxGroupName+2))))
+		}
+		if n&2 != 0 {
+			req.Announcement = proto.String(strings.Repeat("a", int(b%(wire.MaxAnnouncement+2))))
+		}
+		if n&4 != 0 {
+			req.AvatarUrl = proto.String(strings.Repeat("u", int(n>>3)%(wire.MaxAvatarURL+2)))
+		}
+		return req
 	default: // JOIN, LEAVE, DISMISS, GROUP_INFO, HEARTBEAT
 		return &wirepb.ConvRequest{Conv: conv}
 	}

@@ -199,6 +199,9 @@ func setDefault[T int | float64 | time.Duration](v *T, def T) {
 // Service is what the gateway needs of the inbox; *inbox.Service has it.
 type Service interface {
 	SendGroupMessage(ctx context.Context, sender, conv uint64, clientMsgID string, kind wire.Kind, body []byte) (inbox.SendResult, error)
+	SendDirect(ctx context.Context, sender, to uint64, clientMsgID string, kind wire.Kind, body []byte) (inbox.SendResult, error)
+	Block(ctx context.Context, user, peer uint64, on bool) error
+	SetGroupProfile(ctx context.Context, actor, conv uint64, p inbox.Profile) error
 	Head(ctx context.Context, user uint64) (uint64, error)
 	Sync(ctx context.Context, user, afterSeq uint64, limit int) (inbox.SyncResult, error)
 	History(ctx context.Context, user, conv, before uint64, limit int) ([]timeline.Message, error)

@@ -48,6 +48,20 @@ func decoded[T any, PT interface {
 
 var empty = &wirepb.Empty{}
 
+func sendAck(r inbox.SendResult) *wirepb.SendAck {
+	return &wirepb.SendAck{MsgId: r.MsgID, ConvSeq: r.ConvSeq, TimeMs: r.Time.UnixMilli(), Duplicate: r.Duplicate, Conv: r.Conv}
+}
+
+// pairServedElsewhere marks err, a refusal with ErrNotOwner of a command
+// for the direct conversation of user and peer, for forwarding to the node
+// that serves the conversation (decoded does it for requests with a conv).
+func pairServedElsewhere(user, peer uint64, err error) error {
+	if errors.Is(err, inbox.ErrNotOwner) {
+		return &notServedHere{conv: wire.DirectConv(user, peer), err: err}
+	}
+	return err
+}
+
 // convOp adapts the inbox calls that take (actor, conv) and answer nothing.
 func convOp(op func(Service) func(ctx context.Context, user, conv uint64) error) handler {
 	return decoded(func(ctx context.Context, srv *Server, user uint64, req *wirepb.ConvRequest) (proto.Message, error) {
@@ -62,7 +76,23 @@ var handlers = map[wire.Command]handler{
 			return nil, inbox.ErrInvalid
 		}
 		r, err := srv.svc.SendGroupMessage(ctx, user, req.Conv, req.ClientMsgId, wire.Kind(req.Kind), req.Body)
-		return &wirepb.SendAck{MsgId: r.MsgID, ConvSeq: r.ConvSeq, TimeMs: r.Time.UnixMilli(), Duplicate: r.Duplicate}, err
+		return sendAck(r), err
+	}),
+	// SEND_DIRECT names a user, not a conversation: the conversation it
+	// runs in, and so the node a refusal with ErrNotOwner forwards it to,
+	// is the pair's.
+	wire.CmdSendDirect: decoded(func(ctx context.Context, srv *Server, user uint64, req *wirepb.SendDirectRequest) (proto.Message, error) {
+		if req.Kind > 0xFFFF {
+			return nil, inbox.ErrInvalid
+		}
+		r, err := srv.svc.SendDirect(ctx, user, req.To, req.ClientMsgId, wire.Kind(req.Kind), req.Body)
+		return sendAck(r), pairServedElsewhere(user, req.To, err)
+	}),
+	wire.CmdBlock: decoded(func(ctx context.Context, srv *Server, user uint64, req *wirepb.BlockRequest) (proto.Message, error) {
+		return empty, pairServedElsewhere(user, req.User, srv.svc.Block(ctx, user, req.User, req.On))
+	}),
+	wire.CmdSetGroupProfile: decoded(func(ctx context.Context, srv *Server, user uint64, req *wirepb.SetGroupProfileRequest) (proto.Message, error) {
+		return empty, srv.svc.SetGroupProfile(ctx, user, req.Conv, inbox.Profile{Name: req.Name, Announcement: req.Announcement, AvatarURL: req.AvatarUrl})
 	}),
 	wire.CmdSync: decoded(func(ctx context.Context, srv *Server, user uint64, req *wirepb.SyncRequest) (proto.Message, error) {
 		r, err := srv.svc.Sync(ctx, user, req.AfterSeq, int(min(req.Limit, 1<<20)))
@@ -94,7 +124,7 @@ var handlers = map[wire.Command]handler{
 		pb := make([]*wirepb.Conversation, len(cs))
 		for i, c := range cs {
 			pc := &wirepb.Conversation{Conv: c.Conv, Name: c.Name, JoinedAt: c.JoinedAt, LeftAt: c.LeftAt,
-				ReadSeq: c.ReadSeq, Head: c.Head, Unread: c.Unread, Dnd: c.DND}
+				ReadSeq: c.ReadSeq, Head: c.Head, Unread: c.Unread, Dnd: c.DND, Direct: c.Peer != 0, Peer: c.Peer}
 			if c.Last != nil {
 				pc.Last = messagePB(c.Last)
 			}
@@ -185,7 +215,7 @@ func (sess *session) handle(req request) {
 		sess.reply(req, nil, e)
 		return
 	}
-	if req.cmd == wire.CmdSend && s.cfg.Gate != nil && s.cfg.Gate.Banned(user) {
+	if (req.cmd == wire.CmdSend || req.cmd == wire.CmdSendDirect) && s.cfg.Gate != nil && s.cfg.Gate.Banned(user) {
 		sess.reply(req, nil, errorBody(wire.CodeBanned, "the user is banned"))
 		return
 	}
@@ -268,6 +298,7 @@ var errorCodes = []struct {
 	{inbox.ErrForbidden, wire.CodeForbidden},
 	{inbox.ErrMuted, wire.CodeMuted},
 	{inbox.ErrGroupFull, wire.CodeGroupFull},
+	{inbox.ErrBlocked, wire.CodeBlocked},
 	{inbox.ErrUnavailable, wire.CodeUnavailable},
 	{inbox.ErrNotOwner, wire.CodeUnavailable},
 	{inbox.ErrClosed, wire.CodeShuttingDown},

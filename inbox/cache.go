@@ -37,7 +37,9 @@ func newGroupCache(maxBytes int, m cacheMetrics) *groupCache {
 	return &groupCache{max: maxBytes, byID: make(map[uint64]*list.Element), m: m}
 }
 
-func sizeOf(g *group) int { return groupBytes + len(g.Name) + memberBytes*len(g.order) }
+func sizeOf(g *group) int {
+	return groupBytes + len(g.Name) + len(g.Announcement) + len(g.AvatarURL) + memberBytes*len(g.order)
+}
 
 // get returns the cached state of conv and marks it used.
 func (c *groupCache) get(conv uint64) (*group, bool) {

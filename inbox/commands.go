@@ -14,6 +14,7 @@ import (
 
 // SendResult is what a sender learns of a stored message.
 type SendResult struct {
+	Conv    uint64 // the conversation the message is in
 	MsgID   uint64
 	ConvSeq uint64
 	Time    time.Time
@@ -39,7 +40,7 @@ func (s *Service) SendGroupMessage(ctx context.Context, sender, conv uint64, cli
 		if !g.speaks(m, tx.now) {
 			return nil, ErrMuted
 		}
-		return g, nil
+		return g, g.refuses(sender)
 	})
 	if err != nil {
 		return SendResult{}, fmt.Errorf("inbox: send to %d: %w", conv, err)
@@ -77,7 +78,7 @@ func (s *Service) send(ctx context.Context, sender, conv uint64, clientMsgID str
 		if err != nil {
 			return err
 		}
-		res = SendResult{MsgID: msg.ID, ConvSeq: msg.ConvSeq, Time: msg.Time}
+		res = SendResult{Conv: conv, MsgID: msg.ID, ConvSeq: msg.ConvSeq, Time: msg.Time}
 		return nil
 	})
 	s.metrics.sendAck.Observe(time.Since(start).Seconds())
@@ -101,7 +102,7 @@ func classifySend(res SendResult, err error) sendResult {
 }
 
 func dupResult(d timeline.Dedup) SendResult {
-	return SendResult{MsgID: d.MsgID, ConvSeq: d.ConvSeq, Time: d.Time, Duplicate: true}
+	return SendResult{Conv: d.Conv, MsgID: d.MsgID, ConvSeq: d.ConvSeq, Time: d.Time, Duplicate: true}
 }
 
 func (s *Service) checkSend(sender, conv uint64, clientMsgID string, kind wire.Kind, body []byte) error {
@@ -224,6 +225,9 @@ func (s *Service) Invite(ctx context.Context, actor, conv uint64, users []uint64
 		if err != nil {
 			return err
 		}
+		if err := groupOnly(g); err != nil {
+			return err
+		}
 		var added []uint64
 		for _, u := range users {
 			if _, ok := g.members[u]; !ok {
@@ -247,6 +251,9 @@ func (s *Service) Join(ctx context.Context, user, conv uint64) error {
 	err := s.do(ctx, user, func(tx *txn) error {
 		g, err := tx.liveGroup(conv)
 		if err != nil {
+			return err
+		}
+		if err := groupOnly(g); err != nil {
 			return err
 		}
 		if _, ok := g.members[user]; ok {
@@ -290,6 +297,9 @@ func (s *Service) Leave(ctx context.Context, user, conv uint64) error {
 	err := s.do(ctx, user, func(tx *txn) error {
 		g, m, err := tx.memberOf(conv, user)
 		if err != nil {
+			return err
+		}
+		if err := groupOnly(g); err != nil {
 			return err
 		}
 		g = tx.mutable(g)
@@ -384,6 +394,9 @@ func (tx *txn) outranked(conv, actor, user uint64) (*group, timeline.Member, err
 	if err != nil {
 		return nil, timeline.Member{}, err
 	}
+	if err := groupOnly(g); err != nil {
+		return nil, timeline.Member{}, err
+	}
 	if a.Role < wire.RoleAdmin {
 		return nil, timeline.Member{}, fmt.Errorf("%w: %s %d cannot act on members", ErrForbidden, a.Role, actor)
 	}
@@ -403,6 +416,9 @@ func (s *Service) Dismiss(ctx context.Context, actor, conv uint64) error {
 	err := s.do(ctx, actor, func(tx *txn) error {
 		g, m, err := tx.memberOf(conv, actor)
 		if err != nil {
+			return err
+		}
+		if err := groupOnly(g); err != nil {
 			return err
 		}
 		if m.Role != wire.RoleOwner {
@@ -495,6 +511,9 @@ func (s *Service) MuteGroup(ctx context.Context, actor, conv uint64, until time.
 	err := s.do(ctx, actor, func(tx *txn) error {
 		g, m, err := tx.memberOf(conv, actor)
 		if err != nil {
+			return err
+		}
+		if err := groupOnly(g); err != nil {
 			return err
 		}
 		if m.Role < wire.RoleAdmin {

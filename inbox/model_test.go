@@ -86,7 +86,7 @@ func TestRandomizedModel(t *testing.T) {
 	wg.Wait()
 	armed.Store(0)
 	m.verify(t, e.store, e.conversations, users)
-	t.Logf("%d sends acknowledged, %d groups, %d crashes", len(m.acked), len(m.groups), crashes)
+	t.Logf("%d sends acknowledged, %d groups (%d direct), %d crashes", len(m.acked), len(m.groups), len(m.direct), crashes)
 	if len(m.acked) < minAcked || crashes == 0 {
 		t.Fatalf("the workload did too little to test anything")
 	}
@@ -114,6 +114,11 @@ type model struct {
 	stored map[dedupKey]bool       // a call returned Duplicate false
 	sent   []dedupKey              // for resends
 	sentTo map[dedupKey]uint64
+	// directTo holds the recipient of each direct send, which a resend
+	// sends again with SendDirect; direct lists the direct conversations
+	// among groups.
+	directTo map[dedupKey]uint64
+	direct   map[uint64]bool
 }
 
 func (m *model) ackedSends() int {
@@ -131,7 +136,7 @@ func (m *model) intn(n int) int {
 // expectedErr reports whether err is an outcome the workload provokes on
 // purpose: a rejected command, or a crash that leaves the outcome unknown.
 func expectedErr(err error) bool {
-	for _, e := range []error{ErrNotMember, ErrForbidden, ErrGroupFull, ErrInvalid, ErrDismissed, ErrMuted, ErrClosed, ErrUnavailable, errCrashed} {
+	for _, e := range []error{ErrNotMember, ErrForbidden, ErrGroupFull, ErrInvalid, ErrDismissed, ErrMuted, ErrBlocked, ErrClosed, ErrUnavailable, errCrashed} {
 		if errors.Is(err, e) {
 			return true
 		}
@@ -183,9 +188,13 @@ func (m *model) step(t *testing.T, route func(id uint64) *Service, rng *rand.Ran
 		_, err = route(u).MarkRead(ctx, u, conv, uint64(rng.IntN(40)))
 	case op < 44 && resend.id != "":
 		m.mu.Lock()
-		to := m.sentTo[resend]
+		to, peer := m.sentTo[resend], m.directTo[resend]
 		m.mu.Unlock()
-		err = m.send(route(to), resend, to)
+		if peer != 0 {
+			err = m.sendDirect(route(to), resend, peer)
+		} else {
+			err = m.send(route(to), resend, to)
+		}
 	case op < 50:
 		u := user()
 		var after uint64
@@ -193,6 +202,17 @@ func (m *model) step(t *testing.T, route func(id uint64) *Service, rng *rand.Ran
 			after = r.Head / 2
 		}
 		err = checkSyncPage(route(u), u, after)
+	case op < 58:
+		// Users 1–4 only, so that pairs meet again and again; now and
+		// then to oneself (ErrInvalid).
+		sender, to := uint64(rng.IntN(4)+1), uint64(rng.IntN(4)+1)
+		err = m.sendDirect(route(wire.DirectConv(sender, to)), dedupKey{sender, fmt.Sprintf("w%d-%d", w, i)}, to)
+	case op < 60:
+		u, peer := uint64(rng.IntN(4)+1), uint64(rng.IntN(4)+1)
+		err = route(wire.DirectConv(u, peer)).Block(ctx, u, peer, rng.IntN(3) == 0)
+	case op < 62:
+		name, ann := fmt.Sprintf("g%d", rng.IntN(3)), fmt.Sprintf("a%d", rng.IntN(2))
+		err = route(conv).SetGroupProfile(ctx, user(), conv, Profile{Name: &name, Announcement: &ann})
 	default:
 		sender := likely[rng.IntN(len(likely))]
 		if rng.IntN(10) == 0 {
@@ -207,6 +227,33 @@ func (m *model) step(t *testing.T, route func(id uint64) *Service, rng *rand.Ran
 
 func (m *model) send(svc *Service, k dedupKey, conv uint64) error {
 	r, err := svc.SendGroupMessage(ctx, k.sender, conv, k.id, wire.KindText, []byte(k.id))
+	return m.sent1(k, conv, r, err)
+}
+
+// sendDirect is send by SendDirect to the user to. A direct conversation
+// joins the model's groups, for the group commands to be refused in it and
+// for SEND to reach it.
+func (m *model) sendDirect(svc *Service, k dedupKey, to uint64) error {
+	conv := wire.DirectConv(k.sender, to)
+	r, err := svc.SendDirect(ctx, k.sender, to, k.id, wire.KindText, []byte(k.id))
+	m.mu.Lock()
+	if m.directTo == nil {
+		m.directTo, m.direct = map[dedupKey]uint64{}, map[uint64]bool{}
+	}
+	m.directTo[k] = to
+	if err == nil && !m.direct[conv] {
+		m.direct[conv] = true
+		m.groups = append(m.groups, modelGroup{conv, []uint64{k.sender, to}})
+	}
+	m.mu.Unlock()
+	if err == nil && r.Conv != conv {
+		return fmt.Errorf("direct send %v to %d went to conversation %d, not %d", k, to, r.Conv, conv)
+	}
+	return m.sent1(k, conv, r, err)
+}
+
+// sent1 records the outcome of a send of k to conv.
+func (m *model) sent1(k dedupKey, conv uint64, r SendResult, err error) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.sentTo == nil {
@@ -284,6 +331,10 @@ func (m *model) verify(t *testing.T, st timeline.Store, conversations func(user 
 		if err != nil {
 			t.Fatal(err)
 		}
+		g, err := st.Group(ctx, conv)
+		if err != nil {
+			t.Fatal(err)
+		}
 		members := map[uint64]bool{}
 		heads[conv] = uint64(len(msgs))
 		for i, msg := range msgs {
@@ -292,6 +343,15 @@ func (m *model) verify(t *testing.T, st timeline.Store, conversations func(user 
 				t.Fatalf("conv %d: conv_seq %d at position %d", conv, msg.ConvSeq, i)
 			}
 			recipients, after := replay(t, members, msg)
+			if g.IsDirect() && i == 0 {
+				// Both users of a direct conversation join with its first
+				// message, which is no notice.
+				if msg.Kind != wire.KindText || (msg.Sender != g.Direct[0] && msg.Sender != g.Direct[1]) {
+					t.Fatalf("direct conv %d of %v opened by %+v", conv, g.Direct, msg)
+				}
+				after = map[uint64]bool{g.Direct[0]: true, g.Direct[1]: true}
+				recipients, members = g.Direct[:], after
+			}
 			if msg.Kind == wire.KindText && !members[msg.Sender] {
 				t.Fatalf("conv %d seq %d: non-member %d sent", conv, msg.ConvSeq, msg.Sender)
 			}

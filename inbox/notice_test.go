@@ -32,6 +32,13 @@ func TestNoticesAsDocumented(t *testing.T) {
 		func() error { return e.svc.MuteMember(ctx, 1, conv, 3, time.Time{}) },
 		func() error { return e.svc.MuteGroup(ctx, 1, conv, until) },
 		func() error { return e.svc.MuteGroup(ctx, 1, conv, time.Time{}) },
+		func() error { return e.svc.SetGroupProfile(ctx, 1, conv, Profile{Name: ptr("ops")}) },
+		func() error {
+			return e.svc.SetGroupProfile(ctx, 2, conv, Profile{Announcement: ptr("standup at 10"), AvatarURL: ptr("https://example.com/ops.png")})
+		},
+		func() error {
+			return e.svc.SetGroupProfile(ctx, 2, conv, Profile{Announcement: ptr(""), AvatarURL: ptr("")})
+		},
 		func() error { return e.svc.Kick(ctx, 1, conv, 4) },
 		func() error { return e.svc.Leave(ctx, 3, conv) },
 		func() error { return e.svc.Leave(ctx, 1, conv) },
@@ -85,3 +92,5 @@ func documentedNotices(t *testing.T) []string {
 	}
 	return out
 }
+
+func ptr[T any](v T) *T { return &v }

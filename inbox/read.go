@@ -188,6 +188,18 @@ func (s *Service) currentMember(ctx context.Context, user, conv uint64) (timelin
 	}
 	c, err := s.store.Conversation(ctx, user, conv)
 	if errors.Is(err, timeline.ErrNotFound) || err == nil && c.LeftAt != 0 {
+		// In a cluster the user's entry is written in the user's shard
+		// after the group's commit, by a delivery that may still be on its
+		// way: the member records, written with the commit here, decide.
+		ms, err := s.store.Members(ctx, conv)
+		if err != nil {
+			return g, c, err
+		}
+		for _, m := range ms {
+			if m.User == user {
+				return g, timeline.Conversation{User: user, Conv: conv, JoinedAt: m.JoinedAt, DND: m.DND}, nil
+			}
+		}
 		return g, c, ErrNotMember
 	}
 	return g, c, err
@@ -216,6 +228,7 @@ func (s *Service) liveStoredGroup(ctx context.Context, conv uint64) (timeline.Gr
 type ConversationInfo struct {
 	timeline.Conversation
 	Name   string
+	Peer   uint64            // a direct conversation's other user; 0 for a group
 	Head   uint64            // the newest conv_seq the user has
 	Unread uint64            // Head − ReadSeq
 	Last   *timeline.Message // the newest message the user has
@@ -294,6 +307,9 @@ func (s *Service) conversationInfo(ctx context.Context, c timeline.Conversation)
 		return info, fmt.Errorf("group %d: %w", c.Conv, err)
 	}
 	info.Name = g.Name
+	if g.IsDirect() {
+		info.Peer = g.Peer(c.User)
+	}
 	// The newest message the user has: the conversation's, or the one they
 	// left with.
 	r := timeline.Range{From: c.JoinedAt, To: c.LeftAt, Desc: true, Limit: 1}

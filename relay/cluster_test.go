@@ -519,3 +519,54 @@ func TestClusterDrain(t *testing.T) {
 	<-done
 	c.check(devs, want)
 }
+
+// TestClusterDirect: users of both nodes exchange first direct messages,
+// both sides of each pair at once. Whichever node the senders are on, the
+// commands run on the node serving the pair's conversation (forwarded), and
+// each pair ends with one conversation holding both messages. A block set
+// through one node holds for sends through the other.
+func TestClusterDirect(t *testing.T) {
+	c := startCluster(t)
+	us := c.users(2)
+	var devs []*device
+	for _, u := range slices.Concat(us[0], us[1]) {
+		devs = append(devs, c.dial(u, "phone", client.Config{}))
+	}
+	want := map[uint64][]string{}
+	var wg sync.WaitGroup
+	for i, a := range devs {
+		for _, b := range devs[i+1:] {
+			conv := wire.DirectConv(a.user, b.user)
+			for _, d := range []struct{ from, to *device }{{a, b}, {b, a}} {
+				body := fmt.Sprintf("%d→%d", d.from.user, d.to.user)
+				want[conv] = append(want[conv], body)
+				wg.Go(func() {
+					ack, err := d.from.c.SendDirect(ctxT(t), d.to.user, body, 1, []byte(body))
+					if err != nil || ack.Conv != conv {
+						t.Errorf("direct %s: %v, %v (want conv %d)", body, ack, err, conv)
+					}
+				})
+			}
+		}
+	}
+	wg.Wait()
+	// check wants every conversation on every device: give each its pair's.
+	for _, d := range devs {
+		mine := map[uint64][]string{}
+		for _, o := range devs {
+			if o != d {
+				conv := wire.DirectConv(d.user, o.user)
+				mine[conv] = want[conv]
+			}
+		}
+		c.check([]*device{d}, mine)
+	}
+
+	a, b := devs[0], devs[len(devs)-1] // on different nodes
+	if err := b.c.Block(ctxT(t), a.user, true); err != nil {
+		t.Fatalf("BLOCK forwarded: %v", err)
+	}
+	if _, err := a.c.SendDirect(ctxT(t), b.user, "blocked", 1, nil); !errors.Is(err, client.ErrBlocked) {
+		t.Fatalf("direct send to a user who blocked the sender, forwarded: %v, want BLOCKED", err)
+	}
+}

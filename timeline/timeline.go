@@ -79,6 +79,27 @@ type Group struct {
 	Open       bool      // anyone may Join without an invitation
 	MutedUntil time.Time // whole-group mute: only owner and admins speak until then
 	Dismissed  bool
+	// Announcement and AvatarURL are the group's profile beside Name;
+	// empty: none.
+	Announcement string
+	AvatarURL    string
+	// Direct holds the two users of a direct conversation, the smaller id
+	// first; zero for a group. A direct conversation has no owner and no
+	// name.
+	Direct [2]uint64
+	// Blocked[i] is set while Direct[i] refuses the other's messages.
+	Blocked [2]bool
+}
+
+// IsDirect reports whether g is a direct conversation.
+func (g *Group) IsDirect() bool { return g.Direct[0] != 0 }
+
+// Peer returns the user of direct conversation g who is not user.
+func (g *Group) Peer(user uint64) uint64 {
+	if g.Direct[0] == user {
+		return g.Direct[1]
+	}
+	return g.Direct[0]
 }
 
 // Member is one current member of a group.

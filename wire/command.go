@@ -7,28 +7,31 @@ import "fmt"
 type Command uint16
 
 const (
-	CmdAuth          Command = 1   // AuthRequest → AuthResponse
-	CmdHeartbeat     Command = 2   // Empty → Empty
-	CmdSend          Command = 3   // SendRequest → SendAck
-	CmdPush          Command = 4   // server-initiated Push
-	CmdSync          Command = 5   // SyncRequest → SyncResponse
-	CmdHistory       Command = 6   // HistoryRequest → HistoryResponse
-	CmdConversations Command = 7   // ConversationsRequest → ConversationsResponse
-	CmdMarkRead      Command = 8   // MarkReadRequest → MarkReadResponse
-	CmdTyping        Command = 13  // TypingRequest → Empty; and server-initiated TypingEvent
-	CmdPresence      Command = 14  // PresenceRequest → PresenceResponse
-	CmdCreateGroup   Command = 16  // CreateGroupRequest → CreateGroupResponse
-	CmdInvite        Command = 17  // InviteRequest → Empty
-	CmdJoin          Command = 18  // ConvRequest → Empty
-	CmdLeave         Command = 19  // ConvRequest → Empty
-	CmdKick          Command = 20  // KickRequest → Empty
-	CmdDismiss       Command = 21  // ConvRequest → Empty
-	CmdSetRole       Command = 22  // SetRoleRequest → Empty
-	CmdMute          Command = 23  // MuteRequest → Empty
-	CmdSetDND        Command = 24  // SetDNDRequest → Empty
-	CmdGroupInfo     Command = 25  // ConvRequest → GroupInfoResponse
-	CmdReadReceipts  Command = 27  // ReadReceiptsRequest → ReadReceiptsResponse
-	CmdError         Command = 255 // server-initiated Error, then the server closes
+	CmdAuth            Command = 1   // AuthRequest → AuthResponse
+	CmdHeartbeat       Command = 2   // Empty → Empty
+	CmdSend            Command = 3   // SendRequest → SendAck
+	CmdPush            Command = 4   // server-initiated Push
+	CmdSync            Command = 5   // SyncRequest → SyncResponse
+	CmdHistory         Command = 6   // HistoryRequest → HistoryResponse
+	CmdConversations   Command = 7   // ConversationsRequest → ConversationsResponse
+	CmdMarkRead        Command = 8   // MarkReadRequest → MarkReadResponse
+	CmdSendDirect      Command = 9   // SendDirectRequest → SendAck
+	CmdBlock           Command = 10  // BlockRequest → Empty
+	CmdTyping          Command = 13  // TypingRequest → Empty; and server-initiated TypingEvent
+	CmdPresence        Command = 14  // PresenceRequest → PresenceResponse
+	CmdCreateGroup     Command = 16  // CreateGroupRequest → CreateGroupResponse
+	CmdInvite          Command = 17  // InviteRequest → Empty
+	CmdJoin            Command = 18  // ConvRequest → Empty
+	CmdLeave           Command = 19  // ConvRequest → Empty
+	CmdKick            Command = 20  // KickRequest → Empty
+	CmdDismiss         Command = 21  // ConvRequest → Empty
+	CmdSetRole         Command = 22  // SetRoleRequest → Empty
+	CmdMute            Command = 23  // MuteRequest → Empty
+	CmdSetDND          Command = 24  // SetDNDRequest → Empty
+	CmdGroupInfo       Command = 25  // ConvRequest → GroupInfoResponse
+	CmdSetGroupProfile Command = 26  // SetGroupProfileRequest → Empty
+	CmdReadReceipts    Command = 27  // ReadReceiptsRequest → ReadReceiptsResponse
+	CmdError           Command = 255 // server-initiated Error, then the server closes
 )
 
 // CmdPeerFirst is the first of the commands 0x8000–0xFFFF, reserved for
@@ -45,6 +48,7 @@ var commandNames = map[Command]string{
 	CmdSetRole: "SET_ROLE", CmdMute: "MUTE", CmdSetDND: "SET_DND",
 	CmdGroupInfo: "GROUP_INFO", CmdError: "ERROR",
 	CmdTyping: "TYPING", CmdPresence: "PRESENCE", CmdReadReceipts: "READ_RECEIPTS",
+	CmdSendDirect: "SEND_DIRECT", CmdBlock: "BLOCK", CmdSetGroupProfile: "SET_GROUP_PROFILE",
 }
 
 func (c Command) String() string {
@@ -88,6 +92,7 @@ const (
 	CodeRedirect        Code = 22 // another node serves the user: reconnect to Error.redirect
 	CodeBanned          Code = 23 // the user is banned (server API); the server closes
 	CodeRevoked         Code = 24 // the token was revoked (server API): a new one is needed; the server closes
+	CodeBlocked         Code = 25 // the recipient of a direct message blocked the sender
 )
 
 var codeNames = map[Code]string{
@@ -99,6 +104,7 @@ var codeNames = map[Code]string{
 	CodeSlowReader: "SLOW_READER", CodeReplaced: "REPLACED", CodeShuttingDown: "SHUTTING_DOWN",
 	CodeVersion: "VERSION", CodeInternal: "INTERNAL", CodeIdle: "IDLE",
 	CodeRedirect: "REDIRECT", CodeBanned: "BANNED", CodeRevoked: "REVOKED",
+	CodeBlocked: "BLOCKED",
 }
 
 // String is the name docs/protocol.md gives the code.

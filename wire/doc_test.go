@@ -60,8 +60,8 @@ func TestProtocolDocCommands(t *testing.T) {
 		}
 		seen++
 	}
-	if seen != 22 {
-		t.Errorf("doc lists %d commands, want 22", seen)
+	if seen != 25 {
+		t.Errorf("doc lists %d commands, want 25", seen)
 	}
 }
 
@@ -78,8 +78,8 @@ func TestProtocolDocErrors(t *testing.T) {
 		}
 		want++
 	}
-	if want != wire.CodeRevoked+1 {
-		t.Errorf("doc lists codes up to %d, want %d", want-1, wire.CodeRevoked)
+	if want != wire.CodeBlocked+1 {
+		t.Errorf("doc lists codes up to %d, want %d", want-1, wire.CodeBlocked)
 	}
 }
 
@@ -148,7 +148,7 @@ func TestProtocolDocKinds(t *testing.T) {
 		}
 	}
 	want := []wire.NoticeType{wire.NoticeCreate, wire.NoticeInvite, wire.NoticeJoin, wire.NoticeLeave, wire.NoticeKick,
-		wire.NoticeDismiss, wire.NoticeRole, wire.NoticeMute, wire.NoticeMuteGroup}
+		wire.NoticeDismiss, wire.NoticeRole, wire.NoticeMute, wire.NoticeMuteGroup, wire.NoticeRename, wire.NoticeAnnounce, wire.NoticeAvatar}
 	if !slices.Equal(types, want) {
 		t.Errorf("doc lists notice types %q, wire %q", types, want)
 	}
@@ -167,6 +167,8 @@ func TestProtocolDocLimits(t *testing.T) {
 		{"`client_msg_id`", []string{strconv.Itoa(wire.MaxClientMsgID)}},
 		{"kind", []string{"1–" + strconv.Itoa(int(wire.KindSystem-1))}},
 		{"group name", []string{strconv.Itoa(wire.MaxGroupName)}},
+		{"group announcement", []string{strconv.Itoa(wire.MaxAnnouncement)}},
+		{"group avatar URL", []string{strconv.Itoa(wire.MaxAvatarURL)}},
 		{"group size", []string{strconv.Itoa(wire.DefaultMaxGroupSize)}},
 		{"time to AUTH", []string{seconds(wire.DefaultAuthTimeout)}},
 		{"heartbeat interval", []string{seconds(wire.DefaultHeartbeat)}},

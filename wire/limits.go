@@ -11,6 +11,10 @@ const (
 	MaxClientMsgID = 64
 	// MaxGroupName bounds a group name, in bytes of UTF-8.
 	MaxGroupName = 128
+	// MaxAnnouncement bounds a group's announcement, in bytes of UTF-8.
+	MaxAnnouncement = 4096
+	// MaxAvatarURL bounds a group's avatar URL, in bytes.
+	MaxAvatarURL = 1024
 	// DefaultMaxBody bounds a message body, in bytes.
 	DefaultMaxBody = 64 << 10
 	// DefaultMaxGroupSize bounds a group's members, the owner included.

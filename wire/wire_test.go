@@ -162,7 +162,8 @@ func examples() []proto.Message {
 		Conv: 7, ConvSeq: 3, MsgId: 1_869_000_000_000_000_001, Sender: 42,
 		ClientMsgId: "c-1", Kind: 1, Body: []byte("hi"), TimeMs: 1_767_225_600_000,
 	}
-	group := &wirepb.Group{Id: 7, Name: "ops", Owner: 42, CreatedMs: 1_767_225_600_000, Open: true, MutedUntilMs: 5, Dismissed: true}
+	group := &wirepb.Group{Id: 7, Name: "ops", Owner: 42, CreatedMs: 1_767_225_600_000, Open: true, MutedUntilMs: 5, Dismissed: true,
+		Announcement: "standup at 10", AvatarUrl: "https://example.com/ops.png"}
 	return []proto.Message{
 		&wirepb.Error{Code: uint32(wire.CodeRateLimited), Message: "slow down", RetryAfterMs: 250},
 		&wirepb.Error{Code: uint32(wire.CodeRedirect), Message: "moved", Redirect: "10.0.0.2:7600"},
@@ -181,7 +182,10 @@ func examples() []proto.Message {
 		&wirepb.SetDNDRequest{Conv: 7, On: true},
 		&wirepb.GroupInfoResponse{Group: group, Members: []*wirepb.Member{{User: 42, Role: 3}, {User: 43, Role: 1, JoinedAt: 2}}},
 		&wirepb.SendRequest{Conv: 7, ClientMsgId: "c-1", Kind: 1, Body: []byte("hi")},
-		&wirepb.SendAck{MsgId: 1, ConvSeq: 3, TimeMs: 4, Duplicate: true},
+		&wirepb.SendAck{MsgId: 1, ConvSeq: 3, TimeMs: 4, Duplicate: true, Conv: 1 << 63},
+		&wirepb.SendDirectRequest{To: 43, ClientMsgId: "c-2", Kind: 1, Body: []byte("hi")},
+		&wirepb.BlockRequest{User: 43, On: true},
+		&wirepb.SetGroupProfileRequest{Conv: 7, Name: proto.String("ops"), Announcement: proto.String("")},
 		msg,
 		&wirepb.Entry{Seq: 5, Conv: 7, ConvSeq: 3, MsgId: msg.MsgId, Kind: 1, Message: msg},
 		&wirepb.Push{Entries: []*wirepb.Entry{{Seq: 5, Conv: 7, ConvSeq: 3, MsgId: 1, Kind: 1, Message: msg}, {Seq: 6, Conv: 7, ConvSeq: 3, Kind: 0x8002}}},
@@ -189,7 +193,7 @@ func examples() []proto.Message {
 		&wirepb.SyncResponse{Entries: []*wirepb.Entry{{Seq: 5, Conv: 7}}, HeadSeq: 6, HasMore: true},
 		&wirepb.HistoryRequest{Conv: 7, BeforeConvSeq: 3, Limit: 20},
 		&wirepb.HistoryResponse{Messages: []*wirepb.Message{msg, msg}},
-		&wirepb.Conversation{Conv: 7, Name: "ops", JoinedAt: 1, LeftAt: 9, ReadSeq: 2, Head: 3, Unread: 1, Dnd: true, Last: msg},
+		&wirepb.Conversation{Conv: 7, Name: "ops", JoinedAt: 1, LeftAt: 9, ReadSeq: 2, Head: 3, Unread: 1, Dnd: true, Last: msg, Direct: true, Peer: 43},
 		&wirepb.ConversationsRequest{Offset: 40},
 		&wirepb.ConversationsResponse{Conversations: []*wirepb.Conversation{{Conv: 7}, {Conv: 8, Last: msg}}, HasMore: true},
 		&wirepb.MarkReadRequest{Conv: 7, ConvSeq: 3},
@@ -296,8 +300,8 @@ func TestCommandNames(t *testing.T) {
 		}
 		seen[name] = c
 	}
-	if len(seen) != 22 {
-		t.Errorf("%d known commands, want 22", len(seen))
+	if len(seen) != 25 {
+		t.Errorf("%d known commands, want 25", len(seen))
 	}
 	if got := wire.Command(99).String(); got != "COMMAND(99)" {
 		t.Errorf("unknown command prints as %q", got)

@@ -79,6 +79,19 @@ func adminCalls() []adminCall {
 			actor, err := parseID(a[0], "user")
 			return http.MethodPost, "/v1/groups/" + a[1] + "/dismiss", map[string]any{"actor": actor}, err
 		}},
+		{"profile", "ACTOR CONV name|announcement|avatar_url [TEXT...]", 3, -1, func(_ *adminCmd, a []string) (string, string, any, error) {
+			actor, err := parseID(a[0], "user")
+			if err != nil {
+				return "", "", nil, err
+			}
+			switch a[2] {
+			case "name", "announcement", "avatar_url":
+			default:
+				return "", "", nil, fmt.Errorf("%q: want name, announcement or avatar_url", a[2])
+			}
+			// No TEXT: the empty string, which clears an announcement or avatar.
+			return post("/v1/groups/"+a[1]+"/profile", map[string]any{"actor": actor, a[2]: strings.Join(a[3:], " ")})
+		}},
 		{"ban", "USER", 1, 1, func(_ *adminCmd, a []string) (string, string, any, error) { return post("/v1/users/"+a[0]+"/ban", nil) }},
 		{"unban", "USER", 1, 1, func(_ *adminCmd, a []string) (string, string, any, error) {
 			return post("/v1/users/"+a[0]+"/unban", nil)

@@ -45,6 +45,8 @@ func TestAdmin(t *testing.T) {
 		{"admin invite 1 77 4 5", "POST", "/v1/groups/77/invite", `{"actor":1,"users":[4,5]}`, ""},
 		{"admin kick 1 77 4", "POST", "/v1/groups/77/kick", `{"actor":1,"user":4}`, ""},
 		{"admin dismiss 1 77", "POST", "/v1/groups/77/dismiss", `{"actor":1}`, ""},
+		{"admin profile 1 77 name the ops team", "POST", "/v1/groups/77/profile", `{"actor":1,"name":"the ops team"}`, ""},
+		{"admin profile 1 77 announcement", "POST", "/v1/groups/77/profile", `{"actor":1,"announcement":""}`, ""},
 		{"admin ban 2", "POST", "/v1/users/2/ban", ``, ""},
 		{"admin unban 2", "POST", "/v1/users/2/unban", ``, ""},
 		{"admin revoke 2 phone", "POST", "/v1/users/2/revoke", `{"device":"phone"}`, ""},
@@ -80,7 +82,7 @@ func TestAdmin(t *testing.T) {
 	if run(context.Background(), []string{"admin", "system-message", "77", "x"}, a) != 0 || !strings.Contains(got.body, `"client_msg_id":"inboxctl-`) {
 		t.Errorf("generated id: %s", got.body)
 	}
-	for _, args := range []string{"admin", "admin nope 1", "admin ban", "admin kick 1 77", "admin send x 77 hi", "admin revoke 2 phone extra"} {
+	for _, args := range []string{"admin", "admin nope 1", "admin ban", "admin kick 1 77", "admin send x 77 hi", "admin revoke 2 phone extra", "admin profile 1 77 avatar x", "admin profile 1 77"} {
 		a, _, _ := testApp(env)
 		if status := run(context.Background(), strings.Fields(args), a); status != 2 {
 			t.Errorf("%s: status %d, want 2", args, status)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/inboxd/inboxd/client"
 	"github.com/inboxd/inboxd/token"
 	"github.com/inboxd/inboxd/wire"
 )
@@ -54,6 +55,11 @@ func TestParse(t *testing.T) {
 		{"dnd 7 on", &dndCmd{conv: 7, on: true}},
 		{"dnd 7 off", &dndCmd{conv: 7}},
 		{"group-info 7", &groupInfoCmd{conv: 7}},
+		{"send-direct 42 hi", &sendCmd{direct: true, conv: 42, kind: 1, text: []string{"hi"}}},
+		{"block 42 on", &blockCmd{user: 42, on: true}},
+		{"block 42 off", &blockCmd{user: 42}},
+		{"set-profile --name ops 7", &setProfileCmd{conv: 7, profile: client.GroupProfile{Name: ptr("ops")}}},
+		{"set-profile --announcement= --avatar u 7", &setProfileCmd{conv: 7, profile: client.GroupProfile{Announcement: ptr(""), AvatarURL: ptr("u")}}},
 	}
 	for _, tt := range tests {
 		a, _, _ := testApp(nil)
@@ -112,6 +118,12 @@ func TestParseErrors(t *testing.T) {
 		"dnd 7 maybe",
 		"group-info",
 		"group-info x",
+		"send-direct",
+		"send-direct x hi",
+		"block 42",
+		"block 42 maybe",
+		"set-profile 7", // nothing to change
+		"set-profile --name ops",
 	} {
 		a, _, _ := testApp(nil)
 		if _, err := parse(strings.Fields(args), a); err == nil {
@@ -246,3 +258,5 @@ func TestMuteDeadline(t *testing.T) {
 		}
 	}
 }
+
+func ptr(s string) *string { return &s }

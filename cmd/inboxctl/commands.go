@@ -137,11 +137,14 @@ func (c *leaveCmd) run(ctx context.Context, a *app) error {
 	})
 }
 
+// sendCmd is send, and send-direct when direct is set: then conv is the
+// user the message goes to.
 type sendCmd struct {
-	conv uint64
-	id   string
-	kind uint
-	text []string // nil: the body is standard input
+	direct bool
+	conv   uint64
+	id     string
+	kind   uint
+	text   []string // nil: the body is standard input
 }
 
 func (c *sendCmd) flags(fs *flag.FlagSet) {
@@ -159,7 +162,11 @@ func (c *sendCmd) args(args []string) (err error) {
 	if len(c.id) > wire.MaxClientMsgID {
 		return fmt.Errorf("--id longer than %d bytes", wire.MaxClientMsgID)
 	}
-	c.conv, err = parseID(args[0], "conversation")
+	what := "conversation"
+	if c.direct {
+		what = "user"
+	}
+	c.conv, err = parseID(args[0], what)
 	if len(args) > 1 {
 		c.text = args[1:]
 	}
@@ -176,7 +183,11 @@ func (c *sendCmd) run(ctx context.Context, a *app) error {
 		id = client.NewClientMsgID()
 	}
 	return a.call(ctx, func(cl *client.Client) error {
-		ack, err := cl.Send(ctx, c.conv, id, uint32(c.kind), body)
+		send := cl.Send
+		if c.direct {
+			send = cl.SendDirect
+		}
+		ack, err := send(ctx, c.conv, id, uint32(c.kind), body)
 		if err != nil {
 			return fmt.Errorf("send: %w", err)
 		}

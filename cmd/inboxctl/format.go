@@ -178,6 +178,7 @@ type conversationJSON struct {
 	Unread   uint64       `json:"unread"`
 	DND      bool         `json:"dnd,omitempty"`
 	Last     *messageJSON `json:"last,omitempty"`
+	Peer     uint64       `json:"peer,omitempty"` // a direct conversation's other user
 }
 
 // conversations prints one conversation a line; for people, as a table.
@@ -185,7 +186,7 @@ func (p printer) conversations(convs []*wirepb.Conversation) error {
 	if p.json {
 		for _, c := range convs {
 			j := conversationJSON{Conv: c.Conv, Name: c.Name, JoinedAt: c.JoinedAt, LeftAt: c.LeftAt,
-				ReadSeq: c.ReadSeq, Head: c.Head, Unread: c.Unread, DND: c.Dnd, Last: toMessageJSON(c.Last)}
+				ReadSeq: c.ReadSeq, Head: c.Head, Unread: c.Unread, DND: c.Dnd, Last: toMessageJSON(c.Last), Peer: c.Peer}
 			if err := p.emit(j, ""); err != nil {
 				return err
 			}
@@ -196,6 +197,9 @@ func (p printer) conversations(convs []*wirepb.Conversation) error {
 	fmt.Fprintln(tw, "CONV\tNAME\tUNREAD\tLAST")
 	for _, c := range convs {
 		name := c.Name
+		if c.Direct {
+			name = fmt.Sprintf("direct with %d", c.Peer)
+		}
 		if c.LeftAt != 0 {
 			name += " (left)"
 		}
@@ -212,17 +216,20 @@ func (p printer) conversations(convs []*wirepb.Conversation) error {
 }
 
 type groupJSON struct {
-	ID         uint64 `json:"id,string"`
-	Name       string `json:"name"`
-	Owner      uint64 `json:"owner"`
-	Created    string `json:"created"`
-	Open       bool   `json:"open,omitempty"`
-	MutedUntil string `json:"muted_until,omitempty"`
-	Dismissed  bool   `json:"dismissed,omitempty"`
+	ID           uint64 `json:"id,string"`
+	Name         string `json:"name"`
+	Owner        uint64 `json:"owner"`
+	Created      string `json:"created"`
+	Open         bool   `json:"open,omitempty"`
+	MutedUntil   string `json:"muted_until,omitempty"`
+	Dismissed    bool   `json:"dismissed,omitempty"`
+	Announcement string `json:"announcement,omitempty"`
+	AvatarURL    string `json:"avatar_url,omitempty"`
 }
 
 func toGroupJSON(g *wirepb.Group) groupJSON {
-	j := groupJSON{ID: g.Id, Name: g.Name, Owner: g.Owner, Created: jsonTime(g.CreatedMs), Open: g.Open, Dismissed: g.Dismissed}
+	j := groupJSON{ID: g.Id, Name: g.Name, Owner: g.Owner, Created: jsonTime(g.CreatedMs), Open: g.Open, Dismissed: g.Dismissed,
+		Announcement: g.Announcement, AvatarURL: g.AvatarUrl}
 	if g.MutedUntilMs != 0 {
 		j.MutedUntil = jsonTime(g.MutedUntilMs)
 	}
@@ -234,6 +241,12 @@ func (p printer) group(g *wirepb.Group) error {
 	human := fmt.Sprintf("group %d %q, owner %d", g.Id, g.Name, g.Owner)
 	if g.Open {
 		human += ", open"
+	}
+	if g.AvatarUrl != "" {
+		human += ", avatar " + g.AvatarUrl
+	}
+	if g.Announcement != "" {
+		human += "\nannouncement: " + g.Announcement
 	}
 	return p.emit(j, human)
 }

@@ -195,20 +195,84 @@ type dndCmd struct {
 func (c *dndCmd) flags(*flag.FlagSet) {}
 
 func (c *dndCmd) args(args []string) (err error) {
+	c.conv, c.on, err = idOnOff(args, "conversation")
+	return err
+}
+
+// idOnOff parses the arguments ID on|off.
+func idOnOff(args []string, what string) (id uint64, on bool, err error) {
 	if err := wantArgs(args, 2, 2); err != nil {
-		return err
+		return 0, false, err
 	}
-	if c.conv, err = parseID(args[0], "conversation"); err != nil {
-		return err
+	if id, err = parseID(args[0], what); err != nil {
+		return 0, false, err
 	}
 	switch args[1] {
 	case "on":
-		c.on = true
+		on = true
 	case "off":
 	default:
-		return fmt.Errorf("%q: want on or off", args[1])
+		return 0, false, fmt.Errorf("%q: want on or off", args[1])
 	}
-	return nil
+	return id, on, nil
+}
+
+type blockCmd struct {
+	user uint64
+	on   bool
+}
+
+func (c *blockCmd) flags(*flag.FlagSet) {}
+
+func (c *blockCmd) args(args []string) (err error) {
+	c.user, c.on, err = idOnOff(args, "user")
+	return err
+}
+
+func (c *blockCmd) run(ctx context.Context, a *app) error {
+	return a.call(ctx, func(cl *client.Client) error {
+		if err := cl.Block(ctx, c.user, c.on); err != nil {
+			return fmt.Errorf("block: %w", err)
+		}
+		if c.on {
+			return newPrinter(a).done(fmt.Sprintf("blocked %d", c.user))
+		}
+		return newPrinter(a).done(fmt.Sprintf("unblocked %d", c.user))
+	})
+}
+
+// setProfileCmd's fields are nil unless their flag is given: a flag given
+// empty clears the announcement or the avatar.
+type setProfileCmd struct {
+	conv    uint64
+	profile client.GroupProfile
+}
+
+func (c *setProfileCmd) flags(fs *flag.FlagSet) {
+	set := func(p **string) func(string) error {
+		return func(v string) error { *p = &v; return nil }
+	}
+	fs.Func("name", "the new name", set(&c.profile.Name))
+	fs.Func("announcement", `the new announcement ("" clears it)`, set(&c.profile.Announcement))
+	fs.Func("avatar", `the new avatar URL ("" removes it)`, set(&c.profile.AvatarURL))
+}
+
+func (c *setProfileCmd) args(args []string) (err error) {
+	p := c.profile
+	if p.Name == nil && p.Announcement == nil && p.AvatarURL == nil {
+		return errors.New("nothing to change: give --name, --announcement or --avatar")
+	}
+	c.conv, err = oneConv(args)
+	return err
+}
+
+func (c *setProfileCmd) run(ctx context.Context, a *app) error {
+	return a.call(ctx, func(cl *client.Client) error {
+		if err := cl.SetGroupProfile(ctx, c.conv, c.profile); err != nil {
+			return fmt.Errorf("set-profile: %w", err)
+		}
+		return newPrinter(a).done(fmt.Sprintf("profile of %d set", c.conv))
+	})
 }
 
 func (c *dndCmd) run(ctx context.Context, a *app) error {

@@ -66,7 +66,8 @@ func (s *Store) plan(b *timeline.Batch) *plan {
 	var meta partitions
 	for _, g := range lastWins(b.Groups, func(g *timeline.Group) any { return g.ID }) {
 		meta.add(key{'g', g.ID}, stmt{q.insertGroup, []any{g.ID, text(g.Name), g.Owner, g.Created.UnixMilli(),
-			g.Open, g.MutedUntil.UnixMilli(), g.Dismissed}}, 128+len(g.Name))
+			g.Open, g.MutedUntil.UnixMilli(), g.Dismissed, text(g.Announcement), text(g.AvatarURL),
+			g.Direct[0], g.Direct[1], g.Blocked[0], g.Blocked[1]}}, 128+len(g.Name)+len(g.Announcement)+len(g.AvatarURL))
 	}
 	for _, m := range lastWins(b.Members, func(m *timeline.Member) any { return timeline.MemberKey{Conv: m.Conv, User: m.User} }) {
 		meta.add(key{'m', m.Conv}, stmt{q.insertMember, []any{m.Conv, m.User, int(m.Role), m.JoinedAt,

@@ -67,9 +67,10 @@ func newQueries(ks string) queries {
 		inbox:    newTimelineQueries(ks, "inbox", "inbox_buckets", "user", "seq", rowColumns),
 		messages: newTimelineQueries(ks, "messages", "message_buckets", "conv", "conv_seq", messageColumns),
 
-		insertRow:          f("INSERT INTO %s.inbox (user, bucket, seq, conv, conv_seq, msg_id, kind) VALUES (?, ?, ?, ?, ?, ?, ?)"),
-		insertMessage:      f("INSERT INTO %s.messages (conv, bucket, conv_seq, msg_id, sender, client_msg_id, kind, body, time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
-		insertGroup:        f("INSERT INTO %s.groups (conv, name, owner, created, open, muted_until, dismissed) VALUES (?, ?, ?, ?, ?, ?, ?)"),
+		insertRow:     f("INSERT INTO %s.inbox (user, bucket, seq, conv, conv_seq, msg_id, kind) VALUES (?, ?, ?, ?, ?, ?, ?)"),
+		insertMessage: f("INSERT INTO %s.messages (conv, bucket, conv_seq, msg_id, sender, client_msg_id, kind, body, time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+		insertGroup: f("INSERT INTO %s.groups (conv, name, owner, created, open, muted_until, dismissed, " +
+			"announcement, avatar_url, direct_a, direct_b, blocked_a, blocked_b) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
 		insertMember:       f("INSERT INTO %s.members (conv, user, role, joined_at, muted_until, dnd) VALUES (?, ?, ?, ?, ?, ?)"),
 		deleteMember:       f("DELETE FROM %s.members WHERE conv = ? AND user = ?"),
 		insertConversation: f("INSERT INTO %s.conversations (user, conv, joined_at, left_at, dnd) VALUES (?, ?, ?, ?, ?)"),
@@ -81,8 +82,9 @@ func newQueries(ks string) queries {
 		insertDedup:    f("INSERT INTO %s.dedups (sender, client_msg_id, conv, conv_seq, msg_id, time) VALUES (?, ?, ?, ?, ?, ?)"),
 		insertClock:    f("INSERT INTO %s.clocks (node, clock) VALUES (?, ?)"),
 
-		messagesIn:    f("SELECT " + messageColumns + " FROM %s.messages WHERE conv = ? AND bucket = ? AND conv_seq IN ?"),
-		group:         f("SELECT name, owner, created, open, muted_until, dismissed FROM %s.groups WHERE conv = ?"),
+		messagesIn: f("SELECT " + messageColumns + " FROM %s.messages WHERE conv = ? AND bucket = ? AND conv_seq IN ?"),
+		group: f("SELECT name, owner, created, open, muted_until, dismissed, " +
+			"announcement, avatar_url, direct_a, direct_b, blocked_a, blocked_b FROM %s.groups WHERE conv = ?"),
 		members:       f("SELECT user, role, joined_at, muted_until, dnd FROM %s.members WHERE conv = ?"),
 		conversation:  f("SELECT joined_at, left_at, dnd, read_seq FROM %s.conversations WHERE user = ? AND conv = ?"),
 		conversations: f("SELECT conv, joined_at, left_at, dnd, read_seq FROM %s.conversations WHERE user = ?"),

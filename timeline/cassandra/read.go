@@ -134,7 +134,8 @@ func (s *Store) Group(ctx context.Context, conv uint64) (timeline.Group, error) 
 	err := s.read(ctx, "group", func(ctx context.Context) error {
 		var created, muted int64
 		err := s.session.Query(s.q.group, conv).WithContext(ctx).
-			Scan(&g.Name, &g.Owner, &created, &g.Open, &muted, &g.Dismissed)
+			Scan(&g.Name, &g.Owner, &created, &g.Open, &muted, &g.Dismissed,
+				&g.Announcement, &g.AvatarURL, &g.Direct[0], &g.Direct[1], &g.Blocked[0], &g.Blocked[1])
 		g.Created, g.MutedUntil = unixMilli(created), unixMilli(muted)
 		return notFound(err, "group %d", conv)
 	})

@@ -82,7 +82,9 @@ func tables() []table {
 			name:      "groups",
 			partition: []column{{"conv", "varint"}},
 			regular: []column{{"name", "text"}, {"owner", "varint"}, {"created", "timestamp"},
-				{"open", "boolean"}, {"muted_until", "timestamp"}, {"dismissed", "boolean"}},
+				{"open", "boolean"}, {"muted_until", "timestamp"}, {"dismissed", "boolean"},
+				{"announcement", "text"}, {"avatar_url", "text"},
+				{"direct_a", "varint"}, {"direct_b", "varint"}, {"blocked_a", "boolean"}, {"blocked_b", "boolean"}},
 			compaction: lcs,
 		},
 		{

@@ -18,6 +18,8 @@ const valueVersion = 1
 const (
 	flagGroupOpen      = 1 << 0
 	flagGroupDismissed = 1 << 1
+	flagGroupBlocked0  = 1 << 2
+	flagGroupBlocked1  = 1 << 3
 	flagConvDND        = 1 << 0
 	flagMemberDND      = 1 << 0
 )
@@ -55,11 +57,24 @@ func appendGroupValue(dst []byte, g *timeline.Group) []byte {
 	if g.Dismissed {
 		flags |= flagGroupDismissed
 	}
+	if g.Blocked[0] {
+		flags |= flagGroupBlocked0
+	}
+	if g.Blocked[1] {
+		flags |= flagGroupBlocked1
+	}
 	dst = append(dst, valueVersion, flags)
 	dst = appendString(dst, g.Name)
 	dst = binary.AppendUvarint(dst, g.Owner)
 	dst = binary.AppendVarint(dst, g.Created.UnixMilli())
-	return binary.AppendVarint(dst, g.MutedUntil.UnixMilli())
+	dst = binary.AppendVarint(dst, g.MutedUntil.UnixMilli())
+	if g.Announcement == "" && g.AvatarURL == "" && g.Direct == [2]uint64{} {
+		return dst // as stores before profiles and direct conversations wrote it
+	}
+	dst = appendString(dst, g.Announcement)
+	dst = appendString(dst, g.AvatarURL)
+	dst = binary.AppendUvarint(dst, g.Direct[0])
+	return binary.AppendUvarint(dst, g.Direct[1])
 }
 
 // appendMemberValue ends with a flags byte, which stores of format 1 did not
@@ -133,13 +148,22 @@ func decodeMessageValue(val []byte, m *timeline.Message) error {
 
 func decodeGroupValue(val []byte, g *timeline.Group) error {
 	d := newDecoder(val)
-	flags := d.flags(flagGroupOpen | flagGroupDismissed)
+	flags := d.flags(flagGroupOpen | flagGroupDismissed | flagGroupBlocked0 | flagGroupBlocked1)
 	g.Open = flags&flagGroupOpen != 0
 	g.Dismissed = flags&flagGroupDismissed != 0
+	g.Blocked = [2]bool{flags&flagGroupBlocked0 != 0, flags&flagGroupBlocked1 != 0}
 	g.Name = string(d.bytes())
 	g.Owner = d.uvarint()
 	g.Created = d.time()
 	g.MutedUntil = d.time()
+	g.Announcement, g.AvatarURL, g.Direct = "", "", [2]uint64{}
+	if d.err == nil && len(d.buf) > 0 {
+		// The profile and the pair, which a group of the earlier layout
+		// does not have.
+		g.Announcement = string(d.bytes())
+		g.AvatarURL = string(d.bytes())
+		g.Direct = [2]uint64{d.uvarint(), d.uvarint()}
+	}
 	return d.finish("group")
 }
 

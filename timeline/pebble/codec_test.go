@@ -65,7 +65,9 @@ func FuzzDecodeMessage(f *testing.F) {
 func FuzzDecodeGroup(f *testing.F) {
 	fuzzDecoder(f, appendGroupValue, decodeGroupValue,
 		timeline.Group{Name: "群聊", Owner: 7, Created: someTime(), Open: true, MutedUntil: someTime(), Dismissed: true},
-		timeline.Group{Owner: maxU})
+		timeline.Group{Owner: maxU},
+		timeline.Group{Name: "ops", Announcement: "公告", AvatarURL: "https://example.com/a.png"},
+		timeline.Group{Created: someTime(), Direct: [2]uint64{1, maxU}, Blocked: [2]bool{false, true}})
 }
 
 func FuzzDecodeMember(f *testing.F) {

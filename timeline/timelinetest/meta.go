@@ -23,6 +23,22 @@ func testGroup(t *testing.T, s timeline.Store, ids *idGen) {
 	commit(t, s, &timeline.Batch{Groups: []timeline.Group{g}})
 	checkStored(t, s, &timeline.Batch{Groups: []timeline.Group{g}})
 
+	// The profile, then back to none: an upsert clears what it leaves empty.
+	g.Announcement, g.AvatarURL = "公告: standup at 10", "https://example.com/team.png"
+	commit(t, s, &timeline.Batch{Groups: []timeline.Group{g}})
+	checkStored(t, s, &timeline.Batch{Groups: []timeline.Group{g}})
+	g.Announcement, g.AvatarURL = "", ""
+	commit(t, s, &timeline.Batch{Groups: []timeline.Group{g}})
+	checkStored(t, s, &timeline.Batch{Groups: []timeline.Group{g}})
+
+	// A direct conversation: its pair and blocks, ids past 2^63 included.
+	d := timeline.Group{ID: id | 1<<63, Created: time.UnixMilli(epochMS), Direct: [2]uint64{ids.id(), math.MaxUint64}, Blocked: [2]bool{false, true}}
+	commit(t, s, &timeline.Batch{Groups: []timeline.Group{d}})
+	checkStored(t, s, &timeline.Batch{Groups: []timeline.Group{d}})
+	d.Blocked = [2]bool{true, false}
+	commit(t, s, &timeline.Batch{Groups: []timeline.Group{d}})
+	checkStored(t, s, &timeline.Batch{Groups: []timeline.Group{d}})
+
 	_, err = s.Group(t.Context(), neighbor)
 	wantErr(t, "Group of the next id", err, timeline.ErrNotFound)
 }

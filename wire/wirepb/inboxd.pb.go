@@ -277,6 +277,8 @@ type Group struct {
 	Open          bool                   `protobuf:"varint,5,opt,name=open,proto3" json:"open,omitempty"`
 	MutedUntilMs  int64                  `protobuf:"varint,6,opt,name=muted_until_ms,json=mutedUntilMs,proto3" json:"muted_until_ms,omitempty"` // 0: not muted
 	Dismissed     bool                   `protobuf:"varint,7,opt,name=dismissed,proto3" json:"dismissed,omitempty"`
+	Announcement  string                 `protobuf:"bytes,8,opt,name=announcement,proto3" json:"announcement,omitempty"`            // SET_GROUP_PROFILE; empty: none
+	AvatarUrl     string                 `protobuf:"bytes,9,opt,name=avatar_url,json=avatarUrl,proto3" json:"avatar_url,omitempty"` // SET_GROUP_PROFILE; empty: none
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -358,6 +360,20 @@ func (x *Group) GetDismissed() bool {
 		return x.Dismissed
 	}
 	return false
+}
+
+func (x *Group) GetAnnouncement() string {
+	if x != nil {
+		return x.Announcement
+	}
+	return ""
+}
+
+func (x *Group) GetAvatarUrl() string {
+	if x != nil {
+		return x.AvatarUrl
+	}
+	return ""
 }
 
 type Member struct {
@@ -980,6 +996,7 @@ type SendAck struct {
 	ConvSeq       uint64                 `protobuf:"varint,2,opt,name=conv_seq,json=convSeq,proto3" json:"conv_seq,omitempty"`
 	TimeMs        int64                  `protobuf:"varint,3,opt,name=time_ms,json=timeMs,proto3" json:"time_ms,omitempty"`
 	Duplicate     bool                   `protobuf:"varint,4,opt,name=duplicate,proto3" json:"duplicate,omitempty"` // an earlier send with this client_msg_id is the result
+	Conv          uint64                 `protobuf:"varint,5,opt,name=conv,proto3" json:"conv,omitempty"`           // the conversation the message is in (SEND_DIRECT: the direct conversation's id)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1042,6 +1059,208 @@ func (x *SendAck) GetDuplicate() bool {
 	return false
 }
 
+func (x *SendAck) GetConv() uint64 {
+	if x != nil {
+		return x.Conv
+	}
+	return 0
+}
+
+// SendDirectRequest is the body of SEND_DIRECT: a message to the direct
+// conversation of the sender and `to`, created by the first one.
+type SendDirectRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	To            uint64                 `protobuf:"varint,1,opt,name=to,proto3" json:"to,omitempty"`                                       // the other user; not the sender
+	ClientMsgId   string                 `protobuf:"bytes,2,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"` // as SendRequest's
+	Kind          uint32                 `protobuf:"varint,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	Body          []byte                 `protobuf:"bytes,4,opt,name=body,proto3" json:"body,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SendDirectRequest) Reset() {
+	*x = SendDirectRequest{}
+	mi := &file_inboxd_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SendDirectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SendDirectRequest) ProtoMessage() {}
+
+func (x *SendDirectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_inboxd_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SendDirectRequest.ProtoReflect.Descriptor instead.
+func (*SendDirectRequest) Descriptor() ([]byte, []int) {
+	return file_inboxd_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *SendDirectRequest) GetTo() uint64 {
+	if x != nil {
+		return x.To
+	}
+	return 0
+}
+
+func (x *SendDirectRequest) GetClientMsgId() string {
+	if x != nil {
+		return x.ClientMsgId
+	}
+	return ""
+}
+
+func (x *SendDirectRequest) GetKind() uint32 {
+	if x != nil {
+		return x.Kind
+	}
+	return 0
+}
+
+func (x *SendDirectRequest) GetBody() []byte {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+// BlockRequest is the body of BLOCK: on, the sender refuses direct messages
+// from user; off lifts it.
+type BlockRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          uint64                 `protobuf:"varint,1,opt,name=user,proto3" json:"user,omitempty"`
+	On            bool                   `protobuf:"varint,2,opt,name=on,proto3" json:"on,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BlockRequest) Reset() {
+	*x = BlockRequest{}
+	mi := &file_inboxd_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BlockRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BlockRequest) ProtoMessage() {}
+
+func (x *BlockRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_inboxd_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BlockRequest.ProtoReflect.Descriptor instead.
+func (*BlockRequest) Descriptor() ([]byte, []int) {
+	return file_inboxd_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *BlockRequest) GetUser() uint64 {
+	if x != nil {
+		return x.User
+	}
+	return 0
+}
+
+func (x *BlockRequest) GetOn() bool {
+	if x != nil {
+		return x.On
+	}
+	return false
+}
+
+// SetGroupProfileRequest is the body of SET_GROUP_PROFILE. An absent field
+// is left as it is; a present one, even empty, is set (empty clears the
+// announcement or the avatar; a name cannot be empty).
+type SetGroupProfileRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Conv          uint64                 `protobuf:"varint,1,opt,name=conv,proto3" json:"conv,omitempty"`
+	Name          *string                `protobuf:"bytes,2,opt,name=name,proto3,oneof" json:"name,omitempty"`
+	Announcement  *string                `protobuf:"bytes,3,opt,name=announcement,proto3,oneof" json:"announcement,omitempty"`
+	AvatarUrl     *string                `protobuf:"bytes,4,opt,name=avatar_url,json=avatarUrl,proto3,oneof" json:"avatar_url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetGroupProfileRequest) Reset() {
+	*x = SetGroupProfileRequest{}
+	mi := &file_inboxd_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetGroupProfileRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetGroupProfileRequest) ProtoMessage() {}
+
+func (x *SetGroupProfileRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_inboxd_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetGroupProfileRequest.ProtoReflect.Descriptor instead.
+func (*SetGroupProfileRequest) Descriptor() ([]byte, []int) {
+	return file_inboxd_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *SetGroupProfileRequest) GetConv() uint64 {
+	if x != nil {
+		return x.Conv
+	}
+	return 0
+}
+
+func (x *SetGroupProfileRequest) GetName() string {
+	if x != nil && x.Name != nil {
+		return *x.Name
+	}
+	return ""
+}
+
+func (x *SetGroupProfileRequest) GetAnnouncement() string {
+	if x != nil && x.Announcement != nil {
+		return *x.Announcement
+	}
+	return ""
+}
+
+func (x *SetGroupProfileRequest) GetAvatarUrl() string {
+	if x != nil && x.AvatarUrl != nil {
+		return *x.AvatarUrl
+	}
+	return ""
+}
+
 type Message struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Conv          uint64                 `protobuf:"varint,1,opt,name=conv,proto3" json:"conv,omitempty"`
@@ -1058,7 +1277,7 @@ type Message struct {
 
 func (x *Message) Reset() {
 	*x = Message{}
-	mi := &file_inboxd_proto_msgTypes[17]
+	mi := &file_inboxd_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1070,7 +1289,7 @@ func (x *Message) String() string {
 func (*Message) ProtoMessage() {}
 
 func (x *Message) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[17]
+	mi := &file_inboxd_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1083,7 +1302,7 @@ func (x *Message) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Message.ProtoReflect.Descriptor instead.
 func (*Message) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{17}
+	return file_inboxd_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Message) GetConv() uint64 {
@@ -1158,7 +1377,7 @@ type Entry struct {
 
 func (x *Entry) Reset() {
 	*x = Entry{}
-	mi := &file_inboxd_proto_msgTypes[18]
+	mi := &file_inboxd_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1170,7 +1389,7 @@ func (x *Entry) String() string {
 func (*Entry) ProtoMessage() {}
 
 func (x *Entry) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[18]
+	mi := &file_inboxd_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1183,7 +1402,7 @@ func (x *Entry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Entry.ProtoReflect.Descriptor instead.
 func (*Entry) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{18}
+	return file_inboxd_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Entry) GetSeq() uint64 {
@@ -1238,7 +1457,7 @@ type Push struct {
 
 func (x *Push) Reset() {
 	*x = Push{}
-	mi := &file_inboxd_proto_msgTypes[19]
+	mi := &file_inboxd_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1250,7 +1469,7 @@ func (x *Push) String() string {
 func (*Push) ProtoMessage() {}
 
 func (x *Push) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[19]
+	mi := &file_inboxd_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1263,7 +1482,7 @@ func (x *Push) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Push.ProtoReflect.Descriptor instead.
 func (*Push) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{19}
+	return file_inboxd_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Push) GetEntries() []*Entry {
@@ -1283,7 +1502,7 @@ type SyncRequest struct {
 
 func (x *SyncRequest) Reset() {
 	*x = SyncRequest{}
-	mi := &file_inboxd_proto_msgTypes[20]
+	mi := &file_inboxd_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1295,7 +1514,7 @@ func (x *SyncRequest) String() string {
 func (*SyncRequest) ProtoMessage() {}
 
 func (x *SyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[20]
+	mi := &file_inboxd_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1308,7 +1527,7 @@ func (x *SyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncRequest.ProtoReflect.Descriptor instead.
 func (*SyncRequest) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{20}
+	return file_inboxd_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SyncRequest) GetAfterSeq() uint64 {
@@ -1336,7 +1555,7 @@ type SyncResponse struct {
 
 func (x *SyncResponse) Reset() {
 	*x = SyncResponse{}
-	mi := &file_inboxd_proto_msgTypes[21]
+	mi := &file_inboxd_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1348,7 +1567,7 @@ func (x *SyncResponse) String() string {
 func (*SyncResponse) ProtoMessage() {}
 
 func (x *SyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[21]
+	mi := &file_inboxd_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1361,7 +1580,7 @@ func (x *SyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncResponse.ProtoReflect.Descriptor instead.
 func (*SyncResponse) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{21}
+	return file_inboxd_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SyncResponse) GetEntries() []*Entry {
@@ -1396,7 +1615,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_inboxd_proto_msgTypes[22]
+	mi := &file_inboxd_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1408,7 +1627,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[22]
+	mi := &file_inboxd_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1421,7 +1640,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{22}
+	return file_inboxd_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *HistoryRequest) GetConv() uint64 {
@@ -1454,7 +1673,7 @@ type HistoryResponse struct {
 
 func (x *HistoryResponse) Reset() {
 	*x = HistoryResponse{}
-	mi := &file_inboxd_proto_msgTypes[23]
+	mi := &file_inboxd_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1466,7 +1685,7 @@ func (x *HistoryResponse) String() string {
 func (*HistoryResponse) ProtoMessage() {}
 
 func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[23]
+	mi := &file_inboxd_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1479,7 +1698,7 @@ func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
 func (*HistoryResponse) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{23}
+	return file_inboxd_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *HistoryResponse) GetMessages() []*Message {
@@ -1500,13 +1719,15 @@ type Conversation struct {
 	Unread        uint64                 `protobuf:"varint,7,opt,name=unread,proto3" json:"unread,omitempty"` // head - read_seq
 	Dnd           bool                   `protobuf:"varint,8,opt,name=dnd,proto3" json:"dnd,omitempty"`
 	Last          *Message               `protobuf:"bytes,9,opt,name=last,proto3" json:"last,omitempty"`
+	Direct        bool                   `protobuf:"varint,11,opt,name=direct,proto3" json:"direct,omitempty"` // a direct conversation of two users
+	Peer          uint64                 `protobuf:"varint,12,opt,name=peer,proto3" json:"peer,omitempty"`     // direct: the other user
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Conversation) Reset() {
 	*x = Conversation{}
-	mi := &file_inboxd_proto_msgTypes[24]
+	mi := &file_inboxd_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1518,7 +1739,7 @@ func (x *Conversation) String() string {
 func (*Conversation) ProtoMessage() {}
 
 func (x *Conversation) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[24]
+	mi := &file_inboxd_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1531,7 +1752,7 @@ func (x *Conversation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Conversation.ProtoReflect.Descriptor instead.
 func (*Conversation) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{24}
+	return file_inboxd_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Conversation) GetConv() uint64 {
@@ -1597,6 +1818,20 @@ func (x *Conversation) GetLast() *Message {
 	return nil
 }
 
+func (x *Conversation) GetDirect() bool {
+	if x != nil {
+		return x.Direct
+	}
+	return false
+}
+
+func (x *Conversation) GetPeer() uint64 {
+	if x != nil {
+		return x.Peer
+	}
+	return 0
+}
+
 // The conversation list, latest activity first, in pages that fit in one
 // frame: a page starts after the first `offset` conversations.
 type ConversationsRequest struct {
@@ -1608,7 +1843,7 @@ type ConversationsRequest struct {
 
 func (x *ConversationsRequest) Reset() {
 	*x = ConversationsRequest{}
-	mi := &file_inboxd_proto_msgTypes[25]
+	mi := &file_inboxd_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1620,7 +1855,7 @@ func (x *ConversationsRequest) String() string {
 func (*ConversationsRequest) ProtoMessage() {}
 
 func (x *ConversationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[25]
+	mi := &file_inboxd_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1633,7 +1868,7 @@ func (x *ConversationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationsRequest.ProtoReflect.Descriptor instead.
 func (*ConversationsRequest) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{25}
+	return file_inboxd_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ConversationsRequest) GetOffset() uint32 {
@@ -1653,7 +1888,7 @@ type ConversationsResponse struct {
 
 func (x *ConversationsResponse) Reset() {
 	*x = ConversationsResponse{}
-	mi := &file_inboxd_proto_msgTypes[26]
+	mi := &file_inboxd_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1665,7 +1900,7 @@ func (x *ConversationsResponse) String() string {
 func (*ConversationsResponse) ProtoMessage() {}
 
 func (x *ConversationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[26]
+	mi := &file_inboxd_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1678,7 +1913,7 @@ func (x *ConversationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationsResponse.ProtoReflect.Descriptor instead.
 func (*ConversationsResponse) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{26}
+	return file_inboxd_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ConversationsResponse) GetConversations() []*Conversation {
@@ -1705,7 +1940,7 @@ type MarkReadRequest struct {
 
 func (x *MarkReadRequest) Reset() {
 	*x = MarkReadRequest{}
-	mi := &file_inboxd_proto_msgTypes[27]
+	mi := &file_inboxd_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1717,7 +1952,7 @@ func (x *MarkReadRequest) String() string {
 func (*MarkReadRequest) ProtoMessage() {}
 
 func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[27]
+	mi := &file_inboxd_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1730,7 +1965,7 @@ func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkReadRequest.ProtoReflect.Descriptor instead.
 func (*MarkReadRequest) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{27}
+	return file_inboxd_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *MarkReadRequest) GetConv() uint64 {
@@ -1756,7 +1991,7 @@ type MarkReadResponse struct {
 
 func (x *MarkReadResponse) Reset() {
 	*x = MarkReadResponse{}
-	mi := &file_inboxd_proto_msgTypes[28]
+	mi := &file_inboxd_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1768,7 +2003,7 @@ func (x *MarkReadResponse) String() string {
 func (*MarkReadResponse) ProtoMessage() {}
 
 func (x *MarkReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[28]
+	mi := &file_inboxd_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1781,7 +2016,7 @@ func (x *MarkReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkReadResponse.ProtoReflect.Descriptor instead.
 func (*MarkReadResponse) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{28}
+	return file_inboxd_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *MarkReadResponse) GetReadSeq() uint64 {
@@ -1801,7 +2036,7 @@ type TypingRequest struct {
 
 func (x *TypingRequest) Reset() {
 	*x = TypingRequest{}
-	mi := &file_inboxd_proto_msgTypes[29]
+	mi := &file_inboxd_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1813,7 +2048,7 @@ func (x *TypingRequest) String() string {
 func (*TypingRequest) ProtoMessage() {}
 
 func (x *TypingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[29]
+	mi := &file_inboxd_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1826,7 +2061,7 @@ func (x *TypingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TypingRequest.ProtoReflect.Descriptor instead.
 func (*TypingRequest) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{29}
+	return file_inboxd_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *TypingRequest) GetConv() uint64 {
@@ -1848,7 +2083,7 @@ type TypingEvent struct {
 
 func (x *TypingEvent) Reset() {
 	*x = TypingEvent{}
-	mi := &file_inboxd_proto_msgTypes[30]
+	mi := &file_inboxd_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1860,7 +2095,7 @@ func (x *TypingEvent) String() string {
 func (*TypingEvent) ProtoMessage() {}
 
 func (x *TypingEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[30]
+	mi := &file_inboxd_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1873,7 +2108,7 @@ func (x *TypingEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TypingEvent.ProtoReflect.Descriptor instead.
 func (*TypingEvent) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{30}
+	return file_inboxd_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *TypingEvent) GetConv() uint64 {
@@ -1899,7 +2134,7 @@ type PresenceRequest struct {
 
 func (x *PresenceRequest) Reset() {
 	*x = PresenceRequest{}
-	mi := &file_inboxd_proto_msgTypes[31]
+	mi := &file_inboxd_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1911,7 +2146,7 @@ func (x *PresenceRequest) String() string {
 func (*PresenceRequest) ProtoMessage() {}
 
 func (x *PresenceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[31]
+	mi := &file_inboxd_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1924,7 +2159,7 @@ func (x *PresenceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceRequest.ProtoReflect.Descriptor instead.
 func (*PresenceRequest) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{31}
+	return file_inboxd_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *PresenceRequest) GetUsers() []uint64 {
@@ -1943,7 +2178,7 @@ type PresenceResponse struct {
 
 func (x *PresenceResponse) Reset() {
 	*x = PresenceResponse{}
-	mi := &file_inboxd_proto_msgTypes[32]
+	mi := &file_inboxd_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1955,7 +2190,7 @@ func (x *PresenceResponse) String() string {
 func (*PresenceResponse) ProtoMessage() {}
 
 func (x *PresenceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[32]
+	mi := &file_inboxd_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1968,7 +2203,7 @@ func (x *PresenceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceResponse.ProtoReflect.Descriptor instead.
 func (*PresenceResponse) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{32}
+	return file_inboxd_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *PresenceResponse) GetOnline() []uint64 {
@@ -1991,7 +2226,7 @@ type ReadReceiptsRequest struct {
 
 func (x *ReadReceiptsRequest) Reset() {
 	*x = ReadReceiptsRequest{}
-	mi := &file_inboxd_proto_msgTypes[33]
+	mi := &file_inboxd_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2003,7 +2238,7 @@ func (x *ReadReceiptsRequest) String() string {
 func (*ReadReceiptsRequest) ProtoMessage() {}
 
 func (x *ReadReceiptsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[33]
+	mi := &file_inboxd_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2016,7 +2251,7 @@ func (x *ReadReceiptsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadReceiptsRequest.ProtoReflect.Descriptor instead.
 func (*ReadReceiptsRequest) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{33}
+	return file_inboxd_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ReadReceiptsRequest) GetConv() uint64 {
@@ -2066,7 +2301,7 @@ type ReadReceiptsResponse struct {
 
 func (x *ReadReceiptsResponse) Reset() {
 	*x = ReadReceiptsResponse{}
-	mi := &file_inboxd_proto_msgTypes[34]
+	mi := &file_inboxd_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2078,7 +2313,7 @@ func (x *ReadReceiptsResponse) String() string {
 func (*ReadReceiptsResponse) ProtoMessage() {}
 
 func (x *ReadReceiptsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[34]
+	mi := &file_inboxd_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2091,7 +2326,7 @@ func (x *ReadReceiptsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadReceiptsResponse.ProtoReflect.Descriptor instead.
 func (*ReadReceiptsResponse) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{34}
+	return file_inboxd_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ReadReceiptsResponse) GetMembers() uint32 {
@@ -2142,7 +2377,7 @@ const file_inboxd_proto_rawDesc = "" +
 	"\fheartbeat_ms\x18\x04 \x01(\rR\vheartbeatMs\x12$\n" +
 	"\x0eserver_time_ms\x18\x05 \x01(\x03R\fserverTimeMs\x12\x1b\n" +
 	"\tmax_frame\x18\x06 \x01(\rR\bmaxFrame\x12$\n" +
-	"\x0emax_group_size\x18\a \x01(\rR\fmaxGroupSize\"\xb8\x01\n" +
+	"\x0emax_group_size\x18\a \x01(\rR\fmaxGroupSize\"\xfb\x01\n" +
 	"\x05Group\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
@@ -2151,7 +2386,10 @@ const file_inboxd_proto_rawDesc = "" +
 	"created_ms\x18\x04 \x01(\x03R\tcreatedMs\x12\x12\n" +
 	"\x04open\x18\x05 \x01(\bR\x04open\x12$\n" +
 	"\x0emuted_until_ms\x18\x06 \x01(\x03R\fmutedUntilMs\x12\x1c\n" +
-	"\tdismissed\x18\a \x01(\bR\tdismissed\"s\n" +
+	"\tdismissed\x18\a \x01(\bR\tdismissed\x12\"\n" +
+	"\fannouncement\x18\b \x01(\tR\fannouncement\x12\x1d\n" +
+	"\n" +
+	"avatar_url\x18\t \x01(\tR\tavatarUrl\"s\n" +
 	"\x06Member\x12\x12\n" +
 	"\x04user\x18\x01 \x01(\x04R\x04user\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\rR\x04role\x12\x1b\n" +
@@ -2189,12 +2427,30 @@ const file_inboxd_proto_rawDesc = "" +
 	"\x04conv\x18\x01 \x01(\x04R\x04conv\x12\"\n" +
 	"\rclient_msg_id\x18\x02 \x01(\tR\vclientMsgId\x12\x12\n" +
 	"\x04kind\x18\x03 \x01(\rR\x04kind\x12\x12\n" +
-	"\x04body\x18\x04 \x01(\fR\x04body\"r\n" +
+	"\x04body\x18\x04 \x01(\fR\x04body\"\x86\x01\n" +
 	"\aSendAck\x12\x15\n" +
 	"\x06msg_id\x18\x01 \x01(\x04R\x05msgId\x12\x19\n" +
 	"\bconv_seq\x18\x02 \x01(\x04R\aconvSeq\x12\x17\n" +
 	"\atime_ms\x18\x03 \x01(\x03R\x06timeMs\x12\x1c\n" +
-	"\tduplicate\x18\x04 \x01(\bR\tduplicate\"\xcc\x01\n" +
+	"\tduplicate\x18\x04 \x01(\bR\tduplicate\x12\x12\n" +
+	"\x04conv\x18\x05 \x01(\x04R\x04conv\"o\n" +
+	"\x11SendDirectRequest\x12\x0e\n" +
+	"\x02to\x18\x01 \x01(\x04R\x02to\x12\"\n" +
+	"\rclient_msg_id\x18\x02 \x01(\tR\vclientMsgId\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\rR\x04kind\x12\x12\n" +
+	"\x04body\x18\x04 \x01(\fR\x04body\"2\n" +
+	"\fBlockRequest\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\x04R\x04user\x12\x0e\n" +
+	"\x02on\x18\x02 \x01(\bR\x02on\"\xbb\x01\n" +
+	"\x16SetGroupProfileRequest\x12\x12\n" +
+	"\x04conv\x18\x01 \x01(\x04R\x04conv\x12\x17\n" +
+	"\x04name\x18\x02 \x01(\tH\x00R\x04name\x88\x01\x01\x12'\n" +
+	"\fannouncement\x18\x03 \x01(\tH\x01R\fannouncement\x88\x01\x01\x12\"\n" +
+	"\n" +
+	"avatar_url\x18\x04 \x01(\tH\x02R\tavatarUrl\x88\x01\x01B\a\n" +
+	"\x05_nameB\x0f\n" +
+	"\r_announcementB\r\n" +
+	"\v_avatar_url\"\xcc\x01\n" +
 	"\aMessage\x12\x12\n" +
 	"\x04conv\x18\x01 \x01(\x04R\x04conv\x12\x19\n" +
 	"\bconv_seq\x18\x02 \x01(\x04R\aconvSeq\x12\x15\n" +
@@ -2225,7 +2481,7 @@ const file_inboxd_proto_rawDesc = "" +
 	"\x0fbefore_conv_seq\x18\x02 \x01(\x04R\rbeforeConvSeq\x12\x14\n" +
 	"\x05limit\x18\x03 \x01(\rR\x05limit\"A\n" +
 	"\x0fHistoryResponse\x12.\n" +
-	"\bmessages\x18\x01 \x03(\v2\x12.inboxd.v1.MessageR\bmessages\"\xed\x01\n" +
+	"\bmessages\x18\x01 \x03(\v2\x12.inboxd.v1.MessageR\bmessages\"\x99\x02\n" +
 	"\fConversation\x12\x12\n" +
 	"\x04conv\x18\x01 \x01(\x04R\x04conv\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1b\n" +
@@ -2235,7 +2491,9 @@ const file_inboxd_proto_rawDesc = "" +
 	"\x04head\x18\x06 \x01(\x04R\x04head\x12\x16\n" +
 	"\x06unread\x18\a \x01(\x04R\x06unread\x12\x10\n" +
 	"\x03dnd\x18\b \x01(\bR\x03dnd\x12&\n" +
-	"\x04last\x18\t \x01(\v2\x12.inboxd.v1.MessageR\x04last\".\n" +
+	"\x04last\x18\t \x01(\v2\x12.inboxd.v1.MessageR\x04last\x12\x16\n" +
+	"\x06direct\x18\v \x01(\bR\x06direct\x12\x12\n" +
+	"\x04peer\x18\f \x01(\x04R\x04peer\".\n" +
 	"\x14ConversationsRequest\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\rR\x06offset\"q\n" +
 	"\x15ConversationsResponse\x12=\n" +
@@ -2281,54 +2539,57 @@ func file_inboxd_proto_rawDescGZIP() []byte {
 	return file_inboxd_proto_rawDescData
 }
 
-var file_inboxd_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_inboxd_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_inboxd_proto_goTypes = []any{
-	(*Error)(nil),                 // 0: inboxd.v1.Error
-	(*Empty)(nil),                 // 1: inboxd.v1.Empty
-	(*AuthRequest)(nil),           // 2: inboxd.v1.AuthRequest
-	(*AuthResponse)(nil),          // 3: inboxd.v1.AuthResponse
-	(*Group)(nil),                 // 4: inboxd.v1.Group
-	(*Member)(nil),                // 5: inboxd.v1.Member
-	(*CreateGroupRequest)(nil),    // 6: inboxd.v1.CreateGroupRequest
-	(*CreateGroupResponse)(nil),   // 7: inboxd.v1.CreateGroupResponse
-	(*InviteRequest)(nil),         // 8: inboxd.v1.InviteRequest
-	(*ConvRequest)(nil),           // 9: inboxd.v1.ConvRequest
-	(*KickRequest)(nil),           // 10: inboxd.v1.KickRequest
-	(*SetRoleRequest)(nil),        // 11: inboxd.v1.SetRoleRequest
-	(*MuteRequest)(nil),           // 12: inboxd.v1.MuteRequest
-	(*SetDNDRequest)(nil),         // 13: inboxd.v1.SetDNDRequest
-	(*GroupInfoResponse)(nil),     // 14: inboxd.v1.GroupInfoResponse
-	(*SendRequest)(nil),           // 15: inboxd.v1.SendRequest
-	(*SendAck)(nil),               // 16: inboxd.v1.SendAck
-	(*Message)(nil),               // 17: inboxd.v1.Message
-	(*Entry)(nil),                 // 18: inboxd.v1.Entry
-	(*Push)(nil),                  // 19: inboxd.v1.Push
-	(*SyncRequest)(nil),           // 20: inboxd.v1.SyncRequest
-	(*SyncResponse)(nil),          // 21: inboxd.v1.SyncResponse
-	(*HistoryRequest)(nil),        // 22: inboxd.v1.HistoryRequest
-	(*HistoryResponse)(nil),       // 23: inboxd.v1.HistoryResponse
-	(*Conversation)(nil),          // 24: inboxd.v1.Conversation
-	(*ConversationsRequest)(nil),  // 25: inboxd.v1.ConversationsRequest
-	(*ConversationsResponse)(nil), // 26: inboxd.v1.ConversationsResponse
-	(*MarkReadRequest)(nil),       // 27: inboxd.v1.MarkReadRequest
-	(*MarkReadResponse)(nil),      // 28: inboxd.v1.MarkReadResponse
-	(*TypingRequest)(nil),         // 29: inboxd.v1.TypingRequest
-	(*TypingEvent)(nil),           // 30: inboxd.v1.TypingEvent
-	(*PresenceRequest)(nil),       // 31: inboxd.v1.PresenceRequest
-	(*PresenceResponse)(nil),      // 32: inboxd.v1.PresenceResponse
-	(*ReadReceiptsRequest)(nil),   // 33: inboxd.v1.ReadReceiptsRequest
-	(*ReadReceiptsResponse)(nil),  // 34: inboxd.v1.ReadReceiptsResponse
+	(*Error)(nil),                  // 0: inboxd.v1.Error
+	(*Empty)(nil),                  // 1: inboxd.v1.Empty
+	(*AuthRequest)(nil),            // 2: inboxd.v1.AuthRequest
+	(*AuthResponse)(nil),           // 3: inboxd.v1.AuthResponse
+	(*Group)(nil),                  // 4: inboxd.v1.Group
+	(*Member)(nil),                 // 5: inboxd.v1.Member
+	(*CreateGroupRequest)(nil),     // 6: inboxd.v1.CreateGroupRequest
+	(*CreateGroupResponse)(nil),    // 7: inboxd.v1.CreateGroupResponse
+	(*InviteRequest)(nil),          // 8: inboxd.v1.InviteRequest
+	(*ConvRequest)(nil),            // 9: inboxd.v1.ConvRequest
+	(*KickRequest)(nil),            // 10: inboxd.v1.KickRequest
+	(*SetRoleRequest)(nil),         // 11: inboxd.v1.SetRoleRequest
+	(*MuteRequest)(nil),            // 12: inboxd.v1.MuteRequest
+	(*SetDNDRequest)(nil),          // 13: inboxd.v1.SetDNDRequest
+	(*GroupInfoResponse)(nil),      // 14: inboxd.v1.GroupInfoResponse
+	(*SendRequest)(nil),            // 15: inboxd.v1.SendRequest
+	(*SendAck)(nil),                // 16: inboxd.v1.SendAck
+	(*SendDirectRequest)(nil),      // 17: inboxd.v1.SendDirectRequest
+	(*BlockRequest)(nil),           // 18: inboxd.v1.BlockRequest
+	(*SetGroupProfileRequest)(nil), // 19: inboxd.v1.SetGroupProfileRequest
+	(*Message)(nil),                // 20: inboxd.v1.Message
+	(*Entry)(nil),                  // 21: inboxd.v1.Entry
+	(*Push)(nil),                   // 22: inboxd.v1.Push
+	(*SyncRequest)(nil),            // 23: inboxd.v1.SyncRequest
+	(*SyncResponse)(nil),           // 24: inboxd.v1.SyncResponse
+	(*HistoryRequest)(nil),         // 25: inboxd.v1.HistoryRequest
+	(*HistoryResponse)(nil),        // 26: inboxd.v1.HistoryResponse
+	(*Conversation)(nil),           // 27: inboxd.v1.Conversation
+	(*ConversationsRequest)(nil),   // 28: inboxd.v1.ConversationsRequest
+	(*ConversationsResponse)(nil),  // 29: inboxd.v1.ConversationsResponse
+	(*MarkReadRequest)(nil),        // 30: inboxd.v1.MarkReadRequest
+	(*MarkReadResponse)(nil),       // 31: inboxd.v1.MarkReadResponse
+	(*TypingRequest)(nil),          // 32: inboxd.v1.TypingRequest
+	(*TypingEvent)(nil),            // 33: inboxd.v1.TypingEvent
+	(*PresenceRequest)(nil),        // 34: inboxd.v1.PresenceRequest
+	(*PresenceResponse)(nil),       // 35: inboxd.v1.PresenceResponse
+	(*ReadReceiptsRequest)(nil),    // 36: inboxd.v1.ReadReceiptsRequest
+	(*ReadReceiptsResponse)(nil),   // 37: inboxd.v1.ReadReceiptsResponse
 }
 var file_inboxd_proto_depIdxs = []int32{
 	4,  // 0: inboxd.v1.CreateGroupResponse.group:type_name -> inboxd.v1.Group
 	4,  // 1: inboxd.v1.GroupInfoResponse.group:type_name -> inboxd.v1.Group
 	5,  // 2: inboxd.v1.GroupInfoResponse.members:type_name -> inboxd.v1.Member
-	17, // 3: inboxd.v1.Entry.message:type_name -> inboxd.v1.Message
-	18, // 4: inboxd.v1.Push.entries:type_name -> inboxd.v1.Entry
-	18, // 5: inboxd.v1.SyncResponse.entries:type_name -> inboxd.v1.Entry
-	17, // 6: inboxd.v1.HistoryResponse.messages:type_name -> inboxd.v1.Message
-	17, // 7: inboxd.v1.Conversation.last:type_name -> inboxd.v1.Message
-	24, // 8: inboxd.v1.ConversationsResponse.conversations:type_name -> inboxd.v1.Conversation
+	20, // 3: inboxd.v1.Entry.message:type_name -> inboxd.v1.Message
+	21, // 4: inboxd.v1.Push.entries:type_name -> inboxd.v1.Entry
+	21, // 5: inboxd.v1.SyncResponse.entries:type_name -> inboxd.v1.Entry
+	20, // 6: inboxd.v1.HistoryResponse.messages:type_name -> inboxd.v1.Message
+	20, // 7: inboxd.v1.Conversation.last:type_name -> inboxd.v1.Message
+	27, // 8: inboxd.v1.ConversationsResponse.conversations:type_name -> inboxd.v1.Conversation
 	9,  // [9:9] is the sub-list for method output_type
 	9,  // [9:9] is the sub-list for method input_type
 	9,  // [9:9] is the sub-list for extension type_name
@@ -2341,13 +2602,14 @@ func file_inboxd_proto_init() {
 	if File_inboxd_proto != nil {
 		return
 	}
+	file_inboxd_proto_msgTypes[19].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_inboxd_proto_rawDesc), len(file_inboxd_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   35,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/inboxd/inboxd/gateway"
+	"github.com/inboxd/inboxd/inbox"
+	"github.com/inboxd/inboxd/internal/gatewaytest"
+	"github.com/inboxd/inboxd/wire"
+)
+
+// TestDirectAndProfileCommands runs send-direct, block, set-profile,
+// conversations and group-info against a running gateway.
+func TestDirectAndProfileCommands(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreAnyFunction("github.com/panjf2000/ants/v2.(*poolCommon).purgeStaleWorkers"),
+		goleak.IgnoreAnyFunction("github.com/panjf2000/ants/v2.(*poolCommon).ticktock"))
+	t.Run("", func(t *testing.T) {
+		gw, err := gateway.New(gateway.Config{Addr: gatewaytest.Addr, Secret: []byte(gatewaytest.Secret), SingleLoop: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, addr := gatewaytest.Start(t, gw, func(svc *inbox.Service) error { return gw.Serve(svc) })
+		as := func(user uint64, args string) (int, string, string) {
+			a, out, errOut := testApp(nil)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			line := append([]string{"--addr", addr, "--token", gatewaytest.Token(t, user, "cli", time.Hour)}, strings.Fields(args)...)
+			status := run(ctx, line, a)
+			return status, out.String(), errOut.String()
+		}
+		mustRun := func(user uint64, args string) string {
+			t.Helper()
+			status, out, errOut := as(user, args)
+			if status != 0 {
+				t.Fatalf("%d: %s: status %d: %s", user, args, status, errOut)
+			}
+			return out
+		}
+
+		mustRun(1, "send-direct 2 hello bob")
+		out := mustRun(2, "conversations")
+		if !strings.Contains(out, "direct with 1") || !strings.Contains(out, strconv.FormatUint(wire.DirectConv(1, 2), 10)) {
+			t.Errorf("bob's conversations:\n%s", out)
+		}
+		mustRun(2, "block 1 on")
+		if status, _, errOut := as(1, "send-direct 2 again"); status != 1 || !strings.Contains(errOut, "BLOCKED") {
+			t.Errorf("send-direct to a user who blocked you: status %d, %s", status, errOut)
+		}
+		mustRun(2, "block 1 off")
+		mustRun(1, "send-direct 2 again")
+
+		out = mustRun(1, "--json create-group 2")
+		id := out[strings.Index(out, `"id":"`)+6:]
+		conv := id[:strings.IndexByte(id, '"')]
+		mustRun(1, "set-profile --name ops --announcement standup --avatar https://example.com/a.png "+conv)
+		out = mustRun(2, "group-info "+conv)
+		for _, want := range []string{`"ops"`, "announcement: standup", "avatar https://example.com/a.png"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("group-info lacks %q:\n%s", want, out)
+			}
+		}
+		if status, _, errOut := as(2, "set-profile --name mine "+conv); status != 1 || !strings.Contains(errOut, "FORBIDDEN") {
+			t.Errorf("a member renames: status %d, %s", status, errOut)
+		}
+	})
+}
