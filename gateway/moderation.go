@@ -8,9 +8,9 @@ import (
 )
 
 // Gate holds the bans and token revocations set through the server API
-// (package api). The gateway asks it at AUTH, under its own lock, and on
-// every SEND: its methods must be quick, safe for concurrent use, and must
-// not call the gateway.
+// (package api). The gateway asks it at AUTH and in Recheck, under its own
+// lock, and on every SEND: its methods must be quick, safe for concurrent
+// use, and must not call the gateway.
 type Gate interface {
 	// Admit returns 0 when a token of user's device issued at issued (the
 	// zero time: a token without iat) may connect, else wire.CodeBanned or

@@ -5,18 +5,18 @@
 // serving the conversation, the announcement of a change of the bans and
 // token revocations made through a node's server API, and the typing events
 // and presence questions for users of other nodes. It assembles inbox,
-// gateway and peer into
-// a cluster node; what a command means stays in those packages.
+// gateway, api and peer into a cluster node; what a command means stays in
+// those packages.
 //
 // # Assembling a node
 //
 //	pool, _ := peer.NewPool(peer.PoolConfig{Node: id, Secret: secret, Registerer: reg})
 //	r, _ := relay.New(relay.Config{Ownership: node, Pool: pool, Registerer: reg})
+//	mod, _ := api.LoadModeration(ctx, store)
+//	gw, _ := gateway.New(gateway.Config{..., Ownership: node, Forwarder: r, Peers: r, Gate: mod})
 //	svc, _ := inbox.New(ctx, inbox.Config{..., Ownership: node, Deliverer: r})
-//	gw, _ := gateway.New(gateway.Config{..., Ownership: node, Forwarder: r, Peers: r})
-//	mod, _ := api.LoadModeration(ctx, store)             // gateway.Config.Gate
 //	follow, _ := api.NewFollower(api.FollowerConfig{Moderation: mod, Sessions: gw})
-//	go follow.Run(ctx)                                   // re-reads every api.SyncInterval
+//	go follow.Run(ctx) // re-reads every api.SyncInterval until ctx ends
 //	srv, _ := peer.Listen(peer.ServerConfig{Addr: peerAddr, Node: id, Secret: secret, Registerer: reg},
 //		relay.WithRestrictions(follow, relay.Handler(svc, gw)))
 //	// cluster.Config.Drain: svc.Drain; api.Config.Peers: r

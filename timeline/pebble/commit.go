@@ -26,7 +26,7 @@ func (s *Store) Commit(ctx context.Context, b *timeline.Batch) error {
 	}
 	pb := s.db.NewBatchWithSize(batchSize(b))
 	defer pb.Close()
-	if err := fill(pb, b); err != nil {
+	if err := fill(pb, b, s.storedLow); err != nil {
 		return fmt.Errorf("timeline/pebble: commit: %w", err)
 	}
 	if err := pb.Commit(s.sync); err != nil {
@@ -54,7 +54,7 @@ func batchSize(b *timeline.Batch) int {
 // Deleted members are written after the members, so that a batch that both
 // writes and deletes a member deletes it, as a same-timestamp Cassandra
 // tombstone would.
-func fill(pb *pebble.Batch, b *timeline.Batch) error {
+func fill(pb *pebble.Batch, b *timeline.Batch, lowOf func(source int) (uint64, bool, error)) error {
 	w := &batchWriter{pb: pb, key: make([]byte, 0, 64), val: make([]byte, 0, 256)}
 	set(w, b.Messages, func(k []byte, m *timeline.Message) []byte {
 		return appendKey(k, prefixMessage, m.Conv, m.ConvSeq)
@@ -95,7 +95,7 @@ func fill(pb *pebble.Batch, b *timeline.Batch) error {
 	set(w, b.Dedups, func(k []byte, d *timeline.Dedup) []byte {
 		return appendDedupKey(k, d.Sender, d.ClientMsgID)
 	}, appendDedupValue)
-	fillOutbox(w, b)
+	fillOutbox(w, b, lowOf)
 	if b.Clock != 0 && w.err == nil {
 		w.key = appendKey(w.key[:0], prefixClock, uint64(b.ClockNode))
 		w.val = appendUint64Value(w.val[:0], b.Clock)
