@@ -15,6 +15,8 @@ const (
 	CmdHistory       Command = 6   // HistoryRequest → HistoryResponse
 	CmdConversations Command = 7   // ConversationsRequest → ConversationsResponse
 	CmdMarkRead      Command = 8   // MarkReadRequest → MarkReadResponse
+	CmdRecall        Command = 11  // RecallRequest → SendAck
+	CmdEdit          Command = 12  // EditRequest → SendAck
 	CmdCreateGroup   Command = 16  // CreateGroupRequest → CreateGroupResponse
 	CmdInvite        Command = 17  // InviteRequest → Empty
 	CmdJoin          Command = 18  // ConvRequest → Empty
@@ -37,7 +39,7 @@ const CmdPeerFirst Command = 0x8000
 var commandNames = map[Command]string{
 	CmdAuth: "AUTH", CmdHeartbeat: "HEARTBEAT", CmdSend: "SEND", CmdPush: "PUSH",
 	CmdSync: "SYNC", CmdHistory: "HISTORY", CmdConversations: "CONVERSATIONS",
-	CmdMarkRead: "MARK_READ", CmdCreateGroup: "CREATE_GROUP", CmdInvite: "INVITE",
+	CmdMarkRead: "MARK_READ", CmdRecall: "RECALL", CmdEdit: "EDIT", CmdCreateGroup: "CREATE_GROUP", CmdInvite: "INVITE",
 	CmdJoin: "JOIN", CmdLeave: "LEAVE", CmdKick: "KICK", CmdDismiss: "DISMISS",
 	CmdSetRole: "SET_ROLE", CmdMute: "MUTE", CmdSetDND: "SET_DND",
 	CmdGroupInfo: "GROUP_INFO", CmdError: "ERROR",
@@ -84,6 +86,7 @@ const (
 	CodeRedirect        Code = 22 // another node serves the user: reconnect to Error.redirect
 	CodeBanned          Code = 23 // the user is banned (server API); the server closes
 	CodeRevoked         Code = 24 // the token was revoked (server API): a new one is needed; the server closes
+	CodeTooLate         Code = 26 // the sender's window to recall or edit the message passed
 )
 
 var codeNames = map[Code]string{
@@ -95,6 +98,7 @@ var codeNames = map[Code]string{
 	CodeSlowReader: "SLOW_READER", CodeReplaced: "REPLACED", CodeShuttingDown: "SHUTTING_DOWN",
 	CodeVersion: "VERSION", CodeInternal: "INTERNAL", CodeIdle: "IDLE",
 	CodeRedirect: "REDIRECT", CodeBanned: "BANNED", CodeRevoked: "REVOKED",
+	CodeTooLate: "TOO_LATE",
 }
 
 // String is the name docs/protocol.md gives the code.

@@ -149,6 +149,8 @@ var bodyTypes = map[wire.Command][2]string{
 	wire.CmdHistory:       {"HistoryRequest", "HistoryResponse"},
 	wire.CmdConversations: {"ConversationsRequest", "ConversationsResponse"},
 	wire.CmdMarkRead:      {"MarkReadRequest", "MarkReadResponse"},
+	wire.CmdRecall:        {"RecallRequest", "SendAck"},
+	wire.CmdEdit:          {"EditRequest", "SendAck"},
 	wire.CmdCreateGroup:   {"CreateGroupRequest", "CreateGroupResponse"},
 	wire.CmdInvite:        {"InviteRequest", "Empty"},
 	wire.CmdJoin:          {"ConvRequest", "Empty"},

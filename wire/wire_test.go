@@ -181,6 +181,10 @@ func examples() []proto.Message {
 		&wirepb.SetDNDRequest{Conv: 7, On: true},
 		&wirepb.GroupInfoResponse{Group: group, Members: []*wirepb.Member{{User: 42, Role: 3}, {User: 43, Role: 1, JoinedAt: 2}}},
 		&wirepb.SendRequest{Conv: 7, ClientMsgId: "c-1", Kind: 1, Body: []byte("hi")},
+		&wirepb.SendRequest{Conv: 7, ClientMsgId: "c-2", Kind: 1, Body: []byte("@43 hi"), Mentions: []uint64{43, 1 << 63}, MentionAll: true},
+		&wirepb.RecallRequest{Conv: 7, ConvSeq: 3, ClientMsgId: "r-1"},
+		&wirepb.EditRequest{Conv: 7, ConvSeq: 3, ClientMsgId: "e-1", Body: []byte("hello")},
+		&wirepb.Message{Conv: 7, ConvSeq: 4, MsgId: 2, Sender: 42, Kind: 1, TimeMs: 5, Mentions: []uint64{43}, MentionAll: true, Recalled: true, EditedMs: -1},
 		&wirepb.SendAck{MsgId: 1, ConvSeq: 3, TimeMs: 4, Duplicate: true},
 		msg,
 		&wirepb.Entry{Seq: 5, Conv: 7, ConvSeq: 3, MsgId: msg.MsgId, Kind: 1, Message: msg},
@@ -189,7 +193,7 @@ func examples() []proto.Message {
 		&wirepb.SyncResponse{Entries: []*wirepb.Entry{{Seq: 5, Conv: 7}}, HeadSeq: 6, HasMore: true},
 		&wirepb.HistoryRequest{Conv: 7, BeforeConvSeq: 3, Limit: 20},
 		&wirepb.HistoryResponse{Messages: []*wirepb.Message{msg, msg}},
-		&wirepb.Conversation{Conv: 7, Name: "ops", JoinedAt: 1, LeftAt: 9, ReadSeq: 2, Head: 3, Unread: 1, Dnd: true, Last: msg},
+		&wirepb.Conversation{Conv: 7, Name: "ops", JoinedAt: 1, LeftAt: 9, ReadSeq: 2, Head: 3, Unread: 1, Dnd: true, Last: msg, MentionUnread: 1},
 		&wirepb.ConversationsRequest{Offset: 40},
 		&wirepb.ConversationsResponse{Conversations: []*wirepb.Conversation{{Conv: 7}, {Conv: 8, Last: msg}}, HasMore: true},
 		&wirepb.MarkReadRequest{Conv: 7, ConvSeq: 3},
@@ -290,8 +294,8 @@ func TestCommandNames(t *testing.T) {
 		}
 		seen[name] = c
 	}
-	if len(seen) != 19 {
-		t.Errorf("%d known commands, want 19", len(seen))
+	if len(seen) != 21 {
+		t.Errorf("%d known commands, want 21", len(seen))
 	}
 	if got := wire.Command(99).String(); got != "COMMAND(99)" {
 		t.Errorf("unknown command prints as %q", got)
@@ -303,7 +307,7 @@ func TestRetryable(t *testing.T) {
 		wire.CodeRateLimited: true, wire.CodeUnavailable: true, wire.CodeTimeout: true,
 		wire.CodeShuttingDown: true, wire.CodeInternal: true,
 	}
-	for c := wire.Code(0); c <= wire.CodeRevoked+1; c++ {
+	for c := wire.Code(0); c <= wire.CodeTooLate+1; c++ {
 		if c.Retryable() != retryable[c] {
 			t.Errorf("code %d: Retryable() = %v", c, c.Retryable())
 		}

@@ -912,6 +912,8 @@ type SendRequest struct {
 	ClientMsgId   string                 `protobuf:"bytes,2,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"` // 1–64 bytes, unique per sender: the retry key
 	Kind          uint32                 `protobuf:"varint,3,opt,name=kind,proto3" json:"kind,omitempty"`                                   // 1–32767, application-defined (1 = text)
 	Body          []byte                 `protobuf:"bytes,4,opt,name=body,proto3" json:"body,omitempty"`
+	Mentions      []uint64               `protobuf:"varint,5,rep,packed,name=mentions,proto3" json:"mentions,omitempty"`                // members the message mentions; at most 50, no duplicates
+	MentionAll    bool                   `protobuf:"varint,6,opt,name=mention_all,json=mentionAll,proto3" json:"mention_all,omitempty"` // mentions every member ("@all"): owner and admins only, by default
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -974,6 +976,151 @@ func (x *SendRequest) GetBody() []byte {
 	return nil
 }
 
+func (x *SendRequest) GetMentions() []uint64 {
+	if x != nil {
+		return x.Mentions
+	}
+	return nil
+}
+
+func (x *SendRequest) GetMentionAll() bool {
+	if x != nil {
+		return x.MentionAll
+	}
+	return false
+}
+
+// RecallRequest recalls the message at conv_seq of conv; EditRequest
+// replaces its body. Both answer a SendAck for the new entry (KindRecall,
+// KindEdit) that records the change.
+type RecallRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Conv          uint64                 `protobuf:"varint,1,opt,name=conv,proto3" json:"conv,omitempty"`
+	ConvSeq       uint64                 `protobuf:"varint,2,opt,name=conv_seq,json=convSeq,proto3" json:"conv_seq,omitempty"`              // the message to recall
+	ClientMsgId   string                 `protobuf:"bytes,3,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"` // optional, 0–64 bytes: the retry key, as in SEND
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecallRequest) Reset() {
+	*x = RecallRequest{}
+	mi := &file_inboxd_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecallRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecallRequest) ProtoMessage() {}
+
+func (x *RecallRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_inboxd_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecallRequest.ProtoReflect.Descriptor instead.
+func (*RecallRequest) Descriptor() ([]byte, []int) {
+	return file_inboxd_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RecallRequest) GetConv() uint64 {
+	if x != nil {
+		return x.Conv
+	}
+	return 0
+}
+
+func (x *RecallRequest) GetConvSeq() uint64 {
+	if x != nil {
+		return x.ConvSeq
+	}
+	return 0
+}
+
+func (x *RecallRequest) GetClientMsgId() string {
+	if x != nil {
+		return x.ClientMsgId
+	}
+	return ""
+}
+
+type EditRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Conv          uint64                 `protobuf:"varint,1,opt,name=conv,proto3" json:"conv,omitempty"`
+	ConvSeq       uint64                 `protobuf:"varint,2,opt,name=conv_seq,json=convSeq,proto3" json:"conv_seq,omitempty"`              // the message to edit
+	ClientMsgId   string                 `protobuf:"bytes,3,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"` // optional, 0–64 bytes: the retry key, as in SEND
+	Body          []byte                 `protobuf:"bytes,4,opt,name=body,proto3" json:"body,omitempty"`                                    // the new body, replacing the whole of the old one
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EditRequest) Reset() {
+	*x = EditRequest{}
+	mi := &file_inboxd_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EditRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EditRequest) ProtoMessage() {}
+
+func (x *EditRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_inboxd_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EditRequest.ProtoReflect.Descriptor instead.
+func (*EditRequest) Descriptor() ([]byte, []int) {
+	return file_inboxd_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *EditRequest) GetConv() uint64 {
+	if x != nil {
+		return x.Conv
+	}
+	return 0
+}
+
+func (x *EditRequest) GetConvSeq() uint64 {
+	if x != nil {
+		return x.ConvSeq
+	}
+	return 0
+}
+
+func (x *EditRequest) GetClientMsgId() string {
+	if x != nil {
+		return x.ClientMsgId
+	}
+	return ""
+}
+
+func (x *EditRequest) GetBody() []byte {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
 type SendAck struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	MsgId         uint64                 `protobuf:"varint,1,opt,name=msg_id,json=msgId,proto3" json:"msg_id,omitempty"`
@@ -986,7 +1133,7 @@ type SendAck struct {
 
 func (x *SendAck) Reset() {
 	*x = SendAck{}
-	mi := &file_inboxd_proto_msgTypes[16]
+	mi := &file_inboxd_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -998,7 +1145,7 @@ func (x *SendAck) String() string {
 func (*SendAck) ProtoMessage() {}
 
 func (x *SendAck) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[16]
+	mi := &file_inboxd_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1011,7 +1158,7 @@ func (x *SendAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendAck.ProtoReflect.Descriptor instead.
 func (*SendAck) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{16}
+	return file_inboxd_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SendAck) GetMsgId() uint64 {
@@ -1050,15 +1197,19 @@ type Message struct {
 	Sender        uint64                 `protobuf:"varint,4,opt,name=sender,proto3" json:"sender,omitempty"`
 	ClientMsgId   string                 `protobuf:"bytes,5,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
 	Kind          uint32                 `protobuf:"varint,6,opt,name=kind,proto3" json:"kind,omitempty"`
-	Body          []byte                 `protobuf:"bytes,7,opt,name=body,proto3" json:"body,omitempty"`
+	Body          []byte                 `protobuf:"bytes,7,opt,name=body,proto3" json:"body,omitempty"` // empty once recalled
 	TimeMs        int64                  `protobuf:"varint,8,opt,name=time_ms,json=timeMs,proto3" json:"time_ms,omitempty"`
+	Mentions      []uint64               `protobuf:"varint,9,rep,packed,name=mentions,proto3" json:"mentions,omitempty"`
+	MentionAll    bool                   `protobuf:"varint,10,opt,name=mention_all,json=mentionAll,proto3" json:"mention_all,omitempty"`
+	Recalled      bool                   `protobuf:"varint,11,opt,name=recalled,proto3" json:"recalled,omitempty"`                 // a RECALL recalled it: body is gone
+	EditedMs      int64                  `protobuf:"varint,12,opt,name=edited_ms,json=editedMs,proto3" json:"edited_ms,omitempty"` // time of the newest EDIT, whose body body is; 0: never edited
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Message) Reset() {
 	*x = Message{}
-	mi := &file_inboxd_proto_msgTypes[17]
+	mi := &file_inboxd_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1070,7 +1221,7 @@ func (x *Message) String() string {
 func (*Message) ProtoMessage() {}
 
 func (x *Message) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[17]
+	mi := &file_inboxd_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1083,7 +1234,7 @@ func (x *Message) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Message.ProtoReflect.Descriptor instead.
 func (*Message) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{17}
+	return file_inboxd_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Message) GetConv() uint64 {
@@ -1142,6 +1293,34 @@ func (x *Message) GetTimeMs() int64 {
 	return 0
 }
 
+func (x *Message) GetMentions() []uint64 {
+	if x != nil {
+		return x.Mentions
+	}
+	return nil
+}
+
+func (x *Message) GetMentionAll() bool {
+	if x != nil {
+		return x.MentionAll
+	}
+	return false
+}
+
+func (x *Message) GetRecalled() bool {
+	if x != nil {
+		return x.Recalled
+	}
+	return false
+}
+
+func (x *Message) GetEditedMs() int64 {
+	if x != nil {
+		return x.EditedMs
+	}
+	return 0
+}
+
 // Entry is one row of the user's inbox. message is absent for READ rows
 // (kind 32770), whose conv_seq is the user's new read marker of conv.
 type Entry struct {
@@ -1158,7 +1337,7 @@ type Entry struct {
 
 func (x *Entry) Reset() {
 	*x = Entry{}
-	mi := &file_inboxd_proto_msgTypes[18]
+	mi := &file_inboxd_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1170,7 +1349,7 @@ func (x *Entry) String() string {
 func (*Entry) ProtoMessage() {}
 
 func (x *Entry) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[18]
+	mi := &file_inboxd_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1183,7 +1362,7 @@ func (x *Entry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Entry.ProtoReflect.Descriptor instead.
 func (*Entry) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{18}
+	return file_inboxd_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Entry) GetSeq() uint64 {
@@ -1238,7 +1417,7 @@ type Push struct {
 
 func (x *Push) Reset() {
 	*x = Push{}
-	mi := &file_inboxd_proto_msgTypes[19]
+	mi := &file_inboxd_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1250,7 +1429,7 @@ func (x *Push) String() string {
 func (*Push) ProtoMessage() {}
 
 func (x *Push) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[19]
+	mi := &file_inboxd_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1263,7 +1442,7 @@ func (x *Push) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Push.ProtoReflect.Descriptor instead.
 func (*Push) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{19}
+	return file_inboxd_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Push) GetEntries() []*Entry {
@@ -1283,7 +1462,7 @@ type SyncRequest struct {
 
 func (x *SyncRequest) Reset() {
 	*x = SyncRequest{}
-	mi := &file_inboxd_proto_msgTypes[20]
+	mi := &file_inboxd_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1295,7 +1474,7 @@ func (x *SyncRequest) String() string {
 func (*SyncRequest) ProtoMessage() {}
 
 func (x *SyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[20]
+	mi := &file_inboxd_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1308,7 +1487,7 @@ func (x *SyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncRequest.ProtoReflect.Descriptor instead.
 func (*SyncRequest) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{20}
+	return file_inboxd_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SyncRequest) GetAfterSeq() uint64 {
@@ -1336,7 +1515,7 @@ type SyncResponse struct {
 
 func (x *SyncResponse) Reset() {
 	*x = SyncResponse{}
-	mi := &file_inboxd_proto_msgTypes[21]
+	mi := &file_inboxd_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1348,7 +1527,7 @@ func (x *SyncResponse) String() string {
 func (*SyncResponse) ProtoMessage() {}
 
 func (x *SyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[21]
+	mi := &file_inboxd_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1361,7 +1540,7 @@ func (x *SyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncResponse.ProtoReflect.Descriptor instead.
 func (*SyncResponse) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{21}
+	return file_inboxd_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SyncResponse) GetEntries() []*Entry {
@@ -1396,7 +1575,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_inboxd_proto_msgTypes[22]
+	mi := &file_inboxd_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1408,7 +1587,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[22]
+	mi := &file_inboxd_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1421,7 +1600,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{22}
+	return file_inboxd_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *HistoryRequest) GetConv() uint64 {
@@ -1454,7 +1633,7 @@ type HistoryResponse struct {
 
 func (x *HistoryResponse) Reset() {
 	*x = HistoryResponse{}
-	mi := &file_inboxd_proto_msgTypes[23]
+	mi := &file_inboxd_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1466,7 +1645,7 @@ func (x *HistoryResponse) String() string {
 func (*HistoryResponse) ProtoMessage() {}
 
 func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[23]
+	mi := &file_inboxd_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1479,7 +1658,7 @@ func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
 func (*HistoryResponse) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{23}
+	return file_inboxd_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *HistoryResponse) GetMessages() []*Message {
@@ -1500,13 +1679,14 @@ type Conversation struct {
 	Unread        uint64                 `protobuf:"varint,7,opt,name=unread,proto3" json:"unread,omitempty"` // head - read_seq
 	Dnd           bool                   `protobuf:"varint,8,opt,name=dnd,proto3" json:"dnd,omitempty"`
 	Last          *Message               `protobuf:"bytes,9,opt,name=last,proto3" json:"last,omitempty"`
+	MentionUnread uint64                 `protobuf:"varint,10,opt,name=mention_unread,json=mentionUnread,proto3" json:"mention_unread,omitempty"` // unread messages that mention the user (or @all); at most 1000
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Conversation) Reset() {
 	*x = Conversation{}
-	mi := &file_inboxd_proto_msgTypes[24]
+	mi := &file_inboxd_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1518,7 +1698,7 @@ func (x *Conversation) String() string {
 func (*Conversation) ProtoMessage() {}
 
 func (x *Conversation) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[24]
+	mi := &file_inboxd_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1531,7 +1711,7 @@ func (x *Conversation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Conversation.ProtoReflect.Descriptor instead.
 func (*Conversation) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{24}
+	return file_inboxd_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Conversation) GetConv() uint64 {
@@ -1597,6 +1777,13 @@ func (x *Conversation) GetLast() *Message {
 	return nil
 }
 
+func (x *Conversation) GetMentionUnread() uint64 {
+	if x != nil {
+		return x.MentionUnread
+	}
+	return 0
+}
+
 // The conversation list, latest activity first, in pages that fit in one
 // frame: a page starts after the first `offset` conversations.
 type ConversationsRequest struct {
@@ -1608,7 +1795,7 @@ type ConversationsRequest struct {
 
 func (x *ConversationsRequest) Reset() {
 	*x = ConversationsRequest{}
-	mi := &file_inboxd_proto_msgTypes[25]
+	mi := &file_inboxd_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1620,7 +1807,7 @@ func (x *ConversationsRequest) String() string {
 func (*ConversationsRequest) ProtoMessage() {}
 
 func (x *ConversationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[25]
+	mi := &file_inboxd_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1633,7 +1820,7 @@ func (x *ConversationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationsRequest.ProtoReflect.Descriptor instead.
 func (*ConversationsRequest) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{25}
+	return file_inboxd_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ConversationsRequest) GetOffset() uint32 {
@@ -1653,7 +1840,7 @@ type ConversationsResponse struct {
 
 func (x *ConversationsResponse) Reset() {
 	*x = ConversationsResponse{}
-	mi := &file_inboxd_proto_msgTypes[26]
+	mi := &file_inboxd_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1665,7 +1852,7 @@ func (x *ConversationsResponse) String() string {
 func (*ConversationsResponse) ProtoMessage() {}
 
 func (x *ConversationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[26]
+	mi := &file_inboxd_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1678,7 +1865,7 @@ func (x *ConversationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationsResponse.ProtoReflect.Descriptor instead.
 func (*ConversationsResponse) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{26}
+	return file_inboxd_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ConversationsResponse) GetConversations() []*Conversation {
@@ -1705,7 +1892,7 @@ type MarkReadRequest struct {
 
 func (x *MarkReadRequest) Reset() {
 	*x = MarkReadRequest{}
-	mi := &file_inboxd_proto_msgTypes[27]
+	mi := &file_inboxd_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1717,7 +1904,7 @@ func (x *MarkReadRequest) String() string {
 func (*MarkReadRequest) ProtoMessage() {}
 
 func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[27]
+	mi := &file_inboxd_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1730,7 +1917,7 @@ func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkReadRequest.ProtoReflect.Descriptor instead.
 func (*MarkReadRequest) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{27}
+	return file_inboxd_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *MarkReadRequest) GetConv() uint64 {
@@ -1756,7 +1943,7 @@ type MarkReadResponse struct {
 
 func (x *MarkReadResponse) Reset() {
 	*x = MarkReadResponse{}
-	mi := &file_inboxd_proto_msgTypes[28]
+	mi := &file_inboxd_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1768,7 +1955,7 @@ func (x *MarkReadResponse) String() string {
 func (*MarkReadResponse) ProtoMessage() {}
 
 func (x *MarkReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[28]
+	mi := &file_inboxd_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1781,7 +1968,7 @@ func (x *MarkReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkReadResponse.ProtoReflect.Descriptor instead.
 func (*MarkReadResponse) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{28}
+	return file_inboxd_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *MarkReadResponse) GetReadSeq() uint64 {
@@ -1853,17 +2040,29 @@ const file_inboxd_proto_rawDesc = "" +
 	"\x02on\x18\x02 \x01(\bR\x02on\"h\n" +
 	"\x11GroupInfoResponse\x12&\n" +
 	"\x05group\x18\x01 \x01(\v2\x10.inboxd.v1.GroupR\x05group\x12+\n" +
-	"\amembers\x18\x02 \x03(\v2\x11.inboxd.v1.MemberR\amembers\"m\n" +
+	"\amembers\x18\x02 \x03(\v2\x11.inboxd.v1.MemberR\amembers\"\xaa\x01\n" +
 	"\vSendRequest\x12\x12\n" +
 	"\x04conv\x18\x01 \x01(\x04R\x04conv\x12\"\n" +
 	"\rclient_msg_id\x18\x02 \x01(\tR\vclientMsgId\x12\x12\n" +
 	"\x04kind\x18\x03 \x01(\rR\x04kind\x12\x12\n" +
+	"\x04body\x18\x04 \x01(\fR\x04body\x12\x1a\n" +
+	"\bmentions\x18\x05 \x03(\x04R\bmentions\x12\x1f\n" +
+	"\vmention_all\x18\x06 \x01(\bR\n" +
+	"mentionAll\"b\n" +
+	"\rRecallRequest\x12\x12\n" +
+	"\x04conv\x18\x01 \x01(\x04R\x04conv\x12\x19\n" +
+	"\bconv_seq\x18\x02 \x01(\x04R\aconvSeq\x12\"\n" +
+	"\rclient_msg_id\x18\x03 \x01(\tR\vclientMsgId\"t\n" +
+	"\vEditRequest\x12\x12\n" +
+	"\x04conv\x18\x01 \x01(\x04R\x04conv\x12\x19\n" +
+	"\bconv_seq\x18\x02 \x01(\x04R\aconvSeq\x12\"\n" +
+	"\rclient_msg_id\x18\x03 \x01(\tR\vclientMsgId\x12\x12\n" +
 	"\x04body\x18\x04 \x01(\fR\x04body\"r\n" +
 	"\aSendAck\x12\x15\n" +
 	"\x06msg_id\x18\x01 \x01(\x04R\x05msgId\x12\x19\n" +
 	"\bconv_seq\x18\x02 \x01(\x04R\aconvSeq\x12\x17\n" +
 	"\atime_ms\x18\x03 \x01(\x03R\x06timeMs\x12\x1c\n" +
-	"\tduplicate\x18\x04 \x01(\bR\tduplicate\"\xcc\x01\n" +
+	"\tduplicate\x18\x04 \x01(\bR\tduplicate\"\xc2\x02\n" +
 	"\aMessage\x12\x12\n" +
 	"\x04conv\x18\x01 \x01(\x04R\x04conv\x12\x19\n" +
 	"\bconv_seq\x18\x02 \x01(\x04R\aconvSeq\x12\x15\n" +
@@ -1872,7 +2071,13 @@ const file_inboxd_proto_rawDesc = "" +
 	"\rclient_msg_id\x18\x05 \x01(\tR\vclientMsgId\x12\x12\n" +
 	"\x04kind\x18\x06 \x01(\rR\x04kind\x12\x12\n" +
 	"\x04body\x18\a \x01(\fR\x04body\x12\x17\n" +
-	"\atime_ms\x18\b \x01(\x03R\x06timeMs\"\xa1\x01\n" +
+	"\atime_ms\x18\b \x01(\x03R\x06timeMs\x12\x1a\n" +
+	"\bmentions\x18\t \x03(\x04R\bmentions\x12\x1f\n" +
+	"\vmention_all\x18\n" +
+	" \x01(\bR\n" +
+	"mentionAll\x12\x1a\n" +
+	"\brecalled\x18\v \x01(\bR\brecalled\x12\x1b\n" +
+	"\tedited_ms\x18\f \x01(\x03R\beditedMs\"\xa1\x01\n" +
 	"\x05Entry\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x12\n" +
 	"\x04conv\x18\x02 \x01(\x04R\x04conv\x12\x19\n" +
@@ -1894,7 +2099,7 @@ const file_inboxd_proto_rawDesc = "" +
 	"\x0fbefore_conv_seq\x18\x02 \x01(\x04R\rbeforeConvSeq\x12\x14\n" +
 	"\x05limit\x18\x03 \x01(\rR\x05limit\"A\n" +
 	"\x0fHistoryResponse\x12.\n" +
-	"\bmessages\x18\x01 \x03(\v2\x12.inboxd.v1.MessageR\bmessages\"\xed\x01\n" +
+	"\bmessages\x18\x01 \x03(\v2\x12.inboxd.v1.MessageR\bmessages\"\x94\x02\n" +
 	"\fConversation\x12\x12\n" +
 	"\x04conv\x18\x01 \x01(\x04R\x04conv\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1b\n" +
@@ -1904,7 +2109,9 @@ const file_inboxd_proto_rawDesc = "" +
 	"\x04head\x18\x06 \x01(\x04R\x04head\x12\x16\n" +
 	"\x06unread\x18\a \x01(\x04R\x06unread\x12\x10\n" +
 	"\x03dnd\x18\b \x01(\bR\x03dnd\x12&\n" +
-	"\x04last\x18\t \x01(\v2\x12.inboxd.v1.MessageR\x04last\".\n" +
+	"\x04last\x18\t \x01(\v2\x12.inboxd.v1.MessageR\x04last\x12%\n" +
+	"\x0emention_unread\x18\n" +
+	" \x01(\x04R\rmentionUnread\".\n" +
 	"\x14ConversationsRequest\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\rR\x06offset\"q\n" +
 	"\x15ConversationsResponse\x12=\n" +
@@ -1928,7 +2135,7 @@ func file_inboxd_proto_rawDescGZIP() []byte {
 	return file_inboxd_proto_rawDescData
 }
 
-var file_inboxd_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_inboxd_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_inboxd_proto_goTypes = []any{
 	(*Error)(nil),                 // 0: inboxd.v1.Error
 	(*Empty)(nil),                 // 1: inboxd.v1.Empty
@@ -1946,30 +2153,32 @@ var file_inboxd_proto_goTypes = []any{
 	(*SetDNDRequest)(nil),         // 13: inboxd.v1.SetDNDRequest
 	(*GroupInfoResponse)(nil),     // 14: inboxd.v1.GroupInfoResponse
 	(*SendRequest)(nil),           // 15: inboxd.v1.SendRequest
-	(*SendAck)(nil),               // 16: inboxd.v1.SendAck
-	(*Message)(nil),               // 17: inboxd.v1.Message
-	(*Entry)(nil),                 // 18: inboxd.v1.Entry
-	(*Push)(nil),                  // 19: inboxd.v1.Push
-	(*SyncRequest)(nil),           // 20: inboxd.v1.SyncRequest
-	(*SyncResponse)(nil),          // 21: inboxd.v1.SyncResponse
-	(*HistoryRequest)(nil),        // 22: inboxd.v1.HistoryRequest
-	(*HistoryResponse)(nil),       // 23: inboxd.v1.HistoryResponse
-	(*Conversation)(nil),          // 24: inboxd.v1.Conversation
-	(*ConversationsRequest)(nil),  // 25: inboxd.v1.ConversationsRequest
-	(*ConversationsResponse)(nil), // 26: inboxd.v1.ConversationsResponse
-	(*MarkReadRequest)(nil),       // 27: inboxd.v1.MarkReadRequest
-	(*MarkReadResponse)(nil),      // 28: inboxd.v1.MarkReadResponse
+	(*RecallRequest)(nil),         // 16: inboxd.v1.RecallRequest
+	(*EditRequest)(nil),           // 17: inboxd.v1.EditRequest
+	(*SendAck)(nil),               // 18: inboxd.v1.SendAck
+	(*Message)(nil),               // 19: inboxd.v1.Message
+	(*Entry)(nil),                 // 20: inboxd.v1.Entry
+	(*Push)(nil),                  // 21: inboxd.v1.Push
+	(*SyncRequest)(nil),           // 22: inboxd.v1.SyncRequest
+	(*SyncResponse)(nil),          // 23: inboxd.v1.SyncResponse
+	(*HistoryRequest)(nil),        // 24: inboxd.v1.HistoryRequest
+	(*HistoryResponse)(nil),       // 25: inboxd.v1.HistoryResponse
+	(*Conversation)(nil),          // 26: inboxd.v1.Conversation
+	(*ConversationsRequest)(nil),  // 27: inboxd.v1.ConversationsRequest
+	(*ConversationsResponse)(nil), // 28: inboxd.v1.ConversationsResponse
+	(*MarkReadRequest)(nil),       // 29: inboxd.v1.MarkReadRequest
+	(*MarkReadResponse)(nil),      // 30: inboxd.v1.MarkReadResponse
 }
 var file_inboxd_proto_depIdxs = []int32{
 	4,  // 0: inboxd.v1.CreateGroupResponse.group:type_name -> inboxd.v1.Group
 	4,  // 1: inboxd.v1.GroupInfoResponse.group:type_name -> inboxd.v1.Group
 	5,  // 2: inboxd.v1.GroupInfoResponse.members:type_name -> inboxd.v1.Member
-	17, // 3: inboxd.v1.Entry.message:type_name -> inboxd.v1.Message
-	18, // 4: inboxd.v1.Push.entries:type_name -> inboxd.v1.Entry
-	18, // 5: inboxd.v1.SyncResponse.entries:type_name -> inboxd.v1.Entry
-	17, // 6: inboxd.v1.HistoryResponse.messages:type_name -> inboxd.v1.Message
-	17, // 7: inboxd.v1.Conversation.last:type_name -> inboxd.v1.Message
-	24, // 8: inboxd.v1.ConversationsResponse.conversations:type_name -> inboxd.v1.Conversation
+	19, // 3: inboxd.v1.Entry.message:type_name -> inboxd.v1.Message
+	20, // 4: inboxd.v1.Push.entries:type_name -> inboxd.v1.Entry
+	20, // 5: inboxd.v1.SyncResponse.entries:type_name -> inboxd.v1.Entry
+	19, // 6: inboxd.v1.HistoryResponse.messages:type_name -> inboxd.v1.Message
+	19, // 7: inboxd.v1.Conversation.last:type_name -> inboxd.v1.Message
+	26, // 8: inboxd.v1.ConversationsResponse.conversations:type_name -> inboxd.v1.Conversation
 	9,  // [9:9] is the sub-list for method output_type
 	9,  // [9:9] is the sub-list for method input_type
 	9,  // [9:9] is the sub-list for extension type_name
@@ -1988,7 +2197,7 @@ func file_inboxd_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_inboxd_proto_rawDesc), len(file_inboxd_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   29,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
