@@ -80,6 +80,7 @@ var (
 	ErrRedirect        = &Error{Code: wire.CodeRedirect}
 	ErrBanned          = &Error{Code: wire.CodeBanned}
 	ErrRevoked         = &Error{Code: wire.CodeRevoked}
+	ErrTooLate         = &Error{Code: wire.CodeTooLate}
 )
 
 // Errors of the client itself.

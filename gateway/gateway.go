@@ -165,7 +165,9 @@ func setDefault[T int | float64 | time.Duration](v *T, def T) {
 
 // Service is what the gateway needs of the inbox; *inbox.Service has it.
 type Service interface {
-	SendGroupMessage(ctx context.Context, sender, conv uint64, clientMsgID string, kind wire.Kind, body []byte) (inbox.SendResult, error)
+	SendMessage(ctx context.Context, sender, conv uint64, m inbox.Outgoing) (inbox.SendResult, error)
+	Recall(ctx context.Context, actor, conv, convSeq uint64, clientMsgID string) (inbox.SendResult, error)
+	Edit(ctx context.Context, actor, conv, convSeq uint64, clientMsgID string, body []byte) (inbox.SendResult, error)
 	Head(ctx context.Context, user uint64) (uint64, error)
 	Sync(ctx context.Context, user, afterSeq uint64, limit int) (inbox.SyncResult, error)
 	History(ctx context.Context, user, conv, before uint64, limit int) ([]timeline.Message, error)

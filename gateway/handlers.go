@@ -61,8 +61,17 @@ var handlers = map[wire.Command]handler{
 		if req.Kind > 0xFFFF {
 			return nil, inbox.ErrInvalid
 		}
-		r, err := srv.svc.SendGroupMessage(ctx, user, req.Conv, req.ClientMsgId, wire.Kind(req.Kind), req.Body)
-		return &wirepb.SendAck{MsgId: r.MsgID, ConvSeq: r.ConvSeq, TimeMs: r.Time.UnixMilli(), Duplicate: r.Duplicate}, err
+		r, err := srv.svc.SendMessage(ctx, user, req.Conv, inbox.Outgoing{ClientMsgID: req.ClientMsgId, Kind: wire.Kind(req.Kind),
+			Body: req.Body, Mentions: req.Mentions, MentionAll: req.MentionAll})
+		return sendAck(r), err
+	}),
+	wire.CmdRecall: decoded(func(ctx context.Context, srv *Server, user uint64, req *wirepb.RecallRequest) (proto.Message, error) {
+		r, err := srv.svc.Recall(ctx, user, req.Conv, req.ConvSeq, req.ClientMsgId)
+		return sendAck(r), err
+	}),
+	wire.CmdEdit: decoded(func(ctx context.Context, srv *Server, user uint64, req *wirepb.EditRequest) (proto.Message, error) {
+		r, err := srv.svc.Edit(ctx, user, req.Conv, req.ConvSeq, req.ClientMsgId, req.Body)
+		return sendAck(r), err
 	}),
 	wire.CmdSync: decoded(func(ctx context.Context, srv *Server, user uint64, req *wirepb.SyncRequest) (proto.Message, error) {
 		r, err := srv.svc.Sync(ctx, user, req.AfterSeq, int(min(req.Limit, 1<<20)))
@@ -94,7 +103,7 @@ var handlers = map[wire.Command]handler{
 		pb := make([]*wirepb.Conversation, len(cs))
 		for i, c := range cs {
 			pc := &wirepb.Conversation{Conv: c.Conv, Name: c.Name, JoinedAt: c.JoinedAt, LeftAt: c.LeftAt,
-				ReadSeq: c.ReadSeq, Head: c.Head, Unread: c.Unread, Dnd: c.DND}
+				ReadSeq: c.ReadSeq, Head: c.Head, Unread: c.Unread, Dnd: c.DND, MentionUnread: c.MentionUnread}
 			if c.Last != nil {
 				pc.Last = messagePB(c.Last)
 			}
@@ -153,6 +162,10 @@ var handlers = map[wire.Command]handler{
 		}
 		return resp, nil
 	}),
+}
+
+func sendAck(r inbox.SendResult) *wirepb.SendAck {
+	return &wirepb.SendAck{MsgId: r.MsgID, ConvSeq: r.ConvSeq, TimeMs: r.Time.UnixMilli(), Duplicate: r.Duplicate}
 }
 
 // handle runs one request on a worker.
@@ -257,6 +270,7 @@ var errorCodes = []struct {
 	{inbox.ErrForbidden, wire.CodeForbidden},
 	{inbox.ErrMuted, wire.CodeMuted},
 	{inbox.ErrGroupFull, wire.CodeGroupFull},
+	{inbox.ErrTooLate, wire.CodeTooLate},
 	{inbox.ErrUnavailable, wire.CodeUnavailable},
 	{inbox.ErrNotOwner, wire.CodeUnavailable},
 	{inbox.ErrClosed, wire.CodeShuttingDown},

@@ -111,7 +111,7 @@ func (u *userBucket) take(now int64, rate float64, burst int) bool {
 // that fan out and the reads that cost the store the most.
 func userLimited(c wire.Command) bool {
 	switch c {
-	case wire.CmdSend, wire.CmdSync, wire.CmdHistory, wire.CmdConversations:
+	case wire.CmdSend, wire.CmdRecall, wire.CmdEdit, wire.CmdSync, wire.CmdHistory, wire.CmdConversations:
 		return true
 	}
 	return false
