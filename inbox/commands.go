@@ -52,9 +52,9 @@ func (s *Service) SendMessage(ctx context.Context, sender, conv uint64, m Outgoi
 		s.metrics.sends[sendRejected].Inc()
 		return SendResult{}, fmt.Errorf("inbox: send to %d: %w", conv, err)
 	}
-	if len(m.Mentions) > wire.MaxMentions {
+	if len(m.Mentions) > wire.MaxMentions || slices.Contains(m.Mentions, 0) {
 		s.metrics.sends[sendRejected].Inc()
-		return SendResult{}, fmt.Errorf("inbox: send to %d: %w: %d mentions, at most %d", conv, ErrInvalid, len(m.Mentions), wire.MaxMentions)
+		return SendResult{}, fmt.Errorf("inbox: send to %d: %w: %d mentions, at most %d, of non-zero user ids", conv, ErrInvalid, len(m.Mentions), wire.MaxMentions)
 	}
 	m.Mentions = uniqueIDs(m.Mentions, 0)
 	if len(m.Mentions) == 0 {

@@ -101,6 +101,7 @@ func TestMentionRejections(t *testing.T) {
 		want     error
 	}{
 		{"non-member", 2, []uint64{3, 9}, false, ErrInvalid},
+		{"user 0", 2, []uint64{0, 3}, false, ErrInvalid},
 		{"oversized list", 1, tooMany, false, ErrInvalid},
 		{"@all by a member", 2, nil, true, ErrForbidden},
 	}
