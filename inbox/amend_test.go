@@ -92,6 +92,15 @@ func TestRecallAndEdit(t *testing.T) {
 			t.Fatalf("user %d: inbox kinds from the message on %v, want %v", user, kinds, want)
 		}
 	}
+	// Edit entries count as unread like any entry of the conversation
+	// (docs/protocol.md, "Read markers and unread counts"), and an edit
+	// moves its author's marker as a send does.
+	if c := e.conversation(3, conv); c.Unread != ed2.ConvSeq || c.Head != ed2.ConvSeq {
+		t.Fatalf("user 3: unread %d, head %d; want both %d", c.Unread, c.Head, ed2.ConvSeq)
+	}
+	if c := e.conversation(2, conv); c.Unread != 0 || c.ReadSeq != ed2.ConvSeq {
+		t.Fatalf("the editor: unread %d, marker %d; want 0, %d", c.Unread, c.ReadSeq, ed2.ConvSeq)
+	}
 	a, err := wire.ParseAmend(at(t, e.history(3, conv), ed2.ConvSeq).Body)
 	if err != nil || a.ConvSeq != sent.ConvSeq || a.MsgID != sent.MsgID || a.Actor != 2 || string(a.Body) != "hello!" || a.Prev != ed.ConvSeq {
 		t.Fatalf("second edit entry = %+v, %v", a, err)
