@@ -112,6 +112,7 @@ func Compare(ctx context.Context, cfg CompareConfig) (CompareReport, error) {
 		return CompareReport{}, errors.New("bench: compare starts its own servers: no -addr")
 	}
 	load.Churn, load.OfflineUsers, load.Storm, load.Chaos = 0, 0, false, 0
+	load.Features = Features{} // the baseline sends plain messages only
 	if load.Seed == 0 {
 		load.Seed = uint64(time.Now().UnixNano()) // the same choices for both servers
 	}

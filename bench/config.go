@@ -37,6 +37,7 @@ type Config struct {
 	Storm        bool          // every device disconnects and reconnects at once, mid-run
 	Chaos        int           // kill -9 and restart of the started server, at random moments
 	MarkReadRate float64       // MARK_READ requests per second
+	Features     Features      // shares of the sends that recall, edit or mention
 
 	SetupTimeout time.Duration // connecting and creating groups (default 2m)
 	DrainTimeout time.Duration // for unanswered sends after the load (default 1m)
@@ -47,6 +48,49 @@ type Config struct {
 
 	Logger   *slog.Logger // default: discard
 	Progress io.Writer    // a progress line every second; nil: none
+}
+
+// Features are the shares (0–1) of the sends that are not plain messages:
+// Recall and Edit recall or edit a message the same sender sent and had
+// acknowledged earlier in the run (RECALL, EDIT, under their own client msg
+// id); Mention sends a message that mentions one to three members, or
+// everyone when the sender owns the group.
+type Features struct {
+	Recall, Edit, Mention float64
+}
+
+// ParseFeatures parses a feature mix such as "recall=0.05,edit=0.05,mention=0.1".
+func ParseFeatures(s string) (Features, error) {
+	var f Features
+	if s == "" {
+		return f, nil
+	}
+	for part := range strings.SplitSeq(s, ",") {
+		name, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+		share, err := strconv.ParseFloat(v, 64)
+		var dst *float64
+		switch name {
+		case "recall":
+			dst = &f.Recall
+		case "edit":
+			dst = &f.Edit
+		case "mention":
+			dst = &f.Mention
+		}
+		if !ok || err != nil || dst == nil || share < 0 || share > 1 {
+			return Features{}, fmt.Errorf("bench: feature mix %q: want recall=S,edit=S,mention=S with shares in 0–1", s)
+		}
+		*dst = share
+	}
+	if f.Recall+f.Edit+f.Mention > 1 {
+		return Features{}, fmt.Errorf("bench: feature mix %q: shares add up to more than 1", s)
+	}
+	return f, nil
+}
+
+// String is the inverse of ParseFeatures.
+func (f Features) String() string {
+	return fmt.Sprintf("recall=%g,edit=%g,mention=%g", f.Recall, f.Edit, f.Mention)
 }
 
 // GroupSpec is Count groups of Size members, the owner included.
@@ -87,8 +131,8 @@ func PresetNames() []string { return slices.Clone(presetNames) }
 // Preset returns a named configuration, for the embedded store unless the
 // caller changes it:
 //
-//   - smoke: seconds; churn, offline users, mark-reads and one kill -9
-//     (the test suite and CI run it);
+//   - smoke: seconds; churn, offline users, mark-reads, recalls, edits,
+//     mentions and one kill -9 (the test suite and CI run it);
 //   - fanout: groups of 500;
 //   - chatty: many groups of 10 at a high rate;
 //   - groups100: groups of 100 at 1,000 sends/s (100,000 deliveries/s);
@@ -102,6 +146,7 @@ func Preset(name string) (Config, error) {
 		c.Groups = []GroupSpec{{8, 5}, {3, 20}, {1, 40}}
 		c.Rate, c.Duration = 150, 3*time.Second
 		c.Churn, c.ChurnDown, c.OfflineUsers, c.MarkReadRate, c.Chaos = 4, 300*time.Millisecond, 0.1, 10, 1
+		c.Features = Features{Recall: 0.05, Edit: 0.05, Mention: 0.1}
 	case "fanout":
 		c.Users = 1000
 		c.Groups = []GroupSpec{{10, 500}}
@@ -137,6 +182,12 @@ func (c *Config) validate() error {
 		if g.Size > c.Users {
 			return fmt.Errorf("bench: a group of %d members needs at least %d users, have %d", g.Size, g.Size, c.Users)
 		}
+	}
+	if f := c.Features; f.Recall < 0 || f.Edit < 0 || f.Mention < 0 || f.Recall+f.Edit+f.Mention > 1 {
+		return fmt.Errorf("bench: feature shares %v: each 0–1, adding up to at most 1", f)
+	}
+	if c.Server.Bare && c.Features != (Features{}) {
+		return fmt.Errorf("bench: the bare baseline knows no recalls, edits or mentions")
 	}
 	if c.Rate <= 0 || c.Duration <= 0 {
 		return fmt.Errorf("bench: rate and duration must be positive")

@@ -17,7 +17,10 @@
 //     send time so that receivers measure send-to-delivery latency. Meanwhile
 //     devices churn, some users go offline until the end, everybody may
 //     reconnect at once, MARK_READs move markers, and the started server may
-//     be killed and restarted on the same data.
+//     be killed and restarted on the same data. Config.Features makes a
+//     share of the sends RECALLs and EDITs of messages their sender had
+//     acknowledged, and messages that mention members: each under its own
+//     client msg id, retried, and verified like a message.
 //  3. Drain: every user comes back; every send whose answer was lost (a
 //     dropped connection, a kill) is sent again with the same client msg id
 //     until the server answers — the server stores it once and says
@@ -25,7 +28,10 @@
 //  4. Verify: every device catches up by SYNC; every user's inbox is read
 //     from seq 1 and checked by the Verifier against the Model of what was
 //     sent and acknowledged; the stream each device applied (from pushes and
-//     SYNC pages, by the client sync algorithm) must equal that inbox.
+//     SYNC pages, by the client sync algorithm) must equal that inbox. A
+//     message is served recalled or edited exactly when a recall or an edit
+//     of it is stored, and each conversation's unread mentions are what the
+//     stored mentions after the user's read marker make them.
 //
 // Each device applies its stream by the sync algorithm and keeps only its
 // last seq and a digest of what it applied (Digest), so a run of millions of

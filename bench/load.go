@@ -118,15 +118,16 @@ func (r *runner) pace(ctx context.Context, rng *rand.Rand) {
 		el := time.Since(start).Seconds()
 		for due := min(int(el*cfg.Rate)+1, cfg.Messages); made < due; made++ {
 			g := r.groups[rng.IntN(len(r.groups))]
-			d := r.pickSender(g, rng)
+			s, d := r.nextSend(g, rng)
 			if d == nil {
 				r.stats.noSender.Add(1)
 				continue
 			}
 			cmid = strconv.AppendInt(append(append(cmid[:0], r.nonce...), '-'), int64(len(sentAt)), 36)
-			h := r.model.NewSend(g.conv, d.user.id, string(cmid))
+			s.Sender, s.ClientMsgID = d.user.id, string(cmid)
+			h := r.model.New(s)
 			sentAt = append(sentAt, r.now())
-			r.sendOn(d, g.conv, h, cmid, sentAt[h])
+			r.sendOn(d, &s, h, sentAt[h])
 		}
 		for due := int(el * cfg.MarkReadRate); marks < due; marks++ {
 			r.markRead(rng)
@@ -135,6 +136,56 @@ func (r *runner) pace(ctx context.Context, rng *rand.Rand) {
 		time.Sleep(time.Millisecond)
 	}
 	r.sentAt = sentAt
+}
+
+// nextSend returns the next send to g, by the feature mix (its Sender and
+// ClientMsgID left to set), and the device to send it from; nil when no
+// device can.
+func (r *runner) nextSend(g *group, rng *rand.Rand) (Send, *device) {
+	f := r.cfg.Features
+	switch roll := rng.Float64(); {
+	case roll < f.Recall+f.Edit:
+		op := OpEdit
+		if roll < f.Recall {
+			op = OpRecall
+		}
+		// A message its sender had acknowledged, of any group.
+		r.amendMu.Lock()
+		n := len(r.amendable)
+		var h int
+		if n > 0 {
+			h = r.amendable[rng.IntN(n)]
+		}
+		r.amendMu.Unlock()
+		if n == 0 {
+			break
+		}
+		orig := r.model.Send(h)
+		d := r.users[orig.Sender-r.cfg.UserBase-1].onlineDevice()
+		if d == nil {
+			return Send{}, nil
+		}
+		r.stats.amends.Add(1)
+		return Send{Conv: orig.Conv, Op: op, Target: orig.ConvSeq}, d
+	case roll < f.Recall+f.Edit+f.Mention:
+		d := r.pickSender(g, rng)
+		if d == nil {
+			return Send{}, nil
+		}
+		r.stats.mentions.Add(1)
+		s := Send{Conv: g.conv}
+		if d.user == g.owner && rng.IntN(4) == 0 {
+			s.MentionAll = true
+			return s, d
+		}
+		for range 1 + rng.IntN(3) {
+			s.Mentions = append(s.Mentions, g.members[rng.IntN(len(g.members))].id)
+		}
+		slices.Sort(s.Mentions)
+		s.Mentions = slices.Compact(s.Mentions)
+		return s, d
+	}
+	return Send{Conv: g.conv}, r.pickSender(g, rng)
 }
 
 // pickSender returns an online device of a random member of g, or nil.
@@ -152,11 +203,17 @@ func (r *runner) pickSender(g *group, rng *rand.Rand) *device {
 	return nil
 }
 
-func (r *runner) sendOn(d *device, conv uint64, h int, cmid []byte, sentAt int64) {
+// sendOn makes send h, s, from d: a SEND, RECALL or EDIT.
+func (r *runner) sendOn(d *device, s *Send, h int, sentAt int64) {
 	r.stats.sends.Add(1)
 	req := &request{kind: reqSend, send: h, start: r.now()}
-	err := d.write(wire.CmdSend, req, func(b []byte) []byte {
-		return appendSendRequest(b, conv, cmid, sentAt, r.cfg.BodySize)
+	cmd := map[Op]wire.Command{OpSend: wire.CmdSend, OpRecall: wire.CmdRecall, OpEdit: wire.CmdEdit}[s.Op]
+	err := d.write(cmd, req, func(b []byte) []byte {
+		if s.Op != OpSend {
+			return appendAmendRequest(b, s.Conv, s.Target, s.ClientMsgID, s.Op == OpEdit)
+		}
+		b = appendSendRequest(b, s.Conv, []byte(s.ClientMsgID), sentAt, r.cfg.BodySize)
+		return appendMentions(b, s.Mentions, s.MentionAll)
 	})
 	if err != nil {
 		r.retry(h)
@@ -179,7 +236,7 @@ func (r *runner) resend(now time.Time, sentAt []int64, rng *rand.Rand) {
 			r.retryMu.Unlock()
 			continue
 		}
-		r.sendOn(d, s.Conv, it.send, []byte(s.ClientMsgID), sentAt[it.send])
+		r.sendOn(d, &s, it.send, sentAt[it.send])
 	}
 }
 
@@ -327,6 +384,7 @@ func (r *runner) finish(ctx context.Context, rep *Report) {
 	rep.Acked, rep.Refused, rep.Unresolved = int64(acked), int64(refused), int64(pending)
 	rep.Sends, rep.Retries, rep.DuplicateAcks = r.stats.sends.Load(), r.stats.retries.Load(), r.stats.duplicateAcks.Load()
 	rep.NoSender, rep.MarkReads = r.stats.noSender.Load(), r.stats.markReads.Load()
+	rep.AckedRecalls, rep.AckedEdits, rep.AckedMentions = r.model.AckedFeatures()
 	rep.Reconnects, rep.ConnectFailures, rep.GapSyncs = r.stats.reconnects.Load(), r.stats.connectFailures.Load(), r.stats.gapSyncs.Load()
 	rep.Pushed, rep.Synced = r.stats.pushed.Load(), r.stats.synced.Load()
 	rep.Errors = map[string]int64{}
@@ -403,6 +461,7 @@ func (r *runner) verifyUser(ctx context.Context, u *user, v *Verifier, vmu *sync
 			page[i] = InboxEntry{Seq: e.Seq, Conv: e.Conv, ConvSeq: e.ConvSeq, MsgID: e.MsgId, Kind: wire.Kind(e.Kind)}
 			if m := e.Message; m != nil {
 				page[i].Sender, page[i].ClientMsgID = m.Sender, m.ClientMsgId
+				page[i].Recalled, page[i].Edited = m.Recalled, m.EditedMs != 0
 			}
 		}
 		vmu.Lock()
@@ -439,7 +498,7 @@ func (r *runner) verifyUser(ctx context.Context, u *user, v *Verifier, vmu *sync
 			return fmt.Errorf("CONVERSATIONS: %w", err)
 		}
 		for _, c := range page.Conversations {
-			cs = append(cs, ConvState{Conv: c.Conv, Head: c.Head, ReadSeq: c.ReadSeq, Unread: c.Unread})
+			cs = append(cs, ConvState{Conv: c.Conv, Head: c.Head, ReadSeq: c.ReadSeq, Unread: c.Unread, MentionUnread: c.MentionUnread})
 		}
 		more = page.HasMore && len(page.Conversations) > 0
 	}

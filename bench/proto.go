@@ -196,6 +196,34 @@ func appendSendRequest(dst []byte, conv uint64, cmid []byte, sentAt int64, bodyS
 	return dst
 }
 
+// appendMentions appends SendRequest's mentions (5, packed) and
+// mention_all (6).
+func appendMentions(dst []byte, mentions []uint64, all bool) []byte {
+	if len(mentions) > 0 {
+		var packed []byte
+		for _, u := range mentions {
+			packed = protowire.AppendVarint(packed, u)
+		}
+		dst = appendBytesField(dst, 5, packed)
+	}
+	if all {
+		dst = appendVarintField(dst, 6, 1)
+	}
+	return dst
+}
+
+// appendAmendRequest appends a RecallRequest, or with edit an EditRequest
+// whose new body names the edit.
+func appendAmendRequest(dst []byte, conv, convSeq uint64, cmid string, edit bool) []byte {
+	dst = appendVarintField(dst, 1, conv)
+	dst = appendVarintField(dst, 2, convSeq)
+	dst = appendBytesField(dst, 3, []byte(cmid))
+	if edit {
+		dst = appendBytesField(dst, 4, []byte("edited by "+cmid))
+	}
+	return dst
+}
+
 // appendVarintFields appends a body of varint fields 1, 2, … with the
 // given values, skipping zeros (SyncRequest, MarkReadRequest).
 func appendVarintFields(dst []byte, vs ...uint64) []byte {

@@ -39,6 +39,9 @@ type Report struct {
 	Refused         int64            `json:"refused"`
 	Unresolved      int64            `json:"unresolved"` // never answered, even after the drain
 	NoSender        int64            `json:"skipped_no_online_sender"`
+	AckedRecalls    int              `json:"acked_recalls"` // of Acked: RECALLs (Config.Features)
+	AckedEdits      int              `json:"acked_edits"`
+	AckedMentions   int              `json:"acked_mentions"` // messages that mention members or everyone
 	MarkReads       int64            `json:"mark_reads"`
 	Pushed          int64            `json:"pushed_entries"`
 	Synced          int64            `json:"synced_entries"`
@@ -102,6 +105,9 @@ func (r *Report) WriteTable(w io.Writer) {
 	row("sends", "%d requests, %d acked (%d duplicate), %d retries, %d refused, %d unresolved, %d skipped (no online sender)",
 		r.Sends, r.Acked, r.DuplicateAcks, r.Retries, r.Refused, r.Unresolved, r.NoSender)
 	row("entries", "%d pushed, %d synced, %d gap syncs; %d mark-reads", r.Pushed, r.Synced, r.GapSyncs, r.MarkReads)
+	if r.AckedRecalls+r.AckedEdits+r.AckedMentions > 0 {
+		row("features", "of the acked: %d recalls, %d edits, %d mentioning messages", r.AckedRecalls, r.AckedEdits, r.AckedMentions)
+	}
 	row("connections", "%d reconnects, %d failed connects", r.Reconnects, r.ConnectFailures)
 	errs := "none"
 	if len(r.Errors) > 0 {

@@ -45,7 +45,10 @@ type runner struct {
 
 	retryMu sync.Mutex
 	retryQ  []retryItem
-	sentAt  []int64 // by send handle: the first attempt's time; set by pace
+
+	amendMu   sync.Mutex
+	amendable []int   // acknowledged plain sends: what recalls and edits change
+	sentAt    []int64 // by send handle: the first attempt's time; set by pace
 
 	vmu        sync.Mutex
 	violations []Violation // found while running (a device saw a gap in a SYNC page, …)
@@ -309,6 +312,11 @@ func (r *runner) acked(req *request, a sendAck) {
 	}
 	r.hists.ack.record(req.send, r.now()-req.start)
 	conv := r.model.Ack(req.send, a.msgID, a.convSeq)
+	if s := r.model.Send(req.send); s.Op == OpSend && !a.duplicate {
+		r.amendMu.Lock()
+		r.amendable = append(r.amendable, req.send)
+		r.amendMu.Unlock()
+	}
 	if g := r.byConv[conv]; g != nil {
 		for {
 			h := g.head.Load()

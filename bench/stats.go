@@ -15,6 +15,8 @@ type stats struct {
 	duplicateAcks   atomic.Int64 // acks with duplicate set: a resend found the first
 	retries         atomic.Int64
 	noSender        atomic.Int64 // sends skipped: no member of the group online
+	amends          atomic.Int64 // recalls and edits made (first attempts)
+	mentions        atomic.Int64 // mentioning messages made (first attempts)
 	pushed          atomic.Int64 // entries received by PUSH, across all devices
 	synced          atomic.Int64 // entries applied from SYNC pages
 	gapSyncs        atomic.Int64 // SYNCs started by a push beyond last+1

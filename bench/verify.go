@@ -20,6 +20,8 @@ const (
 	ViolationMismatch   = "mismatch"      // two inboxes disagree on the message at a conv_seq
 	ViolationUnread     = "unread"        // unread count or read marker differs from the model
 	ViolationDevice     = "device-stream" // a device applied a different stream than the inbox holds
+	ViolationAmend      = "amend"         // a message's recalled or edited state differs from its stored recalls and edits
+	ViolationMention    = "mention"       // an unread mention count differs from the model
 )
 
 // Violation is one broken guarantee found by the Verifier.
@@ -56,7 +58,18 @@ const (
 	SendRefused
 )
 
-// Send is one message the generator sent, under its client msg id.
+// Op is what a send asks for: a message, or a recall or an edit of one.
+type Op uint8
+
+const (
+	OpSend Op = iota
+	OpRecall
+	OpEdit
+)
+
+// Send is one message the generator sent, under its client msg id: a
+// message (OpSend), or a RECALL or EDIT (each a new entry of the group,
+// deduplicated and acknowledged like a message).
 type Send struct {
 	Conv        uint64
 	Sender      uint64
@@ -64,6 +77,10 @@ type Send struct {
 	State       SendState
 	MsgID       uint64 // from the ack
 	ConvSeq     uint64 // from the ack
+	Op          Op
+	Target      uint64   // OpRecall, OpEdit: the conv_seq of the message changed
+	Mentions    []uint64 // OpSend: the members it mentions, ascending
+	MentionAll  bool     // OpSend: it mentions everyone
 }
 
 // Model is what the load generator did: the groups with their members and
@@ -121,11 +138,17 @@ func (m *Model) AddGroup(conv, owner uint64, members []uint64) {
 
 // NewSend records a send about to be made and returns its handle.
 func (m *Model) NewSend(conv, sender uint64, cmid string) int {
+	return m.New(Send{Conv: conv, Sender: sender, ClientMsgID: cmid})
+}
+
+// New records s, a send of any Op about to be made, and returns its handle.
+func (m *Model) New(s Send) int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.sends = append(m.sends, Send{Conv: conv, Sender: sender, ClientMsgID: cmid})
+	s.State, s.MsgID, s.ConvSeq = SendPending, 0, 0
+	m.sends = append(m.sends, s)
 	i := len(m.sends) - 1
-	m.byKey[sendKey{sender, cmid}] = i
+	m.byKey[sendKey{s.Sender, s.ClientMsgID}] = i
 	return i
 }
 
@@ -184,6 +207,25 @@ func (m *Model) Counts() (pending, acked, refused int) {
 	return pending, acked, refused
 }
 
+// AckedFeatures counts the acknowledged recalls, edits and messages that
+// mention someone.
+func (m *Model) AckedFeatures() (recalls, edits, mentions int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, s := range m.sends {
+		switch {
+		case s.State != SendAcked:
+		case s.Op == OpRecall:
+			recalls++
+		case s.Op == OpEdit:
+			edits++
+		case len(s.Mentions) > 0 || s.MentionAll:
+			mentions++
+		}
+	}
+	return recalls, edits, mentions
+}
+
 // Users returns every user of the model's groups, in increasing order.
 func (m *Model) Users() []uint64 {
 	m.mu.Lock()
@@ -206,6 +248,8 @@ type InboxEntry struct {
 	Kind        wire.Kind
 	Sender      uint64
 	ClientMsgID string
+	Recalled    bool // the message is served recalled
+	Edited      bool // the message is served with an edited_ms
 }
 
 // ConvState is a user's view of one conversation as CONVERSATIONS reports it.
@@ -214,6 +258,8 @@ type ConvState struct {
 	Head    uint64
 	ReadSeq uint64
 	Unread  uint64
+	// MentionUnread is CONVERSATIONS' mention_unread.
+	MentionUnread uint64
 }
 
 // Verifier checks the inboxes read back at the end of a run against a Model.
@@ -229,12 +275,24 @@ type Verifier struct {
 	placed     map[sendKey]uint64   // a stored send → the conv_seq it was found at
 	ackedHead  map[uint64]uint64    // conv → highest acknowledged conv_seq
 	storedHead map[uint64]uint64    // conv → highest conv_seq found in any inbox
+	served     map[userConv]amended // (conv, conv_seq) → its state as the first inbox served it
+	mentions   map[uint64][]mention // conv → its stored messages that mention someone, by conv_seq (built by Finish)
 	users      map[uint64]*userView // users whose inbox was read
 	out        []Violation
 	maxOut     int
 	dropped    int
 	entries    int // inbox entries checked
 	devices    int // device streams checked
+}
+
+// amended is a message's recalled and edited state.
+type amended struct{ recalled, edited bool }
+
+// mention is a stored message that mentions users (all: everyone).
+type mention struct {
+	convSeq uint64
+	users   []uint64
+	all     bool
 }
 
 // userView is what the verifier keeps of one user's inbox.
@@ -256,7 +314,7 @@ func NewVerifier(m *Model, maxViolations int) *Verifier {
 	}
 	v := &Verifier{
 		m: m, slots: make(map[userConv]uint64), placed: make(map[sendKey]uint64),
-		ackedHead: make(map[uint64]uint64), storedHead: make(map[uint64]uint64),
+		ackedHead: make(map[uint64]uint64), storedHead: make(map[uint64]uint64), served: make(map[userConv]amended),
 		users: make(map[uint64]*userView), maxOut: maxViolations,
 	}
 	m.mu.Lock()
@@ -345,9 +403,17 @@ func (v *Verifier) entry(uv *userView, e *InboxEntry) {
 	}
 
 	slot := userConv{e.Conv, e.ConvSeq}
+	state := amended{e.Recalled, e.Edited}
+	if was, ok := v.served[slot]; !ok {
+		v.served[slot] = state
+	} else if was != state {
+		v.report(ViolationMismatch, u, "", e.Conv, "conv_seq %d served %+v, to another member %+v", e.ConvSeq, state, was)
+	}
 	if want, ok := v.slots[slot]; ok {
 		if want != e.MsgID {
 			v.report(ViolationMismatch, u, "", e.Conv, "conv_seq %d holds msg %d, expected msg %d", e.ConvSeq, e.MsgID, want)
+		} else if i, ok := v.m.byKey[sendKey{e.Sender, e.ClientMsgID}]; ok && !kindOf(v.m.sends[i].Op, e.Kind) {
+			v.report(ViolationMismatch, u, "", e.Conv, "conv_seq %d is of kind %#x, its request op %d", e.ConvSeq, uint16(e.Kind), v.m.sends[i].Op)
 		}
 		return
 	}
@@ -363,6 +429,8 @@ func (v *Verifier) entry(uv *userView, e *InboxEntry) {
 		if !ok || v.m.sends[i].Conv != e.Conv {
 			v.report(ViolationUnexpected, u, "", e.Conv, "conv_seq %d holds msg %d (sender %d, client msg id %q) that was never sent to it",
 				e.ConvSeq, e.MsgID, e.Sender, e.ClientMsgID)
+		} else if !kindOf(v.m.sends[i].Op, e.Kind) {
+			v.report(ViolationMismatch, u, "", e.Conv, "conv_seq %d is of kind %#x, its request op %d", e.ConvSeq, uint16(e.Kind), v.m.sends[i].Op)
 		} else if at, dup := v.placed[k]; dup {
 			v.report(ViolationDuplicate, u, "", e.Conv, "client msg id %q of sender %d stored at conv_seq %d and %d",
 				e.ClientMsgID, e.Sender, at, e.ConvSeq)
@@ -371,6 +439,17 @@ func (v *Verifier) entry(uv *userView, e *InboxEntry) {
 		}
 	}
 	v.slots[slot] = e.MsgID
+}
+
+// kindOf reports whether an entry of kind k is what a request of op stores.
+func kindOf(op Op, k wire.Kind) bool {
+	switch op {
+	case OpRecall:
+		return k == wire.KindRecall
+	case OpEdit:
+		return k == wire.KindEdit
+	}
+	return k.Amendable()
 }
 
 // Conversations records what CONVERSATIONS told user at the end.
@@ -407,10 +486,41 @@ func (v *Verifier) Finish() (violations []Violation, more int) {
 		users = append(users, u)
 	}
 	slices.Sort(users)
-	own := make(map[userConv]uint64) // (sender, conv) → newest conv_seq of their stored messages
+	own := make(map[userConv]uint64)   // (sender, conv) → newest conv_seq of their stored messages
+	want := make(map[userConv]amended) // (conv, conv_seq) → what its stored recalls and edits made it
+	v.mentions = make(map[uint64][]mention)
 	for k, cs := range v.placed {
-		uc := userConv{k.sender, v.m.sends[v.m.byKey[k]].Conv}
+		s := &v.m.sends[v.m.byKey[k]]
+		uc := userConv{k.sender, s.Conv}
 		own[uc] = max(own[uc], cs)
+		target := userConv{s.Conv, s.Target}
+		switch a := want[target]; {
+		case s.Op == OpRecall:
+			a.recalled = true
+			want[target] = a
+		case s.Op == OpEdit:
+			a.edited = true
+			want[target] = a
+		case len(s.Mentions) > 0 || s.MentionAll:
+			v.mentions[s.Conv] = append(v.mentions[s.Conv], mention{cs, s.Mentions, s.MentionAll})
+		}
+	}
+	// An edit entry of a recalled message is served recalled too: its text
+	// went with the recall.
+	for k, cs := range v.placed {
+		if s := &v.m.sends[v.m.byKey[k]]; s.Op == OpEdit {
+			want[userConv{s.Conv, cs}] = amended{recalled: want[userConv{s.Conv, s.Target}].recalled}
+		}
+	}
+	for slot, got := range v.served {
+		if w := want[slot]; got != w {
+			v.report(ViolationAmend, 0, "", slot.user, "conv_seq %d served %+v; its stored recalls and edits make it %+v", slot.conv, got, w)
+		}
+	}
+	for slot, w := range want {
+		if _, ok := v.served[slot]; !ok {
+			v.report(ViolationAmend, 0, "", slot.user, "conv_seq %d, recalled or edited %+v, in no inbox", slot.conv, w)
+		}
 	}
 	for _, u := range users {
 		uv := v.users[u]
@@ -464,6 +574,15 @@ func (v *Verifier) finishConv(uv *userView, g *groupModel, ownHead uint64) {
 		v.report(ViolationUnread, u, "", c, "read_seq %d (unread %d), the model says %d..%d", sc.ReadSeq, sc.Unread, lo, hi)
 	case derived != sc.ReadSeq:
 		v.report(ViolationUnread, u, "", c, "read_seq %d, but the inbox's own and read entries give %d", sc.ReadSeq, derived)
+	}
+	var mentioned uint64
+	for _, mn := range v.mentions[c] {
+		if mn.convSeq > sc.ReadSeq && mn.convSeq <= sc.Head && (mn.all || slices.Contains(mn.users, u)) {
+			mentioned++
+		}
+	}
+	if want := min(mentioned, wire.MaxMentionUnread); sc.MentionUnread != want {
+		v.report(ViolationMention, u, "", c, "mention_unread %d, the model says %d (read_seq %d, head %d)", sc.MentionUnread, want, sc.ReadSeq, sc.Head)
 	}
 }
 

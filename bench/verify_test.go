@@ -193,3 +193,84 @@ func TestVerifierInboxOnlyEntries(t *testing.T) {
 		t.Fatalf("violations: %v", vs)
 	}
 }
+
+// newFeatureScenario extends the scenario: user 1 edits conv_seq 2 (the
+// entry at 5) and recalls conv_seq 3 (at 6), then user 2 sends a message
+// mentioning user 1 (at 7), which user 1 has not read.
+func newFeatureScenario() *scenario {
+	sc := newScenario()
+	sends := []Send{
+		{Conv: 7, Sender: 1, ClientMsgID: "e", Op: OpEdit, Target: 2},
+		{Conv: 7, Sender: 1, ClientMsgID: "r", Op: OpRecall, Target: 3},
+		{Conv: 7, Sender: 2, ClientMsgID: "m", Mentions: []uint64{1}},
+	}
+	kinds := []wire.Kind{wire.KindEdit, wire.KindRecall, wire.KindText}
+	for i, s := range sends {
+		h := sc.m.New(s)
+		sc.m.Ack(h, uint64(105+i), uint64(5+i))
+		for _, u := range []uint64{1, 2} {
+			// After the group's four entries, before user 2's other group.
+			e := InboxEntry{Conv: 7, ConvSeq: uint64(5 + i), MsgID: uint64(105 + i), Kind: kinds[i], Sender: s.Sender, ClientMsgID: s.ClientMsgID}
+			sc.inbox[u] = slices.Insert(sc.inbox[u], 4+i, e)
+		}
+	}
+	for _, u := range []uint64{1, 2} {
+		for i := range sc.inbox[u] {
+			sc.inbox[u][i].Seq = uint64(i + 1)
+			switch sc.inbox[u][i].ConvSeq {
+			case 2:
+				sc.inbox[u][i].Edited = sc.inbox[u][i].Conv == 7
+			case 3:
+				sc.inbox[u][i].Recalled = sc.inbox[u][i].Conv == 7
+			}
+		}
+	}
+	sc.convs[1][0] = ConvState{Conv: 7, Head: 7, ReadSeq: 6, Unread: 1, MentionUnread: 1}
+	sc.convs[2][0] = ConvState{Conv: 7, Head: 7, ReadSeq: 7}
+	return sc
+}
+
+func TestVerifierFeatures(t *testing.T) {
+	if vs := newFeatureScenario().verify(t); len(vs) != 0 {
+		t.Fatalf("violations in a correct run with recalls, edits and mentions: %v", vs)
+	}
+	at := func(sc *scenario, u, convSeq uint64) *InboxEntry {
+		i := slices.IndexFunc(sc.inbox[u], func(e InboxEntry) bool { return e.Conv == 7 && e.ConvSeq == convSeq })
+		return &sc.inbox[u][i]
+	}
+	tests := []struct {
+		name    string
+		corrupt func(sc *scenario)
+		want    []string
+	}{
+		{"recall not applied", func(sc *scenario) {
+			at(sc, 1, 3).Recalled, at(sc, 2, 3).Recalled = false, false
+		}, []string{ViolationAmend}},
+		{"members disagree on a recall", func(sc *scenario) {
+			at(sc, 2, 3).Recalled = false
+		}, []string{ViolationMismatch}},
+		{"edit not applied", func(sc *scenario) {
+			at(sc, 1, 2).Edited, at(sc, 2, 2).Edited = false, false
+		}, []string{ViolationAmend}},
+		{"a message recalled that nobody recalled", func(sc *scenario) {
+			at(sc, 1, 4).Recalled, at(sc, 2, 4).Recalled = true, true
+		}, []string{ViolationAmend}},
+		{"a recall stored as an edit", func(sc *scenario) {
+			at(sc, 1, 6).Kind, at(sc, 2, 6).Kind = wire.KindEdit, wire.KindEdit
+		}, []string{ViolationDevice, ViolationMismatch}},
+		{"unread mention not counted", func(sc *scenario) {
+			sc.convs[1][0].MentionUnread = 0
+		}, []string{ViolationMention}},
+		{"a mention counted for the unmentioned", func(sc *scenario) {
+			sc.convs[2][0].MentionUnread = 1
+		}, []string{ViolationMention}},
+	}
+	for _, tt := range tests {
+		sc := newFeatureScenario()
+		devices := map[uint64][]InboxEntry{1: slices.Clone(sc.inbox[1]), 2: slices.Clone(sc.inbox[2])}
+		tt.corrupt(sc)
+		if got := kinds(sc.verifyDevices(t, devices)); !slices.Equal(got, tt.want) {
+			t.Errorf("%s: violations %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}

@@ -563,7 +563,10 @@ func TestCodeNamesMatchDoc(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for c := wire.CodeBadRequest; c <= wire.CodeRevoked; c++ {
+	for c := wire.CodeBadRequest; c <= wire.CodeTooLate; c++ {
+		if strings.HasPrefix(c.String(), "CODE_") {
+			continue // a number no code has
+		}
 		row := fmt.Sprintf("| %d | `%s` |", c, c)
 		if !strings.Contains(string(doc), row) {
 			t.Errorf("docs/protocol.md has no row starting %q", row)

@@ -81,6 +81,7 @@ var (
 	ErrBanned          = &Error{Code: wire.CodeBanned}
 	ErrRevoked         = &Error{Code: wire.CodeRevoked}
 	ErrBlocked         = &Error{Code: wire.CodeBlocked}
+	ErrTooLate         = &Error{Code: wire.CodeTooLate}
 )
 
 // Errors of the client itself.

@@ -10,9 +10,10 @@ import (
 	"github.com/inboxd/inboxd/wire/wirepb"
 )
 
-// Reads, SEND and SEND_DIRECT (deduplicated by their client msg id),
-// MARK_READ (a marker never moves back), SET_DND, BLOCK and
-// SET_GROUP_PROFILE (setting what is set changes nothing) are safe to repeat, so their methods retry
+// Reads, SEND, SEND_DIRECT, RECALL and EDIT (deduplicated by their client
+// msg id), MARK_READ (a marker never moves back), SET_DND, BLOCK and
+// SET_GROUP_PROFILE (setting what is set changes nothing) are safe to
+// repeat, so their methods retry
 // on retryable codes and lost connections. Group changes are not: a retried
 // INVITE that had been applied fails with INVALID, a retried CREATE_GROUP
 // creates a second group. Their methods do not retry, and ErrConnLost leaves
@@ -31,12 +32,54 @@ import (
 // store the id with them (NewClientMsgID) and pass it again after a restart.
 // kind is 1–32767 (1: UTF-8 text).
 func (c *Client) Send(ctx context.Context, conv uint64, clientMsgID string, kind uint32, body []byte) (*wirepb.SendAck, error) {
+	return c.SendMessage(ctx, &wirepb.SendRequest{Conv: conv, ClientMsgId: clientMsgID, Kind: kind, Body: body})
+}
+
+// SendMessage is Send of a whole request, for a message that mentions
+// members (req.Mentions, at most wire.MaxMentions) or everyone
+// (req.MentionAll, owner and admins only by default). An empty
+// req.ClientMsgId is set to a new random id, which req then holds.
+func (c *Client) SendMessage(ctx context.Context, req *wirepb.SendRequest) (*wirepb.SendAck, error) {
+	if req.ClientMsgId == "" {
+		req.ClientMsgId = NewClientMsgID()
+	}
+	ack := new(wirepb.SendAck)
+	if err := c.doRetry(ctx, wire.CmdSend, req, ack); err != nil {
+		return nil, err
+	}
+	return ack, nil
+}
+
+// Recall recalls the message at convSeq of conv (RECALL): the sender within
+// the server's recall window (2 minutes by default; later: ErrTooLate), the
+// owner and admins any time. The ack is that of the recall entry, which
+// also reaches OnEntry; from then on the server serves the message with
+// Recalled set and no body. clientMsgID is the retry key as in Send (empty:
+// a new random id), so Recall retries like Send.
+func (c *Client) Recall(ctx context.Context, conv, convSeq uint64, clientMsgID string) (*wirepb.SendAck, error) {
 	if clientMsgID == "" {
 		clientMsgID = NewClientMsgID()
 	}
-	req := &wirepb.SendRequest{Conv: conv, ClientMsgId: clientMsgID, Kind: kind, Body: body}
 	ack := new(wirepb.SendAck)
-	if err := c.doRetry(ctx, wire.CmdSend, req, ack); err != nil {
+	req := &wirepb.RecallRequest{Conv: conv, ConvSeq: convSeq, ClientMsgId: clientMsgID}
+	if err := c.doRetry(ctx, wire.CmdRecall, req, ack); err != nil {
+		return nil, err
+	}
+	return ack, nil
+}
+
+// Edit replaces the body of the message at convSeq of conv (EDIT): the
+// sender within the server's edit window (24 hours by default), the owner
+// and admins any time. It is Recall's twin: the ack is that of the edit
+// entry, and from then on the server serves the message with body and
+// EditedMs set.
+func (c *Client) Edit(ctx context.Context, conv, convSeq uint64, clientMsgID string, body []byte) (*wirepb.SendAck, error) {
+	if clientMsgID == "" {
+		clientMsgID = NewClientMsgID()
+	}
+	ack := new(wirepb.SendAck)
+	req := &wirepb.EditRequest{Conv: conv, ConvSeq: convSeq, ClientMsgId: clientMsgID, Body: body}
+	if err := c.doRetry(ctx, wire.CmdEdit, req, ack); err != nil {
 		return nil, err
 	}
 	return ack, nil

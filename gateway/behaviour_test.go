@@ -303,10 +303,10 @@ type gated struct {
 	waiting atomic.Int32
 }
 
-func (g *gated) SendGroupMessage(ctx context.Context, sender, conv uint64, id string, kind wire.Kind, body []byte) (inbox.SendResult, error) {
+func (g *gated) SendMessage(ctx context.Context, sender, conv uint64, m inbox.Outgoing) (inbox.SendResult, error) {
 	g.waiting.Add(1)
 	<-g.gate
-	return g.Service.SendGroupMessage(ctx, sender, conv, id, kind, body)
+	return g.Service.SendMessage(ctx, sender, conv, m)
 }
 
 func TestShutdownAnswersInFlight(t *testing.T) {

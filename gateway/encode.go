@@ -22,7 +22,8 @@ func unixMilli(t time.Time) int64 {
 
 func messagePB(m *timeline.Message) *wirepb.Message {
 	return &wirepb.Message{Conv: m.Conv, ConvSeq: m.ConvSeq, MsgId: m.ID, Sender: m.Sender,
-		ClientMsgId: m.ClientMsgID, Kind: uint32(m.Kind), Body: m.Body, TimeMs: m.Time.UnixMilli()}
+		ClientMsgId: m.ClientMsgID, Kind: uint32(m.Kind), Body: m.Body, TimeMs: m.Time.UnixMilli(),
+		Mentions: m.Mentions, MentionAll: m.MentionAll, Recalled: m.Recalled, EditedMs: unixMilli(m.Edited)}
 }
 
 func groupPB(g timeline.Group) *wirepb.Group {

@@ -71,7 +71,7 @@ func forwardError(err error) *wirepb.Error {
 // forwardable are the commands another node may forward here: those that
 // name a conversation. AUTH, SYNC and the user's own commands are not.
 var forwardable = map[wire.Command]bool{
-	wire.CmdSend: true, wire.CmdHistory: true, wire.CmdInvite: true, wire.CmdJoin: true,
+	wire.CmdSend: true, wire.CmdRecall: true, wire.CmdEdit: true, wire.CmdHistory: true, wire.CmdInvite: true, wire.CmdJoin: true,
 	wire.CmdLeave: true, wire.CmdKick: true, wire.CmdDismiss: true, wire.CmdSetRole: true,
 	wire.CmdMute: true, wire.CmdSetDND: true, wire.CmdGroupInfo: true,
 	wire.CmdTyping: true, wire.CmdReadReceipts: true,

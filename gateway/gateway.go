@@ -198,7 +198,9 @@ func setDefault[T int | float64 | time.Duration](v *T, def T) {
 
 // Service is what the gateway needs of the inbox; *inbox.Service has it.
 type Service interface {
-	SendGroupMessage(ctx context.Context, sender, conv uint64, clientMsgID string, kind wire.Kind, body []byte) (inbox.SendResult, error)
+	SendMessage(ctx context.Context, sender, conv uint64, m inbox.Outgoing) (inbox.SendResult, error)
+	Recall(ctx context.Context, actor, conv, convSeq uint64, clientMsgID string) (inbox.SendResult, error)
+	Edit(ctx context.Context, actor, conv, convSeq uint64, clientMsgID string, body []byte) (inbox.SendResult, error)
 	SendDirect(ctx context.Context, sender, to uint64, clientMsgID string, kind wire.Kind, body []byte) (inbox.SendResult, error)
 	Block(ctx context.Context, user, peer uint64, on bool) error
 	SetGroupProfile(ctx context.Context, actor, conv uint64, p inbox.Profile) error

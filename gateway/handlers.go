@@ -75,7 +75,16 @@ var handlers = map[wire.Command]handler{
 		if req.Kind > 0xFFFF {
 			return nil, inbox.ErrInvalid
 		}
-		r, err := srv.svc.SendGroupMessage(ctx, user, req.Conv, req.ClientMsgId, wire.Kind(req.Kind), req.Body)
+		r, err := srv.svc.SendMessage(ctx, user, req.Conv, inbox.Outgoing{ClientMsgID: req.ClientMsgId, Kind: wire.Kind(req.Kind),
+			Body: req.Body, Mentions: req.Mentions, MentionAll: req.MentionAll})
+		return sendAck(r), err
+	}),
+	wire.CmdRecall: decoded(func(ctx context.Context, srv *Server, user uint64, req *wirepb.RecallRequest) (proto.Message, error) {
+		r, err := srv.svc.Recall(ctx, user, req.Conv, req.ConvSeq, req.ClientMsgId)
+		return sendAck(r), err
+	}),
+	wire.CmdEdit: decoded(func(ctx context.Context, srv *Server, user uint64, req *wirepb.EditRequest) (proto.Message, error) {
+		r, err := srv.svc.Edit(ctx, user, req.Conv, req.ConvSeq, req.ClientMsgId, req.Body)
 		return sendAck(r), err
 	}),
 	// SEND_DIRECT names a user, not a conversation: the conversation it
@@ -124,7 +133,8 @@ var handlers = map[wire.Command]handler{
 		pb := make([]*wirepb.Conversation, len(cs))
 		for i, c := range cs {
 			pc := &wirepb.Conversation{Conv: c.Conv, Name: c.Name, JoinedAt: c.JoinedAt, LeftAt: c.LeftAt,
-				ReadSeq: c.ReadSeq, Head: c.Head, Unread: c.Unread, Dnd: c.DND, Direct: c.Peer != 0, Peer: c.Peer}
+				ReadSeq: c.ReadSeq, Head: c.Head, Unread: c.Unread, Dnd: c.DND, MentionUnread: c.MentionUnread,
+				Direct: c.Peer != 0, Peer: c.Peer}
 			if c.Last != nil {
 				pc.Last = messagePB(c.Last)
 			}
@@ -299,6 +309,7 @@ var errorCodes = []struct {
 	{inbox.ErrMuted, wire.CodeMuted},
 	{inbox.ErrGroupFull, wire.CodeGroupFull},
 	{inbox.ErrBlocked, wire.CodeBlocked},
+	{inbox.ErrTooLate, wire.CodeTooLate},
 	{inbox.ErrUnavailable, wire.CodeUnavailable},
 	{inbox.ErrNotOwner, wire.CodeUnavailable},
 	{inbox.ErrClosed, wire.CodeShuttingDown},

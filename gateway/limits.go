@@ -111,7 +111,7 @@ func (u *userBucket) take(now int64, rate float64, burst int) bool {
 // that fan out and the reads that cost the store the most.
 func userLimited(c wire.Command) bool {
 	switch c {
-	case wire.CmdSend, wire.CmdSendDirect, wire.CmdSync, wire.CmdHistory, wire.CmdConversations,
+	case wire.CmdSend, wire.CmdSendDirect, wire.CmdRecall, wire.CmdEdit, wire.CmdSync, wire.CmdHistory, wire.CmdConversations,
 		wire.CmdPresence, wire.CmdReadReceipts:
 		return true
 	}

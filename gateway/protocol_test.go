@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/inboxd/inboxd/inbox"
 	"github.com/inboxd/inboxd/internal/gatewaytest"
 	"github.com/inboxd/inboxd/wire"
 	"github.com/inboxd/inboxd/wire/wirepb"
@@ -75,7 +76,7 @@ type headThenSend struct {
 func (h *headThenSend) Head(ctx context.Context, user uint64) (uint64, error) {
 	head, err := h.Service.Head(ctx, user)
 	if err == nil && h.user.CompareAndSwap(user, 0) {
-		_, err = h.Service.SendGroupMessage(ctx, user, h.conv.Load(), "between", wire.KindText, []byte("between"))
+		_, err = h.Service.SendMessage(ctx, user, h.conv.Load(), inbox.Outgoing{ClientMsgID: "between", Kind: wire.KindText, Body: []byte("between")})
 	}
 	return head, err
 }

@@ -28,19 +28,59 @@ type SendResult struct {
 // is durable. A resend with the same clientMsgID returns the first result.
 // The service keeps body: the caller must not change it afterwards.
 func (s *Service) SendGroupMessage(ctx context.Context, sender, conv uint64, clientMsgID string, kind wire.Kind, body []byte) (SendResult, error) {
-	if err := s.checkSend(sender, conv, clientMsgID, kind, body); err != nil {
+	return s.SendMessage(ctx, sender, conv, Outgoing{ClientMsgID: clientMsgID, Kind: kind, Body: body})
+}
+
+// Outgoing is a message a member sends.
+type Outgoing struct {
+	ClientMsgID string
+	Kind        wire.Kind
+	Body        []byte
+	// Mentions names members the message mentions (at most
+	// wire.MaxMentions, each a current member); MentionAll mentions every
+	// member, which only the owner and admins may unless
+	// Config.MentionAllAnyone. A mention counts in the user's
+	// ConversationInfo.MentionUnread and reaches the OfflinePusher even
+	// under do-not-disturb.
+	Mentions   []uint64
+	MentionAll bool
+}
+
+// SendMessage is SendGroupMessage with mentions. It keeps m.Body and a
+// sorted copy of m.Mentions without duplicates.
+func (s *Service) SendMessage(ctx context.Context, sender, conv uint64, m Outgoing) (SendResult, error) {
+	if err := s.checkSend(sender, conv, m.ClientMsgID, m.Kind, m.Body); err != nil {
 		s.metrics.sends[sendRejected].Inc()
-		return SendResult{}, err
+		return SendResult{}, fmt.Errorf("inbox: send to %d: %w", conv, err)
 	}
-	res, err := s.send(ctx, sender, conv, clientMsgID, kind, body, func(tx *txn) (*group, error) {
-		g, m, err := tx.memberOf(conv, sender)
+	if len(m.Mentions) > wire.MaxMentions || slices.Contains(m.Mentions, 0) {
+		s.metrics.sends[sendRejected].Inc()
+		return SendResult{}, fmt.Errorf("inbox: send to %d: %w: %d mentions, at most %d, of non-zero user ids", conv, ErrInvalid, len(m.Mentions), wire.MaxMentions)
+	}
+	m.Mentions = uniqueIDs(m.Mentions, 0)
+	if len(m.Mentions) == 0 {
+		m.Mentions = nil
+	}
+	res, err := s.sendOutgoing(ctx, sender, conv, m, func(tx *txn) (*group, error) {
+		g, mb, err := tx.memberOf(conv, sender)
 		if err != nil {
 			return nil, err
 		}
-		if !g.speaks(m, tx.now) {
+		if !g.speaks(mb, tx.now) {
 			return nil, ErrMuted
 		}
-		return g, g.refuses(sender)
+		if err := g.refuses(sender); err != nil {
+			return nil, err
+		}
+		if m.MentionAll && mb.Role < wire.RoleAdmin && !tx.s.cfg.MentionAllAnyone {
+			return nil, fmt.Errorf("%w: only the owner and admins mention everyone", ErrForbidden)
+		}
+		for _, u := range m.Mentions {
+			if _, ok := g.members[u]; !ok {
+				return nil, fmt.Errorf("%w: mentioned user %d is not a member", ErrInvalid, u)
+			}
+		}
+		return g, nil
 	})
 	if err != nil {
 		return SendResult{}, fmt.Errorf("inbox: send to %d: %w", conv, err)
@@ -54,19 +94,19 @@ func (s *Service) SendGroupMessage(ctx context.Context, sender, conv uint64, cli
 // sender, and the message is posted to it. It counts the send's outcome.
 func (s *Service) send(ctx context.Context, sender, conv uint64, clientMsgID string, kind wire.Kind, body []byte,
 	speaker func(tx *txn) (*group, error)) (SendResult, error) {
+	return s.sendOutgoing(ctx, sender, conv, Outgoing{ClientMsgID: clientMsgID, Kind: kind, Body: body}, speaker)
+}
+
+// sendOutgoing is send of a message with mentions.
+func (s *Service) sendOutgoing(ctx context.Context, sender, conv uint64, m Outgoing,
+	speaker func(tx *txn) (*group, error)) (SendResult, error) {
 	start := time.Now()
 	var res SendResult
 	err := s.do(ctx, sender, func(tx *txn) error {
 		if err := tx.ownConv(conv); err != nil {
 			return err
 		}
-		if d, ok, err := tx.dedup(sender, clientMsgID); err != nil || ok {
-			if err == nil && d.Conv != conv {
-				// The key is the sender's across all conversations: an ack
-				// of the other conversation's message would tell the client
-				// this one was stored.
-				return fmt.Errorf("%w: client msg id %q already used in conversation %d", ErrInvalid, clientMsgID, d.Conv)
-			}
+		if d, ok, err := tx.firstResult(sender, conv, m.ClientMsgID); err != nil || ok {
 			res = dupResult(d)
 			return err
 		}
@@ -74,7 +114,8 @@ func (s *Service) send(ctx context.Context, sender, conv uint64, clientMsgID str
 		if err != nil {
 			return err
 		}
-		msg, err := tx.post(g, sender, clientMsgID, kind, body)
+		msg, err := tx.postMessage(g, timeline.Message{Sender: sender, ClientMsgID: m.ClientMsgID, Kind: m.Kind, Body: m.Body,
+			Mentions: m.Mentions, MentionAll: m.MentionAll})
 		if err != nil {
 			return err
 		}
@@ -84,6 +125,22 @@ func (s *Service) send(ctx context.Context, sender, conv uint64, clientMsgID str
 	s.metrics.sendAck.Observe(time.Since(start).Seconds())
 	s.metrics.sends[classifySend(res, err)].Inc()
 	return res, err
+}
+
+// firstResult looks up the first result of (sender, clientMsgID), which
+// must be of conv. An empty clientMsgID has none.
+func (tx *txn) firstResult(sender, conv uint64, clientMsgID string) (timeline.Dedup, bool, error) {
+	if clientMsgID == "" {
+		return timeline.Dedup{}, false, nil
+	}
+	d, ok, err := tx.dedup(sender, clientMsgID)
+	if err == nil && ok && d.Conv != conv {
+		// The key is the sender's across all conversations: an ack of the
+		// other conversation's message would tell the client this one was
+		// stored.
+		return d, false, fmt.Errorf("%w: client msg id %q already used in conversation %d", ErrInvalid, clientMsgID, d.Conv)
+	}
+	return d, ok, err
 }
 
 // classifySend names how a send ended, for the metrics: failures are what a

@@ -40,6 +40,10 @@ type txn struct {
 	// applied record's message time).
 	activeAt map[userConv]time.Time
 	out      txOut
+	// msgs holds where each message the batch writes is, so that a recall
+	// or an edit of it later in the batch rewrites that write.
+	msgs     map[timeline.MessageKey]msgSlot
+	rewrites int // of b.Messages, the rewrites of messages committed before
 
 	deliveries []delivery
 }
@@ -235,7 +239,7 @@ func (s *Service) commit(tx *txn, errs []error) bool {
 		s.commitOut(tx)
 		s.sender.push(tx.b.Outbox)
 	}
-	m.messages.Add(float64(len(tx.b.Messages)))
+	m.messages.Add(float64(len(tx.b.Messages) - tx.rewrites))
 	m.rows.Add(float64(len(tx.b.Rows)))
 	m.batchRows.Observe(float64(len(tx.b.Rows)))
 	m.batchCmds.Observe(float64(len(errs)))

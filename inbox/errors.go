@@ -19,6 +19,9 @@ var (
 	ErrBlocked     = errors.New("inbox: blocked by the recipient")
 	ErrUnavailable = errors.New("inbox: store unavailable")
 	ErrClosed      = errors.New("inbox: service closed")
+	// ErrTooLate: the sender's window to recall or edit the message passed
+	// (Config.RecallWindow, Config.EditWindow).
+	ErrTooLate = errors.New("inbox: too late")
 	// ErrNotOwner: this node does not serve the shard of the conversation
 	// or user the command is for (docs/cluster.md). It wraps
 	// ErrUnavailable, so a client retries; a node forwards it to the

@@ -86,7 +86,7 @@ func TestRandomizedModel(t *testing.T) {
 	wg.Wait()
 	armed.Store(0)
 	m.verify(t, e.store, e.conversations, users)
-	t.Logf("%d sends acknowledged, %d groups (%d direct), %d crashes", len(m.acked), len(m.groups), len(m.direct), crashes)
+	t.Logf("%d sends acknowledged, %d recalls and edits, %d groups (%d direct), %d crashes", len(m.acked), m.amends, len(m.groups), len(m.direct), crashes)
 	if len(m.acked) < minAcked || crashes == 0 {
 		t.Fatalf("the workload did too little to test anything")
 	}
@@ -119,6 +119,11 @@ type model struct {
 	// among groups.
 	directTo map[dedupKey]uint64
 	direct   map[uint64]bool
+	// mentioned holds the mentions each send asked for, sorted, with 0
+	// for @all.
+	mentioned map[dedupKey][]uint64
+	amends    int // recall and edit entries stored, at the last verify
+	ackedList []dedupKey
 }
 
 func (m *model) ackedSends() int {
@@ -136,7 +141,7 @@ func (m *model) intn(n int) int {
 // expectedErr reports whether err is an outcome the workload provokes on
 // purpose: a rejected command, or a crash that leaves the outcome unknown.
 func expectedErr(err error) bool {
-	for _, e := range []error{ErrNotMember, ErrForbidden, ErrGroupFull, ErrInvalid, ErrDismissed, ErrMuted, ErrBlocked, ErrClosed, ErrUnavailable, errCrashed} {
+	for _, e := range []error{ErrNotMember, ErrForbidden, ErrGroupFull, ErrInvalid, ErrDismissed, ErrMuted, ErrBlocked, ErrClosed, ErrUnavailable, errCrashed, ErrTooLate} {
 		if errors.Is(err, e) {
 			return true
 		}
@@ -156,9 +161,12 @@ func (m *model) step(t *testing.T, route func(id uint64) *Service, rng *rand.Ran
 		g := m.groups[rng.IntN(len(m.groups))]
 		conv, likely = g.id, g.members
 	}
-	var resend dedupKey
+	var resend, stored dedupKey
 	if len(m.sent) > 0 {
 		resend = m.sent[rng.IntN(len(m.sent))]
+	}
+	if len(m.ackedList) > 0 {
+		stored = m.ackedList[rng.IntN(len(m.ackedList))]
 	}
 	m.mu.Unlock()
 
@@ -202,17 +210,46 @@ func (m *model) step(t *testing.T, route func(id uint64) *Service, rng *rand.Ran
 			after = r.Head / 2
 		}
 		err = checkSyncPage(route(u), u, after)
-	case op < 58:
+	case op < 56:
 		// Users 1–4 only, so that pairs meet again and again; now and
 		// then to oneself (ErrInvalid).
 		sender, to := uint64(rng.IntN(4)+1), uint64(rng.IntN(4)+1)
 		err = m.sendDirect(route(wire.DirectConv(sender, to)), dedupKey{sender, fmt.Sprintf("w%d-%d", w, i)}, to)
-	case op < 60:
+	case op < 58:
 		u, peer := uint64(rng.IntN(4)+1), uint64(rng.IntN(4)+1)
 		err = route(wire.DirectConv(u, peer)).Block(ctx, u, peer, rng.IntN(3) == 0)
-	case op < 62:
+	case op < 60:
 		name, ann := fmt.Sprintf("g%d", rng.IntN(3)), fmt.Sprintf("a%d", rng.IntN(2))
 		err = route(conv).SetGroupProfile(ctx, user(), conv, Profile{Name: &name, Announcement: &ann})
+	case op < 66 && stored.id != "":
+		// A recall or an edit of a message sent before, mostly by its
+		// sender, sometimes by anyone (the owner, or a refusal), half of
+		// them with a retry key.
+		m.mu.Lock()
+		to, first := m.sentTo[stored], m.acked[stored]
+		m.mu.Unlock()
+		actor := stored.sender
+		if rng.IntN(4) == 0 {
+			actor = user()
+		}
+		var id string
+		if rng.IntN(2) == 0 {
+			id = fmt.Sprintf("a%d-%d", w, i)
+		}
+		if rng.IntN(3) == 0 {
+			_, err = route(to).Recall(ctx, actor, to, first.ConvSeq, id)
+		} else {
+			_, err = route(to).Edit(ctx, actor, to, first.ConvSeq, id, fmt.Appendf(nil, "edit %d-%d", w, i))
+		}
+	case op < 72:
+		// A send that mentions members, sometimes a non-member (INVALID)
+		// or everyone (FORBIDDEN but for owners and admins).
+		sender := likely[rng.IntN(len(likely))]
+		mentions := []uint64{likely[rng.IntN(len(likely))]}
+		if rng.IntN(5) == 0 {
+			mentions = append(mentions, user())
+		}
+		err = m.sendMentions(route(conv), dedupKey{sender, fmt.Sprintf("w%d-%d", w, i)}, conv, mentions, rng.IntN(4) == 0)
 	default:
 		sender := likely[rng.IntN(len(likely))]
 		if rng.IntN(10) == 0 {
@@ -226,8 +263,7 @@ func (m *model) step(t *testing.T, route func(id uint64) *Service, rng *rand.Ran
 }
 
 func (m *model) send(svc *Service, k dedupKey, conv uint64) error {
-	r, err := svc.SendGroupMessage(ctx, k.sender, conv, k.id, wire.KindText, []byte(k.id))
-	return m.sent1(k, conv, r, err)
+	return m.sendMentions(svc, k, conv, nil, false)
 }
 
 // sendDirect is send by SendDirect to the user to. A direct conversation
@@ -249,13 +285,31 @@ func (m *model) sendDirect(svc *Service, k dedupKey, to uint64) error {
 	if err == nil && r.Conv != conv {
 		return fmt.Errorf("direct send %v to %d went to conversation %d, not %d", k, to, r.Conv, conv)
 	}
-	return m.sent1(k, conv, r, err)
+	return m.sent1(k, conv, r, err, nil, false)
 }
 
-// sent1 records the outcome of a send of k to conv.
-func (m *model) sent1(k dedupKey, conv uint64, r SendResult, err error) error {
+func (m *model) sendMentions(svc *Service, k dedupKey, conv uint64, mentions []uint64, all bool) error {
+	r, err := svc.SendMessage(ctx, k.sender, conv, Outgoing{ClientMsgID: k.id, Kind: wire.KindText, Body: []byte(k.id),
+		Mentions: mentions, MentionAll: all})
+	return m.sent1(k, conv, r, err, mentions, all)
+}
+
+// sent1 records the outcome of a send of k to conv, which asked for
+// mentions (all: @all).
+func (m *model) sent1(k dedupKey, conv uint64, r SendResult, err error, mentions []uint64, all bool) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if err == nil && !r.Duplicate {
+		// The call that stored the message gave its mentions.
+		if m.mentioned == nil {
+			m.mentioned = map[dedupKey][]uint64{}
+		}
+		want := uniqueIDs(mentions, 0)
+		if all {
+			want = append([]uint64{0}, want...)
+		}
+		m.mentioned[k] = want
+	}
 	if m.sentTo == nil {
 		m.sentTo = map[dedupKey]uint64{}
 	}
@@ -282,6 +336,7 @@ func (m *model) sent1(k dedupKey, conv uint64, r SendResult, err error) error {
 		return nil
 	}
 	m.acked[k] = r
+	m.ackedList = append(m.ackedList, k)
 	return nil
 }
 
@@ -326,6 +381,7 @@ func (m *model) verify(t *testing.T, st timeline.Store, conversations func(user 
 	want := map[uint64][]timeline.MessageKey{} // per user, in conv_seq order per conv
 	marker := map[userConv]uint64{}
 	stored := map[dedupKey]timeline.Message{}
+	mentionOf := map[timeline.MessageKey]timeline.Message{} // messages that mention someone
 	for conv := range convs {
 		msgs, err := st.Messages(ctx, conv, timeline.Range{})
 		if err != nil {
@@ -352,8 +408,16 @@ func (m *model) verify(t *testing.T, st timeline.Store, conversations func(user 
 				after = map[uint64]bool{g.Direct[0]: true, g.Direct[1]: true}
 				recipients, members = g.Direct[:], after
 			}
-			if msg.Kind == wire.KindText && !members[msg.Sender] {
-				t.Fatalf("conv %d seq %d: non-member %d sent", conv, msg.ConvSeq, msg.Sender)
+			if (msg.Kind == wire.KindText || msg.Kind == wire.KindRecall || msg.Kind == wire.KindEdit) && !members[msg.Sender] {
+				t.Fatalf("conv %d seq %d: non-member %d sent kind %#x", conv, msg.ConvSeq, msg.Sender, uint16(msg.Kind))
+			}
+			for _, u := range msg.Mentions {
+				if !members[u] {
+					t.Fatalf("conv %d seq %d mentions non-member %d", conv, msg.ConvSeq, u)
+				}
+			}
+			if len(msg.Mentions) > 0 || msg.MentionAll {
+				mentionOf[timeline.MessageKey{Conv: conv, ConvSeq: msg.ConvSeq}] = msg
 			}
 			for _, u := range recipients {
 				want[u] = append(want[u], timeline.MessageKey{Conv: conv, ConvSeq: msg.ConvSeq})
@@ -374,6 +438,28 @@ func (m *model) verify(t *testing.T, st timeline.Store, conversations func(user 
 				}
 				stored[k] = msg
 			}
+		}
+	}
+	var amends int
+	for conv := range convs {
+		msgs, err := st.Messages(ctx, conv, timeline.Range{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		amends += checkAmends(t, msgs)
+	}
+	m.amends = amends
+	for k, want := range m.mentioned {
+		s, ok := stored[k]
+		if !ok {
+			continue
+		}
+		got := slices.Clone(s.Mentions)
+		if s.MentionAll {
+			got = append([]uint64{0}, got...)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("send %v stored mentions %v, sent %v", k, got, want)
 		}
 	}
 	for k, r := range m.acked {
@@ -412,8 +498,100 @@ func (m *model) verify(t *testing.T, st timeline.Store, conversations func(user 
 			if c.Unread != c.Head-min(c.Head, c.ReadSeq) {
 				t.Fatalf("user %d conv %d: unread %d, head %d, marker %d", u, c.Conv, c.Unread, c.Head, c.ReadSeq)
 			}
+			var mentions uint64
+			for seq := max(c.ReadSeq+1, c.JoinedAt); seq <= c.Head; seq++ {
+				if msg, ok := mentionOf[timeline.MessageKey{Conv: c.Conv, ConvSeq: seq}]; ok && mentionsUser(&msg, u) {
+					mentions++
+				}
+			}
+			if c.MentionUnread != min(mentions, wire.MaxMentionUnread) {
+				t.Fatalf("user %d conv %d: mention_unread %d, model %d", u, c.Conv, c.MentionUnread, mentions)
+			}
 		}
 	}
+}
+
+func mentionsUser(m *timeline.Message, u uint64) bool {
+	return m.MentionAll || slices.Contains(m.Mentions, u)
+}
+
+// checkAmends replays a conversation's recall and edit entries and checks
+// the messages they name: each names an earlier message of an application
+// kind, a message is recalled at most once and never edited after, and the
+// stored original is in the state its last entry left: recalled without a
+// body, or with the last edit's body, time and conv_seq; a recalled
+// message's edit entries have lost their text. (Each entry reaches every
+// member's inbox once, in conv_seq order: the inbox check covers it like
+// any message.)
+func checkAmends(t *testing.T, msgs []timeline.Message) (entries int) {
+	t.Helper()
+	type state struct {
+		recalled bool
+		last     *timeline.Message // the newest edit entry
+		edits    []uint64
+	}
+	states := map[uint64]*state{}
+	for i := range msgs {
+		e := &msgs[i]
+		if e.Kind != wire.KindRecall && e.Kind != wire.KindEdit {
+			continue
+		}
+		entries++
+		a, err := wire.ParseAmend(e.Body)
+		if err != nil || a.ConvSeq == 0 || a.ConvSeq >= e.ConvSeq {
+			t.Fatalf("conv %d entry %d names %+v (%v)", e.Conv, e.ConvSeq, a, err)
+		}
+		orig := &msgs[a.ConvSeq-1]
+		if !orig.Kind.Amendable() || orig.ID != a.MsgID || a.Actor != e.Sender {
+			t.Fatalf("conv %d entry %d (%+v) changes %+v", e.Conv, e.ConvSeq, a, orig)
+		}
+		st := states[a.ConvSeq]
+		if st == nil {
+			st = new(state)
+			states[a.ConvSeq] = st
+		}
+		if st.recalled {
+			t.Fatalf("conv %d: entry %d changes message %d after its recall", e.Conv, e.ConvSeq, a.ConvSeq)
+		}
+		if e.Kind == wire.KindRecall {
+			st.recalled = true
+			continue
+		}
+		var want uint64
+		if st.last != nil {
+			want = st.last.ConvSeq
+		}
+		if a.Prev != want {
+			t.Fatalf("conv %d: edit %d of %d has prev %d, want %d", e.Conv, e.ConvSeq, a.ConvSeq, a.Prev, want)
+		}
+		st.last = e
+		st.edits = append(st.edits, e.ConvSeq)
+	}
+	for seq, st := range states {
+		orig := &msgs[seq-1]
+		switch {
+		case st.recalled && (!orig.Recalled || len(orig.Body) != 0):
+			t.Fatalf("conv %d: recalled message %d stored as %+v", orig.Conv, seq, orig)
+		case !st.recalled && orig.Recalled:
+			t.Fatalf("conv %d: message %d recalled without a recall entry", orig.Conv, seq)
+		case st.last != nil && (!orig.Edited.Equal(st.last.Time) || orig.LastEdit != st.last.ConvSeq):
+			t.Fatalf("conv %d: message %d edited by %d stored as %+v", orig.Conv, seq, st.last.ConvSeq, orig)
+		}
+		if st.last != nil && !st.recalled {
+			a, _ := wire.ParseAmend(st.last.Body)
+			if string(orig.Body) != string(a.Body) {
+				t.Fatalf("conv %d: message %d has body %q, its last edit %q", orig.Conv, seq, orig.Body, a.Body)
+			}
+		}
+		for _, es := range st.edits {
+			e := &msgs[es-1]
+			a, _ := wire.ParseAmend(e.Body)
+			if e.Recalled != st.recalled || (st.recalled && len(a.Body) != 0) {
+				t.Fatalf("conv %d: edit entry %d of message %d (recalled %v) stored as %+v", e.Conv, es, seq, st.recalled, e)
+			}
+		}
+	}
+	return entries
 }
 
 // checkActivityOrder checks a user's conversation list, read through the

@@ -232,6 +232,9 @@ type ConversationInfo struct {
 	Head   uint64            // the newest conv_seq the user has
 	Unread uint64            // Head − ReadSeq
 	Last   *timeline.Message // the newest message the user has
+	// MentionUnread counts the unread messages (after ReadSeq, up to Head)
+	// that mention the user or everyone, up to wire.MaxMentionUnread.
+	MentionUnread uint64
 }
 
 // size is what a conversation charges to a page's read budget: its last
@@ -326,8 +329,30 @@ func (s *Service) conversationInfo(ctx context.Context, c timeline.Conversation)
 	}
 	if info.Head > c.ReadSeq {
 		info.Unread = info.Head - c.ReadSeq
+		if info.MentionUnread, err = s.mentionUnread(ctx, &info); err != nil {
+			return info, fmt.Errorf("mentions in %d: %w", c.Conv, err)
+		}
 	}
 	return info, nil
+}
+
+// mentionUnread counts the messages of c's unread range that mention its
+// user: the records of the user's and of @all (a message that mentions
+// everyone has only the latter), two reads bounded by the cap.
+func (s *Service) mentionUnread(ctx context.Context, c *ConversationInfo) (uint64, error) {
+	r := timeline.Range{From: max(c.ReadSeq+1, c.JoinedAt), To: c.Head, Limit: wire.MaxMentionUnread}
+	if r.From > r.To {
+		return 0, nil
+	}
+	var n int
+	for _, u := range []uint64{c.User, 0} {
+		seqs, err := s.store.Mentions(ctx, c.Conv, u, r)
+		if err != nil {
+			return 0, err
+		}
+		n += len(seqs)
+	}
+	return uint64(min(n, wire.MaxMentionUnread)), nil
 }
 
 // GroupInfo is a group with its current members.

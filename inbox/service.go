@@ -25,6 +25,14 @@ type Config struct {
 	MaxGroupSize int
 	// MaxBodySize bounds a message body in bytes (default 64 KiB).
 	MaxBodySize int
+	// RecallWindow and EditWindow are how long after sending a message its
+	// sender may recall or edit it (defaults 2 minutes and 24 hours); the
+	// group's owner and admins may any time.
+	RecallWindow time.Duration
+	EditWindow   time.Duration
+	// MentionAllAnyone lets every member mention @all; by default only the
+	// owner and admins may.
+	MentionAllAnyone bool
 	// MaxBatchRows ends a group commit once its inbox rows reach it
 	// (default 16384), MaxBatchBytes once its message bodies reach it
 	// (default 1 MiB); MaxBatchCommands bounds its commands (default
@@ -85,6 +93,8 @@ func (c *Config) setDefaults() error {
 	setDefault(&c.MaxReadBytes, 255<<10)
 	setDefault(&c.GroupCacheBytes, 64<<20)
 	setDefault(&c.MaxClockWait, 10*time.Second)
+	setDefault(&c.RecallWindow, wire.DefaultRecallWindow)
+	setDefault(&c.EditWindow, wire.DefaultEditWindow)
 	if c.Ownership == nil {
 		c.Ownership = cluster.NewLocal(1)
 	}

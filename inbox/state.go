@@ -321,21 +321,37 @@ func (tx *txn) leave(g *group, user, at uint64) error {
 // post appends a message to g's conversation and fans it out: one inbox row
 // for every member and for each of also (who are leaving with this message).
 func (tx *txn) post(g *group, sender uint64, clientMsgID string, kind wire.Kind, body []byte, also ...uint64) (*timeline.Message, error) {
+	return tx.postMessage(g, timeline.Message{Sender: sender, ClientMsgID: clientMsgID, Kind: kind, Body: body}, also...)
+}
+
+// postMessage is post of m, whose Sender, ClientMsgID, Kind, Body and
+// mentions are set: it records m's mentions, and a mentioned member gets
+// the offline push even under do-not-disturb. A recall or an edit entry
+// goes to no offline push: the device shows it when it next syncs.
+func (tx *txn) postMessage(g *group, m timeline.Message, also ...uint64) (*timeline.Message, error) {
+	sender, clientMsgID := m.Sender, m.ClientMsgID
 	convSeq, err := tx.seq.Next(tx.ctx, sequencer.Key{Space: sequencer.Conv, ID: g.ID})
 	if err != nil {
 		return nil, storeErr("assign conv_seq", err)
 	}
 	id := tx.s.ids.next()
 	tx.lastID = id
-	tx.b.Messages = append(tx.b.Messages, timeline.Message{
-		Conv: g.ID, ConvSeq: convSeq, ID: id, Sender: sender,
-		ClientMsgID: clientMsgID, Kind: kind, Body: body, Time: tx.now,
-	})
+	m.Conv, m.ConvSeq, m.ID, m.Time = g.ID, convSeq, id, tx.now
+	tx.b.Messages = append(tx.b.Messages, m)
 	msg := &tx.b.Messages[len(tx.b.Messages)-1]
-	tx.bodyBytes += len(body)
+	tx.bodyBytes += len(m.Body)
 	// The batch's slice may grow and move: deliveries keep their own copy.
 	shared := new(timeline.Message)
 	*shared = *msg
+	tx.posted(len(tx.b.Messages)-1, shared)
+	if m.MentionAll {
+		tx.b.Mentions = append(tx.b.Mentions, timeline.Mention{Conv: g.ID, ConvSeq: convSeq})
+	} else {
+		for _, u := range m.Mentions {
+			tx.b.Mentions = append(tx.b.Mentions, timeline.Mention{Conv: g.ID, User: u, ConvSeq: convSeq})
+		}
+	}
+	amend := m.Kind == wire.KindRecall || m.Kind == wire.KindEdit
 	// Members of shards served elsewhere get the message through one
 	// outbox record; the others here, in this batch.
 	var remotes []remote
@@ -348,15 +364,22 @@ func (tx *txn) post(g *group, sender uint64, clientMsgID string, kind wire.Kind,
 				return nil, err
 			}
 			if !direct {
-				remotes = append(remotes, remote{tx.s.shardOf(u), timeline.Recipient{User: u, Effects: tx.remoteEffects(g, u, sender, convSeq)}})
+				e := tx.remoteEffects(g, u, sender, convSeq)
+				switch {
+				case amend:
+					e |= timeline.EffectNoPush
+				case mentions(&m, u):
+					e &^= timeline.EffectDND
+				}
+				remotes = append(remotes, remote{tx.s.shardOf(u), timeline.Recipient{User: u, Effects: e}})
 				continue
 			}
 		}
 		offline := offlineHook
 		switch {
-		case u == sender:
+		case u == sender || amend:
 			offline = offlineNone
-		case g.members[u].DND:
+		case g.members[u].DND && !mentions(&m, u):
 			offline = offlineDND
 		}
 		tx.touch(u, g.ID, g.last)
@@ -400,6 +423,15 @@ func (tx *txn) post(g *group, sender uint64, clientMsgID string, kind wire.Kind,
 		tx.b.Dedups = append(tx.b.Dedups, d)
 	}
 	return shared, nil
+}
+
+// mentions reports whether m mentions user.
+func mentions(m *timeline.Message, user uint64) bool {
+	if m.MentionAll {
+		return true
+	}
+	_, found := slices.BinarySearch(m.Mentions, user)
+	return found
 }
 
 // senderRemote reports whether the sender's row, and so the move of their

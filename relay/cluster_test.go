@@ -380,6 +380,22 @@ func TestClusterFanOut(t *testing.T) {
 	if err != nil || len(msgs) == 0 {
 		t.Fatalf("HISTORY forwarded: %d messages, %v", len(msgs), err)
 	}
+	// A message with a mention, its edit and its recall: each forwarded to
+	// the group's owner, which rewrites the message it stored.
+	ack, err := d.c.SendMessage(ctxT(t), &wirepb.SendRequest{Conv: conv, Kind: 1, Body: []byte("@0"), Mentions: []uint64{devs[0].user}})
+	if err != nil {
+		t.Fatalf("SEND with a mention, forwarded: %v", err)
+	}
+	if _, err := d.c.Edit(ctxT(t), conv, ack.ConvSeq, "", []byte("@0!")); err != nil {
+		t.Fatalf("EDIT forwarded: %v", err)
+	}
+	if _, err := d.c.Recall(ctxT(t), conv, ack.ConvSeq, ""); err != nil {
+		t.Fatalf("RECALL forwarded: %v", err)
+	}
+	if msgs, err := d.c.History(ctxT(t), conv, ack.ConvSeq+1, 1); err != nil || len(msgs) != 1 || !msgs[0].Recalled || msgs[0].EditedMs == 0 ||
+		len(msgs[0].Body) != 0 || !slices.Equal(msgs[0].Mentions, []uint64{devs[0].user}) {
+		t.Fatalf("HISTORY of the recalled message, forwarded: %v, %v", msgs, err)
+	}
 	if err := d.c.SetDND(ctxT(t), conv, true); err != nil {
 		t.Fatalf("SET_DND forwarded: %v", err)
 	}

@@ -53,11 +53,24 @@ type Message struct {
 	Kind        wire.Kind
 	Body        []byte
 	Time        time.Time // server time, millisecond precision
+	// Mentions names the members the message mentions, MentionAll that it
+	// mentions every member (see Mention).
+	Mentions   []uint64
+	MentionAll bool
+	// Recalled reports that a KindRecall entry recalled the message: its
+	// Body is gone. Edited is the time of its newest KindEdit (zero: never
+	// edited), whose body Body now is, and LastEdit that entry's conv_seq,
+	// from which the edits chain back (wire.Amend.Prev).
+	Recalled bool
+	Edited   time.Time
+	LastEdit uint64
 }
 
 // Size is what a read budget (Range.MaxBytes, MessagesByKey's maxBytes)
 // charges for m: an upper bound of the bytes it takes in a response.
-func (m *Message) Size() int { return MessageOverhead + len(m.Body) + len(m.ClientMsgID) }
+func (m *Message) Size() int {
+	return MessageOverhead + len(m.Body) + len(m.ClientMsgID) + 8*len(m.Mentions)
+}
 
 // Row is one entry of a user's inbox. For the inbox-only kinds MsgID is zero
 // and ConvSeq is the value (see wire.KindRead, wire.KindDND).
@@ -147,6 +160,15 @@ type Activity struct {
 	At, Prev   time.Time
 }
 
+// Mention records that the message at ConvSeq of Conv mentions User, a
+// member; User 0 (no user has it) stands for a message that mentions every
+// member. The conversation's writer records them with the message, so that
+// a user's unread mentions are the records of (Conv, User) and of (Conv, 0)
+// after the user's read marker.
+type Mention struct {
+	Conv, User, ConvSeq uint64
+}
+
 // Dedup records the first result of a (sender, client message id) pair.
 type Dedup struct {
 	Sender      uint64
@@ -172,6 +194,7 @@ type Batch struct {
 	Markers       []Marker
 	Activities    []Activity
 	Dedups        []Dedup
+	Mentions      []Mention
 	// Outbox, OutboxLows and Applied carry the cluster's fan-out between
 	// shards (docs/cluster.md, "The write path in a cluster"). A node that
 	// serves every shard writes none of them.
@@ -189,7 +212,7 @@ type Batch struct {
 func (b *Batch) Empty() bool {
 	return len(b.Messages) == 0 && len(b.Rows) == 0 && len(b.Groups) == 0 &&
 		len(b.Members) == 0 && len(b.RemoveMembers) == 0 && len(b.Conversations) == 0 &&
-		len(b.Markers) == 0 && len(b.Activities) == 0 && len(b.Dedups) == 0 && b.Clock == 0 &&
+		len(b.Markers) == 0 && len(b.Activities) == 0 && len(b.Dedups) == 0 && b.Clock == 0 && len(b.Mentions) == 0 &&
 		len(b.Outbox) == 0 && len(b.OutboxLows) == 0 && len(b.Applied) == 0
 }
 
@@ -205,6 +228,7 @@ func (b *Batch) Reset() {
 		Markers:       b.Markers[:0],
 		Activities:    b.Activities[:0],
 		Dedups:        b.Dedups[:0],
+		Mentions:      b.Mentions[:0],
 		Outbox:        b.Outbox[:0],
 		OutboxLows:    b.OutboxLows[:0],
 		Applied:       b.Applied[:0],
@@ -282,6 +306,9 @@ type MetaReader interface {
 	// the length of the list.
 	RecentConversations(ctx context.Context, user uint64, offset, limit int) ([]Conversation, error)
 	Dedup(ctx context.Context, sender uint64, clientMsgID string) (Dedup, error)
+	// Mentions returns the conv_seqs of the Mention records of (conv, user)
+	// in r, ascending; r.Desc and r.MaxBytes are ignored.
+	Mentions(ctx context.Context, conv, user uint64, r Range) ([]uint64, error)
 	// Clock returns the value last committed as Batch.Clock for node, 0 if none.
 	Clock(ctx context.Context, node int64) (uint64, error)
 }

@@ -1,6 +1,9 @@
 // Package webhook is inboxd's offline-push hook: it posts a JSON notice of
 // each message for a user with no online device to an HTTP endpoint, where
-// an APNs or FCM sender can sit.
+// an APNs or FCM sender can sit. The inbox gives it no message of a
+// conversation the user set to do-not-disturb, except those that mention
+// the user (or everyone): those come with Notice.Mentioned set, and an
+// endpoint should deliver them as it would without do-not-disturb.
 //
 // PushOffline never blocks the inbox: notices wait in a bounded queue and a
 // few workers post them, retrying with exponential backoff on network errors
@@ -23,6 +26,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,6 +69,9 @@ type Notice struct {
 	// Preview is the start of a text message or notice, at most 120 bytes of
 	// whole UTF-8 characters; empty for other kinds.
 	Preview string `json:"preview,omitempty"`
+	// Mentioned: the message mentions the user or everyone. It reaches the
+	// hook even under the user's do-not-disturb.
+	Mentioned bool `json:"mentioned,omitempty"`
 }
 
 // Stats counts what happened to notices.
@@ -138,6 +145,7 @@ func (p *Pusher) PushOffline(user uint64, e inbox.Entry) {
 		if m.Kind == wire.KindText || m.Kind == wire.KindNotice {
 			n.Preview = preview(m.Body, 120)
 		}
+		n.Mentioned = m.MentionAll || slices.Contains(m.Mentions, user)
 	}
 	select {
 	case p.queue <- n:

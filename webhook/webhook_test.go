@@ -53,10 +53,14 @@ func TestDeliversWithRetries(t *testing.T) {
 	}
 	p.PushOffline(7, entry(1, "héllo"))
 	p.PushOffline(7, entry(2, string(make([]byte, 300))))
+	mentioning := entry(3, "@7")
+	mentioning.Msg.Mentions = []uint64{5, 7}
+	p.PushOffline(7, mentioning)
+	p.PushOffline(8, mentioning)
 	if err := p.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if s := p.Stats(); s.Delivered != 2 || s.Retries != 2 || s.Failed != 0 {
+	if s := p.Stats(); s.Delivered != 4 || s.Retries != 4 || s.Failed != 0 {
 		t.Fatalf("stats %+v", s)
 	}
 	want := Notice{User: 7, Seq: 1, Conv: 3, ConvSeq: 1, MsgID: 101, Sender: 9, Kind: 1, TimeMs: 5000, Preview: "héllo"}
@@ -65,6 +69,9 @@ func TestDeliversWithRetries(t *testing.T) {
 	}
 	if len(got[1].Preview) != 120 {
 		t.Fatalf("preview of %d bytes", len(got[1].Preview))
+	}
+	if got[0].Mentioned || !got[2].Mentioned || got[3].Mentioned {
+		t.Fatalf("mentioned flags %v %v %v, want only the third notice's set", got[0].Mentioned, got[2].Mentioned, got[3].Mentioned)
 	}
 }
 

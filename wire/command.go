@@ -17,6 +17,8 @@ const (
 	CmdMarkRead        Command = 8   // MarkReadRequest → MarkReadResponse
 	CmdSendDirect      Command = 9   // SendDirectRequest → SendAck
 	CmdBlock           Command = 10  // BlockRequest → Empty
+	CmdRecall          Command = 11  // RecallRequest → SendAck
+	CmdEdit            Command = 12  // EditRequest → SendAck
 	CmdTyping          Command = 13  // TypingRequest → Empty; and server-initiated TypingEvent
 	CmdPresence        Command = 14  // PresenceRequest → PresenceResponse
 	CmdCreateGroup     Command = 16  // CreateGroupRequest → CreateGroupResponse
@@ -43,7 +45,7 @@ const CmdPeerFirst Command = 0x8000
 var commandNames = map[Command]string{
 	CmdAuth: "AUTH", CmdHeartbeat: "HEARTBEAT", CmdSend: "SEND", CmdPush: "PUSH",
 	CmdSync: "SYNC", CmdHistory: "HISTORY", CmdConversations: "CONVERSATIONS",
-	CmdMarkRead: "MARK_READ", CmdCreateGroup: "CREATE_GROUP", CmdInvite: "INVITE",
+	CmdMarkRead: "MARK_READ", CmdRecall: "RECALL", CmdEdit: "EDIT", CmdCreateGroup: "CREATE_GROUP", CmdInvite: "INVITE",
 	CmdJoin: "JOIN", CmdLeave: "LEAVE", CmdKick: "KICK", CmdDismiss: "DISMISS",
 	CmdSetRole: "SET_ROLE", CmdMute: "MUTE", CmdSetDND: "SET_DND",
 	CmdGroupInfo: "GROUP_INFO", CmdError: "ERROR",
@@ -93,6 +95,7 @@ const (
 	CodeBanned          Code = 23 // the user is banned (server API); the server closes
 	CodeRevoked         Code = 24 // the token was revoked (server API): a new one is needed; the server closes
 	CodeBlocked         Code = 25 // the recipient of a direct message blocked the sender
+	CodeTooLate         Code = 26 // the sender's window to recall or edit the message passed
 )
 
 var codeNames = map[Code]string{
@@ -105,6 +108,7 @@ var codeNames = map[Code]string{
 	CodeVersion: "VERSION", CodeInternal: "INTERNAL", CodeIdle: "IDLE",
 	CodeRedirect: "REDIRECT", CodeBanned: "BANNED", CodeRevoked: "REVOKED",
 	CodeBlocked: "BLOCKED",
+	CodeTooLate: "TOO_LATE",
 }
 
 // String is the name docs/protocol.md gives the code.

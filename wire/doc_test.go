@@ -60,26 +60,36 @@ func TestProtocolDocCommands(t *testing.T) {
 		}
 		seen++
 	}
-	if seen != 25 {
-		t.Errorf("doc lists %d commands, want 25", seen)
+	if seen != 27 {
+		t.Errorf("doc lists %d commands, want 27", seen)
 	}
 }
 
 func TestProtocolDocErrors(t *testing.T) {
 	rows := tableRows(readDoc(t), "| code | name | meaning | retry | closes |")
-	want := wire.Code(1)
+	var last wire.Code
+	listed := 0
 	for _, r := range rows {
 		n, err := strconv.ParseUint(r[0], 10, 32)
-		if err != nil || wire.Code(n) != want {
-			t.Fatalf("error row %q: want code %d next", r, want)
+		c := wire.Code(n)
+		if err != nil || c <= last || c.String() != strings.Trim(r[1], "`") {
+			t.Fatalf("error row %q: want a code above %d, named as the code names it", r, last)
 		}
-		if yes := strings.HasPrefix(r[3], "yes"); yes != want.Retryable() {
-			t.Errorf("doc says code %d retry %q; Retryable() = %v", n, r[3], want.Retryable())
+		if yes := strings.HasPrefix(r[3], "yes"); yes != c.Retryable() {
+			t.Errorf("doc says code %d retry %q; Retryable() = %v", n, r[3], c.Retryable())
 		}
-		want++
+		last = c
+		listed++
 	}
-	if want != wire.CodeBlocked+1 {
-		t.Errorf("doc lists codes up to %d, want %d", want-1, wire.CodeBlocked)
+	// Every code the package names is listed (codes may be left unused).
+	named := 0
+	for c := wire.Code(1); c <= last+8; c++ {
+		if !strings.HasPrefix(c.String(), "CODE_") {
+			named++
+		}
+	}
+	if named != listed {
+		t.Errorf("doc lists %d codes; package wire names %d", listed, named)
 	}
 }
 
@@ -117,7 +127,8 @@ func TestProtocolDocToken(t *testing.T) {
 // the constants of package wire.
 func TestProtocolDocKinds(t *testing.T) {
 	doc := readDoc(t)
-	named := map[string]wire.Kind{"text": wire.KindText, "notice": wire.KindNotice, "read": wire.KindRead, "dnd": wire.KindDND, "system": wire.KindSystemMessage}
+	named := map[string]wire.Kind{"text": wire.KindText, "notice": wire.KindNotice, "read": wire.KindRead, "dnd": wire.KindDND, "system": wire.KindSystemMessage,
+		"recall": wire.KindRecall, "edit": wire.KindEdit}
 	seen := map[string]bool{}
 	for _, r := range tableRows(doc, "| kind | name | body |") {
 		if lo, hi, ok := strings.Cut(r[0], "–"); ok {
@@ -176,7 +187,10 @@ func TestProtocolDocLimits(t *testing.T) {
 		{"frame before the AUTH response", []string{strconv.Itoa(wire.PreAuthMaxFrame)}},
 		{"frame rate per connection", []string{strconv.Itoa(wire.DefaultRateLimit) + " per second", "bursts of " + strconv.Itoa(wire.DefaultRateBurst)}},
 		{"flood", []string{strconv.Itoa(wire.DefaultRateBurst) + " frames"}},
-		{"SEND, SYNC, HISTORY, CONVERSATIONS per user", []string{strconv.Itoa(wire.DefaultUserRateLimit) + " per second", "bursts of " + strconv.Itoa(wire.DefaultUserRateBurst)}},
+		{"`mentions` of a SEND", []string{strconv.Itoa(wire.MaxMentions)}},
+		{"recall window", []string{strconv.Itoa(int(wire.DefaultRecallWindow.Minutes())) + " minutes"}},
+		{"edit window", []string{strconv.Itoa(int(wire.DefaultEditWindow.Hours())) + " hours"}},
+		{"SEND, RECALL, EDIT, SYNC, HISTORY, CONVERSATIONS per user", []string{strconv.Itoa(wire.DefaultUserRateLimit) + " per second", "bursts of " + strconv.Itoa(wire.DefaultUserRateBurst)}},
 		{"requests in flight", []string{strconv.Itoa(wire.DefaultMaxInFlight)}},
 		{"request time", []string{seconds(wire.DefaultRequestTimeout)}},
 		{"unread output", []string{strconv.Itoa(wire.DefaultMaxOutbound>>20) + " MiB"}},

@@ -166,6 +166,8 @@ var bodyTypes = map[wire.Command][2]string{
 	wire.CmdSendDirect:      {"SendDirectRequest", "SendAck"},
 	wire.CmdBlock:           {"BlockRequest", "Empty"},
 	wire.CmdSetGroupProfile: {"SetGroupProfileRequest", "Empty"},
+	wire.CmdRecall:          {"RecallRequest", "SendAck"},
+	wire.CmdEdit:            {"EditRequest", "SendAck"},
 }
 
 // eventTypes says which body a server-initiated frame (flags 0, request

@@ -107,3 +107,28 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseAmend(f *testing.F) {
+	f.Add([]byte(`{"conv_seq":7,"msg_id":9,"actor":3}`))
+	f.Add([]byte(`{"conv_seq":7,"msg_id":9,"actor":3,"body":"aGk=","prev":8}`))
+	f.Add([]byte(`{"conv_seq":0}`))
+	f.Add([]byte(`{"body":"!!"}`))
+	f.Add([]byte(`[`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		a, err := wire.ParseAmend(body)
+		if err != nil {
+			if !errors.Is(err, wire.ErrAmend) {
+				t.Fatalf("error %v does not wrap ErrAmend", err)
+			}
+			return
+		}
+		if a.ConvSeq == 0 {
+			t.Fatalf("accepted an amend of conv_seq 0: %+v", a)
+		}
+		again, err := wire.ParseAmend(a.Marshal())
+		if err != nil || again.ConvSeq != a.ConvSeq || again.MsgID != a.MsgID || again.Actor != a.Actor ||
+			again.Prev != a.Prev || !bytes.Equal(again.Body, a.Body) {
+			t.Fatalf("round trip of %+v gave %+v, %v", a, again, err)
+		}
+	})
+}

@@ -30,6 +30,15 @@ const (
 	// message, from SystemSender, that needs no membership. Its body is
 	// what the backend sent.
 	KindSystemMessage Kind = 0x8004
+	// KindRecall records that a message of the conversation was recalled:
+	// its body is a JSON Amend naming it. From then on the server serves
+	// the recalled message with Message.recalled set and no body.
+	KindRecall Kind = 0x8005
+	// KindEdit records that a message of the conversation was edited: its
+	// body is a JSON Amend naming it, with the new body. From then on the
+	// server serves the edited message with the new body and
+	// Message.edited_ms set.
+	KindEdit Kind = 0x8006
 )
 
 // SystemSender is the sender of KindSystemMessage messages: no user has id 0.
@@ -38,6 +47,10 @@ const SystemSender uint64 = 0
 // HasMessage reports whether entries of kind k carry a message. The
 // inbox-only kinds (KindRead, KindDND) carry their value in conv_seq instead.
 func (k Kind) HasMessage() bool { return k != KindRead && k != KindDND }
+
+// Amendable reports whether a message of kind k may be recalled or
+// edited: the application kinds, not the server's.
+func (k Kind) Amendable() bool { return k != 0 && k < KindSystem }
 
 // Role is a member's rank in a group: the role field of SetRoleRequest and
 // Member, and the role of a "role" notice by its String.

@@ -19,6 +19,16 @@ const (
 	DefaultMaxBody = 64 << 10
 	// DefaultMaxGroupSize bounds a group's members, the owner included.
 	DefaultMaxGroupSize = 500
+	// MaxMentions bounds a SendRequest's mentions list (mention_all names
+	// everyone in one flag).
+	MaxMentions = 50
+	// MaxMentionUnread caps Conversation.mention_unread: a client shows
+	// more as "999+".
+	MaxMentionUnread = 1000
+	// DefaultRecallWindow and DefaultEditWindow are how long after sending
+	// a sender may recall or edit a message; owner and admins may any time.
+	DefaultRecallWindow = 2 * time.Minute
+	DefaultEditWindow   = 24 * time.Hour
 
 	// A SYNC or HISTORY request with limit 0 gets the default page; one
 	// asking for more than the maximum gets the maximum.

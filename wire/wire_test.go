@@ -186,6 +186,10 @@ func examples() []proto.Message {
 		&wirepb.SendDirectRequest{To: 43, ClientMsgId: "c-2", Kind: 1, Body: []byte("hi")},
 		&wirepb.BlockRequest{User: 43, On: true},
 		&wirepb.SetGroupProfileRequest{Conv: 7, Name: proto.String("ops"), Announcement: proto.String("")},
+		&wirepb.SendRequest{Conv: 7, ClientMsgId: "c-2", Kind: 1, Body: []byte("@43 hi"), Mentions: []uint64{43, 1 << 63}, MentionAll: true},
+		&wirepb.RecallRequest{Conv: 7, ConvSeq: 3, ClientMsgId: "r-1"},
+		&wirepb.EditRequest{Conv: 7, ConvSeq: 3, ClientMsgId: "e-1", Body: []byte("hello")},
+		&wirepb.Message{Conv: 7, ConvSeq: 4, MsgId: 2, Sender: 42, Kind: 1, TimeMs: 5, Mentions: []uint64{43}, MentionAll: true, Recalled: true, EditedMs: -1},
 		msg,
 		&wirepb.Entry{Seq: 5, Conv: 7, ConvSeq: 3, MsgId: msg.MsgId, Kind: 1, Message: msg},
 		&wirepb.Push{Entries: []*wirepb.Entry{{Seq: 5, Conv: 7, ConvSeq: 3, MsgId: 1, Kind: 1, Message: msg}, {Seq: 6, Conv: 7, ConvSeq: 3, Kind: 0x8002}}},
@@ -193,7 +197,7 @@ func examples() []proto.Message {
 		&wirepb.SyncResponse{Entries: []*wirepb.Entry{{Seq: 5, Conv: 7}}, HeadSeq: 6, HasMore: true},
 		&wirepb.HistoryRequest{Conv: 7, BeforeConvSeq: 3, Limit: 20},
 		&wirepb.HistoryResponse{Messages: []*wirepb.Message{msg, msg}},
-		&wirepb.Conversation{Conv: 7, Name: "ops", JoinedAt: 1, LeftAt: 9, ReadSeq: 2, Head: 3, Unread: 1, Dnd: true, Last: msg, Direct: true, Peer: 43},
+		&wirepb.Conversation{Conv: 7, Name: "ops", JoinedAt: 1, LeftAt: 9, ReadSeq: 2, Head: 3, Unread: 1, Dnd: true, Last: msg, MentionUnread: 1, Direct: true, Peer: 43},
 		&wirepb.ConversationsRequest{Offset: 40},
 		&wirepb.ConversationsResponse{Conversations: []*wirepb.Conversation{{Conv: 7}, {Conv: 8, Last: msg}}, HasMore: true},
 		&wirepb.MarkReadRequest{Conv: 7, ConvSeq: 3},
@@ -300,8 +304,8 @@ func TestCommandNames(t *testing.T) {
 		}
 		seen[name] = c
 	}
-	if len(seen) != 25 {
-		t.Errorf("%d known commands, want 25", len(seen))
+	if len(seen) != 27 {
+		t.Errorf("%d known commands, want 27", len(seen))
 	}
 	if got := wire.Command(99).String(); got != "COMMAND(99)" {
 		t.Errorf("unknown command prints as %q", got)
@@ -313,7 +317,7 @@ func TestRetryable(t *testing.T) {
 		wire.CodeRateLimited: true, wire.CodeUnavailable: true, wire.CodeTimeout: true,
 		wire.CodeShuttingDown: true, wire.CodeInternal: true,
 	}
-	for c := wire.Code(0); c <= wire.CodeRevoked+1; c++ {
+	for c := wire.Code(0); c <= wire.CodeTooLate+1; c++ {
 		if c.Retryable() != retryable[c] {
 			t.Errorf("code %d: Retryable() = %v", c, c.Retryable())
 		}

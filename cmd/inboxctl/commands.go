@@ -140,16 +140,31 @@ func (c *leaveCmd) run(ctx context.Context, a *app) error {
 // sendCmd is send, and send-direct when direct is set: then conv is the
 // user the message goes to.
 type sendCmd struct {
-	direct bool
-	conv   uint64
-	id     string
-	kind   uint
-	text   []string // nil: the body is standard input
+	direct     bool
+	conv       uint64
+	id         string
+	kind       uint
+	text       []string // nil: the body is standard input
+	mentions   idList
+	mentionAll bool
 }
 
 func (c *sendCmd) flags(fs *flag.FlagSet) {
 	fs.UintVar(&c.kind, "kind", uint(wire.KindText), "message kind, 1-32767 (1: text)")
 	fs.StringVar(&c.id, "id", "", "client msg id, 1-64 bytes: reuse one to resend safely (default: random)")
+	fs.Var(&c.mentions, "mention", "user ids the message mentions, comma-separated (repeatable)")
+	fs.BoolVar(&c.mentionAll, "mention-all", false, "mention every member (owner and admins)")
+}
+
+// idList is a flag of comma-separated user ids; repeating it adds to it.
+type idList []uint64
+
+func (l *idList) String() string { return joinIDs(*l) }
+
+func (l *idList) Set(s string) error {
+	ids, err := parseIDs(strings.Split(s, ","), "user")
+	*l = append(*l, ids...)
+	return err
 }
 
 func (c *sendCmd) args(args []string) (err error) {
@@ -162,8 +177,14 @@ func (c *sendCmd) args(args []string) (err error) {
 	if len(c.id) > wire.MaxClientMsgID {
 		return fmt.Errorf("--id longer than %d bytes", wire.MaxClientMsgID)
 	}
+	if len(c.mentions) > wire.MaxMentions {
+		return fmt.Errorf("--mention names %d users, at most %d", len(c.mentions), wire.MaxMentions)
+	}
 	what := "conversation"
 	if c.direct {
+		if len(c.mentions) > 0 || c.mentionAll {
+			return errors.New("a direct message mentions nobody: drop --mention and --mention-all")
+		}
 		what = "user"
 	}
 	c.conv, err = parseID(args[0], what)
@@ -176,18 +197,21 @@ func (c *sendCmd) args(args []string) (err error) {
 func (c *sendCmd) run(ctx context.Context, a *app) error {
 	body, err := c.body(a.stdin)
 	if err != nil {
-		return err
+		return fmt.Errorf("send: %w", err)
 	}
 	id := c.id
 	if id == "" {
 		id = client.NewClientMsgID()
 	}
 	return a.call(ctx, func(cl *client.Client) error {
-		send := cl.Send
+		var ack *wirepb.SendAck
+		var err error
 		if c.direct {
-			send = cl.SendDirect
+			ack, err = cl.SendDirect(ctx, c.conv, id, uint32(c.kind), body)
+		} else {
+			ack, err = cl.SendMessage(ctx, &wirepb.SendRequest{Conv: c.conv, ClientMsgId: id, Kind: uint32(c.kind), Body: body,
+				Mentions: c.mentions, MentionAll: c.mentionAll})
 		}
-		ack, err := send(ctx, c.conv, id, uint32(c.kind), body)
 		if err != nil {
 			return fmt.Errorf("send: %w", err)
 		}
@@ -198,15 +222,21 @@ func (c *sendCmd) run(ctx context.Context, a *app) error {
 // body returns the message: the text arguments joined by spaces, or else
 // standard input.
 func (c *sendCmd) body(stdin io.Reader) ([]byte, error) {
-	if c.text != nil {
-		return []byte(strings.Join(c.text, " ")), nil
+	return readBody(c.text, stdin, c.kind == uint(wire.KindText))
+}
+
+// readBody returns text joined by spaces, or else standard input, less
+// its final newline when it is text.
+func readBody(text []string, stdin io.Reader, isText bool) ([]byte, error) {
+	if text != nil {
+		return []byte(strings.Join(text, " ")), nil
 	}
 	body, err := io.ReadAll(stdin)
 	if err != nil {
-		return nil, fmt.Errorf("send: read standard input: %w", err)
+		return nil, fmt.Errorf("read standard input: %w", err)
 	}
 	// echo and editors end text with a newline that is not the message's.
-	if c.kind == uint(wire.KindText) {
+	if isText {
 		body = bytes.TrimSuffix(bytes.TrimSuffix(body, []byte("\n")), []byte("\r"))
 	}
 	return body, nil
@@ -389,6 +419,40 @@ func (c *receiptsCmd) args(args []string) (err error) {
 	return err
 }
 
+// amendCmd is recall and edit: a message named by CONV CONV_SEQ, and for an
+// edit the new text.
+type amendCmd struct {
+	edit          bool
+	conv, convSeq uint64
+	id            string
+	text          []string // edit; nil: the body is standard input
+}
+
+func (c *amendCmd) flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.id, "id", "", "client msg id, 1-64 bytes: reuse one to resend safely (default: random)")
+}
+
+func (c *amendCmd) args(args []string) (err error) {
+	hi := 2
+	if c.edit {
+		hi = -1
+	}
+	if err := wantArgs(args, 2, hi); err != nil {
+		return err
+	}
+	if len(c.id) > wire.MaxClientMsgID {
+		return fmt.Errorf("--id longer than %d bytes", wire.MaxClientMsgID)
+	}
+	if c.conv, err = parseID(args[0], "conversation"); err != nil {
+		return err
+	}
+	if len(args) > 2 {
+		c.text = args[2:]
+	}
+	c.convSeq, err = parseID(args[1], "conv_seq")
+	return err
+}
+
 // run reads every page of the receipts; the counts are the first page's.
 func (c *receiptsCmd) run(ctx context.Context, a *app) error {
 	return a.call(ctx, func(cl *client.Client) error {
@@ -450,5 +514,32 @@ func (c *presenceCmd) run(ctx context.Context, a *app) error {
 			return fmt.Errorf("presence: %w", err)
 		}
 		return newPrinter(a).presence(c.users, online)
+	})
+}
+
+func (c *amendCmd) run(ctx context.Context, a *app) error {
+	id := c.id
+	if id == "" {
+		id = client.NewClientMsgID()
+	}
+	if !c.edit {
+		return a.call(ctx, func(cl *client.Client) error {
+			ack, err := cl.Recall(ctx, c.conv, c.convSeq, id)
+			if err != nil {
+				return fmt.Errorf("recall: %w", err)
+			}
+			return newPrinter(a).ack(id, ack)
+		})
+	}
+	body, err := readBody(c.text, a.stdin, true)
+	if err != nil {
+		return fmt.Errorf("edit: %w", err)
+	}
+	return a.call(ctx, func(cl *client.Client) error {
+		ack, err := cl.Edit(ctx, c.conv, c.convSeq, id, body)
+		if err != nil {
+			return fmt.Errorf("edit: %w", err)
+		}
+		return newPrinter(a).ack(id, ack)
 	})
 }

@@ -49,7 +49,12 @@ type messageJSON struct {
 	Time        string       `json:"time"`
 	Text        *string      `json:"text,omitempty"`   // KindText
 	Notice      *wire.Notice `json:"notice,omitempty"` // KindNotice
+	Amend       *wire.Amend  `json:"amend,omitempty"`  // KindRecall, KindEdit
 	Body        []byte       `json:"body,omitempty"`   // other kinds, base64
+	Mentions    []uint64     `json:"mentions,omitempty"`
+	MentionAll  bool         `json:"mention_all,omitempty"`
+	Recalled    bool         `json:"recalled,omitempty"`
+	Edited      string       `json:"edited,omitempty"`
 }
 
 type entryJSON struct {
@@ -69,6 +74,10 @@ func toMessageJSON(m *wirepb.Message) *messageJSON {
 	j := &messageJSON{
 		Conv: m.Conv, ConvSeq: m.ConvSeq, MsgID: m.MsgId,
 		Sender: m.Sender, ClientMsgID: m.ClientMsgId, Kind: m.Kind, Time: jsonTime(m.TimeMs),
+		Mentions: m.Mentions, MentionAll: m.MentionAll, Recalled: m.Recalled,
+	}
+	if m.EditedMs != 0 {
+		j.Edited = jsonTime(m.EditedMs)
 	}
 	switch wire.Kind(m.Kind) {
 	case wire.KindText:
@@ -80,6 +89,11 @@ func toMessageJSON(m *wirepb.Message) *messageJSON {
 	case wire.KindNotice:
 		if n, ok := parseNotice(m.Body); ok {
 			j.Notice = &n
+			return j
+		}
+	case wire.KindRecall, wire.KindEdit:
+		if a, err := wire.ParseAmend(m.Body); err == nil {
+			j.Amend = &a
 			return j
 		}
 	}
@@ -131,18 +145,51 @@ func (p printer) entry(e *wirepb.Entry) error {
 }
 
 // messageLine renders a message on one line: notices by their text, text
-// as is (quoted if it would break the line), other kinds by their size.
+// as is (quoted if it would break the line), recalls and edits by what they
+// did, other kinds by their size; then what happened to it and whom it
+// mentions.
 func messageLine(m *wirepb.Message) string {
+	return messageText(m) + messageMarks(m)
+}
+
+func messageText(m *wirepb.Message) string {
 	head := fmt.Sprintf("@%d %s ", m.ConvSeq, humanTime(m.TimeMs))
-	switch wire.Kind(m.Kind) {
-	case wire.KindNotice:
+	switch {
+	case m.Recalled && wire.Kind(m.Kind) != wire.KindEdit:
+		return head + fmt.Sprintf("<%d> [recalled]", m.Sender)
+	case wire.Kind(m.Kind) == wire.KindNotice:
 		if n, ok := parseNotice(m.Body); ok {
 			return head + "* " + n.Text
 		}
-	case wire.KindText:
+	case wire.Kind(m.Kind) == wire.KindText:
 		return head + fmt.Sprintf("<%d> %s", m.Sender, oneLine(m.Body))
+	case wire.Kind(m.Kind) == wire.KindRecall:
+		if a, err := wire.ParseAmend(m.Body); err == nil {
+			return head + fmt.Sprintf("* %d recalled @%d", a.Actor, a.ConvSeq)
+		}
+	case wire.Kind(m.Kind) == wire.KindEdit:
+		if a, err := wire.ParseAmend(m.Body); err == nil && m.Recalled {
+			return head + fmt.Sprintf("* %d edited @%d, since recalled", a.Actor, a.ConvSeq)
+		} else if err == nil {
+			return head + fmt.Sprintf("* %d edited @%d: %s", a.Actor, a.ConvSeq, oneLine(a.Body))
+		}
 	}
 	return head + fmt.Sprintf("<%d> [kind %d, %d bytes]", m.Sender, m.Kind, len(m.Body))
+}
+
+// messageMarks renders " (edited)" and the mentions: " @all", " @43 @44".
+func messageMarks(m *wirepb.Message) string {
+	var b strings.Builder
+	if m.EditedMs != 0 && !m.Recalled {
+		b.WriteString(" (edited)")
+	}
+	if m.MentionAll {
+		b.WriteString(" @all")
+	}
+	for _, u := range m.Mentions {
+		fmt.Fprintf(&b, " @%d", u)
+	}
+	return b.String()
 }
 
 // oneLine returns text as is when it is printable UTF-8 on one line, else
@@ -169,16 +216,18 @@ func (p printer) history(msgs []*wirepb.Message) error {
 }
 
 type conversationJSON struct {
-	Conv     uint64       `json:"conv,string"`
-	Name     string       `json:"name"`
-	JoinedAt uint64       `json:"joined_at"`
-	LeftAt   uint64       `json:"left_at,omitempty"`
-	ReadSeq  uint64       `json:"read_seq"`
-	Head     uint64       `json:"head"`
-	Unread   uint64       `json:"unread"`
-	DND      bool         `json:"dnd,omitempty"`
-	Last     *messageJSON `json:"last,omitempty"`
-	Peer     uint64       `json:"peer,omitempty"` // a direct conversation's other user
+	Conv     uint64 `json:"conv,string"`
+	Name     string `json:"name"`
+	JoinedAt uint64 `json:"joined_at"`
+	LeftAt   uint64 `json:"left_at,omitempty"`
+	ReadSeq  uint64 `json:"read_seq"`
+	Head     uint64 `json:"head"`
+	Unread   uint64 `json:"unread"`
+	// MentionUnread counts the unread messages that mention the user.
+	MentionUnread uint64       `json:"mention_unread,omitempty"`
+	DND           bool         `json:"dnd,omitempty"`
+	Last          *messageJSON `json:"last,omitempty"`
+	Peer          uint64       `json:"peer,omitempty"` // a direct conversation's other user
 }
 
 // conversations prints one conversation a line; for people, as a table.
@@ -186,7 +235,8 @@ func (p printer) conversations(convs []*wirepb.Conversation) error {
 	if p.json {
 		for _, c := range convs {
 			j := conversationJSON{Conv: c.Conv, Name: c.Name, JoinedAt: c.JoinedAt, LeftAt: c.LeftAt,
-				ReadSeq: c.ReadSeq, Head: c.Head, Unread: c.Unread, DND: c.Dnd, Last: toMessageJSON(c.Last), Peer: c.Peer}
+				ReadSeq: c.ReadSeq, Head: c.Head, Unread: c.Unread, MentionUnread: c.MentionUnread, DND: c.Dnd,
+				Last: toMessageJSON(c.Last), Peer: c.Peer}
 			if err := p.emit(j, ""); err != nil {
 				return err
 			}
@@ -210,7 +260,11 @@ func (p printer) conversations(convs []*wirepb.Conversation) error {
 		if c.Last != nil {
 			last = messageLine(c.Last)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\n", c.Conv, name, c.Unread, last)
+		unread := strconv.FormatUint(c.Unread, 10)
+		if c.MentionUnread != 0 {
+			unread += fmt.Sprintf(" (%d@)", c.MentionUnread)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", c.Conv, name, unread, last)
 	}
 	return tw.Flush()
 }

@@ -189,3 +189,58 @@ func TestGroupInfoFormat(t *testing.T) {
 		t.Errorf("got %s want %s", b.String(), want)
 	}
 }
+
+func TestAmendAndMentionFormat(t *testing.T) {
+	mentioning := text(3, "hi @43")
+	mentioning.Mentions, mentioning.EditedMs = []uint64{43, 44}, t0+5000
+	all := text(4, "hi all")
+	all.MentionAll = true
+	recalled := &wirepb.Message{Conv: 7, ConvSeq: 5, MsgId: 11, Sender: 42, Kind: 1, TimeMs: t0, Recalled: true}
+	edit := &wirepb.Message{Conv: 7, ConvSeq: 6, MsgId: 12, Sender: 42, Kind: 0x8006, TimeMs: t0,
+		Body: []byte(`{"conv_seq":3,"msg_id":1,"actor":42,"body":"aGkgQDQz"}`)}
+	editGone := &wirepb.Message{Conv: 7, ConvSeq: 7, MsgId: 13, Sender: 42, Kind: 0x8006, TimeMs: t0, Recalled: true,
+		Body: []byte(`{"conv_seq":5,"msg_id":11,"actor":42}`)}
+	recall := &wirepb.Message{Conv: 7, ConvSeq: 8, MsgId: 14, Sender: 1, Kind: 0x8005, TimeMs: t0,
+		Body: []byte(`{"conv_seq":5,"msg_id":11,"actor":1}`)}
+	tests := []struct {
+		m           *wirepb.Message
+		human, json string
+	}{
+		{mentioning, "@3 2030-01-01 00:00:00 <42> hi @43 (edited) @43 @44",
+			`{"conv":"7","conv_seq":3,"msg_id":"1869000000000000001","sender":42,"client_msg_id":"m-1","kind":1,"time":"2030-01-01T00:00:00.123Z","text":"hi @43","mentions":[43,44],"edited":"2030-01-01T00:00:05.000Z"}`},
+		{all, "@4 2030-01-01 00:00:00 <42> hi all @all",
+			`{"conv":"7","conv_seq":4,"msg_id":"1869000000000000001","sender":42,"client_msg_id":"m-1","kind":1,"time":"2030-01-01T00:00:00.123Z","text":"hi all","mention_all":true}`},
+		{recalled, "@5 2030-01-01 00:00:00 <42> [recalled]",
+			`{"conv":"7","conv_seq":5,"msg_id":"11","sender":42,"kind":1,"time":"2030-01-01T00:00:00.000Z","text":"","recalled":true}`},
+		{edit, "@6 2030-01-01 00:00:00 * 42 edited @3: hi @43",
+			`{"conv":"7","conv_seq":6,"msg_id":"12","sender":42,"kind":32774,"time":"2030-01-01T00:00:00.000Z","amend":{"conv_seq":3,"msg_id":1,"actor":42,"body":"aGkgQDQz"}}`},
+		{editGone, "@7 2030-01-01 00:00:00 * 42 edited @5, since recalled",
+			`{"conv":"7","conv_seq":7,"msg_id":"13","sender":42,"kind":32774,"time":"2030-01-01T00:00:00.000Z","amend":{"conv_seq":5,"msg_id":11,"actor":42},"recalled":true}`},
+		{recall, "@8 2030-01-01 00:00:00 * 1 recalled @5",
+			`{"conv":"7","conv_seq":8,"msg_id":"14","sender":1,"kind":32773,"time":"2030-01-01T00:00:00.000Z","amend":{"conv_seq":5,"msg_id":11,"actor":1}}`},
+	}
+	for _, tt := range tests {
+		for _, json := range []bool{false, true} {
+			var b bytes.Buffer
+			if err := (printer{w: &b, json: json}).history([]*wirepb.Message{tt.m}); err != nil {
+				t.Fatal(err)
+			}
+			want := tt.human
+			if json {
+				want = tt.json
+			}
+			if got := b.String(); got != want+"\n" {
+				t.Errorf("conv_seq %d (json %v):\n got %s\nwant %s", tt.m.ConvSeq, json, got, want)
+			}
+		}
+	}
+
+	var b bytes.Buffer
+	convs := []*wirepb.Conversation{{Conv: 7, Name: "ops", JoinedAt: 1, Head: 4, Unread: 4, MentionUnread: 2}}
+	if err := (printer{w: &b}).conversations(convs); err != nil {
+		t.Fatal(err)
+	}
+	if want := "CONV  NAME  UNREAD  LAST\n7     ops   4 (2@)  \n"; b.String() != want {
+		t.Errorf("got\n%q\nwant\n%q", b.String(), want)
+	}
+}

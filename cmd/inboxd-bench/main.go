@@ -135,6 +135,7 @@ func parse(args []string) (bench.Config, options, error) {
 	fs.BoolVar(&cfg.Storm, "storm", cfg.Storm, "every device reconnects at once, halfway")
 	fs.IntVar(&cfg.Chaos, "chaos", cfg.Chaos, "kill -9 and restart the started server this many times")
 	fs.Float64Var(&cfg.MarkReadRate, "markread", cfg.MarkReadRate, "MARK_READ requests per second")
+	features := fs.String("features", cfg.Features.String(), "shares of the sends that recall, edit or mention: recall=S,edit=S,mention=S")
 	fs.StringVar(&cfg.Server.Store, "store", "pebble", "store of the started server: pebble or cassandra")
 	fs.StringVar(&cfg.Server.CassandraHosts, "cassandra-hosts", "127.0.0.1:9042", "with -store cassandra")
 	fs.StringVar(&cfg.Server.Keyspace, "keyspace", "inboxd_bench", "with -store cassandra: created if missing")
@@ -168,6 +169,9 @@ func parse(args []string) (bench.Config, options, error) {
 	if err != nil {
 		return cfg, opts, err
 	}
+	if cfg.Features, err = bench.ParseFeatures(*features); err != nil {
+		return cfg, opts, err
+	}
 	cfg.Groups = gs
 	if *baseline || opts.compare.Pairs > 0 {
 		self, err := os.Executable()
@@ -179,6 +183,7 @@ func parse(args []string) (bench.Config, options, error) {
 			cfg.Server.Bare, cfg.Server.Binary = true, self
 		}
 		cfg.Churn, cfg.OfflineUsers, cfg.Storm, cfg.Chaos = 0, 0, false, 0
+		cfg.Features = bench.Features{} // the baseline knows plain messages only
 	}
 	if cfg.Chaos > 0 && cfg.Server.Store == "cassandra" && cfg.Server.Keyspace == "inboxd" {
 		return cfg, opts, errors.New("refusing to kill a server on the default keyspace: pick -keyspace")

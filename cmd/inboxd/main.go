@@ -68,13 +68,18 @@ type options struct {
 	SecretFile   string
 	Node         int64
 	MaxGroupSize int
-	GroupCache   int
-	MaxFrame     int
-	Workers      int
-	WebhookURL   string
-	LogLevel     slog.Level
-	Limits       limits
-	Cluster      clusterOptions
+	// RecallWindow and EditWindow: how long a sender may recall or edit a
+	// message; MentionAllAnyone lets every member mention @all.
+	RecallWindow     time.Duration
+	EditWindow       time.Duration
+	MentionAllAnyone bool
+	GroupCache       int
+	MaxFrame         int
+	Workers          int
+	WebhookURL       string
+	LogLevel         slog.Level
+	Limits           limits
+	Cluster          clusterOptions
 }
 
 // clusterOptions are the flags of a cluster node (-cluster).
@@ -157,6 +162,9 @@ func flagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.SecretFile, "secret-file", "", "file holding the token secret (default: <data>/token-secret, generated on first run)")
 	fs.Int64Var(&o.Node, "node", 0, "snowflake node id, 0-1023, unique per server (with -cluster: the node id to claim, -1 for the lowest free one)")
 	fs.IntVar(&o.MaxGroupSize, "max-group-size", wire.DefaultMaxGroupSize, "maximum members of a group")
+	fs.DurationVar(&o.RecallWindow, "recall-window", wire.DefaultRecallWindow, "how long after sending a sender may recall a message (owner and admins: any time)")
+	fs.DurationVar(&o.EditWindow, "edit-window", wire.DefaultEditWindow, "how long after sending a sender may edit a message (owner and admins: any time)")
+	fs.BoolVar(&o.MentionAllAnyone, "mention-all-anyone", false, "let every member mention @all (default: owner and admins only)")
 	fs.IntVar(&o.GroupCache, "group-cache-bytes", 64<<20, "memory, estimated, of the groups the committer keeps loaded")
 	fs.IntVar(&o.MaxFrame, "max-frame", wire.DefaultMaxFrame, "maximum frame size in bytes, header included")
 	fs.IntVar(&o.Workers, "workers", 512, "goroutines running requests")
@@ -319,8 +327,9 @@ func run(args []string) error {
 	// A page of messages stops a little short of the frame limit: room for
 	// the header and the response's other fields.
 	icfg := inbox.Config{Store: store, Node: o.Node, MaxGroupSize: o.MaxGroupSize, GroupCacheBytes: o.GroupCache,
-		MaxReadBytes: max(o.MaxFrame-64, 1),
-		Notifier:     gw, Logger: log, Registerer: reg}
+		MaxReadBytes: max(o.MaxFrame-64, 1), RecallWindow: o.RecallWindow, EditWindow: o.EditWindow,
+		MentionAllAnyone: o.MentionAllAnyone,
+		Notifier:         gw, Logger: log, Registerer: reg}
 	if rel != nil {
 		icfg.Ownership, icfg.Deliverer = cn.watch(), rel
 	}

@@ -59,6 +59,21 @@ func Start(t testing.TB, gw Gateway, serve func(*inbox.Service) error) (*inbox.S
 // gateway i. It returns the gateways' addresses in order.
 func StartAll(t testing.TB, gws []Gateway, serve func(i int, svc *inbox.Service) error) (*inbox.Service, []string) {
 	t.Helper()
+	return StartAllConfig(t, gws, inbox.Config{}, serve)
+}
+
+// StartConfig is Start with the service configured by cfg (its Store and
+// Notifier are set here): a test's clock, windows, limits.
+func StartConfig(t testing.TB, gw Gateway, cfg inbox.Config, serve func(*inbox.Service) error) (*inbox.Service, string) {
+	t.Helper()
+	svc, addrs := StartAllConfig(t, []Gateway{gw}, cfg, func(_ int, svc *inbox.Service) error { return serve(svc) })
+	return svc, addrs[0]
+}
+
+// StartAllConfig is StartAll with the service configured by cfg, as
+// StartConfig.
+func StartAllConfig(t testing.TB, gws []Gateway, cfg inbox.Config, serve func(i int, svc *inbox.Service) error) (*inbox.Service, []string) {
+	t.Helper()
 	st, err := pebble.Open(pebble.Options{Dir: "db", FS: vfs.NewMem()})
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +82,8 @@ func StartAll(t testing.TB, gws []Gateway, serve func(i int, svc *inbox.Service)
 	if len(gws) == 1 {
 		notifier = gws[0]
 	}
-	svc, err := inbox.New(context.Background(), inbox.Config{Store: st, Notifier: notifier})
+	cfg.Store, cfg.Notifier = st, notifier
+	svc, err := inbox.New(context.Background(), cfg)
 	if err != nil {
 		st.Close()
 		t.Fatal(err)

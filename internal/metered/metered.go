@@ -46,13 +46,14 @@ const (
 	opOutbox
 	opOutboxLow
 	opApplied
+	opMentions
 	numOps
 )
 
 var opNames = [numOps]string{
 	"commit", "inbox", "last_inbox_seq", "messages", "last_conv_seq", "messages_by_key",
 	"group", "members", "conversation", "conversations", "recent_conversations", "dedup", "clock",
-	"put_restriction", "restrictions", "outbox", "outbox_low", "applied",
+	"put_restriction", "restrictions", "outbox", "outbox_low", "applied", "mentions",
 }
 
 // buckets span a Pebble point read from the block cache (microseconds) to
@@ -178,6 +179,11 @@ func (s *Store) RecentConversations(ctx context.Context, user uint64, offset, li
 func (s *Store) Dedup(ctx context.Context, sender uint64, clientMsgID string) (_ timeline.Dedup, err error) {
 	defer s.ops[opDedup].done(time.Now(), &err)
 	return s.next.Dedup(ctx, sender, clientMsgID)
+}
+
+func (s *Store) Mentions(ctx context.Context, conv, user uint64, r timeline.Range) (_ []uint64, err error) {
+	defer s.ops[opMentions].done(time.Now(), &err)
+	return s.next.Mentions(ctx, conv, user, r)
 }
 
 func (s *Store) Clock(ctx context.Context, node int64) (_ uint64, err error) {

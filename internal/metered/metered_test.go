@@ -73,8 +73,8 @@ func TestCounts(t *testing.T) {
 			t.Errorf("%s: %d calls, %d errors; want %d, %d", tt.op, c.calls, c.errs, tt.calls, tt.errs)
 		}
 	}
-	if len(got) != 18 {
-		t.Errorf("%d operations exported before use, want all 18: %v", len(got), got)
+	if len(got) != 19 {
+		t.Errorf("%d operations exported before use, want all 19: %v", len(got), got)
 	}
 	if _, err := metered.Wrap(s.Unwrap(), metered.Config{Backend: "pebble", Registerer: reg}); err == nil {
 		t.Error("a second wrapper registered the same metrics")

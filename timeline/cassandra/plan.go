@@ -2,6 +2,7 @@ package cassandra
 
 import (
 	"cmp"
+	"math/bits"
 	"slices"
 	"sync"
 
@@ -50,7 +51,8 @@ func (s *Store) plan(b *timeline.Batch) *plan {
 		func(m *timeline.Message) (uint64, uint64) { return m.Conv, m.ConvSeq },
 		func(m *timeline.Message, bucket uint64) (stmt, int) {
 			return stmt{q.insertMessage, []any{m.Conv, bucket, m.ConvSeq, m.ID, m.Sender, text(m.ClientMsgID),
-				int(m.Kind), blob(m.Body), m.Time.UnixMilli()}}, 96 + len(m.Body) + len(m.ClientMsgID)
+				int(m.Kind), blob(m.Body), m.Time.UnixMilli(), ids(m.Mentions), m.MentionAll, m.Recalled,
+				m.Edited.UnixMilli(), m.LastEdit}}, 96 + len(m.Body) + len(m.ClientMsgID) + 8*len(m.Mentions)
 		})
 	p.phases[1] = timelineChains(p, &s.buckets, &q.inbox, 'i', b.Rows,
 		func(r *timeline.Row) (uint64, uint64) { return r.User, r.Seq },
@@ -94,6 +96,9 @@ func (s *Store) plan(b *timeline.Batch) *plan {
 			late.add(key{'a', a.User}, stmt{q.deleteActivity, []any{a.User, a.Prev.UnixMilli(), a.Conv}}, 48)
 		}
 		late.add(key{'a', a.User}, stmt{q.insertActivity, []any{a.User, a.At.UnixMilli(), a.Conv}}, 48)
+	}
+	for _, m := range b.Mentions {
+		late.add(key{'n', mentionPartition(m.Conv, m.User)}, stmt{q.insertMention, []any{m.Conv, m.User, m.ConvSeq}}, 48)
 	}
 	if b.Clock != 0 {
 		late.add(key{'k', uint64(b.ClockNode)}, stmt{q.insertClock, []any{b.ClockNode, b.Clock}}, 32)
@@ -177,6 +182,21 @@ func timelineChain[T any](p *plan, cache *bucketCache, tq *timelineQueries, spac
 }
 
 // key names a partition of the metadata tables: a table letter and an id.
+// ids returns a list to bind as a frozen list: never nil, which the
+// driver would write as a null.
+func ids(list []uint64) []uint64 {
+	if list == nil {
+		return []uint64{}
+	}
+	return list
+}
+
+// mentionPartition folds a mentions partition key (conv, user) into the id
+// of a key: two partitions that fold alike only share a write.
+func mentionPartition(conv, user uint64) uint64 {
+	return conv ^ bits.RotateLeft64(user*0x9E3779B97F4A7C15, 32)
+}
+
 type key struct {
 	table byte
 	id    uint64

@@ -18,6 +18,7 @@ type queries struct {
 	conversation, conversations, dedup, clock string
 	recent, conversationsIn                   string
 	allConversations, member, messageTime     string
+	insertMention, mentions                   string
 
 	insertOutbox, dropOutbox, insertOutboxLow, insertApplied string
 	outbox, outboxLow, applied                               string
@@ -58,7 +59,7 @@ func newTimelineQueries(ks, table, bucketTable, key, seq, columns string) timeli
 // scanners take them.
 const (
 	rowColumns     = "seq, conv, conv_seq, msg_id, kind"
-	messageColumns = "conv_seq, msg_id, sender, client_msg_id, kind, body, time"
+	messageColumns = "conv_seq, msg_id, sender, client_msg_id, kind, body, time, mentions, mention_all, recalled, edited, last_edit"
 )
 
 func newQueries(ks string) queries {
@@ -67,8 +68,9 @@ func newQueries(ks string) queries {
 		inbox:    newTimelineQueries(ks, "inbox", "inbox_buckets", "user", "seq", rowColumns),
 		messages: newTimelineQueries(ks, "messages", "message_buckets", "conv", "conv_seq", messageColumns),
 
-		insertRow:     f("INSERT INTO %s.inbox (user, bucket, seq, conv, conv_seq, msg_id, kind) VALUES (?, ?, ?, ?, ?, ?, ?)"),
-		insertMessage: f("INSERT INTO %s.messages (conv, bucket, conv_seq, msg_id, sender, client_msg_id, kind, body, time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+		insertRow: f("INSERT INTO %s.inbox (user, bucket, seq, conv, conv_seq, msg_id, kind) VALUES (?, ?, ?, ?, ?, ?, ?)"),
+		insertMessage: f("INSERT INTO %s.messages (conv, bucket, conv_seq, msg_id, sender, client_msg_id, kind, body, time, " +
+			"mentions, mention_all, recalled, edited, last_edit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
 		insertGroup: f("INSERT INTO %s.groups (conv, name, owner, created, open, muted_until, dismissed, " +
 			"announcement, avatar_url, direct_a, direct_b, blocked_a, blocked_b) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
 		insertMember:       f("INSERT INTO %s.members (conv, user, role, joined_at, muted_until, dnd) VALUES (?, ?, ?, ?, ?, ?)"),
@@ -81,6 +83,7 @@ func newQueries(ks string) queries {
 		deleteActivity: f("DELETE FROM %s.conversation_activity WHERE user = ? AND active = ? AND conv = ?"),
 		insertDedup:    f("INSERT INTO %s.dedups (sender, client_msg_id, conv, conv_seq, msg_id, time) VALUES (?, ?, ?, ?, ?, ?)"),
 		insertClock:    f("INSERT INTO %s.clocks (node, clock) VALUES (?, ?)"),
+		insertMention:  f("INSERT INTO %s.mentions (conv, user, conv_seq) VALUES (?, ?, ?)"),
 
 		messagesIn: f("SELECT " + messageColumns + " FROM %s.messages WHERE conv = ? AND bucket = ? AND conv_seq IN ?"),
 		group: f("SELECT name, owner, created, open, muted_until, dismissed, " +
@@ -90,6 +93,7 @@ func newQueries(ks string) queries {
 		conversations: f("SELECT conv, joined_at, left_at, dnd, read_seq FROM %s.conversations WHERE user = ?"),
 		dedup:         f("SELECT conv, conv_seq, msg_id, time FROM %s.dedups WHERE sender = ? AND client_msg_id = ?"),
 		clock:         f("SELECT clock FROM %s.clocks WHERE node = ?"),
+		mentions:      f("SELECT conv_seq FROM %s.mentions WHERE conv = ? AND user = ? AND conv_seq >= ? AND conv_seq <= ?"),
 
 		recent:          f("SELECT conv FROM %s.conversation_activity WHERE user = ? ORDER BY active DESC, conv DESC"),
 		conversationsIn: f("SELECT conv, joined_at, left_at, dnd, read_seq FROM %s.conversations WHERE user = ? AND conv IN ?"),

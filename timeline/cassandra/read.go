@@ -274,6 +274,30 @@ func (s *Store) Dedup(ctx context.Context, sender uint64, clientMsgID string) (t
 	return d, nil
 }
 
+// Mentions implements timeline.MetaReader.
+func (s *Store) Mentions(ctx context.Context, conv, user uint64, r timeline.Range) ([]uint64, error) {
+	to := r.To
+	if to == 0 {
+		to = math.MaxUint64
+	}
+	if r.From > to {
+		return nil, nil
+	}
+	var out []uint64
+	err := s.read(ctx, "mentions", func(ctx context.Context) error {
+		out = out[:0]
+		return s.pages(ctx, s.q.mentions, []any{conv, user, r.From, to}, fixed(pageSize), func(sc gocql.Scanner) (bool, error) {
+			var seq uint64
+			if err := sc.Scan(&seq); err != nil {
+				return false, err
+			}
+			out = append(out, seq)
+			return r.Limit <= 0 || len(out) < r.Limit, nil
+		})
+	})
+	return nilOnError(out, err)
+}
+
 // Clock implements timeline.MetaReader.
 func (s *Store) Clock(ctx context.Context, node int64) (clock uint64, err error) {
 	err = s.read(ctx, "clock", func(ctx context.Context) error {
@@ -440,8 +464,20 @@ func scanMessage(sc gocql.Scanner, conv uint64) (timeline.Message, error) {
 	m := timeline.Message{Conv: conv}
 	var kind int
 	var t int64
-	err := sc.Scan(&m.ConvSeq, &m.ID, &m.Sender, &m.ClientMsgID, &kind, &m.Body, &t)
+	// Null in rows written before these columns existed.
+	var mentionAll, recalled *bool
+	var edited *int64
+	var lastEdit *uint64
+	err := sc.Scan(&m.ConvSeq, &m.ID, &m.Sender, &m.ClientMsgID, &kind, &m.Body, &t,
+		&m.Mentions, &mentionAll, &recalled, &edited, &lastEdit)
 	m.Kind, m.Time = wire.Kind(kind), unixMilli(t)
+	m.MentionAll, m.Recalled = mentionAll != nil && *mentionAll, recalled != nil && *recalled
+	if edited != nil {
+		m.Edited = unixMilli(*edited)
+	}
+	if lastEdit != nil {
+		m.LastEdit = *lastEdit
+	}
 	return m, err
 }
 

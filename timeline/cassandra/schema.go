@@ -69,7 +69,9 @@ func tables() []table {
 			partition:  []column{{"conv", "varint"}, {"bucket", "varint"}},
 			clustering: []column{{"conv_seq", "varint"}},
 			regular: []column{{"msg_id", "varint"}, {"sender", "varint"}, {"client_msg_id", "text"},
-				{"kind", "int"}, {"body", "blob"}, {"time", "timestamp"}},
+				{"kind", "int"}, {"body", "blob"}, {"time", "timestamp"},
+				{"mentions", "frozen<list<varint>>"}, {"mention_all", "boolean"}, {"recalled", "boolean"},
+				{"edited", "timestamp"}, {"last_edit", "varint"}},
 			compaction: stcs,
 		},
 		{
@@ -113,6 +115,12 @@ func tables() []table {
 			partition:  []column{{"sender", "varint"}, {"client_msg_id", "text"}},
 			regular:    []column{{"conv", "varint"}, {"conv_seq", "varint"}, {"msg_id", "varint"}, {"time", "timestamp"}},
 			compaction: stcs,
+		},
+		{
+			name:       "mentions",
+			partition:  []column{{"conv", "varint"}, {"user", "varint"}},
+			clustering: []column{{"conv_seq", "varint"}},
+			compaction: lcs,
 		},
 		{
 			name:       "clocks",
@@ -229,6 +237,34 @@ func createSchema(ctx context.Context, s *gocql.Session, ks string) error {
 		// race itself), so they run once, without the retry policy.
 		if err := s.Query(stmt).WithContext(ctx).RetryPolicy(nil).Exec(); err != nil {
 			return fmt.Errorf("create schema: %s: %w", stmt, err)
+		}
+	}
+	return addColumns(ctx, s, ks)
+}
+
+// addColumns adds the regular columns a table created by an earlier build
+// lacks (CREATE TABLE IF NOT EXISTS leaves an existing table as it is), as
+// deploy/cassandra/schema.cql's ALTER statements do for operators.
+func addColumns(ctx context.Context, s *gocql.Session, ks string) error {
+	have := make(map[[2]string]bool)
+	iter := s.Query(`SELECT table_name, column_name FROM system_schema.columns WHERE keyspace_name = ?`, ks).
+		WithContext(ctx).Iter()
+	var tbl, col string
+	for iter.Scan(&tbl, &col) {
+		have[[2]string{tbl, col}] = true
+	}
+	if err := iter.Close(); err != nil {
+		return fmt.Errorf("create schema: read columns: %w", err)
+	}
+	for _, t := range tables() {
+		for _, c := range t.regular {
+			if have[[2]string{t.name, c.name}] {
+				continue
+			}
+			stmt := fmt.Sprintf("ALTER TABLE %s.%s ADD %s %s", ks, t.name, c.name, c.typ)
+			if err := s.Query(stmt).WithContext(ctx).RetryPolicy(nil).Exec(); err != nil {
+				return fmt.Errorf("create schema: %s: %w", stmt, err)
+			}
 		}
 	}
 	return nil

@@ -22,6 +22,8 @@ const (
 	flagGroupBlocked1  = 1 << 3
 	flagConvDND        = 1 << 0
 	flagMemberDND      = 1 << 0
+	flagMsgRecalled    = 1 << 0
+	flagMsgMentionAll  = 1 << 1
 )
 
 // errCorrupt is wrapped by every decoding error.
@@ -46,7 +48,27 @@ func appendMessageValue(dst []byte, m *timeline.Message) []byte {
 	dst = binary.AppendVarint(dst, m.Time.UnixMilli())
 	dst = appendString(dst, m.ClientMsgID)
 	dst = binary.AppendUvarint(dst, uint64(len(m.Body)))
-	return append(dst, m.Body...)
+	dst = append(dst, m.Body...)
+	if !m.Recalled && !m.MentionAll && m.Edited.IsZero() && m.LastEdit == 0 && len(m.Mentions) == 0 {
+		return dst
+	}
+	// The amendment section: absent from most messages, and from every
+	// value written before it existed.
+	var flags byte
+	if m.Recalled {
+		flags |= flagMsgRecalled
+	}
+	if m.MentionAll {
+		flags |= flagMsgMentionAll
+	}
+	dst = append(dst, flags)
+	dst = binary.AppendVarint(dst, m.Edited.UnixMilli())
+	dst = binary.AppendUvarint(dst, m.LastEdit)
+	dst = binary.AppendUvarint(dst, uint64(len(m.Mentions)))
+	for _, u := range m.Mentions {
+		dst = binary.AppendUvarint(dst, u)
+	}
+	return dst
 }
 
 func appendGroupValue(dst []byte, g *timeline.Group) []byte {
@@ -142,6 +164,23 @@ func decodeMessageValue(val []byte, m *timeline.Message) error {
 	m.Body = nil
 	if body := d.bytes(); len(body) > 0 {
 		m.Body = append([]byte(nil), body...)
+	}
+	m.Recalled, m.MentionAll, m.Edited, m.LastEdit, m.Mentions = false, false, time.Time{}, 0, nil
+	if d.err == nil && len(d.buf) > 0 {
+		flags := d.flags(flagMsgRecalled | flagMsgMentionAll)
+		m.Recalled, m.MentionAll = flags&flagMsgRecalled != 0, flags&flagMsgMentionAll != 0
+		m.Edited = d.time()
+		m.LastEdit = d.uvarint()
+		// Each mention takes at least a byte: a count beyond the bytes
+		// left is corrupt, and allocates nothing.
+		if n := d.uvarint(); n > uint64(len(d.buf)) {
+			d.fail(fmt.Sprintf("%d mentions in %d bytes", n, len(d.buf)))
+		} else if n > 0 {
+			m.Mentions = make([]uint64, n)
+			for i := range m.Mentions {
+				m.Mentions[i] = d.uvarint()
+			}
+		}
 	}
 	return d.finish("message")
 }

@@ -59,6 +59,8 @@ func FuzzDecodeMessage(f *testing.F) {
 	fuzzDecoder(f, appendMessageValue, decodeMessageValue,
 		timeline.Message{ID: 1, Sender: 2, ClientMsgID: "ид-🙂", Kind: wire.KindText, Body: []byte("\x00hi\x00"), Time: someTime()},
 		timeline.Message{ID: maxU, Sender: maxU, Kind: wire.KindNotice, Body: bytes.Repeat([]byte{0xFF}, 300), Time: time.UnixMilli(-1)},
+		timeline.Message{ID: 3, Kind: wire.KindText, Time: someTime(), Mentions: []uint64{0, 7, maxU}, MentionAll: true},
+		timeline.Message{ID: 4, Kind: wire.KindText, Time: someTime(), Recalled: true, Edited: someTime(), LastEdit: maxU},
 		timeline.Message{})
 }
 

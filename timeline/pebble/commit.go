@@ -42,7 +42,7 @@ func (s *Store) Commit(ctx context.Context, b *timeline.Batch) error {
 func batchSize(b *timeline.Batch) int {
 	const perRecord = 48
 	n := perRecord * (len(b.Rows) + len(b.Messages) + len(b.Members) + len(b.Conversations) + len(b.Markers) + 2*len(b.Activities) + len(b.Dedups) +
-		len(b.Outbox) + len(b.OutboxLows) + len(b.Applied))
+		len(b.Mentions) + len(b.Outbox) + len(b.OutboxLows) + len(b.Applied))
 	for i := range b.Messages {
 		n += len(b.Messages[i].Body) + len(b.Messages[i].ClientMsgID)
 	}
@@ -95,6 +95,12 @@ func fill(pb *pebble.Batch, b *timeline.Batch, lowOf func(source int) (uint64, b
 	set(w, b.Dedups, func(k []byte, d *timeline.Dedup) []byte {
 		return appendDedupKey(k, d.Sender, d.ClientMsgID)
 	}, appendDedupValue)
+	for _, m := range b.Mentions {
+		if w.err == nil {
+			w.key = appendKey(w.key[:0], prefixMention, m.Conv, m.User, m.ConvSeq)
+			w.err = pb.Set(w.key, []byte{valueVersion}, nil)
+		}
+	}
 	fillOutbox(w, b, lowOf)
 	if b.Clock != 0 && w.err == nil {
 		w.key = appendKey(w.key[:0], prefixClock, uint64(b.ClockNode))

@@ -21,6 +21,7 @@
 //	'a' user(8) ^time(8) ^conv(8) activity index entry (value: the version byte)
 //	'd' sender(8) client_msg_id dedup record (client_msg_id is the rest of the key)
 //	'k' node(8)                 snowflake clock of a node (int64 as two's complement)
+//	'n' conv(8) user(8) conv_seq(8) mention (value: the version byte; user 0: @all)
 //	'b' user(8) device          restriction: a ban, a revocation (restrictions.go)
 //	'v'                         format version of the whole store (uvarint)
 //
@@ -40,7 +41,10 @@
 // ones (times, in Unix milliseconds) as zigzag varints, strings and bytes
 // length-prefixed, booleans as bits of one flags byte. Decoders reject
 // unknown versions, truncated or trailing bytes and out-of-range fields with
-// an error; they never panic on corrupt input.
+// an error; they never panic on corrupt input. A message value may end with
+// an amendment section (flags, edit time, newest edit, mentions) that only a
+// message mentioning someone, recalled or edited has: values written before
+// it existed read as messages without any of these.
 //
 // The store's format version ('v') is written when a directory is first
 // opened; Open refuses a directory whose format it does not know.

@@ -21,6 +21,7 @@ const (
 	prefixOutbox       = 'o'
 	prefixOutboxLow    = 'w'
 	prefixApplied      = 'p'
+	prefixMention      = 'n'
 )
 
 const (

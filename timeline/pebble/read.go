@@ -230,6 +230,34 @@ func (s *Store) Dedup(ctx context.Context, sender uint64, clientMsgID string) (d
 	return orZero(d, err)
 }
 
+// Mentions implements timeline.MetaReader.
+func (s *Store) Mentions(ctx context.Context, conv, user uint64, r timeline.Range) ([]uint64, error) {
+	if r.To != 0 && r.From > r.To {
+		return nil, nil
+	}
+	lower := appendKey(nil, prefixMention, conv, user, r.From)
+	upper := prefixEnd(appendKey(nil, prefixMention, conv, user))
+	if r.To != 0 && r.To != ^uint64(0) {
+		upper = appendKey(nil, prefixMention, conv, user, r.To+1)
+	}
+	var out []uint64
+	err := s.read(ctx, "mentions", func() error {
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+		if err != nil {
+			return err
+		}
+		for more := it.First(); more && (r.Limit <= 0 || len(out) < r.Limit); more = it.Next() {
+			k := it.Key()
+			if len(k) != pairKeyLen+8 {
+				return errors.Join(fmt.Errorf("%w: mention key of %d bytes", errCorrupt, len(k)), it.Close())
+			}
+			out = append(out, binary.BigEndian.Uint64(k[pairKeyLen:]))
+		}
+		return errors.Join(it.Error(), it.Close())
+	})
+	return orZero(out, err)
+}
+
 // Clock implements timeline.MetaReader.
 func (s *Store) Clock(ctx context.Context, node int64) (clock uint64, err error) {
 	err = s.read(ctx, "clock", func() error {

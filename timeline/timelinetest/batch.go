@@ -32,7 +32,10 @@ func awkwardBatch(ids *idGen) *timeline.Batch {
 			{Conv: conv, ConvSeq: 2, ID: ids.id(), Sender: sender, ClientMsgID: "empty", Kind: wire.KindText, Body: []byte{}, Time: pre1970},
 			{Conv: conv, ConvSeq: 3, ID: ids.id(), Kind: wire.KindNotice, Body: []byte(`{"op":"join"}`), Time: time.UnixMilli(epochMS)},
 			{Conv: conv, ConvSeq: 4, ID: ids.id(), Sender: sender, ClientMsgID: strings.Repeat("x", 200), Kind: 2, Body: long, Time: time.UnixMilli(epochMS)},
-			{Conv: conv, ConvSeq: max, ID: max, Sender: max, ClientMsgID: "max", Kind: math.MaxUint16, Body: []byte{0xFF}, Time: time.UnixMilli(math.MaxInt64)},
+			{Conv: conv, ConvSeq: max, ID: max, Sender: max, ClientMsgID: "max", Kind: math.MaxUint16, Body: []byte{0xFF}, Time: time.UnixMilli(math.MaxInt64),
+				Mentions: []uint64{max, 0, 1}, MentionAll: true, Edited: fine, LastEdit: max},
+			{Conv: conv, ConvSeq: 5, ID: ids.id(), Sender: sender, ClientMsgID: "recalled", Kind: wire.KindText, Time: fine,
+				Mentions: []uint64{user}, Recalled: true, Edited: pre1970, LastEdit: 6},
 		},
 		Rows: []timeline.Row{
 			{User: user, Seq: 1, Conv: conv, ConvSeq: 1, MsgID: ids.id(), Kind: wire.KindText},
@@ -57,6 +60,11 @@ func awkwardBatch(ids *idGen) *timeline.Batch {
 		Dedups: []timeline.Dedup{
 			{Sender: sender, ClientMsgID: "ид-客户端-🙂", Conv: conv, ConvSeq: 1, MsgID: max, Time: fine},
 			{Sender: sender, ClientMsgID: strings.Repeat("é", 300), Conv: max, ConvSeq: max, Time: pre1970},
+		},
+		Mentions: []timeline.Mention{
+			{Conv: conv, User: user, ConvSeq: 1},
+			{Conv: conv, User: 0, ConvSeq: max},
+			{Conv: max, User: max, ConvSeq: max},
 		},
 		ClockNode: -int64(ids.id()),
 		Clock:     max,
@@ -158,6 +166,7 @@ func testBatchEmptyReset(t *testing.T, s timeline.Store, ids *idGen) {
 		{"Markers", func(b *timeline.Batch) { b.Markers = append(b.Markers, timeline.Marker{}) }},
 		{"Activities", func(b *timeline.Batch) { b.Activities = append(b.Activities, timeline.Activity{}) }},
 		{"Dedups", func(b *timeline.Batch) { b.Dedups = append(b.Dedups, timeline.Dedup{}) }},
+		{"Mentions", func(b *timeline.Batch) { b.Mentions = append(b.Mentions, timeline.Mention{}) }},
 		{"Clock", func(b *timeline.Batch) { b.ClockNode, b.Clock = 1, 1 }},
 	}
 	var all timeline.Batch
@@ -180,7 +189,7 @@ func testBatchEmptyReset(t *testing.T, s timeline.Store, ids *idGen) {
 		"Messages": cap(all.Messages), "Rows": cap(all.Rows), "Groups": cap(all.Groups),
 		"Members": cap(all.Members), "RemoveMembers": cap(all.RemoveMembers),
 		"Conversations": cap(all.Conversations), "Markers": cap(all.Markers), "Activities": cap(all.Activities),
-		"Dedups": cap(all.Dedups),
+		"Dedups": cap(all.Dedups), "Mentions": cap(all.Mentions),
 	} {
 		if c == 0 {
 			t.Errorf("Reset dropped the capacity of %s", name)

@@ -46,6 +46,20 @@ func checkStored(t *testing.T, s timeline.Store, b *timeline.Batch) {
 		noErr(t, "Dedup", err)
 		sameOne(t, fmt.Sprintf("dedup %#x/%q", d.Sender, d.ClientMsgID), got, d)
 	}
+	type convUser struct{ conv, user uint64 }
+	mentioned := make(map[convUser][]uint64)
+	for _, m := range b.Mentions {
+		k := convUser{m.Conv, m.User}
+		if !slices.Contains(mentioned[k], m.ConvSeq) {
+			mentioned[k] = append(mentioned[k], m.ConvSeq)
+		}
+	}
+	for k, want := range mentioned {
+		slices.Sort(want)
+		got, err := s.Mentions(c, k.conv, k.user, timeline.Range{From: 1})
+		noErr(t, "Mentions", err)
+		same(t, fmt.Sprintf("mentions of %#x in %#x", k.user, k.conv), got, want)
+	}
 	if b.Clock != 0 {
 		checkClock(t, s, b.ClockNode, b.Clock)
 	}

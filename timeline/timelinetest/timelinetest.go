@@ -50,6 +50,8 @@ func Run(t *testing.T, open func(t *testing.T) timeline.Store) {
 		{"Markers", testMarkers},
 		{"Activity", testActivity},
 		{"Dedup", testDedup},
+		{"Mentions", testMentions},
+		{"Rewrite", testRewrite},
 		{"Clock", testClock},
 		{"Restrictions", testRestrictions},
 		{"Outbox", testOutbox},
@@ -137,9 +139,12 @@ func sameOne[T any](t *testing.T, what string, got, want T) {
 func norm[T any](v T) T {
 	switch x := any(&v).(type) {
 	case *timeline.Message:
-		x.Time = msTime(x.Time)
+		x.Time, x.Edited = msTime(x.Time), msTime(x.Edited)
 		if len(x.Body) == 0 {
 			x.Body = nil
+		}
+		if len(x.Mentions) == 0 {
+			x.Mentions = nil
 		}
 	case *timeline.Group:
 		x.Created, x.MutedUntil = msTime(x.Created), msTime(x.MutedUntil)

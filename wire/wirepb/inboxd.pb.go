@@ -928,6 +928,8 @@ type SendRequest struct {
 	ClientMsgId   string                 `protobuf:"bytes,2,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"` // 1–64 bytes, unique per sender: the retry key
 	Kind          uint32                 `protobuf:"varint,3,opt,name=kind,proto3" json:"kind,omitempty"`                                   // 1–32767, application-defined (1 = text)
 	Body          []byte                 `protobuf:"bytes,4,opt,name=body,proto3" json:"body,omitempty"`
+	Mentions      []uint64               `protobuf:"varint,5,rep,packed,name=mentions,proto3" json:"mentions,omitempty"`                // members the message mentions; at most 50, no duplicates
+	MentionAll    bool                   `protobuf:"varint,6,opt,name=mention_all,json=mentionAll,proto3" json:"mention_all,omitempty"` // mentions every member ("@all"): owner and admins only, by default
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -990,6 +992,151 @@ func (x *SendRequest) GetBody() []byte {
 	return nil
 }
 
+func (x *SendRequest) GetMentions() []uint64 {
+	if x != nil {
+		return x.Mentions
+	}
+	return nil
+}
+
+func (x *SendRequest) GetMentionAll() bool {
+	if x != nil {
+		return x.MentionAll
+	}
+	return false
+}
+
+// RecallRequest recalls the message at conv_seq of conv; EditRequest
+// replaces its body. Both answer a SendAck for the new entry (KindRecall,
+// KindEdit) that records the change.
+type RecallRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Conv          uint64                 `protobuf:"varint,1,opt,name=conv,proto3" json:"conv,omitempty"`
+	ConvSeq       uint64                 `protobuf:"varint,2,opt,name=conv_seq,json=convSeq,proto3" json:"conv_seq,omitempty"`              // the message to recall
+	ClientMsgId   string                 `protobuf:"bytes,3,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"` // optional, 0–64 bytes: the retry key, as in SEND
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecallRequest) Reset() {
+	*x = RecallRequest{}
+	mi := &file_inboxd_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecallRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecallRequest) ProtoMessage() {}
+
+func (x *RecallRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_inboxd_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecallRequest.ProtoReflect.Descriptor instead.
+func (*RecallRequest) Descriptor() ([]byte, []int) {
+	return file_inboxd_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RecallRequest) GetConv() uint64 {
+	if x != nil {
+		return x.Conv
+	}
+	return 0
+}
+
+func (x *RecallRequest) GetConvSeq() uint64 {
+	if x != nil {
+		return x.ConvSeq
+	}
+	return 0
+}
+
+func (x *RecallRequest) GetClientMsgId() string {
+	if x != nil {
+		return x.ClientMsgId
+	}
+	return ""
+}
+
+type EditRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Conv          uint64                 `protobuf:"varint,1,opt,name=conv,proto3" json:"conv,omitempty"`
+	ConvSeq       uint64                 `protobuf:"varint,2,opt,name=conv_seq,json=convSeq,proto3" json:"conv_seq,omitempty"`              // the message to edit
+	ClientMsgId   string                 `protobuf:"bytes,3,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"` // optional, 0–64 bytes: the retry key, as in SEND
+	Body          []byte                 `protobuf:"bytes,4,opt,name=body,proto3" json:"body,omitempty"`                                    // the new body, replacing the whole of the old one
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EditRequest) Reset() {
+	*x = EditRequest{}
+	mi := &file_inboxd_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EditRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EditRequest) ProtoMessage() {}
+
+func (x *EditRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_inboxd_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EditRequest.ProtoReflect.Descriptor instead.
+func (*EditRequest) Descriptor() ([]byte, []int) {
+	return file_inboxd_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *EditRequest) GetConv() uint64 {
+	if x != nil {
+		return x.Conv
+	}
+	return 0
+}
+
+func (x *EditRequest) GetConvSeq() uint64 {
+	if x != nil {
+		return x.ConvSeq
+	}
+	return 0
+}
+
+func (x *EditRequest) GetClientMsgId() string {
+	if x != nil {
+		return x.ClientMsgId
+	}
+	return ""
+}
+
+func (x *EditRequest) GetBody() []byte {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
 type SendAck struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	MsgId         uint64                 `protobuf:"varint,1,opt,name=msg_id,json=msgId,proto3" json:"msg_id,omitempty"`
@@ -1003,7 +1150,7 @@ type SendAck struct {
 
 func (x *SendAck) Reset() {
 	*x = SendAck{}
-	mi := &file_inboxd_proto_msgTypes[16]
+	mi := &file_inboxd_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1015,7 +1162,7 @@ func (x *SendAck) String() string {
 func (*SendAck) ProtoMessage() {}
 
 func (x *SendAck) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[16]
+	mi := &file_inboxd_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1028,7 +1175,7 @@ func (x *SendAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendAck.ProtoReflect.Descriptor instead.
 func (*SendAck) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{16}
+	return file_inboxd_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SendAck) GetMsgId() uint64 {
@@ -1080,7 +1227,7 @@ type SendDirectRequest struct {
 
 func (x *SendDirectRequest) Reset() {
 	*x = SendDirectRequest{}
-	mi := &file_inboxd_proto_msgTypes[17]
+	mi := &file_inboxd_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1092,7 +1239,7 @@ func (x *SendDirectRequest) String() string {
 func (*SendDirectRequest) ProtoMessage() {}
 
 func (x *SendDirectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[17]
+	mi := &file_inboxd_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1105,7 +1252,7 @@ func (x *SendDirectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendDirectRequest.ProtoReflect.Descriptor instead.
 func (*SendDirectRequest) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{17}
+	return file_inboxd_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SendDirectRequest) GetTo() uint64 {
@@ -1148,7 +1295,7 @@ type BlockRequest struct {
 
 func (x *BlockRequest) Reset() {
 	*x = BlockRequest{}
-	mi := &file_inboxd_proto_msgTypes[18]
+	mi := &file_inboxd_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1160,7 +1307,7 @@ func (x *BlockRequest) String() string {
 func (*BlockRequest) ProtoMessage() {}
 
 func (x *BlockRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[18]
+	mi := &file_inboxd_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1173,7 +1320,7 @@ func (x *BlockRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockRequest.ProtoReflect.Descriptor instead.
 func (*BlockRequest) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{18}
+	return file_inboxd_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *BlockRequest) GetUser() uint64 {
@@ -1205,7 +1352,7 @@ type SetGroupProfileRequest struct {
 
 func (x *SetGroupProfileRequest) Reset() {
 	*x = SetGroupProfileRequest{}
-	mi := &file_inboxd_proto_msgTypes[19]
+	mi := &file_inboxd_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1217,7 +1364,7 @@ func (x *SetGroupProfileRequest) String() string {
 func (*SetGroupProfileRequest) ProtoMessage() {}
 
 func (x *SetGroupProfileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[19]
+	mi := &file_inboxd_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1230,7 +1377,7 @@ func (x *SetGroupProfileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetGroupProfileRequest.ProtoReflect.Descriptor instead.
 func (*SetGroupProfileRequest) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{19}
+	return file_inboxd_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SetGroupProfileRequest) GetConv() uint64 {
@@ -1269,15 +1416,19 @@ type Message struct {
 	Sender        uint64                 `protobuf:"varint,4,opt,name=sender,proto3" json:"sender,omitempty"`
 	ClientMsgId   string                 `protobuf:"bytes,5,opt,name=client_msg_id,json=clientMsgId,proto3" json:"client_msg_id,omitempty"`
 	Kind          uint32                 `protobuf:"varint,6,opt,name=kind,proto3" json:"kind,omitempty"`
-	Body          []byte                 `protobuf:"bytes,7,opt,name=body,proto3" json:"body,omitempty"`
+	Body          []byte                 `protobuf:"bytes,7,opt,name=body,proto3" json:"body,omitempty"` // empty once recalled
 	TimeMs        int64                  `protobuf:"varint,8,opt,name=time_ms,json=timeMs,proto3" json:"time_ms,omitempty"`
+	Mentions      []uint64               `protobuf:"varint,9,rep,packed,name=mentions,proto3" json:"mentions,omitempty"`
+	MentionAll    bool                   `protobuf:"varint,10,opt,name=mention_all,json=mentionAll,proto3" json:"mention_all,omitempty"`
+	Recalled      bool                   `protobuf:"varint,11,opt,name=recalled,proto3" json:"recalled,omitempty"`                 // a RECALL recalled it: body is gone
+	EditedMs      int64                  `protobuf:"varint,12,opt,name=edited_ms,json=editedMs,proto3" json:"edited_ms,omitempty"` // time of the newest EDIT, whose body body is; 0: never edited
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Message) Reset() {
 	*x = Message{}
-	mi := &file_inboxd_proto_msgTypes[20]
+	mi := &file_inboxd_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1289,7 +1440,7 @@ func (x *Message) String() string {
 func (*Message) ProtoMessage() {}
 
 func (x *Message) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[20]
+	mi := &file_inboxd_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1302,7 +1453,7 @@ func (x *Message) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Message.ProtoReflect.Descriptor instead.
 func (*Message) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{20}
+	return file_inboxd_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Message) GetConv() uint64 {
@@ -1361,6 +1512,34 @@ func (x *Message) GetTimeMs() int64 {
 	return 0
 }
 
+func (x *Message) GetMentions() []uint64 {
+	if x != nil {
+		return x.Mentions
+	}
+	return nil
+}
+
+func (x *Message) GetMentionAll() bool {
+	if x != nil {
+		return x.MentionAll
+	}
+	return false
+}
+
+func (x *Message) GetRecalled() bool {
+	if x != nil {
+		return x.Recalled
+	}
+	return false
+}
+
+func (x *Message) GetEditedMs() int64 {
+	if x != nil {
+		return x.EditedMs
+	}
+	return 0
+}
+
 // Entry is one row of the user's inbox. message is absent for READ rows
 // (kind 32770), whose conv_seq is the user's new read marker of conv.
 type Entry struct {
@@ -1377,7 +1556,7 @@ type Entry struct {
 
 func (x *Entry) Reset() {
 	*x = Entry{}
-	mi := &file_inboxd_proto_msgTypes[21]
+	mi := &file_inboxd_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1389,7 +1568,7 @@ func (x *Entry) String() string {
 func (*Entry) ProtoMessage() {}
 
 func (x *Entry) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[21]
+	mi := &file_inboxd_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1402,7 +1581,7 @@ func (x *Entry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Entry.ProtoReflect.Descriptor instead.
 func (*Entry) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{21}
+	return file_inboxd_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Entry) GetSeq() uint64 {
@@ -1457,7 +1636,7 @@ type Push struct {
 
 func (x *Push) Reset() {
 	*x = Push{}
-	mi := &file_inboxd_proto_msgTypes[22]
+	mi := &file_inboxd_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1469,7 +1648,7 @@ func (x *Push) String() string {
 func (*Push) ProtoMessage() {}
 
 func (x *Push) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[22]
+	mi := &file_inboxd_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1482,7 +1661,7 @@ func (x *Push) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Push.ProtoReflect.Descriptor instead.
 func (*Push) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{22}
+	return file_inboxd_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Push) GetEntries() []*Entry {
@@ -1502,7 +1681,7 @@ type SyncRequest struct {
 
 func (x *SyncRequest) Reset() {
 	*x = SyncRequest{}
-	mi := &file_inboxd_proto_msgTypes[23]
+	mi := &file_inboxd_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1514,7 +1693,7 @@ func (x *SyncRequest) String() string {
 func (*SyncRequest) ProtoMessage() {}
 
 func (x *SyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[23]
+	mi := &file_inboxd_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1527,7 +1706,7 @@ func (x *SyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncRequest.ProtoReflect.Descriptor instead.
 func (*SyncRequest) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{23}
+	return file_inboxd_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SyncRequest) GetAfterSeq() uint64 {
@@ -1555,7 +1734,7 @@ type SyncResponse struct {
 
 func (x *SyncResponse) Reset() {
 	*x = SyncResponse{}
-	mi := &file_inboxd_proto_msgTypes[24]
+	mi := &file_inboxd_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1567,7 +1746,7 @@ func (x *SyncResponse) String() string {
 func (*SyncResponse) ProtoMessage() {}
 
 func (x *SyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[24]
+	mi := &file_inboxd_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1580,7 +1759,7 @@ func (x *SyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncResponse.ProtoReflect.Descriptor instead.
 func (*SyncResponse) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{24}
+	return file_inboxd_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SyncResponse) GetEntries() []*Entry {
@@ -1615,7 +1794,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_inboxd_proto_msgTypes[25]
+	mi := &file_inboxd_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1627,7 +1806,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[25]
+	mi := &file_inboxd_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1640,7 +1819,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{25}
+	return file_inboxd_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *HistoryRequest) GetConv() uint64 {
@@ -1673,7 +1852,7 @@ type HistoryResponse struct {
 
 func (x *HistoryResponse) Reset() {
 	*x = HistoryResponse{}
-	mi := &file_inboxd_proto_msgTypes[26]
+	mi := &file_inboxd_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1685,7 +1864,7 @@ func (x *HistoryResponse) String() string {
 func (*HistoryResponse) ProtoMessage() {}
 
 func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[26]
+	mi := &file_inboxd_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1698,7 +1877,7 @@ func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
 func (*HistoryResponse) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{26}
+	return file_inboxd_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *HistoryResponse) GetMessages() []*Message {
@@ -1719,15 +1898,16 @@ type Conversation struct {
 	Unread        uint64                 `protobuf:"varint,7,opt,name=unread,proto3" json:"unread,omitempty"` // head - read_seq
 	Dnd           bool                   `protobuf:"varint,8,opt,name=dnd,proto3" json:"dnd,omitempty"`
 	Last          *Message               `protobuf:"bytes,9,opt,name=last,proto3" json:"last,omitempty"`
-	Direct        bool                   `protobuf:"varint,11,opt,name=direct,proto3" json:"direct,omitempty"` // a direct conversation of two users
-	Peer          uint64                 `protobuf:"varint,12,opt,name=peer,proto3" json:"peer,omitempty"`     // direct: the other user
+	MentionUnread uint64                 `protobuf:"varint,10,opt,name=mention_unread,json=mentionUnread,proto3" json:"mention_unread,omitempty"` // unread messages that mention the user (or @all); at most 1000
+	Direct        bool                   `protobuf:"varint,11,opt,name=direct,proto3" json:"direct,omitempty"`                                    // a direct conversation of two users
+	Peer          uint64                 `protobuf:"varint,12,opt,name=peer,proto3" json:"peer,omitempty"`                                        // direct: the other user
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Conversation) Reset() {
 	*x = Conversation{}
-	mi := &file_inboxd_proto_msgTypes[27]
+	mi := &file_inboxd_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1739,7 +1919,7 @@ func (x *Conversation) String() string {
 func (*Conversation) ProtoMessage() {}
 
 func (x *Conversation) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[27]
+	mi := &file_inboxd_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1752,7 +1932,7 @@ func (x *Conversation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Conversation.ProtoReflect.Descriptor instead.
 func (*Conversation) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{27}
+	return file_inboxd_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Conversation) GetConv() uint64 {
@@ -1818,6 +1998,13 @@ func (x *Conversation) GetLast() *Message {
 	return nil
 }
 
+func (x *Conversation) GetMentionUnread() uint64 {
+	if x != nil {
+		return x.MentionUnread
+	}
+	return 0
+}
+
 func (x *Conversation) GetDirect() bool {
 	if x != nil {
 		return x.Direct
@@ -1843,7 +2030,7 @@ type ConversationsRequest struct {
 
 func (x *ConversationsRequest) Reset() {
 	*x = ConversationsRequest{}
-	mi := &file_inboxd_proto_msgTypes[28]
+	mi := &file_inboxd_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1855,7 +2042,7 @@ func (x *ConversationsRequest) String() string {
 func (*ConversationsRequest) ProtoMessage() {}
 
 func (x *ConversationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[28]
+	mi := &file_inboxd_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1868,7 +2055,7 @@ func (x *ConversationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationsRequest.ProtoReflect.Descriptor instead.
 func (*ConversationsRequest) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{28}
+	return file_inboxd_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ConversationsRequest) GetOffset() uint32 {
@@ -1888,7 +2075,7 @@ type ConversationsResponse struct {
 
 func (x *ConversationsResponse) Reset() {
 	*x = ConversationsResponse{}
-	mi := &file_inboxd_proto_msgTypes[29]
+	mi := &file_inboxd_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1900,7 +2087,7 @@ func (x *ConversationsResponse) String() string {
 func (*ConversationsResponse) ProtoMessage() {}
 
 func (x *ConversationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[29]
+	mi := &file_inboxd_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1913,7 +2100,7 @@ func (x *ConversationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConversationsResponse.ProtoReflect.Descriptor instead.
 func (*ConversationsResponse) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{29}
+	return file_inboxd_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ConversationsResponse) GetConversations() []*Conversation {
@@ -1940,7 +2127,7 @@ type MarkReadRequest struct {
 
 func (x *MarkReadRequest) Reset() {
 	*x = MarkReadRequest{}
-	mi := &file_inboxd_proto_msgTypes[30]
+	mi := &file_inboxd_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1952,7 +2139,7 @@ func (x *MarkReadRequest) String() string {
 func (*MarkReadRequest) ProtoMessage() {}
 
 func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[30]
+	mi := &file_inboxd_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1965,7 +2152,7 @@ func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkReadRequest.ProtoReflect.Descriptor instead.
 func (*MarkReadRequest) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{30}
+	return file_inboxd_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *MarkReadRequest) GetConv() uint64 {
@@ -1991,7 +2178,7 @@ type MarkReadResponse struct {
 
 func (x *MarkReadResponse) Reset() {
 	*x = MarkReadResponse{}
-	mi := &file_inboxd_proto_msgTypes[31]
+	mi := &file_inboxd_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2003,7 +2190,7 @@ func (x *MarkReadResponse) String() string {
 func (*MarkReadResponse) ProtoMessage() {}
 
 func (x *MarkReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[31]
+	mi := &file_inboxd_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2016,7 +2203,7 @@ func (x *MarkReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkReadResponse.ProtoReflect.Descriptor instead.
 func (*MarkReadResponse) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{31}
+	return file_inboxd_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *MarkReadResponse) GetReadSeq() uint64 {
@@ -2036,7 +2223,7 @@ type TypingRequest struct {
 
 func (x *TypingRequest) Reset() {
 	*x = TypingRequest{}
-	mi := &file_inboxd_proto_msgTypes[32]
+	mi := &file_inboxd_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2048,7 +2235,7 @@ func (x *TypingRequest) String() string {
 func (*TypingRequest) ProtoMessage() {}
 
 func (x *TypingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[32]
+	mi := &file_inboxd_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2061,7 +2248,7 @@ func (x *TypingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TypingRequest.ProtoReflect.Descriptor instead.
 func (*TypingRequest) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{32}
+	return file_inboxd_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *TypingRequest) GetConv() uint64 {
@@ -2083,7 +2270,7 @@ type TypingEvent struct {
 
 func (x *TypingEvent) Reset() {
 	*x = TypingEvent{}
-	mi := &file_inboxd_proto_msgTypes[33]
+	mi := &file_inboxd_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2095,7 +2282,7 @@ func (x *TypingEvent) String() string {
 func (*TypingEvent) ProtoMessage() {}
 
 func (x *TypingEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[33]
+	mi := &file_inboxd_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2108,7 +2295,7 @@ func (x *TypingEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TypingEvent.ProtoReflect.Descriptor instead.
 func (*TypingEvent) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{33}
+	return file_inboxd_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *TypingEvent) GetConv() uint64 {
@@ -2134,7 +2321,7 @@ type PresenceRequest struct {
 
 func (x *PresenceRequest) Reset() {
 	*x = PresenceRequest{}
-	mi := &file_inboxd_proto_msgTypes[34]
+	mi := &file_inboxd_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2146,7 +2333,7 @@ func (x *PresenceRequest) String() string {
 func (*PresenceRequest) ProtoMessage() {}
 
 func (x *PresenceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[34]
+	mi := &file_inboxd_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2159,7 +2346,7 @@ func (x *PresenceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceRequest.ProtoReflect.Descriptor instead.
 func (*PresenceRequest) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{34}
+	return file_inboxd_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *PresenceRequest) GetUsers() []uint64 {
@@ -2178,7 +2365,7 @@ type PresenceResponse struct {
 
 func (x *PresenceResponse) Reset() {
 	*x = PresenceResponse{}
-	mi := &file_inboxd_proto_msgTypes[35]
+	mi := &file_inboxd_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2190,7 +2377,7 @@ func (x *PresenceResponse) String() string {
 func (*PresenceResponse) ProtoMessage() {}
 
 func (x *PresenceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[35]
+	mi := &file_inboxd_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2203,7 +2390,7 @@ func (x *PresenceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PresenceResponse.ProtoReflect.Descriptor instead.
 func (*PresenceResponse) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{35}
+	return file_inboxd_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *PresenceResponse) GetOnline() []uint64 {
@@ -2226,7 +2413,7 @@ type ReadReceiptsRequest struct {
 
 func (x *ReadReceiptsRequest) Reset() {
 	*x = ReadReceiptsRequest{}
-	mi := &file_inboxd_proto_msgTypes[36]
+	mi := &file_inboxd_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2238,7 +2425,7 @@ func (x *ReadReceiptsRequest) String() string {
 func (*ReadReceiptsRequest) ProtoMessage() {}
 
 func (x *ReadReceiptsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[36]
+	mi := &file_inboxd_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2251,7 +2438,7 @@ func (x *ReadReceiptsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadReceiptsRequest.ProtoReflect.Descriptor instead.
 func (*ReadReceiptsRequest) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{36}
+	return file_inboxd_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ReadReceiptsRequest) GetConv() uint64 {
@@ -2301,7 +2488,7 @@ type ReadReceiptsResponse struct {
 
 func (x *ReadReceiptsResponse) Reset() {
 	*x = ReadReceiptsResponse{}
-	mi := &file_inboxd_proto_msgTypes[37]
+	mi := &file_inboxd_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2313,7 +2500,7 @@ func (x *ReadReceiptsResponse) String() string {
 func (*ReadReceiptsResponse) ProtoMessage() {}
 
 func (x *ReadReceiptsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_inboxd_proto_msgTypes[37]
+	mi := &file_inboxd_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2326,7 +2513,7 @@ func (x *ReadReceiptsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadReceiptsResponse.ProtoReflect.Descriptor instead.
 func (*ReadReceiptsResponse) Descriptor() ([]byte, []int) {
-	return file_inboxd_proto_rawDescGZIP(), []int{37}
+	return file_inboxd_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ReadReceiptsResponse) GetMembers() uint32 {
@@ -2422,11 +2609,23 @@ const file_inboxd_proto_rawDesc = "" +
 	"\x02on\x18\x02 \x01(\bR\x02on\"h\n" +
 	"\x11GroupInfoResponse\x12&\n" +
 	"\x05group\x18\x01 \x01(\v2\x10.inboxd.v1.GroupR\x05group\x12+\n" +
-	"\amembers\x18\x02 \x03(\v2\x11.inboxd.v1.MemberR\amembers\"m\n" +
+	"\amembers\x18\x02 \x03(\v2\x11.inboxd.v1.MemberR\amembers\"\xaa\x01\n" +
 	"\vSendRequest\x12\x12\n" +
 	"\x04conv\x18\x01 \x01(\x04R\x04conv\x12\"\n" +
 	"\rclient_msg_id\x18\x02 \x01(\tR\vclientMsgId\x12\x12\n" +
 	"\x04kind\x18\x03 \x01(\rR\x04kind\x12\x12\n" +
+	"\x04body\x18\x04 \x01(\fR\x04body\x12\x1a\n" +
+	"\bmentions\x18\x05 \x03(\x04R\bmentions\x12\x1f\n" +
+	"\vmention_all\x18\x06 \x01(\bR\n" +
+	"mentionAll\"b\n" +
+	"\rRecallRequest\x12\x12\n" +
+	"\x04conv\x18\x01 \x01(\x04R\x04conv\x12\x19\n" +
+	"\bconv_seq\x18\x02 \x01(\x04R\aconvSeq\x12\"\n" +
+	"\rclient_msg_id\x18\x03 \x01(\tR\vclientMsgId\"t\n" +
+	"\vEditRequest\x12\x12\n" +
+	"\x04conv\x18\x01 \x01(\x04R\x04conv\x12\x19\n" +
+	"\bconv_seq\x18\x02 \x01(\x04R\aconvSeq\x12\"\n" +
+	"\rclient_msg_id\x18\x03 \x01(\tR\vclientMsgId\x12\x12\n" +
 	"\x04body\x18\x04 \x01(\fR\x04body\"\x86\x01\n" +
 	"\aSendAck\x12\x15\n" +
 	"\x06msg_id\x18\x01 \x01(\x04R\x05msgId\x12\x19\n" +
@@ -2450,7 +2649,7 @@ const file_inboxd_proto_rawDesc = "" +
 	"avatar_url\x18\x04 \x01(\tH\x02R\tavatarUrl\x88\x01\x01B\a\n" +
 	"\x05_nameB\x0f\n" +
 	"\r_announcementB\r\n" +
-	"\v_avatar_url\"\xcc\x01\n" +
+	"\v_avatar_url\"\xc2\x02\n" +
 	"\aMessage\x12\x12\n" +
 	"\x04conv\x18\x01 \x01(\x04R\x04conv\x12\x19\n" +
 	"\bconv_seq\x18\x02 \x01(\x04R\aconvSeq\x12\x15\n" +
@@ -2459,7 +2658,13 @@ const file_inboxd_proto_rawDesc = "" +
 	"\rclient_msg_id\x18\x05 \x01(\tR\vclientMsgId\x12\x12\n" +
 	"\x04kind\x18\x06 \x01(\rR\x04kind\x12\x12\n" +
 	"\x04body\x18\a \x01(\fR\x04body\x12\x17\n" +
-	"\atime_ms\x18\b \x01(\x03R\x06timeMs\"\xa1\x01\n" +
+	"\atime_ms\x18\b \x01(\x03R\x06timeMs\x12\x1a\n" +
+	"\bmentions\x18\t \x03(\x04R\bmentions\x12\x1f\n" +
+	"\vmention_all\x18\n" +
+	" \x01(\bR\n" +
+	"mentionAll\x12\x1a\n" +
+	"\brecalled\x18\v \x01(\bR\brecalled\x12\x1b\n" +
+	"\tedited_ms\x18\f \x01(\x03R\beditedMs\"\xa1\x01\n" +
 	"\x05Entry\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x12\n" +
 	"\x04conv\x18\x02 \x01(\x04R\x04conv\x12\x19\n" +
@@ -2481,7 +2686,7 @@ const file_inboxd_proto_rawDesc = "" +
 	"\x0fbefore_conv_seq\x18\x02 \x01(\x04R\rbeforeConvSeq\x12\x14\n" +
 	"\x05limit\x18\x03 \x01(\rR\x05limit\"A\n" +
 	"\x0fHistoryResponse\x12.\n" +
-	"\bmessages\x18\x01 \x03(\v2\x12.inboxd.v1.MessageR\bmessages\"\x99\x02\n" +
+	"\bmessages\x18\x01 \x03(\v2\x12.inboxd.v1.MessageR\bmessages\"\xc0\x02\n" +
 	"\fConversation\x12\x12\n" +
 	"\x04conv\x18\x01 \x01(\x04R\x04conv\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1b\n" +
@@ -2491,7 +2696,9 @@ const file_inboxd_proto_rawDesc = "" +
 	"\x04head\x18\x06 \x01(\x04R\x04head\x12\x16\n" +
 	"\x06unread\x18\a \x01(\x04R\x06unread\x12\x10\n" +
 	"\x03dnd\x18\b \x01(\bR\x03dnd\x12&\n" +
-	"\x04last\x18\t \x01(\v2\x12.inboxd.v1.MessageR\x04last\x12\x16\n" +
+	"\x04last\x18\t \x01(\v2\x12.inboxd.v1.MessageR\x04last\x12%\n" +
+	"\x0emention_unread\x18\n" +
+	" \x01(\x04R\rmentionUnread\x12\x16\n" +
 	"\x06direct\x18\v \x01(\bR\x06direct\x12\x12\n" +
 	"\x04peer\x18\f \x01(\x04R\x04peer\".\n" +
 	"\x14ConversationsRequest\x12\x16\n" +
@@ -2539,7 +2746,7 @@ func file_inboxd_proto_rawDescGZIP() []byte {
 	return file_inboxd_proto_rawDescData
 }
 
-var file_inboxd_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_inboxd_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_inboxd_proto_goTypes = []any{
 	(*Error)(nil),                  // 0: inboxd.v1.Error
 	(*Empty)(nil),                  // 1: inboxd.v1.Empty
@@ -2557,39 +2764,41 @@ var file_inboxd_proto_goTypes = []any{
 	(*SetDNDRequest)(nil),          // 13: inboxd.v1.SetDNDRequest
 	(*GroupInfoResponse)(nil),      // 14: inboxd.v1.GroupInfoResponse
 	(*SendRequest)(nil),            // 15: inboxd.v1.SendRequest
-	(*SendAck)(nil),                // 16: inboxd.v1.SendAck
-	(*SendDirectRequest)(nil),      // 17: inboxd.v1.SendDirectRequest
-	(*BlockRequest)(nil),           // 18: inboxd.v1.BlockRequest
-	(*SetGroupProfileRequest)(nil), // 19: inboxd.v1.SetGroupProfileRequest
-	(*Message)(nil),                // 20: inboxd.v1.Message
-	(*Entry)(nil),                  // 21: inboxd.v1.Entry
-	(*Push)(nil),                   // 22: inboxd.v1.Push
-	(*SyncRequest)(nil),            // 23: inboxd.v1.SyncRequest
-	(*SyncResponse)(nil),           // 24: inboxd.v1.SyncResponse
-	(*HistoryRequest)(nil),         // 25: inboxd.v1.HistoryRequest
-	(*HistoryResponse)(nil),        // 26: inboxd.v1.HistoryResponse
-	(*Conversation)(nil),           // 27: inboxd.v1.Conversation
-	(*ConversationsRequest)(nil),   // 28: inboxd.v1.ConversationsRequest
-	(*ConversationsResponse)(nil),  // 29: inboxd.v1.ConversationsResponse
-	(*MarkReadRequest)(nil),        // 30: inboxd.v1.MarkReadRequest
-	(*MarkReadResponse)(nil),       // 31: inboxd.v1.MarkReadResponse
-	(*TypingRequest)(nil),          // 32: inboxd.v1.TypingRequest
-	(*TypingEvent)(nil),            // 33: inboxd.v1.TypingEvent
-	(*PresenceRequest)(nil),        // 34: inboxd.v1.PresenceRequest
-	(*PresenceResponse)(nil),       // 35: inboxd.v1.PresenceResponse
-	(*ReadReceiptsRequest)(nil),    // 36: inboxd.v1.ReadReceiptsRequest
-	(*ReadReceiptsResponse)(nil),   // 37: inboxd.v1.ReadReceiptsResponse
+	(*RecallRequest)(nil),          // 16: inboxd.v1.RecallRequest
+	(*EditRequest)(nil),            // 17: inboxd.v1.EditRequest
+	(*SendAck)(nil),                // 18: inboxd.v1.SendAck
+	(*SendDirectRequest)(nil),      // 19: inboxd.v1.SendDirectRequest
+	(*BlockRequest)(nil),           // 20: inboxd.v1.BlockRequest
+	(*SetGroupProfileRequest)(nil), // 21: inboxd.v1.SetGroupProfileRequest
+	(*Message)(nil),                // 22: inboxd.v1.Message
+	(*Entry)(nil),                  // 23: inboxd.v1.Entry
+	(*Push)(nil),                   // 24: inboxd.v1.Push
+	(*SyncRequest)(nil),            // 25: inboxd.v1.SyncRequest
+	(*SyncResponse)(nil),           // 26: inboxd.v1.SyncResponse
+	(*HistoryRequest)(nil),         // 27: inboxd.v1.HistoryRequest
+	(*HistoryResponse)(nil),        // 28: inboxd.v1.HistoryResponse
+	(*Conversation)(nil),           // 29: inboxd.v1.Conversation
+	(*ConversationsRequest)(nil),   // 30: inboxd.v1.ConversationsRequest
+	(*ConversationsResponse)(nil),  // 31: inboxd.v1.ConversationsResponse
+	(*MarkReadRequest)(nil),        // 32: inboxd.v1.MarkReadRequest
+	(*MarkReadResponse)(nil),       // 33: inboxd.v1.MarkReadResponse
+	(*TypingRequest)(nil),          // 34: inboxd.v1.TypingRequest
+	(*TypingEvent)(nil),            // 35: inboxd.v1.TypingEvent
+	(*PresenceRequest)(nil),        // 36: inboxd.v1.PresenceRequest
+	(*PresenceResponse)(nil),       // 37: inboxd.v1.PresenceResponse
+	(*ReadReceiptsRequest)(nil),    // 38: inboxd.v1.ReadReceiptsRequest
+	(*ReadReceiptsResponse)(nil),   // 39: inboxd.v1.ReadReceiptsResponse
 }
 var file_inboxd_proto_depIdxs = []int32{
 	4,  // 0: inboxd.v1.CreateGroupResponse.group:type_name -> inboxd.v1.Group
 	4,  // 1: inboxd.v1.GroupInfoResponse.group:type_name -> inboxd.v1.Group
 	5,  // 2: inboxd.v1.GroupInfoResponse.members:type_name -> inboxd.v1.Member
-	20, // 3: inboxd.v1.Entry.message:type_name -> inboxd.v1.Message
-	21, // 4: inboxd.v1.Push.entries:type_name -> inboxd.v1.Entry
-	21, // 5: inboxd.v1.SyncResponse.entries:type_name -> inboxd.v1.Entry
-	20, // 6: inboxd.v1.HistoryResponse.messages:type_name -> inboxd.v1.Message
-	20, // 7: inboxd.v1.Conversation.last:type_name -> inboxd.v1.Message
-	27, // 8: inboxd.v1.ConversationsResponse.conversations:type_name -> inboxd.v1.Conversation
+	22, // 3: inboxd.v1.Entry.message:type_name -> inboxd.v1.Message
+	23, // 4: inboxd.v1.Push.entries:type_name -> inboxd.v1.Entry
+	23, // 5: inboxd.v1.SyncResponse.entries:type_name -> inboxd.v1.Entry
+	22, // 6: inboxd.v1.HistoryResponse.messages:type_name -> inboxd.v1.Message
+	22, // 7: inboxd.v1.Conversation.last:type_name -> inboxd.v1.Message
+	29, // 8: inboxd.v1.ConversationsResponse.conversations:type_name -> inboxd.v1.Conversation
 	9,  // [9:9] is the sub-list for method output_type
 	9,  // [9:9] is the sub-list for method input_type
 	9,  // [9:9] is the sub-list for extension type_name
@@ -2602,14 +2811,14 @@ func file_inboxd_proto_init() {
 	if File_inboxd_proto != nil {
 		return
 	}
-	file_inboxd_proto_msgTypes[19].OneofWrappers = []any{}
+	file_inboxd_proto_msgTypes[21].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_inboxd_proto_rawDesc), len(file_inboxd_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   38,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
