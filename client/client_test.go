@@ -110,12 +110,13 @@ func TestInitialSyncPages(t *testing.T) {
 func TestWaitSyncedAcrossReconnect(t *testing.T) {
 	s := newFakeServer(t)
 	s.add(3, false)
-	dropped := false
+	// The hook runs on each connection's reader goroutine: the first and
+	// the next connection's may overlap.
+	var dropped atomic.Bool
 	s.setHook(func(fc *fakeConn, f wire.Frame) bool {
-		if f.Command != wire.CmdSync || dropped {
+		if f.Command != wire.CmdSync || !dropped.CompareAndSwap(false, true) {
 			return false
 		}
-		dropped = true
 		fc.nc.Close()
 		return true
 	})
