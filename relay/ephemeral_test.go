@@ -151,6 +151,12 @@ func TestClusterPresenceAndReceipts(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, d := range devs[1:3] {
+		// MARK_READ runs on the reader's shard: wait for the message's
+		// delivery there first.
+		deadline := time.Now().Add(10 * time.Second)
+		for !slices.Contains(d.bodies(g.Id), "read me") && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
 		if _, err := d.c.MarkRead(ctxT(t), g.Id, ack.ConvSeq); err != nil {
 			t.Fatal(err)
 		}
