@@ -12,7 +12,7 @@ import (
 // TestTypingEventOnTheWire: the event is a server-initiated frame of
 // command 13 (flags 0, request id 0) with a TypingEvent body, to the other
 // member's connection only; the typist's connection gets the response and
-// nothing else (call fails on any other frame).
+// nothing else (call fails on any other frame); nothing reaches SYNC.
 func TestTypingEventOnTheWire(t *testing.T) {
 	s := start(t, Config{})
 	a := s.login(1, "d")
@@ -42,7 +42,15 @@ func TestTypingEventOnTheWire(t *testing.T) {
 		if want := (&wirepb.TypingEvent{Conv: conv, User: 1}); !proto.Equal(&ev, want) {
 			t.Fatalf("event %v, want %v", &ev, want)
 		}
-		return
+		break
+	}
+	// Nothing was stored: b's inbox holds the create notice alone.
+	var sync wirepb.SyncResponse
+	if err := b.call(wire.CmdSync, &wirepb.SyncRequest{}, &sync); err != nil {
+		t.Fatal(err)
+	}
+	if sync.HeadSeq != 1 || len(sync.Entries) != 1 || sync.Entries[0].Kind != uint32(wire.KindNotice) {
+		t.Fatalf("SYNC after a typing event: %v", &sync)
 	}
 }
 
