@@ -86,8 +86,8 @@ func TestRandomizedModel(t *testing.T) {
 	}
 	wg.Wait()
 	armed.Store(0)
-	m.verify(t, e.store, e.conversations, users)
 	m.verifyReceipts(t, e.store, func(uint64) *Service { return e.svc }, users)
+	m.verify(t, e.store, e.conversations, users)
 	t.Logf("%d sends acknowledged, %d groups, %d crashes", len(m.acked), len(m.groups), crashes)
 	if len(m.acked) < minAcked || crashes == 0 {
 		t.Fatalf("the workload did too little to test anything")
