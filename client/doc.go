@@ -39,6 +39,9 @@
 //  5. Retry what is safe to repeat (reads, SEND under its client msg id,
 //     MARK_READ) on retryable codes and lost connections, and nothing else.
 //
+// Typing events of the user's groups reach Config.OnTyping, on the same
+// goroutine as OnEntry; they are ephemeral, never part of the entries.
+//
 // Errors the server reports are *Error values; test them with errors.Is
 // against the Err* sentinels, which match by code.
 //

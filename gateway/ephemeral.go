@@ -36,17 +36,24 @@ type Peers interface {
 
 // typing pushes the user's typing event to the conversation's other
 // members that are online. It runs where the conversation is served: the
-// member list is there.
+// member records are there, and say who is a member (in a cluster the
+// user's own conversation entry may still be on its way).
 func typing(ctx context.Context, srv *Server, user uint64, req *wirepb.TypingRequest) (proto.Message, error) {
-	g, err := srv.svc.Group(ctx, user, req.Conv)
+	g, err := srv.svc.Describe(ctx, req.Conv)
 	if err != nil {
 		return nil, err
 	}
 	to := make([]uint64, 0, len(g.Members))
+	member := false
 	for _, m := range g.Members {
-		if m.User != user {
+		if m.User == user {
+			member = true
+		} else {
 			to = append(to, m.User)
 		}
+	}
+	if !member {
+		return nil, fmt.Errorf("gateway: typing in %d: %w", req.Conv, inbox.ErrNotMember)
 	}
 	local, remote := srv.splitServed(to)
 	srv.PushTyping(req.Conv, user, local)

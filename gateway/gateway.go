@@ -221,6 +221,8 @@ type Service interface {
 	SetDND(ctx context.Context, user, conv uint64, on bool) error
 	Group(ctx context.Context, user, conv uint64) (inbox.GroupInfo, error)
 	ReadReceipts(ctx context.Context, user uint64, q inbox.ReceiptsQuery) (inbox.Receipts, error)
+	// Describe returns a live group and its members whoever asks.
+	Describe(ctx context.Context, conv uint64) (inbox.GroupInfo, error)
 	// MaxGroupSize is the member limit, told to clients in the AUTH response.
 	MaxGroupSize() int
 }

@@ -81,10 +81,12 @@ func TestRandomizedModel(t *testing.T) {
 		mu.Lock()
 		e.crash()
 		m.verify(t, e.store, e.conversations, users)
+		m.verifyReceipts(t, e.store, func(uint64) *Service { return e.svc }, users)
 		mu.Unlock()
 	}
 	wg.Wait()
 	armed.Store(0)
+	m.verifyReceipts(t, e.store, func(uint64) *Service { return e.svc }, users)
 	m.verify(t, e.store, e.conversations, users)
 	t.Logf("%d sends acknowledged, %d recalls and edits, %d groups (%d direct), %d crashes", len(m.acked), m.amends, len(m.groups), len(m.direct), crashes)
 	if len(m.acked) < minAcked || crashes == 0 {

@@ -1,9 +1,11 @@
 package inbox
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/inboxd/inboxd/timeline"
@@ -50,26 +52,32 @@ const receiptReaders = 8
 // ReadReceipts answers q for user, who must be a current member of the live
 // group q.Conv and have received q.ConvSeq: a conv_seq of 0, beyond the
 // group's newest message or before the user's join is ErrInvalid. Every
-// call reads the group, the message, the members and each eligible
+// call reads the group, the members, the message and each eligible
 // member's read marker, whatever the page: the counts need them all.
 func (s *Service) ReadReceipts(ctx context.Context, user uint64, q ReceiptsQuery) (Receipts, error) {
-	_, c, err := s.currentMember(ctx, user, q.Conv)
-	if err != nil {
+	if _, err := s.liveStoredGroup(ctx, q.Conv); err != nil {
 		return Receipts{}, fmt.Errorf("inbox: read receipts of %d: %w", q.Conv, err)
 	}
-	if q.ConvSeq == 0 || q.ConvSeq < c.JoinedAt {
+	// The member records, not the asker's conversation entry: in a
+	// cluster they are the conversation owner's, and an entry may still be
+	// on its way to the asker's shard.
+	members, err := s.store.Members(ctx, q.Conv)
+	if err != nil {
+		return Receipts{}, fmt.Errorf("inbox: read receipts of %d: members: %w", q.Conv, err)
+	}
+	i, ok := slices.BinarySearchFunc(members, user, func(m timeline.Member, u uint64) int { return cmp.Compare(m.User, u) })
+	if !ok {
+		return Receipts{}, fmt.Errorf("inbox: read receipts of %d: %w", q.Conv, ErrNotMember)
+	}
+	if joined := members[i].JoinedAt; q.ConvSeq == 0 || q.ConvSeq < joined {
 		return Receipts{}, fmt.Errorf("inbox: read receipts of %d: %w: conv_seq %d is not one of yours (you joined at %d)",
-			q.Conv, ErrInvalid, q.ConvSeq, c.JoinedAt)
+			q.Conv, ErrInvalid, q.ConvSeq, joined)
 	}
 	msg, err := s.committedMessage(ctx, q.Conv, q.ConvSeq)
 	if err != nil {
 		return Receipts{}, fmt.Errorf("inbox: read receipts of %d: %w", q.Conv, err)
 	}
-	members, err := s.store.Members(ctx, q.Conv)
-	if err != nil {
-		return Receipts{}, fmt.Errorf("inbox: read receipts of %d: members: %w", q.Conv, err)
-	}
-	eligible := members[:0]
+	eligible := make([]timeline.Member, 0, len(members))
 	for _, m := range members {
 		if m.JoinedAt <= q.ConvSeq && m.User != msg.Sender {
 			eligible = append(eligible, m)

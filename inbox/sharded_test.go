@@ -524,6 +524,7 @@ func randomizedSharded(t *testing.T, n int) {
 		}
 		c.settle()
 		m.verify(t, c.store, c.conversations, users)
+		m.verifyReceipts(t, c.store, route, users)
 		// Now and then a shard moves, while nothing is in flight (the
 		// handover's drain, which waits out a shard's batches, is the
 		// cluster's part).
@@ -536,6 +537,7 @@ func randomizedSharded(t *testing.T, n int) {
 	wg.Wait()
 	c.settle()
 	m.verify(t, c.store, c.conversations, users)
+	m.verifyReceipts(t, c.store, route, users)
 	var calls int
 	c.peers.set(func(p *peers) { calls = p.calls })
 	t.Logf("%d sends acknowledged, %d groups, %d crashes, %d shard moves, %d deliveries between the nodes",

@@ -115,7 +115,8 @@ func TestClusterTyping(t *testing.T) {
 // TestClusterPresenceAndReceipts: PRESENCE on either node answers for the
 // users of both, through CmdPresence; READ_RECEIPTS of a conversation of
 // the other node, forwarded there, counts the markers of both nodes' users;
-// with the peer link cut, PRESENCE of the other node's users is
+// with the peer link cut, TYPING still succeeds (the event for the other
+// node is lost and counted), PRESENCE of the other node's users is
 // UNAVAILABLE, of this node's users still answered.
 func TestClusterPresenceAndReceipts(t *testing.T) {
 	c := startCluster(t)
@@ -151,6 +152,12 @@ func TestClusterPresenceAndReceipts(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, d := range devs[1:3] {
+		// MARK_READ runs on the reader's shard: wait for the message's
+		// delivery there first.
+		deadline := time.Now().Add(10 * time.Second)
+		for !slices.Contains(d.bodies(g.Id), "read me") && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
 		if _, err := d.c.MarkRead(ctxT(t), g.Id, ack.ConvSeq); err != nil {
 			t.Fatal(err)
 		}
@@ -165,7 +172,19 @@ func TestClusterPresenceAndReceipts(t *testing.T) {
 		t.Errorf("receipts asked at node 1: %v, want %v of 3", r, readers)
 	}
 
+	// A group of node 1 with members of both nodes, then the link to node
+	// 0 cut: a TYPING there still succeeds, its event for node 0 lost.
+	g1, err := devs[2].c.CreateGroup(ctxT(t), &wirepb.CreateGroupRequest{Members: []uint64{devs[0].user, devs[3].user}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	c.nodes[0].srv.Close()
+	if err := devs[3].c.Typing(ctxT(t), g1.Id); err != nil {
+		t.Errorf("TYPING with a member's node unreachable: %v", err)
+	}
+	if c.nodes[1].count(t, "inboxd_relay_typing_events_total", "unavailable") == 0 {
+		t.Error("the typing event for the unreachable node is not counted unavailable")
+	}
 	if _, err := devs[3].c.Presence(ctxT(t), devs[0].user); !errors.Is(err, client.ErrUnavailable) {
 		t.Errorf("presence over a cut link: %v, want UNAVAILABLE", err)
 	}

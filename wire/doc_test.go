@@ -196,6 +196,9 @@ func TestProtocolDocLimits(t *testing.T) {
 		{"unread output", []string{strconv.Itoa(wire.DefaultMaxOutbound>>20) + " MiB"}},
 		{"SYNC page", []string{"default " + strconv.Itoa(wire.DefaultSyncLimit), "at most " + strconv.Itoa(wire.MaxSyncLimit)}},
 		{"HISTORY page", []string{"default " + strconv.Itoa(wire.DefaultHistoryLimit), "at most " + strconv.Itoa(wire.MaxHistoryLimit)}},
+		{"READ_RECEIPTS page", []string{"default " + strconv.Itoa(wire.DefaultReceiptsLimit), "at most " + strconv.Itoa(wire.MaxReceiptsLimit)}},
+		{"users of a PRESENCE request", []string{strconv.Itoa(wire.MaxPresenceUsers)}},
+		{"TYPING per connection", []string{strconv.Itoa(wire.DefaultTypingRate) + " per second", "bursts of " + strconv.Itoa(wire.DefaultTypingBurst)}},
 	}
 	for _, tt := range tests {
 		i := slices.IndexFunc(rows, func(r []string) bool { return strings.HasPrefix(r[0], tt.limit) })
@@ -212,3 +215,18 @@ func TestProtocolDocLimits(t *testing.T) {
 }
 
 func seconds(d time.Duration) string { return strconv.Itoa(int(d.Seconds())) + " s" }
+
+// TestProtocolDocTyping holds the TYPING and PRESENCE sections' numbers to
+// the constants that name them.
+func TestProtocolDocTyping(t *testing.T) {
+	doc := readDoc(t)
+	for _, s := range []string{
+		"every " + seconds(wire.TypingInterval) + " (`TypingInterval`)",
+		"for " + seconds(wire.TypingShown) + " (`TypingShown`)",
+		strconv.Itoa(wire.MaxPresenceUsers) + " users (`MaxPresenceUsers`)",
+	} {
+		if !strings.Contains(doc, s) {
+			t.Errorf("docs/protocol.md lacks %q", s)
+		}
+	}
+}
