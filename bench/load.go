@@ -155,8 +155,15 @@ func (r *runner) pickSender(g *group, rng *rand.Rand) *device {
 func (r *runner) sendOn(d *device, conv uint64, h int, cmid []byte, sentAt int64) {
 	r.stats.sends.Add(1)
 	req := &request{kind: reqSend, send: h, start: r.now()}
-	err := d.write(wire.CmdSend, req, func(b []byte) []byte {
-		return appendSendRequest(b, conv, cmid, sentAt, r.cfg.BodySize)
+	// SEND_DIRECT's body is SEND's with the recipient in field 1, where
+	// SEND has the conversation; resends go the same way.
+	cmd, to := wire.CmdSend, conv
+	if g := r.byConv[conv]; g != nil && g.direct {
+		cmd, to = wire.CmdSendDirect, g.peer(d.user).id
+		r.stats.directSends.Add(1)
+	}
+	err := d.write(cmd, req, func(b []byte) []byte {
+		return appendSendRequest(b, to, cmid, sentAt, r.cfg.BodySize)
 	})
 	if err != nil {
 		r.retry(h)
@@ -326,6 +333,7 @@ func (r *runner) finish(ctx context.Context, rep *Report) {
 	pending, acked, refused := r.model.Counts()
 	rep.Acked, rep.Refused, rep.Unresolved = int64(acked), int64(refused), int64(pending)
 	rep.Sends, rep.Retries, rep.DuplicateAcks = r.stats.sends.Load(), r.stats.retries.Load(), r.stats.duplicateAcks.Load()
+	rep.DirectSends = r.stats.directSends.Load()
 	rep.NoSender, rep.MarkReads = r.stats.noSender.Load(), r.stats.markReads.Load()
 	rep.Reconnects, rep.ConnectFailures, rep.GapSyncs = r.stats.reconnects.Load(), r.stats.connectFailures.Load(), r.stats.gapSyncs.Load()
 	rep.Pushed, rep.Synced = r.stats.pushed.Load(), r.stats.synced.Load()

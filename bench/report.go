@@ -22,6 +22,7 @@ type Report struct {
 	Devices     int     `json:"devices_per_user"`
 	Connections int     `json:"connections"`
 	Groups      string  `json:"groups"`
+	DirectPairs int     `json:"direct_pairs,omitempty"`
 	Rate        float64 `json:"target_sends_per_sec"`
 	Duration    float64 `json:"target_seconds"`
 	Seed        uint64  `json:"seed"`
@@ -32,7 +33,8 @@ type Report struct {
 	AckLatency       Latency `json:"ack_latency"`
 	DeliveryLatency  Latency `json:"send_to_delivery_latency"`
 
-	Sends           int64            `json:"send_requests"` // retries included
+	Sends           int64            `json:"send_requests"`                  // retries included
+	DirectSends     int64            `json:"direct_send_requests,omitempty"` // of Sends, SEND_DIRECT
 	Acked           int64            `json:"acked"`
 	DuplicateAcks   int64            `json:"duplicate_acks"` // a resend found its first attempt stored
 	Retries         int64            `json:"retries"`
@@ -89,8 +91,12 @@ func (r *Report) WriteTable(w io.Writer) {
 	if name == "" {
 		name = "custom"
 	}
+	groups := r.Groups
+	if r.DirectPairs > 0 {
+		groups += fmt.Sprintf(" and %d direct pairs", r.DirectPairs)
+	}
 	row("run", "%s on %s (%s): %d users × %d devices = %d connections; groups %s; target %.0f sends/s for %.0fs",
-		name, r.Store, r.Addr, r.Users, r.Devices, r.Connections, r.Groups, r.Rate, r.Duration)
+		name, r.Store, r.Addr, r.Users, r.Devices, r.Connections, groups, r.Rate, r.Duration)
 	row("load", "%.1fs", r.LoadSeconds)
 	row("acked sends/s", "%.0f", r.SendsPerSec)
 	row("deliveries/s", "%.0f (pushed entries received across all devices)", r.DeliveriesPerSec)
@@ -99,8 +105,8 @@ func (r *Report) WriteTable(w io.Writer) {
 	}
 	row("ack latency", "%s", lat(r.AckLatency))
 	row("send→delivery", "%s", lat(r.DeliveryLatency))
-	row("sends", "%d requests, %d acked (%d duplicate), %d retries, %d refused, %d unresolved, %d skipped (no online sender)",
-		r.Sends, r.Acked, r.DuplicateAcks, r.Retries, r.Refused, r.Unresolved, r.NoSender)
+	row("sends", "%d requests (%d direct), %d acked (%d duplicate), %d retries, %d refused, %d unresolved, %d skipped (no online sender)",
+		r.Sends, r.DirectSends, r.Acked, r.DuplicateAcks, r.Retries, r.Refused, r.Unresolved, r.NoSender)
 	row("entries", "%d pushed, %d synced, %d gap syncs; %d mark-reads", r.Pushed, r.Synced, r.GapSyncs, r.MarkReads)
 	row("connections", "%d reconnects, %d failed connects", r.Reconnects, r.ConnectFailures)
 	errs := "none"

@@ -34,8 +34,8 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("seed %d: %d acked, %d pushed, %d synced, %d reconnects, %d retries, %d duplicate acks",
-		rep.Seed, rep.Acked, rep.Pushed, rep.Synced, rep.Reconnects, rep.Retries, rep.DuplicateAcks)
+	t.Logf("seed %d: %d sends (%d direct), %d acked, %d pushed, %d synced, %d reconnects, %d retries, %d duplicate acks",
+		rep.Seed, rep.Sends, rep.DirectSends, rep.Acked, rep.Pushed, rep.Synced, rep.Reconnects, rep.Retries, rep.DuplicateAcks)
 	for _, v := range rep.Violations {
 		t.Error(v)
 	}
@@ -46,6 +46,8 @@ func TestSmoke(t *testing.T) {
 		t.Fatalf("%d kills, want 1", rep.ServerKills)
 	case rep.Acked == 0:
 		t.Fatal("nothing was acknowledged")
+	case rep.DirectSends == 0:
+		t.Fatal("no direct message was sent")
 	case rep.CheckedDevices != cfg.Users*cfg.Devices:
 		t.Fatalf("%d device streams checked, want %d", rep.CheckedDevices, cfg.Users*cfg.Devices)
 	case rep.CheckedEntries < int(rep.Acked):
