@@ -92,6 +92,10 @@ func TestGate(t *testing.T) {
 	if code(err) != wire.CodeBanned {
 		t.Errorf("SEND of a banned user: %v", err)
 	}
+	err = laptop.call(wire.CmdSendDirect, &wirepb.SendDirectRequest{To: 8, ClientMsgId: "b", Kind: 1}, &wirepb.SendAck{})
+	if code(err) != wire.CodeBanned {
+		t.Errorf("SEND_DIRECT of a banned user: %v", err)
+	}
 
 	// Disconnect closes the devices named, with the code given.
 	phone := s.login(7, "phone")
