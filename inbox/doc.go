@@ -32,7 +32,8 @@
 // message for the others, in the same batch. Then the caller's duties grow:
 //
 //  5. Route each call to the node serving its shard: conversation commands
-//     (sends, group changes, SetDND, History, Group) to the conversation's,
+//     (sends, group changes, SetDND, History, Group; SendDirect and Block
+//     to the pair's, wire.DirectConv) to the conversation's,
 //     user commands (Sync, Head, MarkRead, Conversations) to the user's;
 //     elsewhere they fail with ErrNotOwner, which is retryable.
 //  6. Provide a Deliverer, which carries records to the node serving their
