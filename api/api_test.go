@@ -514,8 +514,11 @@ func TestSendIntoBlockedDirect(t *testing.T) {
 	if code != http.StatusForbidden || !strings.Contains(string(b), `"code":"BLOCKED"`) {
 		t.Fatalf("send from a blocked user: %d %s, want 403 BLOCKED", code, b)
 	}
-	var g Group
-	e.call(http.StatusOK, "GET", "/v1/groups/"+conv, "", &g)
+	var convs Conversations
+	e.call(http.StatusOK, "GET", "/v1/users/2/conversations", "", &convs)
+	if len(convs.Conversations) != 1 || convs.Conversations[0].Peer != 1 || fmt.Sprint(convs.Conversations[0].Conv) != conv {
+		t.Fatalf("user 2's conversations %+v, want the direct one with peer 1", convs)
+	}
 	if msgs, err := e.svc.History(ctx, 2, wire.DirectConv(1, 2), 0, 10); err != nil || len(msgs) != 1 {
 		t.Fatalf("history after the refusal: %d messages, %v; want the first only", len(msgs), err)
 	}
