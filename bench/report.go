@@ -33,8 +33,7 @@ type Report struct {
 	AckLatency       Latency `json:"ack_latency"`
 	DeliveryLatency  Latency `json:"send_to_delivery_latency"`
 
-	Sends           int64            `json:"send_requests"`                  // retries included
-	DirectSends     int64            `json:"direct_send_requests,omitempty"` // of Sends, SEND_DIRECT
+	Sends           int64            `json:"send_requests"` // retries included
 	Acked           int64            `json:"acked"`
 	DuplicateAcks   int64            `json:"duplicate_acks"` // a resend found its first attempt stored
 	Retries         int64            `json:"retries"`
@@ -48,6 +47,7 @@ type Report struct {
 	Reconnects      int64            `json:"reconnects"`
 	ConnectFailures int64            `json:"connect_failures"`
 	Errors          map[string]int64 `json:"errors_by_code"`
+	DirectSends     int64            `json:"direct_send_requests,omitempty"` // of Sends, the SEND_DIRECTs
 
 	ServerKills            int     `json:"server_kills"`
 	ServerCPUSeconds       float64 `json:"server_cpu_seconds,omitempty"`

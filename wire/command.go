@@ -7,28 +7,33 @@ import "fmt"
 type Command uint16
 
 const (
-	CmdAuth            Command = 1   // AuthRequest → AuthResponse
-	CmdHeartbeat       Command = 2   // Empty → Empty
-	CmdSend            Command = 3   // SendRequest → SendAck
-	CmdPush            Command = 4   // server-initiated Push
-	CmdSync            Command = 5   // SyncRequest → SyncResponse
-	CmdHistory         Command = 6   // HistoryRequest → HistoryResponse
-	CmdConversations   Command = 7   // ConversationsRequest → ConversationsResponse
-	CmdMarkRead        Command = 8   // MarkReadRequest → MarkReadResponse
-	CmdSendDirect      Command = 9   // SendDirectRequest → SendAck
-	CmdBlock           Command = 10  // BlockRequest → Empty
-	CmdCreateGroup     Command = 16  // CreateGroupRequest → CreateGroupResponse
-	CmdInvite          Command = 17  // InviteRequest → Empty
-	CmdJoin            Command = 18  // ConvRequest → Empty
-	CmdLeave           Command = 19  // ConvRequest → Empty
-	CmdKick            Command = 20  // KickRequest → Empty
-	CmdDismiss         Command = 21  // ConvRequest → Empty
-	CmdSetRole         Command = 22  // SetRoleRequest → Empty
-	CmdMute            Command = 23  // MuteRequest → Empty
-	CmdSetDND          Command = 24  // SetDNDRequest → Empty
-	CmdGroupInfo       Command = 25  // ConvRequest → GroupInfoResponse
-	CmdSetGroupProfile Command = 26  // SetGroupProfileRequest → Empty
-	CmdError           Command = 255 // server-initiated Error, then the server closes
+	CmdAuth          Command = 1   // AuthRequest → AuthResponse
+	CmdHeartbeat     Command = 2   // Empty → Empty
+	CmdSend          Command = 3   // SendRequest → SendAck
+	CmdPush          Command = 4   // server-initiated Push
+	CmdSync          Command = 5   // SyncRequest → SyncResponse
+	CmdHistory       Command = 6   // HistoryRequest → HistoryResponse
+	CmdConversations Command = 7   // ConversationsRequest → ConversationsResponse
+	CmdMarkRead      Command = 8   // MarkReadRequest → MarkReadResponse
+	CmdCreateGroup   Command = 16  // CreateGroupRequest → CreateGroupResponse
+	CmdInvite        Command = 17  // InviteRequest → Empty
+	CmdJoin          Command = 18  // ConvRequest → Empty
+	CmdLeave         Command = 19  // ConvRequest → Empty
+	CmdKick          Command = 20  // KickRequest → Empty
+	CmdDismiss       Command = 21  // ConvRequest → Empty
+	CmdSetRole       Command = 22  // SetRoleRequest → Empty
+	CmdMute          Command = 23  // MuteRequest → Empty
+	CmdSetDND        Command = 24  // SetDNDRequest → Empty
+	CmdGroupInfo     Command = 25  // ConvRequest → GroupInfoResponse
+	CmdError         Command = 255 // server-initiated Error, then the server closes
+)
+
+// Direct conversations and group profiles (docs/protocol.md, "Direct
+// conversations" and SET_GROUP_PROFILE).
+const (
+	CmdSendDirect      Command = 9  // SendDirectRequest → SendAck
+	CmdBlock           Command = 10 // BlockRequest → Empty
+	CmdSetGroupProfile Command = 26 // SetGroupProfileRequest → Empty
 )
 
 // CmdPeerFirst is the first of the commands 0x8000–0xFFFF, reserved for
