@@ -22,12 +22,12 @@ import (
 // with ErrBlocked, storing nothing, while to blocks sender. The result
 // names the conversation.
 func (s *Service) SendDirect(ctx context.Context, sender, to uint64, clientMsgID string, kind wire.Kind, body []byte) (SendResult, error) {
-	if err := checkPair(sender, to); err != nil {
-		s.metrics.sends[sendRejected].Inc()
-		return SendResult{}, fmt.Errorf("inbox: direct message to %d: %w", to, err)
-	}
 	conv := wire.DirectConv(sender, to)
-	if err := s.checkSend(sender, conv, clientMsgID, kind, body); err != nil {
+	err := checkPair(sender, to)
+	if err == nil {
+		err = s.checkSend(sender, conv, clientMsgID, kind, body)
+	}
+	if err != nil {
 		s.metrics.sends[sendRejected].Inc()
 		return SendResult{}, fmt.Errorf("inbox: direct message to %d: %w", to, err)
 	}
