@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -592,6 +593,32 @@ func TestGroupProfile(t *testing.T) {
 		if code != tt.status || !strings.Contains(string(b), `"code":"`+tt.code+`"`) {
 			t.Errorf("%.60s: %d %s, want %d %s", tt.body, code, b, tt.status, tt.code)
 		}
+	}
+}
+
+// TestSendIntoBlockedDirect: a send as a user into a direct conversation
+// whose other user blocks them is 403 BLOCKED, and stores nothing.
+func TestSendIntoBlockedDirect(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	if _, err := e.svc.SendDirect(ctx, 1, 2, "first", wire.KindText, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.Block(ctx, 2, 1, true); err != nil {
+		t.Fatal(err)
+	}
+	conv := strconv.FormatUint(wire.DirectConv(1, 2), 10)
+	code, b := e.do(key1, "POST", "/v1/groups/"+conv+"/messages", `{"sender":1,"client_msg_id":"second","body":"hi"}`)
+	if code != http.StatusForbidden || !strings.Contains(string(b), `"code":"BLOCKED"`) {
+		t.Fatalf("send from a blocked user: %d %s, want 403 BLOCKED", code, b)
+	}
+	var convs Conversations
+	e.call(http.StatusOK, "GET", "/v1/users/2/conversations", "", &convs)
+	if len(convs.Conversations) != 1 || convs.Conversations[0].Peer != 1 || fmt.Sprint(convs.Conversations[0].Conv) != conv {
+		t.Fatalf("user 2's conversations %+v, want the direct one with peer 1", convs)
+	}
+	if msgs, err := e.svc.History(ctx, 2, wire.DirectConv(1, 2), 0, 10); err != nil || len(msgs) != 1 {
+		t.Fatalf("history after the refusal: %d messages, %v; want the first only", len(msgs), err)
 	}
 }
 

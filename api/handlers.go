@@ -156,7 +156,8 @@ type (
 		Unread   uint64 `json:"unread"`
 		Left     bool   `json:"left"`
 		DND      bool   `json:"dnd"`
-		LastMsAt int64  `json:"last_time_ms"` // 0: no message yet
+		LastMsAt int64  `json:"last_time_ms"`   // 0: no message yet
+		Peer     uint64 `json:"peer,omitempty"` // a direct conversation's other user
 	}
 )
 
@@ -296,7 +297,7 @@ func (h *handler) routes() []route {
 			}
 			resp := Conversations{Conversations: []Conversation{}, HasMore: page.HasMore}
 			for _, c := range page.Conversations {
-				cj := Conversation{Conv: ID(c.Conv), Name: c.Name, Head: c.Head, ReadSeq: c.ReadSeq, Unread: c.Unread, Left: c.LeftAt != 0, DND: c.DND}
+				cj := Conversation{Conv: ID(c.Conv), Name: c.Name, Head: c.Head, ReadSeq: c.ReadSeq, Unread: c.Unread, Left: c.LeftAt != 0, DND: c.DND, Peer: c.Peer}
 				if c.Last != nil {
 					cj.LastMsAt = c.Last.Time.UnixMilli()
 				}

@@ -111,8 +111,10 @@ func Compare(ctx context.Context, cfg CompareConfig) (CompareReport, error) {
 	if load.Addr != "" {
 		return CompareReport{}, errors.New("bench: compare starts its own servers: no -addr")
 	}
-	load.Churn, load.OfflineUsers, load.Storm, load.Chaos = 0, 0, false, 0
-	load.Features = Features{} // the baseline sends plain messages only
+	// The baseline speaks no SEND_DIRECT, RECALL or EDIT: both servers get
+	// plain messages to groups only.
+	load.Churn, load.OfflineUsers, load.Storm, load.Chaos, load.DirectPairs = 0, 0, false, 0, 0
+	load.Features = Features{}
 	if load.Seed == 0 {
 		load.Seed = uint64(time.Now().UnixNano()) // the same choices for both servers
 	}

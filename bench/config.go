@@ -25,6 +25,12 @@ type Config struct {
 	Users   int         // simulated users
 	Devices int         // devices (connections) per user
 	Groups  []GroupSpec // how many groups of which size; members drawn at random
+	// DirectPairs is the number of direct conversations (docs/protocol.md,
+	// "Direct conversations"): pairs of users drawn at random, in the send
+	// mix beside the groups, each conversation as likely to be picked as a
+	// group. Their messages go by SEND_DIRECT, so the first one creates the
+	// conversation mid-run, from either side.
+	DirectPairs int
 
 	Rate     float64       // sends per second across all users
 	Duration time.Duration // of the load phase
@@ -147,6 +153,7 @@ func Preset(name string) (Config, error) {
 		c.Rate, c.Duration = 150, 3*time.Second
 		c.Churn, c.ChurnDown, c.OfflineUsers, c.MarkReadRate, c.Chaos = 4, 300*time.Millisecond, 0.1, 10, 1
 		c.Features = Features{Recall: 0.05, Edit: 0.05, Mention: 0.1}
+		c.DirectPairs = 6
 	case "fanout":
 		c.Users = 1000
 		c.Groups = []GroupSpec{{10, 500}}
@@ -188,6 +195,15 @@ func (c *Config) validate() error {
 	}
 	if c.Server.Bare && c.Features != (Features{}) {
 		return fmt.Errorf("bench: the bare baseline knows no recalls, edits or mentions")
+	}
+	if c.DirectPairs < 0 || c.DirectPairs > 0 && c.Users < 2 {
+		return fmt.Errorf("bench: direct pairs need at least two users")
+	}
+	if c.DirectPairs > 0 && c.Server.Bare {
+		return fmt.Errorf("bench: the bare baseline speaks no SEND_DIRECT")
+	}
+	if len(c.Groups) == 0 && c.DirectPairs == 0 {
+		return fmt.Errorf("bench: no group and no direct pair to send to")
 	}
 	if c.Rate <= 0 || c.Duration <= 0 {
 		return fmt.Errorf("bench: rate and duration must be positive")

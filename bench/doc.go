@@ -10,7 +10,9 @@
 //  1. Setup: every device of every user connects (one TCP connection each)
 //     and authenticates; then the groups of the configured mix are created
 //     by random owners, members drawn at random. Membership stays fixed, so
-//     every member must receive every message of their groups.
+//     every member must receive every message of their groups. Direct
+//     pairs (Config.DirectPairs) join the mix uncreated: their first
+//     SEND_DIRECT, from either side, creates them.
 //  2. Load: sends at the target rate for the duration (or up to a message
 //     count), each from an online device of a random member of a random
 //     group, with a client msg id unique to the run, and a body carrying the

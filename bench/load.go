@@ -167,7 +167,7 @@ func (r *runner) nextSend(g *group, rng *rand.Rand) (Send, *device) {
 		}
 		r.stats.amends.Add(1)
 		return Send{Conv: orig.Conv, Op: op, Target: orig.ConvSeq}, d
-	case roll < f.Recall+f.Edit+f.Mention:
+	case roll < f.Recall+f.Edit+f.Mention && !g.direct: // SEND_DIRECT mentions nobody
 		d := r.pickSender(g, rng)
 		if d == nil {
 			return Send{}, nil
@@ -208,12 +208,18 @@ func (r *runner) sendOn(d *device, s *Send, h int, sentAt int64) {
 	r.stats.sends.Add(1)
 	req := &request{kind: reqSend, send: h, start: r.now()}
 	cmd := map[Op]wire.Command{OpSend: wire.CmdSend, OpRecall: wire.CmdRecall, OpEdit: wire.CmdEdit}[s.Op]
+	// SEND_DIRECT's body is SEND's with the recipient in field 1, where
+	// SEND has the conversation; resends go the same way.
+	to := s.Conv
+	if g := r.byConv[s.Conv]; s.Op == OpSend && g != nil && g.direct {
+		cmd, to = wire.CmdSendDirect, g.peer(d.user).id
+		r.stats.directSends.Add(1)
+	}
 	err := d.write(cmd, req, func(b []byte) []byte {
 		if s.Op != OpSend {
 			return appendAmendRequest(b, s.Conv, s.Target, s.ClientMsgID, s.Op == OpEdit)
 		}
-		b = appendSendRequest(b, s.Conv, []byte(s.ClientMsgID), sentAt, r.cfg.BodySize)
-		return appendMentions(b, s.Mentions, s.MentionAll)
+		return appendMentions(appendSendRequest(b, to, []byte(s.ClientMsgID), sentAt, r.cfg.BodySize), s.Mentions, s.MentionAll)
 	})
 	if err != nil {
 		r.retry(h)
@@ -383,6 +389,7 @@ func (r *runner) finish(ctx context.Context, rep *Report) {
 	pending, acked, refused := r.model.Counts()
 	rep.Acked, rep.Refused, rep.Unresolved = int64(acked), int64(refused), int64(pending)
 	rep.Sends, rep.Retries, rep.DuplicateAcks = r.stats.sends.Load(), r.stats.retries.Load(), r.stats.duplicateAcks.Load()
+	rep.DirectSends = r.stats.directSends.Load()
 	rep.NoSender, rep.MarkReads = r.stats.noSender.Load(), r.stats.markReads.Load()
 	rep.AckedRecalls, rep.AckedEdits, rep.AckedMentions = r.model.AckedFeatures()
 	rep.Reconnects, rep.ConnectFailures, rep.GapSyncs = r.stats.reconnects.Load(), r.stats.connectFailures.Load(), r.stats.gapSyncs.Load()

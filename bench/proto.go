@@ -131,6 +131,7 @@ func forFields(b []byte, fn func(num protowire.Number, v uint64, bs []byte)) err
 type sendAck struct {
 	msgID, convSeq uint64
 	duplicate      bool
+	conv           uint64 // 0 from a server before SendAck.conv
 }
 
 func parseSendAck(b []byte) (a sendAck, err error) {
@@ -142,6 +143,8 @@ func parseSendAck(b []byte) (a sendAck, err error) {
 			a.convSeq = v
 		case 4:
 			a.duplicate = v != 0
+		case 5:
+			a.conv = v
 		}
 	})
 	if err == nil && (a.msgID == 0 || a.convSeq == 0) {

@@ -45,8 +45,8 @@ func TestParseEntriesMatchesGeneratedCode(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() { parseEntries(b, func(entry) {}) }); n != 0 {
 		t.Fatalf("parseEntries allocates %v times per push", n)
 	}
-	ack, _ := proto.Marshal(&wirepb.SendAck{MsgId: 5, ConvSeq: 6, Duplicate: true})
-	if a, err := parseSendAck(ack); err != nil || a != (sendAck{5, 6, true}) {
+	ack, _ := proto.Marshal(&wirepb.SendAck{MsgId: 5, ConvSeq: 6, Duplicate: true, Conv: 1 << 63})
+	if a, err := parseSendAck(ack); err != nil || a != (sendAck{msgID: 5, convSeq: 6, duplicate: true, conv: 1 << 63}) {
 		t.Fatalf("SendAck %+v: %v", a, err)
 	}
 	eb, _ := proto.Marshal(&wirepb.Error{Code: 13, RetryAfterMs: 250})

@@ -22,6 +22,7 @@ type Report struct {
 	Devices     int     `json:"devices_per_user"`
 	Connections int     `json:"connections"`
 	Groups      string  `json:"groups"`
+	DirectPairs int     `json:"direct_pairs,omitempty"`
 	Rate        float64 `json:"target_sends_per_sec"`
 	Duration    float64 `json:"target_seconds"`
 	Seed        uint64  `json:"seed"`
@@ -49,6 +50,7 @@ type Report struct {
 	Reconnects      int64            `json:"reconnects"`
 	ConnectFailures int64            `json:"connect_failures"`
 	Errors          map[string]int64 `json:"errors_by_code"`
+	DirectSends     int64            `json:"direct_send_requests,omitempty"` // of Sends, the SEND_DIRECTs
 
 	ServerKills            int     `json:"server_kills"`
 	ServerCPUSeconds       float64 `json:"server_cpu_seconds,omitempty"`
@@ -92,8 +94,12 @@ func (r *Report) WriteTable(w io.Writer) {
 	if name == "" {
 		name = "custom"
 	}
+	groups := r.Groups
+	if r.DirectPairs > 0 {
+		groups += fmt.Sprintf(" and %d direct pairs", r.DirectPairs)
+	}
 	row("run", "%s on %s (%s): %d users × %d devices = %d connections; groups %s; target %.0f sends/s for %.0fs",
-		name, r.Store, r.Addr, r.Users, r.Devices, r.Connections, r.Groups, r.Rate, r.Duration)
+		name, r.Store, r.Addr, r.Users, r.Devices, r.Connections, groups, r.Rate, r.Duration)
 	row("load", "%.1fs", r.LoadSeconds)
 	row("acked sends/s", "%.0f", r.SendsPerSec)
 	row("deliveries/s", "%.0f (pushed entries received across all devices)", r.DeliveriesPerSec)
@@ -102,8 +108,8 @@ func (r *Report) WriteTable(w io.Writer) {
 	}
 	row("ack latency", "%s", lat(r.AckLatency))
 	row("send→delivery", "%s", lat(r.DeliveryLatency))
-	row("sends", "%d requests, %d acked (%d duplicate), %d retries, %d refused, %d unresolved, %d skipped (no online sender)",
-		r.Sends, r.Acked, r.DuplicateAcks, r.Retries, r.Refused, r.Unresolved, r.NoSender)
+	row("sends", "%d requests (%d direct), %d acked (%d duplicate), %d retries, %d refused, %d unresolved, %d skipped (no online sender)",
+		r.Sends, r.DirectSends, r.Acked, r.DuplicateAcks, r.Retries, r.Refused, r.Unresolved, r.NoSender)
 	row("entries", "%d pushed, %d synced, %d gap syncs; %d mark-reads", r.Pushed, r.Synced, r.GapSyncs, r.MarkReads)
 	if r.AckedRecalls+r.AckedEdits+r.AckedMentions > 0 {
 		row("features", "of the acked: %d recalls, %d edits, %d mentioning messages", r.AckedRecalls, r.AckedEdits, r.AckedMentions)

@@ -56,8 +56,9 @@ type runner struct {
 
 type group struct {
 	conv    uint64
-	owner   *user
-	members []*user
+	owner   *user   // nil for a direct conversation
+	members []*user // of a direct conversation: its two users
+	direct  bool
 	head    atomic.Uint64 // newest acknowledged conv_seq
 }
 
@@ -78,7 +79,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		hists: hists{ack: newHist(), delivery: newHist()}, dials: make(chan struct{}, 64),
 		nonce: strconv.FormatUint(cfg.Seed%(1<<32), 36), byConv: make(map[uint64]*group)}
 	rep := Report{Users: cfg.Users, Devices: cfg.Devices, Connections: cfg.Users * cfg.Devices,
-		Groups: FormatGroups(cfg.Groups), Rate: cfg.Rate, Duration: cfg.Duration.Seconds(), Seed: cfg.Seed, Store: "external"}
+		Groups: FormatGroups(cfg.Groups), DirectPairs: cfg.DirectPairs, Rate: cfg.Rate, Duration: cfg.Duration.Seconds(), Seed: cfg.Seed, Store: "external"}
 	if err := raiseNoFile(uint64(cfg.Users*cfg.Devices) + 1024); err != nil {
 		r.log.Warn("bench: cannot raise the open file limit", "err", err)
 	}
@@ -255,7 +256,33 @@ func (r *runner) createGroups(ctx context.Context) error {
 		r.model.AddGroup(g.conv, g.owner.id, ids)
 		r.byConv[g.conv] = g
 	}
+	r.addDirectPairs(rng)
 	return nil
+}
+
+// addDirectPairs adds the direct conversations to the send mix: distinct
+// pairs of distinct users. Nothing is created: the first send does it.
+func (r *runner) addDirectPairs(rng *rand.Rand) {
+	for n := 0; n < r.cfg.DirectPairs && n < len(r.users)*(len(r.users)-1)/2; {
+		a, b := r.users[rng.IntN(len(r.users))], r.users[rng.IntN(len(r.users))]
+		conv := wire.DirectConv(a.id, b.id)
+		if a == b || r.byConv[conv] != nil {
+			continue
+		}
+		g := &group{conv: conv, members: []*user{a, b}, direct: true}
+		r.groups = append(r.groups, g)
+		r.byConv[conv] = g
+		r.model.AddDirect(conv, a.id, b.id)
+		n++
+	}
+}
+
+// peer returns the user of direct conversation g who is not u.
+func (g *group) peer(u *user) *user {
+	if g.members[0] == u {
+		return g.members[1]
+	}
+	return g.members[0]
 }
 
 func (r *runner) createGroup(ctx context.Context, owner *user, members []*user) (*group, error) {
@@ -312,7 +339,12 @@ func (r *runner) acked(req *request, a sendAck) {
 	}
 	r.hists.ack.record(req.send, r.now()-req.start)
 	conv := r.model.Ack(req.send, a.msgID, a.convSeq)
-	if s := r.model.Send(req.send); s.Op == OpSend && !a.duplicate {
+	if a.conv != 0 && a.conv != conv {
+		r.violation(Violation{Kind: ViolationMismatch, Conv: conv,
+			Detail: fmt.Sprintf("send %d acknowledged in conversation %d", req.send, a.conv)})
+	}
+	// Recalls and edits go to groups' messages only.
+	if s := r.model.Send(req.send); s.Op == OpSend && !a.duplicate && (r.byConv[conv] == nil || !r.byConv[conv].direct) {
 		r.amendMu.Lock()
 		r.amendable = append(r.amendable, req.send)
 		r.amendMu.Unlock()

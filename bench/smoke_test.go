@@ -34,8 +34,8 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("seed %d: %d acked (%d recalls, %d edits, %d mentioning), %d pushed, %d synced, %d reconnects, %d retries, %d duplicate acks",
-		rep.Seed, rep.Acked, rep.AckedRecalls, rep.AckedEdits, rep.AckedMentions, rep.Pushed, rep.Synced, rep.Reconnects, rep.Retries, rep.DuplicateAcks)
+	t.Logf("seed %d: %d sends (%d direct), %d acked (%d recalls, %d edits, %d mentioning), %d pushed, %d synced, %d reconnects, %d retries, %d duplicate acks",
+		rep.Seed, rep.Sends, rep.DirectSends, rep.Acked, rep.AckedRecalls, rep.AckedEdits, rep.AckedMentions, rep.Pushed, rep.Synced, rep.Reconnects, rep.Retries, rep.DuplicateAcks)
 	for _, v := range rep.Violations {
 		t.Error(v)
 	}
@@ -48,6 +48,8 @@ func TestSmoke(t *testing.T) {
 		t.Fatal("nothing was acknowledged")
 	case rep.AckedRecalls == 0 || rep.AckedEdits == 0 || rep.AckedMentions == 0:
 		t.Fatalf("the feature mix stored %d recalls, %d edits, %d mentioning messages: too few to check", rep.AckedRecalls, rep.AckedEdits, rep.AckedMentions)
+	case rep.DirectSends == 0:
+		t.Fatal("no direct message was sent")
 	case rep.CheckedDevices != cfg.Users*cfg.Devices:
 		t.Fatalf("%d device streams checked, want %d", rep.CheckedDevices, cfg.Users*cfg.Devices)
 	case rep.CheckedEntries < int(rep.Acked):

@@ -11,6 +11,7 @@ import (
 // stats are the run's counters, updated from every device goroutine.
 type stats struct {
 	sends           atomic.Int64 // SEND requests written, retries included
+	directSends     atomic.Int64 // of which SEND_DIRECT
 	acked           atomic.Int64 // sends acknowledged
 	duplicateAcks   atomic.Int64 // acks with duplicate set: a resend found the first
 	retries         atomic.Int64

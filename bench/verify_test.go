@@ -274,3 +274,37 @@ func TestVerifierFeatures(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifierDirect: a direct conversation of users 1 and 2 opened by
+// user 2's message at conv_seq 1 (no notice), and another never written
+// to, which nobody lists; a notice in a direct conversation is unexpected,
+// and so is a direct conversation that is not listed once it has messages.
+func TestVerifierDirect(t *testing.T) {
+	direct := func(sc *scenario) {
+		sc.m.AddDirect(20, 1, 2)
+		sc.m.AddDirect(21, 1, 2) // never written to
+		h := sc.m.NewSend(20, 2, "d1")
+		sc.m.Ack(h, 300, 1)
+		for _, u := range []uint64{1, 2} {
+			sc.inbox[u] = append(sc.inbox[u], InboxEntry{Seq: uint64(len(sc.inbox[u]) + 1), Conv: 20, ConvSeq: 1, MsgID: 300, Kind: wire.KindText, Sender: 2, ClientMsgID: "d1"})
+		}
+		sc.convs[1] = append(sc.convs[1], ConvState{Conv: 20, Head: 1, Unread: 1})
+		sc.convs[2] = append(sc.convs[2], ConvState{Conv: 20, Head: 1, ReadSeq: 1})
+	}
+	sc := newScenario()
+	direct(sc)
+	if vs := sc.verify(t); len(vs) != 0 {
+		t.Fatalf("violations in a correct run: %v", vs)
+	}
+
+	sc = newScenario()
+	direct(sc)
+	for _, u := range []uint64{1, 2} {
+		sc.inbox[u] = append(sc.inbox[u], InboxEntry{Seq: uint64(len(sc.inbox[u]) + 1), Conv: 20, ConvSeq: 2, MsgID: 301, Kind: wire.KindNotice, Sender: 1})
+	}
+	sc.convs[1][1], sc.convs[2][1] = ConvState{Conv: 20, Head: 2, ReadSeq: 0, Unread: 2}, ConvState{Conv: 20, Head: 2, ReadSeq: 1, Unread: 1}
+	sc.convs[2] = slices.DeleteFunc(sc.convs[2], func(c ConvState) bool { return c.Conv == 20 })
+	if got := kinds(sc.verify(t)); !slices.Equal(got, []string{ViolationUnexpected, ViolationUnread}) {
+		t.Fatalf("violation kinds %v, want unexpected (the notice) and unread (not listed)", got)
+	}
+}

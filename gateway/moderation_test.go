@@ -96,6 +96,10 @@ func TestGate(t *testing.T) {
 	if code(err) != wire.CodeBanned {
 		t.Errorf("SEND of a banned user: %v", err)
 	}
+	err = laptop.call(wire.CmdSendDirect, &wirepb.SendDirectRequest{To: 8, ClientMsgId: "b", Kind: 1}, &wirepb.SendAck{})
+	if code(err) != wire.CodeBanned {
+		t.Errorf("SEND_DIRECT of a banned user: %v", err)
+	}
 
 	// Recheck closes the connections the Gate refuses now, with its code,
 	// and only those: asked again, it closes nothing more.

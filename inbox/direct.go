@@ -22,12 +22,12 @@ import (
 // with ErrBlocked, storing nothing, while to blocks sender. The result
 // names the conversation.
 func (s *Service) SendDirect(ctx context.Context, sender, to uint64, clientMsgID string, kind wire.Kind, body []byte) (SendResult, error) {
-	if err := checkPair(sender, to); err != nil {
-		s.metrics.sends[sendRejected].Inc()
-		return SendResult{}, fmt.Errorf("inbox: direct message to %d: %w", to, err)
-	}
 	conv := wire.DirectConv(sender, to)
-	if err := s.checkSend(sender, conv, clientMsgID, kind, body); err != nil {
+	err := checkPair(sender, to)
+	if err == nil {
+		err = s.checkSend(sender, conv, clientMsgID, kind, body)
+	}
+	if err != nil {
 		s.metrics.sends[sendRejected].Inc()
 		return SendResult{}, fmt.Errorf("inbox: direct message to %d: %w", to, err)
 	}
@@ -40,9 +40,16 @@ func (s *Service) SendDirect(ctx context.Context, sender, to uint64, clientMsgID
 			return nil, err
 		}
 		if g.size() == 0 {
+			// Both join with this message: conv_seq 1, unless the record
+			// (made by a BLOCK) took a system message from the server API
+			// before, which reached nobody.
+			head, err := tx.convHead(conv)
+			if err != nil {
+				return nil, err
+			}
 			g = tx.mutable(g)
 			for _, u := range g.Direct {
-				if err := tx.join(g, u, wire.RoleMember, 1); err != nil {
+				if err := tx.join(g, u, wire.RoleMember, head+1); err != nil {
 					return nil, err
 				}
 			}

@@ -160,3 +160,27 @@ func TestDirectFirstSendsRace(t *testing.T) {
 		}
 	}
 }
+
+// TestDirectOpenedAfterSystemMessage: a system message posted into a
+// direct conversation that has only its record (from a BLOCK) reaches
+// nobody; the first message then opens the conversation after it, and the
+// users' unread counts and inboxes agree.
+func TestDirectOpenedAfterSystemMessage(t *testing.T) {
+	e := newEnv(t, Config{})
+	conv := wire.DirectConv(1, 2)
+	if err := e.svc.Block(ctx, 1, 2, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.SendSystemMessage(ctx, conv, "sys", []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.sendDirect(1, 2, "a"); r.ConvSeq != 2 {
+		t.Fatalf("first direct message at conv_seq %d, want 2", r.ConvSeq)
+	}
+	for _, u := range []uint64{1, 2} {
+		c := e.conversation(u, conv)
+		if c.JoinedAt != 2 || c.Head != 2 || c.Unread != map[uint64]uint64{1: 0, 2: 1}[u] || len(e.inbox(u)) != 1 {
+			t.Errorf("user %d: joined at %d, head %d, unread %d, %d inbox rows", u, c.JoinedAt, c.Head, c.Unread, len(e.inbox(u)))
+		}
+	}
+}

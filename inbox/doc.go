@@ -32,9 +32,10 @@
 // message for the others, in the same batch. Then the caller's duties grow:
 //
 //  5. Route each call to the node serving its shard: conversation commands
-//     (sends, recalls and edits, group changes, SetDND, History, Group) to
-//     the conversation's, user commands (Sync, Head, MarkRead,
-//     Conversations) to the user's;
+//     (sends, recalls and edits, group changes, SetDND, History, Group;
+//     SendDirect and Block to the pair's, wire.DirectConv) to the
+//     conversation's, user commands (Sync, Head, MarkRead, Conversations)
+//     to the user's;
 //     elsewhere they fail with ErrNotOwner, which is retryable.
 //  6. Provide a Deliverer, which carries records to the node serving their
 //     destination shards and calls Apply there; Apply is idempotent and

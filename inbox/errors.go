@@ -8,15 +8,14 @@ import (
 // Errors a caller branches on. Each is returned wrapped with its context;
 // test with errors.Is.
 var (
-	ErrInvalid   = errors.New("inbox: invalid argument")
-	ErrNoGroup   = errors.New("inbox: no such group")
-	ErrDismissed = errors.New("inbox: group dismissed")
-	ErrNotMember = errors.New("inbox: not a member")
-	ErrForbidden = errors.New("inbox: not allowed")
-	ErrMuted     = errors.New("inbox: muted")
-	ErrGroupFull = errors.New("inbox: group full")
-	// ErrBlocked: the recipient of a direct message blocks its sender.
-	ErrBlocked     = errors.New("inbox: blocked by the recipient")
+	ErrInvalid     = errors.New("inbox: invalid argument")
+	ErrNoGroup     = errors.New("inbox: no such group")
+	ErrDismissed   = errors.New("inbox: group dismissed")
+	ErrNotMember   = errors.New("inbox: not a member")
+	ErrForbidden   = errors.New("inbox: not allowed")
+	ErrMuted       = errors.New("inbox: muted")
+	ErrGroupFull   = errors.New("inbox: group full")
+	ErrBlocked     = errors.New("inbox: blocked by the recipient") // of a direct message: the recipient blocks its sender
 	ErrUnavailable = errors.New("inbox: store unavailable")
 	ErrClosed      = errors.New("inbox: service closed")
 	// ErrTooLate: the sender's window to recall or edit the message passed

@@ -401,6 +401,9 @@ func (m *model) verify(t *testing.T, st timeline.Store, conversations func(user 
 				t.Fatalf("conv %d: conv_seq %d at position %d", conv, msg.ConvSeq, i)
 			}
 			recipients, after := replay(t, members, msg)
+			if g.IsDirect() && msg.Kind == wire.KindNotice {
+				t.Fatalf("direct conv %d of %v: a notice at conv_seq %d: %s", conv, g.Direct, msg.ConvSeq, msg.Body)
+			}
 			if g.IsDirect() && i == 0 {
 				// Both users of a direct conversation join with its first
 				// message, which is no notice.

@@ -13,6 +13,7 @@ func TestDirectConv(t *testing.T) {
 		{1, 2, 10121370589403482978},
 		{42, 7, 10975061129255072772},
 		{1<<64 - 1, 1, 11041359489232385070},
+		{42, 43, 9663280722357917017}, // docs/protocol.md's frame example
 	} {
 		if got := wire.DirectConv(c.a, c.b); got != c.want {
 			t.Errorf("DirectConv(%d, %d) = %d, want %d", c.a, c.b, got, c.want)

@@ -125,6 +125,7 @@ func parse(args []string) (bench.Config, options, error) {
 	fs.IntVar(&cfg.Users, "users", cfg.Users, "simulated users")
 	fs.IntVar(&cfg.Devices, "devices", cfg.Devices, "devices (connections) per user")
 	groups := fs.String("groups", bench.FormatGroups(cfg.Groups), "group mix: COUNTxSIZE,… (members drawn at random, owner included)")
+	fs.IntVar(&cfg.DirectPairs, "direct", cfg.DirectPairs, "direct conversations (pairs of users drawn at random) in the send mix beside the groups, sent to by SEND_DIRECT")
 	fs.Float64Var(&cfg.Rate, "rate", cfg.Rate, "sends per second")
 	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "length of the load phase")
 	fs.IntVar(&cfg.Messages, "messages", 0, "at most this many sends (0: rate × duration)")
@@ -182,8 +183,8 @@ func parse(args []string) (bench.Config, options, error) {
 		if *baseline {
 			cfg.Server.Bare, cfg.Server.Binary = true, self
 		}
-		cfg.Churn, cfg.OfflineUsers, cfg.Storm, cfg.Chaos = 0, 0, false, 0
-		cfg.Features = bench.Features{} // the baseline knows plain messages only
+		cfg.Churn, cfg.OfflineUsers, cfg.Storm, cfg.Chaos, cfg.DirectPairs = 0, 0, false, 0, 0
+		cfg.Features = bench.Features{} // the baseline knows plain messages to groups only
 	}
 	if cfg.Chaos > 0 && cfg.Server.Store == "cassandra" && cfg.Server.Keyspace == "inboxd" {
 		return cfg, opts, errors.New("refusing to kill a server on the default keyspace: pick -keyspace")

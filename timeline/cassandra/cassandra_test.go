@@ -71,3 +71,24 @@ func TestConformance(t *testing.T) {
 		return open(t, cfg)
 	})
 }
+
+// TestGroupWithoutProfileColumns reads a group row written before groups
+// had a profile and a direct pair (those columns null), as after the ALTER
+// of deploy/cassandra/schema.cql: a group with no profile.
+func TestGroupWithoutProfileColumns(t *testing.T) {
+	cfg := config(t, "_oldgroup")
+	s := open(t, cfg)
+	err := session(t).Query("INSERT INTO "+cfg.Keyspace+".groups (conv, name, owner, created, open, muted_until, dismissed) VALUES (?, ?, ?, ?, ?, ?, ?)",
+		uint64(77), "old", uint64(5), int64(1000), true, int64(0), false).Exec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := s.Group(t.Context(), 77)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := timeline.Group{ID: 77, Name: "old", Owner: 5, Created: time.UnixMilli(1000).UTC(), Open: true}
+	if g.IsDirect() || g.Announcement != "" || g.AvatarURL != "" || g.Blocked != [2]bool{} || g.Name != want.Name || g.Owner != want.Owner || !g.Open {
+		t.Fatalf("group %+v, want %+v", g, want)
+	}
+}
