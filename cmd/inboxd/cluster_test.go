@@ -173,15 +173,12 @@ func (tc *testCluster) dial(t *testing.T, users uint64) {
 		}
 		log := new(entryLog)
 		// Until the first balancing rounds claimed the shards, AUTH is
-		// answered UNAVAILABLE (no owner), which Dial returns.
-		var c *client.Client
-		waitUntil(t, 30*time.Second, fmt.Sprintf("connection of user %d", u), func() bool {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			c, err = client.Dial(ctx, client.Config{Addrs: addrs, Token: tok, OnEntry: log.add,
-				MinBackoff: 5 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
-			return err == nil
-		})
+		// answered UNAVAILABLE (no owner): Dial retries it.
+		c, err := client.Dial(ctxFor(t, 30*time.Second), client.Config{Addrs: addrs, Token: tok, OnEntry: log.add,
+			MinBackoff: 5 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatalf("user %d: dial: %v", u, err)
+		}
 		t.Cleanup(func() { c.Close() })
 		tc.clients[u], tc.logs[u] = c, log
 	}
