@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/inboxd/inboxd/internal/backoff"
 	"github.com/inboxd/inboxd/wire"
 	"github.com/inboxd/inboxd/wire/wirepb"
 	"google.golang.org/protobuf/proto"
@@ -25,7 +26,10 @@ func (r *runner) load(ctx context.Context, rep *Report) {
 	base := r.snapshot()
 	start := time.Now()
 	end := start.Add(cfg.Duration)
-	lctx, cancel := context.WithDeadline(ctx, end)
+	// Nodes stopped and restarted in a cluster are waited for: the load
+	// goes on, within a bound per node, until the last came back.
+	events := cfg.nodeEvents()
+	lctx, cancel := context.WithDeadline(ctx, end.Add(time.Duration(events)*outageBound))
 	defer cancel()
 
 	var wg sync.WaitGroup
@@ -45,7 +49,22 @@ func (r *runner) load(ctx context.Context, rep *Report) {
 	if cfg.Storm {
 		spawn(r.storm, 5)
 	}
-	if cfg.Chaos > 0 && r.srv != nil {
+	switch {
+	case events > 0:
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if cfg.Chaos > 0 {
+				r.clusterChaos(lctx, rand.New(rand.NewPCG(cfg.Seed, 6)))
+			}
+			if cfg.Rolling {
+				r.rolling(lctx)
+			}
+			if backoff.Sleep(lctx, time.Until(end)) {
+				cancel()
+			}
+		}()
+	case cfg.Chaos > 0 && r.srv != nil:
 		// Under the run's context, not the load's: every kill happens
 		// even on a machine so slow that the load ends first.
 		wg.Add(1)
@@ -266,7 +285,7 @@ func (r *runner) chaos(ctx context.Context, rng *rand.Rand) {
 		case <-time.After(time.Until(start.Add(a))):
 		}
 		r.log.Info("bench: kill -9 inboxd", "at", a)
-		if err := r.srv.restart(context.WithoutCancel(ctx)); err != nil {
+		if err := r.srv.nodes[0].restart(context.WithoutCancel(ctx)); err != nil {
 			r.log.Error("bench: restart inboxd", "err", err)
 			r.violation(Violation{Kind: "restart", Detail: err.Error()})
 			return
@@ -337,10 +356,10 @@ func (r *runner) finish(ctx context.Context, rep *Report) {
 	}
 	if r.srv != nil {
 		rep.ServerKills = int(r.stats.kills.Load())
-		r.srv.sample()
-		r.srv.mu.Lock()
-		rep.ServerPeakRSS = r.srv.peakRSS
-		r.srv.mu.Unlock()
+		rep.ServerPeakRSS = r.srv.peakRSS()
+		r.omu.Lock()
+		rep.Outages = r.outages
+		r.omu.Unlock()
 	}
 	if r.cfg.Server.Bare {
 		return // the baseline stores nothing: there is nothing to verify
