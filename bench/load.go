@@ -374,6 +374,9 @@ func (r *runner) finish(ctx context.Context, rep *Report) {
 func (r *runner) verify(ctx context.Context, rep *Report) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
+	if len(r.addrs) > 1 {
+		r.settle(ctx)
+	}
 	v := NewVerifier(r.model, r.cfg.MaxViolations)
 	var vmu sync.Mutex
 	err := inParallel(16, len(r.users), func(i int) error {
@@ -400,39 +403,13 @@ func (r *runner) verifyUser(ctx context.Context, u *user, v *Verifier, vmu *sync
 			return fmt.Errorf("device %s catch-up: %w", d.name, err)
 		}
 	}
-	var after uint64
-	for {
-		var resp wirepb.SyncResponse
-		err := retryOffline(ctx, func() error {
-			d := u.onlineDevice()
-			if d == nil {
-				return errOffline
-			}
-			b, err := d.call(ctx, wire.CmdSync, func(b []byte) []byte { return appendVarintFields(b, after, wire.MaxSyncLimit) })
-			if err != nil {
-				return err
-			}
-			return proto.Unmarshal(b, &resp)
-		})
-		if err != nil {
-			return fmt.Errorf("SYNC after %d: %w", after, err)
-		}
-		page := make([]InboxEntry, len(resp.Entries))
-		for i, e := range resp.Entries {
-			page[i] = InboxEntry{Seq: e.Seq, Conv: e.Conv, ConvSeq: e.ConvSeq, MsgID: e.MsgId, Kind: wire.Kind(e.Kind)}
-			if m := e.Message; m != nil {
-				page[i].Sender, page[i].ClientMsgID = m.Sender, m.ClientMsgId
-			}
-		}
+	err := r.readInbox(ctx, u, func(page []InboxEntry) {
 		vmu.Lock()
 		v.Inbox(u.id, page)
 		vmu.Unlock()
-		if len(page) > 0 {
-			after = page[len(page)-1].Seq
-		}
-		if !resp.HasMore || len(page) == 0 {
-			break
-		}
+	})
+	if err != nil {
+		return err
 	}
 	// Every page of the list: nothing is sent any more, so no
 	// conversation moves between two pages.
@@ -471,6 +448,80 @@ func (r *runner) verifyUser(ctx context.Context, u *user, v *Verifier, vmu *sync
 		d.st.Unlock()
 	}
 	return nil
+}
+
+// readInbox reads u's inbox from seq 1 by SYNC, through an online device,
+// and hands each page to f.
+func (r *runner) readInbox(ctx context.Context, u *user, f func([]InboxEntry)) error {
+	var after uint64
+	for {
+		var resp wirepb.SyncResponse
+		err := retryOffline(ctx, func() error {
+			d := u.onlineDevice()
+			if d == nil {
+				return errOffline
+			}
+			b, err := d.call(ctx, wire.CmdSync, func(b []byte) []byte { return appendVarintFields(b, after, wire.MaxSyncLimit) })
+			if err != nil {
+				return err
+			}
+			return proto.Unmarshal(b, &resp)
+		})
+		if err != nil {
+			return fmt.Errorf("SYNC after %d: %w", after, err)
+		}
+		page := make([]InboxEntry, len(resp.Entries))
+		for i, e := range resp.Entries {
+			page[i] = InboxEntry{Seq: e.Seq, Conv: e.Conv, ConvSeq: e.ConvSeq, MsgID: e.MsgId, Kind: wire.Kind(e.Kind)}
+			if m := e.Message; m != nil {
+				page[i].Sender, page[i].ClientMsgID = m.Sender, m.ClientMsgId
+			}
+		}
+		f(page)
+		if len(page) > 0 {
+			after = page[len(page)-1].Seq
+		}
+		if !resp.HasMore || len(page) == 0 {
+			return nil
+		}
+	}
+}
+
+// settleWait bounds how long settle waits for the deliveries of a cluster.
+const settleWait = time.Minute
+
+// settle waits, within settleWait, until every user's inbox holds each of
+// their groups up to its newest acknowledged conv_seq. In a cluster the
+// rows of members served by another node than the conversation's are
+// written after the ack, as the outbox is delivered: the verifier checks
+// the inboxes once that is done (what is still missing then is reported).
+func (r *runner) settle(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, settleWait)
+	defer cancel()
+	heads := make(map[uint64]uint64, len(r.groups))
+	for _, g := range r.groups {
+		heads[g.conv] = g.head.Load()
+	}
+	inParallel(16, len(r.users), func(i int) error {
+		u := r.users[i]
+		for {
+			last := map[uint64]uint64{}
+			err := r.readInbox(ctx, u, func(page []InboxEntry) {
+				for _, e := range page {
+					last[e.Conv] = max(last[e.Conv], e.ConvSeq)
+				}
+			})
+			behind := 0
+			for _, conv := range r.model.Groups(u.id) {
+				if last[conv] < heads[conv] {
+					behind++
+				}
+			}
+			if err == nil && behind == 0 || !backoff.Sleep(ctx, 200*time.Millisecond) {
+				return nil
+			}
+		}
+	})
 }
 
 // retryOffline runs f until it succeeds or fails otherwise than by a

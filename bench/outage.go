@@ -109,7 +109,16 @@ func (r *runner) outage(ctx context.Context, s *server, sig string, stop func())
 // rejoin starts s again on its data and waits until a device is connected
 // to it: the cluster gave it back its share of the shards.
 func (r *runner) rejoin(ctx context.Context, s *server) bool {
-	if err := s.start(context.WithoutCancel(ctx)); err != nil {
+	// A loaded Cassandra may time a start's first statements out: a few
+	// attempts.
+	var err error
+	for attempt := range 3 {
+		if err = s.start(context.WithoutCancel(ctx)); err == nil || !backoff.Sleep(ctx, time.Duration(attempt+1)*time.Second) {
+			break
+		}
+		r.log.Warn("bench: restart inboxd: trying again", "node", s.addr, "err", err)
+	}
+	if err != nil {
 		r.log.Error("bench: restart inboxd", "node", s.addr, "err", err)
 		r.violation(Violation{Kind: "restart", Detail: err.Error()})
 		return false
