@@ -106,8 +106,9 @@ func (r *runner) outage(ctx context.Context, s *server, sig string, stop func())
 	return o
 }
 
-// rejoin starts s again on its data and waits until a device is connected
-// to it: the cluster gave it back its share of the shards.
+// rejoin starts s again on its data and waits until users are connected
+// to it, half of an even share: the cluster is giving it back its share of
+// the shards, so that the next stop finds the load spread again.
 func (r *runner) rejoin(ctx context.Context, s *server) bool {
 	// A loaded Cassandra may time a start's first statements out: a few
 	// attempts.
@@ -126,9 +127,10 @@ func (r *runner) rejoin(ctx context.Context, s *server) bool {
 	s.mu.Lock()
 	s.restarts++
 	s.mu.Unlock()
-	for end := time.Now().Add(outageWait); len(r.usersOn(s.addr)) == 0; {
+	share := max(len(r.users)/len(r.srv.nodes)/2, 1)
+	for end := time.Now().Add(outageWait); len(r.usersOn(s.addr)) < share; {
 		if time.Now().After(end) {
-			r.log.Warn("bench: no device on the restarted node", "node", s.addr, "within", outageWait)
+			r.log.Warn("bench: the restarted node has not taken its share of the users", "node", s.addr, "within", outageWait)
 			return true
 		}
 		select {
