@@ -1,8 +1,11 @@
 package bench
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +29,14 @@ func TestClusterChaos(t *testing.T) {
 	}
 	cfg.Duration = 8 * time.Second
 	cfg.Chaos, cfg.Rolling = 1, true
+	// The run's own log (stops, restarts, waits) is shown if the test fails.
+	var log syncBuffer
+	cfg.Logger = slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("bench log:\n%s", log.String())
+		}
+	})
 	cfg.Server = ServerConfig{Dir: t.TempDir(), Store: "cassandra", Nodes: 3,
 		CassandraHosts: strings.Join(hosts, ","), Keyspace: cassandratest.NewRun("bench").Prefix, DropKeyspace: true}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -83,4 +94,22 @@ func TestValidateCluster(t *testing.T) {
 	if want := int(10*(time.Second+5*outageBound).Seconds()) + 1; c.Messages != want {
 		t.Errorf("%d messages, want %d", c.Messages, want)
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the run's goroutines to log into.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

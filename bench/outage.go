@@ -89,15 +89,14 @@ func (r *runner) outage(ctx context.Context, s *server, sig string, stop func())
 	r.log.Info("bench: stop a node", "signal", sig, "node", s.addr, "users", len(w.users))
 	stop()
 	o := Outage{Node: s.addr, Signal: sig, Users: len(w.users), Seconds: -1}
-	if len(w.users) == 0 {
-		return o
-	}
-	select {
-	case <-w.acked:
-		o.Seconds = time.Duration(w.ackAt - w.at).Seconds()
-	case <-time.After(outageWait):
-		r.violation(Violation{Kind: "outage", Detail: "no user of node " + s.addr + " served again within " + outageWait.String() + " of SIG" + sig})
-	case <-ctx.Done():
+	if len(w.users) > 0 {
+		select {
+		case <-w.acked:
+			o.Seconds = time.Duration(w.ackAt - w.at).Seconds()
+		case <-time.After(outageWait):
+			r.violation(Violation{Kind: "outage", Detail: "no user of node " + s.addr + " served again within " + outageWait.String() + " of SIG" + sig})
+		case <-ctx.Done():
+		}
 	}
 	r.log.Info("bench: a user of the stopped node served again", "signal", sig, "node", s.addr, "seconds", o.Seconds)
 	r.omu.Lock()
@@ -127,6 +126,7 @@ func (r *runner) rejoin(ctx context.Context, s *server) bool {
 	s.mu.Lock()
 	s.restarts++
 	s.mu.Unlock()
+	r.log.Info("bench: inboxd restarted", "node", s.addr)
 	share := max(len(r.users)/len(r.srv.nodes)/2, 1)
 	for end := time.Now().Add(outageWait); len(r.usersOn(s.addr)) < share; {
 		if time.Now().After(end) {
@@ -139,6 +139,7 @@ func (r *runner) rejoin(ctx context.Context, s *server) bool {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+	r.log.Info("bench: the restarted node serves its share of the users", "node", s.addr)
 	return true
 }
 
