@@ -109,11 +109,12 @@ func (r *runner) outage(ctx context.Context, s *server, sig string, stop func())
 // to it, half of an even share: the cluster is giving it back its share of
 // the shards, so that the next stop finds the load spread again.
 func (r *runner) rejoin(ctx context.Context, s *server) bool {
-	// A loaded Cassandra may time a start's first statements out: a few
-	// attempts.
+	// A loaded Cassandra may time a start's first statements out: again,
+	// within outageWait.
 	var err error
-	for attempt := range 3 {
-		if err = s.start(context.WithoutCancel(ctx)); err == nil || !backoff.Sleep(ctx, time.Duration(attempt+1)*time.Second) {
+	for attempt, end := 0, time.Now().Add(outageWait); ; attempt++ {
+		err = s.start(context.WithoutCancel(ctx))
+		if err == nil || time.Now().After(end) || !backoff.Sleep(ctx, time.Duration(attempt+1)*time.Second) {
 			break
 		}
 		r.log.Warn("bench: restart inboxd: trying again", "node", s.addr, "err", err)

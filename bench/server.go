@@ -73,6 +73,10 @@ type server struct {
 	addr   string // fixed across restarts, so clients reconnect to it
 	peer   string // the node-to-node address of a cluster node, fixed too
 	logf   *os.File
+	// schema: this start creates the Cassandra schema (the fleet's first
+	// start only: creating it again is one more statement that a loaded
+	// Cassandra may time out, failing a restart).
+	schema bool
 
 	mu       sync.Mutex
 	cmd      *exec.Cmd
@@ -143,7 +147,7 @@ func newServer(ctx context.Context, cfg ServerConfig, log *slog.Logger, secretPa
 	if cfg.Nodes > 1 {
 		data, logName = filepath.Join(cfg.Dir, fmt.Sprintf("data-%d", i)), fmt.Sprintf("inboxd-%d.log", i)
 	}
-	s := &server{cfg: cfg, log: log, data: data, secret: secretPath, bin: cfg.Binary}
+	s := &server{cfg: cfg, log: log, data: data, secret: secretPath, bin: cfg.Binary, schema: i == 0}
 	// Ports chosen once: every restart listens on them again (a cluster
 	// node advertises them, so they cannot be port 0).
 	var err error
@@ -217,7 +221,10 @@ func (s *server) args() []string {
 	a := []string{"-listen", s.addr, "-admin", "", "-data", s.data, "-secret-file", s.secret, "-store", s.cfg.Store}
 	if s.cfg.Store == "cassandra" {
 		a = append(a, "-cassandra-hosts", s.cfg.CassandraHosts, "-keyspace", s.cfg.Keyspace,
-			"-cassandra-consistency", "ONE", "-create-schema")
+			"-cassandra-consistency", "ONE")
+		if s.schema {
+			a = append(a, "-create-schema")
+		}
 	}
 	if s.cfg.cluster() {
 		a = append(a, "-cluster", "-node", "-1", "-peer-listen", s.peer)
@@ -236,7 +243,11 @@ func (s *server) start(ctx context.Context) error {
 	deadline := time.Now().Add(s.cfg.LeaseWait)
 	for {
 		err := s.startOnce(ctx)
-		if err == nil || !strings.Contains(err.Error(), leaseHeld) || time.Now().After(deadline) {
+		if err == nil {
+			s.schema = false
+			return nil
+		}
+		if !strings.Contains(err.Error(), leaseHeld) || time.Now().After(deadline) {
 			return err
 		}
 		s.log.Info("bench: inboxd refused: the killed server's writer lease has not expired; waiting", "err", err)
