@@ -124,11 +124,13 @@ func Abuse(ctx context.Context, cfg AbuseConfig) (AbuseReport, error) {
 		return rep, err
 	}
 	sc.Args = append(sc.Args, "-admin", admin) // after the harness's "-admin ''": the last wins
-	srv, secret, err := startServer(ctx, sc, cfg.Logger)
+	sc.Nodes = 1
+	f, secret, err := startFleet(ctx, sc, cfg.Logger)
 	if err != nil {
 		return rep, err
 	}
-	defer srv.close()
+	defer f.close()
+	srv := f.nodes[0]
 	heap := func() int64 { return scrapeGauge("http://"+admin+"/metrics", "go_memstats_heap_inuse_bytes") }
 	cpuBefore, before := srv.sample()
 	rep.RSSBefore = before.rss

@@ -41,7 +41,8 @@ type Config struct {
 	ChurnDown    time.Duration // default 1s
 	OfflineUsers float64       // fraction of users offline from a fifth of the run to its end
 	Storm        bool          // every device disconnects and reconnects at once, mid-run
-	Chaos        int           // kill -9 and restart of the started server, at random moments
+	Chaos        int           // kill -9 and restart of the started server, at random moments; of a random node, one after the other, in a cluster
+	Rolling      bool          // SIGTERM and restart of each node of the started cluster in turn
 	MarkReadRate float64       // MARK_READ requests per second
 	Features     Features      // shares of the sends that recall, edit or mention
 
@@ -129,7 +130,7 @@ func FormatGroups(gs []GroupSpec) string {
 }
 
 // Presets names the built-in configurations.
-var presetNames = []string{"smoke", "fanout", "chatty", "reconnect-storm", "idle", "groups100"}
+var presetNames = []string{"smoke", "fanout", "chatty", "reconnect-storm", "idle", "groups100", "rolling"}
 
 // PresetNames returns the names Preset accepts.
 func PresetNames() []string { return slices.Clone(presetNames) }
@@ -143,7 +144,10 @@ func PresetNames() []string { return slices.Clone(presetNames) }
 //   - chatty: many groups of 10 at a high rate;
 //   - groups100: groups of 100 at 1,000 sends/s (100,000 deliveries/s);
 //   - reconnect-storm: every device reconnects at once, mid-run;
-//   - idle: 10,000 connections and few messages: memory per connection.
+//   - idle: 10,000 connections and few messages: memory per connection;
+//   - rolling: three cluster nodes on Cassandra, each stopped with SIGTERM
+//     in turn under load and restarted (Server.CassandraHosts names the
+//     node).
 func Preset(name string) (Config, error) {
 	c := Config{BodySize: 100, Duration: 20 * time.Second, Devices: 1}
 	switch name {
@@ -174,6 +178,12 @@ func Preset(name string) (Config, error) {
 		c.Users = 10000
 		c.Groups = []GroupSpec{{100, 10}}
 		c.Rate = 10
+	case "rolling":
+		c.Users, c.Devices = 60, 2
+		c.Groups = []GroupSpec{{10, 5}, {4, 20}, {1, 60}}
+		c.Rate, c.Duration = 100, 10*time.Second
+		c.Rolling = true
+		c.Server.Store, c.Server.Nodes = "cassandra", 3
 	default:
 		return Config{}, fmt.Errorf("bench: no preset %q (have %s)", name, strings.Join(presetNames, ", "))
 	}
@@ -208,8 +218,15 @@ func (c *Config) validate() error {
 	if c.Rate <= 0 || c.Duration <= 0 {
 		return fmt.Errorf("bench: rate and duration must be positive")
 	}
+	if c.Server.Nodes > 1 && c.Server.Store != "cassandra" {
+		return fmt.Errorf("bench: %d nodes share a Cassandra keyspace: they need the cassandra store", c.Server.Nodes)
+	}
+	if c.Rolling && (c.Addr != "" || c.Server.Nodes < 2) {
+		return fmt.Errorf("bench: a rolling restart needs a cluster of two nodes or more that Run starts itself")
+	}
 	if c.Messages <= 0 {
-		c.Messages = int(c.Rate*c.Duration.Seconds()) + 1
+		// The load lasts until the nodes stopped came back, past Duration.
+		c.Messages = int(c.Rate*(c.Duration+time.Duration(c.nodeEvents())*outageBound).Seconds()) + 1
 	}
 	if c.Server.Bare && (c.Addr != "" || c.Chaos > 0 || c.Churn > 0 || c.OfflineUsers > 0 || c.Storm) {
 		return fmt.Errorf("bench: the bare baseline stores nothing: no -addr, chaos, churn, offline users or storm with it")

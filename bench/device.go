@@ -37,6 +37,8 @@ type device struct {
 	wake    chan struct{} // closed to end an away period early
 	online  atomic.Bool
 
+	node atomic.Pointer[string] // the address of the node of the latest connection
+
 	// By the goroutine running the device.
 	everConnected bool
 	next          string // the node to connect to first: the last that answered, or a REDIRECT's
@@ -124,6 +126,15 @@ func (d *device) run(ctx context.Context) {
 		}
 		d.drop(err)
 	}
+}
+
+// nodeAddr returns the address of the node the device connected to last
+// ("" before its first connection).
+func (d *device) nodeAddr() string {
+	if a := d.node.Load(); a != nil {
+		return *a
+	}
+	return ""
 }
 
 // waitAway waits while the device or its user is to stay offline.
@@ -274,6 +285,7 @@ func (d *device) auth(dctx context.Context, addr string) (nc net.Conn, early [][
 	d.nextID = 1
 	d.pending = make(map[uint32]*request)
 	d.mu.Unlock()
+	d.node.Store(&addr)
 	d.online.Store(true)
 	if d.r.connected(d) {
 		d.r.stats.reconnects.Add(1)
@@ -467,7 +479,7 @@ func (d *device) handle(h wire.Header, body []byte) error {
 		if err != nil {
 			return err
 		}
-		d.r.acked(req, a)
+		d.r.acked(d, req, a)
 	case reqMarkRead:
 		d.r.marksInFlight.Add(-1)
 		rs, err := firstVarint(body, 1)

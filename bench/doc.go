@@ -42,6 +42,16 @@
 // generator reports its own CPU time, so that a run limited by the client
 // rather than the server is recognised as such.
 //
+// With ServerConfig.Nodes above one, Run starts that many inboxd processes
+// as the nodes of a cluster on one Cassandra keyspace (docs/cluster.md); the
+// devices are spread over their addresses and follow REDIRECT. Config.Chaos
+// then kills -9 a random node, one kill after the other, and
+// Config.Rolling stops each node with SIGTERM in turn; each is restarted
+// once its users are served again, and before the next stop, while the
+// load goes on (bounded per stop). The report's Outages give each stop's
+// time from the signal to the first acknowledgement, by another node, of a
+// send one of its users began after it.
+//
 // ServeBare is the baseline: a bare gnet server that speaks just enough of
 // the protocol for the same load, with no storage. Compare runs inboxd and
 // the baseline alternately on one load, pair after pair, and reports each

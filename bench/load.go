@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/inboxd/inboxd/internal/backoff"
 	"github.com/inboxd/inboxd/wire"
 	"github.com/inboxd/inboxd/wire/wirepb"
 	"google.golang.org/protobuf/proto"
@@ -25,7 +26,10 @@ func (r *runner) load(ctx context.Context, rep *Report) {
 	base := r.snapshot()
 	start := time.Now()
 	end := start.Add(cfg.Duration)
-	lctx, cancel := context.WithDeadline(ctx, end)
+	// Nodes stopped and restarted in a cluster are waited for: the load
+	// goes on, within a bound per node, until the last came back.
+	events := cfg.nodeEvents()
+	lctx, cancel := context.WithDeadline(ctx, end.Add(time.Duration(events)*outageBound))
 	defer cancel()
 
 	var wg sync.WaitGroup
@@ -45,7 +49,22 @@ func (r *runner) load(ctx context.Context, rep *Report) {
 	if cfg.Storm {
 		spawn(r.storm, 5)
 	}
-	if cfg.Chaos > 0 && r.srv != nil {
+	switch {
+	case events > 0:
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if cfg.Chaos > 0 {
+				r.clusterChaos(lctx, rand.New(rand.NewPCG(cfg.Seed, 6)))
+			}
+			if cfg.Rolling {
+				r.rolling(lctx)
+			}
+			if backoff.Sleep(lctx, time.Until(end)) {
+				cancel()
+			}
+		}()
+	case cfg.Chaos > 0 && r.srv != nil:
 		// Under the run's context, not the load's: every kill happens
 		// even on a machine so slow that the load ends first.
 		wg.Add(1)
@@ -329,7 +348,7 @@ func (r *runner) chaos(ctx context.Context, rng *rand.Rand) {
 		case <-time.After(time.Until(start.Add(a))):
 		}
 		r.log.Info("bench: kill -9 inboxd", "at", a)
-		if err := r.srv.restart(context.WithoutCancel(ctx)); err != nil {
+		if err := r.srv.nodes[0].restart(context.WithoutCancel(ctx)); err != nil {
 			r.log.Error("bench: restart inboxd", "err", err)
 			r.violation(Violation{Kind: "restart", Detail: err.Error()})
 			return
@@ -402,10 +421,10 @@ func (r *runner) finish(ctx context.Context, rep *Report) {
 	}
 	if r.srv != nil {
 		rep.ServerKills = int(r.stats.kills.Load())
-		r.srv.sample()
-		r.srv.mu.Lock()
-		rep.ServerPeakRSS = r.srv.peakRSS
-		r.srv.mu.Unlock()
+		rep.ServerPeakRSS = r.srv.peakRSS()
+		r.omu.Lock()
+		rep.Outages = r.outages
+		r.omu.Unlock()
 	}
 	if r.cfg.Server.Bare {
 		return // the baseline stores nothing: there is nothing to verify
@@ -420,6 +439,9 @@ func (r *runner) finish(ctx context.Context, rep *Report) {
 func (r *runner) verify(ctx context.Context, rep *Report) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
+	if len(r.addrs) > 1 {
+		r.settle(ctx)
+	}
 	v := NewVerifier(r.model, r.cfg.MaxViolations)
 	var vmu sync.Mutex
 	err := inParallel(16, len(r.users), func(i int) error {
@@ -446,40 +468,13 @@ func (r *runner) verifyUser(ctx context.Context, u *user, v *Verifier, vmu *sync
 			return fmt.Errorf("device %s catch-up: %w", d.name, err)
 		}
 	}
-	var after uint64
-	for {
-		var resp wirepb.SyncResponse
-		err := retryOffline(ctx, func() error {
-			d := u.onlineDevice()
-			if d == nil {
-				return errOffline
-			}
-			b, err := d.call(ctx, wire.CmdSync, func(b []byte) []byte { return appendVarintFields(b, after, wire.MaxSyncLimit) })
-			if err != nil {
-				return err
-			}
-			return proto.Unmarshal(b, &resp)
-		})
-		if err != nil {
-			return fmt.Errorf("SYNC after %d: %w", after, err)
-		}
-		page := make([]InboxEntry, len(resp.Entries))
-		for i, e := range resp.Entries {
-			page[i] = InboxEntry{Seq: e.Seq, Conv: e.Conv, ConvSeq: e.ConvSeq, MsgID: e.MsgId, Kind: wire.Kind(e.Kind)}
-			if m := e.Message; m != nil {
-				page[i].Sender, page[i].ClientMsgID = m.Sender, m.ClientMsgId
-				page[i].Recalled, page[i].Edited = m.Recalled, m.EditedMs != 0
-			}
-		}
+	err := r.readInbox(ctx, u, func(page []InboxEntry) {
 		vmu.Lock()
 		v.Inbox(u.id, page)
 		vmu.Unlock()
-		if len(page) > 0 {
-			after = page[len(page)-1].Seq
-		}
-		if !resp.HasMore || len(page) == 0 {
-			break
-		}
+	})
+	if err != nil {
+		return err
 	}
 	// Every page of the list: nothing is sent any more, so no
 	// conversation moves between two pages.
@@ -518,6 +513,81 @@ func (r *runner) verifyUser(ctx context.Context, u *user, v *Verifier, vmu *sync
 		d.st.Unlock()
 	}
 	return nil
+}
+
+// readInbox reads u's inbox from seq 1 by SYNC, through an online device,
+// and hands each page to f.
+func (r *runner) readInbox(ctx context.Context, u *user, f func([]InboxEntry)) error {
+	var after uint64
+	for {
+		var resp wirepb.SyncResponse
+		err := retryOffline(ctx, func() error {
+			d := u.onlineDevice()
+			if d == nil {
+				return errOffline
+			}
+			b, err := d.call(ctx, wire.CmdSync, func(b []byte) []byte { return appendVarintFields(b, after, wire.MaxSyncLimit) })
+			if err != nil {
+				return err
+			}
+			return proto.Unmarshal(b, &resp)
+		})
+		if err != nil {
+			return fmt.Errorf("SYNC after %d: %w", after, err)
+		}
+		page := make([]InboxEntry, len(resp.Entries))
+		for i, e := range resp.Entries {
+			page[i] = InboxEntry{Seq: e.Seq, Conv: e.Conv, ConvSeq: e.ConvSeq, MsgID: e.MsgId, Kind: wire.Kind(e.Kind)}
+			if m := e.Message; m != nil {
+				page[i].Sender, page[i].ClientMsgID = m.Sender, m.ClientMsgId
+				page[i].Recalled, page[i].Edited = m.Recalled, m.EditedMs != 0
+			}
+		}
+		f(page)
+		if len(page) > 0 {
+			after = page[len(page)-1].Seq
+		}
+		if !resp.HasMore || len(page) == 0 {
+			return nil
+		}
+	}
+}
+
+// settleWait bounds how long settle waits for the deliveries of a cluster.
+const settleWait = time.Minute
+
+// settle waits, within settleWait, until every user's inbox holds each of
+// their groups up to its newest acknowledged conv_seq. In a cluster the
+// rows of members served by another node than the conversation's are
+// written after the ack, as the outbox is delivered: the verifier checks
+// the inboxes once that is done (what is still missing then is reported).
+func (r *runner) settle(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, settleWait)
+	defer cancel()
+	heads := make(map[uint64]uint64, len(r.groups))
+	for _, g := range r.groups {
+		heads[g.conv] = g.head.Load()
+	}
+	inParallel(16, len(r.users), func(i int) error {
+		u := r.users[i]
+		for {
+			last := map[uint64]uint64{}
+			err := r.readInbox(ctx, u, func(page []InboxEntry) {
+				for _, e := range page {
+					last[e.Conv] = max(last[e.Conv], e.ConvSeq)
+				}
+			})
+			behind := 0
+			for _, conv := range r.model.Groups(u.id) {
+				if last[conv] < heads[conv] {
+					behind++
+				}
+			}
+			if err == nil && behind == 0 || !backoff.Sleep(ctx, 200*time.Millisecond) {
+				return nil
+			}
+		}
+	})
 }
 
 // retryOffline runs f until it succeeds or fails otherwise than by a

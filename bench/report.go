@@ -16,7 +16,8 @@ import (
 // load phase only (not setup, not the drain and verification after it).
 type Report struct {
 	Preset      string  `json:"preset,omitempty"`
-	Store       string  `json:"store"` // pebble, cassandra, or external (-addr)
+	Store       string  `json:"store"`           // pebble, cassandra, or external (-addr)
+	Nodes       int     `json:"nodes,omitempty"` // inboxd processes started
 	Addr        string  `json:"addr"`
 	Users       int     `json:"users"`
 	Devices     int     `json:"devices_per_user"`
@@ -52,15 +53,16 @@ type Report struct {
 	Errors          map[string]int64 `json:"errors_by_code"`
 	DirectSends     int64            `json:"direct_send_requests,omitempty"` // of Sends, the SEND_DIRECTs
 
-	ServerKills            int     `json:"server_kills"`
-	ServerCPUSeconds       float64 `json:"server_cpu_seconds,omitempty"`
-	ServerCPUCores         float64 `json:"server_cpu_cores,omitempty"`
-	ServerCPUPerDeliveryUs float64 `json:"server_cpu_us_per_delivery,omitempty"`
-	ServerPeakRSS          int64   `json:"server_peak_rss_bytes,omitempty"` // VmHWM
-	ServerRSSBeforeConnect int64   `json:"server_rss_before_connect_bytes,omitempty"`
-	ServerRSSConnected     int64   `json:"server_rss_connected_bytes,omitempty"`
-	ServerIdleBytesPerConn float64 `json:"server_bytes_per_idle_connection,omitempty"`
-	ServerLog              string  `json:"server_log,omitempty"`
+	ServerKills            int      `json:"server_kills"`
+	Outages                []Outage `json:"outages,omitempty"` // nodes of a cluster stopped under load
+	ServerCPUSeconds       float64  `json:"server_cpu_seconds,omitempty"`
+	ServerCPUCores         float64  `json:"server_cpu_cores,omitempty"`
+	ServerCPUPerDeliveryUs float64  `json:"server_cpu_us_per_delivery,omitempty"`
+	ServerPeakRSS          int64    `json:"server_peak_rss_bytes,omitempty"` // VmHWM
+	ServerRSSBeforeConnect int64    `json:"server_rss_before_connect_bytes,omitempty"`
+	ServerRSSConnected     int64    `json:"server_rss_connected_bytes,omitempty"`
+	ServerIdleBytesPerConn float64  `json:"server_bytes_per_idle_connection,omitempty"`
+	ServerLog              string   `json:"server_log,omitempty"`
 
 	ClientCPUSeconds float64 `json:"client_cpu_seconds"`
 	ClientCPUCores   float64 `json:"client_cpu_cores"`
@@ -94,12 +96,16 @@ func (r *Report) WriteTable(w io.Writer) {
 	if name == "" {
 		name = "custom"
 	}
+	store := r.Store
+	if r.Nodes > 1 {
+		store = fmt.Sprintf("%d nodes on %s", r.Nodes, r.Store)
+	}
 	groups := r.Groups
 	if r.DirectPairs > 0 {
 		groups += fmt.Sprintf(" and %d direct pairs", r.DirectPairs)
 	}
 	row("run", "%s on %s (%s): %d users × %d devices = %d connections; groups %s; target %.0f sends/s for %.0fs",
-		name, r.Store, r.Addr, r.Users, r.Devices, r.Connections, groups, r.Rate, r.Duration)
+		name, store, r.Addr, r.Users, r.Devices, r.Connections, groups, r.Rate, r.Duration)
 	row("load", "%.1fs", r.LoadSeconds)
 	row("acked sends/s", "%.0f", r.SendsPerSec)
 	row("deliveries/s", "%.0f (pushed entries received across all devices)", r.DeliveriesPerSec)
@@ -136,6 +142,17 @@ func (r *Report) WriteTable(w io.Writer) {
 			kib(r.ServerIdleBytesPerConn), mib(r.ServerRSSBeforeConnect), mib(r.ServerRSSConnected), note)
 		row("server kills", "%d (kill -9, restarted on the same data)", r.ServerKills)
 	}
+	for _, sig := range []string{"KILL", "TERM"} {
+		var parts []string
+		for _, o := range r.Outages {
+			if o.Signal == sig {
+				parts = append(parts, fmt.Sprintf("%.2fs (%s, %d users)", o.Seconds, o.Node, o.Users))
+			}
+		}
+		if len(parts) > 0 {
+			row(outageRows[sig], "%s", strings.Join(parts, "; "))
+		}
+	}
 	bound := ""
 	if r.ClientBound() {
 		bound = "  — the generator used most of a core: the run may be limited by the client"
@@ -161,6 +178,12 @@ func (r *Report) WriteTable(w io.Writer) {
 	if r.MoreViolations > 0 {
 		fmt.Fprintf(w, "   … and %d more\n", r.MoreViolations)
 	}
+}
+
+// outageRows name the report's rows of Outages.
+var outageRows = map[string]string{
+	"KILL": "failover (kill -9 → first ack of a user of the node)",
+	"TERM": "handover (SIGTERM → first ack of a user of the node)",
 }
 
 func mib(b int64) string   { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }

@@ -28,7 +28,7 @@ type runner struct {
 	log    *slog.Logger
 	addr   string   // as given: one address, or a comma-separated list of a cluster's nodes
 	addrs  []string // addr split
-	srv    *server  // nil against a server given by address
+	srv    *fleet   // nil against a server given by address
 	model  *Model
 	stats  stats
 	hists  hists
@@ -52,6 +52,10 @@ type runner struct {
 
 	vmu        sync.Mutex
 	violations []Violation // found while running (a device saw a gap in a SYNC page, …)
+
+	watch   atomic.Pointer[outageWatch] // the node stopped now, in a cluster
+	omu     sync.Mutex
+	outages []Outage
 }
 
 type group struct {
@@ -95,17 +99,20 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			defer os.RemoveAll(dir)
 			sc.Dir = dir
 		}
-		srv, sec, err := startServer(ctx, sc, r.log)
+		srv, sec, err := startFleet(ctx, sc, r.log)
 		if err != nil {
 			return rep, err
 		}
 		defer srv.close()
-		r.srv, r.addr, secret = srv, srv.addr, sec
-		rep.Store = srv.cfg.Store
+		r.srv, r.addr, secret = srv, srv.addrs(), sec
+		rep.Store, rep.Nodes = srv.cfg.Store, len(srv.nodes)
 		if sc.Bare {
 			rep.Store = "bare"
 		}
 		rep.ServerLog = filepath.Join(sc.Dir, "inboxd.log")
+		if len(srv.nodes) > 1 {
+			rep.ServerLog = filepath.Join(sc.Dir, "inboxd-*.log")
+		}
 	} else {
 		r.addr = cfg.Addr
 	}
@@ -332,8 +339,9 @@ func (u *user) onlineDevice() *device {
 }
 
 // acked records a send's acknowledgement.
-func (r *runner) acked(req *request, a sendAck) {
+func (r *runner) acked(d *device, req *request, a sendAck) {
 	r.stats.acked.Add(1)
+	r.ackWatched(d, req)
 	if a.duplicate {
 		r.stats.duplicateAcks.Add(1)
 	}

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,11 +46,22 @@ type ServerConfig struct {
 	DropKeyspace bool
 	// Args are more inboxd flags.
 	Args []string
+	// Nodes is the number of inboxd processes (default 1). More than one
+	// run as the nodes of a cluster on one keyspace (-cluster, which needs
+	// Store "cassandra"), each with its own ports, data directory and log.
+	Nodes int
+	// Cluster runs the processes with -cluster even when Nodes is 1.
+	Cluster bool
+	// LeaseTTL is the cluster nodes' -lease-ttl (0: inboxd's default).
+	LeaseTTL time.Duration
 	// Bare starts the baseline server instead (ServeBare): Binary must then
 	// be a program that runs it when given -bare-server ADDR -secret-file
 	// FILE, as cmd/inboxd-bench does.
 	Bare bool
 }
+
+// cluster reports whether the processes run as cluster nodes.
+func (c ServerConfig) cluster() bool { return c.Nodes > 1 || c.Cluster }
 
 // server is one inboxd child process, restartable on the same data.
 type server struct {
@@ -61,7 +71,12 @@ type server struct {
 	data   string
 	secret string // path of the token secret file
 	addr   string // fixed across restarts, so clients reconnect to it
+	peer   string // the node-to-node address of a cluster node, fixed too
 	logf   *os.File
+	// schema: this start creates the Cassandra schema (the fleet's first
+	// start only: creating it again is one more statement that a loaded
+	// Cassandra may time out, failing a restart).
+	schema bool
 
 	mu       sync.Mutex
 	cmd      *exec.Cmd
@@ -75,23 +90,34 @@ type server struct {
 // lease has not expired yet (timeline/cassandra.ErrLeaseHeld).
 const leaseHeld = "writer lease held"
 
-func startServer(ctx context.Context, cfg ServerConfig, log *slog.Logger) (*server, []byte, error) {
+// fleet is the inboxd processes Run started: one, or the nodes of a
+// cluster.
+type fleet struct {
+	cfg   ServerConfig
+	log   *slog.Logger
+	nodes []*server
+}
+
+// startFleet builds inboxd (unless cfg names a binary), writes one token
+// secret, and starts cfg.Nodes processes one after the other (the first
+// creates the schema).
+func startFleet(ctx context.Context, cfg ServerConfig, log *slog.Logger) (*fleet, []byte, error) {
 	if cfg.Store == "" {
 		cfg.Store = "pebble"
 	}
 	if cfg.LeaseWait <= 0 {
 		cfg.LeaseWait = 45 * time.Second
 	}
+	cfg.Nodes = max(cfg.Nodes, 1)
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("bench: server dir: %w", err)
 	}
-	s := &server{cfg: cfg, log: log, data: filepath.Join(cfg.Dir, "data"), secret: filepath.Join(cfg.Dir, "token-secret"), bin: cfg.Binary}
-	if cfg.Bare && s.bin == "" {
+	if cfg.Bare && cfg.Binary == "" {
 		return nil, nil, errors.New("bench: the bare server needs ServerConfig.Binary")
 	}
-	if s.bin == "" {
-		s.bin = filepath.Join(cfg.Dir, "inboxd")
-		out, err := exec.CommandContext(ctx, "go", "build", "-o", s.bin, "github.com/inboxd/inboxd/cmd/inboxd").CombinedOutput()
+	if cfg.Binary == "" {
+		cfg.Binary = filepath.Join(cfg.Dir, "inboxd")
+		out, err := exec.CommandContext(ctx, "go", "build", "-o", cfg.Binary, "github.com/inboxd/inboxd/cmd/inboxd").CombinedOutput()
 		if err != nil {
 			return nil, nil, fmt.Errorf("bench: build inboxd (run from inside the inboxd module, or set the server binary): %w\n%s", err, out)
 		}
@@ -99,25 +125,93 @@ func startServer(ctx context.Context, cfg ServerConfig, log *slog.Logger) (*serv
 	raw := make([]byte, 32)
 	rand.Read(raw)
 	secret := []byte(hex.EncodeToString(raw))
-	if err := os.WriteFile(s.secret, secret, 0o600); err != nil {
+	secretPath := filepath.Join(cfg.Dir, "token-secret")
+	if err := os.WriteFile(secretPath, secret, 0o600); err != nil {
 		return nil, nil, fmt.Errorf("bench: write token secret: %w", err)
 	}
-	// A port chosen once: every restart listens on it again.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, nil, fmt.Errorf("bench: pick a port: %w", err)
+	f := &fleet{cfg: cfg, log: log}
+	for i := range cfg.Nodes {
+		s, err := newServer(ctx, cfg, log, secretPath, i)
+		if err != nil {
+			f.close()
+			return nil, nil, err
+		}
+		f.nodes = append(f.nodes, s)
 	}
-	s.addr = ln.Addr().String()
-	ln.Close()
-	s.logf, err = os.Create(filepath.Join(cfg.Dir, "inboxd.log"))
+	return f, secret, nil
+}
+
+// newServer starts process i of cfg's fleet.
+func newServer(ctx context.Context, cfg ServerConfig, log *slog.Logger, secretPath string, i int) (*server, error) {
+	data, logName := filepath.Join(cfg.Dir, "data"), "inboxd.log"
+	if cfg.Nodes > 1 {
+		data, logName = filepath.Join(cfg.Dir, fmt.Sprintf("data-%d", i)), fmt.Sprintf("inboxd-%d.log", i)
+	}
+	s := &server{cfg: cfg, log: log, data: data, secret: secretPath, bin: cfg.Binary, schema: i == 0}
+	// Ports chosen once: every restart listens on them again (a cluster
+	// node advertises them, so they cannot be port 0).
+	var err error
+	if s.addr, err = freePort(); err != nil {
+		return nil, err
+	}
+	if cfg.cluster() {
+		if s.peer, err = freePort(); err != nil {
+			return nil, err
+		}
+	}
+	s.logf, err = os.Create(filepath.Join(cfg.Dir, logName))
 	if err != nil {
-		return nil, nil, fmt.Errorf("bench: server log: %w", err)
+		return nil, fmt.Errorf("bench: server log: %w", err)
 	}
 	if err := s.start(ctx); err != nil {
 		s.logf.Close()
-		return nil, nil, err
+		return nil, err
 	}
-	return s, secret, nil
+	return s, nil
+}
+
+// addrs returns the client addresses of the processes, comma separated.
+func (f *fleet) addrs() string {
+	var out []string
+	for _, s := range f.nodes {
+		out = append(out, s.addr)
+	}
+	return strings.Join(out, ",")
+}
+
+// sample is server.sample over every process: their CPU and memory added.
+func (f *fleet) sample() (totalCPU time.Duration, cur procStats) {
+	for _, s := range f.nodes {
+		c, p := s.sample()
+		totalCPU += c
+		cur.cpu, cur.rss, cur.hwm = cur.cpu+p.cpu, cur.rss+p.rss, cur.hwm+p.hwm
+	}
+	return totalCPU, cur
+}
+
+// peakRSS is the sum of each process's highest VmHWM.
+func (f *fleet) peakRSS() int64 {
+	var sum int64
+	for _, s := range f.nodes {
+		s.sample()
+		s.mu.Lock()
+		sum += s.peakRSS
+		s.mu.Unlock()
+	}
+	return sum
+}
+
+// close stops every process, then drops the keyspace if asked to.
+func (f *fleet) close() {
+	for _, s := range f.nodes {
+		s.stop()
+		s.logf.Close()
+	}
+	if f.cfg.Store == "cassandra" && f.cfg.DropKeyspace {
+		if err := dropKeyspace(f.cfg.CassandraHosts, f.cfg.Keyspace); err != nil {
+			f.log.Warn("bench: drop keyspace", "keyspace", f.cfg.Keyspace, "err", err)
+		}
+	}
 }
 
 func (s *server) args() []string {
@@ -127,7 +221,16 @@ func (s *server) args() []string {
 	a := []string{"-listen", s.addr, "-admin", "", "-data", s.data, "-secret-file", s.secret, "-store", s.cfg.Store}
 	if s.cfg.Store == "cassandra" {
 		a = append(a, "-cassandra-hosts", s.cfg.CassandraHosts, "-keyspace", s.cfg.Keyspace,
-			"-cassandra-consistency", "ONE", "-create-schema")
+			"-cassandra-consistency", "ONE")
+		if s.schema {
+			a = append(a, "-create-schema")
+		}
+	}
+	if s.cfg.cluster() {
+		a = append(a, "-cluster", "-node", "-1", "-peer-listen", s.peer)
+		if s.cfg.LeaseTTL > 0 {
+			a = append(a, "-lease-ttl", s.cfg.LeaseTTL.String())
+		}
 	}
 	return append(a, s.cfg.Args...)
 }
@@ -140,7 +243,11 @@ func (s *server) start(ctx context.Context) error {
 	deadline := time.Now().Add(s.cfg.LeaseWait)
 	for {
 		err := s.startOnce(ctx)
-		if err == nil || !strings.Contains(err.Error(), leaseHeld) || time.Now().After(deadline) {
+		if err == nil {
+			s.schema = false
+			return nil
+		}
+		if !strings.Contains(err.Error(), leaseHeld) || time.Now().After(deadline) {
 			return err
 		}
 		s.log.Info("bench: inboxd refused: the killed server's writer lease has not expired; waiting", "err", err)
@@ -262,19 +369,12 @@ func (s *server) restart(ctx context.Context) error {
 	return s.start(ctx)
 }
 
-func (s *server) close() {
-	s.stop()
-	s.logf.Close()
-	if s.cfg.Store == "cassandra" && s.cfg.DropKeyspace {
-		if err := dropKeyspace(s.cfg.CassandraHosts, s.cfg.Keyspace); err != nil {
-			s.log.Warn("bench: drop keyspace", "keyspace", s.cfg.Keyspace, "err", err)
-		}
-	}
-}
-
 func dropKeyspace(hosts, keyspace string) error {
 	cluster := gocql.NewCluster(strings.Split(hosts, ",")...)
 	cluster.Timeout = 30 * time.Second
+	// The drop is this session's only statement: schema events would make
+	// the driver wait for agreement in a goroutine that outlives Close.
+	cluster.Events.DisableSchemaEvents = true
 	session, err := cluster.CreateSession()
 	if err != nil {
 		return err

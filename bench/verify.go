@@ -147,6 +147,13 @@ func (m *Model) AddGroup(conv, owner uint64, members []uint64) {
 	}
 }
 
+// Groups returns the groups of user.
+func (m *Model) Groups(user uint64) []uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.users[user])
+}
+
 // NewSend records a send about to be made and returns its handle.
 func (m *Model) NewSend(conv, sender uint64, cmid string) int {
 	return m.New(Send{Conv: conv, Sender: sender, ClientMsgID: cmid})

@@ -39,6 +39,14 @@ func newAddrList(addrs []string, shuffle bool) *addrList {
 	return a
 }
 
+// pass makes the rotation start after addr (which it dialled), so that a
+// node that cannot serve now is not asked first again.
+func (a *addrList) pass(addr string) {
+	if a.addrs[a.next] == addr {
+		a.next = (a.next + 1) % len(a.addrs)
+	}
+}
+
 // dial connects to the first address of the rotation that answers, trying
 // each once, each within timeout. It returns the connection and its
 // address, or every address's error.

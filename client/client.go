@@ -31,7 +31,7 @@ type Config struct {
 	Addr string
 	// Addrs are the host:port of several nodes of one inboxd cluster. The
 	// client tries them in a random order, moving on to the next when one
-	// cannot be reached, and follows the REDIRECT of a node that does not
+	// cannot be reached or answers AUTH with a retryable code, and follows the REDIRECT of a node that does not
 	// serve the user (docs/protocol.md, "Redirects").
 	Addrs []string
 	// MaxRedirects bounds the redirects followed in a row without an AUTH
@@ -172,8 +172,12 @@ type Client struct {
 }
 
 // Dial connects and authenticates, then returns a Client that keeps the
-// connection up and starts syncing in the background. It fails if this
-// first connection fails; later failures are retried.
+// connection up and starts syncing in the background. While the nodes
+// answer with a retryable code (UNAVAILABLE while a failover moves the
+// user's shard, SHUTTING_DOWN, RATE_LIMITED …) it tries again after a
+// backoff, or the server's retry hint, moving on to the next address,
+// until ctx ends; any other failure of this first connection fails Dial.
+// Later failures are retried.
 func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
@@ -187,7 +191,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		synced:  make(chan struct{}),
 	}
 	c.last.Store(cfg.LastSeq)
-	cn, ar, err := c.connect(ctx, "")
+	cn, ar, err := c.connectFirst(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -256,10 +260,29 @@ func (c *Client) WaitSynced(ctx context.Context) error {
 	}
 }
 
+// connectFirst is Dial's connect: again, after a backoff, while the
+// answer is a retryable code, until ctx ends.
+func (c *Client) connectFirst(ctx context.Context) (*conn, *wirepb.AuthResponse, error) {
+	for attempt := 0; ; attempt++ {
+		cn, ar, err := c.connect(ctx, "")
+		var e *Error
+		if err == nil || !errors.As(err, &e) || !e.Retryable() {
+			return cn, ar, err
+		}
+		d := max(c.backoff(attempt), e.RetryAfter)
+		c.log.Info("inboxd not serving this user yet: retrying", "err", err, "attempt", attempt+1, "wait", d)
+		if !backoff.Sleep(ctx, d) {
+			return nil, nil, fmt.Errorf("client: dial: %w (last attempt: %w)", context.Cause(ctx), err)
+		}
+	}
+}
+
 // connect dials and authenticates one connection: to redirect, the node a
 // REDIRECT named, if not empty, else to the first of Config.Addrs that
 // answers. It follows the REDIRECT answers to AUTH, at most MaxRedirects
-// in a row (the one that named redirect included).
+// in a row (the one that named redirect included). A node of the rotation
+// that answers with a retryable code is passed: the next connect starts
+// from the address after it.
 func (c *Client) connect(ctx context.Context, redirect string) (*conn, *wirepb.AuthResponse, error) {
 	tok := c.cfg.Token
 	if c.cfg.TokenSource != nil {
@@ -279,6 +302,9 @@ func (c *Client) connect(ctx context.Context, redirect string) (*conn, *wirepb.A
 		}
 		var e *Error
 		if !errors.As(err, &e) || e.Code != wire.CodeRedirect || e.Redirect == "" {
+			if e != nil && e.Retryable() && addr == "" {
+				c.addrs.pass(dialled)
+			}
 			return nil, nil, err
 		}
 		if hops >= c.cfg.MaxRedirects {

@@ -35,7 +35,9 @@
 //     stops and Err says why. With several Config.Addrs (the nodes of a
 //     cluster), try them in turn; follow a REDIRECT, at AUTH or closing
 //     the connection, at once to the node it names, at most
-//     Config.MaxRedirects in a row.
+//     Config.MaxRedirects in a row. AUTH answered with a retryable code
+//     (UNAVAILABLE during a failover) is retried, Dial's too, after a
+//     backoff and from the next address.
 //  5. Retry what is safe to repeat (reads, SEND under its client msg id,
 //     MARK_READ) on retryable codes and lost connections, and nothing else.
 //

@@ -64,14 +64,20 @@ func (p *pair) move(node int) {
 // records the addresses it dials.
 func (p *pair) dialLogged(t *testing.T, user uint64, cfg Config) (*Client, *entryLog, *addrLog, error) {
 	t.Helper()
-	log, dials := new(entryLog), new(addrLog)
+	return p.dialLoggedCtx(ctxT(t), t, user, cfg, new(addrLog))
+}
+
+// dialLoggedCtx is dialLogged within ctx, recording the dials in dials.
+func (p *pair) dialLoggedCtx(ctx context.Context, t *testing.T, user uint64, cfg Config, dials *addrLog) (*Client, *entryLog, *addrLog, error) {
+	t.Helper()
+	log := new(entryLog)
 	cfg.Addrs = p.addrs[:]
 	cfg.keepOrder = true
 	cfg.Token = gatewaytest.Token(t, user, "phone", time.Hour)
 	cfg.OnEntry = log.add
 	cfg.MinBackoff, cfg.MaxBackoff = 5*time.Millisecond, 50*time.Millisecond
 	cfg.Dial = dials.dial
-	c, err := Dial(ctxT(t), cfg)
+	c, err := Dial(ctx, cfg)
 	if err == nil {
 		t.Cleanup(func() { c.Close() })
 	}
@@ -162,15 +168,24 @@ func TestE2EHandover(t *testing.T) {
 }
 
 // TestE2EUnavailable checks UNAVAILABLE while the shard has no owner: Dial
-// fails with it, and a connected client, closed with it, comes back once
-// the shard has an owner again.
+// retries it, on each node in turn, until its context ends, and a
+// connected client, closed with it, comes back once the shard has an
+// owner again.
 func TestE2EUnavailable(t *testing.T) {
 	p := startPair(t)
-	_, _, _, err := p.dialLogged(t, 1, Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), 1200*time.Millisecond)
+	defer cancel()
+	dials := new(addrLog)
+	_, _, _, err := p.dialLoggedCtx(ctx, t, 1, Config{}, dials)
 	errIs(t, err, ErrUnavailable)
+	errIs(t, err, context.DeadlineExceeded)
 	var e *Error
 	if !errors.As(err, &e) || e.RetryAfter <= 0 {
 		t.Errorf("Dial = %v, want UNAVAILABLE with a retry hint", err)
+	}
+	// The gateway's hint is 500 ms: node 1, node 2, node 1.
+	if got := dials.get(); len(got) < 2 || got[0] != p.addrs[0] || got[1] != p.addrs[1] {
+		t.Errorf("dialled %q, want node 1, then node 2, …", got)
 	}
 
 	p.move(1)
@@ -191,6 +206,30 @@ func TestE2EUnavailable(t *testing.T) {
 	eventually(t, func() bool { return c.LastSeq() == 1 })
 	if ks := log.kinds(); len(ks) != 1 || ks[0] != wire.KindNotice {
 		t.Errorf("delivered kinds %v, want the create notice of group %d", ks, g.ID)
+	}
+}
+
+// TestE2EDialDuringFailover dials while the user's shard has no owner, as
+// during a failover: Dial waits it out, retrying, and connects once node 2
+// serves the shard.
+func TestE2EDialDuringFailover(t *testing.T) {
+	p := startPair(t)
+	dials := new(addrLog)
+	go func() {
+		for len(dials.get()) < 2 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		p.move(2)
+	}()
+	c, _, _, err := p.dialLoggedCtx(ctxT(t), t, 1, Config{}, dials)
+	if err != nil {
+		t.Fatalf("Dial during the failover: %v", err)
+	}
+	if got := c.Session().Addr; got != p.addrs[1] {
+		t.Errorf("authenticated on %s, want node 2 at %s", got, p.addrs[1])
+	}
+	if got := dials.get(); len(got) < 3 {
+		t.Errorf("dialled %q: want two answers UNAVAILABLE, then node 2", got)
 	}
 }
 

@@ -26,8 +26,11 @@ type Ownership interface {
 	Owner(shard int) (NodeInfo, bool)
 	// Shards returns the shards this process owns, in order.
 	Shards() []int
-	// Changes receives a value, coalesced, when the shards served or their
-	// owners changed. A nil channel: they never do.
+	// Changes returns a channel of the caller's own that receives a
+	// value, coalesced, after each change from then on of the shards
+	// served or their owners; nil if they never change. Each receiver
+	// calls it once and keeps the channel (one channel wakes one
+	// receiver).
 	Changes() <-chan struct{}
 }
 

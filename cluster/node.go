@@ -56,21 +56,22 @@ type Node struct {
 	// rowMu serialises the node's writes of its own nodes row.
 	rowMu sync.Mutex
 
-	mu      sync.Mutex
-	beat    int64
-	state   string
-	valid   time.Time // serving until then unless renewed (monotonic)
-	limit   int64     // every timestamp is below it (Unix µs)
-	last    int64     // the newest timestamp handed out
-	lost    error     // wraps ErrLost
-	closed  bool
-	owned   map[int]*owned
-	view    []NodeInfo // each shard's owner in the last read; ID -1: none
-	lostCh  chan struct{}
-	changes chan struct{}
+	mu     sync.Mutex
+	beat   int64
+	state  string
+	valid  time.Time // serving until then unless renewed (monotonic)
+	limit  int64     // every timestamp is below it (Unix µs)
+	last   int64     // the newest timestamp handed out
+	lost   error     // wraps ErrLost
+	closed bool
+	owned  map[int]*owned
+	view   []NodeInfo // each shard's owner in the last read; ID -1: none
+	lostCh chan struct{}
 	// renewNow asks for a renewal before its time, to raise ts_limit
 	// above a floor close to it.
 	renewNow chan struct{}
+
+	subs subscribers // of Changes
 
 	// Balancing state, used by the balancing goroutine only (and by Join
 	// and Leave while it does not run).
@@ -104,7 +105,6 @@ func Join(ctx context.Context, cfg Config) (*Node, error) {
 		ttl:      cfg.LeaseTTL,
 		owned:    make(map[int]*owned),
 		lostCh:   make(chan struct{}),
-		changes:  make(chan struct{}, 1),
 		renewNow: make(chan struct{}, 1),
 		seen:     make(map[int]seen),
 	}
@@ -198,14 +198,39 @@ func (n *Node) ShardCount() int { return n.shards }
 // Join again as a new incarnation).
 func (n *Node) Lost() <-chan struct{} { return n.lostCh }
 
-// Changes receives a value, coalesced, after the shards this node serves or
-// the owners in its view changed, or it lost its lease.
-func (n *Node) Changes() <-chan struct{} { return n.changes }
+// Changes returns a channel of the caller's own, which receives a value,
+// coalesced, after each change from then on of the shards this node serves
+// or of the owners in its view, and when it loses its lease or closes.
+// Every receiver calls it once and keeps the channel: each call adds a
+// subscriber for the node's lifetime.
+func (n *Node) Changes() <-chan struct{} { return n.subs.add() }
 
-func (n *Node) notify() {
-	select {
-	case n.changes <- struct{}{}:
-	default:
+func (n *Node) notify() { n.subs.notify() }
+
+// subscribers are the channels Changes handed out. Each has room for one
+// value, so a receiver busy elsewhere finds one wake-up for all the
+// changes it missed, and notify never blocks.
+type subscribers struct {
+	mu  sync.Mutex
+	chs []chan struct{}
+}
+
+func (s *subscribers) add() <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.chs = append(s.chs, ch)
+	return ch
+}
+
+func (s *subscribers) notify() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ch := range s.chs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
 	}
 }
 

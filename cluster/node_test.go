@@ -431,20 +431,24 @@ func TestJoin(t *testing.T) {
 	drainedBefore := map[int]int{0: len(h.drained(0)), 1: len(h.drained(1))}
 	incarnations := []cluster.NodeInfo{h.node(0).Self(), h.node(1).Self()}
 
-	for _, i := range []int{0, 1} {
-		select {
-		case <-h.node(i).Changes():
-		default:
+	// Two receivers of each node's changes (the gateway and the service
+	// of inboxd): each must be woken.
+	var changes [2][2]<-chan struct{}
+	for i := range changes {
+		for j := range changes[i] {
+			changes[i][j] = h.node(i).Changes()
 		}
 	}
 	start := time.Now()
 	h.join(1, nil)
 	after := h.waitBalanced(0, 1, 2)
-	for _, i := range []int{0, 1} {
-		select {
-		case <-h.node(i).Changes():
-		default:
-			t.Errorf("node index %d gave shards up without a value on Changes", i)
+	for i := range changes {
+		for j, ch := range changes[i] {
+			select {
+			case <-ch:
+			default:
+				t.Errorf("node index %d gave shards up without a value on its receiver %d of Changes", i, j)
+			}
 		}
 	}
 	t.Logf("the third node serves %d shards %v after it began to join", len(after[2]), time.Since(start).Round(time.Millisecond))

@@ -314,8 +314,10 @@ func (s *Server) Serve(svc Service) error {
 		s.workers.Go(s.work)
 	}
 	stopWatch := make(chan struct{})
-	if s.cfg.Ownership != nil && s.cfg.Ownership.Changes() != nil {
-		s.workers.Go(func() { s.watchOwnership(stopWatch) })
+	if s.cfg.Ownership != nil {
+		if changes := s.cfg.Ownership.Changes(); changes != nil {
+			s.workers.Go(func() { s.watchOwnership(changes, stopWatch) })
+		}
 	}
 	defer func() {
 		close(s.ready)

@@ -26,8 +26,9 @@ type Ownership interface {
 	// Owner returns the node serving shard as last known; its Addr is
 	// where the shard's clients are sent.
 	Owner(shard int) (cluster.NodeInfo, bool)
-	// Changes receives a value, coalesced, after the shards served or
-	// their owners changed; nil if they never do.
+	// Changes returns a channel of the gateway's own that receives a
+	// value, coalesced, after the shards served or their owners changed;
+	// nil if they never do. The gateway calls it once.
 	Changes() <-chan struct{}
 }
 
@@ -64,9 +65,8 @@ func (s *Server) shardOf(user uint64) int {
 }
 
 // watchOwnership closes the sessions of shards this node stopped serving,
-// on every change of ownership, until stop is closed.
-func (s *Server) watchOwnership(stop <-chan struct{}) {
-	changes := s.cfg.Ownership.Changes()
+// on every value of changes, until stop is closed.
+func (s *Server) watchOwnership(changes, stop <-chan struct{}) {
 	for {
 		select {
 		case <-stop:

@@ -134,6 +134,9 @@ func (o *outbound) settle(tx *txn) {
 
 func (o *outbound) run() {
 	defer close(o.done)
+	// Subscribed before the first look at the shards served, so that no
+	// change after it is missed.
+	changes := o.s.own.Changes()
 	o.served()
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
@@ -164,7 +167,7 @@ func (o *outbound) run() {
 		case <-o.ctx.Done():
 			return
 		case <-o.wake:
-		case <-o.s.own.Changes():
+		case <-changes:
 			o.served()
 		case <-retry.C:
 			waiting = false

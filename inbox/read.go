@@ -85,7 +85,7 @@ func upTo[T any](list []T, head uint64, seq func(T) uint64) []T {
 // capCommitted narrows r to conv's durable messages. It reports false when
 // none is durable yet.
 func (s *Service) capCommitted(r *timeline.Range, conv uint64) bool {
-	head, ok := s.seq.Committed(sequencer.Key{Space: sequencer.Conv, ID: conv})
+	head, ok := s.committed(sequencer.Key{Space: sequencer.Conv, ID: conv})
 	switch {
 	case !ok:
 		return true
@@ -106,7 +106,7 @@ func (s *Service) Head(ctx context.Context, user uint64) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("inbox: head of %d: %w", user, err)
 	}
-	if committed, ok := s.seq.Committed(sequencer.Key{Space: sequencer.Inbox, ID: user}); ok {
+	if committed, ok := s.committed(sequencer.Key{Space: sequencer.Inbox, ID: user}); ok {
 		n = min(n, committed)
 	}
 	return n, nil

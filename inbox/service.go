@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -136,6 +137,10 @@ type Service struct {
 	// sender delivers the outbox (nil when local).
 	out    outState
 	sender *outbound
+	// fresh is, per shard, the epoch under which the committer's cached
+	// heads of the shard's keys were loaded (set after it forgot those of
+	// an earlier epoch): readers trust a cached head only under it.
+	fresh []atomic.Uint64
 
 	// ctx is the committer's context for store calls; Close cancels it when
 	// the store does not take the last batches within closeGrace.
@@ -181,6 +186,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if !s.local {
+		s.fresh = make([]atomic.Uint64, s.own.ShardCount())
 		s.sender = newOutbound(s)
 	}
 	dispatched := make(chan struct{})

@@ -211,6 +211,24 @@ func (s *Service) checkEpochs() {
 		}
 	}
 	s.seq.Forget(func(k sequencer.Key) bool { return moved[s.shardOf(k.ID)] })
+	for _, sh := range changed {
+		s.fresh[sh].Store(s.out.epochs[sh])
+	}
+}
+
+// committed returns the committed head of k that the committer holds, if
+// it holds one loaded under the shard's current epoch. One cached under an
+// earlier epoch is stale: the committer forgets it only at its next batch,
+// and meanwhile the shard may have moved away and back, with another node
+// writing past it (a read cut there would miss acknowledged entries).
+func (s *Service) committed(k sequencer.Key) (uint64, bool) {
+	if !s.local {
+		sh := s.shardOf(k.ID)
+		if epoch, ok := s.own.Serving(sh); !ok || epoch != s.fresh[sh].Load() {
+			return 0, false
+		}
+	}
+	return s.seq.Committed(k)
 }
 
 // txOut is a batch's changes to outState, merged when it commits.

@@ -684,3 +684,40 @@ func nodeIDs(n int) []int {
 	}
 	return ids
 }
+
+// TestShardedStaleHead moves a node's shards away and back with no batch
+// of its own in between: its reads must not be cut at the heads it cached
+// before, past which the other node wrote meanwhile.
+func TestShardedStaleHead(t *testing.T) {
+	c := newNodes(t, 2, nil)
+	a := c.users(2)[0]
+	g, err := c.of(a[0]).CreateGroup(ctx, a[0], NewGroup{Members: []uint64{a[1]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(id string) {
+		t.Helper()
+		if _, err := c.of(g.ID).SendGroupMessage(ctx, a[0], g.ID, id, wire.KindText, nil); err != nil {
+			t.Fatalf("send %s: %v", id, err)
+		}
+	}
+	send("on 0")
+	first := c.svcs[0]
+	if res, err := first.Sync(ctx, a[1], 0, 0); err != nil || len(res.Entries) != 2 {
+		t.Fatalf("sync on node 0: %+v, %v; want the notice and a message", res, err)
+	}
+	moveAll := func(from, to int) {
+		for _, sh := range c.ring.View(from).Shards() {
+			c.ring.Move(sh, to)
+		}
+	}
+	moveAll(0, 1)
+	send("on 1")
+	moveAll(1, 0)
+	for _, u := range a {
+		res, err := first.Sync(ctx, u, 0, 0)
+		if err != nil || len(res.Entries) != 3 || res.Head != 3 {
+			t.Errorf("user %d: sync on node 0 after the shards came back: %d entries, head %d, %v; want 3", u, len(res.Entries), res.Head, err)
+		}
+	}
+}

@@ -20,7 +20,7 @@ type Ring struct {
 	owner []int    // shard → node; -1: no owner
 	epoch []uint64 // shard → raised by every Move
 	nodes map[int]cluster.NodeInfo
-	views []*View
+	subs  []chan struct{} // the channels Changes handed out, of every view
 }
 
 // NewRing returns a ring of shards shards, shard s owned by nodes[s mod
@@ -37,16 +37,15 @@ func NewRing(shards int, nodes ...int) *Ring {
 }
 
 // Move gives shard to node (node < 0: to nobody) under a new epoch, and
-// tells every view.
+// tells every receiver of every view's Changes.
 func (r *Ring) Move(shard, node int) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.owner[shard] = node
 	r.epoch[shard]++
-	views := r.views
-	r.mu.Unlock()
-	for _, v := range views {
+	for _, ch := range r.subs {
 		select {
-		case v.changes <- struct{}{}:
+		case ch <- struct{}{}:
 		default:
 		}
 	}
@@ -76,18 +75,13 @@ func (r *Ring) Owner(shard int) (cluster.NodeInfo, bool) {
 
 // View returns node self's Ownership of r.
 func (r *Ring) View(self int) *View {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	v := &View{r: r, self: self, changes: make(chan struct{}, 1)}
-	r.views = append(r.views, v)
-	return v
+	return &View{r: r, self: self}
 }
 
 // View is one node's cluster.Ownership of a Ring.
 type View struct {
-	r       *Ring
-	self    int
-	changes chan struct{}
+	r    *Ring
+	self int
 }
 
 var _ cluster.Ownership = (*View)(nil)
@@ -126,8 +120,15 @@ func (v *View) Shards() []int {
 	return out
 }
 
-// Changes is notified by every Move.
-func (v *View) Changes() <-chan struct{} { return v.changes }
+// Changes returns a channel of the caller's own, notified by every Move
+// from then on.
+func (v *View) Changes() <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	v.r.mu.Lock()
+	defer v.r.mu.Unlock()
+	v.r.subs = append(v.r.subs, ch)
+	return ch
+}
 
 // UserOf returns the smallest id from 1 up in shard, of shards shards.
 func UserOf(shard, shards int) uint64 {

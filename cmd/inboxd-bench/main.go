@@ -10,6 +10,16 @@
 //	go run ./cmd/inboxd-bench -preset groups100 -duration 30s -json
 //	go run ./cmd/inboxd-bench -addr 127.0.0.1:7600 -secret-file inboxd-data/token-secret -users 200 -groups 20x10
 //
+// With -nodes N (and -store cassandra) it starts N inboxd processes as the
+// nodes of a cluster on one keyspace and spreads the devices over them;
+// -chaos K then kills -9 a random node K times, one after the other, each
+// restarted once its users are served again, and -preset rolling stops each
+// node with SIGTERM in turn. The report gives each stop's failover or
+// handover time:
+//
+//	go run ./cmd/inboxd-bench -nodes 3 -store cassandra -keyspace chaos_bench -drop-keyspace -chaos 3
+//	go run ./cmd/inboxd-bench -preset rolling -keyspace rolling_bench -drop-keyspace
+//
 // With -compare N it runs inboxd and the bare baseline alternately on the
 // same load, N times each (no run starts after -compare-max), and prints
 // each pair's figures and ratios with their median and spread:
@@ -31,6 +41,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -134,10 +145,14 @@ func parse(args []string) (bench.Config, options, error) {
 	fs.DurationVar(&cfg.ChurnDown, "churn-down", cfg.ChurnDown, "longest time a churned device stays away")
 	fs.Float64Var(&cfg.OfflineUsers, "offline", cfg.OfflineUsers, "fraction of users offline from a fifth of the run to its end")
 	fs.BoolVar(&cfg.Storm, "storm", cfg.Storm, "every device reconnects at once, halfway")
-	fs.IntVar(&cfg.Chaos, "chaos", cfg.Chaos, "kill -9 and restart the started server this many times")
+	fs.IntVar(&cfg.Chaos, "chaos", cfg.Chaos, "kill -9 and restart the started server this many times (with -nodes: a random node each time, one after the other)")
+	fs.BoolVar(&cfg.Rolling, "rolling", cfg.Rolling, "with -nodes: SIGTERM and restart each node in turn under load")
+	fs.IntVar(&cfg.Server.Nodes, "nodes", cfg.Server.Nodes, "inboxd processes to start; more than one run as a cluster on one Cassandra keyspace (-store cassandra)")
+	fs.BoolVar(&cfg.Server.Cluster, "cluster", cfg.Server.Cluster, "run the started inboxd as cluster nodes even with -nodes 1")
+	fs.DurationVar(&cfg.Server.LeaseTTL, "lease-ttl", cfg.Server.LeaseTTL, "-lease-ttl of the cluster nodes (0: inboxd's default)")
 	fs.Float64Var(&cfg.MarkReadRate, "markread", cfg.MarkReadRate, "MARK_READ requests per second")
 	features := fs.String("features", cfg.Features.String(), "shares of the sends that recall, edit or mention: recall=S,edit=S,mention=S")
-	fs.StringVar(&cfg.Server.Store, "store", "pebble", "store of the started server: pebble or cassandra")
+	fs.StringVar(&cfg.Server.Store, "store", cmp.Or(cfg.Server.Store, "pebble"), "store of the started server: pebble or cassandra")
 	fs.StringVar(&cfg.Server.CassandraHosts, "cassandra-hosts", "127.0.0.1:9042", "with -store cassandra")
 	fs.StringVar(&cfg.Server.Keyspace, "keyspace", "inboxd_bench", "with -store cassandra: created if missing")
 	fs.BoolVar(&cfg.Server.DropKeyspace, "drop-keyspace", false, "with -store cassandra: drop the keyspace at the end")
@@ -186,7 +201,7 @@ func parse(args []string) (bench.Config, options, error) {
 		cfg.Churn, cfg.OfflineUsers, cfg.Storm, cfg.Chaos, cfg.DirectPairs = 0, 0, false, 0, 0
 		cfg.Features = bench.Features{} // the baseline knows plain messages to groups only
 	}
-	if cfg.Chaos > 0 && cfg.Server.Store == "cassandra" && cfg.Server.Keyspace == "inboxd" {
+	if (cfg.Chaos > 0 || cfg.Rolling) && cfg.Server.Store == "cassandra" && cfg.Server.Keyspace == "inboxd" {
 		return cfg, opts, errors.New("refusing to kill a server on the default keyspace: pick -keyspace")
 	}
 	if *secretFile != "" {

@@ -31,7 +31,16 @@ func TestParse(t *testing.T) {
 		cfg.Churn != 0 || opts.compare.Load.Churn != 0 {
 		t.Fatalf("compare: %+v %+v %v", cfg, opts, err)
 	}
+	cfg, _, err = parse([]string{"-preset", "rolling", "-keyspace", "chaos_x", "-lease-ttl", "2s"})
+	if err != nil || !cfg.Rolling || cfg.Server.Nodes != 3 || cfg.Server.Store != "cassandra" || cfg.Server.LeaseTTL != 2*time.Second {
+		t.Fatalf("rolling: %+v %v", cfg, err)
+	}
+	cfg, _, err = parse([]string{"-nodes", "3", "-store", "cassandra", "-keyspace", "chaos_x", "-chaos", "3"})
+	if err != nil || cfg.Server.Nodes != 3 || cfg.Chaos != 3 {
+		t.Fatalf("-nodes 3 -chaos 3: %+v %v", cfg, err)
+	}
 	for _, args := range [][]string{
+		{"-preset", "rolling", "-keyspace", "inboxd"},
 		{"-preset", "nope"},
 		{"-groups", "10"},
 		{"-store", "cassandra", "-keyspace", "inboxd", "-chaos", "1"},

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -18,6 +19,8 @@ import (
 	"time"
 
 	"github.com/inboxd/inboxd/client"
+	"github.com/inboxd/inboxd/cluster"
+	"github.com/inboxd/inboxd/internal/backoff"
 	"github.com/inboxd/inboxd/internal/cassandratest"
 	"github.com/inboxd/inboxd/token"
 	"github.com/inboxd/inboxd/wire/wirepb"
@@ -116,89 +119,134 @@ func (p *clusterProc) stop(t *testing.T) {
 	}
 }
 
-// TestClusterOnCassandra runs two inboxd processes as a cluster on one
-// keyspace: users of both nodes in two groups, every member's inbox
-// complete, contiguous and in conv_seq order, exactly once; then one node
-// leaves on SIGTERM and the other serves everyone.
-func TestClusterOnCassandra(t *testing.T) {
+// testCluster is n inboxd processes of one cluster started by a test,
+// on a keyspace of the test's own, and the users it connected.
+type testCluster struct {
+	nodes   []*clusterProc
+	secret  []byte
+	clients map[uint64]*client.Client
+	logs    map[uint64]*entryLog // what each client delivered to OnEntry
+}
+
+// startCluster starts n cluster nodes, one after the other (the first
+// creates the schema), with the given lease TTL.
+func startCluster(t *testing.T, n int, leaseTTL string) *testCluster {
+	t.Helper()
 	hosts := strings.Join(cassandratest.Hosts(t), ",")
 	keyspace := cassandratest.Keyspace(t, "cmd")
 	bin := buildInboxd(t)
 	dir := t.TempDir()
-	secret := []byte(strings.Repeat("cluster-secret-", 3))
+	tc := &testCluster{secret: []byte(strings.Repeat("cluster-secret-", 3)), clients: map[uint64]*client.Client{}, logs: map[uint64]*entryLog{}}
 	secretFile := filepath.Join(dir, "secret")
-	if err := os.WriteFile(secretFile, secret, 0o600); err != nil {
+	if err := os.WriteFile(secretFile, tc.secret, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var nodes [2]*clusterProc
-	for i := range nodes {
-		// One after the other: the first creates the schema.
-		nodes[i] = startNode(t, bin, "-store", "cassandra", "-cluster", "-node", "-1",
+	for i := range n {
+		p := startNode(t, bin, "-store", "cassandra", "-cluster", "-node", "-1",
 			"-cassandra-hosts", hosts, "-keyspace", keyspace, "-cassandra-consistency", "ONE", "-create-schema",
 			"-listen", freePort(t), "-peer-listen", freePort(t), "-admin", "127.0.0.1:0",
-			"-lease-ttl", "3s", "-secret-file", secretFile, "-data", filepath.Join(dir, fmt.Sprint("data", i)))
-		nodes[i].secret = secret
+			"-lease-ttl", leaseTTL, "-secret-file", secretFile, "-data", filepath.Join(dir, fmt.Sprint("data", i)))
+		p.secret = tc.secret
+		tc.nodes = append(tc.nodes, p)
 	}
-	addrs := []string{nodes[0].listen, nodes[1].listen}
+	return tc
+}
 
-	const users = 12
-	clients := make(map[uint64]*client.Client)
+// addrs returns the client addresses of every node started.
+func (tc *testCluster) addrs() []string {
+	var out []string
+	for _, p := range tc.nodes {
+		out = append(out, p.listen)
+	}
+	return out
+}
+
+// dial connects users 1 to users, each with every node's address, and
+// waits until every node serves some of them.
+func (tc *testCluster) dial(t *testing.T, users uint64) {
+	t.Helper()
+	addrs := tc.addrs()
 	for u := uint64(1); u <= users; u++ {
-		tok, err := token.Sign(secret, token.Claims{User: u, Device: "phone", Expiry: time.Now().Add(time.Hour)})
+		tok, err := token.Sign(tc.secret, token.Claims{User: u, Device: "phone", Expiry: time.Now().Add(time.Hour)})
 		if err != nil {
 			t.Fatal(err)
 		}
+		log := new(entryLog)
 		// Until the first balancing rounds claimed the shards, AUTH is
-		// answered UNAVAILABLE (no owner), which Dial returns.
-		var c *client.Client
-		waitUntil(t, 30*time.Second, fmt.Sprintf("connection of user %d", u), func() bool {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			c, err = client.Dial(ctx, client.Config{Addrs: addrs, Token: tok, MinBackoff: 5 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
-			return err == nil
-		})
+		// answered UNAVAILABLE (no owner): Dial retries it.
+		c, err := client.Dial(ctxFor(t, 30*time.Second), client.Config{Addrs: addrs, Token: tok, OnEntry: log.add,
+			MinBackoff: 5 * time.Millisecond, MaxBackoff: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatalf("user %d: dial: %v", u, err)
+		}
 		t.Cleanup(func() { c.Close() })
-		clients[u] = c
+		tc.clients[u], tc.logs[u] = c, log
 	}
-	// The second node takes its share of the shards over a few balancing
-	// rounds; its users' connections to the first are redirected meanwhile.
-	on := func() [2][]uint64 {
-		var by [2][]uint64
-		for u, c := range clients {
-			for i, n := range nodes {
-				if c.Session().Addr == n.listen {
-					by[i] = append(by[i], u)
-				}
+	// The later nodes take their share of the shards over a few balancing
+	// rounds; their users' connections to the first are redirected meanwhile.
+	waitUntil(t, 30*time.Second, "users on every node", func() bool {
+		var sum float64
+		for i, n := range tc.nodes {
+			online := n.scrape(t).value("inboxd_gateway_users_online")
+			if online == 0 || len(tc.on()[i]) == 0 {
+				return false
+			}
+			sum += online
+		}
+		return sum == float64(users)
+	})
+}
+
+// on returns the users connected to each node.
+func (tc *testCluster) on() [][]uint64 {
+	by := make([][]uint64, len(tc.nodes))
+	for u, c := range tc.clients {
+		for i, n := range tc.nodes {
+			if c.Session().Addr == n.listen {
+				by[i] = append(by[i], u)
 			}
 		}
-		return by
 	}
-	waitUntil(t, 30*time.Second, "users on both nodes", func() bool {
-		online := [2]float64{}
-		for i, n := range nodes {
-			online[i] = n.scrape(t).value("inboxd_gateway_users_online")
-		}
-		by := on()
-		return online[0] > 0 && online[1] > 0 && online[0]+online[1] == users && len(by[0]) > 0 && len(by[1]) > 0
-	})
-	by := on()
+	for _, us := range by {
+		slices.Sort(us)
+	}
+	return by
+}
 
-	// A group created by a user of each node, with every user in it.
+// createGroups creates a group of every user with each creator, and
+// returns their ids.
+func (tc *testCluster) createGroups(t *testing.T, creators ...uint64) []uint64 {
+	t.Helper()
 	var convs []uint64
-	for i := range nodes {
-		creator := by[i][0]
+	for i, creator := range creators {
 		var members []uint64
-		for u := range clients {
+		for u := range tc.clients {
 			if u != creator {
 				members = append(members, u)
 			}
 		}
-		g, err := clients[creator].CreateGroup(ctxFor(t, 20*time.Second), &wirepb.CreateGroupRequest{Name: fmt.Sprint("g", i), Members: members})
+		g, err := tc.clients[creator].CreateGroup(ctxFor(t, 20*time.Second), &wirepb.CreateGroupRequest{Name: fmt.Sprint("g", i), Members: members})
 		if err != nil {
 			t.Fatalf("user %d: create group: %v", creator, err)
 		}
 		convs = append(convs, g.Id)
 	}
+	return convs
+}
+
+// TestClusterOnCassandra runs two inboxd processes as a cluster on one
+// keyspace: users of both nodes in two groups, every member's inbox
+// complete, contiguous and in conv_seq order, exactly once; then one node
+// leaves on SIGTERM and the other serves everyone.
+func TestClusterOnCassandra(t *testing.T) {
+	tc := startCluster(t, 2, "3s")
+	nodes, clients := tc.nodes, tc.clients
+	const users = 12
+	tc.dial(t, users)
+	by := tc.on()
+
+	// A group created by a user of each node, with every user in it.
+	convs := tc.createGroups(t, by[0][0], by[1][0])
 	want := map[uint64][]string{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -309,14 +357,50 @@ func checkInboxes(t *testing.T, clients map[uint64]*client.Client, want map[uint
 			last[e.Conv] = e.ConvSeq
 		}
 		for conv, bodies := range want {
-			got, w := bodiesOf(entries, conv), slices.Clone(bodies)
+			inOrder := bodiesOf(entries, conv)
+			got, w := slices.Clone(inOrder), slices.Clone(bodies)
 			slices.Sort(got)
 			slices.Sort(w)
 			if !slices.Equal(got, w) {
 				t.Fatalf("user %d conv %d: %d messages %v, want %d %v", u, conv, len(got), got, len(w), w)
 			}
+			// One sender's messages in the order they were acknowledged.
+			for sender, acked := range bySender(bodies) {
+				if got := bySender(inOrder)[sender]; !slices.Equal(got, acked) {
+					t.Fatalf("user %d conv %d: sender %s's messages in the order %v, acknowledged %v", u, conv, sender, got, acked)
+				}
+			}
 		}
 	}
+}
+
+// bySender splits bodies by their sender, the part before the first "/",
+// keeping their order.
+func bySender(bodies []string) map[string][]string {
+	out := map[string][]string{}
+	for _, b := range bodies {
+		sender, _, _ := strings.Cut(b, "/")
+		out[sender] = append(out[sender], b)
+	}
+	return out
+}
+
+// entryLog records the entries a client delivered to OnEntry.
+type entryLog struct {
+	mu      sync.Mutex
+	entries []*wirepb.Entry
+}
+
+func (l *entryLog) add(e *wirepb.Entry) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.entries = append(l.entries, e)
+}
+
+func (l *entryLog) get() []*wirepb.Entry {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.entries)
 }
 
 // syncAll reads c's whole inbox by SYNC, page by page.
@@ -348,4 +432,137 @@ func bodiesOf(entries []*wirepb.Entry, conv uint64) []string {
 		}
 	}
 	return out
+}
+
+// kill sends SIGKILL to the process and waits for it to die.
+func (p *clusterProc) kill(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatalf("kill inboxd %s: %v", p.listen, err)
+	}
+	<-p.exited
+}
+
+// TestClusterFailover runs three inboxd processes as a cluster and kills
+// one with SIGKILL while every user sends, paced, to three groups (one
+// created on each node, so owned there). The dead node's users reconnect
+// through the client's address list, are served by a survivor once the
+// dead node's lease has run out and its shards were taken over, and catch
+// up by SYNC; every send is retried under its client msg id until it is
+// acknowledged, and every member's inbox then holds each message exactly
+// once, contiguous, in each sender's order, as the client delivered it.
+// The lease TTL is the default (3 s). The failover time — the kill to the
+// first ack of a send a user of the dead node began after the kill — is
+// logged; the test fails only if a user is not served again within a
+// minute.
+func TestClusterFailover(t *testing.T) {
+	tc := startCluster(t, 3, cluster.DefaultLeaseTTL.String())
+	const users = 15
+	tc.dial(t, users)
+	by := tc.on()
+	const victim = 1
+	dead := tc.nodes[victim]
+	orphans := map[uint64]bool{}
+	for _, u := range by[victim] {
+		orphans[u] = true
+	}
+	convs := tc.createGroups(t, by[0][0], by[1][0], by[2][0])
+
+	var (
+		mu        sync.Mutex
+		want      = map[uint64][]string{}
+		recovered = map[uint64]time.Duration{} // a user of the dead node: the kill to its first ack
+		killedAt  time.Time                    // set before killed is closed
+	)
+	killed, stop := make(chan struct{}), make(chan struct{})
+	var wg sync.WaitGroup
+	for u, c := range tc.clients {
+		wg.Go(func() {
+			for j := range 600 {
+				select {
+				case <-stop:
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
+				conv := convs[j%len(convs)]
+				body := fmt.Sprintf("%d/%d/%d", u, conv, j)
+				began := time.Now()
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				var err error
+				// Send retries a few times on its own; the failover may
+				// take longer, so it is sent again, same client msg id.
+				for {
+					if _, err = c.Send(ctx, conv, body, 1, []byte(body)); err == nil || !backoff.Sleep(ctx, 50*time.Millisecond) {
+						break
+					}
+				}
+				cancel()
+				if err != nil {
+					t.Errorf("user %d: send %s not acknowledged within a minute: %v", u, body, err)
+					return
+				}
+				acked := time.Now()
+				mu.Lock()
+				want[conv] = append(want[conv], body)
+				select {
+				case <-killed:
+					if _, ok := recovered[u]; orphans[u] && !ok && began.After(killedAt) {
+						recovered[u] = acked.Sub(killedAt)
+					}
+				default:
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	time.Sleep(2 * time.Second) // under load
+	mu.Lock()
+	killedAt = time.Now()
+	mu.Unlock()
+	dead.kill(t)
+	close(killed)
+	waitUntil(t, time.Minute, "ack for every user of the killed node", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(recovered) == len(orphans) || t.Failed()
+	})
+	time.Sleep(time.Second) // the survivors serving everyone, under load
+	close(stop)
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	first, all := time.Duration(math.MaxInt64), time.Duration(0)
+	for _, d := range recovered {
+		first, all = min(first, d), max(all, d)
+	}
+	t.Logf("kill -9 of node %s (lease TTL %v, %d of %d users on it): first ack for one of its users after %v, for all of them after %v",
+		dead.listen, cluster.DefaultLeaseTTL, len(orphans), users, first.Round(time.Millisecond), all.Round(time.Millisecond))
+	for u := range orphans {
+		if got := tc.clients[u].Session().Addr; got == dead.listen {
+			t.Errorf("user %d still on the killed node %s", u, got)
+		}
+	}
+	checkInboxes(t, tc.clients, want)
+	tc.checkDelivered(t)
+}
+
+// checkDelivered checks that every client delivered to OnEntry exactly
+// its user's inbox as SYNC reads it, once everything sent is in it.
+func (tc *testCluster) checkDelivered(t *testing.T) {
+	t.Helper()
+	for u, c := range tc.clients {
+		inbox := syncAll(t, c)
+		var got []*wirepb.Entry
+		waitUntil(t, 20*time.Second, fmt.Sprintf("user %d's client delivering its %d entries", u, len(inbox)), func() bool {
+			got = tc.logs[u].get()
+			return len(got) >= len(inbox)
+		})
+		for i, e := range inbox {
+			if g := got[i]; g.Seq != e.Seq || g.Conv != e.Conv || g.ConvSeq != e.ConvSeq || g.MsgId != e.MsgId {
+				t.Fatalf("user %d: delivered entry %d is seq %d conv %d/%d msg %d, the inbox's seq %d conv %d/%d msg %d",
+					u, i, g.Seq, g.Conv, g.ConvSeq, g.MsgId, e.Seq, e.Conv, e.ConvSeq, e.MsgId)
+			}
+		}
+	}
 }

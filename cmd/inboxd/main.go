@@ -267,8 +267,6 @@ func run(args []string) error {
 			return err
 		}
 		defer cn.node.Close()
-		stopWatches := cn.relayChanges()
-		defer stopWatches()
 		o.Node = int64(cn.node.Self().ID)
 	}
 	raw, err := openStore(ctx, o, cn, log)
@@ -298,7 +296,7 @@ func run(args []string) error {
 	var rel *relay.Relay
 	if cn != nil {
 		cn.settle.Store(raw.(*cassandra.Store))
-		own = cn.watch()
+		own = cn.node
 		pool, err := peer.NewPool(peer.PoolConfig{Node: uint32(o.Node), Secret: secret, Registerer: reg})
 		if err != nil {
 			return err
@@ -331,7 +329,7 @@ func run(args []string) error {
 		MentionAllAnyone: o.MentionAllAnyone,
 		Notifier:         gw, Logger: log, Registerer: reg}
 	if rel != nil {
-		icfg.Ownership, icfg.Deliverer = cn.watch(), rel
+		icfg.Ownership, icfg.Deliverer = cn.node, rel
 	}
 	if o.WebhookURL != "" {
 		hook, err := webhook.New(webhook.Config{URL: o.WebhookURL, Logger: log, Registerer: reg})
@@ -457,59 +455,6 @@ type clusterNode struct {
 	// svc is the inbox service, set once started: before it nothing was
 	// written for a shard, so there is nothing to drain.
 	svc atomic.Pointer[inbox.Service]
-
-	mu       sync.Mutex
-	watchers []*watchedNode
-}
-
-// watchedNode is the node as one watcher of its changes sees it: the
-// node's Changes channel wakes one receiver per change, and the gateway
-// and the inbox service each watch it (a change one of them missed would
-// leave it serving an old set of shards).
-type watchedNode struct {
-	*cluster.Node
-	changes chan struct{}
-}
-
-func (w *watchedNode) Changes() <-chan struct{} { return w.changes }
-
-// watch returns a view of the node with a Changes channel of its own,
-// which gets the changes from then on (a watcher reads the shards served
-// when it starts).
-func (cn *clusterNode) watch() cluster.Ownership {
-	w := &watchedNode{Node: cn.node, changes: make(chan struct{}, 1)}
-	cn.mu.Lock()
-	defer cn.mu.Unlock()
-	cn.watchers = append(cn.watchers, w)
-	return w
-}
-
-// relayChanges passes each signal of the node's Changes on to every
-// watcher, coalesced as the node does, until the returned func is called.
-func (cn *clusterNode) relayChanges() (stop func()) {
-	done, stopped := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(stopped)
-		for {
-			select {
-			case <-done:
-				return
-			case <-cn.node.Changes():
-			}
-			cn.mu.Lock()
-			for _, w := range cn.watchers {
-				select {
-				case w.changes <- struct{}{}:
-				default:
-				}
-			}
-			cn.mu.Unlock()
-		}
-	}()
-	return func() {
-		close(done)
-		<-stopped
-	}
 }
 
 // joinCluster joins the cluster on o's keyspace. With -create-schema it
