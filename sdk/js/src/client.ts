@@ -60,6 +60,13 @@ export interface ClientOptions {
   dialTimeoutMs?: number;
   /** Attempts of a request that may be retried (send: resent under the same client msg id), 10. */
   maxAttempts?: number;
+  /**
+   * With nothing stored (last_seq 0), start at head_seq of the first AUTH
+   * instead of taking the whole backlog entry by entry (rule 8 of the sync
+   * algorithm): for an app that shows conversations() and history() and
+   * keeps no state of its own.
+   */
+  fromHead?: boolean;
 }
 
 export type ConnectionState = "connecting" | "online" | "offline" | "closed";
@@ -122,6 +129,7 @@ export class Client {
   private waiters: Array<{ resolve(c: Conn): void; reject(e: Error): void }> = [];
   private syncWaiters: Array<{ resolve(): void; reject(e: Error): void }> = [];
   private synced = false;
+  private everSynced = false;
   /** Entries are applied one step at a time, in this chain. */
   private chain: Promise<void> = Promise.resolve();
   private wake?: () => void;
@@ -135,6 +143,7 @@ export class Client {
       maxRedirects: 5,
       dialTimeoutMs: 10_000,
       maxAttempts: 10,
+      fromHead: false,
       store: new MemorySeqStore(),
       ...options,
     };
@@ -410,13 +419,16 @@ export class Client {
       for (const w of this.waiters.splice(0)) w.resolve(conn);
       // Catch up first; pushes that came meanwhile are taken after it.
       this.step(conn, async () => {
-        if (auth.headSeq < this.lastSeq) {
+        if (this.opts.fromHead && this.lastSeq === 0n && !this.everSynced) {
+          await this.setLast(auth.headSeq);
+        } else if (auth.headSeq < this.lastSeq) {
           const last = this.lastSeq;
           await this.setLast(0n);
           await this.emitAsync("reset", auth.headSeq, last);
         }
         await this.catchUp(conn);
         this.synced = true;
+        this.everSynced = true;
         this.emit("synced", this.lastSeq);
         for (const w of this.syncWaiters.splice(0)) w.resolve();
       });

@@ -210,6 +210,20 @@ for (const tr of transports) {
       assertGapFree(second.entries, 3n);
     });
 
+    test("fromHead: a client without state starts at the head and takes only what comes after", async () => {
+      const sender = client(351);
+      await sender.client.connect();
+      const g = await sender.client.createGroup({ members: [352n] });
+      await sender.client.send(g.id, "old");
+      const rcv = client(352, { fromHead: true });
+      await rcv.client.connect();
+      assert.equal(rcv.client.lastAppliedSeq, 2n);
+      await sender.client.send(g.id, "new");
+      await waitFor("the new message", () => rcv.entries.length === 1);
+      assert.deepEqual(rcv.texts(g.id), ["new"]);
+      assert.equal(rcv.entries[0].seq, 3n);
+    });
+
     test("a lost push is a gap, filled by SYNC", async () => {
       const sender = client(401);
       let pushes = 0;
