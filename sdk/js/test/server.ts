@@ -11,6 +11,9 @@ import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { connect } from "node:net";
+import { WebSocketServer } from "ws";
+import { FrameReader, DEFAULT_MAX_FRAME } from "../src/index.js";
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), "../../../..");
 
@@ -53,8 +56,11 @@ export function mintToken(secret: string, user: bigint | number, device: string,
 export class Inboxd {
   /** host:port of the TCP listener. */
   addr = "";
-  /** host:port of the WebSocket listener, if the build has one. */
+  /** host:port of the WebSocket listener: the server's own, or else a bridge's (see bridged). */
   wsAddr = "";
+  /** The build has no -ws listener: wsAddr is a bridge in this process that relays frames to the TCP listener. */
+  bridged = false;
+  private bridge?: WebSocketServer;
   private proc?: ChildProcess;
   private exited?: Promise<void>;
 
@@ -75,6 +81,10 @@ export class Inboxd {
     if (ws) {
       s.wsAddr = `127.0.0.1:${await freePort()}`;
       s.args.push("-ws", s.wsAddr);
+    } else {
+      s.bridge = await bridge(s.addr);
+      s.wsAddr = `127.0.0.1:${(s.bridge.address() as { port: number }).port}`;
+      s.bridged = true;
     }
     await s.run();
     return s;
@@ -111,6 +121,46 @@ export class Inboxd {
   async stop(): Promise<void> {
     this.proc?.kill("SIGTERM");
     await this.exited;
+    if (this.bridge) {
+      for (const c of this.bridge.clients) c.terminate();
+      await new Promise((res) => this.bridge!.close(res));
+    }
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * bridge relays WebSocket connections to a TCP listener, one frame per
+ * binary message each way: the gateway's WebSocket transport as
+ * docs/protocol.md describes it, for a build that lacks it.
+ */
+async function bridge(tcpAddr: string): Promise<WebSocketServer> {
+  const [host, port] = tcpAddr.split(":");
+  const wss = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+  wss.on("connection", (ws) => {
+    const sock = connect({ host, port: Number(port) });
+    const reader = new FrameReader(DEFAULT_MAX_FRAME);
+    ws.on("message", (data, isBinary) => {
+      if (!isBinary) ws.close(1003, "binary messages only");
+      else sock.write(data as Buffer);
+    });
+    sock.on("data", (chunk) => {
+      for (const f of reader.push(chunk)) {
+        const out = Buffer.alloc(12 + f.body.length);
+        out.writeUInt32BE(f.body.length, 0);
+        out[4] = 1;
+        out[5] = f.flags;
+        out.writeUInt16BE(f.command, 6);
+        out.writeUInt32BE(f.requestId, 8);
+        out.set(f.body, 12);
+        ws.send(out);
+      }
+    });
+    sock.on("error", () => {});
+    sock.on("close", () => ws.close());
+    ws.on("close", () => sock.destroy());
+    ws.on("error", () => {});
+  });
+  await new Promise((res) => wss.once("listening", res));
+  return wss;
 }
