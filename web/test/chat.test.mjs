@@ -105,6 +105,15 @@ test("two users chat in two pages; one goes away and comes back to the right unr
   await unread(b, "lunch").and(b.locator("[data-count='0']")).waitFor({ state: "attached" });
   await b.screenshot({ path: join(artifacts, "3-bob-scrolled-back.png") });
 
+  // The server dies and comes back: both pages reconnect by themselves and chat on.
+  await srv.kill9();
+  await srv.run();
+  await a.locator("#state", { hasText: "online" }).waitFor();
+  await b.locator("#state", { hasText: "online" }).waitFor();
+  await send(a, "still there?");
+  await b.locator(".msg", { hasText: "still there?" }).waitFor();
+  await unread(b, "lunch").and(b.locator("[data-count='0']")).waitFor({ state: "attached" });
+
   // The marker reached the server: Bob's other device starts with the group read.
   const bobPhone = await signIn(await browser.newContext(), srv.token(2, "phone"));
   await unread(bobPhone, "lunch").and(bobPhone.locator("[data-count='0']")).waitFor({ state: "attached" });

@@ -356,3 +356,23 @@ test("AUTH answered REDIRECT: the client goes to the node named", async () => {
     await srv.stop();
   }
 });
+
+test("an address of the list that cannot be reached is passed over", async () => {
+  const srv = await Inboxd.start();
+  // A port nobody listens on: taken, then closed again.
+  const dead = createServer();
+  await new Promise<void>((res) => dead.listen(0, "127.0.0.1", res));
+  const deadAddr = `127.0.0.1:${(dead.address() as { port: number }).port}`;
+  await new Promise((res) => dead.close(res));
+  const c = new Client({ addrs: [deadAddr, srv.addr, deadAddr], token: srv.token(801), dialer: tcpDialer, backoffMinMs: 10, backoffMaxMs: 50 });
+  const failed: string[] = [];
+  c.on("offline", (err) => void failed.push(err.message));
+  try {
+    await c.connect();
+    assert.equal(c.auth?.userId, 801n);
+    assert.ok(failed.every((m) => /ECONNREFUSED/.test(m)), failed.join("; "));
+  } finally {
+    await c.close();
+    await srv.stop();
+  }
+});
