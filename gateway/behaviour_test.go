@@ -248,7 +248,7 @@ func TestSlowReader(t *testing.T) {
 	// backlog, so the client may not read it soon: don't wait for it).
 	waitClosed(t, s, 2)
 	waitValue(t, "slow-reader disconnects", func() float64 {
-		return testutil.ToFloat64(s.gw.metrics.disconnects[closedSlowReader])
+		return testutil.ToFloat64(s.gw.metrics.disconnects[transportTCP][closedSlowReader])
 	}, 1)
 	if n := out.lines("slow reader closed"); n != 1 {
 		t.Fatalf("%d log lines of the slow reader, want 1", n)

@@ -268,9 +268,9 @@ func BenchmarkMetricsPerRequest(b *testing.B) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			m.frameIn(wire.CmdSend)
+			m.frameIn(transportTCP, wire.CmdSend)
 			m.latency[cmdSlot(wire.CmdSend)].Observe(time.Since(arrived).Seconds())
-			m.frameOut(wire.CmdSend)
+			m.frameOut(transportTCP, wire.CmdSend)
 		}
 	})
 }

@@ -49,7 +49,7 @@ func (sess *session) forward(ctx context.Context, req request, user, conv uint64
 	}
 	frame := wire.AppendHeader(nil, req.cmd, wire.FlagResponse, req.id, len(resp))
 	if sess.write(append(frame, resp...)) {
-		sess.srv.metrics.frameOut(req.cmd)
+		sess.srv.metrics.frameOut(sess.transport(), req.cmd)
 	}
 }
 

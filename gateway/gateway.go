@@ -45,6 +45,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
@@ -59,6 +60,15 @@ import (
 type Config struct {
 	// Addr is the TCP address to listen on (default 127.0.0.1:7600).
 	Addr string
+	// WSAddr, when set, is the address of the WebSocket listener (ws.go,
+	// docs/protocol.md "WebSocket"); empty: none. Its port must differ from
+	// Addr's.
+	WSAddr string
+	// WSOrigins are the browser origins (scheme://host[:port]) whose pages
+	// may open WebSocket connections; "*" admits any. A handshake without
+	// an Origin header, a native client's, is always admitted; one with an
+	// origin not listed is refused with HTTP 403. Empty: browsers refused.
+	WSOrigins []string
 	// Secret verifies connection tokens (package token); required.
 	Secret []byte
 	// Workers bounds the goroutines running requests (default 512: most of
@@ -131,6 +141,17 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Addr == "" {
 		c.Addr = "127.0.0.1:7600"
+	}
+	if c.WSAddr != "" {
+		_, port, err := net.SplitHostPort(c.WSAddr)
+		if err != nil {
+			return fmt.Errorf("gateway: WebSocket address %q: %w", c.WSAddr, err)
+		}
+		// The listeners are told apart by their ports, found by their
+		// addresses as written: both must differ.
+		if _, tcpPort, _ := net.SplitHostPort(c.Addr); c.WSAddr == c.Addr || port != "0" && port == tcpPort {
+			return fmt.Errorf("gateway: WebSocket address %q: the TCP listener's port", c.WSAddr)
+		}
 	}
 	setDefault(&c.Workers, 512)
 	setDefault(&c.MaxFrame, wire.DefaultMaxFrame)
@@ -210,6 +231,9 @@ type Server struct {
 	engine   gnet.Engine
 	booted   chan struct{}
 	addr     atomic.Pointer[net.TCPAddr]
+	wsAddr   atomic.Pointer[net.TCPAddr]
+	upgrader ws.Upgrader
+	open     [numTransports]atomic.Int64 // connections open, by transport
 	stopping atomic.Bool
 	stopped  atomic.Bool // the event loops have ended
 	stopOnce sync.Once
@@ -241,6 +265,7 @@ func New(cfg Config) (*Server, error) {
 		perAddr:   make(map[netip.Addr]int),
 		booted:    make(chan struct{}),
 		warn:      &warnLog{log: cfg.Logger, now: cfg.Now},
+		upgrader:  newUpgrader(cfg.WSOrigins),
 	}
 	s.flushTask = s.flushQueued
 	s.metrics = newMetrics(s)
@@ -277,7 +302,11 @@ func (s *Server) Serve(svc Service) error {
 		close(stopWatch)
 		s.workers.Wait()
 	}()
-	err := gnet.Run(s, "tcp://"+s.cfg.Addr,
+	addrs := []string{"tcp://" + s.cfg.Addr}
+	if s.cfg.WSAddr != "" {
+		addrs = append(addrs, "tcp://"+s.cfg.WSAddr)
+	}
+	err := gnet.Rotate(s, addrs,
 		gnet.WithMulticore(!s.cfg.SingleLoop),
 		gnet.WithTicker(true),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
@@ -303,22 +332,57 @@ func (s *Server) Addr() *net.TCPAddr {
 	return s.addr.Load()
 }
 
-// OnBoot records the engine and the bound address.
+// WSAddr waits until the server listens and returns the address of its
+// WebSocket listener, or nil if it has none or failed to start.
+func (s *Server) WSAddr() *net.TCPAddr {
+	<-s.booted
+	return s.wsAddr.Load()
+}
+
+// OnBoot records the engine and the bound addresses.
 func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
 	s.engine = eng
-	if fd, err := eng.Dup(); err == nil {
-		if sa, err := unix.Getsockname(fd); err == nil {
-			if in4, ok := sa.(*unix.SockaddrInet4); ok {
-				s.addr.Store(&net.TCPAddr{IP: net.IP(in4.Addr[:]), Port: in4.Port})
-			} else if in6, ok := sa.(*unix.SockaddrInet6); ok {
-				s.addr.Store(&net.TCPAddr{IP: net.IP(in6.Addr[:]), Port: in6.Port})
-			}
-		}
+	if fd, err := eng.DupListener("tcp", s.cfg.Addr); err == nil {
+		s.addr.Store(boundAddr(fd))
 		unix.Close(fd)
 	}
+	if s.cfg.WSAddr != "" {
+		if fd, err := eng.DupListener("tcp", s.cfg.WSAddr); err == nil {
+			s.wsAddr.Store(boundAddr(fd))
+			unix.Close(fd)
+		}
+	}
 	close(s.booted)
-	s.log.Info("gateway: listening", "addr", s.addr.Load(), "loops", runtime.GOMAXPROCS(0))
+	s.log.Info("gateway: listening", "addr", s.addr.Load(), "ws", s.wsAddr.Load(), "loops", runtime.GOMAXPROCS(0))
 	return gnet.None
+}
+
+// boundAddr is the local address of the socket fd; nil if unknown.
+func boundAddr(fd int) *net.TCPAddr {
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return nil
+	}
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		return &net.TCPAddr{IP: net.IP(sa.Addr[:]), Port: sa.Port}
+	case *unix.SockaddrInet6:
+		return &net.TCPAddr{IP: net.IP(sa.Addr[:]), Port: sa.Port}
+	}
+	return nil
+}
+
+// transportOf is the transport of a connection: WebSocket if it came to the
+// WebSocket listener's port.
+func (s *Server) transportOf(c gnet.Conn) transport {
+	wsAddr := s.wsAddr.Load()
+	if wsAddr == nil {
+		return transportTCP
+	}
+	if local := boundAddr(c.Fd()); local != nil && local.Port == wsAddr.Port {
+		return transportWS
+	}
+	return transportTCP
 }
 
 // Shutdown stops accepting requests, lets the running ones finish and their
@@ -352,17 +416,19 @@ func (s *Server) shutdown(ctx context.Context) error {
 // OnOpen creates the connection's session, or refuses the connection at
 // once when it is over a cap.
 func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
-	s.metrics.accepted.Inc()
-	sess := newSession(s, c)
+	t := s.transportOf(c)
+	s.metrics.accepted[t].Inc()
+	sess := newSession(s, c, t)
 	s.mu.Lock()
 	why, ok := s.admit(sess)
 	if ok {
 		s.sessions[sess] = struct{}{}
+		s.open[t].Add(1)
 	}
 	s.mu.Unlock()
 	if !ok {
 		s.metrics.refused[why].Inc()
-		s.metrics.disconnects[closedConnLimit].Inc()
+		s.metrics.disconnects[t][closedConnLimit].Inc()
 		s.warn.warn(warnConnLimit, "gateway: connection refused at a cap", "limit", refusalNames[why], "remote", sess.remote)
 		code := wire.CodeUnavailable
 		if why == refusedAddress {
@@ -370,8 +436,11 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		}
 		e := errorBody(code, "too many connections")
 		e.RetryAfterMs = 1000
+		if t == transportWS {
+			return refusedHTTP(why), gnet.Close
+		}
 		frame, _ := wire.AppendFrame(nil, wire.CmdError, 0, 0, e)
-		s.metrics.frameOut(wire.CmdError)
+		s.metrics.frameOut(t, wire.CmdError)
 		return frame, gnet.Close
 	}
 	c.SetContext(sess)
@@ -389,11 +458,12 @@ func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 	// A connection the server did not end was ended by its peer; claiming
 	// failed here also keeps a later fail from counting it twice.
 	if sess.failed.CompareAndSwap(false, true) {
-		s.metrics.disconnects[closedByPeer].Inc()
+		s.metrics.disconnects[sess.transport()][closedByPeer].Inc()
 	}
 	sess.release()
 	s.mu.Lock()
 	delete(s.sessions, sess)
+	s.open[sess.transport()].Add(-1)
 	s.forget(sess)
 	if user := sess.user.Load(); user != 0 {
 		s.byUser[user] = deleteSession(s.byUser[user], sess)
@@ -501,7 +571,7 @@ func (s *Server) Notify(user uint64, entries []inbox.Entry) bool {
 	done()
 	for _, sess := range list {
 		if sess.write(frame) {
-			s.metrics.framesOut[wire.CmdPush].Add(float64(frames))
+			s.metrics.framesOut[sess.transport()][wire.CmdPush].Add(float64(frames))
 		}
 	}
 	s.mu.RUnlock()

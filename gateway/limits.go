@@ -200,6 +200,9 @@ func (sess *session) charge() bool {
 	want := 0
 	if sess.unauthenticated.Load() {
 		want = cap(sess.held)
+		if sess.ws != nil {
+			want += cap(sess.ws.msg)
+		}
 	}
 	d := want - sess.charged
 	if d == 0 {
@@ -216,5 +219,8 @@ func (sess *session) charge() bool {
 // release drops the partial frame the session holds, and its charge.
 func (sess *session) release() {
 	sess.held = nil
+	if sess.ws != nil {
+		sess.ws.msg = nil
+	}
 	sess.charge()
 }

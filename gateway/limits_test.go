@@ -189,7 +189,7 @@ func TestFloodClosed(t *testing.T) {
 			if limited != burst+1 || answered > burst-1 || (!tt.queued && answered != burst-1) || len(answers) > 0 {
 				t.Fatalf("%d limited, %d answered %v, others %v; want %d limited, %d answered", limited, answered, tt.answer, answers, burst+1, burst-1)
 			}
-			waitValue(t, "flood disconnects", func() float64 { return testutil.ToFloat64(s.gw.metrics.disconnects[closedFlood]) }, 1)
+			waitValue(t, "flood disconnects", func() float64 { return testutil.ToFloat64(s.gw.metrics.disconnects[transportTCP][closedFlood]) }, 1)
 		})
 	}
 }
@@ -259,7 +259,7 @@ func TestWarningsRateLimited(t *testing.T) {
 		c.c.Write(stream)
 		c.closedWith()
 	}
-	waitValue(t, "flood disconnects", func() float64 { return testutil.ToFloat64(s.gw.metrics.disconnects[closedFlood]) }, 5)
+	waitValue(t, "flood disconnects", func() float64 { return testutil.ToFloat64(s.gw.metrics.disconnects[transportTCP][closedFlood]) }, 5)
 	if n := out.lines("authentication failed"); n != 1 {
 		t.Errorf("%d auth failure lines for 10 failures, want 1", n)
 	}
@@ -305,7 +305,7 @@ func TestFloodDebtInherited(t *testing.T) {
 	if err := s.login(2, "d").call(wire.CmdHeartbeat, nil, nil); err != nil {
 		t.Fatalf("another user: %v", err)
 	}
-	waitValue(t, "flood disconnects", func() float64 { return testutil.ToFloat64(s.gw.metrics.disconnects[closedFlood]) }, 2)
+	waitValue(t, "flood disconnects", func() float64 { return testutil.ToFloat64(s.gw.metrics.disconnects[transportTCP][closedFlood]) }, 2)
 	// The debt (7 frames: 5 beyond the burst, one to close, one more after
 	// reconnecting) and the burst (5) come back at 10/s: in 1.2 s.
 	now.Add(int64(1200 * time.Millisecond))

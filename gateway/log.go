@@ -26,6 +26,7 @@ const (
 	warnFlood
 	warnSlowReader
 	warnConnLimit
+	warnHandshake
 	numWarnings
 )
 

@@ -37,12 +37,13 @@ const (
 	closedNotServed // this node does not serve the user's shard: REDIRECT or UNAVAILABLE
 	closedBanned    // the user is banned: at AUTH, or when the ban was set
 	closedRevoked   // the token was revoked: at AUTH, or when the revocation was set
+	closedHandshake // a WebSocket handshake refused: not WebSocket, wrong path or origin, too large
 	numDisconnects
 )
 
 var disconnectNames = [numDisconnects]string{
 	"peer", "slow_reader", "idle", "auth_timeout", "auth_failed", "protocol", "replaced", "shutdown", "flood", "conn_limit", "not_served",
-	"banned", "revoked",
+	"banned", "revoked", "handshake",
 }
 
 // redirectWhen is when a user was sent away from a node that does not
@@ -103,13 +104,14 @@ const maxCode = 32
 var latencyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 
 type metrics struct {
-	accepted     prometheus.Counter
-	disconnects  [numDisconnects]prometheus.Counter
+	// The connections' own metrics have a transport label: tcp or ws.
+	accepted     [numTransports]prometheus.Counter
+	disconnects  [numTransports][numDisconnects]prometheus.Counter
+	framesIn     [numTransports][unknownCmd + 1]prometheus.Counter
+	framesOut    [numTransports][unknownCmd + 1]prometheus.Counter
 	authFailures [numAuthFailures]prometheus.Counter
 	rejected     [numRejections]prometheus.Counter
 	refused      [numRefusals]prometheus.Counter
-	framesIn     [unknownCmd + 1]prometheus.Counter
-	framesOut    [unknownCmd + 1]prometheus.Counter
 	latency      [unknownCmd + 1]prometheus.Observer // nil for commands no worker runs
 	errors       [maxCode + 1]prometheus.Counter
 	redirects    [numRedirectWhens][len(redirectCodes)]prometheus.Counter
@@ -125,12 +127,14 @@ func newMetrics(s *Server) *metrics {
 	opts := func(name, help string) prometheus.Opts {
 		return prometheus.Opts{Namespace: ns, Subsystem: sub, Name: name, Help: help}
 	}
-	m.accepted = prometheus.NewCounter(prometheus.CounterOpts(opts("connections_accepted_total", "TCP connections accepted.")))
-	open := prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("connections_open", "TCP connections open, authenticated or not.")), func() float64 {
-		s.mu.RLock()
-		defer s.mu.RUnlock()
-		return float64(len(s.sessions))
-	})
+	accepted := prometheus.NewCounterVec(prometheus.CounterOpts(opts("connections_accepted_total", "Connections accepted, by transport (tcp, ws).")), []string{"transport"})
+	var open [numTransports]prometheus.Collector
+	for t, name := range transportNames {
+		m.accepted[t] = accepted.WithLabelValues(name)
+		o := opts("connections_open", "Connections open, authenticated or not, by transport (tcp, ws).")
+		o.ConstLabels = prometheus.Labels{"transport": name}
+		open[t] = prometheus.NewGaugeFunc(prometheus.GaugeOpts(o), func() float64 { return float64(s.open[t].Load()) })
+	}
 	users := prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("users_online", "Users with at least one authenticated connection.")), func() float64 {
 		s.mu.RLock()
 		defer s.mu.RUnlock()
@@ -143,9 +147,11 @@ func newMetrics(s *Server) *metrics {
 		return float64(len(s.ready))
 	})
 
-	disconnects := prometheus.NewCounterVec(prometheus.CounterOpts(opts("disconnects_total", "Connections closed, by reason (peer: closed by the client or the network).")), []string{"reason"})
-	for i, name := range disconnectNames {
-		m.disconnects[i] = disconnects.WithLabelValues(name)
+	disconnects := prometheus.NewCounterVec(prometheus.CounterOpts(opts("disconnects_total", "Connections closed, by transport and reason (peer: closed by the client or the network).")), []string{"transport", "reason"})
+	for t, tn := range transportNames {
+		for i, name := range disconnectNames {
+			m.disconnects[t][i] = disconnects.WithLabelValues(tn, name)
+		}
 	}
 	auth := prometheus.NewCounterVec(prometheus.CounterOpts(opts("auth_failures_total", "Connections refused at authentication, by reason.")), []string{"reason"})
 	for i, name := range authFailureNames {
@@ -167,23 +173,23 @@ func newMetrics(s *Server) *metrics {
 		return float64(s.unauthBytes.Load())
 	})
 
-	in := prometheus.NewCounterVec(prometheus.CounterOpts(opts("frames_received_total", "Frames received, by command.")), []string{"command"})
-	out := prometheus.NewCounterVec(prometheus.CounterOpts(opts("frames_sent_total", "Frames sent (responses, pushes, errors), by command.")), []string{"command"})
+	in := prometheus.NewCounterVec(prometheus.CounterOpts(opts("frames_received_total", "Frames received, by transport and command.")), []string{"transport", "command"})
+	out := prometheus.NewCounterVec(prometheus.CounterOpts(opts("frames_sent_total", "Frames sent (responses, pushes, errors), by transport and command.")), []string{"transport", "command"})
 	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: ns, Subsystem: sub, Name: "request_duration_seconds",
 		Help:    "Time from a request frame's arrival to its response being queued for the connection, by command.",
 		Buckets: latencyBuckets,
 	}, []string{"command"})
-	unknownIn, unknownOut := in.WithLabelValues("unknown"), out.WithLabelValues("unknown")
-	for i := range m.framesIn {
-		c := wire.Command(i)
-		if i == unknownCmd || !c.Known() {
-			m.framesIn[i], m.framesOut[i] = unknownIn, unknownOut
-			continue
+	for i := range unknownCmd + 1 {
+		c, name := wire.Command(i), "unknown"
+		if i != unknownCmd && c.Known() {
+			name = c.String()
+			if c != wire.CmdPush && c != wire.CmdError {
+				m.latency[i] = latency.WithLabelValues(name)
+			}
 		}
-		m.framesIn[i], m.framesOut[i] = in.WithLabelValues(c.String()), out.WithLabelValues(c.String())
-		if c != wire.CmdPush && c != wire.CmdError {
-			m.latency[i] = latency.WithLabelValues(c.String())
+		for t, tn := range transportNames {
+			m.framesIn[t][i], m.framesOut[t][i] = in.WithLabelValues(tn, name), out.WithLabelValues(tn, name)
 		}
 	}
 
@@ -205,7 +211,7 @@ func newMetrics(s *Server) *metrics {
 		}
 	}
 
-	m.collectors = []prometheus.Collector{m.accepted, open, users, inflight, ready, disconnects, auth, rejected, refused, unauth, unauthBytes, in, out, latency, errs, redirects}
+	m.collectors = []prometheus.Collector{accepted, open[transportTCP], open[transportWS], users, inflight, ready, disconnects, auth, rejected, refused, unauth, unauthBytes, in, out, latency, errs, redirects}
 	return m
 }
 
@@ -223,8 +229,8 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 	return nil
 }
 
-func (m *metrics) frameIn(c wire.Command)  { m.framesIn[cmdSlot(c)].Inc() }
-func (m *metrics) frameOut(c wire.Command) { m.framesOut[cmdSlot(c)].Inc() }
+func (m *metrics) frameIn(t transport, c wire.Command)  { m.framesIn[t][cmdSlot(c)].Inc() }
+func (m *metrics) frameOut(t transport, c wire.Command) { m.framesOut[t][cmdSlot(c)].Inc() }
 
 func (m *metrics) errorResponse(c wire.Code) { m.errors[min(c, maxCode)].Inc() }
 

@@ -43,12 +43,12 @@ func TestMetricsCountReasons(t *testing.T) {
 			old := s.login(1, "phone")
 			s.login(1, "phone")
 			old.closedWith()
-		}, func(m *metrics) prometheus.Collector { return m.disconnects[closedReplaced] }, 1},
+		}, func(m *metrics) prometheus.Collector { return m.disconnects[transportTCP][closedReplaced] }, 1},
 		{"wrong version", Config{}, func(t *testing.T, s *server) {
 			c := s.dial()
 			c.c.Write(rawHeader(0, 7, wire.CmdAuth, 1))
 			c.closedWith()
-		}, func(m *metrics) prometheus.Collector { return m.disconnects[closedProtocol] }, 1},
+		}, func(m *metrics) prometheus.Collector { return m.disconnects[transportTCP][closedProtocol] }, 1},
 		{"command before AUTH", Config{}, func(t *testing.T, s *server) {
 			c := s.dial()
 			c.call(wire.CmdHeartbeat, nil, nil)
@@ -58,10 +58,10 @@ func TestMetricsCountReasons(t *testing.T) {
 		}, func(m *metrics) prometheus.Collector { return m.authFailures[authTimeout] }, 1},
 		{"idle", Config{Heartbeat: 200 * time.Millisecond}, func(t *testing.T, s *server) {
 			s.login(1, "d").closedWith()
-		}, func(m *metrics) prometheus.Collector { return m.disconnects[closedIdle] }, 1},
+		}, func(m *metrics) prometheus.Collector { return m.disconnects[transportTCP][closedIdle] }, 1},
 		{"peer", Config{}, func(t *testing.T, s *server) {
 			s.login(1, "d").c.Close()
-		}, func(m *metrics) prometheus.Collector { return m.disconnects[closedByPeer] }, 1},
+		}, func(m *metrics) prometheus.Collector { return m.disconnects[transportTCP][closedByPeer] }, 1},
 		{"rate limited", Config{RateLimit: 1, RateBurst: 3}, func(t *testing.T, s *server) {
 			c := s.login(1, "d")
 			for range 5 {
@@ -70,7 +70,7 @@ func TestMetricsCountReasons(t *testing.T) {
 		}, func(m *metrics) prometheus.Collector { return m.rejected[rejectRateLimited] }, 3},
 		{"unknown command in", Config{}, func(t *testing.T, s *server) {
 			s.login(1, "d").call(wire.Command(999), nil, nil)
-		}, func(m *metrics) prometheus.Collector { return m.framesIn[unknownCmd] }, 1},
+		}, func(m *metrics) prometheus.Collector { return m.framesIn[transportTCP][unknownCmd] }, 1},
 		{"error by code", Config{}, func(t *testing.T, s *server) {
 			s.login(1, "d").call(wire.CmdSend, &wirepb.SendRequest{Conv: 12345, ClientMsgId: "x", Kind: 1}, nil)
 		}, func(m *metrics) prometheus.Collector { return m.errors[wire.CodeNoGroup] }, 1},

@@ -62,8 +62,8 @@ func TestGate(t *testing.T) {
 	}{
 		{"auth failures banned", testutil.ToFloat64(m.authFailures[authBanned])},
 		{"auth failures revoked", testutil.ToFloat64(m.authFailures[authRevoked])},
-		{"disconnects banned", testutil.ToFloat64(m.disconnects[closedBanned])},
-		{"disconnects revoked", testutil.ToFloat64(m.disconnects[closedRevoked])},
+		{"disconnects banned", testutil.ToFloat64(m.disconnects[transportTCP][closedBanned])},
+		{"disconnects revoked", testutil.ToFloat64(m.disconnects[transportTCP][closedRevoked])},
 	} {
 		if c.got != 1 {
 			t.Errorf("%s = %v, want 1", c.name, c.got)

@@ -70,7 +70,7 @@ func BenchmarkNotifyGroup100(b *testing.B) {
 	const members = 100
 	for u := range uint64(members) {
 		c := &sinkConn{}
-		sess := newSession(s, c)
+		sess := newSession(s, c, transportTCP)
 		c.SetContext(sess)
 		sess.user.Store(u + 1)
 		s.byUser[u+1] = []*session{sess}

@@ -193,7 +193,7 @@ func TestSlowReaderBytesCapped(t *testing.T) {
 		}
 	}
 	waitClosed(t, s, 2)
-	if got := testutil.ToFloat64(s.gw.metrics.disconnects[closedSlowReader]); got != 1 {
+	if got := testutil.ToFloat64(s.gw.metrics.disconnects[transportTCP][closedSlowReader]); got != 1 {
 		t.Fatalf("%v slow-reader disconnects, want 1", got)
 	}
 }

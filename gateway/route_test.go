@@ -66,7 +66,7 @@ func TestAuthRouted(t *testing.T) {
 			t.Errorf("redirects{when=auth, code=%v} = %v, want %v", want.code, got, want.n)
 		}
 	}
-	waitValue(t, "disconnects{not_served}", func() float64 { return testutil.ToFloat64(m.disconnects[closedNotServed]) }, 2)
+	waitValue(t, "disconnects{not_served}", func() float64 { return testutil.ToFloat64(m.disconnects[transportTCP][closedNotServed]) }, 2)
 	if got := testutil.ToFloat64(m.authFailures[authUnavailable]); got != 0 {
 		t.Errorf("auth_failures{unavailable} = %v: a user sent away is not a failed AUTH", got)
 	}

@@ -23,6 +23,7 @@ type session struct {
 	opened int64          // unix nanos
 	remote netip.AddrPort // the peer, for logs
 	source netip.Addr     // what the per-address cap counts it under; invalid: exempt
+	ws     *wsConn        // the WebSocket state; nil over TCP
 
 	// Event loop only.
 	authSeen bool   // the first frame was AUTH
@@ -70,9 +71,12 @@ type request struct {
 	arrived time.Time // when the frame was read, for the latency histogram
 }
 
-func newSession(s *Server, c gnet.Conn) *session {
+func newSession(s *Server, c gnet.Conn, t transport) *session {
 	now := s.cfg.Now().UnixNano()
 	sess := &session{srv: s, c: c, opened: now, rate: newBucket(s.cfg.RateBurst, now)}
+	if t == transportWS {
+		sess.ws = &wsConn{}
+	}
 	sess.remote, sess.source = s.sourceAddr(c)
 	sess.lastSeen.Store(now)
 	return sess
@@ -88,13 +92,37 @@ func newSession(s *Server, c gnet.Conn) *session {
 func (sess *session) read(c gnet.Conn) gnet.Action {
 	cfg := &sess.srv.cfg
 	arrived := cfg.Now()
-	now := arrived.UnixNano()
-	sess.lastSeen.Store(now)
+	sess.lastSeen.Store(arrived.UnixNano())
 	in, _ := c.Next(-1)
 	limit := cfg.MaxFrame
 	if sess.user.Load() == 0 {
 		limit = cfg.PreAuthMaxFrame
 	}
+	if sess.ws != nil {
+		sess.readWS(in, limit, arrived)
+	} else {
+		sess.readStream(in, limit, arrived)
+	}
+	if !sess.failed.Load() && !sess.charge() {
+		sess.srv.metrics.refused[refusedUnauthenticatedBytes].Inc()
+		sess.srv.warn.warn(warnConnLimit, "gateway: connection closed at a cap", "limit", refusalNames[refusedUnauthenticatedBytes], "remote", sess.remote)
+		sess.failNow(closedConnLimit, wire.CodeUnavailable, "too many unauthenticated bytes")
+	}
+	sess.flush()
+	if sess.failed.Load() {
+		sess.release() // nothing more is read from a failed connection
+	}
+	if sess.closing {
+		// Closed here and now rather than by a task queued behind the
+		// flood that keeps arriving meanwhile.
+		return gnet.Close
+	}
+	return gnet.None
+}
+
+// readStream splits the TCP byte stream in into frames, holding the start
+// of a frame not yet whole. It runs on the event loop.
+func (sess *session) readStream(in []byte, limit int, arrived time.Time) {
 	for len(in) > 0 && !sess.failed.Load() {
 		buf := in
 		if sess.held != nil {
@@ -116,31 +144,29 @@ func (sess *session) read(c gnet.Conn) gnet.Action {
 			}
 			continue
 		}
-		sess.srv.metrics.frameIn(f.Command)
-		req := request{cmd: f.Command, id: f.RequestID, body: f.Body, arrived: arrived}
 		if sess.held != nil {
 			sess.held = nil // the request owns it now
 		} else {
-			req.body = append([]byte(nil), f.Body...) // gnet reuses in
+			f.Body = append([]byte(nil), f.Body...) // gnet reuses in
 			in = in[n:]
 		}
-		sess.dispatch(req, now)
+		sess.accept(f, arrived)
 	}
-	if !sess.failed.Load() && !sess.charge() {
-		sess.srv.metrics.refused[refusedUnauthenticatedBytes].Inc()
-		sess.srv.warn.warn(warnConnLimit, "gateway: connection closed at a cap", "limit", refusalNames[refusedUnauthenticatedBytes], "remote", sess.remote)
-		sess.failNow(closedConnLimit, wire.CodeUnavailable, "too many unauthenticated bytes")
+}
+
+// accept dispatches a whole frame, whose body the session owns, from either
+// transport. It runs on the event loop.
+func (sess *session) accept(f wire.Frame, arrived time.Time) {
+	sess.srv.metrics.frameIn(sess.transport(), f.Command)
+	sess.dispatch(request{cmd: f.Command, id: f.RequestID, body: f.Body, arrived: arrived}, arrived.UnixNano())
+}
+
+// transport is what carries the session's frames.
+func (sess *session) transport() transport {
+	if sess.ws != nil {
+		return transportWS
 	}
-	sess.flush()
-	if sess.failed.Load() {
-		sess.release() // nothing more is read from a failed connection
-	}
-	if sess.closing {
-		// Closed here and now rather than by a task queued behind the
-		// flood that keeps arriving meanwhile.
-		return gnet.Close
-	}
-	return gnet.None
+	return transportTCP
 }
 
 // fill moves into held the bytes of in that its frame still lacks and
@@ -298,7 +324,7 @@ func (sess *session) enqueue(frame []byte, last bool) (queued, slow bool) {
 	if sess.out == nil {
 		sess.out = s.getBuf()
 	}
-	sess.out = append(sess.out, frame...)
+	sess.out = sess.appendOut(sess.out, frame)
 	sess.shut = last
 	schedule := !sess.flushing
 	sess.flushing = true
@@ -309,6 +335,15 @@ func (sess *session) enqueue(frame []byte, last bool) (queued, slow bool) {
 		sess.c.AsyncWritev(nil, s.flushTask)
 	}
 	return true, false
+}
+
+// appendOut appends frames, one or more whole frames, to dst as the
+// session's transport carries them.
+func (sess *session) appendOut(dst, frames []byte) []byte {
+	if sess.ws != nil {
+		return sess.ws.appendMessages(dst, frames)
+	}
+	return append(dst, frames...)
 }
 
 // take returns the frames waiting, and whether the connection closes once
@@ -342,6 +377,9 @@ func (s *Server) flushQueued(c gnet.Conn, err error) error {
 		s.putBuf(out)
 	}
 	if shut {
+		if sess.ws != nil {
+			c.Write(sess.ws.closeFrame())
+		}
 		return c.Close()
 	}
 	n := c.OutboundBuffered()
@@ -361,7 +399,7 @@ func (sess *session) dropOut() {
 // reply writes the response to req from a worker: body, or the error e.
 func (sess *session) reply(req request, body proto.Message, e *wirepb.Error) {
 	if frame := sess.response(nil, req, body, e); frame != nil && sess.write(frame) {
-		sess.srv.metrics.frameOut(req.cmd)
+		sess.srv.metrics.frameOut(sess.transport(), req.cmd)
 	}
 }
 
@@ -372,7 +410,7 @@ func (sess *session) reply(req request, body proto.Message, e *wirepb.Error) {
 func (sess *session) answer(req request, e *wirepb.Error) {
 	if out := sess.response(sess.answers, req, nil, e); out != nil {
 		sess.answers = out
-		sess.srv.metrics.frameOut(req.cmd)
+		sess.srv.metrics.frameOut(sess.transport(), req.cmd)
 	}
 }
 
@@ -381,13 +419,17 @@ func (sess *session) answer(req request, e *wirepb.Error) {
 // slow reader when too much is waiting.
 func (sess *session) flush() {
 	out, shut := sess.take(false)
+	answers := sess.answers
+	if sess.ws != nil {
+		answers = sess.wsTail(answers)
+	}
 	switch {
-	case len(out) > 0 && len(sess.answers) > 0:
-		sess.c.Writev([][]byte{out, sess.answers})
+	case len(out) > 0 && len(answers) > 0:
+		sess.c.Writev([][]byte{out, answers})
 	case len(out) > 0:
 		sess.c.Write(out)
-	case len(sess.answers) > 0:
-		sess.c.Write(sess.answers)
+	case len(answers) > 0:
+		sess.c.Write(answers)
 	default:
 		return
 	}
@@ -409,7 +451,7 @@ func (sess *session) closeNow(why disconnect) bool {
 	if !sess.failed.CompareAndSwap(false, true) {
 		return false
 	}
-	sess.srv.metrics.disconnects[why].Inc()
+	sess.srv.metrics.disconnects[sess.transport()][why].Inc()
 	sess.closing = true
 	return true
 }
@@ -419,7 +461,7 @@ func (sess *session) closeNow(why disconnect) bool {
 func (sess *session) failNow(why disconnect, code wire.Code, msg string) {
 	if sess.closeNow(why) {
 		sess.answers, _ = wire.AppendFrame(sess.answers, wire.CmdError, 0, 0, errorBody(code, msg))
-		sess.srv.metrics.frameOut(wire.CmdError)
+		sess.srv.metrics.frameOut(sess.transport(), wire.CmdError)
 	}
 }
 
@@ -448,11 +490,11 @@ func (sess *session) response(dst []byte, req request, body proto.Message, e *wi
 func (sess *session) refuse(req request, e *wirepb.Error, why disconnect) {
 	first := sess.failed.CompareAndSwap(false, true)
 	if first {
-		sess.srv.metrics.disconnects[why].Inc()
+		sess.srv.metrics.disconnects[sess.transport()][why].Inc()
 	}
 	if frame := sess.response(nil, req, nil, e); frame != nil {
 		if queued, _ := sess.enqueue(frame, first); queued {
-			sess.srv.metrics.frameOut(req.cmd)
+			sess.srv.metrics.frameOut(sess.transport(), req.cmd)
 		}
 	}
 }
@@ -471,10 +513,10 @@ func (sess *session) failWith(why disconnect, e *wirepb.Error) bool {
 		return false
 	}
 	m := sess.srv.metrics
-	m.disconnects[why].Inc()
+	m.disconnects[sess.transport()][why].Inc()
 	frame, _ := wire.AppendFrame(nil, wire.CmdError, 0, 0, e)
 	if queued, _ := sess.enqueue(frame, true); queued {
-		m.frameOut(wire.CmdError)
+		m.frameOut(sess.transport(), wire.CmdError)
 	}
 	return true
 }

@@ -54,6 +54,8 @@ import (
 // options is everything inboxd can be told.
 type options struct {
 	Listen       string
+	WS           string
+	WSOrigins    string
 	Admin        string
 	API          string
 	APIKeyFile   string
@@ -141,6 +143,8 @@ func envName(flag string) string {
 func flagSet(o *options) *flag.FlagSet {
 	fs := flag.NewFlagSet("inboxd", flag.ContinueOnError)
 	fs.StringVar(&o.Listen, "listen", "127.0.0.1:7600", "TCP address for client connections")
+	fs.StringVar(&o.WS, "ws", "", "address of the WebSocket listener for browsers, e.g. 127.0.0.1:7603, path /ws (empty: off)")
+	fs.StringVar(&o.WSOrigins, "ws-origins", "", "browser origins allowed on -ws, comma separated, e.g. https://chat.example.com; * for any (empty: none; clients without Origin are always allowed)")
 	fs.StringVar(&o.Admin, "admin", "127.0.0.1:7601", "HTTP address for /healthz, /readyz and /metrics (empty: off)")
 	fs.StringVar(&o.API, "api", "", "HTTP address of the server API for application backends, e.g. 127.0.0.1:7602 (empty: off)")
 	fs.StringVar(&o.APIKeyFile, "api-key-file", "", "file of the server API's keys, one a line, reread when it changes (required with -api)")
@@ -298,7 +302,7 @@ func run(args []string) error {
 	}
 	l := o.Limits
 	gcfg := gateway.Config{
-		Addr: o.Listen, Secret: secret, Workers: o.Workers, MaxFrame: o.MaxFrame, Logger: log, Registerer: reg,
+		Addr: o.Listen, WSAddr: o.WS, WSOrigins: splitList(o.WSOrigins), Secret: secret, Workers: o.Workers, MaxFrame: o.MaxFrame, Logger: log, Registerer: reg,
 		MaxUnauthenticated: l.MaxUnauthenticated, MaxUnauthenticatedBytes: l.MaxUnauthenticatedBytes,
 		MaxConnsPerAddr: l.MaxConnsPerAddr, LimitLoopback: l.LimitLoopback,
 		RateLimit: l.RateLimit, RateBurst: l.RateBurst, UserRateLimit: l.UserRateLimit, UserRateBurst: l.UserRateBurst,
@@ -652,4 +656,16 @@ func (r *readiness) checks() []admin.Check {
 			return nil
 		}},
 	}
+}
+
+// splitList is the items of a comma-separated flag, white space trimmed,
+// empty ones dropped.
+func splitList(s string) []string {
+	var items []string
+	for item := range strings.SplitSeq(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			items = append(items, item)
+		}
+	}
+	return items
 }

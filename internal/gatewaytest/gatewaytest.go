@@ -27,6 +27,11 @@ const Secret = "gatewaytest secret of 16+ bytes"
 // Addr is the address a gateway under test listens on: loopback, any port.
 const Addr = "127.0.0.1:0"
 
+// WSAddr is the address of a gateway's WebSocket listener under test:
+// loopback, any port, written otherwise than Addr (the gateway tells its
+// listeners apart by their addresses as written).
+const WSAddr = "localhost:0"
+
 // Gateway is what Start needs of a *gateway.Server.
 type Gateway interface {
 	inbox.Notifier
