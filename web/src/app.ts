@@ -222,7 +222,7 @@ function signOut(err?: unknown) {
   el("signin-error").textContent = err ? (err instanceof InboxdError ? `${err.codeName}: ${err.serverMessage}` : String(err)) : "";
 }
 
-el<HTMLInputElement>("addr").value = new URLSearchParams(location.search).get("addr") ?? localStorage.getItem("inboxd.addr") ?? "ws://127.0.0.1:7603/";
+el<HTMLInputElement>("addr").value = new URLSearchParams(location.search).get("addr") ?? localStorage.getItem("inboxd.addr") ?? "ws://127.0.0.1:7603/ws";
 el<HTMLTextAreaElement>("token").value = localStorage.getItem("inboxd.token") ?? "";
 
 el("signin").onsubmit = (ev) => {

@@ -23,9 +23,11 @@ let srv, web, browser, pageURL;
 before(async () => {
   if (skip) return;
   mkdirSync(artifacts, { recursive: true });
-  srv = await Inboxd.start();
   web = await serve("127.0.0.1:0");
-  pageURL = `http://127.0.0.1:${web.address().port}/?addr=${encodeURIComponent(`ws://${srv.wsAddr}/`)}`;
+  const origin = `http://127.0.0.1:${web.address().port}`;
+  // The page's origin is the one browser origin the WebSocket listener admits.
+  srv = await Inboxd.start(["-ws-origins", origin]);
+  pageURL = `${origin}/?addr=${encodeURIComponent(`ws://${srv.wsAddr}/ws`)}`;
   browser = await chromium.launch({
     executablePath,
     // The machine has no network beyond loopback: no background traffic, no sandbox as root.

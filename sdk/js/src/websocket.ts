@@ -16,14 +16,20 @@ export interface WebSocketLike {
   close(code?: number, reason?: string): void;
 }
 
-export type WebSocketConstructor = new (url: string) => WebSocketLike;
+export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
+
+/** The path of inboxd's WebSocket listener. */
+export const WS_PATH = "/ws";
+
+/** The subprotocol the client offers; the server selects it (or none). */
+export const WS_SUBPROTOCOL = "inboxd.v1";
 
 /**
  * wsURL turns an address of the list into a URL: ws:// and wss:// URLs are
- * taken as they are, host:port becomes ws://host:port/.
+ * taken as they are, host:port becomes ws://host:port/ws.
  */
 export function wsURL(addr: string): string {
-  return /^wss?:\/\//.test(addr) ? addr : `ws://${addr}/`;
+  return /^wss?:\/\//.test(addr) ? addr : `ws://${addr}${WS_PATH}`;
 }
 
 /**
@@ -36,7 +42,7 @@ export function webSocketDialer(WS: WebSocketConstructor | undefined = (globalTh
   }
   return (addr: string, h: TransportHandlers, signal: AbortSignal) =>
     new Promise<Transport>((resolve, reject) => {
-      const ws = new WS(wsURL(addr));
+      const ws = new WS(wsURL(addr), WS_SUBPROTOCOL);
       ws.binaryType = "arraybuffer";
       let open = false;
       let closed = false;

@@ -23,9 +23,7 @@ import {
   type Frame,
 } from "../src/node.js";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { buildInboxd, Inboxd } from "./server.js";
-
-const { ws } = await buildInboxd();
+import { Inboxd } from "./server.js";
 
 interface Transport {
   name: string;
@@ -33,11 +31,9 @@ interface Transport {
   addr(s: Inboxd): string;
 }
 
-// Without the gateway's own -ws listener, the WebSocket tests go through a
-// bridge of the test's (server.ts) and say so in their names.
 const transports: Transport[] = [
   { name: "tcp", dialer: tcpDialer, addr: (s) => s.addr },
-  { name: ws ? "websocket" : "websocket (bridged: this inboxd has no -ws)", dialer: nodeWebSocketDialer(), addr: (s) => s.wsAddr },
+  { name: "websocket", dialer: nodeWebSocketDialer(), addr: (s) => s.wsAddr },
 ];
 
 /** waitFor polls cond until it holds, failing after limitMs: a bound on a wait, not a measure of speed. */

@@ -11,27 +11,21 @@ import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { connect } from "node:net";
-import { WebSocketServer } from "ws";
-import { FrameReader, DEFAULT_MAX_FRAME } from "../src/index.js";
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), "../../../..");
 
 const SECRET = "sdk-test-secret-not-for-production";
 
-let built: Promise<{ bin: string; ws: boolean }> | undefined;
+let built: Promise<string> | undefined;
 
-/** buildInboxd builds cmd/inboxd once per test process; ws says whether it has the -ws listener. */
-export function buildInboxd(): Promise<{ bin: string; ws: boolean }> {
+/** buildInboxd builds cmd/inboxd once per test process and returns the binary's path. */
+export function buildInboxd(): Promise<string> {
   built ??= (async () => {
     const dir = mkdtempSync(join(tmpdir(), "inboxd-sdk-bin-"));
     process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
     const bin = join(dir, "inboxd");
     await promisify(execFile)("go", ["build", "-o", bin, "./cmd/inboxd"], { cwd: repo });
-    const help = await new Promise<string>((res) => {
-      execFile(bin, ["-h"], (_err, stdout, stderr) => res(stdout + stderr));
-    });
-    return { bin, ws: /^\s*-ws\b/m.test(help) };
+    return bin;
   })();
   return built;
 }
@@ -56,11 +50,8 @@ export function mintToken(secret: string, user: bigint | number, device: string,
 export class Inboxd {
   /** host:port of the TCP listener. */
   addr = "";
-  /** host:port of the WebSocket listener: the server's own, or else a bridge's (see bridged). */
+  /** host:port of the WebSocket listener (-ws). */
   wsAddr = "";
-  /** The build has no -ws listener: wsAddr is a bridge in this process that relays frames to the TCP listener. */
-  bridged = false;
-  private bridge?: WebSocketServer;
   private proc?: ChildProcess;
   private exited?: Promise<void>;
 
@@ -70,22 +61,16 @@ export class Inboxd {
     private args: string[],
   ) {}
 
-  /** start runs an inboxd with a fresh data directory; call stop when done. */
+  /** start runs an inboxd with a fresh data directory, TCP and WebSocket listeners, and extra flags; call stop when done. */
   static async start(extra: string[] = []): Promise<Inboxd> {
-    const { bin, ws } = await buildInboxd();
+    const bin = await buildInboxd();
     const dir = mkdtempSync(join(tmpdir(), "inboxd-sdk-"));
     writeFileSync(join(dir, "secret"), SECRET + "\n", { mode: 0o600 });
     const s = new Inboxd(bin, dir, []);
     s.addr = `127.0.0.1:${await freePort()}`;
     s.args = ["-listen", s.addr, "-admin", "", "-data", join(dir, "data"), "-secret-file", join(dir, "secret"), ...extra];
-    if (ws) {
-      s.wsAddr = `127.0.0.1:${await freePort()}`;
-      s.args.push("-ws", s.wsAddr);
-    } else {
-      s.bridge = await bridge(s.addr);
-      s.wsAddr = `127.0.0.1:${(s.bridge.address() as { port: number }).port}`;
-      s.bridged = true;
-    }
+    s.wsAddr = `127.0.0.1:${await freePort()}`;
+    s.args.push("-ws", s.wsAddr);
     await s.run();
     return s;
   }
@@ -121,46 +106,7 @@ export class Inboxd {
   async stop(): Promise<void> {
     this.proc?.kill("SIGTERM");
     await this.exited;
-    if (this.bridge) {
-      for (const c of this.bridge.clients) c.terminate();
-      await new Promise((res) => this.bridge!.close(res));
-    }
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
 
-/**
- * bridge relays WebSocket connections to a TCP listener, one frame per
- * binary message each way: the gateway's WebSocket transport as
- * docs/protocol.md describes it, for a build that lacks it.
- */
-async function bridge(tcpAddr: string): Promise<WebSocketServer> {
-  const [host, port] = tcpAddr.split(":");
-  const wss = new WebSocketServer({ host: "127.0.0.1", port: 0 });
-  wss.on("connection", (ws) => {
-    const sock = connect({ host, port: Number(port) });
-    const reader = new FrameReader(DEFAULT_MAX_FRAME);
-    ws.on("message", (data, isBinary) => {
-      if (!isBinary) ws.close(1003, "binary messages only");
-      else sock.write(data as Buffer);
-    });
-    sock.on("data", (chunk) => {
-      for (const f of reader.push(chunk)) {
-        const out = Buffer.alloc(12 + f.body.length);
-        out.writeUInt32BE(f.body.length, 0);
-        out[4] = 1;
-        out[5] = f.flags;
-        out.writeUInt16BE(f.command, 6);
-        out.writeUInt32BE(f.requestId, 8);
-        out.set(f.body, 12);
-        ws.send(out);
-      }
-    });
-    sock.on("error", () => {});
-    sock.on("close", () => ws.close());
-    ws.on("close", () => sock.destroy());
-    ws.on("error", () => {});
-  });
-  await new Promise((res) => wss.once("listening", res));
-  return wss;
-}
