@@ -4,7 +4,7 @@
 // inbox head and shows CONVERSATIONS and HISTORY (rule 8 of the sync
 // algorithm), then applies what the SDK hands it.
 
-import { Client, InboxdError, Kind, webSocketDialer, type Conversation, type Message } from "@inboxd/sdk";
+import { Client, ClosedError, InboxdError, Kind, webSocketDialer, type Conversation, type Message } from "@inboxd/sdk";
 
 const PAGE = 20;
 
@@ -186,6 +186,7 @@ function render() {
 // --- sign in and out ---
 
 async function signIn(addr: string, token: string) {
+  void client?.close(); // an earlier attempt still trying
   const c = new Client({ addrs: addr, token, dialer: webSocketDialer(), fromHead: true });
   c.on("state", (s) => (el("state").textContent = s));
   c.on("online", (auth) => {
@@ -201,10 +202,19 @@ async function signIn(addr: string, token: string) {
   // After a reconnect the SYNC brought what was missed; the list is read again for names and groups joined meanwhile.
   c.on("synced", () => void refreshConversations().catch(showError));
   c.on("closed", (err) => {
-    if (err) signOut(err);
+    if (err && client === c) signOut(err);
   });
   client = c;
-  await c.connect();
+  // connect() keeps trying; say why it may not get through meanwhile.
+  const slow = setTimeout(() => {
+    el("signin-error").textContent = `still trying ${addr}: is inboxd running with -ws, and -ws-origins admitting ${location.origin}?`;
+  }, 5000);
+  try {
+    await c.connect();
+  } finally {
+    clearTimeout(slow);
+  }
+  el("signin-error").textContent = "";
   localStorage.setItem("inboxd.addr", addr);
   localStorage.setItem("inboxd.token", token);
   el("signin").hidden = true;
@@ -219,7 +229,8 @@ function signOut(err?: unknown) {
   localStorage.removeItem("inboxd.token");
   el("chat").hidden = true;
   el("signin").hidden = false;
-  el("signin-error").textContent = err ? (err instanceof InboxdError ? `${err.codeName}: ${err.serverMessage}` : String(err)) : "";
+  const e = err instanceof ClosedError && err.cause ? err.cause : err;
+  el("signin-error").textContent = e ? (e instanceof InboxdError ? `${e.codeName}: ${e.serverMessage}` : String(e)) : "";
 }
 
 el<HTMLInputElement>("addr").value = new URLSearchParams(location.search).get("addr") ?? localStorage.getItem("inboxd.addr") ?? "ws://127.0.0.1:7603/ws";
@@ -230,7 +241,10 @@ el("signin").onsubmit = (ev) => {
   el("signin-error").textContent = "";
   const addr = el<HTMLInputElement>("addr").value.trim();
   const token = el<HTMLTextAreaElement>("token").value.trim();
-  signIn(addr, token).catch((err) => signOut(err));
+  signIn(addr, token).catch((err) => {
+    // A newer attempt, or sign out, closed this one: nothing to report.
+    if (!(err instanceof ClosedError) || err.cause) signOut(err);
+  });
 };
 el("signout").onclick = () => signOut();
 el("older").onclick = () => void older().catch(showError);

@@ -121,6 +121,15 @@ test("two users chat in two pages; one goes away and comes back to the right unr
   await unread(bobPhone, "lunch").and(bobPhone.locator("[data-count='0']")).waitFor({ state: "attached" });
 });
 
+test("a token the server refuses is shown at sign in", { skip }, async () => {
+  const page = await (await browser.newContext()).newPage();
+  await page.goto(pageURL);
+  await page.fill("#token", srv.token(3, "browser").slice(0, -2) + "xx");
+  await page.click("#signin-button");
+  await page.locator("#signin-error", { hasText: "UNAUTHENTICATED" }).waitFor();
+  assert.equal(await page.locator("#chat").isHidden(), true);
+});
+
 async function assertText(page, sel, want) {
   await page.locator(sel, { hasText: want }).waitFor();
 }

@@ -290,8 +290,9 @@ test("kill -9 and restart mid-stream: nothing lost, nothing twice", async (t) =>
         const g = await alice.client.createGroup({ members: [602n] });
         const n = 300;
         let acked = 0;
-        let offline = 0;
-        bob.client.on("offline", () => void offline++);
+        const offline = { alice: 0, bob: 0 };
+        alice.client.on("offline", () => void offline.alice++);
+        bob.client.on("offline", () => void offline.bob++);
         const sending = (async () => {
           for (let i = 0; i < n; i++) {
             await alice.client.send(g.id, `m${i}`, { clientMsgId: `kill-${i}` });
@@ -302,7 +303,7 @@ test("kill -9 and restart mid-stream: nothing lost, nothing twice", async (t) =>
         await srv.kill9();
         await srv.run();
         await sending;
-        assert.ok(offline >= 1, "bob's connection went down with the server");
+        assert.ok(offline.alice >= 1 && offline.bob >= 1, "both connections went down with the server, and came back");
         await waitFor("bob to have every message", () => bob.texts(g.id).length >= n);
         // What Bob's app got: every message once, in order, with seqs 1, 2, 3, …
         assert.deepEqual(

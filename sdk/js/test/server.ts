@@ -84,7 +84,15 @@ export class Inboxd {
   async run(): Promise<void> {
     const proc = spawn(this.bin, this.args, { stdio: ["ignore", "ignore", "pipe"] });
     this.proc = proc;
-    this.exited = new Promise((res) => proc.once("exit", () => res()));
+    // A test process that dies leaves no server behind on its ports.
+    const orphan = () => proc.kill("SIGKILL");
+    process.once("exit", orphan);
+    this.exited = new Promise((res) =>
+      proc.once("exit", () => {
+        process.off("exit", orphan);
+        res();
+      }),
+    );
     const lines = createInterface({ input: proc.stderr! });
     const log: string[] = [];
     await new Promise<void>((res, rej) => {
