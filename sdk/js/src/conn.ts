@@ -8,10 +8,11 @@ import {
   encodeFrame,
   FLAG_ERROR,
   FLAG_RESPONSE,
+  HEADER_SIZE,
   PRE_AUTH_MAX_FRAME,
   type Frame,
 } from "./frame.js";
-import { ConnectionLostError, InboxdError } from "./errors.js";
+import { Code, ConnectionLostError, InboxdError } from "./errors.js";
 import { ErrorSchema, PushSchema, type Entry } from "./gen/inboxd_pb.js";
 import type { Dialer, Transport } from "./transport.js";
 
@@ -74,6 +75,10 @@ export class Conn {
 
   request(command: number, body: Uint8Array): Promise<Uint8Array> {
     if (this.cause) return Promise.reject(this.lost());
+    if (body.length + HEADER_SIZE > this.maxFrame) {
+      // The server would close the connection on its header; and a resend would do it again.
+      return Promise.reject(new InboxdError(Code.FRAME_TOO_LARGE, `a frame of ${body.length + HEADER_SIZE} bytes exceeds max_frame ${this.maxFrame}`));
+    }
     const id = this.nextId;
     // 0 is the id of server-initiated frames.
     this.nextId = this.nextId === 0xffffffff ? 1 : this.nextId + 1;

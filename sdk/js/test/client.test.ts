@@ -266,6 +266,19 @@ for (const tr of transports) {
       );
     });
 
+    test("a frame over max_frame is refused before it is sent, and the connection stays", async () => {
+      const alice = client(551);
+      let offline = 0;
+      alice.client.on("offline", () => void offline++);
+      await alice.client.connect();
+      const g = await alice.client.createGroup({});
+      const big = new Uint8Array(alice.client.auth!.maxFrame);
+      await assert.rejects(alice.client.send(g.id, big), (e: unknown) => e instanceof InboxdError && e.code === Code.FRAME_TOO_LARGE);
+      await assert.rejects(alice.client.send(g.id, big.subarray(0, 65537)), (e: unknown) => e instanceof InboxdError && e.code === Code.INVALID);
+      assert.equal((await alice.client.send(g.id, "small")).convSeq, 2n);
+      assert.equal(offline, 0);
+    });
+
     test("a bad token stops the client", async () => {
       const c = new Client({ addrs: tr.addr(srv), token: "not-a-token", dialer: tr.dialer });
       let closedWith: Error | undefined;
