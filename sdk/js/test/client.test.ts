@@ -279,6 +279,33 @@ for (const tr of transports) {
       assert.equal(offline, 0);
     });
 
+    test("REPLACED: the old connection of a device stops for good", async () => {
+      const first = client(561);
+      await first.client.connect();
+      let closedWith: Error | undefined;
+      first.client.on("closed", (err) => void (closedWith = err));
+      const second = client(561);
+      await second.client.connect();
+      await waitFor("the first client to stop", () => closedWith !== undefined);
+      assert.ok(closedWith instanceof InboxdError && closedWith.code === Code.REPLACED);
+      await assert.rejects(first.client.conversations(), /client closed/);
+      assert.deepEqual(await second.client.conversations(), []);
+    });
+
+    test("a server behind the stored seq: reset, then everything from seq 1", async () => {
+      const sender = client(571);
+      await sender.client.connect();
+      const g = await sender.client.createGroup({ members: [572n] });
+      const resets: bigint[][] = [];
+      const rcv = client(572, { store: new MemorySeqStore(1000n) });
+      rcv.client.on("reset", (head, last) => void resets.push([head, last]));
+      await rcv.client.connect();
+      assert.deepEqual(resets, [[1n, 1000n]]);
+      assertGapFree(rcv.entries);
+      assert.equal(rcv.entries.length, 1);
+      assert.equal(rcv.entries[0].conv, g.id);
+    });
+
     test("a bad token stops the client", async () => {
       const c = new Client({ addrs: tr.addr(srv), token: "not-a-token", dialer: tr.dialer });
       let closedWith: Error | undefined;
