@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/inboxd/inboxd/internal/backoff"
+	"github.com/inboxd/inboxd/internal/wsconn"
 	"github.com/inboxd/inboxd/wire"
 	"github.com/inboxd/inboxd/wire/wirepb"
 )
@@ -24,7 +25,9 @@ const DefaultAddr = "127.0.0.1:7600"
 // Config configures a Client. Zero values take the defaults named.
 type Config struct {
 	// Addr is the gateway's host:port (default DefaultAddr), when Addrs is
-	// empty.
+	// empty; or the URL of its WebSocket listener, ws://host:port/ws (or
+	// wss:// through a TLS terminator): the same protocol over WebSocket
+	// (docs/protocol.md, "WebSocket").
 	Addr string
 	// Addrs are the host:port of several nodes of one inboxd cluster. The
 	// client tries them in a random order, moving on to the next when one
@@ -73,8 +76,8 @@ type Config struct {
 	// MaxReadFrame is the largest frame accepted from the server (default
 	// 64 MiB: a SYNC page of 1000 entries with 64 KiB bodies).
 	MaxReadFrame int
-	// Dial opens the transport (default: TCP with net.Dialer); set it for
-	// TLS or a proxy.
+	// Dial opens the transport (default: TCP with net.Dialer, or WebSocket
+	// for a ws:// or wss:// address); set it for TLS or a proxy.
 	Dial func(ctx context.Context, addr string) (net.Conn, error)
 	// Logger receives connection events (default: none).
 	Logger *slog.Logger
@@ -104,6 +107,9 @@ func (c *Config) setDefaults() error {
 	if c.Dial == nil {
 		var d net.Dialer
 		c.Dial = func(ctx context.Context, addr string) (net.Conn, error) {
+			if wsconn.IsURL(addr) {
+				return wsconn.Dial(ctx, addr, wsconn.Options{})
+			}
 			return d.DialContext(ctx, "tcp", addr)
 		}
 	}

@@ -1,6 +1,6 @@
 // Package client is the Go client of inboxd's binary protocol
 // (docs/protocol.md): one long-lived, authenticated TCP connection to a
-// gateway, kept up across failures, and the sync loop that turns pushes and
+// gateway (or a WebSocket connection, given a ws:// address), kept up across failures, and the sync loop that turns pushes and
 // SYNC pages into one gap-free, duplicate-free stream of inbox entries.
 //
 // A program keeps one number, the seq of the last entry it applied:

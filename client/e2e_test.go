@@ -364,3 +364,43 @@ func TestE2EThreeUsersTwoDevices(t *testing.T) {
 		d.log.waitMessages(t, order)
 	}
 }
+
+// TestE2EWebSocket runs the client over WebSocket (a ws:// address) beside
+// a TCP client of the same user: both devices get every message, in order,
+// and sends and reads work over either.
+func TestE2EWebSocket(t *testing.T) {
+	gw, err := gateway.New(gateway.Config{Addr: gatewaytest.Addr, WSAddr: gatewaytest.WSAddr, Secret: []byte(gatewaytest.Secret), SingleLoop: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, addr := gatewaytest.Start(t, gw, func(svc *inbox.Service) error { return gw.Serve(svc) })
+	url := "ws://" + gw.WSAddr().String() + gateway.WSPath
+	ctx := ctxT(t)
+	browser, browserLog := e2eClient(t, url, 1, "browser", Config{})
+	_, phoneLog := e2eClient(t, addr, 1, "phone", Config{})
+	bob, bobLog := e2eClient(t, url, 2, "browser", Config{})
+	g, err := browser.CreateGroup(ctx, &wirepb.CreateGroupRequest{Members: []uint64{2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ids("m", 6)
+	for i, id := range want {
+		from := browser
+		if i%2 == 1 {
+			from = bob
+		}
+		if _, err := from.Send(ctx, g.Id, id, uint32(wire.KindText), []byte(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, log := range []*entryLog{browserLog, phoneLog, bobLog} {
+		log.waitMessages(t, want)
+	}
+	page, err := bob.History(ctx, g.Id, 0, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page) != 3 || page[0].ClientMsgId != want[5] {
+		t.Fatalf("history over WebSocket: %v", page)
+	}
+}

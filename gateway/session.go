@@ -377,8 +377,8 @@ func (s *Server) flushQueued(c gnet.Conn, err error) error {
 		s.putBuf(out)
 	}
 	if shut {
-		if sess.ws != nil {
-			c.Write(sess.ws.closeFrame())
+		if close := sess.ws.closeFrame(); close != nil {
+			c.Write(close)
 		}
 		return c.Close()
 	}

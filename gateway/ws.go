@@ -143,7 +143,9 @@ func (sess *session) readWS(in []byte, limit int, arrived time.Time) {
 		sess.held = nil
 	case sess.held == nil:
 		sess.held = append([]byte(nil), buf...) // gnet reuses in
-	default:
+	case len(buf) < len(sess.held):
+		// Moved only when a frame was taken: a frame trickling in a byte
+		// at a time must not cost a copy of all it has so far each time.
 		sess.held = sess.held[:copy(sess.held, buf)]
 	}
 }
@@ -322,7 +324,7 @@ func errorCode(body []byte) uint32 {
 // error frame sent, or 1000; nil if it went already or there was no
 // handshake.
 func (w *wsConn) closeFrame() []byte {
-	if w.closeSent || !w.upgraded.Load() {
+	if w == nil || w.closeSent || !w.upgraded.Load() {
 		return nil
 	}
 	w.closeSent = true
