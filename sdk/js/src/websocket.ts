@@ -1,6 +1,7 @@
 // The WebSocket transport: one inboxd frame per binary WebSocket message,
 // header included (docs/protocol.md, "WebSocket").
 
+import { InboxdError } from "./errors.js";
 import { decodeFrame } from "./frame.js";
 import type { Dialer, Transport, TransportHandlers } from "./transport.js";
 
@@ -20,6 +21,9 @@ export type WebSocketConstructor = new (url: string, protocols?: string | string
 
 /** The path of inboxd's WebSocket listener. */
 export const WS_PATH = "/ws";
+
+/** The server's close codes for errors: this plus the error code (4017: REPLACED). */
+export const WS_CLOSE_ERROR = 4000;
 
 /** The subprotocol the client offers; the server selects it (or none). */
 export const WS_SUBPROTOCOL = "inboxd.v1";
@@ -84,6 +88,13 @@ export function webSocketDialer(WS: WebSocketConstructor | undefined = (globalTh
         // The close event follows with the code: nothing to add here, and
         // browsers give an error event no detail to report.
       };
-      ws.onclose = (ev) => finish(new Error(`inboxd: websocket closed: ${ev.code} ${ev.reason}`));
+      // The server's close code is 4000 + the error code of the ERROR frame
+      // before it; the frame, taken first, is the connection's end then.
+      ws.onclose = (ev) =>
+        finish(
+          ev.code > WS_CLOSE_ERROR && ev.code < WS_CLOSE_ERROR + 1000
+            ? new InboxdError(ev.code - WS_CLOSE_ERROR, ev.reason || "connection closed")
+            : new Error(`inboxd: websocket closed: ${ev.code} ${ev.reason}`),
+        );
     });
 }

@@ -23,6 +23,7 @@ import {
   type Frame,
 } from "../src/node.js";
 import { create, toBinary } from "@bufbuild/protobuf";
+import { WebSocketServer } from "ws";
 import { Inboxd } from "./server.js";
 
 interface Transport {
@@ -411,5 +412,36 @@ test("an address of the list that cannot be reached is passed over", async () =>
   } finally {
     await c.close();
     await srv.stop();
+  }
+});
+
+test("a WebSocket closed with 4000 + code is that error: 4017 stops the client as REPLACED", async () => {
+  // A server that answers AUTH, then closes with REPLACED's code and no ERROR frame.
+  const wss = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+  await new Promise((res) => wss.once("listening", res));
+  let connections = 0;
+  wss.on("connection", (sock) => {
+    connections++;
+    sock.on("message", (data: Buffer) => {
+      const f = new FrameReader(4096).push(data)[0];
+      if (f.command === Cmd.AUTH) {
+        sock.send(encodeFrame(Cmd.AUTH, FLAG_RESPONSE, f.requestId, toBinary(pb.AuthResponseSchema, create(pb.AuthResponseSchema, { userId: 9n }))));
+        sock.close(4017, "the device connected again");
+      } else if (f.command === Cmd.SYNC) {
+        sock.send(encodeFrame(Cmd.SYNC, FLAG_RESPONSE, f.requestId, new Uint8Array(0)));
+      }
+    });
+  });
+  const c = new Client({ addrs: `127.0.0.1:${(wss.address() as { port: number }).port}`, token: "t", dialer: nodeWebSocketDialer(), backoffMinMs: 10 });
+  const closed = new Promise<Error | undefined>((res) => c.on("closed", res));
+  try {
+    await c.connect().catch(() => {});
+    const err = await closed;
+    assert.ok(err instanceof InboxdError && err.code === Code.REPLACED, String(err));
+    assert.equal(connections, 1, "no reconnect after REPLACED");
+  } finally {
+    await c.close();
+    for (const s of wss.clients) s.terminate();
+    await new Promise((res) => wss.close(res));
   }
 });
