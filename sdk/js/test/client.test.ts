@@ -229,7 +229,7 @@ for (const tr of transports) {
       let pushes = 0;
       let syncs = 0;
       const dialer = faulty(tr.dialer, {
-        incoming: (f) => (f.command === Cmd.PUSH && ++pushes === 3 ? "drop" : undefined),
+        incoming: (f) => (f.command === Cmd.PUSH && ++pushes === 2 ? "drop" : undefined),
         outgoing: (c) => void (c === Cmd.SYNC && syncs++),
       });
       const rcv = client(402, { dialer });
