@@ -204,8 +204,11 @@ for (const tr of transports) {
       assert.equal(store.seq, 2n);
       await sender.client.send(g.id, "while away 1");
       await sender.client.send(g.id, "while away 2");
-      const second = client(302, { store });
+      let syncs = 0;
+      const dialer = faulty(tr.dialer, { outgoing: (c) => void (c === Cmd.SYNC && syncs++) });
+      const second = client(302, { store, dialer, syncLimit: 1 });
       await second.client.connect();
+      assert.equal(syncs, 2, "two SYNC pages of one entry: the first said has_more");
       assert.deepEqual(second.texts(g.id), ["while away 1", "while away 2"]);
       assertGapFree(second.entries, 3n);
     });
@@ -443,5 +446,32 @@ test("a WebSocket closed with 4000 + code is that error: 4017 stops the client a
     await c.close();
     for (const s of wss.clients) s.terminate();
     await new Promise((res) => wss.close(res));
+  }
+});
+
+test("sends refused RATE_LIMITED are resent after retry_after_ms, and stored once each", async () => {
+  const srv = await Inboxd.start(["-user-rate-limit", "20", "-user-rate-burst", "2"]);
+  let limited = 0;
+  const dialer = faulty(tcpDialer, {
+    incoming: (f) => {
+      if (f.command === Cmd.SEND && f.flags & FLAG_ERROR) limited++;
+      return undefined;
+    },
+  });
+  const c = new Client({ addrs: srv.addr, token: srv.token(901), dialer, maxAttempts: 100 });
+  try {
+    await c.connect();
+    const g = await c.createGroup({});
+    const acks = await Promise.all(Array.from({ length: 10 }, (_, i) => c.send(g.id, `m${i}`, { clientMsgId: `rl-${i}` })));
+    assert.ok(limited > 0, "the server refused some sends");
+    assert.deepEqual(
+      acks.map((a) => a.convSeq).sort((a, b) => Number(a - b)),
+      Array.from({ length: 10 }, (_, i) => BigInt(i + 2)),
+    );
+    const hist = await c.history(g.id);
+    assert.deepEqual(hist.filter((m) => m.kind === Kind.TEXT).map((m) => m.clientMsgId).sort(), Array.from({ length: 10 }, (_, i) => `rl-${i}`).sort());
+  } finally {
+    await c.close();
+    await srv.stop();
   }
 });
