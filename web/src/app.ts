@@ -1,54 +1,32 @@
 // The web chat page: sign in with a token, the conversation list with
 // unread counts, a conversation with history scroll-back, send, live
 // pushes, new groups. It keeps no state across reloads: it starts at the
-// inbox head and shows CONVERSATIONS and HISTORY (rule 8 of the sync
-// algorithm), then applies what the SDK hands it.
+// inbox head and shows CONVERSATIONS (the SDK's ConversationList, which
+// follows the entries from then on) and HISTORY (rule 8 of the sync
+// algorithm).
 
-import { Client, ClosedError, InboxdError, Kind, webSocketDialer, type Conversation, type Message } from "@inboxd/sdk";
+import { Client, ClosedError, ConversationList, InboxdError, Kind, webSocketDialer, type Message } from "@inboxd/sdk";
 
 const PAGE = 20;
 
-interface ConvView {
-  conv: bigint;
-  name: string;
-  head: bigint;
-  readSeq: bigint;
-  last?: Message;
-  /** Messages shown, by conv_seq: filled by history() when opened, and by pushes. */
+/** The messages shown of a conversation: filled by history() when opened, and by pushes. */
+interface Thread {
   messages: Map<bigint, Message>;
-  loaded: boolean;
-  /** history() has come back empty: nothing older to show. */
+  /** history() has come back short: nothing older to show. */
   complete: boolean;
 }
 
 const el = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
-const max = (a: bigint, b: bigint) => (a > b ? a : b);
 const text = (m: Message) => new TextDecoder().decode(m.body);
 
 let client: Client | undefined;
+let list: ConversationList | undefined;
 let me = 0n;
 let openConv: bigint | undefined;
-const convs = new Map<bigint, ConvView>();
-
-function view(conv: bigint): ConvView {
-  let v = convs.get(conv);
-  if (!v) {
-    v = { conv, name: `group ${conv}`, head: 0n, readSeq: 0n, messages: new Map(), loaded: false, complete: false };
-    convs.set(conv, v);
-  }
-  return v;
-}
+const threads = new Map<bigint, Thread>();
 
 function showError(err: unknown) {
   el("error").textContent = err instanceof Error ? err.message : String(err);
-}
-
-function notice(m: Message): { type?: string; name?: string; text?: string } {
-  try {
-    return JSON.parse(text(m));
-  } catch {
-    return {};
-  }
 }
 
 /** describe renders a message for the list and the conversation. */
@@ -58,7 +36,11 @@ function describe(m: Message): string {
     case Kind.SYSTEM:
       return text(m);
     case Kind.NOTICE:
-      return notice(m).text ?? "(notice)";
+      try {
+        return JSON.parse(text(m)).text ?? "(notice)";
+      } catch {
+        return "(notice)";
+      }
     default:
       return "unsupported message";
   }
@@ -66,50 +48,23 @@ function describe(m: Message): string {
 
 // --- state changes ---
 
-function merge(c: Conversation) {
-  const v = view(c.conv);
-  v.name = c.name;
-  v.head = max(v.head, c.head);
-  v.readSeq = max(v.readSeq, c.readSeq);
-  if (c.last && (!v.last || c.last.convSeq > v.last.convSeq)) v.last = c.last;
-}
-
-async function refreshConversations() {
-  if (!client) return;
-  for (const c of await client.conversations()) merge(c);
-  render();
-}
-
 function onMessage(m: Message) {
-  const known = convs.has(m.conv);
-  const v = view(m.conv);
-  if (m.kind === Kind.NOTICE && notice(m).type === "create" && notice(m).name) v.name = notice(m).name!;
-  v.head = max(v.head, m.convSeq);
-  if (!v.last || m.convSeq > v.last.convSeq) v.last = m;
-  // Sending moves the sender's own marker (docs/protocol.md, "Read markers").
-  if (m.sender === me) v.readSeq = max(v.readSeq, m.convSeq);
-  if (v.loaded) v.messages.set(m.convSeq, m);
-  if (!known) void refreshConversations().catch(showError);
-  if (openConv === m.conv) markRead(v);
+  threads.get(m.conv)?.messages.set(m.convSeq, m);
+  if (openConv === m.conv) markRead(m.conv);
   render();
 }
 
-function markRead(v: ConvView) {
-  if (!client || v.readSeq >= v.head || document.visibilityState === "hidden") return;
-  v.readSeq = v.head;
-  client.markRead(v.conv, v.head).catch(showError);
+function markRead(conv: bigint) {
+  if (document.visibilityState !== "hidden") list?.markRead(conv).catch(showError);
 }
 
 async function open(conv: bigint) {
   openConv = conv;
-  const v = view(conv);
-  if (!v.loaded && client) {
+  if (!threads.has(conv) && client) {
     const page = await client.history(conv, 0n, PAGE);
-    for (const m of page) v.messages.set(m.convSeq, m);
-    v.loaded = true;
-    v.complete = page.length < PAGE;
+    threads.set(conv, { messages: new Map(page.map((m) => [m.convSeq, m])), complete: page.length < PAGE });
   }
-  markRead(v);
+  markRead(conv);
   render();
   const box = el("messages");
   box.scrollTop = box.scrollHeight;
@@ -117,14 +72,14 @@ async function open(conv: bigint) {
 
 /** older scrolls back: the page before the oldest message shown. */
 async function older() {
-  const v = openConv !== undefined ? convs.get(openConv) : undefined;
-  if (!client || !v || v.complete) return;
-  const oldest = [...v.messages.keys()].reduce((a, b) => (a < b ? a : b), v.head + 1n);
-  const page = await client.history(v.conv, oldest, PAGE);
-  if (page.length < PAGE) v.complete = true;
+  const t = openConv !== undefined ? threads.get(openConv) : undefined;
+  if (!client || !t || t.complete || t.messages.size === 0) return;
+  const oldest = [...t.messages.keys()].reduce((a, b) => (a < b ? a : b));
+  const page = await client.history(openConv!, oldest, PAGE);
+  if (page.length < PAGE) t.complete = true;
   const box = el("messages");
   const fromBottom = box.scrollHeight - box.scrollTop;
-  for (const m of page) v.messages.set(m.convSeq, m);
+  for (const m of page) t.messages.set(m.convSeq, m);
   render();
   box.scrollTop = box.scrollHeight - fromBottom;
 }
@@ -132,19 +87,17 @@ async function older() {
 // --- rendering ---
 
 function render() {
-  const list = el("convs");
-  const sorted = [...convs.values()].sort((a, b) => Number((b.last?.timeMs ?? 0n) - (a.last?.timeMs ?? 0n)) || (b.conv > a.conv ? 1 : -1));
-  list.replaceChildren(
-    ...sorted.map((v) => {
+  el("convs").replaceChildren(
+    ...(list?.all() ?? []).map((v) => {
       const li = document.createElement("li");
       li.dataset.conv = v.conv.toString();
       li.className = v.conv === openConv ? "open" : "";
       const name = document.createElement("span");
       name.className = "name";
-      name.textContent = v.name;
+      name.textContent = v.name || `group ${v.conv}`;
       const unread = document.createElement("span");
       unread.className = "unread";
-      unread.dataset.count = unread.textContent = (v.head - v.readSeq).toString();
+      unread.dataset.count = unread.textContent = v.unread.toString();
       const preview = document.createElement("span");
       preview.className = "preview";
       preview.textContent = v.last ? describe(v.last) : "";
@@ -154,13 +107,13 @@ function render() {
     }),
   );
 
-  const v = openConv !== undefined ? convs.get(openConv) : undefined;
-  el("conv").hidden = !v;
-  if (!v) return;
-  el("conv-title").textContent = v.name;
-  el("older").hidden = v.complete;
+  const t = openConv !== undefined ? threads.get(openConv) : undefined;
+  el("conv").hidden = !t;
+  if (!t) return;
+  el("conv-title").textContent = list?.get(openConv!)?.name || `group ${openConv}`;
+  el("older").hidden = t.complete;
   el("list").replaceChildren(
-    ...[...v.messages.values()]
+    ...[...t.messages.values()]
       .sort((a, b) => (a.convSeq < b.convSeq ? -1 : 1))
       .map((m) => {
         const div = document.createElement("div");
@@ -193,14 +146,10 @@ async function signIn(addr: string, token: string) {
     me = auth.userId;
     el("me").textContent = `user ${auth.userId} (${auth.deviceId})`;
   });
+  // The list reads CONVERSATIONS after each catch-up, and then follows the entries.
+  list = new ConversationList(c);
+  list.onChange(() => render());
   c.on("message", (m) => onMessage(m));
-  c.on("read", (conv, seq) => {
-    const v = view(conv);
-    v.readSeq = max(v.readSeq, seq);
-    render();
-  });
-  // After a reconnect the SYNC brought what was missed; the list is read again for names and groups joined meanwhile.
-  c.on("synced", () => void refreshConversations().catch(showError));
   c.on("closed", (err) => {
     if (err && client === c) signOut(err);
   });
@@ -224,8 +173,9 @@ async function signIn(addr: string, token: string) {
 function signOut(err?: unknown) {
   void client?.close();
   client = undefined;
+  list = undefined;
   openConv = undefined;
-  convs.clear();
+  threads.clear();
   localStorage.removeItem("inboxd.token");
   el("chat").hidden = true;
   el("signin").hidden = false;
@@ -271,12 +221,10 @@ el("newgroup").onsubmit = (ev) => {
     .createGroup({ name, members })
     .then(async (g) => {
       el<HTMLInputElement>("group-name").value = el<HTMLInputElement>("group-members").value = "";
-      view(g.id).name = g.name;
       await open(g.id);
     })
     .catch(showError);
 };
 document.addEventListener("visibilitychange", () => {
-  const v = openConv !== undefined ? convs.get(openConv) : undefined;
-  if (v) markRead(v);
+  if (openConv !== undefined) markRead(openConv);
 });

@@ -3,6 +3,7 @@
 // take it into a web page; @inboxd/sdk/node adds the TCP transport.
 
 export * from "./client.js";
+export * from "./conversations.js";
 export * from "./errors.js";
 export * from "./frame.js";
 export * from "./store.js";

@@ -6,6 +6,7 @@ import { after, before, describe, test } from "node:test";
 import {
   Client,
   Cmd,
+  ConversationList,
   Code,
   encodeFrame,
   FLAG_ERROR,
@@ -225,6 +226,32 @@ for (const tr of transports) {
       await waitFor("the new message", () => rcv.entries.length === 1);
       assert.deepEqual(rcv.texts(g.id), ["new"]);
       assert.equal(rcv.entries[0].seq, 3n);
+    });
+
+    test("ConversationList keeps unread counts live, as CONVERSATIONS would say them", async () => {
+      const alice = client(371);
+      const bob = client(372);
+      const bobPhone = client(372, { token: srv.token(372, "phone") });
+      const list = new ConversationList(bob.client);
+      await Promise.all([alice.client.connect(), bob.client.connect(), bobPhone.client.connect()]);
+      const g = await alice.client.createGroup({ name: "live", members: [372n] });
+      for (let i = 0; i < 3; i++) await alice.client.send(g.id, `m${i}`);
+      await waitFor("bob's list", () => list.get(g.id)?.unread === 4n && list.get(g.id)?.name === "live");
+      await bob.client.send(g.id, "mine");
+      await waitFor("his own message read", () => list.get(g.id)?.unread === 0n);
+      await alice.client.send(g.id, "one more");
+      await waitFor("one more unread", () => list.get(g.id)?.unread === 1n);
+      await bobPhone.client.markRead(g.id, 6n); // on his other device
+      await waitFor("the read entry", () => list.get(g.id)?.unread === 0n);
+      const h = await alice.client.createGroup({ name: "second", members: [372n] });
+      await waitFor("the second group", () => list.all()[0]?.conv === h.id && list.all()[0]?.name === "second");
+      const server = await bob.client.conversations();
+      assert.deepEqual(
+        list.all().map((v) => [v.conv, v.name, v.head, v.readSeq, v.unread]),
+        server.map((c) => [c.conv, c.name, c.head, c.readSeq, c.unread]),
+      );
+      await list.markRead(h.id);
+      assert.equal((await bob.client.conversations())[0].unread, 0n);
     });
 
     test("a lost push is a gap, filled by SYNC", async () => {
