@@ -96,7 +96,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			return rep, err
 		}
 		defer srv.close()
-		r.srv, r.addr, secret = srv, srv.addr, sec
+		r.srv, r.addr, secret = srv, srv.clientAddr(), sec
 		rep.Store = srv.cfg.Store
 		if sc.Bare {
 			rep.Store = "bare"

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/gocql/gocql"
+
+	"github.com/inboxd/inboxd/internal/wsconn"
 )
 
 // ServerConfig says how to run the inboxd that Run starts itself: the real
@@ -51,6 +53,9 @@ type ServerConfig struct {
 	// be a program that runs it when given -bare-server ADDR -secret-file
 	// FILE, as cmd/inboxd-bench does.
 	Bare bool
+	// WS starts inboxd with a WebSocket listener (-ws) too, and the devices
+	// connect to it rather than to the TCP port.
+	WS bool
 }
 
 // server is one inboxd child process, restartable on the same data.
@@ -61,6 +66,7 @@ type server struct {
 	data   string
 	secret string // path of the token secret file
 	addr   string // fixed across restarts, so clients reconnect to it
+	wsAddr string // the -ws listener's, with ServerConfig.WS
 	logf   *os.File
 
 	mu       sync.Mutex
@@ -89,6 +95,9 @@ func startServer(ctx context.Context, cfg ServerConfig, log *slog.Logger) (*serv
 	if cfg.Bare && s.bin == "" {
 		return nil, nil, errors.New("bench: the bare server needs ServerConfig.Binary")
 	}
+	if cfg.Bare && cfg.WS {
+		return nil, nil, errors.New("bench: the bare server speaks TCP only")
+	}
 	if s.bin == "" {
 		s.bin = filepath.Join(cfg.Dir, "inboxd")
 		out, err := exec.CommandContext(ctx, "go", "build", "-o", s.bin, "github.com/inboxd/inboxd/cmd/inboxd").CombinedOutput()
@@ -102,13 +111,16 @@ func startServer(ctx context.Context, cfg ServerConfig, log *slog.Logger) (*serv
 	if err := os.WriteFile(s.secret, secret, 0o600); err != nil {
 		return nil, nil, fmt.Errorf("bench: write token secret: %w", err)
 	}
-	// A port chosen once: every restart listens on it again.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, nil, fmt.Errorf("bench: pick a port: %w", err)
+	// Ports chosen once: every restart listens on them again.
+	var err error
+	if s.addr, err = freeAddr(); err != nil {
+		return nil, nil, err
 	}
-	s.addr = ln.Addr().String()
-	ln.Close()
+	if cfg.WS {
+		if s.wsAddr, err = freeAddr(); err != nil {
+			return nil, nil, err
+		}
+	}
 	s.logf, err = os.Create(filepath.Join(cfg.Dir, "inboxd.log"))
 	if err != nil {
 		return nil, nil, fmt.Errorf("bench: server log: %w", err)
@@ -120,11 +132,33 @@ func startServer(ctx context.Context, cfg ServerConfig, log *slog.Logger) (*serv
 	return s, secret, nil
 }
 
+// freeAddr is a loopback address with a port free now.
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("bench: pick a port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// clientAddr is where the devices connect: the TCP address, or the URL of
+// the WebSocket listener.
+func (s *server) clientAddr() string {
+	if s.cfg.WS {
+		return "ws://" + s.wsAddr + wsconn.Path
+	}
+	return s.addr
+}
+
 func (s *server) args() []string {
 	if s.cfg.Bare {
 		return []string{"-bare-server", s.addr, "-secret-file", s.secret}
 	}
 	a := []string{"-listen", s.addr, "-admin", "", "-data", s.data, "-secret-file", s.secret, "-store", s.cfg.Store}
+	if s.cfg.WS {
+		a = append(a, "-ws", s.wsAddr)
+	}
 	if s.cfg.Store == "cassandra" {
 		a = append(a, "-cassandra-hosts", s.cfg.CassandraHosts, "-keyspace", s.cfg.Keyspace,
 			"-cassandra-consistency", "ONE", "-create-schema")

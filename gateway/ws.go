@@ -221,7 +221,9 @@ func (sess *session) wsFrame(buf []byte, limit int, arrived time.Time) int {
 	case ws.OpPing:
 		// A ping costs a pong: it is charged like a frame.
 		if sess.rate.take(arrived.UnixNano(), sess.srv.cfg.RateLimit, sess.srv.cfg.RateBurst) == flooded {
-			sess.closeNow(closedFlood)
+			if sess.closeNow(closedFlood) {
+				sess.ws.code, sess.ws.reason = WSCloseError+ws.StatusCode(wire.CodeRateLimited), "too many pings: closing"
+			}
 			return 0
 		}
 		w.ctl = appendWSHeader(w.ctl, ws.OpPong, len(payload))

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -337,4 +338,76 @@ func TestAppendWSHeader(t *testing.T) {
 			t.Fatalf("length %d: %d header bytes, the library says %d", n, len(appendWSHeader(nil, ws.OpBinary, n)), size)
 		}
 	}
+}
+
+// TestWSLimits checks that the limits on what a client may cost hold over
+// WebSocket as over TCP, each counted under the ws transport.
+func TestWSLimits(t *testing.T) {
+	rateLimited := WSCloseError + ws.StatusCode(wire.CodeRateLimited)
+	t.Run("flood", func(t *testing.T) {
+		s := startWS(t, Config{RateLimit: 1, RateBurst: 5, Now: stoppedClock()})
+		c := s.loginWS(1, "d")
+		var stream []byte
+		for i := range 100 {
+			stream, _ = wire.AppendFrame(stream, wire.CmdHeartbeat, 0, uint32(10+i), &wirepb.Empty{})
+		}
+		c.c.Write(stream) // the server may close before it has all
+		if code, e := c.wsClosed(); code != rateLimited || e != wire.CodeRateLimited {
+			t.Fatalf("close %d after %v, want %d after RATE_LIMITED", code, e, rateLimited)
+		}
+		waitValue(t, "ws flood disconnects", func() float64 { return testutil.ToFloat64(s.gw.metrics.disconnects[transportWS][closedFlood]) }, 1)
+	})
+	t.Run("ping flood", func(t *testing.T) {
+		s := startWS(t, Config{RateLimit: 1, RateBurst: 5, Now: stoppedClock()})
+		c := s.loginWS(1, "d")
+		for range 20 {
+			if err := c.ws().WriteFrame(ws.NewPingFrame(nil)); err != nil {
+				break // closed already
+			}
+		}
+		if code, _ := c.wsClosed(); code != rateLimited {
+			t.Fatalf("close %d, want %d", code, rateLimited)
+		}
+	})
+	t.Run("command before AUTH", func(t *testing.T) {
+		s := startWS(t, Config{})
+		err := s.dialWS("").call(wire.CmdHeartbeat, nil, nil)
+		if code(err) != wire.CodeUnauthenticated {
+			t.Fatalf("heartbeat before AUTH: %v", err)
+		}
+	})
+	t.Run("no AUTH in time", func(t *testing.T) {
+		s := startWS(t, Config{AuthTimeout: 200 * time.Millisecond})
+		want := WSCloseError + ws.StatusCode(wire.CodeUnauthenticated)
+		if code, e := s.dialWS("").wsClosed(); code != want || e != wire.CodeUnauthenticated {
+			t.Fatalf("close %d after %v, want %d", code, e, want)
+		}
+		// Without even a handshake, the connection is just closed.
+		nc, err := net.Dial("tcp", s.gw.WSAddr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if n, err := nc.Read(make([]byte, 1)); n != 0 || !errors.Is(err, io.EOF) {
+			t.Fatalf("read %d bytes, %v; want the connection closed", n, err)
+		}
+	})
+	t.Run("slow reader", func(t *testing.T) {
+		s := startWS(t, Config{MaxOutbound: 256 << 10, RateLimit: 1e6, RateBurst: 1e6})
+		sender, slow := s.login(1, "d"), s.loginWS(2, "d")
+		slow.ws().Conn.(*net.TCPConn).SetReadBuffer(4096)
+		conv := createGroup(t, sender, 2)
+		body := bytes.Repeat([]byte("x"), 60<<10)
+		for i := range 150 {
+			if err := sender.call(wire.CmdSend, &wirepb.SendRequest{Conv: conv, ClientMsgId: fmt.Sprint(i), Kind: 1, Body: body}, nil); err != nil {
+				t.Fatal(err)
+			}
+			sender.push = nil
+		}
+		waitClosed(t, s, 2)
+		waitValue(t, "ws slow-reader disconnects", func() float64 {
+			return testutil.ToFloat64(s.gw.metrics.disconnects[transportWS][closedSlowReader])
+		}, 1)
+	})
 }
