@@ -1,8 +1,9 @@
 // The page in headless Chromium against a real inboxd: two users in two
 // browser contexts chat; one goes away while the other writes, and comes
 // back to the right unread count and scrolls back through the history.
-// Screenshots go to test-artifacts/. Needs sdk/js built (npm test there)
-// for the server helper, and Chromium (INBOXD_CHROMIUM, or /usr/bin/chromium).
+// Screenshots go to test-artifacts/. Uses the SDK tests' server helper
+// (npm test builds sdk/js first, whose npm ci must have run) and Chromium
+// (INBOXD_CHROMIUM, or /usr/bin/chromium).
 
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync } from "node:fs";
