@@ -122,7 +122,10 @@ export class Client {
   private readonly opts: Required<Omit<ClientOptions, "store">> & { store: SeqStore };
   private readonly addrs: string[];
   private listeners = new Map<keyof ClientEvents, Set<Function>>();
+  /** The connection being set up or in use: the one stop() closes. */
   private conn?: Conn;
+  /** The connection whose AUTH succeeded: the one requests go on. */
+  private authed?: Conn;
   private lastSeq = 0n;
   private stopped?: Error | null; // undefined: running; null: close(); an Error: final
   private running?: Promise<void>;
@@ -333,7 +336,7 @@ export class Client {
   /** online resolves with the authenticated connection, waiting for one if needed. */
   private online(): Promise<Conn> {
     if (this.stopped !== undefined) return Promise.reject(new ClosedError(this.stopped ?? undefined));
-    if (this.conn && !this.conn.closed) return Promise.resolve(this.conn);
+    if (this.authed && !this.authed.closed) return Promise.resolve(this.authed);
     return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
   }
 
@@ -412,6 +415,7 @@ export class Client {
     conn.authenticated(auth.maxFrame);
     authenticated();
     this._auth = auth;
+    this.authed = conn;
     const heartbeat = this.heartbeat(conn, auth.heartbeatMs || 30_000);
     try {
       this.emit("online", auth);

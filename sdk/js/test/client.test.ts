@@ -337,6 +337,23 @@ for (const tr of transports) {
       assert.equal(rcv.entries[0].conv, g.id);
     });
 
+    test("a request made while the connection authenticates waits for AUTH's answer, and its larger limit", async () => {
+      const owner = client(581);
+      await owner.client.connect();
+      const g = await owner.client.createGroup({ members: [582n] });
+      let sending: Promise<unknown> | undefined;
+      const big = new Uint8Array(5000); // over the 4 KiB allowed before the AUTH response
+      // The token is asked for on the open connection, right before AUTH goes out.
+      const token = async () => {
+        sending ??= rcv.client.send(g.id, big);
+        return srv.token(582);
+      };
+      const rcv = client(582, { token });
+      await rcv.client.connect();
+      const ack = (await sending) as { convSeq: bigint };
+      assert.equal(ack.convSeq, 2n);
+    });
+
     test("a bad token stops the client", async () => {
       const c = new Client({ addrs: tr.addr(srv), token: "not-a-token", dialer: tr.dialer });
       let closedWith: Error | undefined;
