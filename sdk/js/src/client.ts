@@ -404,9 +404,9 @@ export class Client {
       conn.close(new ClosedError());
       return new ClosedError();
     }
-    const token = typeof this.opts.token === "function" ? await this.opts.token() : this.opts.token;
     let auth: AuthResponse;
     try {
+      const token = typeof this.opts.token === "function" ? await this.opts.token() : this.opts.token;
       auth = fromBinary(AuthResponseSchema, await conn.request(Cmd.AUTH, toBinary(AuthRequestSchema, create(AuthRequestSchema, { token }))));
     } catch (err) {
       conn.close(err as Error);

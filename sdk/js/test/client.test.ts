@@ -79,6 +79,8 @@ interface Faults {
   incoming?(f: Frame): "drop" | "close" | undefined;
   /** Called with the command of each frame the client sends. */
   outgoing?(command: number): void;
+  /** Called when the client closes a connection. */
+  closed?(): void;
 }
 
 /** faulty wraps a dialer to lose frames and count requests, as a bad network or a slow reader would. */
@@ -103,7 +105,10 @@ function faulty(inner: Dialer, faults: Faults): Dialer {
         faults.outgoing?.(new DataView(frame.buffer, frame.byteOffset).getUint16(6));
         tt.send(frame);
       },
-      close: () => tt.close(),
+      close: () => {
+        faults.closed?.();
+        tt.close();
+      },
     };
   };
 }
@@ -352,6 +357,20 @@ for (const tr of transports) {
       await rcv.client.connect();
       const ack = (await sending) as { convSeq: bigint };
       assert.equal(ack.convSeq, 2n);
+    });
+
+    test("a token function that fails: the connection it was for is closed, and the next attempt goes on", async () => {
+      let asked = 0;
+      let closed = 0;
+      const dialer = faulty(tr.dialer, { closed: () => void closed++ });
+      const token = async () => {
+        if (++asked === 1) throw new Error("the backend is down");
+        return srv.token(591);
+      };
+      const c = client(591, { token, dialer });
+      await c.client.connect();
+      assert.equal(asked, 2);
+      assert.equal(closed, 1);
     });
 
     test("a bad token stops the client", async () => {
