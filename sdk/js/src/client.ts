@@ -110,7 +110,6 @@ export function newClientMsgId(): string {
 
 /** Which failures a request may be sent again after. */
 type Retry =
-  | "none"
   // refused unapplied (RATE_LIMITED): the group commands, which may not be repeated once applied
   | "refused"
   // any retryable code or a lost connection: idempotent requests, and SEND under its client msg id
@@ -319,8 +318,6 @@ export class Client {
   private mayRetry(err: unknown, retry: Retry): boolean {
     if (this.stopped !== undefined) return false;
     switch (retry) {
-      case "none":
-        return false;
       case "refused":
         return err instanceof InboxdError && err.code === Code.RATE_LIMITED;
       case "idempotent":
