@@ -212,13 +212,15 @@ el("composer").onsubmit = (ev) => {
 el("newgroup").onsubmit = (ev) => {
   ev.preventDefault();
   if (!client) return;
+  const c = client;
   const name = el<HTMLInputElement>("group-name").value.trim();
-  const members = el<HTMLInputElement>("group-members")
-    .value.split(/[\s,]+/)
-    .filter(Boolean)
-    .map((s) => BigInt(s));
-  client
-    .createGroup({ name, members })
+  const ids = el<HTMLInputElement>("group-members").value.split(/[\s,]+/).filter(Boolean);
+  Promise.resolve()
+    .then(() => {
+      const bad = ids.find((s) => !/^\d+$/.test(s));
+      if (bad !== undefined) throw new Error(`${JSON.stringify(bad)} is not a user id`);
+      return c.createGroup({ name, members: ids.map((s) => BigInt(s)) });
+    })
     .then(async (g) => {
       el<HTMLInputElement>("group-name").value = el<HTMLInputElement>("group-members").value = "";
       await open(g.id);
