@@ -60,6 +60,8 @@ export interface ClientOptions {
   dialTimeoutMs?: number;
   /** Attempts of a request that may be retried (send: resent under the same client msg id), 10. */
   maxAttempts?: number;
+  /** Send a HEARTBEAT this often, if more often than the server's heartbeat_ms asks: a dead path is found sooner. 0: heartbeat_ms. */
+  heartbeatMs?: number;
   /**
    * With nothing stored (last_seq 0), start at head_seq of the first AUTH
    * instead of taking the whole backlog entry by entry (rule 8 of the sync
@@ -146,6 +148,7 @@ export class Client {
       dialTimeoutMs: 10_000,
       maxAttempts: 10,
       fromHead: false,
+      heartbeatMs: 0,
       store: new MemorySeqStore(),
       ...options,
     };
@@ -413,7 +416,8 @@ export class Client {
     authenticated();
     this._auth = auth;
     this.authed = conn;
-    const heartbeat = this.heartbeat(conn, auth.heartbeatMs || 30_000);
+    const serverMs = auth.heartbeatMs || 30_000;
+    const heartbeat = this.heartbeat(conn, this.opts.heartbeatMs > 0 ? Math.min(this.opts.heartbeatMs, serverMs) : serverMs);
     try {
       this.emit("online", auth);
       this.emit("state", "online");

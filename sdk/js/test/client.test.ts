@@ -373,6 +373,22 @@ for (const tr of transports) {
       assert.equal(closed, 1);
     });
 
+    test("a heartbeat that goes unanswered drops the connection, and the client reconnects", async () => {
+      let beats = 0;
+      const dialer = faulty(tr.dialer, {
+        // The first connection loses its heartbeats' answers, as on a dead path.
+        incoming: (f) => (f.command === Cmd.HEARTBEAT && ++beats <= 1 ? "drop" : undefined),
+      });
+      const c = client(595, { dialer, heartbeatMs: 100 });
+      const offline: string[] = [];
+      c.client.on("offline", (err) => void offline.push(err.message));
+      await c.client.connect();
+      await waitFor("the connection to drop", () => offline.length === 1);
+      assert.match(offline[0], /no answer to a heartbeat in 100 ms/);
+      await c.client.waitSynced();
+      assert.deepEqual(await c.client.conversations(), []);
+    });
+
     test("a bad token stops the client", async () => {
       const c = new Client({ addrs: tr.addr(srv), token: "not-a-token", dialer: tr.dialer });
       let closedWith: Error | undefined;
