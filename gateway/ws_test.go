@@ -28,7 +28,7 @@ func startWS(t *testing.T, cfg Config) *server {
 	return start(t, cfg)
 }
 
-func (s *server) wsURL() string { return "ws://" + s.gw.WSAddr().String() + WSPath }
+func (s *server) wsURL() string { return "ws://" + s.gw.WSAddr().String() + wire.WSPath }
 
 // dialWS opens a WebSocket connection with the given Origin header (none
 // if empty).
@@ -131,7 +131,7 @@ func TestWSEndToEnd(t *testing.T) {
 	// The same device connecting again replaces the WebSocket connection:
 	// the ERROR frame, then close code 4000 + REPLACED.
 	s.login(1, "browser")
-	if code, e := wsPhone.wsClosed(); code != WSCloseError+ws.StatusCode(wire.CodeReplaced) || e != wire.CodeReplaced {
+	if code, e := wsPhone.wsClosed(); code != wire.WSCloseError+ws.StatusCode(wire.CodeReplaced) || e != wire.CodeReplaced {
 		t.Fatalf("replaced: close %d, error %v", code, e)
 	}
 }
@@ -145,7 +145,8 @@ func TestWSFragmentsReassembled(t *testing.T) {
 	frame, _ := wire.AppendFrame(nil, wire.CmdSend, 0, 99, &wirepb.SendRequest{Conv: conv, ClientMsgId: "frag", Kind: 1, Body: []byte("in three parts")})
 	w := c.ws()
 	for _, f := range []ws.Frame{
-		ws.NewFrame(ws.OpBinary, false, frame[:5]),
+		ws.NewFrame(ws.OpBinary, false, nil), // an empty first fragment is a start too
+		ws.NewFrame(ws.OpContinuation, false, frame[:5]),
 		ws.NewPingFrame(nil),
 		ws.NewFrame(ws.OpContinuation, false, frame[5:20]),
 		ws.NewFrame(ws.OpContinuation, true, frame[20:]),
@@ -221,7 +222,7 @@ func TestWSBadInput(t *testing.T) {
 			f := send(10, conv)
 			f[4] = 7
 			return w.WriteMessage(ws.OpBinary, f)
-		}, WSCloseError + ws.StatusCode(wire.CodeVersion), wire.CodeVersion},
+		}, wire.WSCloseError + ws.StatusCode(wire.CodeVersion), wire.CodeVersion},
 		{"client closes", func(w *wsconn.Conn, conv uint64) error {
 			return w.WriteFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(4321, "bye")))
 		}, 4321, 0},
@@ -309,7 +310,7 @@ func TestWSPreAuthLimit(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if wc, err := wsconn.Dial(ctx, "ws://"+s.addr+WSPath, wsconn.Options{}); err == nil {
+	if wc, err := wsconn.Dial(ctx, "ws://"+s.addr+wire.WSPath, wsconn.Options{}); err == nil {
 		wc.Close()
 		t.Fatal("a WebSocket handshake succeeded on the TCP listener")
 	}
@@ -343,7 +344,7 @@ func TestAppendWSHeader(t *testing.T) {
 // TestWSLimits checks that the limits on what a client may cost hold over
 // WebSocket as over TCP, each counted under the ws transport.
 func TestWSLimits(t *testing.T) {
-	rateLimited := WSCloseError + ws.StatusCode(wire.CodeRateLimited)
+	rateLimited := wire.WSCloseError + ws.StatusCode(wire.CodeRateLimited)
 	t.Run("flood", func(t *testing.T) {
 		s := startWS(t, Config{RateLimit: 1, RateBurst: 5, Now: stoppedClock()})
 		c := s.loginWS(1, "d")
@@ -378,7 +379,7 @@ func TestWSLimits(t *testing.T) {
 	})
 	t.Run("no AUTH in time", func(t *testing.T) {
 		s := startWS(t, Config{AuthTimeout: 200 * time.Millisecond})
-		want := WSCloseError + ws.StatusCode(wire.CodeUnauthenticated)
+		want := wire.WSCloseError + ws.StatusCode(wire.CodeUnauthenticated)
 		if code, e := s.dialWS("").wsClosed(); code != want || e != wire.CodeUnauthenticated {
 			t.Fatalf("close %d after %v, want %d", code, e, want)
 		}
