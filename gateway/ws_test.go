@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -261,6 +262,7 @@ func TestWSHandshakeRefused(t *testing.T) {
 		{"wrong origin", "GET /ws HTTP/1.1\r\nHost: x\r\nOrigin: https://evil.example\r\n" + upgrade + "\r\n", http.StatusForbidden},
 		{"wrong path", "GET /other HTTP/1.1\r\nHost: x\r\n" + upgrade + "\r\n", http.StatusNotFound},
 		{"POST", "POST /ws HTTP/1.1\r\nHost: x\r\n" + upgrade + "\r\n", http.StatusMethodNotAllowed},
+		{"WebSocket version 8", "GET /ws HTTP/1.1\r\nHost: x\r\n" + strings.Replace(upgrade, "Version: 13", "Version: 8", 1) + "\r\n", http.StatusUpgradeRequired},
 		{"not HTTP at all", string(rawHeader(0, 1, wire.CmdAuth, 1)) + "\r\n\r\n", http.StatusBadRequest},
 		{"handshake too large", "GET /ws HTTP/1.1\r\nHost: x\r\nCookie: " + string(bytes.Repeat([]byte("a"), maxHandshake)) + "\r\n\r\n", http.StatusRequestHeaderFieldsTooLarge},
 		{"listed origin", "GET /ws HTTP/1.1\r\nHost: x\r\nOrigin: https://chat.example.com\r\n" + upgrade + "\r\n", http.StatusSwitchingProtocols},
@@ -287,13 +289,34 @@ func TestWSHandshakeRefused(t *testing.T) {
 			}
 		})
 	}
-	if got := testutil.ToFloat64(s.gw.metrics.disconnects[transportWS][closedHandshake]); got != 6 {
-		t.Fatalf("handshake disconnects %v, want 6", got)
+	if got := testutil.ToFloat64(s.gw.metrics.disconnects[transportWS][closedHandshake]); got != 7 {
+		t.Fatalf("handshake disconnects %v, want 7", got)
 	}
 	// A browser from a listed origin gets through to AUTH.
 	var resp wirepb.AuthResponse
 	if err := s.dialWS("https://chat.example.com").call(wire.CmdAuth, &wirepb.AuthRequest{Token: gatewaytest.Token(t, 1, "b", time.Hour)}, &resp); err != nil || resp.UserId != 1 {
 		t.Fatalf("auth from a listed origin: %v", err)
+	}
+}
+
+// TestWSConnectionCap checks that a WebSocket connection over a cap is
+// refused with an HTTP answer before its handshake is read.
+func TestWSConnectionCap(t *testing.T) {
+	s := startWS(t, Config{MaxUnauthenticated: 1})
+	s.dialWS("") // holds the one unauthenticated place
+	nc, err := net.Dial("tcp", s.gw.WSAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "1" {
+		t.Fatalf("status %d, Retry-After %q; want 503 and 1", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
 }
 
