@@ -120,7 +120,7 @@ func (sess *session) readWS(in []byte, limit int, arrived time.Time) {
 		if w.upgraded.Load() {
 			n = sess.wsFrame(buf, limit, arrived)
 		} else {
-			n = sess.handshake(buf)
+			n = sess.handshake(buf, len(in))
 		}
 		if n == 0 {
 			break
@@ -140,9 +140,17 @@ func (sess *session) readWS(in []byte, limit int, arrived time.Time) {
 }
 
 // handshake answers the handshake request at the start of buf once it is
-// whole, returning its length (0: not whole yet). It runs on the event loop.
-func (sess *session) handshake(buf []byte) int {
-	end := bytes.Index(buf, []byte("\r\n\r\n"))
+// whole, returning its length (0: not whole yet). The last fresh bytes of
+// buf are new: the end of the request is looked for only where they may
+// complete it, so that a request trickling in is not scanned whole at every
+// read. It runs on the event loop.
+func (sess *session) handshake(buf []byte, fresh int) int {
+	const end4 = "\r\n\r\n"
+	from := max(0, len(buf)-fresh-(len(end4)-1))
+	end := bytes.Index(buf[from:], []byte(end4))
+	if end >= 0 {
+		end += from
+	}
 	if end < 0 && len(buf) <= maxHandshake {
 		return 0
 	}
