@@ -184,9 +184,8 @@ func (sess *session) handshake(buf []byte, fresh int) int {
 // inboxd frame is ever held. It runs on the event loop.
 func (sess *session) wsFrame(buf []byte, limit int, arrived time.Time) int {
 	w := sess.ws
-	r := bytes.NewReader(buf)
-	h, err := ws.ReadHeader(r)
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+	h, hn, err := parseWSHeader(buf)
+	if hn == 0 && err == nil {
 		return 0
 	}
 	state := ws.StateServerSide
@@ -207,7 +206,6 @@ func (sess *session) wsFrame(buf []byte, limit int, arrived time.Time) int {
 		sess.wsFail(ws.StatusMessageTooBig, fmt.Sprintf("a message is one frame of at most %d bytes", limit))
 		return 0
 	}
-	hn := len(buf) - r.Len()
 	n := hn + int(h.Length)
 	if len(buf) < n {
 		return 0
@@ -349,6 +347,48 @@ func (sess *session) wsTail(answers []byte) []byte {
 		out = append(out, w.closeFrame()...)
 	}
 	return out
+}
+
+// parseWSHeader reads the frame header at the start of buf as
+// ws.ReadHeader does, without its allocations: the event loop parses every
+// frame. It returns the header's length, 0 if buf does not hold it whole.
+func parseWSHeader(buf []byte) (h ws.Header, n int, err error) {
+	if len(buf) < 2 {
+		return h, 0, nil
+	}
+	h.Fin = buf[0]&0x80 != 0
+	h.Rsv = (buf[0] & 0x70) >> 4
+	h.OpCode = ws.OpCode(buf[0] & 0x0f)
+	h.Masked = buf[1]&0x80 != 0
+	ext := 0 // bytes of extended length
+	switch length := buf[1] & 0x7f; length {
+	case 126:
+		ext = 2
+	case 127:
+		ext = 8
+	default:
+		h.Length = int64(length)
+	}
+	n = 2 + ext
+	if h.Masked {
+		n += 4
+	}
+	if len(buf) < n {
+		return h, 0, nil
+	}
+	switch ext {
+	case 2:
+		h.Length = int64(binary.BigEndian.Uint16(buf[2:]))
+	case 8:
+		if buf[2]&0x80 != 0 {
+			return h, n, ws.ErrHeaderLengthMSB
+		}
+		h.Length = int64(binary.BigEndian.Uint64(buf[2:]))
+	}
+	if h.Masked {
+		copy(h.Mask[:], buf[2+ext:n])
+	}
+	return h, n, nil
 }
 
 // appendWSHeader appends the header of an unmasked, final frame of op with

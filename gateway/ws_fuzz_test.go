@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"bytes"
+	"errors"
+	"io"
 	"slices"
 	"testing"
 	"time"
@@ -133,4 +135,32 @@ func TestWSHandshakeInPieces(t *testing.T) {
 			t.Fatalf("cuts %v: queued %+v", cuts, sess.queue)
 		}
 	}
+}
+
+// FuzzWSHeader checks parseWSHeader against gobwas/ws's ReadHeader.
+func FuzzWSHeader(f *testing.F) {
+	for _, n := range []int{0, 125, 126, 0xffff, 0x10000} {
+		h := ws.Header{Fin: true, OpCode: ws.OpBinary, Length: int64(n), Masked: true, Mask: [4]byte{1, 2, 3, 4}}
+		var b bytes.Buffer
+		ws.WriteHeader(&b, h)
+		f.Add(b.Bytes())
+	}
+	f.Add([]byte{0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 1})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, n, err := parseWSHeader(data)
+		r := bytes.NewReader(data)
+		want, wantErr := ws.ReadHeader(r)
+		switch {
+		case n == 0 && err == nil:
+			if !errors.Is(wantErr, io.EOF) && !errors.Is(wantErr, io.ErrUnexpectedEOF) {
+				t.Fatalf("%x: incomplete, ReadHeader says %v", data, wantErr)
+			}
+		case err != nil:
+			if wantErr == nil {
+				t.Fatalf("%x: %v, ReadHeader read %+v", data, err, want)
+			}
+		case wantErr != nil || got != want || n != len(data)-r.Len():
+			t.Fatalf("%x: %+v (%d bytes), ReadHeader: %+v (%d bytes), %v", data, got, n, want, len(data)-r.Len(), wantErr)
+		}
+	})
 }
