@@ -22,7 +22,7 @@ import (
 
 	"github.com/gocql/gocql"
 
-	"github.com/inboxd/inboxd/internal/wsconn"
+	"github.com/inboxd/inboxd/wire"
 )
 
 // ServerConfig says how to run the inboxd that Run starts itself: the real
@@ -146,7 +146,7 @@ func freeAddr() (string, error) {
 // the WebSocket listener.
 func (s *server) clientAddr() string {
 	if s.cfg.WS {
-		return "ws://" + s.wsAddr + wsconn.Path
+		return "ws://" + s.wsAddr + wire.WSPath
 	}
 	return s.addr
 }

@@ -22,7 +22,7 @@ func TestWebSocketListener(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	got := make(chan *wirepb.Entry, 10)
-	browser, err := client.Dial(ctx, client.Config{Addr: "ws://" + in.ws + wsconn.Path, Token: in.token(t, 1, time.Hour)})
+	browser, err := client.Dial(ctx, client.Config{Addr: "ws://" + in.ws + wire.WSPath, Token: in.token(t, 1, time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}
