@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/inboxd/inboxd/internal/backoff"
+	"github.com/inboxd/inboxd/internal/wsconn"
 	"github.com/inboxd/inboxd/wire"
 )
 
@@ -224,8 +225,12 @@ const maxRedirects = 5
 // auth connects to addr, authenticates and starts the catch-up SYNC. When
 // AUTH is answered REDIRECT, it returns the address named.
 func (d *device) auth(dctx context.Context, addr string) (nc net.Conn, early [][]byte, redirect string, err error) {
-	var dialer net.Dialer
-	nc, err = dialer.DialContext(dctx, "tcp", addr)
+	if wsconn.IsURL(addr) {
+		nc, err = wsconn.Dial(dctx, addr, wsconn.Options{})
+	} else {
+		var dialer net.Dialer
+		nc, err = dialer.DialContext(dctx, "tcp", addr)
+	}
 	if err != nil {
 		d.next = ""
 		d.turn++

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/gocql/gocql"
+
+	"github.com/inboxd/inboxd/wire"
 )
 
 // ServerConfig says how to run the inboxd that Run starts itself: the real
@@ -58,6 +60,9 @@ type ServerConfig struct {
 	// be a program that runs it when given -bare-server ADDR -secret-file
 	// FILE, as cmd/inboxd-bench does.
 	Bare bool
+	// WS starts inboxd with a WebSocket listener (-ws) too, and the devices
+	// connect to it rather than to the TCP port.
+	WS bool
 }
 
 // cluster reports whether the processes run as cluster nodes.
@@ -72,6 +77,7 @@ type server struct {
 	secret string // path of the token secret file
 	addr   string // fixed across restarts, so clients reconnect to it
 	peer   string // the node-to-node address of a cluster node, fixed too
+	wsAddr string // the -ws listener's, with ServerConfig.WS
 	logf   *os.File
 	// schema: this start creates the Cassandra schema (the fleet's first
 	// start only: creating it again is one more statement that a loaded
@@ -114,6 +120,9 @@ func startFleet(ctx context.Context, cfg ServerConfig, log *slog.Logger) (*fleet
 	}
 	if cfg.Bare && cfg.Binary == "" {
 		return nil, nil, errors.New("bench: the bare server needs ServerConfig.Binary")
+	}
+	if cfg.Bare && cfg.WS {
+		return nil, nil, errors.New("bench: the bare server speaks TCP only")
 	}
 	if cfg.Binary == "" {
 		cfg.Binary = filepath.Join(cfg.Dir, "inboxd")
@@ -159,6 +168,11 @@ func newServer(ctx context.Context, cfg ServerConfig, log *slog.Logger, secretPa
 			return nil, err
 		}
 	}
+	if cfg.WS {
+		if s.wsAddr, err = freePort(); err != nil {
+			return nil, err
+		}
+	}
 	s.logf, err = os.Create(filepath.Join(cfg.Dir, logName))
 	if err != nil {
 		return nil, fmt.Errorf("bench: server log: %w", err)
@@ -174,7 +188,7 @@ func newServer(ctx context.Context, cfg ServerConfig, log *slog.Logger, secretPa
 func (f *fleet) addrs() string {
 	var out []string
 	for _, s := range f.nodes {
-		out = append(out, s.addr)
+		out = append(out, s.clientAddr())
 	}
 	return strings.Join(out, ",")
 }
@@ -214,11 +228,23 @@ func (f *fleet) close() {
 	}
 }
 
+// clientAddr is where the devices connect: the TCP address, or the URL of
+// the WebSocket listener.
+func (s *server) clientAddr() string {
+	if s.cfg.WS {
+		return "ws://" + s.wsAddr + wire.WSPath
+	}
+	return s.addr
+}
+
 func (s *server) args() []string {
 	if s.cfg.Bare {
 		return []string{"-bare-server", s.addr, "-secret-file", s.secret}
 	}
 	a := []string{"-listen", s.addr, "-admin", "", "-data", s.data, "-secret-file", s.secret, "-store", s.cfg.Store}
+	if s.cfg.WS {
+		a = append(a, "-ws", s.wsAddr)
+	}
 	if s.cfg.Store == "cassandra" {
 		a = append(a, "-cassandra-hosts", s.cfg.CassandraHosts, "-keyspace", s.cfg.Keyspace,
 			"-cassandra-consistency", "ONE")

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,22 +18,35 @@ func TestMain(m *testing.M) {
 
 // TestSmoke runs the smoke preset against the real inboxd binary on the
 // embedded store, killing it with SIGKILL once and restarting it on the same
-// data, and asserts on the verifier's verdict — never on speed.
+// data, and asserts on the verifier's verdict — never on speed. It runs
+// once with the devices on TCP and once on WebSocket (the -ws listener).
 func TestSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs inboxd")
 	}
-	cfg, err := Preset("smoke")
-	if err != nil {
-		t.Fatal(err)
+	for _, transport := range []string{"tcp", "ws"} {
+		t.Run(transport, func(t *testing.T) {
+			cfg, err := Preset("smoke")
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.Server.Dir = t.TempDir()
+			cfg.Server.WS = transport == "ws"
+			cfg.Chaos = 1
+			smoke(t, cfg)
+		})
 	}
-	cfg.Server.Dir = t.TempDir()
-	cfg.Chaos = 1
+}
+
+func smoke(t *testing.T, cfg Config) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	rep, err := Run(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if cfg.Server.WS && !strings.HasPrefix(rep.Addr, "ws://") {
+		t.Fatalf("the devices connected to %s, not the WebSocket listener", rep.Addr)
 	}
 	t.Logf("seed %d: %d sends (%d direct), %d acked (%d recalls, %d edits, %d mentioning), %d pushed, %d synced, %d reconnects, %d retries, %d duplicate acks",
 		rep.Seed, rep.Sends, rep.DirectSends, rep.Acked, rep.AckedRecalls, rep.AckedEdits, rep.AckedMentions, rep.Pushed, rep.Synced, rep.Reconnects, rep.Retries, rep.DuplicateAcks)

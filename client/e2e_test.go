@@ -374,7 +374,7 @@ func TestE2EWebSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, addr := gatewaytest.Start(t, gw, func(svc *inbox.Service) error { return gw.Serve(svc) })
-	url := "ws://" + gw.WSAddr().String() + gateway.WSPath
+	url := "ws://" + gw.WSAddr().String() + wire.WSPath
 	ctx := ctxT(t)
 	browser, browserLog := e2eClient(t, url, 1, "browser", Config{})
 	_, phoneLog := e2eClient(t, addr, 1, "phone", Config{})

@@ -16,6 +16,7 @@ import (
 
 	"github.com/inboxd/inboxd/inbox"
 	"github.com/inboxd/inboxd/internal/gatewaytest"
+	"github.com/inboxd/inboxd/internal/wsconn"
 	"github.com/inboxd/inboxd/timeline"
 	"github.com/inboxd/inboxd/wire"
 	"github.com/inboxd/inboxd/wire/wirepb"
@@ -153,7 +154,13 @@ func roundTrips(b *testing.B, conns []net.Conn) {
 func dialAll(b *testing.B, addr string, auth func(i int) []byte) []net.Conn {
 	conns := make([]net.Conn, benchConns)
 	for i := range conns {
-		c, err := net.Dial("tcp", addr)
+		var c net.Conn
+		var err error
+		if wsconn.IsURL(addr) {
+			c, err = wsconn.Dial(context.Background(), addr, wsconn.Options{})
+		} else {
+			c, err = net.Dial("tcp", addr)
+		}
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -183,7 +190,7 @@ func readFrame(b *testing.B, c net.Conn) wire.Frame {
 
 func benchGateway(b *testing.B) (*server, func(i int) []byte) {
 	// Pushes outrun readers in bursts: let them queue.
-	s := start(b, Config{MaxOutbound: 256 << 20, RateLimit: 1e9, RateBurst: 1e9})
+	s := start(b, Config{MaxOutbound: 256 << 20, RateLimit: 1e9, RateBurst: 1e9, WSAddr: gatewaytest.WSAddr})
 	auth := func(i int) []byte {
 		tok := gatewaytest.Token(b, uint64(i+1), "bench", time.Hour)
 		f, _ := wire.AppendFrame(nil, wire.CmdAuth, 0, 1, &wirepb.AuthRequest{Token: tok})
@@ -200,6 +207,10 @@ func BenchmarkRoundTrip(b *testing.B) {
 	b.Run("gateway", func(b *testing.B) {
 		s, auth := benchGateway(b)
 		roundTrips(b, dialAll(b, s.addr, auth))
+	})
+	b.Run("gateway-ws", func(b *testing.B) {
+		s, auth := benchGateway(b)
+		roundTrips(b, dialAll(b, s.wsURL(), auth))
 	})
 }
 
@@ -219,15 +230,25 @@ func BenchmarkPush(b *testing.B) {
 			})
 		})
 	})
-	b.Run("gateway", func(b *testing.B) {
-		s, auth := benchGateway(b)
-		conns := dialAll(b, s.addr, auth)
-		pushes(b, conns, func(seq uint64) {
-			for u := range uint64(benchConns) {
-				s.gw.Notify(u+1, []inbox.Entry{{Row: timeline.Row{User: u + 1, Seq: seq, Conv: 1, ConvSeq: 1, MsgID: 99, Kind: 1}, Msg: msg}})
+	for _, transport := range []string{"tcp", "ws"} {
+		name := "gateway"
+		if transport == "ws" {
+			name = "gateway-ws"
+		}
+		b.Run(name, func(b *testing.B) {
+			s, auth := benchGateway(b)
+			addr := s.addr
+			if transport == "ws" {
+				addr = s.wsURL()
 			}
+			conns := dialAll(b, addr, auth)
+			pushes(b, conns, func(seq uint64) {
+				for u := range uint64(benchConns) {
+					s.gw.Notify(u+1, []inbox.Entry{{Row: timeline.Row{User: u + 1, Seq: seq, Conv: 1, ConvSeq: 1, MsgID: 99, Kind: 1}, Msg: msg}})
+				}
+			})
 		})
-	})
+	}
 }
 
 func pushes(b *testing.B, conns []net.Conn, push func(seq uint64)) {

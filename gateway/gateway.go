@@ -1,5 +1,7 @@
 // Package gateway puts the inbox service on the network: a gnet TCP server
-// speaking the binary protocol of package wire (docs/protocol.md).
+// speaking the binary protocol of package wire (docs/protocol.md), and,
+// when Config.WSAddr is set, the same protocol over WebSocket on a listener
+// of the same engine, one frame per binary message (ws.go).
 //
 // The event loops never block. OnTraffic splits whole frames out of the
 // inbound buffer, rejects what must be rejected at once (a frame too large,

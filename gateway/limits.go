@@ -221,7 +221,7 @@ func (sess *session) charge() bool {
 func (sess *session) release() {
 	sess.held = nil
 	if sess.ws != nil {
-		sess.ws.msg = nil
+		sess.ws.msg, sess.ws.fragmented = nil, false
 	}
 	sess.charge()
 }

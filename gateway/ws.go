@@ -24,25 +24,13 @@ import (
 // other: the same event loops, dispatch, workers, pushes, limits and
 // slow-reader cap. What differs is only at the edges, here:
 //
-//   - on the way in, read parses the handshake, then WebSocket frames
+//   - on the way in, readWS parses the handshake, then WebSocket frames
 //     (gobwas/ws), and hands each whole message, which must be exactly one
-//     inboxd frame, to the same accept as TCP's byte stream;
+//     inboxd frame, to the same accept as TCP's byte stream; fragmented
+//     messages are put together, within the frame limit;
 //   - on the way out, each inboxd frame is put in a binary message as it is
 //     queued (appendOut), and the server's closes end with a close frame
 //     whose code tells why.
-
-// WSPath is the URL path of the WebSocket listener; any other is refused
-// with HTTP 404.
-const WSPath = "/ws"
-
-// WSSubprotocol is the subprotocol the server selects when a client offers
-// it; a client may offer none.
-const WSSubprotocol = "inboxd.v1"
-
-// WSCloseError is the base of the close codes of a connection closed after
-// an ERROR frame or an error response: the close code is WSCloseError plus
-// the inboxd error code (4017 for REPLACED).
-const WSCloseError = 4000
 
 // maxHandshake bounds the handshake request: a browser's, with cookies, is
 // one or two KiB.
@@ -65,24 +53,25 @@ type wsConn struct {
 	upgraded atomic.Bool   // the handshake succeeded: frames go out in messages
 	lastErr  atomic.Uint32 // the code of the last error frame queued
 	// Event loop only.
-	code      ws.StatusCode // a WebSocket-level failure's close code; 0: from lastErr
-	reason    string
-	msg       []byte // the fragments of a message not yet whole
-	ctl       []byte // control frames to write after the answers: pongs, the close frame
-	closeSent bool
+	code       ws.StatusCode // a WebSocket-level failure's close code; 0: from lastErr
+	reason     string
+	msg        []byte // the fragments of a message not yet whole
+	fragmented bool   // a message's first fragment came, its last not yet
+	ctl        []byte // control frames to write after the answers: pongs, the close frame
+	closeSent  bool
 }
 
 // newUpgrader returns the handshake of the server's WebSocket listener:
-// path WSPath, the subprotocol WSSubprotocol if offered, and the origins of
-// Config.WSOrigins.
+// path wire.WSPath (any other: HTTP 404), the subprotocol
+// wire.WSSubprotocol if offered, and the origins of Config.WSOrigins.
 func newUpgrader(origins []string) ws.Upgrader {
 	return ws.Upgrader{
 		ReadBufferSize: maxHandshake,
-		Protocol:       func(p []byte) bool { return string(p) == WSSubprotocol },
+		Protocol:       func(p []byte) bool { return string(p) == wire.WSSubprotocol },
 		OnRequest: func(uri []byte) error {
 			path, _, _ := bytes.Cut(uri, []byte("?"))
-			if string(path) != WSPath {
-				return ws.RejectConnectionError(ws.RejectionStatus(http.StatusNotFound), ws.RejectionReason("no such path: use "+WSPath))
+			if string(path) != wire.WSPath {
+				return ws.RejectConnectionError(ws.RejectionStatus(http.StatusNotFound), ws.RejectionReason("no such path: use "+wire.WSPath))
 			}
 			return nil
 		},
@@ -131,7 +120,7 @@ func (sess *session) readWS(in []byte, limit int, arrived time.Time) {
 		if w.upgraded.Load() {
 			n = sess.wsFrame(buf, limit, arrived)
 		} else {
-			n = sess.handshake(buf)
+			n = sess.handshake(buf, len(in))
 		}
 		if n == 0 {
 			break
@@ -151,9 +140,17 @@ func (sess *session) readWS(in []byte, limit int, arrived time.Time) {
 }
 
 // handshake answers the handshake request at the start of buf once it is
-// whole, returning its length (0: not whole yet). It runs on the event loop.
-func (sess *session) handshake(buf []byte) int {
-	end := bytes.Index(buf, []byte("\r\n\r\n"))
+// whole, returning its length (0: not whole yet). The last fresh bytes of
+// buf are new: the end of the request is looked for only where they may
+// complete it, so that a request trickling in is not scanned whole at every
+// read. It runs on the event loop.
+func (sess *session) handshake(buf []byte, fresh int) int {
+	const end4 = "\r\n\r\n"
+	from := max(0, len(buf)-fresh-(len(end4)-1))
+	end := bytes.Index(buf[from:], []byte(end4))
+	if end >= 0 {
+		end += from
+	}
 	if end < 0 && len(buf) <= maxHandshake {
 		return 0
 	}
@@ -187,13 +184,12 @@ func (sess *session) handshake(buf []byte) int {
 // inboxd frame is ever held. It runs on the event loop.
 func (sess *session) wsFrame(buf []byte, limit int, arrived time.Time) int {
 	w := sess.ws
-	r := bytes.NewReader(buf)
-	h, err := ws.ReadHeader(r)
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+	h, hn, err := parseWSHeader(buf)
+	if hn == 0 && err == nil {
 		return 0
 	}
 	state := ws.StateServerSide
-	if w.msg != nil {
+	if w.fragmented {
 		state |= ws.StateFragmented
 	}
 	if err == nil {
@@ -210,7 +206,6 @@ func (sess *session) wsFrame(buf []byte, limit int, arrived time.Time) int {
 		sess.wsFail(ws.StatusMessageTooBig, fmt.Sprintf("a message is one frame of at most %d bytes", limit))
 		return 0
 	}
-	hn := len(buf) - r.Len()
 	n := hn + int(h.Length)
 	if len(buf) < n {
 		return 0
@@ -221,7 +216,9 @@ func (sess *session) wsFrame(buf []byte, limit int, arrived time.Time) int {
 	case ws.OpPing:
 		// A ping costs a pong: it is charged like a frame.
 		if sess.rate.take(arrived.UnixNano(), sess.srv.cfg.RateLimit, sess.srv.cfg.RateBurst) == flooded {
-			sess.closeNow(closedFlood)
+			if sess.closeNow(closedFlood) {
+				sess.ws.code, sess.ws.reason = wire.WSCloseError+ws.StatusCode(wire.CodeRateLimited), "too many pings: closing"
+			}
 			return 0
 		}
 		w.ctl = appendWSHeader(w.ctl, ws.OpPong, len(payload))
@@ -238,11 +235,11 @@ func (sess *session) wsFrame(buf []byte, limit int, arrived time.Time) int {
 		return 0
 	case ws.OpBinary, ws.OpContinuation:
 		if !h.Fin {
-			w.msg = append(w.msg, payload...)
+			w.msg, w.fragmented = append(w.msg, payload...), true
 			return n
 		}
-		if w.msg != nil {
-			payload, w.msg = append(w.msg, payload...), nil
+		if w.fragmented {
+			payload, w.msg, w.fragmented = append(w.msg, payload...), nil, false
 			sess.message(payload, true, limit, arrived)
 		} else {
 			sess.message(payload, false, limit, arrived)
@@ -320,7 +317,7 @@ func errorCode(body []byte) uint32 {
 }
 
 // closeFrame returns the close frame that ends the connection, once: the
-// WebSocket-level fault's code, or WSCloseError plus the code of the last
+// WebSocket-level fault's code, or wire.WSCloseError plus the code of the last
 // error frame sent, or 1000; nil if it went already or there was no
 // handshake.
 func (w *wsConn) closeFrame() []byte {
@@ -332,14 +329,14 @@ func (w *wsConn) closeFrame() []byte {
 	if code == 0 {
 		code = ws.StatusNormalClosure
 		if e := w.lastErr.Load(); e != 0 {
-			code = ws.StatusCode(WSCloseError + e)
+			code = ws.StatusCode(wire.WSCloseError + e)
 		}
 	}
 	body := ws.NewCloseFrameBody(code, w.reason)
 	return append(appendWSHeader(nil, ws.OpClose, len(body)), body...)
 }
 
-// tail returns answers in binary messages, then the control frames waiting,
+// wsTail returns answers in binary messages, then the control frames waiting,
 // and the close frame if the connection is closing. It runs on the event
 // loop.
 func (sess *session) wsTail(answers []byte) []byte {
@@ -350,6 +347,48 @@ func (sess *session) wsTail(answers []byte) []byte {
 		out = append(out, w.closeFrame()...)
 	}
 	return out
+}
+
+// parseWSHeader reads the frame header at the start of buf as
+// ws.ReadHeader does, without its allocations: the event loop parses every
+// frame. It returns the header's length, 0 if buf does not hold it whole.
+func parseWSHeader(buf []byte) (h ws.Header, n int, err error) {
+	if len(buf) < 2 {
+		return h, 0, nil
+	}
+	h.Fin = buf[0]&0x80 != 0
+	h.Rsv = (buf[0] & 0x70) >> 4
+	h.OpCode = ws.OpCode(buf[0] & 0x0f)
+	h.Masked = buf[1]&0x80 != 0
+	ext := 0 // bytes of extended length
+	switch length := buf[1] & 0x7f; length {
+	case 126:
+		ext = 2
+	case 127:
+		ext = 8
+	default:
+		h.Length = int64(length)
+	}
+	n = 2 + ext
+	if h.Masked {
+		n += 4
+	}
+	if len(buf) < n {
+		return h, 0, nil
+	}
+	switch ext {
+	case 2:
+		h.Length = int64(binary.BigEndian.Uint16(buf[2:]))
+	case 8:
+		if buf[2]&0x80 != 0 {
+			return h, n, ws.ErrHeaderLengthMSB
+		}
+		h.Length = int64(binary.BigEndian.Uint64(buf[2:]))
+	}
+	if h.Masked {
+		copy(h.Mask[:], buf[2+ext:n])
+	}
+	return h, n, nil
 }
 
 // appendWSHeader appends the header of an unmasked, final frame of op with

@@ -5,9 +5,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,7 +29,7 @@ func startWS(t *testing.T, cfg Config) *server {
 	return start(t, cfg)
 }
 
-func (s *server) wsURL() string { return "ws://" + s.gw.WSAddr().String() + WSPath }
+func (s *server) wsURL() string { return "ws://" + s.gw.WSAddr().String() + wire.WSPath }
 
 // dialWS opens a WebSocket connection with the given Origin header (none
 // if empty).
@@ -130,7 +132,7 @@ func TestWSEndToEnd(t *testing.T) {
 	// The same device connecting again replaces the WebSocket connection:
 	// the ERROR frame, then close code 4000 + REPLACED.
 	s.login(1, "browser")
-	if code, e := wsPhone.wsClosed(); code != WSCloseError+ws.StatusCode(wire.CodeReplaced) || e != wire.CodeReplaced {
+	if code, e := wsPhone.wsClosed(); code != wire.WSCloseError+ws.StatusCode(wire.CodeReplaced) || e != wire.CodeReplaced {
 		t.Fatalf("replaced: close %d, error %v", code, e)
 	}
 }
@@ -144,7 +146,8 @@ func TestWSFragmentsReassembled(t *testing.T) {
 	frame, _ := wire.AppendFrame(nil, wire.CmdSend, 0, 99, &wirepb.SendRequest{Conv: conv, ClientMsgId: "frag", Kind: 1, Body: []byte("in three parts")})
 	w := c.ws()
 	for _, f := range []ws.Frame{
-		ws.NewFrame(ws.OpBinary, false, frame[:5]),
+		ws.NewFrame(ws.OpBinary, false, nil), // an empty first fragment is a start too
+		ws.NewFrame(ws.OpContinuation, false, frame[:5]),
 		ws.NewPingFrame(nil),
 		ws.NewFrame(ws.OpContinuation, false, frame[5:20]),
 		ws.NewFrame(ws.OpContinuation, true, frame[20:]),
@@ -220,7 +223,7 @@ func TestWSBadInput(t *testing.T) {
 			f := send(10, conv)
 			f[4] = 7
 			return w.WriteMessage(ws.OpBinary, f)
-		}, WSCloseError + ws.StatusCode(wire.CodeVersion), wire.CodeVersion},
+		}, wire.WSCloseError + ws.StatusCode(wire.CodeVersion), wire.CodeVersion},
 		{"client closes", func(w *wsconn.Conn, conv uint64) error {
 			return w.WriteFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(4321, "bye")))
 		}, 4321, 0},
@@ -259,6 +262,7 @@ func TestWSHandshakeRefused(t *testing.T) {
 		{"wrong origin", "GET /ws HTTP/1.1\r\nHost: x\r\nOrigin: https://evil.example\r\n" + upgrade + "\r\n", http.StatusForbidden},
 		{"wrong path", "GET /other HTTP/1.1\r\nHost: x\r\n" + upgrade + "\r\n", http.StatusNotFound},
 		{"POST", "POST /ws HTTP/1.1\r\nHost: x\r\n" + upgrade + "\r\n", http.StatusMethodNotAllowed},
+		{"WebSocket version 8", "GET /ws HTTP/1.1\r\nHost: x\r\n" + strings.Replace(upgrade, "Version: 13", "Version: 8", 1) + "\r\n", http.StatusUpgradeRequired},
 		{"not HTTP at all", string(rawHeader(0, 1, wire.CmdAuth, 1)) + "\r\n\r\n", http.StatusBadRequest},
 		{"handshake too large", "GET /ws HTTP/1.1\r\nHost: x\r\nCookie: " + string(bytes.Repeat([]byte("a"), maxHandshake)) + "\r\n\r\n", http.StatusRequestHeaderFieldsTooLarge},
 		{"listed origin", "GET /ws HTTP/1.1\r\nHost: x\r\nOrigin: https://chat.example.com\r\n" + upgrade + "\r\n", http.StatusSwitchingProtocols},
@@ -285,13 +289,34 @@ func TestWSHandshakeRefused(t *testing.T) {
 			}
 		})
 	}
-	if got := testutil.ToFloat64(s.gw.metrics.disconnects[transportWS][closedHandshake]); got != 6 {
-		t.Fatalf("handshake disconnects %v, want 6", got)
+	if got := testutil.ToFloat64(s.gw.metrics.disconnects[transportWS][closedHandshake]); got != 7 {
+		t.Fatalf("handshake disconnects %v, want 7", got)
 	}
 	// A browser from a listed origin gets through to AUTH.
 	var resp wirepb.AuthResponse
 	if err := s.dialWS("https://chat.example.com").call(wire.CmdAuth, &wirepb.AuthRequest{Token: gatewaytest.Token(t, 1, "b", time.Hour)}, &resp); err != nil || resp.UserId != 1 {
 		t.Fatalf("auth from a listed origin: %v", err)
+	}
+}
+
+// TestWSConnectionCap checks that a WebSocket connection over a cap is
+// refused with an HTTP answer before its handshake is read.
+func TestWSConnectionCap(t *testing.T) {
+	s := startWS(t, Config{MaxUnauthenticated: 1})
+	s.dialWS("") // holds the one unauthenticated place
+	nc, err := net.Dial("tcp", s.gw.WSAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "1" {
+		t.Fatalf("status %d, Retry-After %q; want 503 and 1", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
 }
 
@@ -308,7 +333,7 @@ func TestWSPreAuthLimit(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if wc, err := wsconn.Dial(ctx, "ws://"+s.addr+WSPath, wsconn.Options{}); err == nil {
+	if wc, err := wsconn.Dial(ctx, "ws://"+s.addr+wire.WSPath, wsconn.Options{}); err == nil {
 		wc.Close()
 		t.Fatal("a WebSocket handshake succeeded on the TCP listener")
 	}
@@ -337,4 +362,76 @@ func TestAppendWSHeader(t *testing.T) {
 			t.Fatalf("length %d: %d header bytes, the library says %d", n, len(appendWSHeader(nil, ws.OpBinary, n)), size)
 		}
 	}
+}
+
+// TestWSLimits checks that the limits on what a client may cost hold over
+// WebSocket as over TCP, each counted under the ws transport.
+func TestWSLimits(t *testing.T) {
+	rateLimited := wire.WSCloseError + ws.StatusCode(wire.CodeRateLimited)
+	t.Run("flood", func(t *testing.T) {
+		s := startWS(t, Config{RateLimit: 1, RateBurst: 5, Now: stoppedClock()})
+		c := s.loginWS(1, "d")
+		var stream []byte
+		for i := range 100 {
+			stream, _ = wire.AppendFrame(stream, wire.CmdHeartbeat, 0, uint32(10+i), &wirepb.Empty{})
+		}
+		c.c.Write(stream) // the server may close before it has all
+		if code, e := c.wsClosed(); code != rateLimited || e != wire.CodeRateLimited {
+			t.Fatalf("close %d after %v, want %d after RATE_LIMITED", code, e, rateLimited)
+		}
+		waitValue(t, "ws flood disconnects", func() float64 { return testutil.ToFloat64(s.gw.metrics.disconnects[transportWS][closedFlood]) }, 1)
+	})
+	t.Run("ping flood", func(t *testing.T) {
+		s := startWS(t, Config{RateLimit: 1, RateBurst: 5, Now: stoppedClock()})
+		c := s.loginWS(1, "d")
+		for range 20 {
+			if err := c.ws().WriteFrame(ws.NewPingFrame(nil)); err != nil {
+				break // closed already
+			}
+		}
+		if code, _ := c.wsClosed(); code != rateLimited {
+			t.Fatalf("close %d, want %d", code, rateLimited)
+		}
+	})
+	t.Run("command before AUTH", func(t *testing.T) {
+		s := startWS(t, Config{})
+		err := s.dialWS("").call(wire.CmdHeartbeat, nil, nil)
+		if code(err) != wire.CodeUnauthenticated {
+			t.Fatalf("heartbeat before AUTH: %v", err)
+		}
+	})
+	t.Run("no AUTH in time", func(t *testing.T) {
+		s := startWS(t, Config{AuthTimeout: 200 * time.Millisecond})
+		want := wire.WSCloseError + ws.StatusCode(wire.CodeUnauthenticated)
+		if code, e := s.dialWS("").wsClosed(); code != want || e != wire.CodeUnauthenticated {
+			t.Fatalf("close %d after %v, want %d", code, e, want)
+		}
+		// Without even a handshake, the connection is just closed.
+		nc, err := net.Dial("tcp", s.gw.WSAddr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if n, err := nc.Read(make([]byte, 1)); n != 0 || !errors.Is(err, io.EOF) {
+			t.Fatalf("read %d bytes, %v; want the connection closed", n, err)
+		}
+	})
+	t.Run("slow reader", func(t *testing.T) {
+		s := startWS(t, Config{MaxOutbound: 256 << 10, RateLimit: 1e6, RateBurst: 1e6})
+		sender, slow := s.login(1, "d"), s.loginWS(2, "d")
+		slow.ws().Conn.(*net.TCPConn).SetReadBuffer(4096)
+		conv := createGroup(t, sender, 2)
+		body := bytes.Repeat([]byte("x"), 60<<10)
+		for i := range 150 {
+			if err := sender.call(wire.CmdSend, &wirepb.SendRequest{Conv: conv, ClientMsgId: fmt.Sprint(i), Kind: 1, Body: body}, nil); err != nil {
+				t.Fatal(err)
+			}
+			sender.push = nil
+		}
+		waitClosed(t, s, 2)
+		waitValue(t, "ws slow-reader disconnects", func() float64 {
+			return testutil.ToFloat64(s.gw.metrics.disconnects[transportWS][closedSlowReader])
+		}, 1)
+	})
 }

@@ -39,6 +39,20 @@ const Version = 1
 // unless configured otherwise.
 const DefaultMaxFrame = 256 << 10
 
+// The WebSocket transport (docs/protocol.md, "WebSocket"): the same
+// frames, one per binary message.
+const (
+	// WSPath is the URL path of a gateway's WebSocket listener.
+	WSPath = "/ws"
+	// WSSubprotocol is the subprotocol a client may offer; the gateway
+	// selects it.
+	WSSubprotocol = "inboxd.v1"
+	// WSCloseError is the base of the close codes of a connection the
+	// gateway closes after an ERROR frame or an error response: the close
+	// code is WSCloseError plus the Error's code (4017 for REPLACED).
+	WSCloseError = 4000
+)
+
 // Errors of Split and Decode.
 var (
 	ErrFrameTooLarge = errors.New("wire: frame too large")

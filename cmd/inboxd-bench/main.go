@@ -155,6 +155,7 @@ func parse(args []string) (bench.Config, options, error) {
 	fs.StringVar(&cfg.Server.Store, "store", cmp.Or(cfg.Server.Store, "pebble"), "store of the started server: pebble or cassandra")
 	fs.StringVar(&cfg.Server.CassandraHosts, "cassandra-hosts", "127.0.0.1:9042", "with -store cassandra")
 	fs.StringVar(&cfg.Server.Keyspace, "keyspace", "inboxd_bench", "with -store cassandra: created if missing")
+	fs.BoolVar(&cfg.Server.WS, "ws", false, "the devices connect over WebSocket, to the started server's -ws listener (or give -addr a ws:// URL)")
 	fs.BoolVar(&cfg.Server.DropKeyspace, "drop-keyspace", false, "with -store cassandra: drop the keyspace at the end")
 	fs.StringVar(&cfg.Server.Binary, "server-bin", "", "inboxd binary to start (empty: go build ./cmd/inboxd)")
 	fs.StringVar(&cfg.Server.Dir, "dir", "", "directory of the started server's data and log (empty: a temporary one, removed)")

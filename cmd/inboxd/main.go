@@ -407,7 +407,11 @@ func run(args []string) error {
 			return err
 		}
 	}
-	log.Info("inboxd: ready", "listen", gw.Addr(), "admin", adminAddr, "api", apiAddr, "store", o.Store, "data", o.Data, "node", o.Node)
+	wsAddr := "off"
+	if a := gw.WSAddr(); a != nil {
+		wsAddr = a.String()
+	}
+	log.Info("inboxd: ready", "listen", gw.Addr(), "admin", adminAddr, "api", apiAddr, "ws", wsAddr, "store", o.Store, "data", o.Data, "node", o.Node)
 
 	var lost <-chan struct{} // nil, never ready, unless -cluster
 	if cn != nil {

@@ -34,6 +34,7 @@ import (
 type instance struct {
 	listen, admin string
 	api           string // "off" unless started with -api
+	ws            string // "off" unless started with -ws
 	secret        []byte
 }
 
@@ -73,11 +74,11 @@ func startInboxd(t *testing.T, args ...string) *instance {
 		}
 	})
 	lines := bufio.NewScanner(stderr)
-	ready := regexp.MustCompile(`inboxd: ready.* listen=(\S+) admin=(\S+) api=(\S+)`)
+	ready := regexp.MustCompile(`inboxd: ready.* listen=(\S+) admin=(\S+) api=(\S+) ws=(\S+)`)
 	in := &instance{}
 	for in.listen == "" && lines.Scan() {
 		if m := ready.FindStringSubmatch(lines.Text()); m != nil {
-			in.listen, in.admin, in.api = m[1], m[2], m[3]
+			in.listen, in.admin, in.api, in.ws = m[1], m[2], m[3], m[4]
 		}
 	}
 	go func() {

@@ -10,6 +10,7 @@
 package wsconn
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -25,12 +26,6 @@ import (
 
 	"github.com/inboxd/inboxd/wire"
 )
-
-// Path is the URL path of the gateway's WebSocket listener.
-const Path = "/ws"
-
-// Subprotocol is the subprotocol the client offers.
-const Subprotocol = "inboxd.v1"
 
 // ErrPartialFrame is returned by Write when what it is given does not end
 // on a frame boundary: a message carries exactly one whole frame.
@@ -72,12 +67,12 @@ type Options struct {
 }
 
 // Dial connects to url, a ws:// or wss:// URL (a URL without a path gets
-// Path), and completes the handshake.
+// wire.WSPath), and completes the handshake.
 func Dial(ctx context.Context, url string, o Options) (*Conn, error) {
 	if i := strings.Index(url, "://"); i >= 0 && !strings.Contains(url[i+3:], "/") {
-		url += Path
+		url += wire.WSPath
 	}
-	d := ws.Dialer{Protocols: []string{Subprotocol}}
+	d := ws.Dialer{Protocols: []string{wire.WSSubprotocol}}
 	if o.Origin != "" {
 		d.Header = ws.HandshakeHeaderHTTP(http.Header{"Origin": {o.Origin}})
 	}
@@ -144,23 +139,25 @@ func (c *Conn) closed() error {
 }
 
 // Write sends each frame of p, which must be whole frames, in a binary
-// message of its own.
+// message of its own, all with one write.
 func (c *Conn) Write(p []byte) (int, error) {
+	var out bytes.Buffer
+	for rest := p; len(rest) > 0; {
+		if len(rest) < wire.HeaderSize || len(rest) < wire.HeaderSize+int(binary.BigEndian.Uint32(rest)) {
+			return 0, ErrPartialFrame
+		}
+		n := wire.HeaderSize + int(binary.BigEndian.Uint32(rest))
+		if err := ws.WriteFrame(&out, ws.MaskFrame(ws.NewBinaryFrame(rest[:n]))); err != nil {
+			return 0, err
+		}
+		rest = rest[n:]
+	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	written := 0
-	for len(p) > 0 {
-		if len(p) < wire.HeaderSize || len(p) < wire.HeaderSize+int(binary.BigEndian.Uint32(p)) {
-			return written, ErrPartialFrame
-		}
-		n := wire.HeaderSize + int(binary.BigEndian.Uint32(p))
-		if err := wsutil.WriteClientBinary(c.Conn, p[:n]); err != nil {
-			return written, err
-		}
-		written += n
-		p = p[n:]
+	if _, err := c.Conn.Write(out.Bytes()); err != nil {
+		return 0, err
 	}
-	return written, nil
+	return len(p), nil
 }
 
 // WriteMessage sends p in one message with opcode op, whatever it holds:
