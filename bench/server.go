@@ -295,9 +295,11 @@ func (s *server) startOnce(ctx context.Context) error {
 		return fmt.Errorf("bench: start inboxd: %w", err)
 	}
 	ready := make(chan struct{})
-	var tail bytes.Buffer // the last lines, for the error if it exits
+	scanned := make(chan struct{}) // stderr read to its end: the child closed it
+	var tail bytes.Buffer          // the last lines, for the error if it exits
 	var tailMu sync.Mutex
 	go func() {
+		defer close(scanned)
 		sc := bufio.NewScanner(stderr)
 		said := false
 		for sc.Scan() {
@@ -318,6 +320,10 @@ func (s *server) startOnce(ctx context.Context) error {
 	}()
 	exited := make(chan struct{})
 	go func() {
+		// Wait closes the pipe: only once every line is read, so that the
+		// error of an incarnation that exited at once (a writer lease still
+		// held) carries its last lines.
+		<-scanned
 		cmd.Wait()
 		close(exited)
 	}()

@@ -721,3 +721,75 @@ func TestShardedStaleHead(t *testing.T) {
 		}
 	}
 }
+
+// TestShardedMentionsAndAmends: a group of node 0 with members of node 1.
+// A mention reaches a member of node 1 who set do-not-disturb through the
+// offline push (the record drops EffectDND); the edit and the recall of it
+// reach every member's inbox but no offline push (EffectNoPush); node 1's
+// conversation list counts the unread mention.
+func TestShardedMentionsAndAmends(t *testing.T) {
+	rec := newRecorder()
+	c := newNodes(t, 2, func(i int) Config {
+		if i == 1 {
+			return Config{Notifier: rec, OfflinePusher: rec}
+		}
+		return Config{}
+	})
+	us := c.users(2)
+	a, b := us[0], us[1]
+	g, err := c.of(a[0]).CreateGroup(ctx, a[0], NewGroup{Members: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := c.of(g.ID)
+	if err := owner.SetDND(ctx, b[1], g.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	sent, err := owner.SendMessage(ctx, a[0], g.ID, Outgoing{ClientMsgID: "m", Kind: wire.KindText, Body: []byte("@b1"), Mentions: []uint64{b[1]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := owner.Edit(ctx, a[0], g.ID, sent.ConvSeq, "e", []byte("@b1!")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := owner.SendMessage(ctx, a[0], g.ID, Outgoing{ClientMsgID: "plain", Kind: wire.KindText, Body: []byte("no mention")}); err != nil {
+		t.Fatal(err)
+	}
+	recall, err := owner.Recall(ctx, a[0], g.ID, sent.ConvSeq, "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.settle()
+	c.checkInboxes(map[uint64]map[uint64][]uint64{
+		a[0]: {g.ID: span(1, recall.ConvSeq)}, b[0]: {g.ID: span(1, recall.ConvSeq)}, b[1]: {g.ID: span(1, recall.ConvSeq)},
+	})
+	waitFor(t, "node 1's pushes", func() bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		return slices.ContainsFunc(rec.pushed[b[1]], func(e Entry) bool { return e.Row.Kind == wire.KindRecall })
+	})
+	rec.mu.Lock()
+	offline := map[uint64][]uint64{}
+	for _, u := range b {
+		for _, e := range rec.offline[u] {
+			offline[u] = append(offline[u], e.Row.ConvSeq)
+		}
+	}
+	rec.mu.Unlock()
+	// b[0]: everything but the edit and the recall; b[1], on do-not-disturb:
+	// the notice (before it) and the message that mentions them.
+	want := map[uint64][]uint64{b[0]: {1, sent.ConvSeq, sent.ConvSeq + 2}, b[1]: {1, sent.ConvSeq}}
+	for u, w := range want {
+		if !slices.Equal(offline[u], w) {
+			t.Errorf("user %d: offline pushes of conv_seqs %v, want %v", u, offline[u], w)
+		}
+	}
+	info := findConv(t, c.conversations(b[1]), g.ID)
+	if info.MentionUnread != 1 || info.Unread != recall.ConvSeq {
+		t.Errorf("user %d's entry: %d unread, %d mentions; want %d, 1", b[1], info.Unread, info.MentionUnread, recall.ConvSeq)
+	}
+	msgs, err := owner.History(ctx, b[1], g.ID, sent.ConvSeq+1, 1)
+	if err != nil || len(msgs) != 1 || !msgs[0].Recalled || len(msgs[0].Body) != 0 {
+		t.Fatalf("history of the recalled message: %+v, %v", msgs, err)
+	}
+}
