@@ -4,7 +4,7 @@
 //
 // A backend acts on behalf of its users (creates a group for a user,
 // invites, kicks, sends as a user), posts system messages into a group
-// without being a member, and reads what the server knows of a user (the
+// and recalls any message of one without being a member, and reads what the server knows of a user (the
 // devices online on this node, the conversation list with unread counts).
 //
 // Every call carries one of the keys of the key file (Keys) as
@@ -65,6 +65,7 @@ type Service interface {
 	Describe(ctx context.Context, conv uint64) (inbox.GroupInfo, error)
 	SendGroupMessage(ctx context.Context, sender, conv uint64, clientMsgID string, kind wire.Kind, body []byte) (inbox.SendResult, error)
 	SendSystemMessage(ctx context.Context, conv uint64, clientMsgID string, body []byte) (inbox.SendResult, error)
+	RecallAsSystem(ctx context.Context, conv, convSeq uint64, clientMsgID string) (inbox.SendResult, error)
 	Conversations(ctx context.Context, user uint64, offset, limit int) (inbox.ConversationsPage, error)
 }
 

@@ -371,6 +371,12 @@ func TestBadInput(t *testing.T) {
 		{"bad group id", "GET", "/v1/groups/abc", ``, 400, "INVALID"},
 		{"unknown group", "GET", "/v1/groups/12345", ``, 404, "NO_GROUP"},
 		{"send to an unknown group", "POST", "/v1/groups/12345/system-messages", `{"client_msg_id":"a","body":"x"}`, 404, "NO_GROUP"},
+		{"recall in an unknown group", "POST", "/v1/groups/12345/messages/2/recall", `{"client_msg_id":"a"}`, 404, "NO_GROUP"},
+		{"recall of a notice", "POST", "/v1/groups/" + conv + "/messages/1/recall", `{"client_msg_id":"a"}`, 400, "INVALID"},
+		{"recall past the head", "POST", "/v1/groups/" + conv + "/messages/99/recall", `{"client_msg_id":"a"}`, 400, "INVALID"},
+		{"recall without a key", "POST", "/v1/groups/" + conv + "/messages/1/recall", `{}`, 400, "INVALID"},
+		{"recall of conv_seq 0", "POST", "/v1/groups/" + conv + "/messages/0/recall", `{"client_msg_id":"a"}`, 400, "INVALID"},
+		{"recall without a body", "POST", "/v1/groups/" + conv + "/messages/1/recall", ``, 400, "BAD_REQUEST"},
 		{"bad role", "POST", "/v1/groups/" + conv + "/role", `{"actor":1,"user":2,"role":"king"}`, 400, "INVALID"},
 		{"not the owner", "POST", "/v1/groups/" + conv + "/dismiss", `{"actor":2}`, 403, "FORBIDDEN"},
 		{"not a member", "POST", "/v1/groups/" + conv + "/messages", `{"sender":9,"client_msg_id":"a","body":"x"}`, 403, "NOT_MEMBER"},
@@ -667,6 +673,60 @@ func TestSystemMessageOnce(t *testing.T) {
 	}
 	carol.waitKinds(t, wire.KindText, 1)
 	bob.waitKinds(t, wire.KindSystemMessage, 1)
+}
+
+// TestSystemRecall recalls a member's message as the system, twice with
+// one key: every member, online or not, gets the recall entry exactly
+// once, and a member's HISTORY serves the message recalled.
+func TestSystemRecall(t *testing.T) {
+	e := newEnv(t)
+	conv := e.createGroup(1, 2, 3)
+	bob, carol := e.connect(2, "phone"), e.connect(3, "laptop")
+	var sent SendResult
+	e.call(http.StatusOK, "POST", "/v1/groups/"+conv+"/messages", `{"sender":2,"client_msg_id":"m1","body":"spam"}`, &sent)
+	path := fmt.Sprintf("/v1/groups/%s/messages/%d/recall", conv, sent.ConvSeq)
+	body := `{"client_msg_id":"mod-7"}`
+	var first, again SendResult
+	e.call(http.StatusOK, "POST", path, body, &first)
+	e.call(http.StatusOK, "POST", path, body, &again)
+	if first.Duplicate || !again.Duplicate || first.MsgID != again.MsgID || first.ConvSeq != sent.ConvSeq+1 || again.ConvSeq != first.ConvSeq {
+		t.Errorf("first %+v, retry %+v", first, again)
+	}
+	// A recall of the recall entry, or of the message again under another
+	// key, is refused.
+	e.call(http.StatusBadRequest, "POST", fmt.Sprintf("/v1/groups/%s/messages/%d/recall", conv, first.ConvSeq), `{"client_msg_id":"mod-8"}`, nil)
+	e.call(http.StatusBadRequest, "POST", path, `{"client_msg_id":"mod-9"}`, nil)
+
+	owner := e.connect(1, "desk") // offline until now: reads it by SYNC
+	if err := owner.c.WaitSynced(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []*device{bob, carol, owner} {
+		m := d.waitKinds(t, wire.KindRecall, 1)[0].Message
+		a, err := wire.ParseAmend(m.Body)
+		if m.Sender != wire.SystemSender || err != nil || a.Actor != wire.SystemSender || a.ConvSeq != sent.ConvSeq || ID(a.MsgID) != sent.MsgID {
+			t.Errorf("recall entry %+v (%+v, %v)", m, a, err)
+		}
+	}
+	msgs, err := carol.c.History(t.Context(), mustUint(t, conv), sent.ConvSeq+1, 1)
+	if err != nil || len(msgs) != 1 || msgs[0].ConvSeq != sent.ConvSeq || !msgs[0].Recalled || len(msgs[0].Body) != 0 {
+		t.Fatalf("HISTORY of the recalled message: %v, %v", msgs, err)
+	}
+	// A send after it: the devices have it, and still one recall entry.
+	e.call(http.StatusOK, "POST", "/v1/groups/"+conv+"/messages", `{"sender":1,"client_msg_id":"m2","body":"sorry"}`, nil)
+	for _, d := range []*device{bob, carol} {
+		d.waitKinds(t, wire.KindText, 2)
+		d.waitKinds(t, wire.KindRecall, 1)
+	}
+}
+
+func mustUint(t *testing.T, s string) uint64 {
+	t.Helper()
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 func TestDevicesAndConversations(t *testing.T) {

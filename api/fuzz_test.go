@@ -19,7 +19,7 @@ func FuzzDecode(f *testing.F) {
 		`{"actor":1,"user":2,"role":"admin"}`,
 		`{"actor":1,"user":3,"until_ms":1893456000000}`,
 		`{"sender":1,"client_msg_id":"m1","kind":1,"body":"hi"}`,
-		`{"client_msg_id":"order-1","body":"your order shipped"}`,
+		`{"client_msg_id":"order-1","body":"your order shipped"}`, `{"client_msg_id":"mod-1"}`,
 		`{"actor":1,"name":"ops","announcement":"","avatar_url":null}`,
 		`{"device":"phone"}`, `{}`,
 		`{"owner":1}{"owner":2}`, `{"owner":"1"}`, `{"OWNER":1}`, `{"owner":1,"owner":2}`, `null`, `[]`, ``,
@@ -32,6 +32,7 @@ func FuzzDecode(f *testing.F) {
 		func() any { return new(MuteRequest) }, func() any { return new(DismissRequest) },
 		func() any { return new(SendRequest) }, func() any { return new(SystemMessageRequest) },
 		func() any { return new(RevokeRequest) }, func() any { return new(ProfileRequest) },
+		func() any { return new(RecallRequest) },
 		func() any { return new(struct{}) },
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -93,6 +93,11 @@ type (
 		ClientMsgID string `json:"client_msg_id"`
 		Body        string `json:"body"`
 	}
+	// RecallRequest recalls a message as the system; ClientMsgID is the
+	// backend's idempotency key, in the namespace of system messages.
+	RecallRequest struct {
+		ClientMsgID string `json:"client_msg_id"`
+	}
 	RevokeRequest struct {
 		Device string `json:"device"` // empty or absent: every device
 	}
@@ -244,6 +249,13 @@ func (h *handler) routes() []route {
 		})},
 		{"POST /v1/groups/{conv}/system-messages", sendRoute(func(r *http.Request, conv uint64, req SystemMessageRequest) (inbox.SendResult, error) {
 			return svc.SendSystemMessage(r.Context(), conv, req.ClientMsgID, []byte(req.Body))
+		})},
+		{"POST /v1/groups/{conv}/messages/{conv_seq}/recall", sendRoute(func(r *http.Request, conv uint64, req RecallRequest) (inbox.SendResult, error) {
+			convSeq, err := pathID(r, "conv_seq")
+			if err != nil {
+				return inbox.SendResult{}, err
+			}
+			return svc.RecallAsSystem(r.Context(), conv, convSeq, req.ClientMsgID)
 		})},
 		{"GET /v1/users/{user}/devices", func(r *http.Request) (int, any, error) {
 			user, err := pathID(r, "user")

@@ -18,6 +18,9 @@ import (
 // clientMsgID is the retry key, as in a send; without one a retry after a
 // recall that succeeded is ErrInvalid (already recalled).
 func (s *Service) Recall(ctx context.Context, actor, conv, convSeq uint64, clientMsgID string) (SendResult, error) {
+	if actor == wire.SystemSender {
+		return SendResult{}, fmt.Errorf("inbox: recall %d/%d: %w: zero actor", conv, convSeq, ErrInvalid)
+	}
 	res, err := s.amend(ctx, actor, conv, convSeq, clientMsgID, wire.KindRecall, nil)
 	if err != nil {
 		return SendResult{}, fmt.Errorf("inbox: recall %d/%d: %w", conv, convSeq, err)
@@ -32,6 +35,9 @@ func (s *Service) Recall(ctx context.Context, actor, conv, convSeq uint64, clien
 // allowed to speak), the group's owner and admins any time. The message
 // keeps its mentions. clientMsgID is as in Recall. The service keeps body.
 func (s *Service) Edit(ctx context.Context, actor, conv, convSeq uint64, clientMsgID string, body []byte) (SendResult, error) {
+	if actor == wire.SystemSender {
+		return SendResult{}, fmt.Errorf("inbox: edit %d/%d: %w: zero actor", conv, convSeq, ErrInvalid)
+	}
 	res, err := s.amend(ctx, actor, conv, convSeq, clientMsgID, wire.KindEdit, body)
 	if err != nil {
 		return SendResult{}, fmt.Errorf("inbox: edit %d/%d: %w", conv, convSeq, err)
@@ -41,11 +47,13 @@ func (s *Service) Edit(ctx context.Context, actor, conv, convSeq uint64, clientM
 
 // amend posts a KindRecall or KindEdit entry for the message at convSeq and
 // rewrites the message (and, for a recall, its edit entries) in the same
-// batch, so that no reader sees the one without the other.
+// batch, so that no reader sees the one without the other. The actor
+// wire.SystemSender is the server API's, no member, who may amend any
+// message of a live group.
 func (s *Service) amend(ctx context.Context, actor, conv, convSeq uint64, clientMsgID string, kind wire.Kind, body []byte) (SendResult, error) {
 	switch {
-	case actor == 0 || convSeq == 0:
-		return SendResult{}, fmt.Errorf("%w: zero actor or conv_seq", ErrInvalid)
+	case convSeq == 0:
+		return SendResult{}, fmt.Errorf("%w: zero conv_seq", ErrInvalid)
 	case len(clientMsgID) > wire.MaxClientMsgID:
 		return SendResult{}, fmt.Errorf("%w: client msg id must be 0–%d bytes", ErrInvalid, wire.MaxClientMsgID)
 	case len(body) > s.cfg.MaxBodySize:
@@ -60,7 +68,7 @@ func (s *Service) amend(ctx context.Context, actor, conv, convSeq uint64, client
 			res = dupResult(d)
 			return err
 		}
-		g, m, err := tx.memberOf(conv, actor)
+		g, m, err := tx.amender(conv, actor)
 		if err != nil {
 			return err
 		}
@@ -102,6 +110,16 @@ func (s *Service) amend(ctx context.Context, actor, conv, convSeq uint64, client
 	return res, err
 }
 
+// amender returns the live group conv and actor's membership of it; the
+// system actor, no member, is a zero Member with the User SystemSender.
+func (tx *txn) amender(conv, actor uint64) (*group, timeline.Member, error) {
+	if actor != wire.SystemSender {
+		return tx.memberOf(conv, actor)
+	}
+	g, err := tx.liveGroup(conv)
+	return g, timeline.Member{User: wire.SystemSender}, err
+}
+
 // mayAmend checks that member m may recall or edit orig now.
 func (tx *txn) mayAmend(g *group, m timeline.Member, orig *timeline.Message, kind wire.Kind) error {
 	switch {
@@ -109,6 +127,8 @@ func (tx *txn) mayAmend(g *group, m timeline.Member, orig *timeline.Message, kin
 		return fmt.Errorf("%w: conv_seq %d is a %#x entry of the server, not a message", ErrInvalid, orig.ConvSeq, uint16(orig.Kind))
 	case orig.Recalled:
 		return fmt.Errorf("%w: conv_seq %d is already recalled", ErrInvalid, orig.ConvSeq)
+	case m.User == wire.SystemSender:
+		return nil
 	case kind == wire.KindEdit && !g.speaks(m, tx.now):
 		return ErrMuted
 	case m.Role >= wire.RoleAdmin:

@@ -32,6 +32,24 @@ func (s *Service) SendSystemMessage(ctx context.Context, conv uint64, clientMsgI
 	return res, nil
 }
 
+// RecallAsSystem recalls the message at convSeq of conv as Recall does, as
+// wire.SystemSender: the application's backend, which is no member, may
+// recall any message of a live group at any time. The recall entry's
+// sender and actor are SystemSender. clientMsgID is the backend's
+// idempotency key, in the system sender's namespace as in
+// SendSystemMessage: a retry with it returns the first result and stores
+// nothing.
+func (s *Service) RecallAsSystem(ctx context.Context, conv, convSeq uint64, clientMsgID string) (SendResult, error) {
+	if clientMsgID == "" {
+		return SendResult{}, fmt.Errorf("inbox: system recall %d/%d: %w: no client msg id", conv, convSeq, ErrInvalid)
+	}
+	res, err := s.amend(ctx, wire.SystemSender, conv, convSeq, clientMsgID, wire.KindRecall, nil)
+	if err != nil {
+		return SendResult{}, fmt.Errorf("inbox: system recall %d/%d: %w", conv, convSeq, err)
+	}
+	return res, nil
+}
+
 // createKeyPrefix puts the keys of CreateGroupOnce apart from the client
 // msg ids of the owner's messages, which share the owner's dedup records.
 const createKeyPrefix = "create:"

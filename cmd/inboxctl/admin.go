@@ -49,6 +49,9 @@ func adminCalls() []adminCall {
 			user, err := parseID(a[0], "user")
 			return http.MethodPost, "/v1/groups/" + a[1] + "/messages", map[string]any{"sender": user, "client_msg_id": c.msgID(), "body": strings.Join(a[2:], " ")}, err
 		}},
+		{"recall", "CONV CONV_SEQ", 2, 2, func(c *adminCmd, a []string) (string, string, any, error) {
+			return post("/v1/groups/"+a[0]+"/messages/"+a[1]+"/recall", map[string]any{"client_msg_id": c.msgID()})
+		}},
 		{"create-group", "[--name N] OWNER [MEMBER...]", 1, -1, func(c *adminCmd, a []string) (string, string, any, error) {
 			ids, err := parseIDs(a, "user")
 			if err != nil {
@@ -125,7 +128,7 @@ func adminUsage() string {
 func (c *adminCmd) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.api, "api", "", "server API base URL (env INBOXD_API; default http://127.0.0.1:7602)")
 	fs.StringVar(&c.keyFile, "api-key-file", "", "file whose first key line is the API key (env INBOXD_API_KEY_FILE)")
-	fs.StringVar(&c.id, "id", "", "client msg id of a send or system message (default: random; give one to retry a call), idempotency key of a create-group")
+	fs.StringVar(&c.id, "id", "", "client msg id of a send, system message or recall (default: random; give one to retry a call), idempotency key of a create-group")
 	fs.StringVar(&c.name, "name", "", "name of a group created (default: named after its first members)")
 }
 

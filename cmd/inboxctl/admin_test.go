@@ -39,6 +39,7 @@ func TestAdmin(t *testing.T) {
 	}{
 		{"admin --id k1 system-message 77 your order shipped", "POST", "/v1/groups/77/system-messages", `{"body":"your order shipped","client_msg_id":"k1"}`, ""},
 		{"admin --id k2 send 1 77 hi there", "POST", "/v1/groups/77/messages", `{"body":"hi there","client_msg_id":"k2","sender":1}`, ""},
+		{"admin --id r1 recall 77 5", "POST", "/v1/groups/77/messages/5/recall", `{"client_msg_id":"r1"}`, ""},
 		{"admin --name lunch create-group 1 2 3", "POST", "/v1/groups", `{"members":[2,3],"name":"lunch","owner":1}`, ""},
 		{"admin --id t1 create-group 1", "POST", "/v1/groups", `{"idempotency_key":"t1","members":[],"name":"","owner":1}`, ""},
 		{"admin group 77", "GET", "/v1/groups/77", ``, ""},
@@ -82,7 +83,8 @@ func TestAdmin(t *testing.T) {
 	if run(context.Background(), []string{"admin", "system-message", "77", "x"}, a) != 0 || !strings.Contains(got.body, `"client_msg_id":"inboxctl-`) {
 		t.Errorf("generated id: %s", got.body)
 	}
-	for _, args := range []string{"admin", "admin nope 1", "admin ban", "admin kick 1 77", "admin send x 77 hi", "admin revoke 2 phone extra", "admin profile 1 77 avatar x", "admin profile 1 77"} {
+	for _, args := range []string{"admin", "admin nope 1", "admin ban", "admin kick 1 77", "admin send x 77 hi", "admin revoke 2 phone extra", "admin profile 1 77 avatar x", "admin profile 1 77",
+		"admin recall 77", "admin recall 77 5 6"} {
 		a, _, _ := testApp(env)
 		if status := run(context.Background(), strings.Fields(args), a); status != 2 {
 			t.Errorf("%s: status %d, want 2", args, status)

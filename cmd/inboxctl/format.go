@@ -164,7 +164,11 @@ func messageText(m *wirepb.Message) string {
 	case wire.Kind(m.Kind) == wire.KindText:
 		return head + fmt.Sprintf("<%d> %s", m.Sender, oneLine(m.Body))
 	case wire.Kind(m.Kind) == wire.KindRecall:
-		if a, err := wire.ParseAmend(m.Body); err == nil {
+		a, err := wire.ParseAmend(m.Body)
+		switch {
+		case err == nil && a.Actor == wire.SystemSender: // the server API's recall
+			return head + fmt.Sprintf("* the system recalled @%d", a.ConvSeq)
+		case err == nil:
 			return head + fmt.Sprintf("* %d recalled @%d", a.Actor, a.ConvSeq)
 		}
 	case wire.Kind(m.Kind) == wire.KindEdit:

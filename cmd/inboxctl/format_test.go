@@ -202,6 +202,8 @@ func TestAmendAndMentionFormat(t *testing.T) {
 		Body: []byte(`{"conv_seq":5,"msg_id":11,"actor":42}`)}
 	recall := &wirepb.Message{Conv: 7, ConvSeq: 8, MsgId: 14, Sender: 1, Kind: 0x8005, TimeMs: t0,
 		Body: []byte(`{"conv_seq":5,"msg_id":11,"actor":1}`)}
+	systemRecall := &wirepb.Message{Conv: 7, ConvSeq: 9, MsgId: 15, Kind: 0x8005, TimeMs: t0,
+		Body: []byte(`{"conv_seq":3,"msg_id":1,"actor":0}`)}
 	tests := []struct {
 		m           *wirepb.Message
 		human, json string
@@ -218,6 +220,8 @@ func TestAmendAndMentionFormat(t *testing.T) {
 			`{"conv":"7","conv_seq":7,"msg_id":"13","sender":42,"kind":32774,"time":"2030-01-01T00:00:00.000Z","amend":{"conv_seq":5,"msg_id":11,"actor":42},"recalled":true}`},
 		{recall, "@8 2030-01-01 00:00:00 * 1 recalled @5",
 			`{"conv":"7","conv_seq":8,"msg_id":"14","sender":1,"kind":32773,"time":"2030-01-01T00:00:00.000Z","amend":{"conv_seq":5,"msg_id":11,"actor":1}}`},
+		{systemRecall, "@9 2030-01-01 00:00:00 * the system recalled @3",
+			`{"conv":"7","conv_seq":9,"msg_id":"15","sender":0,"kind":32773,"time":"2030-01-01T00:00:00.000Z","amend":{"conv_seq":3,"msg_id":1,"actor":0}}`},
 	}
 	for _, tt := range tests {
 		for _, json := range []bool{false, true} {
