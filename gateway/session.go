@@ -354,6 +354,10 @@ func (sess *session) take(done bool) (out []byte, shut bool) {
 	sess.outMu.Lock()
 	defer sess.outMu.Unlock()
 	out, sess.out = sess.out, nil
+	// Until the write that follows stores what gnet could not send, the
+	// bytes taken count as unwritten: enqueue, meanwhile, must not see
+	// them nowhere and let the connection hold twice MaxOutbound.
+	sess.outbound.Add(int64(len(out)))
 	if done {
 		sess.flushing = false
 	}
