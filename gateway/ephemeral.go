@@ -55,6 +55,11 @@ func typing(ctx context.Context, srv *Server, user uint64, req *wirepb.TypingReq
 	if !member {
 		return nil, fmt.Errorf("gateway: typing in %d: %w", req.Conv, inbox.ErrNotMember)
 	}
+	if g.Blocks(user) {
+		// The other user refuses the typist's messages, and so their
+		// typing; the typist is not told (BLOCKED is SEND's to say).
+		return empty, nil
+	}
 	local, remote := srv.splitServed(to)
 	srv.PushTyping(req.Conv, user, local)
 	if len(remote) > 0 && srv.cfg.Peers != nil {

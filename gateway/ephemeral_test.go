@@ -94,3 +94,44 @@ func TestEphemeralRefusals(t *testing.T) {
 		}
 	}
 }
+
+// TestTypingBlocked: in a direct conversation whose other user blocks the
+// typist, the typist's TYPING is answered as usual and reaches nobody; the
+// blocker's own typing still reaches the one blocked.
+func TestTypingBlocked(t *testing.T) {
+	s := start(t, Config{})
+	a := s.login(1, "d")
+	b := s.login(2, "d")
+	var ack wirepb.SendAck
+	if err := b.call(wire.CmdSendDirect, &wirepb.SendDirectRequest{To: 1, ClientMsgId: "hi", Kind: 1, Body: []byte("hi")}, &ack); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.call(wire.CmdBlock, &wirepb.BlockRequest{User: 1, On: true}, &wirepb.Empty{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.call(wire.CmdTyping, &wirepb.TypingRequest{Conv: ack.Conv}, &wirepb.Empty{}); err != nil {
+		t.Fatalf("TYPING of the blocked user: %v", err)
+	}
+	// An event for b was queued before a's answer: b's next answer comes
+	// after it, and b.call fails on any frame but a push or its answer.
+	if err := b.call(wire.CmdHeartbeat, &wirepb.Empty{}, &wirepb.Empty{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.call(wire.CmdTyping, &wirepb.TypingRequest{Conv: ack.Conv}, &wirepb.Empty{}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		f, err := a.read()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Command == wire.CmdPush {
+			continue // b's message
+		}
+		var ev wirepb.TypingEvent
+		if f.Command != wire.CmdTyping || wire.Decode(f.Body, &ev) != nil || ev.User != 2 || ev.Conv != ack.Conv {
+			t.Fatalf("frame %+v, want b's typing event", f.Header)
+		}
+		break
+	}
+}

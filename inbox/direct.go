@@ -78,7 +78,7 @@ func (s *Service) Block(ctx context.Context, user, peer uint64, on bool) error {
 		if err != nil || g == nil {
 			return err // unblocking in a conversation never created: nothing to do
 		}
-		i := g.side(user)
+		i := g.Side(user)
 		if g.Blocked[i] == on {
 			return nil
 		}
@@ -127,21 +127,10 @@ func (tx *txn) pairConv(conv, a, b uint64, create bool) (*group, error) {
 	return g, nil
 }
 
-// side returns the index of user in g.Direct.
-func (g *group) side(user uint64) int {
-	if g.Direct[0] == user {
-		return 0
-	}
-	return 1
-}
-
 // refuses returns ErrBlocked if g is a direct conversation whose other
 // user blocks sender.
 func (g *group) refuses(sender uint64) error {
-	if !g.IsDirect() {
-		return nil
-	}
-	if g.Blocked[1-g.side(sender)] {
+	if g.Blocks(sender) {
 		return fmt.Errorf("%w: %d does not accept direct messages from %d", ErrBlocked, g.Peer(sender), sender)
 	}
 	return nil

@@ -107,6 +107,20 @@ type Group struct {
 // IsDirect reports whether g is a direct conversation.
 func (g *Group) IsDirect() bool { return g.Direct[0] != 0 }
 
+// Side returns the index of user, one of the two, in g.Direct.
+func (g *Group) Side(user uint64) int {
+	if g.Direct[0] == user {
+		return 0
+	}
+	return 1
+}
+
+// Blocks reports whether g is a direct conversation whose other user
+// refuses the messages of sender, one of its two.
+func (g *Group) Blocks(sender uint64) bool {
+	return g.IsDirect() && g.Blocked[1-g.Side(sender)]
+}
+
 // Peer returns the user of direct conversation g who is not user.
 func (g *Group) Peer(user uint64) uint64 {
 	if g.Direct[0] == user {
