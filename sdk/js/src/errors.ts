@@ -25,6 +25,8 @@ export const Code = {
   REDIRECT: 22,
   BANNED: 23,
   REVOKED: 24,
+  BLOCKED: 25,
+  TOO_LATE: 26,
 } as const;
 
 const codeNames = new Map<number, string>(Object.entries(Code).map(([k, v]) => [v, k]));

@@ -23,6 +23,12 @@ export const Cmd = {
   HISTORY: 6,
   CONVERSATIONS: 7,
   MARK_READ: 8,
+  SEND_DIRECT: 9,
+  BLOCK: 10,
+  RECALL: 11,
+  EDIT: 12,
+  TYPING: 13,
+  PRESENCE: 14,
   CREATE_GROUP: 16,
   INVITE: 17,
   JOIN: 18,
@@ -33,6 +39,8 @@ export const Cmd = {
   MUTE: 23,
   SET_DND: 24,
   GROUP_INFO: 25,
+  SET_GROUP_PROFILE: 26,
+  READ_RECEIPTS: 27,
   ERROR: 255,
 } as const;
 
@@ -43,6 +51,8 @@ export const Kind = {
   READ: 0x8002,
   DND: 0x8003,
   SYSTEM: 0x8004,
+  RECALL: 0x8005,
+  EDIT: 0x8006,
 } as const;
 
 export interface Frame {

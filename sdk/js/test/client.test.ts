@@ -174,7 +174,8 @@ for (const tr of transports) {
       await owner.client.invite(g.id, [202n, 203n]);
       await owner.client.setRole(g.id, 202n, 2);
       await owner.client.kick(g.id, 203n);
-      await owner.client.mute(g.id, 0n, 0n);
+      // A whole-group mute: lifting one that was never set posts nothing.
+      await owner.client.mute(g.id, 0n, BigInt(Date.now() + 60_000));
       await carol.client.setDND(g.id, true);
       const info = await carol.client.groupInfo(g.id);
       assert.deepEqual(

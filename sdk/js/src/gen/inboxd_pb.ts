@@ -14,7 +14,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file inboxd.proto.
  */
 export const file_inboxd: GenFile = /*@__PURE__*/
-  fileDesc("CgxpbmJveGQucHJvdG8SCWluYm94ZC52MSJQCgVFcnJvchIMCgRjb2RlGAEgASgNEg8KB21lc3NhZ2UYAiABKAkSFgoOcmV0cnlfYWZ0ZXJfbXMYAyABKA0SEAoIcmVkaXJlY3QYBCABKAkiBwoFRW1wdHkiHAoLQXV0aFJlcXVlc3QSDQoFdG9rZW4YASABKAkinQEKDEF1dGhSZXNwb25zZRIPCgd1c2VyX2lkGAEgASgEEhEKCWRldmljZV9pZBgCIAEoCRIQCghoZWFkX3NlcRgDIAEoBBIUCgxoZWFydGJlYXRfbXMYBCABKA0SFgoOc2VydmVyX3RpbWVfbXMYBSABKAMSEQoJbWF4X2ZyYW1lGAYgASgNEhYKDm1heF9ncm91cF9zaXplGAcgASgNIn0KBUdyb3VwEgoKAmlkGAEgASgEEgwKBG5hbWUYAiABKAkSDQoFb3duZXIYAyABKAQSEgoKY3JlYXRlZF9tcxgEIAEoAxIMCgRvcGVuGAUgASgIEhYKDm11dGVkX3VudGlsX21zGAYgASgDEhEKCWRpc21pc3NlZBgHIAEoCCJPCgZNZW1iZXISDAoEdXNlchgBIAEoBBIMCgRyb2xlGAIgASgNEhEKCWpvaW5lZF9hdBgDIAEoBBIWCg5tdXRlZF91bnRpbF9tcxgEIAEoAyJBChJDcmVhdGVHcm91cFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIPCgdtZW1iZXJzGAIgAygEEgwKBG9wZW4YAyABKAgiNgoTQ3JlYXRlR3JvdXBSZXNwb25zZRIfCgVncm91cBgBIAEoCzIQLmluYm94ZC52MS5Hcm91cCIsCg1JbnZpdGVSZXF1ZXN0EgwKBGNvbnYYASABKAQSDQoFdXNlcnMYAiADKAQiGwoLQ29udlJlcXVlc3QSDAoEY29udhgBIAEoBCIpCgtLaWNrUmVxdWVzdBIMCgRjb252GAEgASgEEgwKBHVzZXIYAiABKAQiOgoOU2V0Um9sZVJlcXVlc3QSDAoEY29udhgBIAEoBBIMCgR1c2VyGAIgASgEEgwKBHJvbGUYAyABKA0iOwoLTXV0ZVJlcXVlc3QSDAoEY29udhgBIAEoBBIMCgR1c2VyGAIgASgEEhAKCHVudGlsX21zGAMgASgDIikKDVNldERORFJlcXVlc3QSDAoEY29udhgBIAEoBBIKCgJvbhgCIAEoCCJYChFHcm91cEluZm9SZXNwb25zZRIfCgVncm91cBgBIAEoCzIQLmluYm94ZC52MS5Hcm91cBIiCgdtZW1iZXJzGAIgAygLMhEuaW5ib3hkLnYxLk1lbWJlciJOCgtTZW5kUmVxdWVzdBIMCgRjb252GAEgASgEEhUKDWNsaWVudF9tc2dfaWQYAiABKAkSDAoEa2luZBgDIAEoDRIMCgRib2R5GAQgASgMIk8KB1NlbmRBY2sSDgoGbXNnX2lkGAEgASgEEhAKCGNvbnZfc2VxGAIgASgEEg8KB3RpbWVfbXMYAyABKAMSEQoJZHVwbGljYXRlGAQgASgIIo0BCgdNZXNzYWdlEgwKBGNvbnYYASABKAQSEAoIY29udl9zZXEYAiABKAQSDgoGbXNnX2lkGAMgASgEEg4KBnNlbmRlchgEIAEoBBIVCg1jbGllbnRfbXNnX2lkGAUgASgJEgwKBGtpbmQYBiABKA0SDAoEYm9keRgHIAEoDBIPCgd0aW1lX21zGAggASgDIncKBUVudHJ5EgsKA3NlcRgBIAEoBBIMCgRjb252GAIgASgEEhAKCGNvbnZfc2VxGAMgASgEEg4KBm1zZ19pZBgEIAEoBBIMCgRraW5kGAUgASgNEiMKB21lc3NhZ2UYBiABKAsyEi5pbmJveGQudjEuTWVzc2FnZSIpCgRQdXNoEiEKB2VudHJpZXMYASADKAsyEC5pbmJveGQudjEuRW50cnkiLwoLU3luY1JlcXVlc3QSEQoJYWZ0ZXJfc2VxGAEgASgEEg0KBWxpbWl0GAIgASgNIlUKDFN5bmNSZXNwb25zZRIhCgdlbnRyaWVzGAEgAygLMhAuaW5ib3hkLnYxLkVudHJ5EhAKCGhlYWRfc2VxGAIgASgEEhAKCGhhc19tb3JlGAMgASgIIkYKDkhpc3RvcnlSZXF1ZXN0EgwKBGNvbnYYASABKAQSFwoPYmVmb3JlX2NvbnZfc2VxGAIgASgEEg0KBWxpbWl0GAMgASgNIjcKD0hpc3RvcnlSZXNwb25zZRIkCghtZXNzYWdlcxgBIAMoCzISLmluYm94ZC52MS5NZXNzYWdlIq0BCgxDb252ZXJzYXRpb24SDAoEY29udhgBIAEoBBIMCgRuYW1lGAIgASgJEhEKCWpvaW5lZF9hdBgDIAEoBBIPCgdsZWZ0X2F0GAQgASgEEhAKCHJlYWRfc2VxGAUgASgEEgwKBGhlYWQYBiABKAQSDgoGdW5yZWFkGAcgASgEEgsKA2RuZBgIIAEoCBIgCgRsYXN0GAkgASgLMhIuaW5ib3hkLnYxLk1lc3NhZ2UiJgoUQ29udmVyc2F0aW9uc1JlcXVlc3QSDgoGb2Zmc2V0GAEgASgNIlkKFUNvbnZlcnNhdGlvbnNSZXNwb25zZRIuCg1jb252ZXJzYXRpb25zGAEgAygLMhcuaW5ib3hkLnYxLkNvbnZlcnNhdGlvbhIQCghoYXNfbW9yZRgCIAEoCCIxCg9NYXJrUmVhZFJlcXVlc3QSDAoEY29udhgBIAEoBBIQCghjb252X3NlcRgCIAEoBCIkChBNYXJrUmVhZFJlc3BvbnNlEhAKCHJlYWRfc2VxGAEgASgEQiZaJGdpdGh1Yi5jb20vaW5ib3hkL2luYm94ZC93aXJlL3dpcmVwYmIGcHJvdG8z");
+  fileDesc("CgxpbmJveGQucHJvdG8SCWluYm94ZC52MSJQCgVFcnJvchIMCgRjb2RlGAEgASgNEg8KB21lc3NhZ2UYAiABKAkSFgoOcmV0cnlfYWZ0ZXJfbXMYAyABKA0SEAoIcmVkaXJlY3QYBCABKAkiBwoFRW1wdHkiHAoLQXV0aFJlcXVlc3QSDQoFdG9rZW4YASABKAkinQEKDEF1dGhSZXNwb25zZRIPCgd1c2VyX2lkGAEgASgEEhEKCWRldmljZV9pZBgCIAEoCRIQCghoZWFkX3NlcRgDIAEoBBIUCgxoZWFydGJlYXRfbXMYBCABKA0SFgoOc2VydmVyX3RpbWVfbXMYBSABKAMSEQoJbWF4X2ZyYW1lGAYgASgNEhYKDm1heF9ncm91cF9zaXplGAcgASgNIqcBCgVHcm91cBIKCgJpZBgBIAEoBBIMCgRuYW1lGAIgASgJEg0KBW93bmVyGAMgASgEEhIKCmNyZWF0ZWRfbXMYBCABKAMSDAoEb3BlbhgFIAEoCBIWCg5tdXRlZF91bnRpbF9tcxgGIAEoAxIRCglkaXNtaXNzZWQYByABKAgSFAoMYW5ub3VuY2VtZW50GAggASgJEhIKCmF2YXRhcl91cmwYCSABKAkiTwoGTWVtYmVyEgwKBHVzZXIYASABKAQSDAoEcm9sZRgCIAEoDRIRCglqb2luZWRfYXQYAyABKAQSFgoObXV0ZWRfdW50aWxfbXMYBCABKAMiQQoSQ3JlYXRlR3JvdXBSZXF1ZXN0EgwKBG5hbWUYASABKAkSDwoHbWVtYmVycxgCIAMoBBIMCgRvcGVuGAMgASgIIjYKE0NyZWF0ZUdyb3VwUmVzcG9uc2USHwoFZ3JvdXAYASABKAsyEC5pbmJveGQudjEuR3JvdXAiLAoNSW52aXRlUmVxdWVzdBIMCgRjb252GAEgASgEEg0KBXVzZXJzGAIgAygEIhsKC0NvbnZSZXF1ZXN0EgwKBGNvbnYYASABKAQiKQoLS2lja1JlcXVlc3QSDAoEY29udhgBIAEoBBIMCgR1c2VyGAIgASgEIjoKDlNldFJvbGVSZXF1ZXN0EgwKBGNvbnYYASABKAQSDAoEdXNlchgCIAEoBBIMCgRyb2xlGAMgASgNIjsKC011dGVSZXF1ZXN0EgwKBGNvbnYYASABKAQSDAoEdXNlchgCIAEoBBIQCgh1bnRpbF9tcxgDIAEoAyIpCg1TZXRETkRSZXF1ZXN0EgwKBGNvbnYYASABKAQSCgoCb24YAiABKAgiWAoRR3JvdXBJbmZvUmVzcG9uc2USHwoFZ3JvdXAYASABKAsyEC5pbmJveGQudjEuR3JvdXASIgoHbWVtYmVycxgCIAMoCzIRLmluYm94ZC52MS5NZW1iZXIidQoLU2VuZFJlcXVlc3QSDAoEY29udhgBIAEoBBIVCg1jbGllbnRfbXNnX2lkGAIgASgJEgwKBGtpbmQYAyABKA0SDAoEYm9keRgEIAEoDBIQCghtZW50aW9ucxgFIAMoBBITCgttZW50aW9uX2FsbBgGIAEoCCJGCg1SZWNhbGxSZXF1ZXN0EgwKBGNvbnYYASABKAQSEAoIY29udl9zZXEYAiABKAQSFQoNY2xpZW50X21zZ19pZBgDIAEoCSJSCgtFZGl0UmVxdWVzdBIMCgRjb252GAEgASgEEhAKCGNvbnZfc2VxGAIgASgEEhUKDWNsaWVudF9tc2dfaWQYAyABKAkSDAoEYm9keRgEIAEoDCJdCgdTZW5kQWNrEg4KBm1zZ19pZBgBIAEoBBIQCghjb252X3NlcRgCIAEoBBIPCgd0aW1lX21zGAMgASgDEhEKCWR1cGxpY2F0ZRgEIAEoCBIMCgRjb252GAUgASgEIlIKEVNlbmREaXJlY3RSZXF1ZXN0EgoKAnRvGAEgASgEEhUKDWNsaWVudF9tc2dfaWQYAiABKAkSDAoEa2luZBgDIAEoDRIMCgRib2R5GAQgASgMIigKDEJsb2NrUmVxdWVzdBIMCgR1c2VyGAEgASgEEgoKAm9uGAIgASgIIpYBChZTZXRHcm91cFByb2ZpbGVSZXF1ZXN0EgwKBGNvbnYYASABKAQSEQoEbmFtZRgCIAEoCUgAiAEBEhkKDGFubm91bmNlbWVudBgDIAEoCUgBiAEBEhcKCmF2YXRhcl91cmwYBCABKAlIAogBAUIHCgVfbmFtZUIPCg1fYW5ub3VuY2VtZW50Qg0KC19hdmF0YXJfdXJsItkBCgdNZXNzYWdlEgwKBGNvbnYYASABKAQSEAoIY29udl9zZXEYAiABKAQSDgoGbXNnX2lkGAMgASgEEg4KBnNlbmRlchgEIAEoBBIVCg1jbGllbnRfbXNnX2lkGAUgASgJEgwKBGtpbmQYBiABKA0SDAoEYm9keRgHIAEoDBIPCgd0aW1lX21zGAggASgDEhAKCG1lbnRpb25zGAkgAygEEhMKC21lbnRpb25fYWxsGAogASgIEhAKCHJlY2FsbGVkGAsgASgIEhEKCWVkaXRlZF9tcxgMIAEoAyJ3CgVFbnRyeRILCgNzZXEYASABKAQSDAoEY29udhgCIAEoBBIQCghjb252X3NlcRgDIAEoBBIOCgZtc2dfaWQYBCABKAQSDAoEa2luZBgFIAEoDRIjCgdtZXNzYWdlGAYgASgLMhIuaW5ib3hkLnYxLk1lc3NhZ2UiKQoEUHVzaBIhCgdlbnRyaWVzGAEgAygLMhAuaW5ib3hkLnYxLkVudHJ5Ii8KC1N5bmNSZXF1ZXN0EhEKCWFmdGVyX3NlcRgBIAEoBBINCgVsaW1pdBgCIAEoDSJVCgxTeW5jUmVzcG9uc2USIQoHZW50cmllcxgBIAMoCzIQLmluYm94ZC52MS5FbnRyeRIQCghoZWFkX3NlcRgCIAEoBBIQCghoYXNfbW9yZRgDIAEoCCJGCg5IaXN0b3J5UmVxdWVzdBIMCgRjb252GAEgASgEEhcKD2JlZm9yZV9jb252X3NlcRgCIAEoBBINCgVsaW1pdBgDIAEoDSI3Cg9IaXN0b3J5UmVzcG9uc2USJAoIbWVzc2FnZXMYASADKAsyEi5pbmJveGQudjEuTWVzc2FnZSLjAQoMQ29udmVyc2F0aW9uEgwKBGNvbnYYASABKAQSDAoEbmFtZRgCIAEoCRIRCglqb2luZWRfYXQYAyABKAQSDwoHbGVmdF9hdBgEIAEoBBIQCghyZWFkX3NlcRgFIAEoBBIMCgRoZWFkGAYgASgEEg4KBnVucmVhZBgHIAEoBBILCgNkbmQYCCABKAgSIAoEbGFzdBgJIAEoCzISLmluYm94ZC52MS5NZXNzYWdlEhYKDm1lbnRpb25fdW5yZWFkGAogASgEEg4KBmRpcmVjdBgLIAEoCBIMCgRwZWVyGAwgASgEIiYKFENvbnZlcnNhdGlvbnNSZXF1ZXN0Eg4KBm9mZnNldBgBIAEoDSJZChVDb252ZXJzYXRpb25zUmVzcG9uc2USLgoNY29udmVyc2F0aW9ucxgBIAMoCzIXLmluYm94ZC52MS5Db252ZXJzYXRpb24SEAoIaGFzX21vcmUYAiABKAgiMQoPTWFya1JlYWRSZXF1ZXN0EgwKBGNvbnYYASABKAQSEAoIY29udl9zZXEYAiABKAQiJAoQTWFya1JlYWRSZXNwb25zZRIQCghyZWFkX3NlcRgBIAEoBCIdCg1UeXBpbmdSZXF1ZXN0EgwKBGNvbnYYASABKAQiKQoLVHlwaW5nRXZlbnQSDAoEY29udhgBIAEoBBIMCgR1c2VyGAIgASgEIiAKD1ByZXNlbmNlUmVxdWVzdBINCgV1c2VycxgBIAMoBCIiChBQcmVzZW5jZVJlc3BvbnNlEg4KBm9ubGluZRgBIAMoBCJoChNSZWFkUmVjZWlwdHNSZXF1ZXN0EgwKBGNvbnYYASABKAQSEAoIY29udl9zZXEYAiABKAQSEgoKYWZ0ZXJfdXNlchgDIAEoBBINCgVsaW1pdBgEIAEoDRIOCgZ1bnJlYWQYBSABKAgiWAoUUmVhZFJlY2VpcHRzUmVzcG9uc2USDwoHbWVtYmVycxgBIAEoDRIMCgRyZWFkGAIgASgNEg0KBXVzZXJzGAMgAygEEhIKCm5leHRfYWZ0ZXIYBCABKARCJlokZ2l0aHViLmNvbS9pbmJveGQvaW5ib3hkL3dpcmUvd2lyZXBiYgZwcm90bzM");
 
 /**
  * Error is the body of a response frame with the ERROR flag, and of a
@@ -186,6 +186,20 @@ export type Group = Message$1<"inboxd.v1.Group"> & {
    * @generated from field: bool dismissed = 7;
    */
   dismissed: boolean;
+
+  /**
+   * SET_GROUP_PROFILE; empty: none
+   *
+   * @generated from field: string announcement = 8;
+   */
+  announcement: string;
+
+  /**
+   * SET_GROUP_PROFILE; empty: none
+   *
+   * @generated from field: string avatar_url = 9;
+   */
+  avatarUrl: string;
 };
 
 /**
@@ -472,6 +486,20 @@ export type SendRequest = Message$1<"inboxd.v1.SendRequest"> & {
    * @generated from field: bytes body = 4;
    */
   body: Uint8Array;
+
+  /**
+   * members the message mentions; at most 50, no duplicates
+   *
+   * @generated from field: repeated uint64 mentions = 5;
+   */
+  mentions: bigint[];
+
+  /**
+   * mentions every member ("@all"): owner and admins only, by default
+   *
+   * @generated from field: bool mention_all = 6;
+   */
+  mentionAll: boolean;
 };
 
 /**
@@ -480,6 +508,79 @@ export type SendRequest = Message$1<"inboxd.v1.SendRequest"> & {
  */
 export const SendRequestSchema: GenMessage<SendRequest> = /*@__PURE__*/
   messageDesc(file_inboxd, 15);
+
+/**
+ * RecallRequest recalls the message at conv_seq of conv; EditRequest
+ * replaces its body. Both answer a SendAck for the new entry (KindRecall,
+ * KindEdit) that records the change.
+ *
+ * @generated from message inboxd.v1.RecallRequest
+ */
+export type RecallRequest = Message$1<"inboxd.v1.RecallRequest"> & {
+  /**
+   * @generated from field: uint64 conv = 1;
+   */
+  conv: bigint;
+
+  /**
+   * the message to recall
+   *
+   * @generated from field: uint64 conv_seq = 2;
+   */
+  convSeq: bigint;
+
+  /**
+   * optional, 0–64 bytes: the retry key, as in SEND
+   *
+   * @generated from field: string client_msg_id = 3;
+   */
+  clientMsgId: string;
+};
+
+/**
+ * Describes the message inboxd.v1.RecallRequest.
+ * Use `create(RecallRequestSchema)` to create a new message.
+ */
+export const RecallRequestSchema: GenMessage<RecallRequest> = /*@__PURE__*/
+  messageDesc(file_inboxd, 16);
+
+/**
+ * @generated from message inboxd.v1.EditRequest
+ */
+export type EditRequest = Message$1<"inboxd.v1.EditRequest"> & {
+  /**
+   * @generated from field: uint64 conv = 1;
+   */
+  conv: bigint;
+
+  /**
+   * the message to edit
+   *
+   * @generated from field: uint64 conv_seq = 2;
+   */
+  convSeq: bigint;
+
+  /**
+   * optional, 0–64 bytes: the retry key, as in SEND
+   *
+   * @generated from field: string client_msg_id = 3;
+   */
+  clientMsgId: string;
+
+  /**
+   * the new body, replacing the whole of the old one
+   *
+   * @generated from field: bytes body = 4;
+   */
+  body: Uint8Array;
+};
+
+/**
+ * Describes the message inboxd.v1.EditRequest.
+ * Use `create(EditRequestSchema)` to create a new message.
+ */
+export const EditRequestSchema: GenMessage<EditRequest> = /*@__PURE__*/
+  messageDesc(file_inboxd, 17);
 
 /**
  * @generated from message inboxd.v1.SendAck
@@ -506,6 +607,13 @@ export type SendAck = Message$1<"inboxd.v1.SendAck"> & {
    * @generated from field: bool duplicate = 4;
    */
   duplicate: boolean;
+
+  /**
+   * the conversation the message is in (SEND_DIRECT: the direct conversation's id)
+   *
+   * @generated from field: uint64 conv = 5;
+   */
+  conv: bigint;
 };
 
 /**
@@ -513,7 +621,107 @@ export type SendAck = Message$1<"inboxd.v1.SendAck"> & {
  * Use `create(SendAckSchema)` to create a new message.
  */
 export const SendAckSchema: GenMessage<SendAck> = /*@__PURE__*/
-  messageDesc(file_inboxd, 16);
+  messageDesc(file_inboxd, 18);
+
+/**
+ * SendDirectRequest is the body of SEND_DIRECT: a message to the direct
+ * conversation of the sender and `to`, created by the first one.
+ *
+ * @generated from message inboxd.v1.SendDirectRequest
+ */
+export type SendDirectRequest = Message$1<"inboxd.v1.SendDirectRequest"> & {
+  /**
+   * the other user; not the sender
+   *
+   * @generated from field: uint64 to = 1;
+   */
+  to: bigint;
+
+  /**
+   * as SendRequest's
+   *
+   * @generated from field: string client_msg_id = 2;
+   */
+  clientMsgId: string;
+
+  /**
+   * @generated from field: uint32 kind = 3;
+   */
+  kind: number;
+
+  /**
+   * @generated from field: bytes body = 4;
+   */
+  body: Uint8Array;
+};
+
+/**
+ * Describes the message inboxd.v1.SendDirectRequest.
+ * Use `create(SendDirectRequestSchema)` to create a new message.
+ */
+export const SendDirectRequestSchema: GenMessage<SendDirectRequest> = /*@__PURE__*/
+  messageDesc(file_inboxd, 19);
+
+/**
+ * BlockRequest is the body of BLOCK: on, the sender refuses direct messages
+ * from user; off lifts it.
+ *
+ * @generated from message inboxd.v1.BlockRequest
+ */
+export type BlockRequest = Message$1<"inboxd.v1.BlockRequest"> & {
+  /**
+   * @generated from field: uint64 user = 1;
+   */
+  user: bigint;
+
+  /**
+   * @generated from field: bool on = 2;
+   */
+  on: boolean;
+};
+
+/**
+ * Describes the message inboxd.v1.BlockRequest.
+ * Use `create(BlockRequestSchema)` to create a new message.
+ */
+export const BlockRequestSchema: GenMessage<BlockRequest> = /*@__PURE__*/
+  messageDesc(file_inboxd, 20);
+
+/**
+ * SetGroupProfileRequest is the body of SET_GROUP_PROFILE. An absent field
+ * is left as it is; a present one, even empty, is set (empty clears the
+ * announcement or the avatar; a name cannot be empty).
+ *
+ * @generated from message inboxd.v1.SetGroupProfileRequest
+ */
+export type SetGroupProfileRequest = Message$1<"inboxd.v1.SetGroupProfileRequest"> & {
+  /**
+   * @generated from field: uint64 conv = 1;
+   */
+  conv: bigint;
+
+  /**
+   * @generated from field: optional string name = 2;
+   */
+  name?: string | undefined;
+
+  /**
+   * @generated from field: optional string announcement = 3;
+   */
+  announcement?: string | undefined;
+
+  /**
+   * @generated from field: optional string avatar_url = 4;
+   */
+  avatarUrl?: string | undefined;
+};
+
+/**
+ * Describes the message inboxd.v1.SetGroupProfileRequest.
+ * Use `create(SetGroupProfileRequestSchema)` to create a new message.
+ */
+export const SetGroupProfileRequestSchema: GenMessage<SetGroupProfileRequest> = /*@__PURE__*/
+  messageDesc(file_inboxd, 21);
 
 /**
  * @generated from message inboxd.v1.Message
@@ -550,6 +758,8 @@ export type Message = Message$1<"inboxd.v1.Message"> & {
   kind: number;
 
   /**
+   * empty once recalled
+   *
    * @generated from field: bytes body = 7;
    */
   body: Uint8Array;
@@ -558,6 +768,30 @@ export type Message = Message$1<"inboxd.v1.Message"> & {
    * @generated from field: int64 time_ms = 8;
    */
   timeMs: bigint;
+
+  /**
+   * @generated from field: repeated uint64 mentions = 9;
+   */
+  mentions: bigint[];
+
+  /**
+   * @generated from field: bool mention_all = 10;
+   */
+  mentionAll: boolean;
+
+  /**
+   * a RECALL recalled it: body is gone
+   *
+   * @generated from field: bool recalled = 11;
+   */
+  recalled: boolean;
+
+  /**
+   * time of the newest EDIT, whose body body is; 0: never edited
+   *
+   * @generated from field: int64 edited_ms = 12;
+   */
+  editedMs: bigint;
 };
 
 /**
@@ -565,7 +799,7 @@ export type Message = Message$1<"inboxd.v1.Message"> & {
  * Use `create(MessageSchema)` to create a new message.
  */
 export const MessageSchema: GenMessage<Message> = /*@__PURE__*/
-  messageDesc(file_inboxd, 17);
+  messageDesc(file_inboxd, 22);
 
 /**
  * Entry is one row of the user's inbox. message is absent for READ rows
@@ -610,7 +844,7 @@ export type Entry = Message$1<"inboxd.v1.Entry"> & {
  * Use `create(EntrySchema)` to create a new message.
  */
 export const EntrySchema: GenMessage<Entry> = /*@__PURE__*/
-  messageDesc(file_inboxd, 18);
+  messageDesc(file_inboxd, 23);
 
 /**
  * Push is a server-initiated frame: new entries of the user's inbox, in seq order.
@@ -629,7 +863,7 @@ export type Push = Message$1<"inboxd.v1.Push"> & {
  * Use `create(PushSchema)` to create a new message.
  */
 export const PushSchema: GenMessage<Push> = /*@__PURE__*/
-  messageDesc(file_inboxd, 19);
+  messageDesc(file_inboxd, 24);
 
 /**
  * @generated from message inboxd.v1.SyncRequest
@@ -653,7 +887,7 @@ export type SyncRequest = Message$1<"inboxd.v1.SyncRequest"> & {
  * Use `create(SyncRequestSchema)` to create a new message.
  */
 export const SyncRequestSchema: GenMessage<SyncRequest> = /*@__PURE__*/
-  messageDesc(file_inboxd, 20);
+  messageDesc(file_inboxd, 25);
 
 /**
  * @generated from message inboxd.v1.SyncResponse
@@ -680,7 +914,7 @@ export type SyncResponse = Message$1<"inboxd.v1.SyncResponse"> & {
  * Use `create(SyncResponseSchema)` to create a new message.
  */
 export const SyncResponseSchema: GenMessage<SyncResponse> = /*@__PURE__*/
-  messageDesc(file_inboxd, 21);
+  messageDesc(file_inboxd, 26);
 
 /**
  * @generated from message inboxd.v1.HistoryRequest
@@ -711,7 +945,7 @@ export type HistoryRequest = Message$1<"inboxd.v1.HistoryRequest"> & {
  * Use `create(HistoryRequestSchema)` to create a new message.
  */
 export const HistoryRequestSchema: GenMessage<HistoryRequest> = /*@__PURE__*/
-  messageDesc(file_inboxd, 22);
+  messageDesc(file_inboxd, 27);
 
 /**
  * @generated from message inboxd.v1.HistoryResponse
@@ -730,7 +964,7 @@ export type HistoryResponse = Message$1<"inboxd.v1.HistoryResponse"> & {
  * Use `create(HistoryResponseSchema)` to create a new message.
  */
 export const HistoryResponseSchema: GenMessage<HistoryResponse> = /*@__PURE__*/
-  messageDesc(file_inboxd, 23);
+  messageDesc(file_inboxd, 28);
 
 /**
  * @generated from message inboxd.v1.Conversation
@@ -786,6 +1020,27 @@ export type Conversation = Message$1<"inboxd.v1.Conversation"> & {
    * @generated from field: inboxd.v1.Message last = 9;
    */
   last?: Message | undefined;
+
+  /**
+   * unread messages that mention the user (or @all); at most 1000
+   *
+   * @generated from field: uint64 mention_unread = 10;
+   */
+  mentionUnread: bigint;
+
+  /**
+   * a direct conversation of two users
+   *
+   * @generated from field: bool direct = 11;
+   */
+  direct: boolean;
+
+  /**
+   * direct: the other user
+   *
+   * @generated from field: uint64 peer = 12;
+   */
+  peer: bigint;
 };
 
 /**
@@ -793,7 +1048,7 @@ export type Conversation = Message$1<"inboxd.v1.Conversation"> & {
  * Use `create(ConversationSchema)` to create a new message.
  */
 export const ConversationSchema: GenMessage<Conversation> = /*@__PURE__*/
-  messageDesc(file_inboxd, 24);
+  messageDesc(file_inboxd, 29);
 
 /**
  * The conversation list, latest activity first, in pages that fit in one
@@ -813,7 +1068,7 @@ export type ConversationsRequest = Message$1<"inboxd.v1.ConversationsRequest"> &
  * Use `create(ConversationsRequestSchema)` to create a new message.
  */
 export const ConversationsRequestSchema: GenMessage<ConversationsRequest> = /*@__PURE__*/
-  messageDesc(file_inboxd, 25);
+  messageDesc(file_inboxd, 30);
 
 /**
  * @generated from message inboxd.v1.ConversationsResponse
@@ -839,7 +1094,7 @@ export type ConversationsResponse = Message$1<"inboxd.v1.ConversationsResponse">
  * Use `create(ConversationsResponseSchema)` to create a new message.
  */
 export const ConversationsResponseSchema: GenMessage<ConversationsResponse> = /*@__PURE__*/
-  messageDesc(file_inboxd, 26);
+  messageDesc(file_inboxd, 31);
 
 /**
  * @generated from message inboxd.v1.MarkReadRequest
@@ -861,7 +1116,7 @@ export type MarkReadRequest = Message$1<"inboxd.v1.MarkReadRequest"> & {
  * Use `create(MarkReadRequestSchema)` to create a new message.
  */
 export const MarkReadRequestSchema: GenMessage<MarkReadRequest> = /*@__PURE__*/
-  messageDesc(file_inboxd, 27);
+  messageDesc(file_inboxd, 32);
 
 /**
  * @generated from message inboxd.v1.MarkReadResponse
@@ -878,5 +1133,170 @@ export type MarkReadResponse = Message$1<"inboxd.v1.MarkReadResponse"> & {
  * Use `create(MarkReadResponseSchema)` to create a new message.
  */
 export const MarkReadResponseSchema: GenMessage<MarkReadResponse> = /*@__PURE__*/
-  messageDesc(file_inboxd, 28);
+  messageDesc(file_inboxd, 33);
+
+/**
+ * TYPING (13), client to server: the user is typing in conv.
+ *
+ * @generated from message inboxd.v1.TypingRequest
+ */
+export type TypingRequest = Message$1<"inboxd.v1.TypingRequest"> & {
+  /**
+   * @generated from field: uint64 conv = 1;
+   */
+  conv: bigint;
+};
+
+/**
+ * Describes the message inboxd.v1.TypingRequest.
+ * Use `create(TypingRequestSchema)` to create a new message.
+ */
+export const TypingRequestSchema: GenMessage<TypingRequest> = /*@__PURE__*/
+  messageDesc(file_inboxd, 34);
+
+/**
+ * TYPING (13), server-initiated (request id 0): user is typing in conv.
+ * Show it for 6 s unless another renews it; never stored, never in SYNC.
+ *
+ * @generated from message inboxd.v1.TypingEvent
+ */
+export type TypingEvent = Message$1<"inboxd.v1.TypingEvent"> & {
+  /**
+   * @generated from field: uint64 conv = 1;
+   */
+  conv: bigint;
+
+  /**
+   * @generated from field: uint64 user = 2;
+   */
+  user: bigint;
+};
+
+/**
+ * Describes the message inboxd.v1.TypingEvent.
+ * Use `create(TypingEventSchema)` to create a new message.
+ */
+export const TypingEventSchema: GenMessage<TypingEvent> = /*@__PURE__*/
+  messageDesc(file_inboxd, 35);
+
+/**
+ * @generated from message inboxd.v1.PresenceRequest
+ */
+export type PresenceRequest = Message$1<"inboxd.v1.PresenceRequest"> & {
+  /**
+   * at most 500, non-zero
+   *
+   * @generated from field: repeated uint64 users = 1;
+   */
+  users: bigint[];
+};
+
+/**
+ * Describes the message inboxd.v1.PresenceRequest.
+ * Use `create(PresenceRequestSchema)` to create a new message.
+ */
+export const PresenceRequestSchema: GenMessage<PresenceRequest> = /*@__PURE__*/
+  messageDesc(file_inboxd, 36);
+
+/**
+ * @generated from message inboxd.v1.PresenceResponse
+ */
+export type PresenceResponse = Message$1<"inboxd.v1.PresenceResponse"> & {
+  /**
+   * those of users with a device connected, ascending
+   *
+   * @generated from field: repeated uint64 online = 1;
+   */
+  online: bigint[];
+};
+
+/**
+ * Describes the message inboxd.v1.PresenceResponse.
+ * Use `create(PresenceResponseSchema)` to create a new message.
+ */
+export const PresenceResponseSchema: GenMessage<PresenceResponse> = /*@__PURE__*/
+  messageDesc(file_inboxd, 37);
+
+/**
+ * @generated from message inboxd.v1.ReadReceiptsRequest
+ */
+export type ReadReceiptsRequest = Message$1<"inboxd.v1.ReadReceiptsRequest"> & {
+  /**
+   * @generated from field: uint64 conv = 1;
+   */
+  conv: bigint;
+
+  /**
+   * @generated from field: uint64 conv_seq = 2;
+   */
+  convSeq: bigint;
+
+  /**
+   * page cursor: list user ids above it; 0: from the first
+   *
+   * @generated from field: uint64 after_user = 3;
+   */
+  afterUser: bigint;
+
+  /**
+   * 0: 100; at most 1000
+   *
+   * @generated from field: uint32 limit = 4;
+   */
+  limit: number;
+
+  /**
+   * list the members who have not read it instead
+   *
+   * @generated from field: bool unread = 5;
+   */
+  unread: boolean;
+};
+
+/**
+ * Describes the message inboxd.v1.ReadReceiptsRequest.
+ * Use `create(ReadReceiptsRequestSchema)` to create a new message.
+ */
+export const ReadReceiptsRequestSchema: GenMessage<ReadReceiptsRequest> = /*@__PURE__*/
+  messageDesc(file_inboxd, 38);
+
+/**
+ * @generated from message inboxd.v1.ReadReceiptsResponse
+ */
+export type ReadReceiptsResponse = Message$1<"inboxd.v1.ReadReceiptsResponse"> & {
+  /**
+   * current members who received conv_seq, its sender excluded
+   *
+   * @generated from field: uint32 members = 1;
+   */
+  members: number;
+
+  /**
+   * how many of them have read it
+   *
+   * @generated from field: uint32 read = 2;
+   */
+  read: number;
+
+  /**
+   * a page of those who have read it (unread: who have not), ascending
+   *
+   * @generated from field: repeated uint64 users = 3;
+   */
+  users: bigint[];
+
+  /**
+   * more follow: ask again with after_user = next_after; 0: the list is complete
+   *
+   * @generated from field: uint64 next_after = 4;
+   */
+  nextAfter: bigint;
+};
+
+/**
+ * Describes the message inboxd.v1.ReadReceiptsResponse.
+ * Use `create(ReadReceiptsResponseSchema)` to create a new message.
+ */
+export const ReadReceiptsResponseSchema: GenMessage<ReadReceiptsResponse> = /*@__PURE__*/
+  messageDesc(file_inboxd, 39);
 
