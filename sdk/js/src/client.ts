@@ -9,11 +9,13 @@ import { Cmd, Kind } from "./frame.js";
 import {
   AuthRequestSchema,
   AuthResponseSchema,
+  BlockRequestSchema,
   ConvRequestSchema,
   ConversationsRequestSchema,
   ConversationsResponseSchema,
   CreateGroupRequestSchema,
   CreateGroupResponseSchema,
+  EditRequestSchema,
   EmptySchema,
   GroupInfoResponseSchema,
   HistoryRequestSchema,
@@ -23,18 +25,27 @@ import {
   MarkReadRequestSchema,
   MarkReadResponseSchema,
   MuteRequestSchema,
+  PresenceRequestSchema,
+  PresenceResponseSchema,
+  ReadReceiptsRequestSchema,
+  ReadReceiptsResponseSchema,
+  RecallRequestSchema,
   SendAckSchema,
+  SendDirectRequestSchema,
   SendRequestSchema,
   SetDNDRequestSchema,
+  SetGroupProfileRequestSchema,
   SetRoleRequestSchema,
   SyncRequestSchema,
   SyncResponseSchema,
+  TypingRequestSchema,
   type AuthResponse,
   type Conversation,
   type Entry,
   type Group,
   type GroupInfoResponse,
   type Message,
+  type ReadReceiptsResponse,
   type SendAck,
 } from "./gen/inboxd_pb.js";
 import { MemorySeqStore, type SeqStore } from "./store.js";
@@ -83,6 +94,13 @@ export interface ClientEvents {
   read: (conv: bigint, convSeq: bigint) => void | Promise<void>;
   /** Do-not-disturb of conv was set. */
   dnd: (conv: bigint, on: boolean) => void | Promise<void>;
+  /**
+   * user is typing in conv (a server-initiated TYPING): show it for
+   * TYPING_SHOWN_MS after the latest event of that user, and stop at once
+   * when a message of user in conv arrives. Best effort: events may be
+   * lost, and none is sent again.
+   */
+  typing: (conv: bigint, user: bigint) => void;
   /** AUTH succeeded on a new connection. */
   online: (auth: AuthResponse) => void;
   /** Caught up: SYNC had no more after lastSeq. */
@@ -103,6 +121,58 @@ export interface SendResult extends SendAck {
   clientMsgId: string;
 }
 
+/** Options of send. */
+export interface SendOptions {
+  /** 1–32767, the application's (default 1, text). */
+  kind?: number;
+  /** The retry key; a new random one by default. Give the stored one to resend a message of an earlier run of the app. */
+  clientMsgId?: string;
+  /** Members the message mentions ("@bob"): at most 50, each a current member. */
+  mentions?: bigint[];
+  /** The message mentions every member ("@all"): owner and admins only, unless the server allows everyone. */
+  mentionAll?: boolean;
+}
+
+/** A change of a group's profile: an absent part stays as it is; "" clears the announcement or the avatar. */
+export interface GroupProfile {
+  name?: string;
+  announcement?: string;
+  avatarUrl?: string;
+}
+
+/** Options of readReceipts. */
+export interface ReadReceiptsOptions {
+  /** Page cursor: list user ids above it (nextAfter of the previous page); 0 for the first page. */
+  afterUser?: bigint;
+  /** Page size: 0 is the server's default (100), at most 1000. */
+  limit?: number;
+  /** List the members who have not read the message instead of those who have. */
+  unread?: boolean;
+}
+
+/** How long to show "user is typing" after their latest typing event (docs/protocol.md, TYPING). */
+export const TYPING_SHOWN_MS = 6000;
+/** Call typing() at most this often while the user goes on typing. */
+export const TYPING_INTERVAL_MS = 3000;
+/** The most users one PRESENCE request may name; presence() splits longer lists. */
+export const MAX_PRESENCE_USERS = 500;
+
+const encodeBody = (body: string | Uint8Array) => (typeof body === "string" ? new TextEncoder().encode(body) : body);
+
+/**
+ * directConv returns the id of the direct conversation of users a and b,
+ * as the server derives it (docs/protocol.md, "Direct conversations"):
+ * known before its first message.
+ */
+export async function directConv(a: bigint, b: bigint): Promise<bigint> {
+  const [lo, hi] = a < b ? [a, b] : [b, a];
+  const pair = new DataView(new ArrayBuffer(16));
+  pair.setBigUint64(0, lo);
+  pair.setBigUint64(8, hi);
+  const digest = new DataView(await globalThis.crypto.subtle.digest("SHA-256", pair.buffer));
+  return digest.getBigUint64(0) | (1n << 63n);
+}
+
 /** newClientMsgId returns a random 128-bit id in hex. */
 export function newClientMsgId(): string {
   const b = new Uint8Array(16);
@@ -115,7 +185,9 @@ type Retry =
   // refused unapplied (RATE_LIMITED): the group commands, which may not be repeated once applied
   | "refused"
   // any retryable code or a lost connection: idempotent requests, and SEND under its client msg id
-  | "idempotent";
+  | "idempotent"
+  // nothing: TYPING, which the next keystroke replaces
+  | "never";
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -203,26 +275,68 @@ export class Client {
   // --- requests ---
 
   /**
-   * send sends a message to the group conv, resending under the same
-   * client msg id after a retryable error or a lost connection, so that
-   * the group gets it once. Give clientMsgId to resend a message of an
-   * earlier run of the app.
+   * send sends a message to conv (a group or a direct conversation),
+   * resending under the same client msg id after a retryable error or a
+   * lost connection, so that the conversation gets it once.
    */
-  async send(conv: bigint, body: string | Uint8Array, opt: { kind?: number; clientMsgId?: string } = {}): Promise<SendResult> {
-    const clientMsgId = opt.clientMsgId ?? newClientMsgId();
-    const ack = await this.call(
-      Cmd.SEND,
-      SendRequestSchema,
-      {
-        conv,
-        clientMsgId,
-        kind: opt.kind ?? Kind.TEXT,
-        body: typeof body === "string" ? new TextEncoder().encode(body) : body,
-      },
-      SendAckSchema,
-      "idempotent",
-    );
-    return { ...ack, clientMsgId };
+  async send(conv: bigint, body: string | Uint8Array, opt: SendOptions = {}): Promise<SendResult> {
+    return this.sendOnce(Cmd.SEND, SendRequestSchema, opt.clientMsgId, (clientMsgId) => ({
+      conv,
+      clientMsgId,
+      kind: opt.kind ?? Kind.TEXT,
+      body: encodeBody(body),
+      mentions: opt.mentions,
+      mentionAll: opt.mentionAll,
+    }));
+  }
+
+  /**
+   * sendDirect sends a message to the user to, in their direct
+   * conversation with this user, which the first message creates; the
+   * result's conv names it (see directConv), and send to it works as well.
+   * Retried as send is. While to blocks this user it fails with BLOCKED.
+   */
+  async sendDirect(to: bigint, body: string | Uint8Array, opt: Omit<SendOptions, "mentions" | "mentionAll"> = {}): Promise<SendResult> {
+    return this.sendOnce(Cmd.SEND_DIRECT, SendDirectRequestSchema, opt.clientMsgId, (clientMsgId) => ({
+      to,
+      clientMsgId,
+      kind: opt.kind ?? Kind.TEXT,
+      body: encodeBody(body),
+    }));
+  }
+
+  /**
+   * recall recalls the message at convSeq of conv: its sender within the
+   * server's window (2 minutes by default; later TOO_LATE), the owner and
+   * admins any time. The result is the ack of the recall entry; from then
+   * on the server serves the message recalled, with no body. Retried as
+   * send is, under its own client msg id.
+   */
+  async recall(conv: bigint, convSeq: bigint, opt: { clientMsgId?: string } = {}): Promise<SendResult> {
+    return this.sendOnce(Cmd.RECALL, RecallRequestSchema, opt.clientMsgId, (clientMsgId) => ({ conv, convSeq, clientMsgId }));
+  }
+
+  /**
+   * edit replaces the body of the message at convSeq of conv: its sender
+   * within the server's window (24 hours by default) while not muted, the
+   * owner and admins any time. The result is the ack of the edit entry;
+   * from then on the server serves the message with the new body and
+   * editedMs. Retried as send is.
+   */
+  async edit(conv: bigint, convSeq: bigint, body: string | Uint8Array, opt: { clientMsgId?: string } = {}): Promise<SendResult> {
+    return this.sendOnce(Cmd.EDIT, EditRequestSchema, opt.clientMsgId, (clientMsgId) => ({ conv, convSeq, clientMsgId, body: encodeBody(body) }));
+  }
+
+  /** sendOnce makes a request keyed by a client msg id (a new one unless given), which makes every resend of it safe. */
+  private async sendOnce<I extends DescMessage>(
+    command: number,
+    schema: I,
+    clientMsgId: string | undefined,
+    req: (clientMsgId: string) => MessageInitShape<I>,
+  ): Promise<SendResult> {
+    const id = clientMsgId ?? newClientMsgId();
+    const ack = await this.call(command, schema, req(id), SendAckSchema, "idempotent");
+    return { ...ack, clientMsgId: id };
   }
 
   /** history returns up to limit messages of conv below beforeConvSeq (0: the newest), newest first; empty: nothing older. */
@@ -298,6 +412,70 @@ export class Client {
     return this.call(Cmd.GROUP_INFO, ConvRequestSchema, { conv }, GroupInfoResponseSchema, "idempotent");
   }
 
+  /** block makes this user refuse direct messages from user (on), or accept them again (off). Setting what is set changes nothing: retried. */
+  async block(user: bigint, on = true): Promise<void> {
+    await this.call(Cmd.BLOCK, BlockRequestSchema, { user, on }, EmptySchema, "idempotent");
+  }
+
+  /**
+   * setGroupProfile changes the name, announcement or avatar URL of conv
+   * (owner and admins); each part that changes posts its notice. Setting
+   * what is set changes nothing: retried.
+   */
+  async setGroupProfile(conv: bigint, p: GroupProfile): Promise<void> {
+    await this.call(Cmd.SET_GROUP_PROFILE, SetGroupProfileRequestSchema, { conv, ...p }, EmptySchema, "idempotent");
+  }
+
+  /**
+   * readReceipts returns one page of who has read the message at convSeq
+   * of conv: members (who received it, its sender left out), read (how
+   * many of them have read it), and users, a page of the readers' ids
+   * ascending (with unread: of the others); nextAfter is the cursor of the
+   * next page, 0 at the end. The counts need only the first page.
+   */
+  async readReceipts(conv: bigint, convSeq: bigint, opt: ReadReceiptsOptions = {}): Promise<ReadReceiptsResponse> {
+    return this.call(Cmd.READ_RECEIPTS, ReadReceiptsRequestSchema, { conv, convSeq, ...opt }, ReadReceiptsResponseSchema, "idempotent");
+  }
+
+  /**
+   * readReceiptPages pages through readReceipts from the first page to the
+   * last. Each page is computed afresh: a member who reads the message
+   * meanwhile may move from one list to the other.
+   */
+  async *readReceiptPages(conv: bigint, convSeq: bigint, opt: Omit<ReadReceiptsOptions, "afterUser"> = {}): AsyncGenerator<ReadReceiptsResponse> {
+    for (let afterUser = 0n; ; ) {
+      const page = await this.readReceipts(conv, convSeq, { ...opt, afterUser });
+      yield page;
+      if (page.nextAfter === 0n) return;
+      afterUser = page.nextAfter;
+    }
+  }
+
+  /**
+   * presence returns those of users who have a device connected, each
+   * once, ascending. Ask again while they are on screen (every 30 s or
+   * so): the server tells nobody when someone comes or goes.
+   */
+  async presence(users: bigint[]): Promise<bigint[]> {
+    const online: bigint[] = [];
+    for (let i = 0; i < users.length; i += MAX_PRESENCE_USERS) {
+      const r = await this.call(Cmd.PRESENCE, PresenceRequestSchema, { users: users.slice(i, i + MAX_PRESENCE_USERS) }, PresenceResponseSchema, "idempotent");
+      online.push(...r.online);
+    }
+    // A user named in two chunks comes back from each.
+    return [...new Set(online)].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  }
+
+  /**
+   * typing tells the other online members of conv that this user is
+   * typing there: call it when the user starts and every
+   * TYPING_INTERVAL_MS while they go on. It is never resent: the next
+   * keystroke replaces a refused or lost one.
+   */
+  async typing(conv: bigint): Promise<void> {
+    await this.call(Cmd.TYPING, TypingRequestSchema, { conv }, EmptySchema, "never");
+  }
+
   private async call<I extends DescMessage, O extends DescMessage>(
     command: number,
     reqSchema: I,
@@ -325,6 +503,8 @@ export class Client {
         return err instanceof InboxdError && err.code === Code.RATE_LIMITED;
       case "idempotent":
         return err instanceof ConnectionLostError || (err instanceof InboxdError && (err.retryable || this.connectionError(err)));
+      case "never":
+        return false;
     }
   }
 
@@ -438,6 +618,7 @@ export class Client {
         for (const w of this.syncWaiters.splice(0)) w.resolve();
       });
       conn.onPush((entries) => this.step(conn, () => this.applyPushes(conn, entries)));
+      conn.onTyping((ev) => this.emit("typing", ev.conv, ev.user));
       return await conn.ended;
     } finally {
       clearInterval(heartbeat);

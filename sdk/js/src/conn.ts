@@ -13,7 +13,7 @@ import {
   type Frame,
 } from "./frame.js";
 import { Code, ConnectionLostError, InboxdError } from "./errors.js";
-import { ErrorSchema, PushSchema, type Entry } from "./gen/inboxd_pb.js";
+import { ErrorSchema, PushSchema, TypingEventSchema, type Entry, type TypingEvent } from "./gen/inboxd_pb.js";
 import type { Dialer, Transport } from "./transport.js";
 
 interface Pending {
@@ -33,6 +33,7 @@ export class Conn {
   /** Pushes are held until someone takes them: the AUTH response comes first. */
   private held: Entry[][] = [];
   private pushHandler?: (entries: Entry[]) => void;
+  private typingHandler?: (ev: TypingEvent) => void;
 
   private constructor(readonly addr: string) {
     this.ended = new Promise((resolve) => (this.endedResolve = resolve));
@@ -71,6 +72,11 @@ export class Conn {
   onPush(fn: (entries: Entry[]) => void): void {
     this.pushHandler = fn;
     for (const entries of this.held.splice(0)) fn(entries);
+  }
+
+  /** Hand typing events to fn. Unlike pushes none is held: they are best effort, and the server sends them only after AUTH's response. */
+  onTyping(fn: (ev: TypingEvent) => void): void {
+    this.typingHandler = fn;
   }
 
   request(command: number, body: Uint8Array): Promise<Uint8Array> {
@@ -115,6 +121,12 @@ export class Conn {
         const entries = fromBinary(PushSchema, f.body).entries;
         if (this.pushHandler) this.pushHandler(entries);
         else this.held.push(entries);
+        return;
+      }
+      case Cmd.TYPING: {
+        // A request id 0 without the response flag: the server's event, not an answer.
+        const ev = fromBinary(TypingEventSchema, f.body);
+        this.typingHandler?.(ev);
         return;
       }
       case Cmd.ERROR: {

@@ -8,6 +8,7 @@ import {
   Cmd,
   ConversationList,
   Code,
+  directConv,
   encodeFrame,
   FLAG_ERROR,
   FLAG_RESPONSE,
@@ -39,9 +40,9 @@ const transports: Transport[] = [
 ];
 
 /** waitFor polls cond until it holds, failing after limitMs: a bound on a wait, not a measure of speed. */
-async function waitFor(what: string, cond: () => boolean, limitMs = 30_000): Promise<void> {
+async function waitFor(what: string, cond: () => boolean | Promise<boolean>, limitMs = 30_000): Promise<void> {
   const end = Date.now() + limitMs;
-  while (!cond()) {
+  while (!(await cond())) {
     if (Date.now() > end) throw new Error(`gave up waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
@@ -398,6 +399,154 @@ for (const tr of transports) {
       assert.ok(closedWith instanceof InboxdError && closedWith.code === Code.UNAUTHENTICATED);
       await assert.rejects(c.history(1n), /client closed/);
       await c.close();
+    });
+
+    test("a direct chat: the ack's conv is the other side's conversation; a block refuses with BLOCKED", async () => {
+      const alice = client(1001);
+      const bob = client(1002);
+      const list = new ConversationList(bob.client);
+      await Promise.all([alice.client.connect(), bob.client.connect()]);
+      const conv = await directConv(1001n, 1002n);
+      const ack = await alice.client.sendDirect(1002n, "hi bob");
+      assert.equal(ack.conv, conv);
+      assert.equal(ack.convSeq, 1n);
+      await waitFor("bob's message", () => bob.texts(conv).length === 1);
+      const [bobs] = await bob.client.conversations();
+      assert.deepEqual([bobs.conv, bobs.direct, bobs.peer, bobs.unread], [conv, true, 1001n, 1n]);
+      await waitFor("bob's list", () => list.get(conv)?.peer === 1001n);
+      assert.equal(list.get(conv)?.direct, true);
+      const back = await bob.client.sendDirect(1001n, "hi alice");
+      assert.deepEqual([back.conv, back.convSeq], [conv, 2n]);
+
+      await bob.client.block(1001n);
+      await bob.client.block(1001n); // safe to repeat
+      const blocked = (e: unknown) => e instanceof InboxdError && e.codeName === "BLOCKED" && e.code === Code.BLOCKED;
+      await assert.rejects(alice.client.sendDirect(1002n, "still there?"), blocked);
+      await assert.rejects(alice.client.send(conv, "still there?"), blocked);
+      assert.equal((await bob.client.send(conv, "the blocker may write")).convSeq, 3n);
+      await bob.client.block(1001n, false);
+      assert.equal((await alice.client.sendDirect(1002n, "unblocked")).convSeq, 4n);
+      assert.deepEqual(
+        (await alice.client.history(conv)).map((m) => new TextDecoder().decode(m.body)),
+        ["unblocked", "the blocker may write", "hi alice", "hi bob"],
+      );
+    });
+
+    test("a recall and an edit: the other member sees them in history and as entries", async () => {
+      const alice = client(1011);
+      const bob = client(1012);
+      await Promise.all([alice.client.connect(), bob.client.connect()]);
+      const g = await alice.client.createGroup({ members: [1012n] });
+      const first = await alice.client.send(g.id, "oops");
+      const second = await alice.client.send(g.id, "helo");
+      await assert.rejects(bob.client.recall(g.id, first.convSeq), (e: unknown) => e instanceof InboxdError && e.codeName === "FORBIDDEN");
+      const recall = await alice.client.recall(g.id, first.convSeq);
+      const edit = await alice.client.edit(g.id, second.convSeq, "hello");
+      assert.deepEqual([recall.convSeq, edit.convSeq], [4n, 5n]);
+      // A resend under the same key is the first answer.
+      const again = await alice.client.edit(g.id, second.convSeq, "hello", { clientMsgId: edit.clientMsgId });
+      assert.deepEqual([again.duplicate, again.convSeq], [true, 5n]);
+      await waitFor("bob's recall and edit entries", () => bob.messages(g.id, Kind.RECALL).length === 1 && bob.messages(g.id, Kind.EDIT).length === 1);
+      const hist = await bob.client.history(g.id);
+      const byConvSeq = new Map(hist.map((m) => [m.convSeq, m]));
+      const recalled = byConvSeq.get(first.convSeq)!;
+      assert.equal(recalled.recalled, true);
+      assert.equal(recalled.body.length, 0);
+      const edited = byConvSeq.get(second.convSeq)!;
+      assert.equal(new TextDecoder().decode(edited.body), "hello");
+      assert.equal(edited.editedMs, edit.timeMs);
+      assert.equal(edited.recalled, false);
+    });
+
+    test("mentions are counted in mention_unread, live in ConversationList too, until read", async () => {
+      const alice = client(1021);
+      const bob = client(1022);
+      const list = new ConversationList(bob.client);
+      await Promise.all([alice.client.connect(), bob.client.connect()]);
+      const g = await alice.client.createGroup({ members: [1022n, 1023n] });
+      await alice.client.send(g.id, "@bob", { mentions: [1022n] });
+      await alice.client.send(g.id, "@carol", { mentions: [1023n] });
+      const all = await alice.client.send(g.id, "@all", { mentionAll: true });
+      await assert.rejects(bob.client.send(g.id, "@all", { mentionAll: true }), (e: unknown) => e instanceof InboxdError && e.codeName === "FORBIDDEN");
+      const [conv] = await bob.client.conversations();
+      assert.equal(conv.mentionUnread, 2n);
+      await waitFor("bob's list to count both", () => list.get(g.id)?.head === all.convSeq && list.get(g.id)?.mentionUnread === 2n);
+      assert.deepEqual(bob.messages(g.id)[0].mentions, [1022n]);
+      assert.equal(bob.messages(g.id)[2].mentionAll, true);
+      await list.markRead(g.id);
+      assert.equal(list.get(g.id)?.mentionUnread, 0n);
+      assert.equal((await bob.client.conversations())[0].mentionUnread, 0n);
+    });
+
+    test("typing reaches the other online members, and a refused TYPING is not resent", async () => {
+      let typingsOut = 0;
+      const dialer = faulty(tr.dialer, { outgoing: (c) => void (c === Cmd.TYPING && typingsOut++) });
+      const alice = client(1031, { dialer });
+      const bob = client(1032);
+      const seen: { alice: bigint[][]; bob: bigint[][] } = { alice: [], bob: [] };
+      alice.client.on("typing", (conv, user) => void seen.alice.push([conv, user]));
+      bob.client.on("typing", (conv, user) => void seen.bob.push([conv, user]));
+      await Promise.all([alice.client.connect(), bob.client.connect()]);
+      const g = await alice.client.createGroup({ members: [1032n] });
+      await alice.client.typing(g.id);
+      await waitFor("bob to see alice typing", () => seen.bob.length === 1);
+      assert.deepEqual(seen.bob, [[g.id, 1031n]]);
+      await bob.client.typing(g.id);
+      await waitFor("alice to see bob typing", () => seen.alice.length === 1);
+      assert.deepEqual(seen.alice, [[g.id, 1032n]], "her own typing does not come back");
+      // 5 at once and 1 a second after that: 8 at once meet the limit.
+      const results = await Promise.allSettled(Array.from({ length: 8 }, () => alice.client.typing(g.id)));
+      const refused = results.filter((r) => r.status === "rejected");
+      assert.ok(refused.length > 0, "some were refused");
+      for (const r of refused) assert.ok(r.reason instanceof InboxdError && r.reason.code === Code.RATE_LIMITED, String(r.reason));
+      assert.equal(typingsOut, 9, "one frame per call: none resent");
+      await assert.rejects(bob.client.typing(1n), (e: unknown) => e instanceof InboxdError);
+    });
+
+    test("presence: an online and an offline user", async () => {
+      const alice = client(1041);
+      const bob = client(1042);
+      await Promise.all([alice.client.connect(), bob.client.connect()]);
+      assert.deepEqual(await alice.client.presence([1043n, 1042n, 1041n, 1042n]), [1041n, 1042n]);
+      await bob.client.close();
+      // The server learns of the close when it reads it.
+      let online: bigint[] = [];
+      await waitFor("bob to be offline", async () => (online = await alice.client.presence([1042n, 1041n])).length === 1);
+      assert.deepEqual(online, [1041n]);
+      assert.deepEqual(await alice.client.presence([]), []);
+    });
+
+    test("read receipts after a markRead: counts, a page of readers, and pages of the others", async () => {
+      const alice = client(1051);
+      const bob = client(1052);
+      await Promise.all([alice.client.connect(), bob.client.connect()]);
+      const g = await alice.client.createGroup({ members: [1052n, 1053n, 1054n] });
+      const m = await alice.client.send(g.id, "read me");
+      assert.equal(await bob.client.markRead(g.id, m.convSeq), m.convSeq);
+      const r = await alice.client.readReceipts(g.id, m.convSeq);
+      assert.deepEqual([r.members, r.read, r.users, r.nextAfter], [3, 1, [1052n], 0n]);
+      const pages = [];
+      for await (const p of alice.client.readReceiptPages(g.id, m.convSeq, { unread: true, limit: 1 })) pages.push(p.users);
+      assert.deepEqual(pages, [[1053n], [1054n]]);
+    });
+
+    test("a profile change is seen in groupInfo, and a plain member may not make one", async () => {
+      const alice = client(1061);
+      const bob = client(1062);
+      await Promise.all([alice.client.connect(), bob.client.connect()]);
+      const g = await alice.client.createGroup({ name: "before", members: [1062n] });
+      await alice.client.setGroupProfile(g.id, { name: "ops", announcement: "standup at 10", avatarUrl: "https://example.com/ops.png" });
+      let info = await bob.client.groupInfo(g.id);
+      assert.deepEqual([info.group!.name, info.group!.announcement, info.group!.avatarUrl], ["ops", "standup at 10", "https://example.com/ops.png"]);
+      await alice.client.setGroupProfile(g.id, { announcement: "" }); // present and empty: cleared; the rest stays
+      info = await bob.client.groupInfo(g.id);
+      assert.deepEqual([info.group!.name, info.group!.announcement, info.group!.avatarUrl], ["ops", "", "https://example.com/ops.png"]);
+      await assert.rejects(bob.client.setGroupProfile(g.id, { name: "mine" }), (e: unknown) => e instanceof InboxdError && e.codeName === "FORBIDDEN");
+      await waitFor("the notices", () => bob.messages(g.id, Kind.NOTICE).length === 5);
+      assert.deepEqual(
+        bob.messages(g.id, Kind.NOTICE).map((m) => JSON.parse(new TextDecoder().decode(m.body)).type),
+        ["create", "rename", "announcement", "avatar", "announcement"],
+      );
     });
   });
 }
