@@ -461,8 +461,9 @@ for (const tr of transports) {
     test("mentions are counted in mention_unread, live in ConversationList too, until read", async () => {
       const alice = client(1021);
       const bob = client(1022);
+      const bobPhone = client(1022, { token: srv.token(1022, "phone") });
       const list = new ConversationList(bob.client);
-      await Promise.all([alice.client.connect(), bob.client.connect()]);
+      await Promise.all([alice.client.connect(), bob.client.connect(), bobPhone.client.connect()]);
       const g = await alice.client.createGroup({ members: [1022n, 1023n] });
       await alice.client.send(g.id, "@bob", { mentions: [1022n] });
       await alice.client.send(g.id, "@carol", { mentions: [1023n] });
@@ -473,6 +474,16 @@ for (const tr of transports) {
       await waitFor("bob's list to count both", () => list.get(g.id)?.head === all.convSeq && list.get(g.id)?.mentionUnread === 2n);
       assert.deepEqual(bob.messages(g.id)[0].mentions, [1022n]);
       assert.equal(bob.messages(g.id)[2].mentionAll, true);
+      // A device that starts at the head has only the server's count.
+      const tablet = client(1022, { token: srv.token(1022, "tablet"), fromHead: true });
+      const tabletList = new ConversationList(tablet.client);
+      await tablet.client.connect();
+      await waitFor("the tablet's list", () => tabletList.get(g.id)?.mentionUnread === 2n);
+      // Read on another device up to the first mention only: one is left.
+      await bobPhone.client.markRead(g.id, 2n);
+      await waitFor("the partial read", () => list.get(g.id)?.readSeq === 2n && list.get(g.id)?.mentionUnread === 1n);
+      await waitFor("the partial read on the tablet", () => tabletList.get(g.id)?.readSeq === 2n && tabletList.get(g.id)?.mentionUnread === 1n);
+      assert.equal((await bob.client.conversations())[0].mentionUnread, 1n);
       await list.markRead(g.id);
       assert.equal(list.get(g.id)?.mentionUnread, 0n);
       assert.equal((await bob.client.conversations())[0].mentionUnread, 0n);
