@@ -23,6 +23,7 @@ import {
   type Dialer,
   type Entry,
   type Frame,
+  type SendResult,
 } from "../src/node.js";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { WebSocketServer } from "ws";
@@ -280,28 +281,39 @@ for (const tr of transports) {
       assert.equal(syncs, 2, "the gap was filled by a second SYNC");
     });
 
-    test("a send whose ack is lost is resent under the same client msg id and stored once", async () => {
-      let dropped = false;
-      const dialer = faulty(tr.dialer, {
-        incoming: (f) => {
-          if (f.command === Cmd.SEND && f.flags & FLAG_RESPONSE && !dropped) {
-            dropped = true;
-            return "close";
-          }
-        },
+    // Each request keyed by a client msg id, whose answer is lost once: resent under that id, it is applied once.
+    const keyed: Array<{ name: string; command: number; make(c: Client, g: bigint, clientMsgId: string): Promise<SendResult>; kind: number }> = [
+      { name: "a send", command: Cmd.SEND, make: (c, g, id) => c.send(g, "once", { clientMsgId: id }), kind: Kind.TEXT },
+      { name: "a direct send", command: Cmd.SEND_DIRECT, make: (c, _g, id) => c.sendDirect(1n, "once", { clientMsgId: id }), kind: Kind.TEXT },
+      { name: "a recall", command: Cmd.RECALL, make: (c, g, id) => c.recall(g, 2n, { clientMsgId: id }), kind: Kind.RECALL },
+      { name: "an edit", command: Cmd.EDIT, make: (c, g, id) => c.edit(g, 2n, "twice", { clientMsgId: id }), kind: Kind.EDIT },
+    ];
+    keyed.forEach((k, i) => {
+      test(`${k.name} whose ack is lost is resent under the same client msg id and stored once`, async () => {
+        let dropped = false;
+        const dialer = faulty(tr.dialer, {
+          incoming: (f) => {
+            if (f.command === k.command && f.flags & FLAG_RESPONSE && !dropped) {
+              dropped = true;
+              return "close";
+            }
+          },
+        });
+        const alice = client(501 + i, { dialer });
+        await alice.client.connect();
+        const g = await alice.client.createGroup({});
+        if (k.kind !== Kind.TEXT) await alice.client.send(g.id, "to change");
+        const ack = await k.make(alice.client, g.id, `retry-${i}`);
+        assert.ok(dropped);
+        assert.equal(ack.duplicate, true, "the resend found the first one");
+        assert.equal(ack.clientMsgId, `retry-${i}`);
+        const conv = k.command === Cmd.SEND_DIRECT ? ack.conv : g.id;
+        const hist = await alice.client.history(conv);
+        assert.deepEqual(
+          hist.filter((m) => m.kind === k.kind).map((m) => m.clientMsgId),
+          [`retry-${i}`],
+        );
       });
-      const alice = client(501, { dialer });
-      await alice.client.connect();
-      const g = await alice.client.createGroup({});
-      const ack = await alice.client.send(g.id, "once", { clientMsgId: "retry-1" });
-      assert.ok(dropped);
-      assert.equal(ack.duplicate, true, "the resend found the first send");
-      assert.equal(ack.clientMsgId, "retry-1");
-      const hist = await alice.client.history(g.id);
-      assert.deepEqual(
-        hist.filter((m) => m.kind === Kind.TEXT).map((m) => m.clientMsgId),
-        ["retry-1"],
-      );
     });
 
     test("a frame over max_frame is refused before it is sent, and the connection stays", async () => {
@@ -525,6 +537,9 @@ for (const tr of transports) {
       await waitFor("bob to be offline", async () => (online = await alice.client.presence([1042n, 1041n])).length === 1);
       assert.deepEqual(online, [1041n]);
       assert.deepEqual(await alice.client.presence([]), []);
+      // More than one request may name: asked in two.
+      const many = Array.from({ length: 600 }, (_, i) => BigInt(2_000_000 + i));
+      assert.deepEqual(await alice.client.presence([...many, 1041n]), [1041n]);
     });
 
     test("read receipts after a markRead: counts, a page of readers, and pages of the others", async () => {
