@@ -10,4 +10,4 @@ export * from "./store.js";
 export * from "./transport.js";
 export * from "./websocket.js";
 export * as pb from "./gen/inboxd_pb.js";
-export type { AuthResponse, Conversation, Entry, Group, GroupInfoResponse, Member, Message, ReadReceiptsResponse, SendAck, TypingEvent } from "./gen/inboxd_pb.js";
+export type { AuthResponse, Conversation, Entry, Group, GroupInfoResponse, Member, Message, ReadReceiptsResponse, SendAck } from "./gen/inboxd_pb.js";
