@@ -793,3 +793,35 @@ func TestShardedMentionsAndAmends(t *testing.T) {
 		t.Fatalf("history of the recalled message: %+v, %v", msgs, err)
 	}
 }
+
+// TestShardedMemberBeforeDelivery: a member of another node's shard is a
+// member on the group's node as soon as the group's commit is durable,
+// while their own conversation entry is still on its way (the link to
+// their node is cut): GROUP_INFO and HISTORY serve them, and a stranger
+// stays refused.
+func TestShardedMemberBeforeDelivery(t *testing.T) {
+	c := newNodes(t, 2, nil)
+	us := c.users(2)
+	a, b := us[0], us[1]
+	c.peers.set(func(p *peers) { p.cut = true })
+	g, err := c.of(a[0]).CreateGroup(ctx, a[0], NewGroup{Members: []uint64{a[1], b[0]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := c.of(g.ID)
+	remote, stranger := b[0], b[1] // the member of the node not serving the group
+	if owner == c.svcs[1] {
+		remote = a[1]
+	}
+	if _, err := owner.Group(ctx, remote, g.ID); err != nil {
+		t.Errorf("group info for member %d, whose entry is not delivered yet: %v", remote, err)
+	}
+	if msgs, err := owner.History(ctx, remote, g.ID, 0, 10); err != nil || len(msgs) != 1 {
+		t.Errorf("history for member %d, whose entry is not delivered yet: %d messages, %v", remote, len(msgs), err)
+	}
+	if _, err := owner.Group(ctx, stranger, g.ID); !errors.Is(err, ErrNotMember) {
+		t.Errorf("group info for stranger %d: %v, want ErrNotMember", stranger, err)
+	}
+	c.peers.set(func(p *peers) { p.cut = false })
+	c.settle()
+}
