@@ -4,7 +4,6 @@ import (
 	"errors"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -215,27 +214,19 @@ func TestAmendRejections(t *testing.T) {
 // carries no body.
 func TestAmendInOneBatch(t *testing.T) {
 	rec := newRecorder(1, 2)
-	release := make(chan struct{})
-	var held atomic.Bool
-	e := newEnv(t, Config{Notifier: rec, stepHook: func(step commitStep) bool {
-		if step == stepBeforeCommit && held.CompareAndSwap(true, false) {
-			<-release
-		}
-		return false
-	}})
+	gt := newGate()
+	e := newEnv(t, Config{Notifier: rec, stepHook: gt.hook})
 	conv := e.create(1, 2)
 	sent := e.send(2, conv, "a", "first")
 	// The batch of a send is held; the edit and the recall queue up behind
 	// it and commit together.
-	held.Store(true)
-	go e.send(1, conv, "blocker", "holds the committer")
-	waitFor(t, "the committer to hold", func() bool { return !held.Load() })
+	gt.hold(t, e, 1, conv)
 	errs := make(chan error, 2)
 	go func() { errs <- errOnly(e.svc.Edit(ctx, 2, conv, sent.ConvSeq, "", []byte("second"))) }()
 	waitFor(t, "the edit to queue", func() bool { return len(e.svc.cmds) == 1 })
 	go func() { errs <- errOnly(e.svc.Recall(ctx, 2, conv, sent.ConvSeq, "")) }()
 	waitFor(t, "the recall to queue", func() bool { return len(e.svc.cmds) == 2 })
-	close(release)
+	gt.open()
 	for range 2 {
 		if err := <-errs; err != nil {
 			t.Fatal(err)

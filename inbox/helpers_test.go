@@ -3,6 +3,7 @@ package inbox
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -203,3 +204,34 @@ func contiguous(s []uint64) bool {
 	}
 	return true
 }
+
+// gate holds the committer before it writes a batch, so that the commands
+// a test sends meanwhile queue up and land together in the next batch. Its
+// hook goes in Config.stepHook.
+type gate struct {
+	release chan struct{}
+	armed   atomic.Bool
+}
+
+func newGate() *gate { return &gate{release: make(chan struct{})} }
+
+func (g *gate) hook(step commitStep) bool {
+	if step == stepBeforeCommit && g.armed.CompareAndSwap(true, false) {
+		<-g.release
+	}
+	return false
+}
+
+// hold sends a message of sender to conv and returns once the committer
+// holds its batch; the send's result arrives on the channel after open.
+func (g *gate) hold(t testing.TB, e *env, sender, conv uint64) <-chan SendResult {
+	t.Helper()
+	g.armed.Store(true)
+	res := make(chan SendResult, 1)
+	go func() { res <- e.send(sender, conv, "blocker", "holds the committer") }()
+	waitFor(t, "the committer to hold", func() bool { return !g.armed.Load() })
+	return res
+}
+
+// open lets the held batch and everything queued behind it go.
+func (g *gate) open() { close(g.release) }

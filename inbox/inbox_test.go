@@ -153,18 +153,10 @@ func TestResendReturnsFirstResult(t *testing.T) {
 // one send queue up, so that they all land in one group commit and only the
 // committer's own dedup can keep the second copy out.
 func TestConcurrentDuplicatesStoreOnce(t *testing.T) {
-	release := make(chan struct{})
-	var held atomic.Bool
-	e := newEnv(t, Config{stepHook: func(step commitStep) bool {
-		if step == stepBeforeCommit && held.CompareAndSwap(true, false) {
-			<-release
-		}
-		return false
-	}})
+	gt := newGate()
+	e := newEnv(t, Config{stepHook: gt.hook})
 	conv := e.create(1, 2)
-	held.Store(true)
-	go e.send(2, conv, "blocker", "holds the committer")
-	waitFor(t, "the committer to hold", func() bool { return !held.Load() })
+	gt.hold(t, e, 2, conv)
 
 	var wg sync.WaitGroup
 	res := make([]SendResult, 32)
@@ -172,7 +164,7 @@ func TestConcurrentDuplicatesStoreOnce(t *testing.T) {
 		wg.Go(func() { res[i] = e.send(1, conv, "dup", "x") })
 	}
 	waitFor(t, "32 queued sends", func() bool { return len(e.svc.cmds) == len(res) })
-	close(release)
+	gt.open()
 	wg.Wait()
 	firsts := 0
 	for _, r := range res {
@@ -198,19 +190,10 @@ func TestConcurrentDuplicatesStoreOnce(t *testing.T) {
 // -race), and store a message whose sender was told it failed before the
 // committer even looked at it.
 func TestAbandonedSendNeverRuns(t *testing.T) {
-	release := make(chan struct{})
-	var held atomic.Bool
-	e := newEnv(t, Config{stepHook: func(step commitStep) bool {
-		if step == stepBeforeCommit && held.CompareAndSwap(true, false) {
-			<-release
-		}
-		return false
-	}})
+	gt := newGate()
+	e := newEnv(t, Config{stepHook: gt.hook})
 	conv := e.create(1, 2)
-	held.Store(true)
-	blocker := make(chan SendResult)
-	go func() { blocker <- e.send(2, conv, "blocker", "holds the committer") }()
-	waitFor(t, "the committer to hold", func() bool { return !held.Load() })
+	blocker := gt.hold(t, e, 2, conv)
 
 	gaveUp, cancel := context.WithCancel(ctx)
 	queued := make(chan error)
@@ -223,7 +206,7 @@ func TestAbandonedSendNeverRuns(t *testing.T) {
 	if err := <-queued; !errors.Is(err, context.Canceled) {
 		t.Fatalf("abandoned send: %v, want context.Canceled", err)
 	}
-	close(release)
+	gt.open()
 	<-blocker
 	e.send(1, conv, "after", "y")
 	if got := e.bodies(2, conv); len(got) != 2 || got[0] != "holds the committer" || got[1] != "y" {
@@ -715,24 +698,16 @@ func TestClose(t *testing.T) {
 // same user into one group commit: the batch must end with the user a
 // member, in the store as in the cache.
 func TestLeaveAndRejoinInOneBatch(t *testing.T) {
-	release := make(chan struct{})
-	var held atomic.Bool
-	e := newEnv(t, Config{stepHook: func(step commitStep) bool {
-		if step == stepBeforeCommit && held.CompareAndSwap(true, false) {
-			<-release
-		}
-		return false
-	}})
+	gt := newGate()
+	e := newEnv(t, Config{stepHook: gt.hook})
 	conv := e.create(1, 2, 3)
-	held.Store(true)
-	go e.send(1, conv, "blocker", "holds the committer")
-	waitFor(t, "the committer to hold", func() bool { return !held.Load() })
+	gt.hold(t, e, 1, conv)
 	errs := make(chan error, 2)
 	go func() { errs <- e.svc.Leave(ctx, 3, conv) }()
 	waitFor(t, "the leave to queue", func() bool { return len(e.svc.cmds) == 1 })
 	go func() { errs <- e.svc.Invite(ctx, 1, conv, []uint64{3}) }()
 	waitFor(t, "the invite to queue", func() bool { return len(e.svc.cmds) == 2 })
-	close(release)
+	gt.open()
 	for range 2 {
 		if err := <-errs; err != nil {
 			t.Fatal(err)

@@ -43,24 +43,15 @@ func TestLightSenderNotBehindHeavyBacklog(t *testing.T) {
 	const backlog = 40
 	var clock atomic.Int64
 	clock.Store(time.Now().UnixMilli())
-	release := make(chan struct{})
-	var held atomic.Bool
+	gt := newGate()
 	e := newEnv(t, Config{
 		MaxBatchCommands: 4,
 		Now:              func() time.Time { return time.UnixMilli(clock.Add(1000)) },
-		stepHook: func(step commitStep) bool {
-			if step == stepBeforeCommit && held.CompareAndSwap(true, false) {
-				<-release
-			}
-			return false
-		},
+		stepHook:         gt.hook,
 	})
 	heavyConv, lightConv := e.create(1, 2, 3), e.create(4, 5)
 
-	held.Store(true)
-	blocker := make(chan SendResult, 1)
-	go func() { blocker <- e.send(1, heavyConv, "blocker", "holds the committer") }()
-	waitFor(t, "the committer to hold", func() bool { return !held.Load() })
+	blocker := gt.hold(t, e, 1, heavyConv)
 	var wg sync.WaitGroup
 	heavy := make([]SendResult, backlog)
 	for i := range backlog {
@@ -70,7 +61,7 @@ func TestLightSenderNotBehindHeavyBacklog(t *testing.T) {
 	light := make(chan SendResult, 1)
 	go func() { light <- e.send(5, lightConv, "light", "light") }()
 	waitFor(t, "the light send to queue", func() bool { return len(e.svc.cmds) == backlog+1 })
-	close(release)
+	gt.open()
 	wg.Wait()
 
 	held0 := (<-blocker).Time
