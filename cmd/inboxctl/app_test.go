@@ -32,7 +32,7 @@ func TestParse(t *testing.T) {
 		{"create-group", &createGroupCmd{members: []uint64{}}},
 		{"create-group --name ops --open 43 44", &createGroupCmd{name: "ops", open: true, members: []uint64{43, 44}}},
 		{"invite 7 43 44", &inviteCmd{conv: 7, users: []uint64{43, 44}}},
-		{"leave 7", &leaveCmd{conv: 7}},
+		{"leave 7", &convCmd{action: "leave", conv: 7}},
 		{"send 7 hello world", &sendCmd{conv: 7, kind: 1, text: []string{"hello", "world"}}},
 		{"send --kind 9 --id m-1 7", &sendCmd{conv: 7, kind: 9, id: "m-1"}},
 		{"send --mention 43,44 --mention 45 --mention-all 7 hi", &sendCmd{conv: 7, kind: 1, text: []string{"hi"}, mentions: idList{43, 44, 45}, mentionAll: true}},
@@ -49,9 +49,9 @@ func TestParse(t *testing.T) {
 		{"history --before 21 --limit 5 7", &historyCmd{conv: 7, before: 21, limit: 5}},
 		{"conversations", &conversationsCmd{}},
 		{"read 7 3", &readCmd{conv: 7, convSeq: 3}},
-		{"join 7", &joinCmd{conv: 7}},
+		{"join 7", &convCmd{action: "join", conv: 7}},
 		{"kick 7 43", &kickCmd{conv: 7, user: 43}},
-		{"dismiss 7", &dismissCmd{conv: 7}},
+		{"dismiss 7", &convCmd{action: "dismiss", conv: 7}},
 		{"set-role 7 43 admin", &setRoleCmd{conv: 7, user: 43, role: wire.RoleAdmin}},
 		{"set-role 7 43 3", &setRoleCmd{conv: 7, user: 43, role: wire.RoleOwner}},
 		{"mute --for 1h 7 43", &muteCmd{conv: 7, user: 43, forDur: time.Hour}},
@@ -60,6 +60,7 @@ func TestParse(t *testing.T) {
 		{"dnd 7 on", &dndCmd{conv: 7, on: true}},
 		{"dnd 7 off", &dndCmd{conv: 7}},
 		{"group-info 7", &groupInfoCmd{conv: 7}},
+		{"typing 7", &convCmd{action: "typing", conv: 7}},
 		{"send-direct 42 hi", &sendCmd{direct: true, conv: 42, kind: 1, text: []string{"hi"}}},
 		{"block 42 on", &blockCmd{user: 42, on: true}},
 		{"block 42 off", &blockCmd{user: 42}},
@@ -274,3 +275,20 @@ func TestMuteDeadline(t *testing.T) {
 }
 
 func ptr(s string) *string { return &s }
+
+// TestConvActionsKnown: every command made of convCmd names an action that
+// convActions has, and only those commands do.
+func TestConvActionsKnown(t *testing.T) {
+	used := map[string]bool{}
+	for _, ci := range commands() {
+		if c, ok := ci.new().(*convCmd); ok {
+			if _, known := convActions[c.action]; !known || c.action != ci.name {
+				t.Errorf("command %s: action %q", ci.name, c.action)
+			}
+			used[c.action] = true
+		}
+	}
+	if len(used) != len(convActions) {
+		t.Errorf("commands use actions %v of %d", used, len(convActions))
+	}
+}

@@ -119,24 +119,6 @@ func (c *inviteCmd) run(ctx context.Context, a *app) error {
 	})
 }
 
-type leaveCmd struct{ conv uint64 }
-
-func (c *leaveCmd) flags(*flag.FlagSet) {}
-
-func (c *leaveCmd) args(args []string) (err error) {
-	c.conv, err = oneConv(args)
-	return err
-}
-
-func (c *leaveCmd) run(ctx context.Context, a *app) error {
-	return a.call(ctx, func(cl *client.Client) error {
-		if err := cl.Leave(ctx, c.conv); err != nil {
-			return fmt.Errorf("leave: %w", err)
-		}
-		return newPrinter(a).done(fmt.Sprintf("left %d", c.conv))
-	})
-}
-
 // sendCmd is send, and send-direct when direct is set: then conv is the
 // user the message goes to.
 type sendCmd struct {
@@ -474,24 +456,6 @@ func (c *receiptsCmd) run(ctx context.Context, a *app) error {
 			req.AfterUser = r.NextAfter
 		}
 		return newPrinter(a).receipts(c.conv, c.convSeq, c.unread, first, users)
-	})
-}
-
-type typingCmd struct{ conv uint64 }
-
-func (c *typingCmd) flags(*flag.FlagSet) {}
-
-func (c *typingCmd) args(args []string) (err error) {
-	c.conv, err = oneConv(args)
-	return err
-}
-
-func (c *typingCmd) run(ctx context.Context, a *app) error {
-	return a.call(ctx, func(cl *client.Client) error {
-		if err := cl.Typing(ctx, c.conv); err != nil {
-			return fmt.Errorf("typing: %w", err)
-		}
-		return newPrinter(a).done(fmt.Sprintf("typing in %d", c.conv))
 	})
 }
 

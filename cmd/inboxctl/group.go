@@ -12,42 +12,42 @@ import (
 	"github.com/inboxd/inboxd/wire"
 )
 
-// The group commands beyond create-group, invite and leave: one per
-// protocol command, so that each can be tried from the shell.
+// The group commands beyond create-group and invite: one per protocol
+// command, so that each can be tried from the shell.
 
-type joinCmd struct{ conv uint64 }
+// convCmd is a command whose one argument is a conversation and whose
+// answer is done or an error: join, leave, dismiss, typing.
+type convCmd struct {
+	action string // a key of convActions
+	conv   uint64
+}
 
-func (c *joinCmd) flags(*flag.FlagSet) {}
+// convActions are the client calls of the convCmds, with what each prints
+// when done (a format of the conversation id).
+var convActions = map[string]struct {
+	call func(*client.Client, context.Context, uint64) error
+	done string
+}{
+	"join":    {(*client.Client).Join, "joined %d"},
+	"leave":   {(*client.Client).Leave, "left %d"},
+	"dismiss": {(*client.Client).Dismiss, "dismissed %d"},
+	"typing":  {(*client.Client).Typing, "typing in %d"},
+}
 
-func (c *joinCmd) args(args []string) (err error) {
+func (c *convCmd) flags(*flag.FlagSet) {}
+
+func (c *convCmd) args(args []string) (err error) {
 	c.conv, err = oneConv(args)
 	return err
 }
 
-func (c *joinCmd) run(ctx context.Context, a *app) error {
+func (c *convCmd) run(ctx context.Context, a *app) error {
+	act := convActions[c.action]
 	return a.call(ctx, func(cl *client.Client) error {
-		if err := cl.Join(ctx, c.conv); err != nil {
-			return fmt.Errorf("join: %w", err)
+		if err := act.call(cl, ctx, c.conv); err != nil {
+			return fmt.Errorf("%s: %w", c.action, err)
 		}
-		return newPrinter(a).done(fmt.Sprintf("joined %d", c.conv))
-	})
-}
-
-type dismissCmd struct{ conv uint64 }
-
-func (c *dismissCmd) flags(*flag.FlagSet) {}
-
-func (c *dismissCmd) args(args []string) (err error) {
-	c.conv, err = oneConv(args)
-	return err
-}
-
-func (c *dismissCmd) run(ctx context.Context, a *app) error {
-	return a.call(ctx, func(cl *client.Client) error {
-		if err := cl.Dismiss(ctx, c.conv); err != nil {
-			return fmt.Errorf("dismiss: %w", err)
-		}
-		return newPrinter(a).done(fmt.Sprintf("dismissed %d", c.conv))
+		return newPrinter(a).done(fmt.Sprintf(act.done, c.conv))
 	})
 }
 
