@@ -7,10 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
-	"github.com/inboxd/inboxd/gateway"
-	"github.com/inboxd/inboxd/inbox"
 	"github.com/inboxd/inboxd/internal/gatewaytest"
 )
 
@@ -18,14 +14,7 @@ import (
 // running gateway, and INBOXD_ADDR likewise: the command reaches the
 // gateway whichever address the client tries first.
 func TestAddrList(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreAnyFunction("github.com/panjf2000/ants/v2.(*poolCommon).purgeStaleWorkers"),
-		goleak.IgnoreAnyFunction("github.com/panjf2000/ants/v2.(*poolCommon).ticktock"))
-	t.Run("", func(t *testing.T) {
-		gw, err := gateway.New(gateway.Config{Addr: gatewaytest.Addr, Secret: []byte(gatewaytest.Secret), SingleLoop: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, live := gatewaytest.Start(t, gw, func(svc *inbox.Service) error { return gw.Serve(svc) })
+	withGateway(t, func(t *testing.T, live string) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)

@@ -11,8 +11,12 @@ import (
 	"time"
 
 	"github.com/inboxd/inboxd/client"
+	"github.com/inboxd/inboxd/gateway"
+	"github.com/inboxd/inboxd/inbox"
+	"github.com/inboxd/inboxd/internal/gatewaytest"
 	"github.com/inboxd/inboxd/token"
 	"github.com/inboxd/inboxd/wire"
+	"go.uber.org/goleak"
 )
 
 func testApp(env map[string]string) (*app, *bytes.Buffer, *bytes.Buffer) {
@@ -291,4 +295,20 @@ func TestConvActionsKnown(t *testing.T) {
 	if len(used) != len(convActions) {
 		t.Errorf("commands use actions %v of %d", used, len(convActions))
 	}
+}
+
+// withGateway runs f against a gateway on an in-memory inbox, listening at
+// addr, and checks that nothing it started outlives it (ants' pool workers
+// aside: they stop on their own).
+func withGateway(t *testing.T, f func(t *testing.T, addr string)) {
+	defer goleak.VerifyNone(t, goleak.IgnoreAnyFunction("github.com/panjf2000/ants/v2.(*poolCommon).purgeStaleWorkers"),
+		goleak.IgnoreAnyFunction("github.com/panjf2000/ants/v2.(*poolCommon).ticktock"))
+	t.Run("", func(t *testing.T) {
+		gw, err := gateway.New(gateway.Config{Addr: gatewaytest.Addr, Secret: []byte(gatewaytest.Secret), SingleLoop: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, addr := gatewaytest.Start(t, gw, func(svc *inbox.Service) error { return gw.Serve(svc) })
+		f(t, addr)
+	})
 }

@@ -7,10 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
-	"github.com/inboxd/inboxd/gateway"
-	"github.com/inboxd/inboxd/inbox"
 	"github.com/inboxd/inboxd/internal/gatewaytest"
 	"github.com/inboxd/inboxd/wire"
 )
@@ -18,14 +14,7 @@ import (
 // TestDirectAndProfileCommands runs send-direct, block, set-profile,
 // conversations and group-info against a running gateway.
 func TestDirectAndProfileCommands(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreAnyFunction("github.com/panjf2000/ants/v2.(*poolCommon).purgeStaleWorkers"),
-		goleak.IgnoreAnyFunction("github.com/panjf2000/ants/v2.(*poolCommon).ticktock"))
-	t.Run("", func(t *testing.T) {
-		gw, err := gateway.New(gateway.Config{Addr: gatewaytest.Addr, Secret: []byte(gatewaytest.Secret), SingleLoop: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, addr := gatewaytest.Start(t, gw, func(svc *inbox.Service) error { return gw.Serve(svc) })
+	withGateway(t, func(t *testing.T, addr string) {
 		as := func(user uint64, args string) (int, string, string) {
 			a, out, errOut := testApp(nil)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

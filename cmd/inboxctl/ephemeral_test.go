@@ -8,10 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
-	"github.com/inboxd/inboxd/gateway"
-	"github.com/inboxd/inboxd/inbox"
 	"github.com/inboxd/inboxd/internal/gatewaytest"
 )
 
@@ -19,14 +15,7 @@ import (
 // commands against a gateway: their JSON output, and a refusal's exit
 // status and message.
 func TestReceiptsTypingPresence(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreAnyFunction("github.com/panjf2000/ants/v2.(*poolCommon).purgeStaleWorkers"),
-		goleak.IgnoreAnyFunction("github.com/panjf2000/ants/v2.(*poolCommon).ticktock"))
-	t.Run("", func(t *testing.T) {
-		gw, err := gateway.New(gateway.Config{Addr: gatewaytest.Addr, Secret: []byte(gatewaytest.Secret), SingleLoop: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, addr := gatewaytest.Start(t, gw, func(svc *inbox.Service) error { return gw.Serve(svc) })
+	withGateway(t, func(t *testing.T, addr string) {
 		as := func(user uint64, wantStatus int, args ...string) string {
 			t.Helper()
 			a, out, errOut := testApp(nil)
