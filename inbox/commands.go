@@ -278,11 +278,8 @@ func (s *Service) Invite(ctx context.Context, actor, conv uint64, users []uint64
 		return fmt.Errorf("inbox: invite to %d: %w: no user to invite", conv, ErrInvalid)
 	}
 	err := s.do(ctx, actor, func(tx *txn) error {
-		g, _, err := tx.memberOf(conv, actor)
+		g, _, err := tx.groupMember(conv, actor)
 		if err != nil {
-			return err
-		}
-		if err := groupOnly(g); err != nil {
 			return err
 		}
 		var added []uint64
@@ -352,11 +349,8 @@ func (tx *txn) admit(g *group, actor uint64, users []uint64, n wire.Notice) erro
 // member to leave dismisses it.
 func (s *Service) Leave(ctx context.Context, user, conv uint64) error {
 	err := s.do(ctx, user, func(tx *txn) error {
-		g, m, err := tx.memberOf(conv, user)
+		g, m, err := tx.groupMember(conv, user)
 		if err != nil {
-			return err
-		}
-		if err := groupOnly(g); err != nil {
 			return err
 		}
 		g = tx.mutable(g)
@@ -447,11 +441,8 @@ func (s *Service) Kick(ctx context.Context, actor, conv, user uint64) error {
 // not a member is ErrNoSuchMember only to an owner or admin: a plain
 // member may act on nobody.
 func (tx *txn) outranked(conv, actor, user uint64) (*group, timeline.Member, error) {
-	g, a, err := tx.memberOf(conv, actor)
+	g, a, err := tx.groupMember(conv, actor)
 	if err != nil {
-		return nil, timeline.Member{}, err
-	}
-	if err := groupOnly(g); err != nil {
 		return nil, timeline.Member{}, err
 	}
 	if a.Role < wire.RoleAdmin {
@@ -471,11 +462,8 @@ func (tx *txn) outranked(conv, actor, user uint64) (*group, timeline.Member, err
 // notice and leaves with it.
 func (s *Service) Dismiss(ctx context.Context, actor, conv uint64) error {
 	err := s.do(ctx, actor, func(tx *txn) error {
-		g, m, err := tx.memberOf(conv, actor)
+		g, m, err := tx.groupMember(conv, actor)
 		if err != nil {
-			return err
-		}
-		if err := groupOnly(g); err != nil {
 			return err
 		}
 		if m.Role != wire.RoleOwner {
@@ -566,11 +554,8 @@ func (s *Service) MuteMember(ctx context.Context, actor, conv, user uint64, unti
 // time lifts it); owner and admins may set it.
 func (s *Service) MuteGroup(ctx context.Context, actor, conv uint64, until time.Time) error {
 	err := s.do(ctx, actor, func(tx *txn) error {
-		g, m, err := tx.memberOf(conv, actor)
+		g, m, err := tx.groupMember(conv, actor)
 		if err != nil {
-			return err
-		}
-		if err := groupOnly(g); err != nil {
 			return err
 		}
 		if m.Role < wire.RoleAdmin {

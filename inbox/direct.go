@@ -136,6 +136,15 @@ func (g *group) refuses(sender uint64) error {
 	return nil
 }
 
+// groupMember is memberOf for the commands that only a group has (groupOnly).
+func (tx *txn) groupMember(conv, user uint64) (*group, timeline.Member, error) {
+	g, m, err := tx.memberOf(conv, user)
+	if err == nil {
+		err = groupOnly(g)
+	}
+	return g, m, err
+}
+
 // groupOnly refuses, for a direct conversation, the commands that manage a
 // group's membership, roles, mutes and profile: its two users are its
 // members for good.

@@ -59,11 +59,8 @@ func (s *Service) SetGroupProfile(ctx context.Context, actor, conv uint64, p Pro
 		return fmt.Errorf("inbox: set profile of %d: %w", conv, err)
 	}
 	err := s.do(ctx, actor, func(tx *txn) error {
-		g, m, err := tx.memberOf(conv, actor)
+		g, m, err := tx.groupMember(conv, actor)
 		if err != nil {
-			return err
-		}
-		if err := groupOnly(g); err != nil {
 			return err
 		}
 		if m.Role < wire.RoleAdmin {
