@@ -85,17 +85,21 @@ func BenchmarkCommit(b *testing.B) {
 			var wg sync.WaitGroup
 			for w, batch := range batches {
 				wg.Go(func() {
-					var prev *pebble.Pending
+					var prev timeline.Pending
 					for i := w; i < b.N; i += shape.writers {
 						next(batch)
 						p, err := s.Apply(b.Context(), batch)
-						if shape.pipelined && prev != nil {
+						switch {
+						case shape.pipelined && prev != nil:
 							err = errors.Join(err, prev.Wait())
-						} else if err == nil {
+						case !shape.pipelined && err == nil:
 							err = p.Wait()
 							p = nil
 						}
 						if err != nil {
+							if p != nil {
+								_ = p.Wait() // err is reported already
+							}
 							b.Error(err)
 							return
 						}

@@ -21,9 +21,11 @@ func (s *Store) Commit(ctx context.Context, b *timeline.Batch) error {
 	return p.Wait()
 }
 
-// Pending is a batch handed to Pebble whose write-ahead log sync may still
+var _ timeline.Applier = (*Store)(nil)
+
+// pending is a batch handed to Pebble whose write-ahead log sync may still
 // be in flight.
-type Pending struct {
+type pending struct {
 	s   *Store
 	pb  *pebble.Batch // nil once waited for, or when nothing waits for a sync
 	err error
@@ -39,7 +41,7 @@ type Pending struct {
 //
 // A failed sync fails the Wait of every batch applied after it as well:
 // Pebble's log writer keeps its first error.
-func (s *Store) Apply(ctx context.Context, b *timeline.Batch) (*Pending, error) {
+func (s *Store) Apply(ctx context.Context, b *timeline.Batch) (timeline.Pending, error) {
 	if err := s.enter("commit"); err != nil {
 		return nil, err
 	}
@@ -47,7 +49,7 @@ func (s *Store) Apply(ctx context.Context, b *timeline.Batch) (*Pending, error) 
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("timeline/pebble: commit: %w", err)
 	}
-	p := &Pending{s: s}
+	p := &pending{s: s}
 	if b.Empty() {
 		return p, nil
 	}
@@ -76,7 +78,7 @@ func (s *Store) Apply(ctx context.Context, b *timeline.Batch) (*Pending, error) 
 
 // Wait waits for the batch's write-ahead log sync and reports its outcome:
 // nil means the batch is durable.
-func (p *Pending) Wait() error {
+func (p *pending) Wait() error {
 	if p.pb == nil {
 		return p.err
 	}

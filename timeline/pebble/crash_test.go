@@ -74,7 +74,7 @@ func commitSerial(ctx context.Context, s *pebble.Store, batches uint64, acked *a
 }
 
 func commitPipelined(ctx context.Context, s *pebble.Store, batches uint64, acked *atomic.Uint64) error {
-	var prev *pebble.Pending
+	var prev timeline.Pending
 	for n := uint64(1); n <= batches; n++ {
 		p, err := s.Apply(ctx, crashBatch(n))
 		if prev != nil {
