@@ -70,7 +70,17 @@ type committed struct {
 func (s *Service) commitLoop() {
 	q := newQueues()
 	crashed := false
-	for s.intake(q) {
+	var inflight *flight
+	for {
+		if inflight != nil && !s.poll(q) {
+			// Nothing to build while it syncs: settle it now rather
+			// than hold its acks until the next command.
+			crashed = !s.land(inflight, nil)
+			inflight = nil
+		}
+		if !s.intake(q) {
+			return
+		}
 		if crashed {
 			for c := q.pop(); c != nil; c = q.pop() {
 				c.done <- errCrashed
@@ -88,24 +98,146 @@ func (s *Service) commitLoop() {
 			applied = append(applied, c)
 			errs = append(errs, tx.apply(c))
 		}
+		f := &flight{tx: tx, applied: applied, errs: errs}
+		if s.applier != nil {
+			var ok bool
+			inflight, ok = s.pipeline(f, inflight)
+			crashed = !ok
+			continue
+		}
 		if !s.commit(tx, errs) {
 			crashed = true
-			for _, c := range applied {
-				c.done <- errCrashed
+			f.abandon()
+			continue
+		}
+		crashed = !s.answer(f)
+	}
+}
+
+// flight is a built batch with the commands it answers: with a pipelining
+// committer, handed to the store and maybe not durable yet.
+type flight struct {
+	tx      *txn
+	applied []*command
+	errs    []error
+	pending timeline.Pending // nil when nothing was handed over
+	start   time.Time
+	err     error // the batch's failure, once landed
+}
+
+// abandon answers the batch's commands as a crash would leave them, after
+// the store has settled the batch (it must not outlive the store).
+func (f *flight) abandon() {
+	if f.pending != nil {
+		_ = f.pending.Wait() // whatever it became, nobody is told
+	}
+	for _, c := range f.applied {
+		c.done <- errCrashed
+	}
+}
+
+// answer settles the commands of a committed or failed batch and hands its
+// deliveries on. It reports false when a test's crash hook stopped the
+// committer.
+func (s *Service) answer(f *flight) bool {
+	for i, c := range f.applied {
+		c.done <- f.errs[i]
+	}
+	if s.hit(stepAfterAck) {
+		return false
+	}
+	if len(f.tx.deliveries) > 0 {
+		s.deliveries <- committed{f.tx.deliveries, time.Now()}
+	}
+	return true
+}
+
+// pipeline hands f's batch to the store and then settles prev, the batch
+// handed over before it, so that f's write queues behind prev's sync and
+// the next batch is built while f's syncs. It returns f still in flight,
+// or nil when f is settled already; it reports false when a test's crash
+// hook stopped the committer.
+//
+// f was built on prev's state (the store shows prev's writes, the group
+// cache and the sequencer continue from them), so a failed prev fails f.
+func (s *Service) pipeline(f, prev *flight) (*flight, bool) {
+	tx := f.tx
+	if s.hit(stepBeforeCommit) {
+		if prev != nil {
+			prev.abandon()
+		}
+		f.abandon()
+		return nil, false
+	}
+	tx.seal()
+	err := tx.batchErr()
+	if !tx.failed() {
+		err = nil
+		if !tx.b.Empty() {
+			f.start = time.Now()
+			p, aerr := s.applier.Apply(tx.ctx, &tx.b)
+			if aerr != nil {
+				err = fmt.Errorf("%w: commit: %w", ErrUnavailable, aerr)
 			}
-			continue
-		}
-		for i, c := range applied {
-			c.done <- errs[i]
-		}
-		if s.hit(stepAfterAck) {
-			crashed = true
-			continue
-		}
-		if len(tx.deliveries) > 0 {
-			s.deliveries <- committed{tx.deliveries, time.Now()}
+			f.pending = p
 		}
 	}
+	if err != nil {
+		// Settle prev first: f's abort reloads heads from the store, which
+		// must not meet prev's batch undecided.
+		if prev != nil {
+			if !s.land(prev, nil) {
+				f.abandon()
+				return nil, false
+			}
+		}
+		s.failed(tx, f.errs, err)
+		return nil, s.answer(f)
+	}
+	tx.seq.Seal()
+	s.cacheGroups(tx)
+	if prev == nil {
+		return f, true
+	}
+	if !s.land(prev, nil) {
+		f.abandon()
+		return nil, false
+	}
+	if prev.err != nil {
+		return nil, s.land(f, prev.err)
+	}
+	return f, true
+}
+
+// land waits until f's batch is durable or failed, fails it anyway when
+// cause (its predecessor's failure) is not nil, answers its commands and
+// sets f.err. It reports false when a test's crash hook stopped the
+// committer.
+func (s *Service) land(f *flight, cause error) bool {
+	var err error
+	if f.pending != nil {
+		werr := f.pending.Wait()
+		f.pending = nil
+		s.metrics.commits.Observe(time.Since(f.start).Seconds())
+		if werr != nil {
+			err = fmt.Errorf("%w: commit: %w", ErrUnavailable, werr)
+		}
+	}
+	if err == nil && cause != nil {
+		err = fmt.Errorf("%w: built on a batch that failed: %w", ErrUnavailable, cause)
+	}
+	if err != nil {
+		f.err = err
+		s.failed(f.tx, f.errs, err)
+		return s.answer(f)
+	}
+	f.tx.seq.Commit()
+	s.committedMetrics(f.tx, len(f.errs))
+	if s.hit(stepAfterCommit) {
+		f.abandon()
+		return false
+	}
+	return s.answer(f)
 }
 
 // intake moves the commands waiting in s.cmds into q, first waiting for one
@@ -129,6 +261,23 @@ func (s *Service) intake(q *queues) bool {
 			q.push(c)
 		default:
 			return true
+		}
+	}
+	return true
+}
+
+// poll moves the commands waiting in s.cmds into q without waiting, and
+// reports whether q holds any.
+func (s *Service) poll(q *queues) bool {
+	for q.len() < cap(s.cmds) {
+		select {
+		case c, ok := <-s.cmds:
+			if !ok {
+				return q.len() > 0
+			}
+			q.push(c)
+		default:
+			return q.len() > 0
 		}
 	}
 	return true
@@ -196,42 +345,20 @@ func (s *Service) commit(tx *txn, errs []error) bool {
 	if s.hit(stepBeforeCommit) {
 		return false
 	}
-	if tx.lastID != 0 {
-		tx.b.ClockNode, tx.b.Clock = s.cfg.Node, tx.lastID
-	}
-	tx.b.Activities = tx.activities()
+	tx.seal()
 	var err error
-	m := s.metrics
 	if tx.failed() {
 		err = tx.batchErr()
 	} else if !tx.b.Empty() {
 		start := time.Now()
 		cerr := s.store.Commit(tx.ctx, &tx.b)
-		m.commits.Observe(time.Since(start).Seconds())
+		s.metrics.commits.Observe(time.Since(start).Seconds())
 		if cerr != nil {
 			err = fmt.Errorf("%w: commit: %w", ErrUnavailable, cerr)
 		}
 	}
 	if err != nil {
-		m.commitFails.Inc()
-		tx.seq.Abort()
-		// The batch may have landed: what is cached of the groups it
-		// changed or posted to cannot be trusted. The others are as they
-		// were.
-		for id := range tx.groups {
-			s.groups.remove(id)
-		}
-		for _, msg := range tx.b.Messages {
-			s.groups.remove(msg.Conv)
-		}
-		s.log.Error("inbox: group commit failed", "commands", len(errs), "err", err)
-		for i := range errs {
-			if errs[i] == nil || errors.As(errs[i], new(storeError)) {
-				errs[i] = err
-			}
-		}
-		tx.deliveries = nil
-		s.abortOut(tx)
+		s.failed(tx, errs, err)
 		return true
 	}
 	tx.seq.Commit()
@@ -239,10 +366,53 @@ func (s *Service) commit(tx *txn, errs []error) bool {
 		s.commitOut(tx)
 		s.sender.push(tx.b.Outbox)
 	}
+	s.committedMetrics(tx, len(errs))
+	s.cacheGroups(tx)
+	return !s.hit(stepAfterCommit)
+}
+
+// seal completes the batch with what is known only once it is built.
+func (tx *txn) seal() {
+	if tx.lastID != 0 {
+		tx.b.ClockNode, tx.b.Clock = tx.s.cfg.Node, tx.lastID
+	}
+	tx.b.Activities = tx.activities()
+}
+
+// failed settles a batch whose write failed or may have: every command of
+// it that had succeeded, or failed on the store, fails with err.
+func (s *Service) failed(tx *txn, errs []error, err error) {
+	s.metrics.commitFails.Inc()
+	tx.seq.Abort()
+	// The batch may have landed: what is cached of the groups it changed
+	// or posted to cannot be trusted. The others are as they were.
+	for id := range tx.groups {
+		s.groups.remove(id)
+	}
+	for _, msg := range tx.b.Messages {
+		s.groups.remove(msg.Conv)
+	}
+	s.log.Error("inbox: group commit failed", "commands", len(errs), "err", err)
+	for i := range errs {
+		if errs[i] == nil || errors.As(errs[i], new(storeError)) {
+			errs[i] = err
+		}
+	}
+	tx.deliveries = nil
+	s.abortOut(tx)
+}
+
+func (s *Service) committedMetrics(tx *txn, commands int) {
+	m := s.metrics
 	m.messages.Add(float64(len(tx.b.Messages) - tx.rewrites))
 	m.rows.Add(float64(len(tx.b.Rows)))
 	m.batchRows.Observe(float64(len(tx.b.Rows)))
-	m.batchCmds.Observe(float64(len(errs)))
+	m.batchCmds.Observe(float64(commands))
+}
+
+// cacheGroups puts the groups the batch changed into the cache: the next
+// batch builds on them.
+func (s *Service) cacheGroups(tx *txn) {
 	for _, g := range tx.groups {
 		s.groups.put(g)
 	}
@@ -251,7 +421,6 @@ func (s *Service) commit(tx *txn, errs []error) bool {
 			g.last = tx.now
 		}
 	}
-	return !s.hit(stepAfterCommit)
 }
 
 // commitStep names a point of a group commit at which a test's hook may

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -308,17 +309,56 @@ func (s *slowSync) Commit(ctx context.Context, b *timeline.Batch) error {
 	if err := s.Store.Commit(ctx, b); err != nil {
 		return err
 	}
+	s.wait()
+	return nil
+}
+
+// wait holds the first batch after hold is set as if its sync took until
+// the test closes synced.
+func (s *slowSync) wait() {
 	if s.hold.CompareAndSwap(true, false) {
 		s.applied <- struct{}{}
 		<-s.synced
 	}
-	return nil
+}
+
+// slowApply is a slowSync that a committer pipelines: its Applies hand the
+// batch to Pebble, whose sync the held batch's Wait then outlasts.
+type slowApply struct{ *slowSync }
+
+func (s slowApply) Apply(ctx context.Context, b *timeline.Batch) (timeline.Pending, error) {
+	p, err := s.Store.(timeline.Applier).Apply(ctx, b)
+	if err != nil {
+		return nil, err
+	}
+	return slowPending{p, s.slowSync}, nil
+}
+
+type slowPending struct {
+	timeline.Pending
+	s *slowSync
+}
+
+func (p slowPending) Wait() error {
+	err := p.Pending.Wait()
+	p.s.wait()
+	return err
 }
 
 // TestReadersSeeOnlyDurableEntries reads while a batch is visible in the
 // store but not yet durable: Sync, History and Conversations must not show
 // it, or a power cut could take back an entry a client already applied.
+// The committer commits serially, or pipelines on a store that applies a
+// batch before its sync.
 func TestReadersSeeOnlyDurableEntries(t *testing.T) {
+	for _, pipelined := range []bool{false, true} {
+		t.Run(fmt.Sprintf("pipelined=%v", pipelined), func(t *testing.T) {
+			testReadersSeeOnlyDurableEntries(t, pipelined)
+		})
+	}
+}
+
+func testReadersSeeOnlyDurableEntries(t *testing.T, pipelined bool) {
 	e := newEnv(t, Config{})
 	conv := e.create(1, 2)
 	e.send(1, conv, "a", "durable")
@@ -328,7 +368,11 @@ func TestReadersSeeOnlyDurableEntries(t *testing.T) {
 		t.Fatal(err)
 	}
 	slow := &slowSync{Store: st, applied: make(chan struct{}), synced: make(chan struct{})}
-	svc, err := New(ctx, Config{Store: slow})
+	var store timeline.Store = slow
+	if pipelined {
+		store = slowApply{slow}
+	}
+	svc, err := New(ctx, Config{Store: store})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -364,5 +408,83 @@ func TestReadersSeeOnlyDurableEntries(t *testing.T) {
 	}
 	if res, _ := svc.Sync(ctx, 2, 0, 0); res.Head != 4 || len(res.Entries) != 4 {
 		t.Fatalf("Sync after the commit: head %d, %d entries", res.Head, len(res.Entries))
+	}
+}
+
+// failingSync is a store that a committer pipelines, whose held batch
+// reports a failed sync once the test let the committer build the next
+// batch on it.
+type failingSync struct {
+	timeline.Store
+	hold    atomic.Bool
+	applied chan struct{}
+	proceed chan struct{}
+}
+
+func (s *failingSync) Apply(ctx context.Context, b *timeline.Batch) (timeline.Pending, error) {
+	p, err := s.Store.(timeline.Applier).Apply(ctx, b)
+	if err != nil || !s.hold.CompareAndSwap(true, false) {
+		return p, err
+	}
+	s.applied <- struct{}{}
+	<-s.proceed
+	return failedPending{p}, nil
+}
+
+type failedPending struct{ timeline.Pending }
+
+func (p failedPending) Wait() error {
+	return errors.Join(errors.New("injected sync failure"), p.Pending.Wait())
+}
+
+// TestPipelinedFailureFailsSuccessor fails the sync of a batch after the
+// next batch, built on its seqs, was handed to the store: both must fail,
+// and the inbox must stay contiguous after.
+func TestPipelinedFailureFailsSuccessor(t *testing.T) {
+	e := newEnv(t, Config{})
+	conv := e.create(1, 2)
+	e.send(1, conv, "a", "durable")
+	e.close()
+	st, err := pebble.Open(pebble.Options{Dir: "db", FS: e.fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := &failingSync{Store: st, applied: make(chan struct{}), proceed: make(chan struct{})}
+	svc, err := New(ctx, Config{Store: fs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.store, e.svc = st, svc
+	e.send(1, conv, "b", "loads the sequencer keys")
+	before := len(e.inbox(2))
+
+	fs.hold.Store(true)
+	send := func(cmid string) <-chan error {
+		errc := make(chan error, 1)
+		go func() {
+			_, err := svc.SendGroupMessage(ctx, 1, conv, cmid, wire.KindText, []byte(cmid))
+			errc <- err
+		}()
+		return errc
+	}
+	first := send("x")
+	<-fs.applied
+	second := send("y")
+	for len(svc.cmds) == 0 { // the committer picks it up when first is handed over
+		runtime.Gosched()
+	}
+	close(fs.proceed)
+	for name, errc := range map[string]<-chan error{"the failed batch": first, "its successor": second} {
+		if err := <-errc; !errors.Is(err, ErrUnavailable) {
+			t.Errorf("send in %s: %v, want ErrUnavailable", name, err)
+		}
+	}
+	// The failed batches may have landed (here they did): retried, each
+	// send is in the inbox once.
+	for _, cmid := range []string{"x", "y", "z"} {
+		e.send(1, conv, cmid, cmid)
+	}
+	if s := seqs(e.inbox(2)); !contiguous(s) || len(s) != before+3 {
+		t.Fatalf("seqs after the failure %v, want %d contiguous", s, before+3)
 	}
 }

@@ -119,8 +119,12 @@ func setDefault[T int | time.Duration](v *T, def T) {
 
 // Service is the chat service. It is safe for concurrent use.
 type Service struct {
-	cfg     Config
-	store   timeline.Store
+	cfg   Config
+	store timeline.Store
+	// applier is the store when the committer pipelines its batches: a
+	// single node's, on a store that can hand a batch over before it is
+	// durable. Nil otherwise.
+	applier timeline.Applier
 	seq     *sequencer.Sequencer
 	ids     *idGen
 	log     *slog.Logger
@@ -177,6 +181,9 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		out:        newOutState(),
 	}
 	_, s.local = cfg.Ownership.(*cluster.Local)
+	if ap, ok := cfg.Store.(timeline.Applier); ok && s.local {
+		s.applier = ap
+	}
 	if s.metrics, err = newMetrics(s); err != nil {
 		return nil, err
 	}

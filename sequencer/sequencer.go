@@ -13,6 +13,12 @@
 //     the store on their next use, so a batch whose outcome is unknown can
 //     never leave a hole or a reused seq behind.
 //
+// A writer that pipelines its batches calls Txn.Seal once the batch is
+// handed to the store: the next Txn then continues from the sealed seqs
+// while Committed still reports the durable ones. Sealed Txns are
+// committed or aborted in the order they were sealed, and when one fails,
+// the ones sealed after it, built on its seqs, are aborted too.
+//
 // A key belongs to one open Txn at a time; another Txn asking for it gets
 // ErrBusy rather than a seq that could commit out of order.
 //
@@ -90,6 +96,10 @@ type head struct {
 	last   uint64 // newest committed seq
 	loaded bool   // last has been read from the store
 	owner  *Txn   // the open Txn holding the key, if any
+	// sealed is the newest sealed Txn that assigned the key, nil once it
+	// finished; next continues from its seq, applied.
+	sealed  *Txn
+	applied uint64
 }
 
 // New returns a Sequencer reading heads through cfg.Last. It fails only when
@@ -158,6 +168,7 @@ func (s *Sequencer) Begin() *Txn {
 type Txn struct {
 	s       *Sequencer
 	pending map[Key]uint64 // key -> last seq assigned in this Txn
+	sealed  bool
 	done    bool
 }
 
@@ -174,8 +185,8 @@ func (t *Txn) Next(ctx context.Context, key Key) (uint64, error) {
 // Last returns the key's newest seq, counting those assigned in this Txn,
 // and holds the key for this Txn.
 func (t *Txn) Last(ctx context.Context, key Key) (uint64, error) {
-	if t.done {
-		panic("sequencer: use of a finished Txn")
+	if t.done || t.sealed {
+		panic("sequencer: use of a sealed or finished Txn")
 	}
 	if last, ok := t.pending[key]; ok {
 		return last, nil
@@ -189,9 +200,13 @@ func (t *Txn) Last(ctx context.Context, key Key) (uint64, error) {
 			return 0, fmt.Errorf("%w: %v", ErrBusy, key)
 		}
 		h.owner = t
+		last := h.last
+		if h.sealed != nil {
+			last = h.applied
+		}
 		s.mu.Unlock()
-		t.pending[key] = h.last
-		return h.last, nil
+		t.pending[key] = last
+		return last, nil
 	}
 	// Hold the key while loading so that nobody else loads or assigns it.
 	h = &head{owner: t}
@@ -229,6 +244,26 @@ func (s *Sequencer) Committed(key Key) (last uint64, ok bool) {
 	return h.last, true
 }
 
+// Seal releases the keys to the next Txn, which continues from this one's
+// seqs, while Committed keeps reporting the heads before it. Call it once
+// the batch is handed to the store, then Commit or Abort.
+func (t *Txn) Seal() {
+	if t.done || t.sealed {
+		panic("sequencer: Txn sealed twice or after it finished")
+	}
+	t.sealed = true
+	s := t.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for key, last := range t.pending {
+		h := s.keys[key]
+		if h == nil || h.owner != t {
+			panic(fmt.Sprintf("sequencer: %v not held by the sealing Txn", key))
+		}
+		h.owner, h.sealed, h.applied = nil, t, last
+	}
+}
+
 // Commit makes the Txn's assignments the keys' heads and releases the keys.
 // Call it only after the entries carrying the seqs are durable.
 func (t *Txn) Commit() {
@@ -239,7 +274,8 @@ func (t *Txn) Commit() {
 }
 
 // Abort releases the keys and forgets their heads, so that they are reloaded
-// from the store: after a failed write nobody knows which seqs landed.
+// from the store: after a failed write nobody knows which seqs landed. A
+// sealed Txn's successors must be aborted too.
 func (t *Txn) Abort() {
 	t.finish(func(*head, uint64) bool { return false })
 	t.s.mu.Lock()
@@ -257,10 +293,19 @@ func (t *Txn) finish(keep func(h *head, last uint64) bool) {
 	defer s.mu.Unlock()
 	for key, last := range t.pending {
 		h := s.keys[key]
-		if h == nil || h.owner != t {
+		if t.sealed {
+			// A predecessor's abort may have dropped the key already.
+			if h == nil {
+				continue
+			}
+			if h.sealed == t {
+				h.sealed = nil
+			}
+		} else if h == nil || h.owner != t {
 			panic(fmt.Sprintf("sequencer: %v not held by the finishing Txn", key))
+		} else {
+			h.owner = nil
 		}
-		h.owner = nil
 		if !keep(h, last) {
 			delete(s.keys, key)
 		}
@@ -276,7 +321,7 @@ func (s *Sequencer) Forget(drop func(Key) bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for key, h := range s.keys {
-		if h.owner == nil && drop(key) {
+		if h.owner == nil && h.sealed == nil && drop(key) {
 			delete(s.keys, key)
 		}
 	}
@@ -290,7 +335,7 @@ func (s *Sequencer) evictLocked() {
 		if excess <= 0 {
 			return
 		}
-		if h.owner == nil {
+		if h.owner == nil && h.sealed == nil {
 			delete(s.keys, key)
 			excess--
 		}

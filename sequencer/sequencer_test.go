@@ -320,3 +320,55 @@ func gathered(t *testing.T, reg prometheus.Gatherer, name string) float64 {
 	t.Fatalf("metric %s not gathered", name)
 	return 0
 }
+
+// TestSealedTxns pipelines two Txns over one key: the second continues from
+// the first's seqs as soon as it is sealed, Committed reports only what was
+// committed, and aborting the first and then the second reloads the key.
+func TestSealedTxns(t *testing.T) {
+	ctx := context.Background()
+	st := newStore()
+	s := mustNew(t, Config{Last: st.Last, MaxKeys: 1})
+	k, other := Key{Inbox, 1}, Key{Conv, 2}
+	next := func(tx *Txn, k Key, want uint64) {
+		t.Helper()
+		if got, err := tx.Next(ctx, k); err != nil || got != want {
+			t.Fatalf("Next(%v) = %d, %v; want %d", k, got, err, want)
+		}
+	}
+	committed := func(want uint64) {
+		t.Helper()
+		if got, ok := s.Committed(k); !ok || got != want {
+			t.Fatalf("Committed = %d, %v; want %d, true", got, ok, want)
+		}
+	}
+
+	t1 := s.Begin()
+	next(t1, k, 1)
+	t1.Seal()
+	t2 := s.Begin()
+	next(t2, k, 2)
+	next(t2, other, 1) // past MaxKeys: the sealed key must not be evicted
+	t2.Seal()
+	committed(0)
+	st.commit(map[Key]uint64{k: 1})
+	t1.Commit()
+	committed(1)
+	st.commit(map[Key]uint64{k: 2, other: 1})
+	t2.Commit()
+	if got, ok := s.Committed(k); ok && got != 2 { // idle now: it may be evicted
+		t.Fatalf("Committed = %d after the second commit", got)
+	}
+
+	t3 := s.Begin()
+	next(t3, k, 3)
+	t3.Seal()
+	t4 := s.Begin()
+	next(t4, k, 4)
+	t4.Seal()
+	st.commit(map[Key]uint64{k: 3}) // t3 landed before failing
+	t3.Abort()
+	t4.Abort()
+	t5 := s.Begin()
+	next(t5, k, 4)
+	t5.Commit()
+}

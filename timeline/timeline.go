@@ -286,6 +286,25 @@ type Writer interface {
 	Commit(ctx context.Context, b *Batch) error
 }
 
+// Applier is a Writer that can hand a batch over without waiting for it to
+// become durable, so that its caller builds the next batch meanwhile.
+type Applier interface {
+	// Apply hands b over as Commit does and returns before b is durable.
+	// Readers may see b as soon as Apply returns; a caller that must not
+	// show what a crash could take back caps its reads at the batches
+	// whose Wait returned nil. Batches are made durable in the order they
+	// were applied, and a failed one fails those applied after it. The
+	// caller calls Wait exactly once (Close waits for that).
+	Apply(ctx context.Context, b *Batch) (Pending, error)
+}
+
+// Pending is a batch handed over by Apply.
+type Pending interface {
+	// Wait returns nil once the batch is durable, or the error that kept
+	// it from becoming so (it may still be visible and may land).
+	Wait() error
+}
+
 // TimelineReader reads the two kinds of timelines. Returned slices belong to
 // the caller.
 type TimelineReader interface {

@@ -1,6 +1,7 @@
 package pebble_test
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -53,12 +54,23 @@ func next(b *timeline.Batch) {
 //
 //	go test -run '^$' -bench BenchmarkCommit -benchtime 5s ./timeline/pebble
 func BenchmarkCommit(b *testing.B) {
-	for _, shape := range []struct{ messages, members, writers int }{
-		{1, 100, 1},  // one send, committed alone
-		{50, 100, 1}, // a group commit of 50 sends: 5000 rows
-		{50, 100, 4}, // four such writers at once, sharing fsyncs
+	for _, shape := range []struct {
+		messages, members, writers int
+		// pipelined applies each batch before waiting for the previous
+		// one's sync, as a pipelined committer would.
+		pipelined bool
+	}{
+		{1, 100, 1, false},  // one send, committed alone
+		{1, 100, 1, true},   // the same, pipelined
+		{50, 100, 1, false}, // a group commit of 50 sends: 5000 rows
+		{50, 100, 1, true},  // the same, pipelined
+		{50, 100, 4, false}, // four such writers at once, sharing fsyncs
 	} {
-		b.Run(fmt.Sprintf("%dx%d/writers=%d", shape.messages, shape.members, shape.writers), func(b *testing.B) {
+		name := fmt.Sprintf("%dx%d/writers=%d", shape.messages, shape.members, shape.writers)
+		if shape.pipelined {
+			name += "/pipelined"
+		}
+		b.Run(name, func(b *testing.B) {
 			s := open(b, pebble.Options{Dir: b.TempDir()})
 			batches := make([]*timeline.Batch, shape.writers)
 			for w := range batches {
@@ -73,11 +85,29 @@ func BenchmarkCommit(b *testing.B) {
 			var wg sync.WaitGroup
 			for w, batch := range batches {
 				wg.Go(func() {
+					var prev timeline.Pending
 					for i := w; i < b.N; i += shape.writers {
 						next(batch)
-						if err := s.Commit(b.Context(), batch); err != nil {
+						p, err := s.Apply(b.Context(), batch)
+						switch {
+						case shape.pipelined && prev != nil:
+							err = errors.Join(err, prev.Wait())
+						case !shape.pipelined && err == nil:
+							err = p.Wait()
+							p = nil
+						}
+						if err != nil {
+							if p != nil {
+								_ = p.Wait() // err is reported already
+							}
 							b.Error(err)
 							return
+						}
+						prev = p
+					}
+					if prev != nil {
+						if err := prev.Wait(); err != nil {
+							b.Error(err)
 						}
 					}
 				})

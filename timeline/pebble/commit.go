@@ -14,25 +14,81 @@ import (
 // before the batch is handed to Pebble fails the call with nothing written;
 // once handed over, the commit is not interrupted.
 func (s *Store) Commit(ctx context.Context, b *timeline.Batch) error {
-	if err := s.enter("commit"); err != nil {
+	p, err := s.Apply(ctx, b)
+	if err != nil {
 		return err
+	}
+	return p.Wait()
+}
+
+var _ timeline.Applier = (*Store)(nil)
+
+// pending is a batch handed to Pebble whose write-ahead log sync may still
+// be in flight.
+type pending struct {
+	s   *Store
+	pb  *pebble.Batch // nil once waited for, or when nothing waits for a sync
+	err error
+}
+
+// Apply writes b as one Pebble batch and returns without waiting for the
+// write-ahead log sync, so that the caller can build and apply its next
+// batch while this one syncs: Pebble syncs the batches queued meanwhile
+// together. The batch is visible to every reader of the store when Apply
+// returns, before it is durable (as it is during a Commit too): a caller
+// that must not show what a crash could take back caps its reads at the
+// batches whose Wait has returned nil. Wait must be called once.
+//
+// A failed sync fails the Wait of every batch applied after it as well:
+// Pebble's log writer keeps its first error.
+func (s *Store) Apply(ctx context.Context, b *timeline.Batch) (timeline.Pending, error) {
+	if err := s.enter("commit"); err != nil {
+		return nil, err
 	}
 	defer s.mu.RUnlock()
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("timeline/pebble: commit: %w", err)
+		return nil, fmt.Errorf("timeline/pebble: commit: %w", err)
 	}
+	p := &pending{s: s}
 	if b.Empty() {
-		return nil
+		return p, nil
 	}
 	pb := s.db.NewBatchWithSize(batchSize(b))
-	defer pb.Close()
 	if err := fill(pb, b, s.storedLow); err != nil {
-		return fmt.Errorf("timeline/pebble: commit: %w", err)
+		pb.Close()
+		return nil, fmt.Errorf("timeline/pebble: commit: %w", err)
 	}
-	if err := pb.Commit(s.sync); err != nil {
-		return fmt.Errorf("timeline/pebble: commit: %w", err)
+	if !s.sync.Sync {
+		defer pb.Close()
+		if err := pb.Commit(s.sync); err != nil {
+			return nil, fmt.Errorf("timeline/pebble: commit: %w", err)
+		}
+		return p, nil
 	}
-	return nil
+	if err := s.db.ApplyNoSyncWait(pb, s.sync); err != nil {
+		pb.Close()
+		return nil, fmt.Errorf("timeline/pebble: commit: %w", err)
+	}
+	// Close waits for the syncs in flight: Pebble must not be closed under
+	// a batch whose sync it has not reported.
+	s.syncs.Add(1)
+	p.pb = pb
+	return p, nil
+}
+
+// Wait waits for the batch's write-ahead log sync and reports its outcome:
+// nil means the batch is durable.
+func (p *pending) Wait() error {
+	if p.pb == nil {
+		return p.err
+	}
+	defer p.s.syncs.Done()
+	if err := p.pb.SyncWait(); err != nil {
+		p.err = fmt.Errorf("timeline/pebble: commit: sync: %w", err)
+	}
+	p.pb.Close()
+	p.pb = nil
+	return p.err
 }
 
 // batchSize estimates the bytes of the Pebble batch for b, so that a large

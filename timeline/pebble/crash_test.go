@@ -1,6 +1,8 @@
 package pebble_test
 
 import (
+	"context"
+	"errors"
 	"math/rand/v2"
 	"slices"
 	"sync/atomic"
@@ -39,13 +41,64 @@ func crashBatch(n uint64) *timeline.Batch {
 
 // TestCrash commits numbered batches in a goroutine and meanwhile takes crash
 // images of the filesystem: every synced byte, and a random share of the
-// unsynced ones. Reopened, each image must hold every batch whose Commit had
-// returned before the image was taken, and every batch whole or not at all.
+// unsynced ones. Reopened, each image must hold every batch acknowledged
+// before the image was taken, and every batch whole or not at all. Batches
+// are committed one at a time, or pipelined: batch n is applied before the
+// sync of batch n-1 is waited for, and n-1 acknowledged after.
 func TestCrash(t *testing.T) {
+	for _, mode := range []struct {
+		name   string
+		commit func(ctx context.Context, s *pebble.Store, batches uint64, acked *atomic.Uint64) error
+	}{
+		{"serial", commitSerial},
+		{"pipelined", commitPipelined},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			testCrash(t, func(s *pebble.Store, acked *atomic.Uint64) error {
+				return mode.commit(t.Context(), s, crashBatches, acked)
+			})
+		})
+	}
+}
+
+const crashBatches = 1000
+
+func commitSerial(ctx context.Context, s *pebble.Store, batches uint64, acked *atomic.Uint64) error {
+	for n := uint64(1); n <= batches; n++ {
+		if err := s.Commit(ctx, crashBatch(n)); err != nil {
+			return err
+		}
+		acked.Store(n)
+	}
+	return nil
+}
+
+func commitPipelined(ctx context.Context, s *pebble.Store, batches uint64, acked *atomic.Uint64) error {
+	var prev timeline.Pending
+	for n := uint64(1); n <= batches; n++ {
+		p, err := s.Apply(ctx, crashBatch(n))
+		if prev != nil {
+			if werr := prev.Wait(); werr != nil {
+				return errors.Join(werr, err)
+			}
+			acked.Store(n - 1)
+		}
+		if err != nil {
+			return err
+		}
+		prev = p
+	}
+	if err := prev.Wait(); err != nil {
+		return err
+	}
+	acked.Store(batches)
+	return nil
+}
+
+func testCrash(t *testing.T, commit func(s *pebble.Store, acked *atomic.Uint64) error) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 1))
-	const batches = 1000
 	images := 20
 	if testing.Short() {
 		images = 5
@@ -55,22 +108,13 @@ func TestCrash(t *testing.T) {
 	s := open(t, pebble.Options{Dir: "db", FS: fs})
 	var acked atomic.Uint64 // the highest batch whose Commit returned nil
 	done := make(chan error, 1)
-	go func() {
-		for n := uint64(1); n <= batches; n++ {
-			if err := s.Commit(t.Context(), crashBatch(n)); err != nil {
-				done <- err
-				return
-			}
-			acked.Store(n)
-		}
-		done <- nil
-	}()
+	go func() { done <- commit(s, &acked) }()
 
 	// Images are taken at random points of the run, not of the clock, so
 	// that they spread over it however fast the machine commits.
 	points := make([]uint64, images)
 	for i := range points {
-		points[i] = rng.Uint64N(batches)
+		points[i] = rng.Uint64N(crashBatches)
 	}
 	slices.Sort(points)
 	type image struct {

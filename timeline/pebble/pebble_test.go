@@ -303,3 +303,25 @@ func TestPrivateModes(t *testing.T) {
 		t.Fatalf("only %d files: the walk saw too little to show anything", files)
 	}
 }
+
+// TestApplyVisibleBeforeWait shows why a caller of Apply caps its reads at
+// the batches it has waited for: readers see a batch as soon as Apply
+// returns, whether or not its sync has completed.
+func TestApplyVisibleBeforeWait(t *testing.T) {
+	s := open(t, pebble.Options{Dir: t.TempDir()})
+	b := &timeline.Batch{Rows: []timeline.Row{{User: 7, Seq: 1, Conv: 3, ConvSeq: 1, MsgID: 9, Kind: wire.KindText}}}
+	p, err := s.Apply(t.Context(), b)
+	if err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	rows, rerr := s.Inbox(t.Context(), 7, timeline.Range{})
+	if err := p.Wait(); err != nil {
+		t.Fatalf("Wait: %v", err)
+	}
+	if rerr != nil {
+		t.Fatalf("Inbox: %v", rerr)
+	}
+	if len(rows) != 1 || rows[0].MsgID != 9 {
+		t.Fatalf("Inbox after Apply, before Wait = %+v, want the applied row", rows)
+	}
+}

@@ -57,6 +57,8 @@ type Store struct {
 	db     *pebble.DB
 	lock   *pebble.Lock
 	sync   *pebble.WriteOptions
+	// syncs counts the batches of Apply whose sync nobody has waited for.
+	syncs sync.WaitGroup
 }
 
 var _ timeline.Store = (*Store)(nil)
@@ -190,6 +192,7 @@ func (s *Store) Close() error {
 		return closedError("close")
 	}
 	s.closed = true
+	s.syncs.Wait()
 	if err := errors.Join(s.db.Close(), s.lock.Close()); err != nil {
 		return fmt.Errorf("timeline/pebble: close: %w", err)
 	}
