@@ -92,12 +92,26 @@ func (s *Service) commitLoop() {
 		var applied []*command
 		var errs []error
 		for !tx.full(len(applied)) {
+			if inflight.durable() {
+				// Its acks need not wait for this batch's hand-over.
+				crashed = !s.land(inflight, nil)
+				inflight = nil
+				if crashed {
+					break
+				}
+			}
 			c := q.pop()
 			if c == nil {
 				break
 			}
 			applied = append(applied, c)
 			errs = append(errs, tx.apply(c))
+		}
+		if crashed {
+			for _, c := range applied {
+				c.done <- errCrashed
+			}
+			continue
 		}
 		f := &flight{tx: tx, applied: applied, errs: errs}
 		if s.applier != nil {
@@ -126,6 +140,24 @@ type flight struct {
 	synced chan struct{}
 	werr   error
 	err    error // the batch's failure, once landed
+}
+
+// durable reports whether f is a batch in flight that the store made
+// durable, or that had nothing to write: it can be answered while the next
+// batch is built (a failed one fails the next, so it waits for that).
+func (f *flight) durable() bool {
+	if f == nil {
+		return false
+	}
+	if f.synced == nil {
+		return true
+	}
+	select {
+	case <-f.synced:
+		return f.werr == nil
+	default:
+		return false
+	}
 }
 
 // abandon answers the batch's commands as a crash would leave them, after
@@ -219,9 +251,10 @@ func (s *Service) handOver(f *flight) error {
 	}
 	f.synced = make(chan struct{})
 	go func() {
-		defer close(f.synced)
 		f.werr = p.Wait()
-		s.metrics.commits.Observe(time.Since(start).Seconds())
+		d := time.Since(start)
+		close(f.synced)
+		s.metrics.commits.Observe(d.Seconds())
 	}()
 	return nil
 }
