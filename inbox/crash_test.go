@@ -553,3 +553,48 @@ func TestPipelinedAckWhenDurable(t *testing.T) {
 	release[1] <- struct{}{}
 	steps.Wait()
 }
+
+// TestCloseLandsBatchInFlight closes the service while a pipelined batch
+// syncs: Close waits for it, its send is acknowledged and stored, and no
+// goroutine of the committer is left (goleak, in TestMain).
+func TestCloseLandsBatchInFlight(t *testing.T) {
+	slow := &slowSync{applied: make(chan struct{}), synced: make(chan struct{})}
+	e := newWrappedEnv(t, Config{}, func(st timeline.Store) timeline.Store {
+		slow.Store = st
+		return slowApply{slow}
+	})
+	synced := sync.OnceFunc(func() { close(slow.synced) })
+	t.Cleanup(synced)
+	conv := e.create(1, 2)
+	e.send(1, conv, "a", "loads the sequencer keys")
+	slow.hold.Store(true)
+	acked := make(chan error, 1)
+	go func() {
+		_, err := e.svc.SendGroupMessage(ctx, 1, conv, "x", wire.KindText, []byte("in flight"))
+		acked <- err
+	}()
+	<-slow.applied
+	closed := make(chan struct{})
+	go func() {
+		e.svc.Close()
+		close(closed)
+	}()
+	waitFor(t, "Close to stop taking calls", func() bool {
+		e.svc.mu.RLock()
+		defer e.svc.mu.RUnlock()
+		return e.svc.closed
+	})
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a batch was syncing")
+	default:
+	}
+	synced()
+	if err := <-acked; err != nil {
+		t.Fatalf("the send in flight at Close: %v", err)
+	}
+	<-closed
+	if got := e.bodies(2, conv); strings.Join(got, ",") != "loads the sequencer keys,in flight" {
+		t.Fatalf("stored %q", got)
+	}
+}
