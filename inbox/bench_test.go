@@ -3,6 +3,7 @@ package inbox
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	crdb "github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
 
+	"github.com/inboxd/inboxd/timeline"
 	"github.com/inboxd/inboxd/timeline/pebble"
 	"github.com/inboxd/inboxd/wire"
 )
@@ -23,7 +25,7 @@ import (
 const benchSenders = 64 // concurrent senders: at most this many messages per group commit
 
 func BenchmarkFanout100(b *testing.B) {
-	benchSends(b, []int{100})
+	benchCommitters(b, []int{100})
 }
 
 // BenchmarkFanout100Sharded is BenchmarkFanout100 with the members spread
@@ -70,16 +72,31 @@ func BenchmarkMixed(b *testing.B) {
 	for i := range sizes {
 		sizes[i] = []int{5, 10, 10, 20, 50, 100, 200}[i%7]
 	}
-	benchSends(b, sizes)
+	benchCommitters(b, sizes)
 }
 
-func benchSends(b *testing.B, sizes []int) {
+// benchCommitters runs benchSends with the committer pipelining its batches
+// on Pebble, and committing one at a time (the store's Apply hidden from
+// it), side by side.
+func benchCommitters(b *testing.B, sizes []int) {
+	for _, pipelined := range []bool{true, false} {
+		b.Run(fmt.Sprintf("pipelined=%v", pipelined), func(b *testing.B) { benchSends(b, sizes, pipelined) })
+	}
+}
+
+// benchSends sends to groups of sizes from benchSenders goroutines and
+// reports inbox rows/s and the senders' ack latency.
+func benchSends(b *testing.B, sizes []int, pipelined bool) {
 	st, err := pebble.Open(pebble.Options{Dir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer st.Close()
-	svc, err := New(ctx, Config{Store: st})
+	var store timeline.Store = st
+	if !pipelined {
+		store = struct{ timeline.Store }{st}
+	}
+	svc, err := New(ctx, Config{Store: store})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -107,6 +124,7 @@ func benchSends(b *testing.B, sizes []int) {
 	b.ResetTimer()
 	start := time.Now()
 	var wg sync.WaitGroup
+	acks := make([][]time.Duration, benchSenders)
 	for w := range benchSenders {
 		wg.Go(func() {
 			for i := w; ; i += benchSenders {
@@ -114,10 +132,12 @@ func benchSends(b *testing.B, sizes []int) {
 					return
 				}
 				g := i % len(convs)
+				t0 := time.Now()
 				if _, err := svc.SendGroupMessage(ctx, owners[g], convs[g], fmt.Sprint(w, "-", i), wire.KindText, body); err != nil {
 					b.Error(err)
 					return
 				}
+				acks[w] = append(acks[w], time.Since(t0))
 			}
 		})
 	}
@@ -126,6 +146,14 @@ func benchSends(b *testing.B, sizes []int) {
 	b.StopTimer()
 	rows := float64(b.N) * float64(rowsPerRound) / float64(len(sizes))
 	b.ReportMetric(rows/elapsed.Seconds(), "rows/s")
+	all := slices.Concat(acks...)
+	slices.Sort(all)
+	for _, q := range []struct {
+		unit string
+		at   float64
+	}{{"p50-ack-ms", .5}, {"p99-ack-ms", .99}} {
+		b.ReportMetric(float64(all[int(q.at*float64(len(all)-1))])/float64(time.Millisecond), q.unit)
+	}
 }
 
 // BenchmarkRawPebble is the baseline: straight to Pebble, tuned as

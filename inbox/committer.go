@@ -25,6 +25,7 @@ type txn struct {
 	ctx    context.Context
 	s      *Service
 	now    time.Time
+	start  time.Time // when the committer began to build the batch
 	seq    *sequencer.Txn
 	b      timeline.Batch
 	lastID uint64
@@ -91,12 +92,26 @@ func (s *Service) commitLoop() {
 		var applied []*command
 		var errs []error
 		for !tx.full(len(applied)) {
+			if inflight.durable() {
+				// Its acks need not wait for this batch's hand-over.
+				crashed = !s.land(inflight, nil)
+				inflight = nil
+				if crashed {
+					break
+				}
+			}
 			c := q.pop()
 			if c == nil {
 				break
 			}
 			applied = append(applied, c)
 			errs = append(errs, tx.apply(c))
+		}
+		if crashed {
+			for _, c := range applied {
+				c.done <- errCrashed
+			}
+			continue
 		}
 		f := &flight{tx: tx, applied: applied, errs: errs}
 		if s.applier != nil {
@@ -120,16 +135,36 @@ type flight struct {
 	tx      *txn
 	applied []*command
 	errs    []error
-	pending timeline.Pending // nil when nothing was handed over
-	start   time.Time
-	err     error // the batch's failure, once landed
+	// synced is closed once the store has settled the handed-over batch,
+	// with its outcome in werr; nil when nothing was handed over.
+	synced chan struct{}
+	werr   error
+	err    error // the batch's failure, once landed
+}
+
+// durable reports whether f is a batch in flight that the store made
+// durable, or that had nothing to write: it can be answered while the next
+// batch is built (a failed one fails the next, so it waits for that).
+func (f *flight) durable() bool {
+	if f == nil {
+		return false
+	}
+	if f.synced == nil {
+		return true
+	}
+	select {
+	case <-f.synced:
+		return f.werr == nil
+	default:
+		return false
+	}
 }
 
 // abandon answers the batch's commands as a crash would leave them, after
 // the store has settled the batch (it must not outlive the store).
 func (f *flight) abandon() {
-	if f.pending != nil {
-		_ = f.pending.Wait() // whatever it became, nobody is told
+	if f.synced != nil {
+		<-f.synced // whatever it became, nobody is told
 	}
 	for _, c := range f.applied {
 		c.done <- errCrashed
@@ -174,12 +209,7 @@ func (s *Service) pipeline(f, prev *flight) (*flight, bool) {
 	if !tx.failed() {
 		err = nil
 		if !tx.b.Empty() {
-			f.start = time.Now()
-			p, aerr := s.applier.Apply(tx.ctx, &tx.b)
-			if aerr != nil {
-				err = fmt.Errorf("%w: commit: %w", ErrUnavailable, aerr)
-			}
-			f.pending = p
+			err = s.handOver(f)
 		}
 	}
 	if err != nil {
@@ -209,18 +239,44 @@ func (s *Service) pipeline(f, prev *flight) (*flight, bool) {
 	return f, true
 }
 
+// handOver hands f's batch to the store. A goroutine waits for the batch
+// to become durable, so that the commit duration is the store's, however
+// long the committer takes over the next batch before it looks.
+func (s *Service) handOver(f *flight) error {
+	start := s.built(f.tx)
+	p, err := s.applier.Apply(f.tx.ctx, &f.tx.b)
+	if err != nil {
+		s.metrics.commits.Observe(time.Since(start).Seconds())
+		return fmt.Errorf("%w: commit: %w", ErrUnavailable, err)
+	}
+	f.synced = make(chan struct{})
+	go func() {
+		f.werr = p.Wait()
+		d := time.Since(start)
+		close(f.synced)
+		s.metrics.commits.Observe(d.Seconds())
+	}()
+	return nil
+}
+
+// built records how long tx took to build and returns the time it is
+// handed to the store.
+func (s *Service) built(tx *txn) time.Time {
+	now := time.Now()
+	s.metrics.builds.Observe(now.Sub(tx.start).Seconds())
+	return now
+}
+
 // land waits until f's batch is durable or failed, fails it anyway when
 // cause (its predecessor's failure) is not nil, answers its commands and
 // sets f.err. It reports false when a test's crash hook stopped the
 // committer.
 func (s *Service) land(f *flight, cause error) bool {
 	var err error
-	if f.pending != nil {
-		werr := f.pending.Wait()
-		f.pending = nil
-		s.metrics.commits.Observe(time.Since(f.start).Seconds())
-		if werr != nil {
-			err = fmt.Errorf("%w: commit: %w", ErrUnavailable, werr)
+	if f.synced != nil {
+		<-f.synced
+		if f.werr != nil {
+			err = fmt.Errorf("%w: commit: %w", ErrUnavailable, f.werr)
 		}
 	}
 	if err == nil && cause != nil {
@@ -294,6 +350,7 @@ func (s *Service) begin() *txn {
 		ctx:     s.ctx,
 		s:       s,
 		now:     s.cfg.Now().Truncate(time.Millisecond),
+		start:   time.Now(),
 		seq:     s.seq.Begin(),
 		groups:  make(map[uint64]*group),
 		convs:   make(map[userConv]timeline.Conversation),
@@ -350,7 +407,7 @@ func (s *Service) commit(tx *txn, errs []error) bool {
 	if tx.failed() {
 		err = tx.batchErr()
 	} else if !tx.b.Empty() {
-		start := time.Now()
+		start := s.built(tx)
 		cerr := s.store.Commit(tx.ctx, &tx.b)
 		s.metrics.commits.Observe(time.Since(start).Seconds())
 		if cerr != nil {

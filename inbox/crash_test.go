@@ -488,3 +488,113 @@ func TestPipelinedFailureFailsSuccessor(t *testing.T) {
 		t.Fatalf("seqs after the failure %v, want %d contiguous", s, before+3)
 	}
 }
+
+// TestPipelinedAckWhenDurable makes a batch durable while the committer is
+// in the middle of building the next one: the batch's sends are answered
+// then, not after the next batch is built and handed over.
+func TestPipelinedAckWhenDurable(t *testing.T) {
+	slow := &slowSync{applied: make(chan struct{}), synced: make(chan struct{})}
+	var armed atomic.Bool
+	held, hold := make(chan struct{}), make(chan struct{})
+	e := newWrappedEnv(t, Config{stepHook: func(step commitStep) bool {
+		if step == stepBeforeCommit && armed.CompareAndSwap(true, false) {
+			held <- struct{}{}
+			<-hold
+		}
+		return false
+	}}, func(st timeline.Store) timeline.Store {
+		slow.Store = st
+		return slowApply{slow}
+	})
+	synced := sync.OnceFunc(func() { close(slow.synced) })
+	building, release := make(chan struct{}), [2]chan struct{}{make(chan struct{}), make(chan struct{})}
+	t.Cleanup(func() { close(hold); synced(); close(release[0]); close(release[1]) })
+	conv := e.create(1, 2)
+	e.send(1, conv, "a", "loads the sequencer keys")
+
+	armed.Store(true)
+	acked := make(chan error, 1)
+	go func() {
+		_, err := e.svc.SendGroupMessage(ctx, 1, conv, "x", wire.KindText, []byte("x"))
+		acked <- err
+	}()
+	<-held // x's batch is built; two commands of the next one queue
+	var steps sync.WaitGroup
+	for i, r := range release {
+		steps.Go(func() {
+			if err := e.svc.do(ctx, 2, func(*txn) error {
+				building <- struct{}{}
+				<-r
+				return nil
+			}); err != nil {
+				t.Error(err)
+			}
+		})
+		waitFor(t, "the command to queue", func() bool { return len(e.svc.cmds) == i+1 })
+	}
+	slow.hold.Store(true)
+	hold <- struct{}{} // x's batch goes to the store, the next is built
+	<-slow.applied
+	<-building // the first command of the next batch runs
+	commits := samples(t, e.svc.metrics.commits)
+	synced() // x's batch is durable
+	// Observed once the committer can see it: the next command is taken.
+	waitFor(t, "x's commit duration", func() bool { return samples(t, e.svc.metrics.commits) > commits })
+	release[0] <- struct{}{}
+	<-building // the second command runs: the next batch is not handed over
+	select {
+	case err := <-acked:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("x is not answered while the next batch is built after x was durable")
+	}
+	release[1] <- struct{}{}
+	steps.Wait()
+}
+
+// TestCloseLandsBatchInFlight closes the service while a pipelined batch
+// syncs: Close waits for it, its send is acknowledged and stored, and no
+// goroutine of the committer is left (goleak, in TestMain).
+func TestCloseLandsBatchInFlight(t *testing.T) {
+	slow := &slowSync{applied: make(chan struct{}), synced: make(chan struct{})}
+	e := newWrappedEnv(t, Config{}, func(st timeline.Store) timeline.Store {
+		slow.Store = st
+		return slowApply{slow}
+	})
+	synced := sync.OnceFunc(func() { close(slow.synced) })
+	t.Cleanup(synced)
+	conv := e.create(1, 2)
+	e.send(1, conv, "a", "loads the sequencer keys")
+	slow.hold.Store(true)
+	acked := make(chan error, 1)
+	go func() {
+		_, err := e.svc.SendGroupMessage(ctx, 1, conv, "x", wire.KindText, []byte("in flight"))
+		acked <- err
+	}()
+	<-slow.applied
+	closed := make(chan struct{})
+	go func() {
+		e.svc.Close()
+		close(closed)
+	}()
+	waitFor(t, "Close to stop taking calls", func() bool {
+		e.svc.mu.RLock()
+		defer e.svc.mu.RUnlock()
+		return e.svc.closed
+	})
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a batch was syncing")
+	default:
+	}
+	synced()
+	if err := <-acked; err != nil {
+		t.Fatalf("the send in flight at Close: %v", err)
+	}
+	<-closed
+	if got := e.bodies(2, conv); strings.Join(got, ",") != "loads the sequencer keys,in flight" {
+		t.Fatalf("stored %q", got)
+	}
+}

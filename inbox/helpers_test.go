@@ -21,14 +21,22 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 type env struct {
 	t     *testing.T
 	fs    vfs.FS
-	store timeline.Store
+	store timeline.Store // the Pebble store, unwrapped
 	svc   *Service
 	cfg   Config
+	// wrap, when set, wraps the store the service is given at each open.
+	wrap func(timeline.Store) timeline.Store
 }
 
 func newEnv(t *testing.T, cfg Config) *env {
 	t.Helper()
-	e := &env{t: t, fs: vfs.NewCrashableMem(), cfg: cfg}
+	return newWrappedEnv(t, cfg, nil)
+}
+
+// newWrappedEnv is newEnv with a service on wrap's wrapper of the store.
+func newWrappedEnv(t *testing.T, cfg Config, wrap func(timeline.Store) timeline.Store) *env {
+	t.Helper()
+	e := &env{t: t, fs: vfs.NewCrashableMem(), cfg: cfg, wrap: wrap}
 	e.open()
 	t.Cleanup(e.close)
 	return e
@@ -42,6 +50,9 @@ func (e *env) open() {
 	}
 	cfg := e.cfg
 	cfg.Store = st
+	if e.wrap != nil {
+		cfg.Store = e.wrap(st)
+	}
 	svc, err := New(context.Background(), cfg)
 	if err != nil {
 		st.Close()

@@ -1,12 +1,15 @@
 package inbox
 
 import (
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/inboxd/inboxd/timeline"
 	"github.com/inboxd/inboxd/wire"
 )
 
@@ -80,4 +83,77 @@ func samples(t *testing.T, h prometheus.Histogram) uint64 {
 		t.Fatal(err)
 	}
 	return m.GetHistogram().GetSampleCount()
+}
+
+// TestCommitDurationEndsWhenDurable holds a pipelined batch's sync while the
+// committer builds the next batch: the batch's commit duration is observed
+// when the store reports it durable, not when the committer, done with the
+// next batch, gets round to it. Each handed-over batch's build is observed
+// once.
+func TestCommitDurationEndsWhenDurable(t *testing.T) {
+	slow := &slowSync{applied: make(chan struct{}), synced: make(chan struct{})}
+	var armed atomic.Bool
+	held, hold := make(chan struct{}), make(chan struct{})
+	e := newWrappedEnv(t, Config{Registerer: prometheus.NewPedanticRegistry(), stepHook: func(step commitStep) bool {
+		if step == stepBeforeCommit && armed.CompareAndSwap(true, false) {
+			held <- struct{}{}
+			<-hold
+		}
+		return false
+	}}, func(st timeline.Store) timeline.Store {
+		slow.Store = st
+		return slowApply{slow}
+	})
+	// A failed check must not leave the committer held.
+	synced := sync.OnceFunc(func() { close(slow.synced) })
+	t.Cleanup(func() { close(hold); synced() })
+	m := e.svc.metrics
+	conv := e.create(1, 2)
+	e.send(1, conv, "a", "loads the sequencer keys")
+	builds, commits := samples(t, m.builds), samples(t, m.commits)
+
+	send := func(cmid string) <-chan error {
+		errc := make(chan error, 1)
+		go func() {
+			_, err := e.svc.SendGroupMessage(ctx, 1, conv, cmid, wire.KindText, []byte(cmid))
+			errc <- err
+		}()
+		return errc
+	}
+	armed.Store(true)
+	first := send("x")
+	<-held // x's batch is built
+	second := send("y")
+	waitFor(t, "y to queue", func() bool { return len(e.svc.cmds) > 0 })
+	slow.hold.Store(true)
+	armed.Store(true)
+	hold <- struct{}{} // x's batch goes to the store, y's is built on it
+	<-held
+	waitFor(t, "the store to take x's batch", func() bool {
+		select {
+		case <-slow.applied:
+			return true
+		default:
+			return false
+		}
+	})
+	if got := samples(t, m.commits) - commits; got != 0 {
+		t.Fatalf("%d commit durations observed before x's batch was durable", got)
+	}
+	if got := samples(t, m.builds) - builds; got != 1 {
+		t.Fatalf("%d builds observed after x's batch was handed over, want 1", got)
+	}
+	synced()
+	waitFor(t, "x's commit duration", func() bool { return samples(t, m.commits)-commits == 1 })
+	hold <- struct{}{}
+	for name, errc := range map[string]<-chan error{"x": first, "y": second} {
+		if err := <-errc; err != nil {
+			t.Fatalf("send %s: %v", name, err)
+		}
+	}
+	if b := samples(t, m.builds) - builds; b != 2 {
+		t.Fatalf("%d builds observed for 2 batches", b)
+	}
+	// Observed once the batch is answerable, maybe after its ack.
+	waitFor(t, "y's commit duration", func() bool { return samples(t, m.commits)-commits == 2 })
 }

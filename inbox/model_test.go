@@ -30,12 +30,8 @@ import (
 // (Goroutine scheduling and crash timing still vary between runs, so a
 // replay repeats the operations and crash points, not every interleaving.)
 func TestRandomizedModel(t *testing.T) {
-	seed := *modelSeed
-	if seed == 0 {
-		seed = rand.Uint64N(1<<63) + 1
-	}
-	t.Logf("seed %d (replay with -seed %d)", seed, seed)
-	m := &model{rng: rand.New(rand.NewPCG(seed, seed>>1)), acked: map[dedupKey]SendResult{}, stored: map[dedupKey]bool{}}
+	seed := modelSeedFor(t)
+	m := newModel(seed)
 	steps := []commitStep{stepBeforeCommit, stepAfterCommit, stepAfterAck}
 	var armed atomic.Uint32    // the commitStep to crash at; 0 when disarmed
 	var countdown atomic.Int32 // commits to pass at that step first
@@ -94,8 +90,22 @@ func TestRandomizedModel(t *testing.T) {
 	}
 }
 
-// modelSeed replays a run of TestRandomizedModel; 0 picks a random seed.
-var modelSeed = flag.Uint64("seed", 0, "seed of TestRandomizedModel (0: random)")
+// modelSeed replays a run of a randomized model test; 0 picks a random seed.
+var modelSeed = flag.Uint64("seed", 0, "seed of TestRandomizedModel and TestRandomizedPipelineFaults (0: random)")
+
+// modelSeedFor returns the seed of t's run, and logs how to replay it.
+func modelSeedFor(t *testing.T) uint64 {
+	seed := *modelSeed
+	if seed == 0 {
+		seed = rand.Uint64N(1<<63) + 1
+	}
+	t.Logf("seed %d (replay with -seed %d)", seed, seed)
+	return seed
+}
+
+func newModel(seed uint64) *model {
+	return &model{rng: rand.New(rand.NewPCG(seed, seed>>1)), acked: map[dedupKey]SendResult{}, stored: map[dedupKey]bool{}}
+}
 
 func waitAll(wg *sync.WaitGroup) <-chan struct{} {
 	c := make(chan struct{})

@@ -302,6 +302,7 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		{"inboxd_inbox_messages_total", nil, sends},
 		{"inboxd_inbox_fanout_rows_total", nil, sends * members},
 		{"inboxd_inbox_commit_duration_seconds", nil, sends},
+		{"inboxd_inbox_commit_build_duration_seconds", nil, sends},
 		{"inboxd_inbox_commit_batch_rows", nil, sends},
 		{"inboxd_inbox_commit_failures_total", nil, 0},
 		// Users 1 and 2 get each message pushed; 3 and 5 through the hook;

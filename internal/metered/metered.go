@@ -90,8 +90,18 @@ func (m *meter) done(start time.Time, err *error) {
 	}
 }
 
-// Wrap returns store measured under cfg.Backend.
-func Wrap(store timeline.Store, cfg Config) (*Store, error) {
+// Measured is a store measured by Wrap.
+type Measured interface {
+	timeline.Store
+	timeline.Restrictions
+	// Unwrap returns the wrapped store.
+	Unwrap() timeline.Store
+}
+
+// Wrap returns store measured under cfg.Backend. When store is a
+// timeline.Applier, so is the wrapper: hiding Apply would turn a pipelining
+// committer into a serial one.
+func Wrap(store timeline.Store, cfg Config) (Measured, error) {
 	if cfg.Backend == "" {
 		return nil, errors.New("metered: Config.Backend is empty")
 	}
@@ -115,7 +125,41 @@ func Wrap(store timeline.Store, cfg Config) (*Store, error) {
 			}
 		}
 	}
+	if ap, ok := store.(timeline.Applier); ok {
+		return &applyingStore{Store: s, next: ap}, nil
+	}
 	return s, nil
+}
+
+// applyingStore is the wrapper of an Applier. A batch handed over by Apply
+// counts as one commit, timed from the hand-over to the end of its Wait,
+// as Commit is.
+type applyingStore struct {
+	*Store
+	next timeline.Applier
+}
+
+var _ timeline.Applier = (*applyingStore)(nil)
+
+func (s *applyingStore) Apply(ctx context.Context, b *timeline.Batch) (_ timeline.Pending, err error) {
+	start := time.Now()
+	p, err := s.next.Apply(ctx, b)
+	if err != nil {
+		s.ops[opCommit].done(start, &err)
+		return nil, err
+	}
+	return &pending{next: p, start: start, m: &s.ops[opCommit]}, nil
+}
+
+type pending struct {
+	next  timeline.Pending
+	start time.Time
+	m     *meter
+}
+
+func (p *pending) Wait() (err error) {
+	defer p.m.done(p.start, &err)
+	return p.next.Wait()
 }
 
 // Unwrap returns the wrapped store.

@@ -16,12 +16,22 @@ import (
 	"github.com/inboxd/inboxd/wire"
 )
 
-func open(t *testing.T, reg prometheus.Registerer) *metered.Store {
+func open(t *testing.T, reg prometheus.Registerer) metered.Measured {
+	t.Helper()
+	return wrap(t, openPebble(t), reg)
+}
+
+func openPebble(t *testing.T) *pebble.Store {
 	t.Helper()
 	st, err := pebble.Open(pebble.Options{Dir: "db", FS: vfs.NewMem()})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return st
+}
+
+func wrap(t *testing.T, st timeline.Store, reg prometheus.Registerer) metered.Measured {
+	t.Helper()
 	m, err := metered.Wrap(st, metered.Config{Backend: "pebble", Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
@@ -78,6 +88,40 @@ func TestCounts(t *testing.T) {
 	}
 	if _, err := metered.Wrap(s.Unwrap(), metered.Config{Backend: "pebble", Registerer: reg}); err == nil {
 		t.Error("a second wrapper registered the same metrics")
+	}
+}
+
+// TestApplier checks that the wrapper of a store that hands batches over
+// before they are durable does so too, and counts such a batch as one
+// commit; the wrapper of any other store does not claim to.
+func TestApplier(t *testing.T) {
+	ctx := context.Background()
+	reg := prometheus.NewPedanticRegistry()
+	s := open(t, reg)
+	ap, ok := s.(timeline.Applier)
+	if !ok {
+		t.Fatal("the wrapped Pebble store is no Applier: a committer would not pipeline on it")
+	}
+	b := timeline.Batch{Rows: []timeline.Row{{User: 1, Seq: 1, Conv: 2, ConvSeq: 1, MsgID: 3, Kind: wire.KindText}}}
+	p, err := ap.Apply(ctx, &b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := ap.Apply(cctx, &b); err == nil {
+		t.Fatal("Apply under a done context succeeded")
+	}
+	if c := gather(t, reg)["commit"]; c.calls != 2 || c.errs != 1 {
+		t.Errorf("commit: %d calls, %d errors; want 2, 1", c.calls, c.errs)
+	}
+
+	hidden := struct{ timeline.Store }{openPebble(t)}
+	if _, ok := wrap(t, hidden, prometheus.NewRegistry()).(timeline.Applier); ok {
+		t.Error("the wrapper of a store without Apply claims to be an Applier")
 	}
 }
 

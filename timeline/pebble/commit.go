@@ -40,7 +40,9 @@ type pending struct {
 // batches whose Wait has returned nil. Wait must be called once.
 //
 // A failed sync fails the Wait of every batch applied after it as well:
-// Pebble's log writer keeps its first error.
+// Pebble's log writer keeps its first error. The batches stay readable in
+// Pebble's memtable, not durable, so the store then refuses every call
+// until it is reopened.
 func (s *Store) Apply(ctx context.Context, b *timeline.Batch) (timeline.Pending, error) {
 	if err := s.enter("commit"); err != nil {
 		return nil, err
@@ -85,6 +87,7 @@ func (p *pending) Wait() error {
 	defer p.s.syncs.Done()
 	if err := p.pb.SyncWait(); err != nil {
 		p.err = fmt.Errorf("timeline/pebble: commit: sync: %w", err)
+		p.s.failed.CompareAndSwap(nil, &p.err)
 	}
 	p.pb.Close()
 	p.pb = nil

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -59,6 +60,11 @@ type Store struct {
 	sync   *pebble.WriteOptions
 	// syncs counts the batches of Apply whose sync nobody has waited for.
 	syncs sync.WaitGroup
+	// failed holds the first failed sync. Pebble keeps that batch, and the
+	// ones after it, in its memtable, readable, though a restart takes them
+	// back: from then on the store refuses every call until it is reopened,
+	// so that nobody shows what is not durable or builds on it.
+	failed atomic.Pointer[error]
 }
 
 var _ timeline.Store = (*Store)(nil)
@@ -199,13 +205,17 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// enter admits a call unless the store is closed; the caller must call
+// enter admits a call unless the store is closed or a sync failed; the caller must call
 // s.mu.RUnlock when enter returns nil.
 func (s *Store) enter(op string) error {
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()
 		return closedError(op)
+	}
+	if err := s.failed.Load(); err != nil {
+		s.mu.RUnlock()
+		return fmt.Errorf("timeline/pebble: %s: refused since a sync failed (reopen the store): %w", op, *err)
 	}
 	return nil
 }
