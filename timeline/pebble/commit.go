@@ -1,8 +1,10 @@
 package pebble
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -54,7 +56,13 @@ func (s *Store) Apply(ctx context.Context, b *timeline.Batch) (timeline.Pending,
 		return p, nil
 	}
 	pb := s.db.NewBatchWithSize(batchSize(b))
-	if err := fill(pb, b, s.storedLow); err != nil {
+	scratch, _ := s.orders.Get().(*[]int32)
+	if scratch == nil {
+		scratch = new([]int32)
+	}
+	err := fill(pb, b, s.storedLow, scratch)
+	s.orders.Put(scratch)
+	if err != nil {
 		pb.Close()
 		return nil, fmt.Errorf("timeline/pebble: commit: %w", err)
 	}
@@ -110,14 +118,32 @@ func batchSize(b *timeline.Batch) int {
 // Deleted members are written after the members, so that a batch that both
 // writes and deletes a member deletes it, as a same-timestamp Cassandra
 // tombstone would.
-func fill(pb *pebble.Batch, b *timeline.Batch, lowOf func(source int) (uint64, bool, error)) error {
-	w := &batchWriter{pb: pb, key: make([]byte, 0, 64), val: make([]byte, 0, 256)}
+//
+// The rows go in key order and the activity index moves by user, as they
+// are the records a delivery costs: Pebble inserts a batch into its memtable's skiplist one record
+// after the other, starting each search from where the previous insert
+// left off when the key follows it, and otherwise from the top through the
+// nodes the previous search left in the CPU's caches. A commit builds them
+// send by send, each send's members in ascending order, so the same users
+// come round again with every send.
+func fill(pb *pebble.Batch, b *timeline.Batch, lowOf func(source int) (uint64, bool, error), scratch *[]int32) error {
+	w := &batchWriter{pb: pb, key: make([]byte, 0, 64), val: make([]byte, 0, 256), order: *scratch}
+	defer func() { *scratch = w.order }()
 	set(w, b.Messages, func(k []byte, m *timeline.Message) []byte {
 		return appendKey(k, prefixMessage, m.Conv, m.ConvSeq)
 	}, appendMessageValue)
-	set(w, b.Rows, func(k []byte, r *timeline.Row) []byte {
-		return appendKey(k, prefixInbox, r.User, r.Seq)
-	}, appendRowValue)
+	w.sort(len(b.Rows), func(i, j int) int {
+		return cmpPair(b.Rows[i].User, b.Rows[i].Seq, b.Rows[j].User, b.Rows[j].Seq)
+	})
+	for _, i := range w.order {
+		if w.err != nil {
+			break
+		}
+		r := &b.Rows[i]
+		w.key = appendKey(w.key[:0], prefixInbox, r.User, r.Seq)
+		w.val = appendRowValue(w.val[:0], r)
+		w.err = pb.Set(w.key, w.val, nil)
+	}
 	set(w, b.Groups, func(k []byte, g *timeline.Group) []byte {
 		return appendKey(k, prefixGroup, g.ID)
 	}, appendGroupValue)
@@ -138,7 +164,11 @@ func fill(pb *pebble.Batch, b *timeline.Batch, lowOf func(source int) (uint64, b
 	}, func(v []byte, m *timeline.Marker) []byte {
 		return appendUint64Value(v, m.ReadSeq)
 	})
-	for _, a := range b.Activities {
+	w.sort(len(b.Activities), func(i, j int) int {
+		return cmpPair(b.Activities[i].User, b.Activities[i].Conv, b.Activities[j].User, b.Activities[j].Conv)
+	})
+	for _, i := range w.order {
+		a := &b.Activities[i]
 		if w.err == nil && !a.Prev.IsZero() {
 			w.key = appendActivityKey(w.key[:0], a.User, a.Prev, a.Conv)
 			w.err = pb.Delete(w.key, nil)
@@ -183,5 +213,30 @@ func set[T any](w *batchWriter, recs []T, appendKey, appendValue func([]byte, *T
 type batchWriter struct {
 	pb       *pebble.Batch
 	key, val []byte
+	order    []int32 // indexes of the records being written, in key order
 	err      error
+}
+
+// sort sets w.order to the indexes 0..n-1 ordered by byKey, equal ones in
+// index order, so that of two writes of one key the later still wins.
+func (w *batchWriter) sort(n int, byKey func(i, j int) int) {
+	w.order = w.order[:0]
+	for i := range n {
+		w.order = append(w.order, int32(i))
+	}
+	slices.SortFunc(w.order, func(i, j int32) int {
+		if c := byKey(int(i), int(j)); c != 0 {
+			return c
+		}
+		return cmp.Compare(i, j)
+	})
+}
+
+// cmpPair orders (a1, a2) and (b1, b2) as the keys that hold them in this
+// order, big-endian, do.
+func cmpPair(a1, a2, b1, b2 uint64) int {
+	if c := cmp.Compare(a1, b1); c != 0 {
+		return c
+	}
+	return cmp.Compare(a2, b2)
 }
