@@ -56,9 +56,9 @@ func (s *Store) Apply(ctx context.Context, b *timeline.Batch) (timeline.Pending,
 		return p, nil
 	}
 	pb := s.db.NewBatchWithSize(batchSize(b))
-	scratch, _ := s.orders.Get().(*[]int32)
+	scratch, _ := s.orders.Get().(*[]sortKey)
 	if scratch == nil {
-		scratch = new([]int32)
+		scratch = new([]sortKey)
 	}
 	err := fill(pb, b, s.storedLow, scratch)
 	s.orders.Put(scratch)
@@ -126,20 +126,22 @@ func batchSize(b *timeline.Batch) int {
 // nodes the previous search left in the CPU's caches. A commit builds them
 // send by send, each send's members in ascending order, so the same users
 // come round again with every send.
-func fill(pb *pebble.Batch, b *timeline.Batch, lowOf func(source int) (uint64, bool, error), scratch *[]int32) error {
+func fill(pb *pebble.Batch, b *timeline.Batch, lowOf func(source int) (uint64, bool, error), scratch *[]sortKey) error {
 	w := &batchWriter{pb: pb, key: make([]byte, 0, 64), val: make([]byte, 0, 256), order: *scratch}
 	defer func() { *scratch = w.order }()
 	set(w, b.Messages, func(k []byte, m *timeline.Message) []byte {
 		return appendKey(k, prefixMessage, m.Conv, m.ConvSeq)
 	}, appendMessageValue)
-	w.sort(len(b.Rows), func(i, j int) int {
-		return cmpPair(b.Rows[i].User, b.Rows[i].Seq, b.Rows[j].User, b.Rows[j].Seq)
-	})
-	for _, i := range w.order {
+	w.order = w.order[:0]
+	for i := range b.Rows {
+		w.order = append(w.order, sortKey{b.Rows[i].User, b.Rows[i].Seq, i})
+	}
+	w.sort()
+	for _, k := range w.order {
 		if w.err != nil {
 			break
 		}
-		r := &b.Rows[i]
+		r := &b.Rows[k.i]
 		w.key = appendKey(w.key[:0], prefixInbox, r.User, r.Seq)
 		w.val = appendRowValue(w.val[:0], r)
 		w.err = pb.Set(w.key, w.val, nil)
@@ -164,11 +166,13 @@ func fill(pb *pebble.Batch, b *timeline.Batch, lowOf func(source int) (uint64, b
 	}, func(v []byte, m *timeline.Marker) []byte {
 		return appendUint64Value(v, m.ReadSeq)
 	})
-	w.sort(len(b.Activities), func(i, j int) int {
-		return cmpPair(b.Activities[i].User, b.Activities[i].Conv, b.Activities[j].User, b.Activities[j].Conv)
-	})
-	for _, i := range w.order {
-		a := &b.Activities[i]
+	w.order = w.order[:0]
+	for i := range b.Activities {
+		w.order = append(w.order, sortKey{b.Activities[i].User, b.Activities[i].Conv, i})
+	}
+	w.sort()
+	for _, k := range w.order {
+		a := &b.Activities[k.i]
 		if w.err == nil && !a.Prev.IsZero() {
 			w.key = appendActivityKey(w.key[:0], a.User, a.Prev, a.Conv)
 			w.err = pb.Delete(w.key, nil)
@@ -213,30 +217,28 @@ func set[T any](w *batchWriter, recs []T, appendKey, appendValue func([]byte, *T
 type batchWriter struct {
 	pb       *pebble.Batch
 	key, val []byte
-	order    []int32 // indexes of the records being written, in key order
+	order    []sortKey // the records being written, in key order
 	err      error
 }
 
-// sort sets w.order to the indexes 0..n-1 ordered by byKey, equal ones in
-// index order, so that of two writes of one key the later still wins.
-func (w *batchWriter) sort(n int, byKey func(i, j int) int) {
-	w.order = w.order[:0]
-	for i := range n {
-		w.order = append(w.order, int32(i))
-	}
-	slices.SortFunc(w.order, func(i, j int32) int {
-		if c := byKey(int(i), int(j)); c != 0 {
-			return c
-		}
-		return cmp.Compare(i, j)
-	})
+// sortKey is a record of b to write, at index i, by the two ids that
+// lead its key. Sorting these rather than indexes into b keeps the
+// comparisons off b's much larger records.
+type sortKey struct {
+	a, b uint64
+	i    int
 }
 
-// cmpPair orders (a1, a2) and (b1, b2) as the keys that hold them in this
-// order, big-endian, do.
-func cmpPair(a1, a2, b1, b2 uint64) int {
-	if c := cmp.Compare(a1, b1); c != 0 {
-		return c
-	}
-	return cmp.Compare(a2, b2)
+// sort orders w.order by its ids, equal ones by index, so that of two
+// writes of one key the later still wins.
+func (w *batchWriter) sort() {
+	slices.SortFunc(w.order, func(x, y sortKey) int {
+		switch {
+		case x.a != y.a:
+			return cmp.Compare(x.a, y.a)
+		case x.b != y.b:
+			return cmp.Compare(x.b, y.b)
+		}
+		return cmp.Compare(x.i, y.i)
+	})
 }

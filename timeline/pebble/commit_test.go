@@ -41,7 +41,7 @@ func TestFillOrder(t *testing.T) {
 	}
 	pb := db.NewBatch()
 	defer pb.Close()
-	var scratch []int32
+	var scratch []sortKey
 	if err := fill(pb, b, nil, &scratch); err != nil {
 		t.Fatal(err)
 	}

@@ -59,8 +59,8 @@ type Store struct {
 	sync   *pebble.WriteOptions
 	// syncs counts the batches of Apply whose sync nobody has waited for.
 	syncs sync.WaitGroup
-	// orders holds fill's *[]int32 scratch, which grows to the rows of the
-	// largest batch: one allocation per Apply fewer.
+	// orders holds fill's *[]sortKey scratch, which grows to the rows of
+	// the largest batch: one allocation per Apply fewer.
 	orders sync.Pool
 }
 
