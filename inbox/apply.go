@@ -99,6 +99,7 @@ func (tx *txn) applyRecords(records []timeline.OutboxRecord, msgs map[timeline.M
 				refused[k] = true
 				continue
 			}
+			tx.reserve(len(d.Recipients))
 			for _, rc := range d.Recipients {
 				if err := tx.applyRecipient(r, msg, rc); err != nil {
 					return nil, err

@@ -1,11 +1,13 @@
 package inbox
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -122,7 +124,7 @@ func benchSends(b *testing.B, sizes []int, pipelined bool) {
 	var sent atomic.Int64
 	b.ReportAllocs()
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu := time.Now(), processCPU()
 	var wg sync.WaitGroup
 	acks := make([][]time.Duration, benchSenders)
 	for w := range benchSenders {
@@ -154,14 +156,54 @@ func benchSends(b *testing.B, sizes []int, pipelined bool) {
 	}{{"p50-ack-ms", .5}, {"p99-ack-ms", .99}} {
 		b.ReportMetric(float64(all[int(q.at*float64(len(all)-1))])/float64(time.Millisecond), q.unit)
 	}
+	b.ReportMetric(float64(processCPU()-cpu)/rows, "cpu-ns/row")
 }
 
 // BenchmarkRawPebble is the baseline: straight to Pebble, tuned as
-// timeline/pebble tunes it, with fsync, it commits batches of benchSenders
-// messages, each written as inboxd writes a send to a 100-member group — the
-// message, its dedup record, the sender's marker and 100 inbox rows, keys and
-// values of the same sizes — and reports inbox rows/s.
+// timeline/pebble tunes it, with fsync, it commits batches of sends, each
+// written as inboxd writes a send to a 100-member group — the message, its
+// dedup record, the sender's marker and 100 inbox rows, keys and values of
+// the same sizes — and reports inbox rows/s and the process's CPU per row.
+//
+// Two shapes of commit: fanout100 is BenchmarkFanout100's, 64 sends to one
+// group (a member gets 64 rows a commit); groups100 is inboxd-bench's preset
+// of that name at 1,000 sends/s, commits of 18 sends to 18 of 20 groups (a
+// member gets one row a commit). "rows" is the durable minimum, one inbox
+// row per delivery: its cpu-ns/row is the floor of what a store costs a
+// delivery on this machine. "rows+activity" adds what inboxd's activity
+// index writes for a member who gets one row a commit: a delete and a set.
+// The records go into the batch in the order a commit builds them, send by
+// send, or sorted by key. cpu-ns/row-settled adds the CPU of flushing the
+// last memtable and of the compactions that follow, so that no work the
+// rows cause is left out.
 func BenchmarkRawPebble(b *testing.B) {
+	for _, shape := range []struct {
+		name          string
+		sends, groups int // a commit's sends, to this many groups in turn
+		activity      bool
+	}{
+		{"fanout100/rows", benchSenders, 1, false},
+		{"groups100/rows", 18, 20, false},
+		{"groups100/rows+activity", 18, 20, true},
+	} {
+		for _, sorted := range []bool{false, true} {
+			name := shape.name + "/send-order"
+			if sorted {
+				name = shape.name + "/key-order"
+			}
+			b.Run(name, func(b *testing.B) { benchRawPebble(b, shape.sends, shape.groups, shape.activity, sorted) })
+		}
+	}
+}
+
+// rawRecord is a record of BenchmarkRawPebble's batch: a set, or a delete
+// when val is nil.
+type rawRecord struct {
+	key []byte
+	val []byte
+}
+
+func benchRawPebble(b *testing.B, sends, groups int, activity, sorted bool) {
 	opts := &crdb.Options{
 		MemTableSize:                64 << 20,
 		MemTableStopWritesThreshold: 4,
@@ -175,29 +217,58 @@ func BenchmarkRawPebble(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	key := make([]byte, 32)
 	row := make([]byte, 24)   // a row's version byte and varint conv, conv_seq, msg id, kind
 	msg := make([]byte, 150)  // a message with a 100-byte body
 	small := make([]byte, 30) // a dedup record or a marker
-	seq := uint64(0)
+	mark := []byte{1}         // an activity index entry
+	// seqs[g] is group g's conv_seq, and each of its members' inbox seq:
+	// a member is in one group. last[g] is the commit of its last send.
+	seqs := make([]uint64, groups)
+	last := make([]uint64, groups)
+	var recs []rawRecord
+	keys := make([]byte, 0, 32*sends*(3+300))
 	b.ReportAllocs()
 	b.ResetTimer()
-	start := time.Now()
-	for n := 0; n < b.N; n += benchSenders {
-		batch := db.NewBatch()
-		for m := 0; m < benchSenders && n+m < b.N; m++ {
-			seq++
-			put := func(prefix byte, id, sub uint64, keyLen int, val []byte) {
-				key[0] = prefix
-				binary.BigEndian.PutUint64(key[1:], id)
-				binary.BigEndian.PutUint64(key[9:], sub)
-				batch.Set(key[:keyLen], val, nil)
+	start, cpu := time.Now(), processCPU()
+	for n, commit := 0, uint64(1); n < b.N; n, commit = n+sends, commit+1 {
+		recs, keys = recs[:0], keys[:0]
+		add := func(val []byte, prefix byte, ids ...uint64) {
+			k := len(keys)
+			keys = append(keys, prefix)
+			for _, id := range ids {
+				keys = binary.BigEndian.AppendUint64(keys, id)
 			}
-			put('c', 7, seq, 17, msg)
-			put('d', 1, seq, 30, small)
-			put('r', 1, 7, 17, small)
-			for u := range uint64(100) {
-				put('i', u, seq, 17, row)
+			recs = append(recs, rawRecord{keys[k:len(keys):len(keys)], val})
+		}
+		for m := 0; m < sends && n+m < b.N; m++ {
+			g := (n + m) % groups
+			seqs[g]++
+			conv, first := uint64(g+1), uint64(g*100)
+			add(msg, 'c', conv, seqs[g])
+			add(small, 'd', first, seqs[g]) // the sender and a client message id
+			add(small, 'r', first, conv)
+			for u := first; u < first+100; u++ {
+				add(row, 'i', u, seqs[g])
+				if activity {
+					// User, inverted time, inverted conv.
+					add(nil, 'a', u, ^last[g], ^conv)
+					add(mark, 'a', u, ^commit, ^conv)
+				}
+			}
+			last[g] = commit
+		}
+		if sorted {
+			slices.SortStableFunc(recs, func(a, b rawRecord) int { return bytes.Compare(a.key, b.key) })
+		}
+		batch := db.NewBatch()
+		for _, r := range recs {
+			if r.val == nil {
+				err = batch.Delete(r.key, nil)
+			} else {
+				err = batch.Set(r.key, r.val, nil)
+			}
+			if err != nil {
+				b.Fatal(err)
 			}
 		}
 		if err := batch.Commit(crdb.Sync); err != nil {
@@ -206,7 +277,38 @@ func BenchmarkRawPebble(b *testing.B) {
 		batch.Close()
 	}
 	elapsed := time.Since(start)
-	b.ReportMetric(float64(b.N)*100/elapsed.Seconds(), "rows/s")
+	rows := float64(b.N) * 100
+	b.ReportMetric(rows/elapsed.Seconds(), "rows/s")
+	b.ReportMetric(float64(processCPU()-cpu)/rows, "cpu-ns/row")
+	b.StopTimer()
+	if err := db.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	waitCompactions(db)
+	b.ReportMetric(float64(processCPU()-cpu)/rows, "cpu-ns/row-settled")
+}
+
+// waitCompactions returns once db has run no compaction for several polls
+// in a row: a flush schedules its compactions after it returns.
+func waitCompactions(db *crdb.DB) {
+	for idle := 0; idle < 5; {
+		if db.Metrics().Compact.NumInProgress == 0 {
+			idle++
+		} else {
+			idle = 0
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// processCPU is the user and system CPU time of the whole process so far:
+// every goroutine, Pebble's flushes and compactions and the GC included.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 type quietLogger struct{}

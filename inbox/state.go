@@ -352,6 +352,7 @@ func (tx *txn) postMessage(g *group, m timeline.Message, also ...uint64) (*timel
 		}
 	}
 	amend := m.Kind == wire.KindRecall || m.Kind == wire.KindEdit
+	tx.reserve(len(g.order) + len(also))
 	// Members of shards served elsewhere get the message through one
 	// outbox record; the others here, in this batch.
 	var remotes []remote
@@ -443,6 +444,25 @@ func senderRemote(rs []remote, sender uint64) bool {
 		}
 	}
 	return false
+}
+
+// reserve makes room for n more deliveries in the batch, doubling what it
+// holds when it must grow: a commit appends its sends' rows member by
+// member, and append alone grows a large slice by a quarter at a time,
+// copying a commit's rows over and over (five times their size allocated,
+// in BenchmarkFanout100).
+func (tx *txn) reserve(n int) {
+	tx.b.Rows = grow(tx.b.Rows, n)
+	tx.deliveries = grow(tx.deliveries, n)
+}
+
+// grow returns s with room for n more elements, at least doubling its
+// capacity when it has not.
+func grow[E any](s []E, n int) []E {
+	if cap(s)-len(s) >= n {
+		return s
+	}
+	return slices.Grow(s, max(n, len(s)))
 }
 
 // deliver appends one inbox row for user.

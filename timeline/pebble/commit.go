@@ -1,8 +1,10 @@
 package pebble
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -56,7 +58,13 @@ func (s *Store) Apply(ctx context.Context, b *timeline.Batch) (timeline.Pending,
 		return p, nil
 	}
 	pb := s.db.NewBatchWithSize(batchSize(b))
-	if err := fill(pb, b, s.storedLow); err != nil {
+	scratch, _ := s.orders.Get().(*[]sortKey)
+	if scratch == nil {
+		scratch = new([]sortKey)
+	}
+	err := fill(pb, b, s.storedLow, scratch)
+	s.orders.Put(scratch)
+	if err != nil {
 		pb.Close()
 		return nil, fmt.Errorf("timeline/pebble: commit: %w", err)
 	}
@@ -113,14 +121,34 @@ func batchSize(b *timeline.Batch) int {
 // Deleted members are written after the members, so that a batch that both
 // writes and deletes a member deletes it, as a same-timestamp Cassandra
 // tombstone would.
-func fill(pb *pebble.Batch, b *timeline.Batch, lowOf func(source int) (uint64, bool, error)) error {
-	w := &batchWriter{pb: pb, key: make([]byte, 0, 64), val: make([]byte, 0, 256)}
+//
+// The rows go in key order and the activity index moves by user, as they
+// are the records a delivery costs: Pebble inserts a batch into its memtable's skiplist one record
+// after the other, starting each search from where the previous insert
+// left off when the key follows it, and otherwise from the top through the
+// nodes the previous search left in the CPU's caches. A commit builds them
+// send by send, each send's members in ascending order, so the same users
+// come round again with every send.
+func fill(pb *pebble.Batch, b *timeline.Batch, lowOf func(source int) (uint64, bool, error), scratch *[]sortKey) error {
+	w := &batchWriter{pb: pb, key: make([]byte, 0, 64), val: make([]byte, 0, 256), order: *scratch}
+	defer func() { *scratch = w.order }()
 	set(w, b.Messages, func(k []byte, m *timeline.Message) []byte {
 		return appendKey(k, prefixMessage, m.Conv, m.ConvSeq)
 	}, appendMessageValue)
-	set(w, b.Rows, func(k []byte, r *timeline.Row) []byte {
-		return appendKey(k, prefixInbox, r.User, r.Seq)
-	}, appendRowValue)
+	w.order = w.order[:0]
+	for i := range b.Rows {
+		w.order = append(w.order, sortKey{b.Rows[i].User, b.Rows[i].Seq, i})
+	}
+	w.sort()
+	for _, k := range w.order {
+		if w.err != nil {
+			break
+		}
+		r := &b.Rows[k.i]
+		w.key = appendKey(w.key[:0], prefixInbox, r.User, r.Seq)
+		w.val = appendRowValue(w.val[:0], r)
+		w.err = pb.Set(w.key, w.val, nil)
+	}
 	set(w, b.Groups, func(k []byte, g *timeline.Group) []byte {
 		return appendKey(k, prefixGroup, g.ID)
 	}, appendGroupValue)
@@ -141,7 +169,13 @@ func fill(pb *pebble.Batch, b *timeline.Batch, lowOf func(source int) (uint64, b
 	}, func(v []byte, m *timeline.Marker) []byte {
 		return appendUint64Value(v, m.ReadSeq)
 	})
-	for _, a := range b.Activities {
+	w.order = w.order[:0]
+	for i := range b.Activities {
+		w.order = append(w.order, sortKey{b.Activities[i].User, b.Activities[i].Conv, i})
+	}
+	w.sort()
+	for _, k := range w.order {
+		a := &b.Activities[k.i]
 		if w.err == nil && !a.Prev.IsZero() {
 			w.key = appendActivityKey(w.key[:0], a.User, a.Prev, a.Conv)
 			w.err = pb.Delete(w.key, nil)
@@ -186,5 +220,28 @@ func set[T any](w *batchWriter, recs []T, appendKey, appendValue func([]byte, *T
 type batchWriter struct {
 	pb       *pebble.Batch
 	key, val []byte
+	order    []sortKey // the records being written, in key order
 	err      error
+}
+
+// sortKey is a record of b to write, at index i, by the two ids that
+// lead its key. Sorting these rather than indexes into b keeps the
+// comparisons off b's much larger records.
+type sortKey struct {
+	a, b uint64
+	i    int
+}
+
+// sort orders w.order by its ids, equal ones by index, so that of two
+// writes of one key the later still wins.
+func (w *batchWriter) sort() {
+	slices.SortFunc(w.order, func(x, y sortKey) int {
+		switch {
+		case x.a != y.a:
+			return cmp.Compare(x.a, y.a)
+		case x.b != y.b:
+			return cmp.Compare(x.b, y.b)
+		}
+		return cmp.Compare(x.i, y.i)
+	})
 }

@@ -65,6 +65,9 @@ type Store struct {
 	// back: from then on the store refuses every call until it is reopened,
 	// so that nobody shows what is not durable or builds on it.
 	failed atomic.Pointer[error]
+	// orders holds fill's *[]sortKey scratch, which grows to the rows of
+	// the largest batch: one allocation per Apply fewer.
+	orders sync.Pool
 }
 
 var _ timeline.Store = (*Store)(nil)
