@@ -90,8 +90,19 @@ func (m *meter) done(start time.Time, err *error) {
 	}
 }
 
-// Wrap returns store measured under cfg.Backend.
-func Wrap(store timeline.Store, cfg Config) (*Store, error) {
+// Measured is a measured store: a *Store, with the timeline.Applier of the
+// wrapped store when it has one.
+type Measured interface {
+	timeline.Store
+	timeline.Restrictions
+	// Unwrap returns the wrapped store.
+	Unwrap() timeline.Store
+}
+
+// Wrap returns store measured under cfg.Backend. The result is a
+// timeline.Applier when store is one, so that a caller which pipelines its
+// commits on the bare store does on the wrapped one too.
+func Wrap(store timeline.Store, cfg Config) (Measured, error) {
 	if cfg.Backend == "" {
 		return nil, errors.New("metered: Config.Backend is empty")
 	}
@@ -115,7 +126,42 @@ func Wrap(store timeline.Store, cfg Config) (*Store, error) {
 			}
 		}
 	}
+	if ap, ok := store.(timeline.Applier); ok {
+		return &applyingStore{Store: s, applier: ap}, nil
+	}
 	return s, nil
+}
+
+// applyingStore is a Store whose wrapped store is a timeline.Applier.
+type applyingStore struct {
+	*Store
+	applier timeline.Applier
+}
+
+var _ timeline.Applier = (*applyingStore)(nil)
+
+// Apply times a commit from its hand-over to the end of its Wait, as Commit
+// times one that does both.
+func (s *applyingStore) Apply(ctx context.Context, b *timeline.Batch) (_ timeline.Pending, err error) {
+	start := time.Now()
+	p, err := s.applier.Apply(ctx, b)
+	if err != nil {
+		s.ops[opCommit].done(start, &err)
+		return nil, err
+	}
+	return &pending{next: p, meter: &s.ops[opCommit], start: start}, nil
+}
+
+// pending records its batch's commit once the wrapped Pending settles it.
+type pending struct {
+	next  timeline.Pending
+	meter *meter
+	start time.Time
+}
+
+func (p *pending) Wait() (err error) {
+	defer p.meter.done(p.start, &err)
+	return p.next.Wait()
 }
 
 // Unwrap returns the wrapped store.

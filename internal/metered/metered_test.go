@@ -16,12 +16,17 @@ import (
 	"github.com/inboxd/inboxd/wire"
 )
 
-func open(t *testing.T, reg prometheus.Registerer) *metered.Store {
+func open(t *testing.T, reg prometheus.Registerer) metered.Measured {
 	t.Helper()
 	st, err := pebble.Open(pebble.Options{Dir: "db", FS: vfs.NewMem()})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return wrap(t, st, reg)
+}
+
+func wrap(t *testing.T, st timeline.Store, reg prometheus.Registerer) metered.Measured {
+	t.Helper()
 	m, err := metered.Wrap(st, metered.Config{Backend: "pebble", Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
@@ -78,6 +83,52 @@ func TestCounts(t *testing.T) {
 	}
 	if _, err := metered.Wrap(s.Unwrap(), metered.Config{Backend: "pebble", Registerer: reg}); err == nil {
 		t.Error("a second wrapper registered the same metrics")
+	}
+}
+
+// committer is the store as a single node's committer sees it: only the
+// methods of a timeline.Store, whatever else the concrete store has.
+type committer struct{ timeline.Store }
+
+// TestApplier checks that the wrapper hands a batch over without its sync
+// exactly when the wrapped store can, and times such a commit once, from
+// Apply to the end of Wait, as the Commit it replaces.
+func TestApplier(t *testing.T) {
+	ctx := context.Background()
+	st, err := pebble.Open(pebble.Options{Dir: "db", FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if _, ok := wrap(t, committer{st}, prometheus.NewRegistry()).(timeline.Applier); ok {
+		t.Error("the wrapper of a store that is no Applier is one")
+	}
+
+	reg := prometheus.NewPedanticRegistry()
+	ap, ok := wrap(t, st, reg).(timeline.Applier)
+	if !ok {
+		t.Fatal("the wrapper of Pebble's store is no timeline.Applier: the committer would not pipeline")
+	}
+	b := timeline.Batch{Rows: []timeline.Row{{User: 1, Seq: 1, Conv: 2, ConvSeq: 1, MsgID: 3, Kind: wire.KindText}}}
+	p, err := ap.Apply(ctx, &b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := gather(t, reg)["commit"]; c.calls != 0 {
+		t.Errorf("commit timed %d times before its Wait", c.calls)
+	}
+	if err := p.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if c := gather(t, reg)["commit"]; c.calls != 1 || c.errs != 0 {
+		t.Errorf("commit: %d calls, %d errors after Wait; want 1, 0", c.calls, c.errs)
+	}
+	st.Close()
+	if _, err := ap.Apply(ctx, &b); !errors.Is(err, timeline.ErrClosed) {
+		t.Fatalf("Apply after Close: %v", err)
+	}
+	if c := gather(t, reg)["commit"]; c.calls != 2 || c.errs != 1 {
+		t.Errorf("commit: %d calls, %d errors after a failed Apply; want 2, 1", c.calls, c.errs)
 	}
 }
 
