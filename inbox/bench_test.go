@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,7 +24,7 @@ import (
 const benchSenders = 64 // concurrent senders: at most this many messages per group commit
 
 func BenchmarkFanout100(b *testing.B) {
-	benchSends(b, []int{100})
+	benchSends(b, []int{100}, benchSenders)
 }
 
 // BenchmarkFanout100Sharded is BenchmarkFanout100 with the members spread
@@ -63,6 +64,20 @@ func BenchmarkFanout100Sharded(b *testing.B) {
 	b.ReportMetric(float64(b.N*100)/time.Since(start).Seconds(), "rows/s")
 }
 
+// BenchmarkGroups10 sends to 400 groups of 10, the shape of inboxd-bench's
+// chatty preset, from 1, 8 and 64 concurrent senders: as many sends at most
+// share a group commit, so the process CPU per send (cpu-µs/send) of one
+// sender against many shows what a commit costs besides its sends.
+func BenchmarkGroups10(b *testing.B) {
+	sizes := make([]int, 400)
+	for i := range sizes {
+		sizes[i] = 10
+	}
+	for _, senders := range []int{1, 8, benchSenders} {
+		b.Run(fmt.Sprintf("senders=%d", senders), func(b *testing.B) { benchSends(b, sizes, senders) })
+	}
+}
+
 // BenchmarkMixed sends to 200 groups of 5 to 200 members, sizes skewed small
 // as in real chat: the rows of many keys share each commit.
 func BenchmarkMixed(b *testing.B) {
@@ -70,10 +85,12 @@ func BenchmarkMixed(b *testing.B) {
 	for i := range sizes {
 		sizes[i] = []int{5, 10, 10, 20, 50, 100, 200}[i%7]
 	}
-	benchSends(b, sizes)
+	benchSends(b, sizes, benchSenders)
 }
 
-func benchSends(b *testing.B, sizes []int) {
+// benchSends sends to groups of sizes from senders goroutines and reports
+// inbox rows/s and the process's CPU time per send.
+func benchSends(b *testing.B, sizes []int, senders int) {
 	st, err := pebble.Open(pebble.Options{Dir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
@@ -105,11 +122,11 @@ func benchSends(b *testing.B, sizes []int) {
 	var sent atomic.Int64
 	b.ReportAllocs()
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu := time.Now(), cpuTime(b)
 	var wg sync.WaitGroup
-	for w := range benchSenders {
+	for w := range senders {
 		wg.Go(func() {
-			for i := w; ; i += benchSenders {
+			for i := w; ; i += senders {
 				if sent.Add(1) > int64(b.N) {
 					return
 				}
@@ -122,10 +139,22 @@ func benchSends(b *testing.B, sizes []int) {
 		})
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), cpuTime(b)-cpu
 	b.StopTimer()
 	rows := float64(b.N) * float64(rowsPerRound) / float64(len(sizes))
 	b.ReportMetric(rows/elapsed.Seconds(), "rows/s")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/send")
+}
+
+// cpuTime returns the user and system CPU time the process has used: the
+// committer, Pebble's goroutines and the garbage collector, not only the
+// benchmark's own.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkRawPebble is the baseline: straight to Pebble, tuned as
