@@ -6,6 +6,8 @@
 //	inboxd_store_operation_errors_total{backend, operation}
 //
 // The backends stay unaware of metrics; cmd/inboxd wraps whichever it opens.
+// The wrapper of a timeline.Applier is one too, so that the committer
+// pipelines on the wrapped store as on the bare one.
 // timeline.ErrNotFound is an answer, not a failure, and is not counted as an
 // error. One wrapped store per registry: a second one registering the same
 // metrics fails.
