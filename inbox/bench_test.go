@@ -11,6 +11,7 @@ import (
 
 	crdb "github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/inboxd/inboxd/timeline/pebble"
 	"github.com/inboxd/inboxd/wire"
@@ -89,7 +90,8 @@ func BenchmarkMixed(b *testing.B) {
 }
 
 // benchSends sends to groups of sizes from senders goroutines and reports
-// inbox rows/s and the process's CPU time per send.
+// inbox rows/s, the process's CPU time per send and the sends per group
+// commit.
 func benchSends(b *testing.B, sizes []int, senders int) {
 	st, err := pebble.Open(pebble.Options{Dir: b.TempDir()})
 	if err != nil {
@@ -122,6 +124,7 @@ func benchSends(b *testing.B, sizes []int, senders int) {
 	var sent atomic.Int64
 	b.ReportAllocs()
 	b.ResetTimer()
+	commits := commitCount(b, svc)
 	start, cpu := time.Now(), cpuTime(b)
 	var wg sync.WaitGroup
 	for w := range senders {
@@ -144,6 +147,16 @@ func benchSends(b *testing.B, sizes []int, senders int) {
 	rows := float64(b.N) * float64(rowsPerRound) / float64(len(sizes))
 	b.ReportMetric(rows/elapsed.Seconds(), "rows/s")
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/send")
+	b.ReportMetric(float64(b.N)/float64(commitCount(b, svc)-commits), "sends/commit")
+}
+
+// commitCount returns how many group commits svc has made.
+func commitCount(b *testing.B, svc *Service) uint64 {
+	var m dto.Metric
+	if err := svc.metrics.batchCmds.Write(&m); err != nil {
+		b.Fatal(err)
+	}
+	return m.GetHistogram().GetSampleCount()
 }
 
 // cpuTime returns the user and system CPU time the process has used: the
