@@ -13,6 +13,7 @@ import (
 
 	crdb "github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/inboxd/inboxd/timeline"
 	"github.com/inboxd/inboxd/timeline/pebble"
@@ -67,6 +68,20 @@ func BenchmarkFanout100Sharded(b *testing.B) {
 	b.ReportMetric(float64(b.N*100)/time.Since(start).Seconds(), "rows/s")
 }
 
+// BenchmarkGroups10 sends to 400 groups of 10, the shape of inboxd-bench's
+// chatty preset, from 1, 8 and 64 concurrent senders: as many sends at most
+// share a group commit, so the process CPU per send (cpu-µs/send) of one
+// sender against many shows what a commit costs besides its sends.
+func BenchmarkGroups10(b *testing.B) {
+	sizes := make([]int, 400)
+	for i := range sizes {
+		sizes[i] = 10
+	}
+	for _, senders := range []int{1, 8, benchSenders} {
+		b.Run(fmt.Sprintf("senders=%d", senders), func(b *testing.B) { benchSends(b, openBenchPebble(b), sizes, senders) })
+	}
+}
+
 // BenchmarkMixed sends to 200 groups of 5 to 200 members, sizes skewed small
 // as in real chat: the rows of many keys share each commit.
 func BenchmarkMixed(b *testing.B) {
@@ -82,23 +97,34 @@ func BenchmarkMixed(b *testing.B) {
 // it), side by side.
 func benchCommitters(b *testing.B, sizes []int) {
 	for _, pipelined := range []bool{true, false} {
-		b.Run(fmt.Sprintf("pipelined=%v", pipelined), func(b *testing.B) { benchSends(b, sizes, pipelined) })
+		b.Run(fmt.Sprintf("pipelined=%v", pipelined), func(b *testing.B) {
+			st := openBenchPebble(b)
+			if !pipelined {
+				st = struct{ timeline.Store }{st}
+			}
+			benchSends(b, st, sizes, benchSenders)
+		})
 	}
 }
 
-// benchSends sends to groups of sizes from benchSenders goroutines and
-// reports inbox rows/s and the senders' ack latency.
-func benchSends(b *testing.B, sizes []int, pipelined bool) {
+// openBenchPebble opens a store in a directory of the benchmark's own,
+// closed when it ends.
+func openBenchPebble(b *testing.B) timeline.Store {
 	st, err := pebble.Open(pebble.Options{Dir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer st.Close()
-	var store timeline.Store = st
-	if !pipelined {
-		store = struct{ timeline.Store }{st}
-	}
-	svc, err := New(ctx, Config{Store: store})
+	b.Cleanup(func() { st.Close() })
+	return st
+}
+
+// benchSends sends, from senders goroutines, b.N messages of 100 bytes in
+// turn to groups of the sizes given, through a service on st, and reports
+// inbox rows/s, the senders' ack latency, the process's CPU per row and per
+// send (the committer, the store's goroutines and the garbage collector
+// included) and the sends per group commit.
+func benchSends(b *testing.B, st timeline.Store, sizes []int, senders int) {
+	svc, err := New(ctx, Config{Store: st})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -124,12 +150,13 @@ func benchSends(b *testing.B, sizes []int, pipelined bool) {
 	var sent atomic.Int64
 	b.ReportAllocs()
 	b.ResetTimer()
+	commits := commitCount(b, svc)
 	start, cpu := time.Now(), processCPU()
 	var wg sync.WaitGroup
-	acks := make([][]time.Duration, benchSenders)
-	for w := range benchSenders {
+	acks := make([][]time.Duration, senders)
+	for w := range senders {
 		wg.Go(func() {
-			for i := w; ; i += benchSenders {
+			for i := w; ; i += senders {
 				if sent.Add(1) > int64(b.N) {
 					return
 				}
@@ -144,7 +171,7 @@ func benchSends(b *testing.B, sizes []int, pipelined bool) {
 		})
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
+	elapsed, used := time.Since(start), processCPU()-cpu
 	b.StopTimer()
 	rows := float64(b.N) * float64(rowsPerRound) / float64(len(sizes))
 	b.ReportMetric(rows/elapsed.Seconds(), "rows/s")
@@ -156,7 +183,18 @@ func benchSends(b *testing.B, sizes []int, pipelined bool) {
 	}{{"p50-ack-ms", .5}, {"p99-ack-ms", .99}} {
 		b.ReportMetric(float64(all[int(q.at*float64(len(all)-1))])/float64(time.Millisecond), q.unit)
 	}
-	b.ReportMetric(float64(processCPU()-cpu)/rows, "cpu-ns/row")
+	b.ReportMetric(float64(used)/rows, "cpu-ns/row")
+	b.ReportMetric(float64(used.Microseconds())/float64(b.N), "cpu-µs/send")
+	b.ReportMetric(float64(b.N)/float64(commitCount(b, svc)-commits), "sends/commit")
+}
+
+// commitCount returns how many group commits svc has made.
+func commitCount(b *testing.B, svc *Service) uint64 {
+	var m dto.Metric
+	if err := svc.metrics.batchCmds.Write(&m); err != nil {
+		b.Fatal(err)
+	}
+	return m.GetHistogram().GetSampleCount()
 }
 
 // BenchmarkRawPebble is the baseline: straight to Pebble, tuned as

@@ -73,9 +73,14 @@ func (s *Service) commitLoop() {
 	crashed := false
 	var inflight *flight
 	for {
-		if inflight != nil && !s.poll(q) {
-			// Nothing to build while it syncs: settle it now rather
-			// than hold its acks until the next command.
+		if inflight != nil && s.poll(q) < len(inflight.applied) {
+			// Fewer commands wait than the batch in flight holds: settle
+			// it first, and let the next batch gather while it syncs. A
+			// smaller batch handed over now would take a sync of its own
+			// (a commit's fixed cost, about 100 µs of CPU here, most of
+			// it the fdatasync) and the commands arriving meanwhile would
+			// wait for both. A queue as long as the batch in flight means
+			// the committer is behind: then it builds during the sync.
 			crashed = !s.land(inflight, nil)
 			inflight = nil
 		}
@@ -323,20 +328,20 @@ func (s *Service) intake(q *queues) bool {
 }
 
 // poll moves the commands waiting in s.cmds into q without waiting, and
-// reports whether q holds any.
-func (s *Service) poll(q *queues) bool {
+// returns how many q holds.
+func (s *Service) poll(q *queues) int {
 	for q.len() < cap(s.cmds) {
 		select {
 		case c, ok := <-s.cmds:
 			if !ok {
-				return q.len() > 0
+				return q.len()
 			}
 			q.push(c)
 		default:
-			return q.len() > 0
+			return q.len()
 		}
 	}
-	return true
+	return q.len()
 }
 
 // full reports whether the batch, with n commands, takes no more.
