@@ -11,6 +11,7 @@ import (
 	crdb "github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
 
+	"github.com/inboxd/inboxd/timeline"
 	"github.com/inboxd/inboxd/timeline/pebble"
 	"github.com/inboxd/inboxd/wire"
 )
@@ -23,7 +24,7 @@ import (
 const benchSenders = 64 // concurrent senders: at most this many messages per group commit
 
 func BenchmarkFanout100(b *testing.B) {
-	benchSends(b, []int{100})
+	benchSends(b, openBenchPebble(b), []int{100})
 }
 
 // BenchmarkFanout100Sharded is BenchmarkFanout100 with the members spread
@@ -70,15 +71,24 @@ func BenchmarkMixed(b *testing.B) {
 	for i := range sizes {
 		sizes[i] = []int{5, 10, 10, 20, 50, 100, 200}[i%7]
 	}
-	benchSends(b, sizes)
+	benchSends(b, openBenchPebble(b), sizes)
 }
 
-func benchSends(b *testing.B, sizes []int) {
+// openBenchPebble opens a store in a directory of the benchmark's own,
+// closed when it ends.
+func openBenchPebble(b *testing.B) timeline.Store {
 	st, err := pebble.Open(pebble.Options{Dir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer st.Close()
+	b.Cleanup(func() { st.Close() })
+	return st
+}
+
+// benchSends sends, from benchSenders goroutines, b.N messages of 100 bytes
+// in turn to groups of the sizes given, through a service on st, and
+// reports the inbox rows written per second.
+func benchSends(b *testing.B, st timeline.Store, sizes []int) {
 	svc, err := New(ctx, Config{Store: st})
 	if err != nil {
 		b.Fatal(err)
