@@ -23,6 +23,10 @@ type RawConfig struct {
 	// Single sends every statement as a query of its own; otherwise the
 	// statements of one partition go as one unlogged batch.
 	Single bool
+	// Pack, when above 0, puts the statements of several partitions in one
+	// unlogged batch, up to Pack statements (a partition's are never
+	// split): fewer requests, each across partitions.
+	Pack int
 	// RoundRobin picks the node of a request in turn rather than by its
 	// partition's token.
 	RoundRobin bool
@@ -150,21 +154,35 @@ func (r *Raw) Write(ctx context.Context, b *timeline.Batch) error {
 			}
 		})
 	}
-	for _, k := range keys {
-		stmts := parts[k]
-		if r.cfg.Single || len(stmts) == 1 {
-			for _, st := range stmts {
-				exec(func() error { return r.s.Query(st.cql, st.args...).WithContext(ctx).WithTimestamp(ts).Exec() })
-			}
-			continue
-		}
-		exec(func() error {
+	batch := func(stmts []rawStmt) func() error {
+		return func() error {
 			batch := r.s.NewBatch(gocql.UnloggedBatch).WithContext(ctx).WithTimestamp(ts)
 			for _, st := range stmts {
 				batch.Entries = append(batch.Entries, gocql.BatchEntry{Stmt: st.cql, Args: st.args, Idempotent: true})
 			}
 			return r.s.ExecuteBatch(batch)
-		})
+		}
+	}
+	var pack []rawStmt
+	for _, k := range keys {
+		stmts := parts[k]
+		switch {
+		case r.cfg.Pack > 0:
+			if len(pack) > 0 && len(pack)+len(stmts) > r.cfg.Pack {
+				exec(batch(pack))
+				pack = nil
+			}
+			pack = append(pack, stmts...)
+		case r.cfg.Single || len(stmts) == 1:
+			for _, st := range stmts {
+				exec(func() error { return r.s.Query(st.cql, st.args...).WithContext(ctx).WithTimestamp(ts).Exec() })
+			}
+		default:
+			exec(batch(stmts))
+		}
+	}
+	if len(pack) > 0 {
+		exec(batch(pack))
 	}
 	wg.Wait()
 	if first != nil {
