@@ -30,7 +30,8 @@ import (
 //     partitions in one unlogged batch, up to N;
 //   - wN: at most N requests in flight;
 //   - rr: nodes picked in turn instead of by token;
-//   - cN: N connections per node instead of the driver's 2.
+//   - cN: N connections per node instead of the driver's 2;
+//   - co: with the driver's write coalescing, which the store turns off.
 //
 // Each reports inbox rows/s. -count repeats each variant back to back; on a
 // busy machine, rounds of -count 1 compare better:
@@ -55,6 +56,7 @@ func BenchmarkCassandraFanout100(b *testing.B) {
 		raw  cassandratest.RawConfig
 	}{
 		{"raw-batch-w32", cassandratest.RawConfig{Writers: 32}},
+		{"raw-batch-w32-co", cassandratest.RawConfig{Writers: 32, Coalesce: true}},
 		{"raw-batch-w128", cassandratest.RawConfig{Writers: 128}},
 		{"raw-batch-w32-rr", cassandratest.RawConfig{Writers: 32, RoundRobin: true}},
 		{"raw-batch-w32-c1", cassandratest.RawConfig{Writers: 32, NumConns: 1}},

@@ -32,6 +32,9 @@ type RawConfig struct {
 	RoundRobin bool
 	// NumConns is the connections per node (0: the driver's default).
 	NumConns int
+	// Coalesce keeps the driver's write coalescing (requests held back up
+	// to 200 µs to be written together), which the store turns off.
+	Coalesce bool
 	// BucketSize and MessageBucketSize are the store's, which the rows'
 	// partition keys depend on.
 	BucketSize, MessageBucketSize uint64
@@ -57,6 +60,9 @@ func NewRaw(t testing.TB, cfg RawConfig) *Raw {
 	c := gocql.NewCluster(cfg.Hosts...)
 	c.Consistency = cfg.Consistency
 	c.Timeout = 5 * time.Second
+	if !cfg.Coalesce {
+		c.WriteCoalesceWaitTime = 0
+	}
 	if cfg.NumConns > 0 {
 		c.NumConns = cfg.NumConns
 	}
