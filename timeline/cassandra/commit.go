@@ -113,15 +113,17 @@ func (s *Store) land(ctx context.Context, f *flight) {
 	// settle: Dedup looks there first and then, through settle, in the
 	// table.
 	defer s.flights.remove(f)
-	var err error
 	if f.prev != nil {
 		<-f.prev.done
-		if f.prev.err != nil {
-			// f was built on it: both are left to settle, in order.
-			err = fmt.Errorf("built on a batch that failed: %w", f.prev.err)
+		if errors.Is(f.prev.err, errCrashed) {
+			f.err = errCrashed
+			return
 		}
 		f.prev = nil
 	}
+	// f was built on the batches before it: one that failed is finished
+	// first.
+	err := s.settle(ctx)
 	if err == nil {
 		err = s.apply(ctx, f.plan, f.entry.ts)
 	}
@@ -282,11 +284,6 @@ func (s *Store) logBatch(ctx context.Context, b *timeline.Batch, planned <-chan 
 func (s *Store) settle(ctx context.Context) error {
 	if !s.slots.pending() {
 		return nil
-	}
-	// The batches in flight come before the entries left or failed with
-	// them: they land, or join the entries, first.
-	if err := s.flights.wait(ctx); err != nil {
-		return err
 	}
 	s.slots.settling.Lock()
 	defer s.slots.settling.Unlock()

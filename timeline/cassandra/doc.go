@@ -38,9 +38,9 @@
 //
 // Commit is Apply and then Wait (timeline.Applier): Apply returns once the
 // head has landed and runs step 2 in the background, each batch's once the
-// batch applied before it has landed (when that one failed, so does the
-// batch built on it, and both are finished in order, as below), so that the
-// caller builds its next batch while this one is applied. Until a batch in flight has landed every read waits
+// batch applied before it has landed (a batch before it that failed is
+// finished first, as below), so that the caller builds its next batch while
+// this one is applied. Until a batch in flight has landed every read waits
 // for it, and shows it whole as after a Commit; all but Dedup, which answers
 // for the dedup records of the batches in flight from memory (what the batch
 // writes, at its timestamp) and reads the table for the others, which no
