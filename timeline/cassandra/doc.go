@@ -36,17 +36,6 @@
 //     pool of writers.
 //  3. It clears the slot by overwriting it.
 //
-// Commit is Apply and then Wait (timeline.Applier): Apply returns once the
-// head has landed and runs step 2 in the background, each batch's once the
-// batch applied before it has landed (a batch before it that failed is
-// finished first, as below), so that the caller builds its next batch while
-// this one is applied. Until a batch in flight has landed every read waits
-// for it, and shows it whole as after a Commit; all but Dedup, which answers
-// for the dedup records of the batches in flight from memory (what the batch
-// writes, at its timestamp) and reads the table for the others, which no
-// batch in flight writes. Nothing in the argument below depends on whether
-// anybody waits: the head is the commit point.
-//
 // Every write of the batch, the log entry included, carries one explicit
 // timestamp T, the batch's, and every later write a higher one (the writer
 // lease below keeps that true across stores). A crash before the head lands
@@ -57,10 +46,8 @@
 // or in part, changes nothing, and a later batch's writes still win.
 //
 // A Commit that fails without a crash retries timeouts, unavailable replicas
-// and lost connections with backoff until they pass or ctx is done (an
-// Apply's ctx bounds its background writes, and Wait reports how they
-// ended). If it gives up after the head was sent, whether the head landed is
-// unknown. The
+// and lost connections with backoff until they pass or ctx is done. If it
+// gives up after the head was sent, whether the head landed is unknown. The
 // store then keeps the entry in memory and every later call, read or write,
 // first finishes it (writes the head again, applies the batch, clears the
 // slot) and fails until it can. No read therefore returns a state that a part

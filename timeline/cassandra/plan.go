@@ -106,6 +106,10 @@ func (s *Store) plan(b *timeline.Batch) *plan {
 	s.planOutbox(&late, b)
 	p.phases[1] = append(p.phases[1], late.chains()...)
 
+	type dedupKey struct {
+		sender uint64
+		id     string
+	}
 	for _, d := range lastWins(b.Dedups, func(d *timeline.Dedup) any { return dedupKey{d.Sender, d.ClientMsgID} }) {
 		p.phases[2] = append(p.phases[2], chain{{stmt{q.insertDedup, []any{d.Sender, text(d.ClientMsgID),
 			d.Conv, d.ConvSeq, d.MsgID, d.Time.UnixMilli()}}}})

@@ -258,24 +258,10 @@ func list[T any](ctx context.Context, s *Store, op, cql string, key uint64,
 	return nilOnError(out, err)
 }
 
-// Dedup implements timeline.MetaReader. It waits for no batch in flight: a
-// record that one of them writes is answered from it, and one that none
-// writes the batches cannot change.
+// Dedup implements timeline.MetaReader.
 func (s *Store) Dedup(ctx context.Context, sender uint64, clientMsgID string) (timeline.Dedup, error) {
 	d := timeline.Dedup{Sender: sender, ClientMsgID: clientMsgID}
-	flying := false
-	// The flights before settle: a batch leaves them only once its
-	// records landed or it waits for settle.
-	inFlight := func(context.Context) error {
-		if f, ok := s.flights.dedup(sender, clientMsgID); ok {
-			d, flying = f, true
-		}
-		return nil
-	}
-	err := s.readAfter(ctx, "dedup", inFlight, func(ctx context.Context) error {
-		if flying {
-			return nil
-		}
+	err := s.read(ctx, "dedup", func(ctx context.Context) error {
 		var t int64
 		err := s.session.Query(s.q.dedup, sender, text(clientMsgID)).WithContext(ctx).
 			Scan(&d.Conv, &d.ConvSeq, &d.MsgID, &t)
@@ -324,16 +310,10 @@ func (s *Store) Clock(ctx context.Context, node int64) (clock uint64, err error)
 	return clock, err
 }
 
-// read runs fn unless the store is closed or ctx is done, once the batches
-// in flight have landed and every commit that failed with its outcome
-// unknown is finished, and names the operation in fn's error.
+// read runs fn unless the store is closed or ctx is done, once every commit
+// that failed with its outcome unknown is finished, and names the operation
+// in fn's error.
 func (s *Store) read(ctx context.Context, op string, fn func(ctx context.Context) error) error {
-	return s.readAfter(ctx, op, s.flights.wait, fn)
-}
-
-// readAfter is read with before in place of the wait for the batches in
-// flight.
-func (s *Store) readAfter(ctx context.Context, op string, before, fn func(ctx context.Context) error) error {
 	if err := s.enter(op); err != nil {
 		return err
 	}
@@ -343,10 +323,7 @@ func (s *Store) readAfter(ctx context.Context, op string, before, fn func(ctx co
 	}
 	ctx, cancel := s.bind(ctx)
 	defer cancel()
-	err := before(ctx)
-	if err == nil {
-		err = s.settle(ctx)
-	}
+	err := s.settle(ctx)
 	if err == nil {
 		err = fn(ctx)
 	}

@@ -143,7 +143,6 @@ type Store struct {
 	lease   *lease
 	writers *pool
 	slots   *slots
-	flights flights
 	buckets bucketCache
 	format  uint64        // the keyspace's format version, as Open found it
 	renewed chan struct{} // closed when the lease renewal goroutine is gone
