@@ -195,6 +195,11 @@ func newSession(cfg Config) (*gocql.Session, error) {
 	c.Timeout = cfg.Timeout
 	c.ConnectTimeout = cfg.Timeout
 	c.PoolConfig.HostSelectionPolicy = gocql.TokenAwareHostPolicy(gocql.RoundRobinHostPolicy())
+	// The driver holds each request back up to 200 µs to write it with
+	// others, and on a busy machine its timer fires far later: a lone read,
+	// as the committer's dedup lookups are, took 1.8–2.0 ms with it and
+	// 0.4–0.5 ms without (docs/benchmarks.md, issue 14).
+	c.WriteCoalesceWaitTime = 0
 	// Every data write carries the batch's own timestamp and every read is
 	// a read: all may be retried. The lease's conditional writes opt out.
 	c.DefaultIdempotence = true
