@@ -60,7 +60,7 @@ func (s *Service) amend(ctx context.Context, actor, conv, convSeq uint64, client
 		return SendResult{}, fmt.Errorf("%w: body of %d bytes exceeds %d", ErrInvalid, len(body), s.cfg.MaxBodySize)
 	}
 	var res SendResult
-	err := s.do(ctx, actor, func(tx *txn) error {
+	err := s.doOnce(ctx, actor, clientMsgID, func(tx *txn) error {
 		if err := tx.ownConv(conv); err != nil {
 			return err
 		}

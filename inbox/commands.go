@@ -102,7 +102,7 @@ func (s *Service) sendOutgoing(ctx context.Context, sender, conv uint64, m Outgo
 	speaker func(tx *txn) (*group, error)) (SendResult, error) {
 	start := time.Now()
 	var res SendResult
-	err := s.do(ctx, sender, func(tx *txn) error {
+	err := s.doOnce(ctx, sender, m.ClientMsgID, func(tx *txn) error {
 		if err := tx.ownConv(conv); err != nil {
 			return err
 		}
@@ -212,7 +212,7 @@ func (s *Service) createGroup(ctx context.Context, owner uint64, spec NewGroup, 
 	}
 	var info timeline.Group
 	var created bool
-	err := s.do(ctx, owner, func(tx *txn) error {
+	err := s.doOnce(ctx, owner, key, func(tx *txn) error {
 		if key != "" {
 			g, ok, err := tx.createdBefore(owner, key)
 			if err != nil || ok {

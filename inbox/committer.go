@@ -35,8 +35,11 @@ type txn struct {
 	groups  map[uint64]*group                  // groups changed by this batch
 	convs   map[userConv]timeline.Conversation // entries written by this batch
 	markers map[userConv]uint64
-	dedups  map[dedupKey]timeline.Dedup
-	active  map[userConv]time.Time // activity index entries moved: where each stood before
+	dedups  map[dedupKey]timeline.Dedup // written by this batch
+	// read holds the dedup records read ahead of the commands that look
+	// them up, found or not; dedups, the batch's own, come first.
+	read   map[dedupKey]dedupRead
+	active map[userConv]time.Time // activity index entries moved: where each stood before
 	// activeAt holds where an entry moves when not to the batch's time (an
 	// applied record's message time).
 	activeAt map[userConv]time.Time
@@ -108,6 +111,9 @@ func (s *Service) commitLoop() {
 			c := q.pop()
 			if c == nil {
 				break
+			}
+			if tx.unread(c.dedup) {
+				tx.readAhead(c, q.ahead(min(readAheadCommands, s.cfg.MaxBatchCommands-len(applied))-1))
 			}
 			applied = append(applied, c)
 			errs = append(errs, tx.apply(c))
@@ -361,6 +367,7 @@ func (s *Service) begin() *txn {
 		convs:   make(map[userConv]timeline.Conversation),
 		markers: make(map[userConv]uint64),
 		dedups:  make(map[dedupKey]timeline.Dedup),
+		read:    make(map[dedupKey]dedupRead),
 		active:  make(map[userConv]time.Time),
 	}
 	if !s.local {

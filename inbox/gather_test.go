@@ -1,6 +1,8 @@
 package inbox
 
 import (
+	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -26,21 +28,19 @@ func TestPipelineGathersWhileSyncing(t *testing.T) {
 	}
 	slow := &slowSync{Store: st, applied: make(chan struct{}), synced: make(chan struct{})}
 	// The hook holds each batch before it is handed over while holding is
-	// set, telling the test on at; once syncHeld is armed, the next batch
-	// to become durable makes slow hold the sync of the batch after it.
-	var holding, armSync atomic.Bool
+	// set, telling the test on at. The sync of the batch with y is held:
+	// by the batch, not by the order of syncs, as x may become durable
+	// while y and z are built or after they are handed over.
+	var holding atomic.Bool
 	at, proceed := make(chan struct{}), make(chan struct{})
 	hook := func(step commitStep) bool {
-		switch {
-		case step == stepBeforeCommit && holding.Load():
+		if step == stepBeforeCommit && holding.Load() {
 			at <- struct{}{}
 			<-proceed
-		case step == stepAfterCommit && armSync.CompareAndSwap(true, false):
-			slow.hold.Store(true)
 		}
 		return false
 	}
-	svc, err := New(ctx, Config{Store: slowApply{slow}, stepHook: hook})
+	svc, err := New(ctx, Config{Store: holdSyncOf{slow, "y"}, stepHook: hook})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +71,6 @@ func TestPipelineGathersWhileSyncing(t *testing.T) {
 	send("c")
 	waitFor(t, "c to queue", func() bool { return len(svc.cmds) == 1 })
 	holding.Store(false)
-	armSync.Store(true) // x becomes durable, then y and z's sync is held
 	proceed <- struct{}{}
 	<-slow.applied
 
@@ -87,4 +86,20 @@ func TestPipelineGathersWhileSyncing(t *testing.T) {
 	if s := seqs(e.inbox(2)); !contiguous(s) || len(s) != head+4 {
 		t.Fatalf("seqs %v, want %d contiguous", s, head+4)
 	}
+}
+
+// holdSyncOf is a store that a committer pipelines, which holds the sync of
+// the batch with the message of client msg id cmid as slowSync does.
+type holdSyncOf struct {
+	*slowSync
+	cmid string
+}
+
+func (h holdSyncOf) Apply(ctx context.Context, b *timeline.Batch) (timeline.Pending, error) {
+	p, err := h.Store.(timeline.Applier).Apply(ctx, b)
+	if err != nil || !slices.ContainsFunc(b.Messages, func(m timeline.Message) bool { return m.ClientMsgID == h.cmid }) {
+		return p, err
+	}
+	h.hold.Store(true)
+	return slowPending{p, h.slowSync}, nil
 }

@@ -1,5 +1,7 @@
 package inbox
 
+import "slices"
+
 // queues holds the commands taken from the intake channel, one FIFO queue
 // per user (the caller the command acts for), and hands them out
 // round-robin: one command of each user with commands waiting, in turn,
@@ -55,4 +57,29 @@ func (q *queues) pop() *command {
 	}
 	q.n--
 	return c
+}
+
+// ahead returns up to n of the commands waiting, in the order pop would
+// return them, and leaves q as it is.
+func (q *queues) ahead(n int) []*command {
+	n = min(n, q.n)
+	out := make([]*command, 0, n)
+	ring := slices.Clone(q.ring)
+	taken := make(map[uint64]int, len(ring))
+	next := q.next
+	for len(out) < n {
+		if next >= len(ring) {
+			next = 0
+		}
+		u := ring[next]
+		i := taken[u]
+		out = append(out, q.byUser[u][i])
+		taken[u] = i + 1
+		if i+1 == len(q.byUser[u]) {
+			ring = slices.Delete(ring, next, next+1)
+		} else {
+			next++
+		}
+	}
+	return out
 }

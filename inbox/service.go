@@ -248,6 +248,9 @@ const closeGrace = 10 * time.Second
 // command is one call waiting for the committer.
 type command struct {
 	user uint64 // whom the command acts for: the committer's turns go by it
+	// dedup, when its id is set, is the dedup record apply reads first:
+	// the committer reads it ahead, with those of the commands after it.
+	dedup dedupKey
 	// apply runs on the committer goroutine against the batch being built.
 	// It validates before it writes anything to tx; an error that is not a
 	// storeError fails this command only.
@@ -265,7 +268,13 @@ type command struct {
 // do hands apply, acting for user, to the committer and waits until its
 // batch is durable.
 func (s *Service) do(ctx context.Context, user uint64, apply func(tx *txn) error) error {
-	c := &command{user: user, apply: apply, done: make(chan error, 1)}
+	return s.doOnce(ctx, user, "", apply)
+}
+
+// doOnce is do of a command that first looks up user's dedup record of
+// key, unless key is empty.
+func (s *Service) doOnce(ctx context.Context, user uint64, key string, apply func(tx *txn) error) error {
+	c := &command{user: user, dedup: dedupKey{user, key}, apply: apply, done: make(chan error, 1)}
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()

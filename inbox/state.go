@@ -163,8 +163,12 @@ func (tx *txn) setMarker(user, conv, readSeq uint64) {
 }
 
 func (tx *txn) dedup(sender uint64, id string) (timeline.Dedup, bool, error) {
-	if d, ok := tx.dedups[dedupKey{sender, id}]; ok {
+	k := dedupKey{sender, id}
+	if d, ok := tx.dedups[k]; ok {
 		return d, true, nil
+	}
+	if r, ok := tx.read[k]; ok {
+		return r.d, r.found, nil
 	}
 	d, err := tx.s.store.Dedup(tx.ctx, sender, id)
 	if errors.Is(err, timeline.ErrNotFound) {
