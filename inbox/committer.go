@@ -112,7 +112,8 @@ func (s *Service) commitLoop() {
 			if c == nil {
 				break
 			}
-			if tx.unread(c.dedup) {
+			if q.len() > 0 && tx.unread(c.dedup) {
+				// Alone, the command reads its record itself.
 				tx.readAhead(c, q.ahead(min(readAheadCommands, s.cfg.MaxBatchCommands-len(applied))-1))
 			}
 			applied = append(applied, c)
