@@ -360,24 +360,15 @@ func TestReadersSeeOnlyDurableEntries(t *testing.T) {
 
 func testReadersSeeOnlyDurableEntries(t *testing.T, pipelined bool) {
 	e := newEnv(t, Config{})
-	conv := e.create(1, 2)
-	e.send(1, conv, "a", "durable")
-	e.close()
-	st, err := pebble.Open(pebble.Options{Dir: "db", FS: e.fs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	slow := &slowSync{Store: st, applied: make(chan struct{}), synced: make(chan struct{})}
-	var store timeline.Store = slow
-	if pipelined {
-		store = slowApply{slow}
-	}
-	svc, err := New(ctx, Config{Store: store})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.store, e.svc = st, svc
-	e.send(1, conv, "b", "loads the sequencer keys")
+	var slow *slowSync
+	conv := e.reopenWrapped(Config{}, func(st timeline.Store) timeline.Store {
+		slow = &slowSync{Store: st, applied: make(chan struct{}), synced: make(chan struct{})}
+		if pipelined {
+			return slowApply{slow}
+		}
+		return slow
+	})
+	st, svc := e.store, e.svc
 
 	slow.hold.Store(true)
 	release := sync.OnceFunc(func() { close(slow.synced) })
@@ -442,20 +433,12 @@ func (p failedPending) Wait() error {
 // and the inbox must stay contiguous after.
 func TestPipelinedFailureFailsSuccessor(t *testing.T) {
 	e := newEnv(t, Config{})
-	conv := e.create(1, 2)
-	e.send(1, conv, "a", "durable")
-	e.close()
-	st, err := pebble.Open(pebble.Options{Dir: "db", FS: e.fs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fs := &failingSync{Store: st, applied: make(chan struct{}), proceed: make(chan struct{})}
-	svc, err := New(ctx, Config{Store: fs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.store, e.svc = st, svc
-	e.send(1, conv, "b", "loads the sequencer keys")
+	var fs *failingSync
+	conv := e.reopenWrapped(Config{}, func(st timeline.Store) timeline.Store {
+		fs = &failingSync{Store: st, applied: make(chan struct{}), proceed: make(chan struct{})}
+		return fs
+	})
+	svc := e.svc
 	before := len(e.inbox(2))
 
 	fs.hold.Store(true)

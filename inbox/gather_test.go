@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/inboxd/inboxd/timeline"
-	"github.com/inboxd/inboxd/timeline/pebble"
 	"github.com/inboxd/inboxd/wire"
 )
 
@@ -19,14 +18,6 @@ import (
 // is built during the sync: TestPipelinedFailureFailsSuccessor.)
 func TestPipelineGathersWhileSyncing(t *testing.T) {
 	e := newEnv(t, Config{})
-	conv := e.create(1, 2)
-	e.send(1, conv, "a", "durable")
-	e.close()
-	st, err := pebble.Open(pebble.Options{Dir: "db", FS: e.fs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	slow := &slowSync{Store: st, applied: make(chan struct{}), synced: make(chan struct{})}
 	// The hook holds each batch before it is handed over while holding is
 	// set, telling the test on at. The sync of the batch with y is held:
 	// by the batch, not by the order of syncs, as x may become durable
@@ -40,12 +31,12 @@ func TestPipelineGathersWhileSyncing(t *testing.T) {
 		}
 		return false
 	}
-	svc, err := New(ctx, Config{Store: holdSyncOf{slow, "y"}, stepHook: hook})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.store, e.svc = st, svc
-	e.send(1, conv, "b", "loads the sequencer keys")
+	var slow *slowSync
+	conv := e.reopenWrapped(Config{stepHook: hook}, func(st timeline.Store) timeline.Store {
+		slow = &slowSync{Store: st, applied: make(chan struct{}), synced: make(chan struct{})}
+		return holdSyncOf{slow, "y"}
+	})
+	st, svc := e.store, e.svc
 	head := len(e.inbox(2))
 
 	var sends sync.WaitGroup

@@ -61,6 +61,21 @@ func (e *env) open() {
 	e.store, e.svc = st, svc
 }
 
+// reopenWrapped gives user 2 a durable message from user 1 in a new group,
+// then reopens e with the service on cfg and on wrap's wrapper of the store,
+// and sends once more so that the sequencer's keys are loaded before a test
+// holds the wrapper. It returns the group.
+func (e *env) reopenWrapped(cfg Config, wrap func(timeline.Store) timeline.Store) uint64 {
+	e.t.Helper()
+	conv := e.create(1, 2)
+	e.send(1, conv, "a", "durable")
+	e.close()
+	e.cfg, e.wrap = cfg, wrap
+	e.open()
+	e.send(1, conv, "b", "loads the sequencer keys")
+	return conv
+}
+
 func (e *env) close() {
 	if e.svc == nil {
 		return

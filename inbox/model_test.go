@@ -91,7 +91,7 @@ func TestRandomizedModel(t *testing.T) {
 }
 
 // modelSeed replays a run of a randomized model test; 0 picks a random seed.
-var modelSeed = flag.Uint64("seed", 0, "seed of TestRandomizedModel and TestRandomizedPipelineFaults (0: random)")
+var modelSeed = flag.Uint64("seed", 0, "seed of the randomized model tests (0: random)")
 
 // modelSeedFor returns the seed of t's run, and logs how to replay it.
 func modelSeedFor(t *testing.T) uint64 {

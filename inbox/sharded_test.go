@@ -467,12 +467,8 @@ func TestRandomizedModelSharded(t *testing.T) {
 }
 
 func randomizedSharded(t *testing.T, n int) {
-	seed := *modelSeed
-	if seed == 0 {
-		seed = rand.Uint64N(1<<63) + 1
-	}
-	t.Logf("seed %d (replay with -seed %d)", seed, seed)
-	m := &model{rng: rand.New(rand.NewPCG(seed, seed>>1)), acked: map[dedupKey]SendResult{}, stored: map[dedupKey]bool{}}
+	seed := modelSeedFor(t)
+	m := newModel(seed)
 	steps := []commitStep{stepBeforeCommit, stepAfterCommit, stepAfterAck}
 	var armed atomic.Uint32 // the commitStep to crash at; 0 when disarmed
 	var victim atomic.Int32 // the node to crash
