@@ -476,26 +476,14 @@ func TestPipelinedFailureFailsSuccessor(t *testing.T) {
 // in the middle of building the next one: the batch's sends are answered
 // then, not after the next batch is built and handed over.
 func TestPipelinedAckWhenDurable(t *testing.T) {
-	slow := &slowSync{applied: make(chan struct{}), synced: make(chan struct{})}
-	var armed atomic.Bool
-	held, hold := make(chan struct{}), make(chan struct{})
-	e := newWrappedEnv(t, Config{stepHook: func(step commitStep) bool {
-		if step == stepBeforeCommit && armed.CompareAndSwap(true, false) {
-			held <- struct{}{}
-			<-hold
-		}
-		return false
-	}}, func(st timeline.Store) timeline.Store {
-		slow.Store = st
-		return slowApply{slow}
-	})
-	synced := sync.OnceFunc(func() { close(slow.synced) })
+	e := newHeldCommitter(t, Config{})
+	slow, held, hold, synced := e.slow, e.held, e.hold, e.synced
 	building, release := make(chan struct{}), [2]chan struct{}{make(chan struct{}), make(chan struct{})}
-	t.Cleanup(func() { close(hold); synced(); close(release[0]); close(release[1]) })
+	t.Cleanup(func() { close(release[0]); close(release[1]) })
 	conv := e.create(1, 2)
 	e.send(1, conv, "a", "loads the sequencer keys")
 
-	armed.Store(true)
+	e.armed.Store(true)
 	acked := make(chan error, 1)
 	go func() {
 		_, err := e.svc.SendGroupMessage(ctx, 1, conv, "x", wire.KindText, []byte("x"))
@@ -541,13 +529,8 @@ func TestPipelinedAckWhenDurable(t *testing.T) {
 // syncs: Close waits for it, its send is acknowledged and stored, and no
 // goroutine of the committer is left (goleak, in TestMain).
 func TestCloseLandsBatchInFlight(t *testing.T) {
-	slow := &slowSync{applied: make(chan struct{}), synced: make(chan struct{})}
-	e := newWrappedEnv(t, Config{}, func(st timeline.Store) timeline.Store {
-		slow.Store = st
-		return slowApply{slow}
-	})
-	synced := sync.OnceFunc(func() { close(slow.synced) })
-	t.Cleanup(synced)
+	e := newHeldCommitter(t, Config{})
+	slow, synced := e.slow, e.synced
 	conv := e.create(1, 2)
 	e.send(1, conv, "a", "loads the sequencer keys")
 	slow.hold.Store(true)
@@ -580,4 +563,38 @@ func TestCloseLandsBatchInFlight(t *testing.T) {
 	if got := e.bodies(2, conv); strings.Join(got, ",") != "loads the sequencer keys,in flight" {
 		t.Fatalf("stored %q", got)
 	}
+}
+
+// heldCommitter is an env whose committer pipelines on a slowSync store and,
+// once armed, stops before its next hand-over: it sends on held and waits
+// for hold.
+type heldCommitter struct {
+	*env
+	slow       *slowSync
+	armed      atomic.Bool
+	held, hold chan struct{}
+	synced     func() // lets the held syncs end, once
+}
+
+func newHeldCommitter(t *testing.T, cfg Config) *heldCommitter {
+	h := &heldCommitter{
+		slow: &slowSync{applied: make(chan struct{}), synced: make(chan struct{})},
+		held: make(chan struct{}),
+		hold: make(chan struct{}),
+	}
+	cfg.stepHook = func(step commitStep) bool {
+		if step == stepBeforeCommit && h.armed.CompareAndSwap(true, false) {
+			h.held <- struct{}{}
+			<-h.hold
+		}
+		return false
+	}
+	h.env = newWrappedEnv(t, cfg, func(st timeline.Store) timeline.Store {
+		h.slow.Store = st
+		return slowApply{h.slow}
+	})
+	h.synced = sync.OnceFunc(func() { close(h.slow.synced) })
+	// A failed check must not leave the committer held.
+	t.Cleanup(func() { close(h.hold); h.synced() })
+	return h
 }

@@ -1,15 +1,12 @@
 package inbox
 
 import (
-	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/inboxd/inboxd/timeline"
 	"github.com/inboxd/inboxd/wire"
 )
 
@@ -91,22 +88,8 @@ func samples(t *testing.T, h prometheus.Histogram) uint64 {
 // next batch, gets round to it. Each handed-over batch's build is observed
 // once.
 func TestCommitDurationEndsWhenDurable(t *testing.T) {
-	slow := &slowSync{applied: make(chan struct{}), synced: make(chan struct{})}
-	var armed atomic.Bool
-	held, hold := make(chan struct{}), make(chan struct{})
-	e := newWrappedEnv(t, Config{Registerer: prometheus.NewPedanticRegistry(), stepHook: func(step commitStep) bool {
-		if step == stepBeforeCommit && armed.CompareAndSwap(true, false) {
-			held <- struct{}{}
-			<-hold
-		}
-		return false
-	}}, func(st timeline.Store) timeline.Store {
-		slow.Store = st
-		return slowApply{slow}
-	})
-	// A failed check must not leave the committer held.
-	synced := sync.OnceFunc(func() { close(slow.synced) })
-	t.Cleanup(func() { close(hold); synced() })
+	e := newHeldCommitter(t, Config{Registerer: prometheus.NewPedanticRegistry()})
+	slow, held, hold, synced, armed := e.slow, e.held, e.hold, e.synced, &e.armed
 	m := e.svc.metrics
 	conv := e.create(1, 2)
 	e.send(1, conv, "a", "loads the sequencer keys")
