@@ -126,6 +126,11 @@ func TestConvZeroIsInvalid(t *testing.T) {
 		{wire.CmdMute, &wirepb.MuteRequest{}},
 		{wire.CmdSetDND, &wirepb.SetDNDRequest{On: true}},
 		{wire.CmdGroupInfo, &wirepb.ConvRequest{}},
+		{wire.CmdRecall, &wirepb.RecallRequest{ConvSeq: 1, ClientMsgId: "r"}},
+		{wire.CmdEdit, &wirepb.EditRequest{ConvSeq: 1, ClientMsgId: "e", Body: []byte("x")}},
+		{wire.CmdTyping, &wirepb.TypingRequest{}},
+		{wire.CmdSetGroupProfile, &wirepb.SetGroupProfileRequest{Name: proto.String("x")}},
+		{wire.CmdReadReceipts, &wirepb.ReadReceiptsRequest{ConvSeq: 1}},
 	}
 	for _, tt := range tests {
 		if err := c.call(tt.cmd, tt.req, nil); code(err) != wire.CodeInvalid {
