@@ -37,13 +37,19 @@ type server struct {
 // start runs a gateway; wrap, if given, stands between it and the inbox.
 func start(t testing.TB, cfg Config, wrap ...func(Service) Service) *server {
 	t.Helper()
+	return startInbox(t, cfg, inbox.Config{}, wrap...)
+}
+
+// startInbox is start with the inbox service configured by icfg.
+func startInbox(t testing.TB, cfg Config, icfg inbox.Config, wrap ...func(Service) Service) *server {
+	t.Helper()
 	cfg.Addr = gatewaytest.Addr
 	cfg.Secret = secret
 	gw, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, addr := gatewaytest.Start(t, gw, func(svc *inbox.Service) error {
+	svc, addr := gatewaytest.StartConfig(t, gw, icfg, func(svc *inbox.Service) error {
 		var front Service = svc
 		for _, w := range wrap {
 			front = w(front)

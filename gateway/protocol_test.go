@@ -179,6 +179,44 @@ func TestDismissedGroupOverTheWire(t *testing.T) {
 	}
 }
 
+// TestNoSuchGroup: HISTORY and GROUP_INFO of a group that does not exist
+// answer NO_GROUP, as the group commands do, not NOT_MEMBER.
+func TestNoSuchGroup(t *testing.T) {
+	s := start(t, Config{})
+	c := s.login(1, "d")
+	missing := createGroup(t, c, 2) + 1000
+	for _, r := range []struct {
+		cmd wire.Command
+		req proto.Message
+	}{
+		{wire.CmdHistory, &wirepb.HistoryRequest{Conv: missing}},
+		{wire.CmdGroupInfo, &wirepb.ConvRequest{Conv: missing}},
+	} {
+		if err := c.call(r.cmd, r.req, nil); code(err) != wire.CodeNoGroup {
+			t.Errorf("%v of a group that does not exist: %v, want NO_GROUP", r.cmd, err)
+		}
+	}
+}
+
+// TestGroupFullTellsTheLimit: the AUTH response's max_group_size is the
+// server's member limit, not the default, and GROUP_FULL names it.
+func TestGroupFullTellsTheLimit(t *testing.T) {
+	s := startInbox(t, Config{}, inbox.Config{MaxGroupSize: 3})
+	c := s.dial()
+	var resp wirepb.AuthResponse
+	if err := c.call(wire.CmdAuth, &wirepb.AuthRequest{Token: gatewaytest.Token(t, 1, "d", time.Hour)}, &resp); err != nil {
+		t.Fatal(err)
+	}
+	if resp.MaxGroupSize != 3 {
+		t.Fatalf("max_group_size %d, want 3", resp.MaxGroupSize)
+	}
+	createGroup(t, c, 2, 3)
+	err := c.call(wire.CmdCreateGroup, &wirepb.CreateGroupRequest{Members: []uint64{2, 3, 4}}, nil)
+	if code(err) != wire.CodeGroupFull || !strings.Contains(err.Error(), "at most 3 members") {
+		t.Fatalf("a group of 4: %v, want GROUP_FULL naming the limit", err)
+	}
+}
+
 func TestClientMsgID(t *testing.T) {
 	s := start(t, Config{})
 	c := s.login(1, "d")
