@@ -297,6 +297,21 @@ func TestConvActionsKnown(t *testing.T) {
 	}
 }
 
+// ctl runs inboxctl with args as user against the gateway at addr, fails
+// the test unless it exits with wantStatus, and returns what it printed,
+// standard output then standard error.
+func ctl(t *testing.T, addr string, user uint64, wantStatus int, args ...string) string {
+	t.Helper()
+	a, out, errOut := testApp(nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	line := append([]string{"--addr", addr, "--token", gatewaytest.Token(t, user, "cli", time.Hour)}, args...)
+	if status := run(ctx, line, a); status != wantStatus {
+		t.Fatalf("%q as %d: status %d, want %d: %s", args, user, status, wantStatus, errOut)
+	}
+	return out.String() + errOut.String()
+}
+
 // withGateway runs f against a gateway on an in-memory inbox, listening at
 // addr, and checks that nothing it started outlives it (ants' pool workers
 // aside: they stop on their own).

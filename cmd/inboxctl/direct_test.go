@@ -1,13 +1,10 @@
 package main
 
 import (
-	"context"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/inboxd/inboxd/internal/gatewaytest"
 	"github.com/inboxd/inboxd/wire"
 )
 
@@ -15,21 +12,13 @@ import (
 // conversations and group-info against a running gateway.
 func TestDirectAndProfileCommands(t *testing.T) {
 	withGateway(t, func(t *testing.T, addr string) {
-		as := func(user uint64, args string) (int, string, string) {
-			a, out, errOut := testApp(nil)
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			line := append([]string{"--addr", addr, "--token", gatewaytest.Token(t, user, "cli", time.Hour)}, strings.Fields(args)...)
-			status := run(ctx, line, a)
-			return status, out.String(), errOut.String()
-		}
 		mustRun := func(user uint64, args string) string {
 			t.Helper()
-			status, out, errOut := as(user, args)
-			if status != 0 {
-				t.Fatalf("%d: %s: status %d: %s", user, args, status, errOut)
-			}
-			return out
+			return ctl(t, addr, user, 0, strings.Fields(args)...)
+		}
+		refused := func(user uint64, args string) string {
+			t.Helper()
+			return ctl(t, addr, user, 1, strings.Fields(args)...)
 		}
 
 		mustRun(1, "send-direct 2 hello bob")
@@ -38,8 +27,8 @@ func TestDirectAndProfileCommands(t *testing.T) {
 			t.Errorf("bob's conversations:\n%s", out)
 		}
 		mustRun(2, "block 1 on")
-		if status, _, errOut := as(1, "send-direct 2 again"); status != 1 || !strings.Contains(errOut, "BLOCKED") {
-			t.Errorf("send-direct to a user who blocked you: status %d, %s", status, errOut)
+		if out := refused(1, "send-direct 2 again"); !strings.Contains(out, "BLOCKED") {
+			t.Errorf("send-direct to a user who blocked you: %s", out)
 		}
 		mustRun(2, "block 1 off")
 		mustRun(1, "send-direct 2 again")
@@ -54,8 +43,8 @@ func TestDirectAndProfileCommands(t *testing.T) {
 				t.Errorf("group-info lacks %q:\n%s", want, out)
 			}
 		}
-		if status, _, errOut := as(2, "set-profile --name mine "+conv); status != 1 || !strings.Contains(errOut, "FORBIDDEN") {
-			t.Errorf("a member renames: status %d, %s", status, errOut)
+		if out := refused(2, "set-profile --name mine "+conv); !strings.Contains(out, "FORBIDDEN") {
+			t.Errorf("a member renames: %s", out)
 		}
 	})
 }

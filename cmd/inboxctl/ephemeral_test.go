@@ -1,14 +1,10 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/inboxd/inboxd/internal/gatewaytest"
 )
 
 // TestReceiptsTypingPresence runs the receipts, typing and presence
@@ -18,14 +14,7 @@ func TestReceiptsTypingPresence(t *testing.T) {
 	withGateway(t, func(t *testing.T, addr string) {
 		as := func(user uint64, wantStatus int, args ...string) string {
 			t.Helper()
-			a, out, errOut := testApp(nil)
-			tok := gatewaytest.Token(t, user, "cli", time.Hour)
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if status := run(ctx, append([]string{"--addr", addr, "--token", tok, "--json"}, args...), a); status != wantStatus {
-				t.Fatalf("%q as %d: status %d, want %d: %s", args, user, status, wantStatus, errOut)
-			}
-			return out.String() + errOut.String()
+			return ctl(t, addr, user, wantStatus, append([]string{"--json"}, args...)...)
 		}
 		var g struct {
 			ID uint64 `json:"id,string"`
