@@ -116,4 +116,7 @@
 // move), claims the claimable shards whose target it is, and hands over up
 // to MaxMoves shards whose target is another node whose beat it saw
 // change lately.
+//
+// This package is the server's own (README, "Layout"): it has no
+// compatibility promise.
 package cluster

@@ -110,4 +110,7 @@
 //	inboxd_peer_request_queue_length               gauge     requests waiting for a worker
 //	inboxd_peer_connections_inbound                gauge     authenticated connections other nodes dialled here
 //	inboxd_peer_handshake_failures_total{reason}   counter   incoming handshakes refused: bad_proof, protocol, io
+//
+// This package is the server's own (README, "Layout"): it has no
+// compatibility promise. Clients use packages client, wire and token.
 package peer

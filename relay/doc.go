@@ -87,4 +87,7 @@
 // The peer transport's own metrics (inboxd_peer_*) count the same calls by
 // command number: CmdDeliver is 33024 (0x8100), CmdForward 33025,
 // CmdRestrictions 33026, CmdTyping 33056 (0x8120), CmdPresence 33057 (0x8121).
+//
+// This package is the server's own (README, "Layout"): it has no
+// compatibility promise.
 package relay

@@ -2,7 +2,10 @@ package wire_test
 
 import (
 	"errors"
+	"go/parser"
+	"go/token"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -54,6 +57,31 @@ func TestClientSideImportsNoServer(t *testing.T) {
 			if !allowed(d) {
 				t.Errorf("%s depends on the server package %s", pkg, d)
 			}
+		}
+	}
+}
+
+// TestPackageDocsDrawTheLine: the doc comment of every package but the
+// commands says on which side of the public API line it is, pointing to
+// README, "Layout", so that a package added later says it too.
+func TestPackageDocsDrawTheLine(t *testing.T) {
+	for _, line := range goList(t, `{{.Name}} {{.Dir}} {{join .GoFiles " "}}`, module+"...") {
+		f := strings.Fields(line)
+		if f[0] == "main" {
+			continue
+		}
+		var doc strings.Builder
+		for _, name := range f[2:] {
+			file, err := parser.ParseFile(token.NewFileSet(), filepath.Join(f[1], name), nil, parser.PackageClauseOnly|parser.ParseComments)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if file.Doc != nil {
+				doc.WriteString(file.Doc.Text())
+			}
+		}
+		if !strings.Contains(strings.Join(strings.Fields(doc.String()), " "), `(README, "Layout")`) {
+			t.Errorf("package %s (%s): its doc comment does not say which side of the API line it is on (README, \"Layout\")", f[0], f[1])
 		}
 	}
 }

@@ -1,6 +1,9 @@
 // Package backoff computes the waits of inboxd's retry loops (client
 // reconnections and retries, storage write retries, webhook deliveries,
 // bench devices): exponential, capped, and jittered the same way everywhere.
+//
+// It is internal (README, "Layout"): the client side of the public API line
+// uses it, but no user outside the module imports it.
 package backoff
 
 import (

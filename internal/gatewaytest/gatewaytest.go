@@ -5,6 +5,8 @@
 // It does not import package gateway, so that the gateway's internal tests
 // can use it without an import cycle: the test creates the gateway (with
 // Secret and a loopback address) and hands it to Start.
+//
+// It is the server's own test helper (README, "Layout"), not an API.
 package gatewaytest
 
 import (

@@ -7,6 +7,9 @@
 //
 // A close frame from the server ends Read with a *CloseError, which
 // matches io.EOF for code that only asks whether the stream ended.
+//
+// It is internal (README, "Layout"): the client side of the public API line
+// uses it, but no user outside the module imports it.
 package wsconn
 
 import (
