@@ -112,9 +112,10 @@ func (r *runner) rejoin(ctx context.Context, s *server) bool {
 	// A loaded Cassandra may time a start's first statements out: again,
 	// within outageWait.
 	var err error
+	wait := backoff.Policy{Min: time.Second, Max: 8 * time.Second}
 	for attempt, end := 0, time.Now().Add(outageWait); ; attempt++ {
 		err = s.start(context.WithoutCancel(ctx))
-		if err == nil || time.Now().After(end) || !backoff.Sleep(ctx, time.Duration(attempt+1)*time.Second) {
+		if err == nil || time.Now().After(end) || !backoff.Sleep(ctx, wait.Delay(attempt)) {
 			break
 		}
 		r.log.Warn("bench: restart inboxd: trying again", "node", s.addr, "err", err)
