@@ -264,6 +264,42 @@ func TestClientMsgID(t *testing.T) {
 	}
 }
 
+// TestSettingEntriesHaveNoMessage: the read and dnd entries a user's other
+// devices receive, pushed or synced, carry msg_id 0 and no message, the
+// setting's value in conv_seq.
+func TestSettingEntriesHaveNoMessage(t *testing.T) {
+	s := start(t, Config{})
+	phone, laptop, bob := s.login(1, "phone"), s.login(1, "laptop"), s.login(2, "d")
+	conv := createGroup(t, phone, 2)
+	if err := bob.call(wire.CmdSend, &wirepb.SendRequest{Conv: conv, ClientMsgId: "m", Kind: 1, Body: []byte("hi")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := phone.call(wire.CmdMarkRead, &wirepb.MarkReadRequest{Conv: conv, ConvSeq: 2}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := phone.call(wire.CmdSetDND, &wirepb.SetDNDRequest{Conv: conv, On: true}, nil); err != nil {
+		t.Fatal(err)
+	}
+	var page wirepb.SyncResponse
+	if err := laptop.call(wire.CmdSync, &wirepb.SyncRequest{}, &page); err != nil {
+		t.Fatal(err)
+	}
+	for how, es := range map[string][]*wirepb.Entry{"pushed": laptop.pushes(4), "synced": page.Entries} {
+		if len(es) != 4 {
+			t.Fatalf("%s: %d entries, want 4", how, len(es))
+		}
+		for i, want := range []struct {
+			kind    wire.Kind
+			convSeq uint64
+		}{{wire.KindRead, 2}, {wire.KindDND, 1}} {
+			e := es[2+i]
+			if wire.Kind(e.Kind) != want.kind || e.ConvSeq != want.convSeq || e.MsgId != 0 || e.Message != nil {
+				t.Errorf("%s %v entry: %v", how, want.kind, e)
+			}
+		}
+	}
+}
+
 func TestMuteUntil(t *testing.T) {
 	s := start(t, Config{})
 	c := s.login(1, "d")
