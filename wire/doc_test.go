@@ -176,6 +176,7 @@ func TestProtocolDocLimits(t *testing.T) {
 		{"frame", []string{strconv.Itoa(wire.DefaultMaxFrame)}},
 		{"message body", []string{strconv.Itoa(wire.DefaultMaxBody)}},
 		{"`client_msg_id`", []string{strconv.Itoa(wire.MaxClientMsgID)}},
+		{"device id in a token", []string{"1–" + strconv.Itoa(token.MaxDevice)}},
 		{"kind", []string{"1–" + strconv.Itoa(int(wire.KindSystem-1))}},
 		{"group name", []string{strconv.Itoa(wire.MaxGroupName)}},
 		{"group announcement", []string{strconv.Itoa(wire.MaxAnnouncement)}},
