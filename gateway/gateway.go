@@ -237,12 +237,15 @@ type Server struct {
 	metrics *metrics
 
 	ready chan *session // sessions with queued requests, each at most once
+	// changes is the Ownership's; nil when shards never move (no
+	// Ownership, or one node serving all), and then nobody needs byShard.
+	changes <-chan struct{}
 
 	mu        sync.RWMutex
 	byUser    map[uint64][]*session       // authenticated sessions
 	userRates map[uint64]*userBucket      // the buckets of the users in byUser
 	debts     map[uint64]bucket           // buckets of connections closed as floods, by user, until earned back
-	byShard   map[int]map[uint64]struct{} // the users of byUser, by shard
+	byShard   map[int]map[uint64]struct{} // the users of byUser, by shard, while shards can move
 	sessions  map[*session]struct{}       // every open session, for the idle sweep
 	perAddr   map[netip.Addr]int          // open connections by source address (IPv6: /64), loopback aside
 
@@ -289,6 +292,9 @@ func New(cfg Config) (*Server, error) {
 		warn:      &warnLog{log: cfg.Logger, now: cfg.Now},
 		upgrader:  newUpgrader(cfg.WSOrigins),
 	}
+	if cfg.Ownership != nil {
+		s.changes = cfg.Ownership.Changes()
+	}
 	s.flushTask = s.flushQueued
 	s.metrics = newMetrics(s)
 	if err := s.metrics.register(cfg.Registerer); err != nil {
@@ -316,10 +322,8 @@ func (s *Server) Serve(svc Service) error {
 		s.workers.Go(s.work)
 	}
 	stopWatch := make(chan struct{})
-	if s.cfg.Ownership != nil {
-		if changes := s.cfg.Ownership.Changes(); changes != nil {
-			s.workers.Go(func() { s.watchOwnership(changes, stopWatch) })
-		}
+	if s.changes != nil {
+		s.workers.Go(func() { s.watchOwnership(s.changes, stopWatch) })
 	}
 	defer func() {
 		close(s.ready)

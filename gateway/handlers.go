@@ -217,6 +217,11 @@ func (sess *session) handle(req request) {
 		sess.reply(req, nil, e)
 		return
 	}
+	if req.cmd == wire.CmdTyping && sess.typing == nil {
+		// Its zero value is a full bucket, as at the connection's start;
+		// only a worker with the queue reaches here, one at a time.
+		sess.typing = new(userBucket)
+	}
 	if req.cmd == wire.CmdTyping && !sess.typing.take(s.cfg.Now().UnixNano(), s.cfg.TypingRate, s.cfg.TypingBurst) {
 		// Typing is ephemeral: the refused event is dropped, and the
 		// client's next one, after retry_after_ms, takes its place.
@@ -264,7 +269,7 @@ func (sess *session) auth(ctx context.Context, req request) {
 		sess.refuse(req, errorBody(code, err.Error()), closedAuthFailed)
 		return
 	}
-	sess.device, sess.issued = claims.Device, claims.Issued
+	sess.device, sess.issued = claims.Device, issuedSeconds(claims.Issued)
 	sess.user.Store(claims.User)
 	// Register before reading the head: an entry committed in between is
 	// then pushed (perhaps also counted in head_seq, which the client's

@@ -130,16 +130,21 @@ const (
 
 var refusalNames = [numRefusals]string{"unauthenticated", "address", "unauthenticated_bytes"}
 
-// sourceAddr is the address a connection comes from, and what the
-// per-address cap counts it under (capKey).
-func (s *Server) sourceAddr(c gnet.Conn) (remote netip.AddrPort, source netip.Addr) {
+// remoteAddr is the address a connection comes from; invalid if not TCP.
+func remoteAddr(c gnet.Conn) netip.AddrPort {
 	tcp, ok := c.RemoteAddr().(*net.TCPAddr)
 	if !ok {
-		return remote, source
+		return netip.AddrPort{}
 	}
-	remote = tcp.AddrPort()
-	remote = netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
-	return remote, capKey(remote.Addr(), s.cfg.LimitLoopback)
+	remote := tcp.AddrPort()
+	return netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
+}
+
+// source is what the per-address cap counts the session under (capKey).
+// It is derived each time rather than kept: a session's every byte is paid
+// by every idle connection.
+func (sess *session) source() netip.Addr {
+	return capKey(sess.remote.Addr(), sess.srv.cfg.LimitLoopback)
 }
 
 // capKey is what the per-address cap counts a connection from a under: the
@@ -163,11 +168,11 @@ func (s *Server) admit(sess *session) (refusal, bool) {
 	if s.unauthenticated.Load() >= int64(s.cfg.MaxUnauthenticated) {
 		return refusedUnauthenticated, false
 	}
-	if sess.source.IsValid() {
-		if s.perAddr[sess.source] >= s.cfg.MaxConnsPerAddr {
+	if source := sess.source(); source.IsValid() {
+		if s.perAddr[source] >= s.cfg.MaxConnsPerAddr {
 			return refusedAddress, false
 		}
-		s.perAddr[sess.source]++
+		s.perAddr[source]++
 	}
 	s.unauthenticated.Add(1)
 	sess.unauthenticated.Store(true)
@@ -177,11 +182,12 @@ func (s *Server) admit(sess *session) (refusal, bool) {
 // forget undoes admit's counting of a closing connection; s.mu is held.
 func (s *Server) forget(sess *session) {
 	sess.dropUnauthenticated()
-	if !sess.source.IsValid() {
+	source := sess.source()
+	if !source.IsValid() {
 		return
 	}
-	if s.perAddr[sess.source]--; s.perAddr[sess.source] <= 0 {
-		delete(s.perAddr, sess.source)
+	if s.perAddr[source]--; s.perAddr[source] <= 0 {
+		delete(s.perAddr, source)
 	}
 }
 

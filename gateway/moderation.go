@@ -34,7 +34,7 @@ func (s *Server) gated(sess *session) *wirepb.Error {
 	if s.cfg.Gate == nil {
 		return nil
 	}
-	return gateError(s.cfg.Gate.Admit(sess.user.Load(), sess.device, sess.issued))
+	return gateError(s.cfg.Gate.Admit(sess.user.Load(), sess.device, sess.issuedAt()))
 }
 
 // gateError is the ERROR body of a Gate's code; nil for 0.
@@ -65,7 +65,7 @@ func (s *Server) Recheck(user uint64) int {
 	defer s.mu.RUnlock()
 	n := 0
 	for _, sess := range s.byUser[user] {
-		code := s.cfg.Gate.Admit(user, sess.device, sess.issued)
+		code := s.cfg.Gate.Admit(user, sess.device, sess.issuedAt())
 		if code == 0 {
 			continue
 		}
@@ -78,4 +78,21 @@ func (s *Server) Recheck(user uint64) int {
 		}
 	}
 	return n
+}
+
+// issuedSeconds is how a session keeps a token's iat, which has second
+// precision: 0 for none.
+func issuedSeconds(iat time.Time) int64 {
+	if iat.IsZero() {
+		return 0
+	}
+	return iat.Unix()
+}
+
+// issuedAt is the session's token's iat; zero without one.
+func (sess *session) issuedAt() time.Time {
+	if sess.issued == 0 {
+		return time.Time{}
+	}
+	return time.Unix(sess.issued, 0)
 }

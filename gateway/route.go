@@ -100,8 +100,8 @@ func (s *Server) dropUnserved() {
 
 // indexShard records that user is online, in byShard; s.mu is held.
 func (s *Server) indexShard(user uint64) {
-	if s.cfg.Ownership == nil {
-		return // every user is served: nobody is ever looked up by shard
+	if s.changes == nil {
+		return // shards never move: nobody is ever looked up by shard
 	}
 	shard := s.shardOf(user)
 	users := s.byShard[shard]

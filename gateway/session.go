@@ -16,20 +16,20 @@ import (
 	"github.com/inboxd/inboxd/wire/wirepb"
 )
 
-// session is one connection. Fields are grouped by who may touch them.
+// session is one connection. Fields are grouped by who may touch them;
+// every idle connection pays for each byte, so the flags of every group
+// sit together at the end, where they share one word instead of padding
+// one each.
 type session struct {
 	srv    *Server
 	c      gnet.Conn
 	opened int64          // unix nanos
-	remote netip.AddrPort // the peer, for logs
-	source netip.Addr     // what the per-address cap counts it under; invalid: exempt
+	remote netip.AddrPort // the peer, for logs and the per-address cap
 	ws     *wsConn        // the WebSocket state; nil over TCP
 
 	// Event loop only.
-	authSeen bool   // the first frame was AUTH
-	closing  bool   // read closes the connection when it returns
-	answers  []byte // frames the event loop answered, written once per read
-	rate     bucket // every frame's
+	answers []byte // frames the event loop answered, written once per read
+	rate    bucket // every frame's
 	// held is the start of a frame not yet whole, owned by the session
 	// rather than left in gnet's buffer: it is sized to the frame, dropped
 	// once the frame is whole or the connection closes, and counted
@@ -38,30 +38,33 @@ type session struct {
 	charged int
 
 	// Any goroutine.
-	lastSeen        atomic.Int64 // unix nanos of the last frame received
-	user            atomic.Uint64
-	unauthenticated atomic.Bool            // counted in Server.unauthenticated
-	debt            atomic.Pointer[bucket] // a flood's debt for rate to take over, set at AUTH
-	closed          atomic.Bool
-	failed          atomic.Bool
-	outbound        atomic.Int64 // gnet's unwritten bytes after the last write
+	lastSeen atomic.Int64 // unix nanos of the last frame received
+	user     atomic.Uint64
+	debt     atomic.Pointer[bucket] // a flood's debt for rate to take over, set at AUTH
+	outbound atomic.Int64           // gnet's unwritten bytes after the last write
 
 	// Frames waiting for the event loop to write them, from any goroutine.
-	outMu    sync.Mutex
-	out      []byte
-	flushing bool // a flush task is queued on the event loop
-	shut     bool // the connection closes once out is written; nothing more is queued
+	outMu sync.Mutex
+	out   []byte
 
-	// Workers; device and userRate are written once by the AUTH request,
-	// before user.
+	// Workers; device, issued and userRate are written once by the AUTH
+	// request, before user.
 	device   string
-	issued   time.Time // the token's iat; zero without one
+	issued   int64 // the token's iat, unix seconds; 0 without one
 	userRate *userBucket
-	typing   userBucket // the connection's TYPING requests
+	typing   *userBucket // the connection's TYPING requests, from the first
 
-	mu      sync.Mutex
-	queue   []request
-	running bool // a worker owns the queue
+	mu    sync.Mutex
+	queue []request
+
+	unauthenticated atomic.Bool // counted in Server.unauthenticated
+	closed          atomic.Bool
+	failed          atomic.Bool
+	authSeen        bool // event loop: the first frame was AUTH
+	closing         bool // event loop: read closes the connection when it returns
+	flushing        bool // outMu: a flush task is queued on the event loop
+	shut            bool // outMu: the connection closes once out is written; nothing more is queued
+	running         bool // mu: a worker owns the queue
 }
 
 // request is a frame waiting for a worker; body is a copy.
@@ -78,7 +81,7 @@ func newSession(s *Server, c gnet.Conn, t transport) *session {
 	if t == transportWS {
 		sess.ws = &wsConn{}
 	}
-	sess.remote, sess.source = s.sourceAddr(c)
+	sess.remote = remoteAddr(c)
 	sess.lastSeen.Store(now)
 	return sess
 }
@@ -278,7 +281,10 @@ func (sess *session) run() {
 	for {
 		sess.mu.Lock()
 		if len(sess.queue) == 0 {
-			sess.running = false
+			// Dropped, not kept for the next request: an idle connection
+			// would hold it, and taken from the front it seldom has room
+			// left anyway.
+			sess.queue, sess.running = nil, false
 			sess.mu.Unlock()
 			return
 		}
