@@ -56,13 +56,17 @@ type Config struct {
 	Registerer prometheus.Registerer
 }
 
-// Notice is the JSON body posted for one message.
+// Notice is the JSON body posted for one message. The conversation and
+// message ids are written as decimal strings, as the server API writes
+// them: they are 64-bit (a snowflake; a direct conversation's has the top
+// bit set), beyond the integers a JavaScript number holds exactly. User
+// ids and seqs, the application's and counters, stay numbers.
 type Notice struct {
 	User    uint64 `json:"user"` // who should be notified
 	Seq     uint64 `json:"seq"`  // the entry's seq in the user's inbox
-	Conv    uint64 `json:"conv"`
+	Conv    uint64 `json:"conv,string"`
 	ConvSeq uint64 `json:"conv_seq"`
-	MsgID   uint64 `json:"msg_id"`
+	MsgID   uint64 `json:"msg_id,string"`
 	Sender  uint64 `json:"sender"`
 	Kind    uint16 `json:"kind"`
 	TimeMs  int64  `json:"time_ms"`

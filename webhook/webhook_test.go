@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -162,5 +163,38 @@ inboxd_webhook_queue_capacity 4096
 	}
 	if _, err := New(Config{URL: srv.URL, Registerer: reg}); err == nil {
 		t.Error("a second pusher registered the same metrics")
+	}
+}
+
+// TestIDsAsStrings: the conversation and message ids reach a receiver
+// exactly even when it reads JSON numbers as float64, as JavaScript does:
+// a direct conversation's id and a snowflake are beyond 2^53.
+func TestIDsAsStrings(t *testing.T) {
+	conv, msgID := wire.DirectConv(7, 9), uint64(1866045931925426177)
+	bodies := make(chan map[string]any, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m map[string]any // numbers as float64
+		if err := json.NewDecoder(r.Body).Decode(&m); err != nil {
+			t.Errorf("decode: %v", err)
+		}
+		bodies <- m
+	}))
+	defer srv.Close()
+	p, err := New(Config{URL: srv.URL, Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := entry(1, "hi")
+	e.Row.Conv, e.Row.MsgID, e.Msg.Conv, e.Msg.ID = conv, msgID, conv, msgID
+	p.PushOffline(7, e)
+	if err := p.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	m := <-bodies
+	if m["conv"] != strconv.FormatUint(conv, 10) || m["msg_id"] != strconv.FormatUint(msgID, 10) {
+		t.Fatalf("conv %#v msg_id %#v, want the decimal strings %d and %d", m["conv"], m["msg_id"], conv, msgID)
+	}
+	if m["user"] != float64(7) || m["conv_seq"] != float64(1) {
+		t.Fatalf("user %#v conv_seq %#v, want the numbers 7 and 1", m["user"], m["conv_seq"])
 	}
 }
