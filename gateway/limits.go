@@ -64,6 +64,23 @@ func (b *bucket) take(now int64, rate float64, burst int) verdict {
 	return limited
 }
 
+// spend charges one frame to the connection's bucket, which first takes
+// over the debt the user's last flood left. It runs on the event loop.
+func (sess *session) spend(now int64) verdict {
+	if d := sess.debt.Swap(nil); d != nil {
+		sess.rate = *d
+	}
+	return sess.rate.take(now, sess.srv.cfg.RateLimit, sess.srv.cfg.RateBurst)
+}
+
+// flooded records a connection its bucket closes as a flood of what: the
+// user's next connections owe its debt, and the log tells.
+func (sess *session) flooded(what string) {
+	s := sess.srv
+	s.owe(sess.user.Load(), sess.rate)
+	s.warn.warn(warnFlood, "gateway: connection closed for flooding", "remote", sess.remote, "user", sess.user.Load(), "command", what)
+}
+
 // owe keeps the bucket of user's connection closed as a flood: the user's
 // next connections take it over, so that reconnecting does not buy a flood
 // a fresh burst.

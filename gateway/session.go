@@ -201,13 +201,9 @@ func (sess *session) dispatch(req request, now int64) {
 		}
 		return
 	}
-	if d := sess.debt.Swap(nil); d != nil {
-		sess.rate = *d
-	}
-	switch sess.rate.take(now, s.cfg.RateLimit, s.cfg.RateBurst) {
+	switch sess.spend(now) {
 	case flooded:
-		s.owe(sess.user.Load(), sess.rate)
-		s.warn.warn(warnFlood, "gateway: connection closed for flooding", "remote", sess.remote, "user", sess.user.Load(), "command", req.cmd.String())
+		sess.flooded(req.cmd.String())
 		s.metrics.rejected[rejectRateLimited].Inc()
 		if sess.closeNow(closedFlood) {
 			sess.answer(req, sess.rateLimited("too many requests: closing"))

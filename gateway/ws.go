@@ -212,15 +212,15 @@ func (sess *session) wsFrame(buf []byte, limit int, arrived time.Time) int {
 	}
 	payload := buf[hn:n]
 	ws.Cipher(payload, h.Mask, 0)
+	// Every WebSocket frame but the one that ends a message is charged like
+	// an inboxd frame: a ping costs a pong, and pongs and fragments, which
+	// cost nothing else, would otherwise be a flood the bucket never sees.
+	// The message's inboxd frame is charged when it is dispatched.
+	if (h.OpCode.IsControl() || !h.Fin) && h.OpCode != ws.OpClose && !sess.wsSpend(h.OpCode, arrived) {
+		return 0
+	}
 	switch h.OpCode {
 	case ws.OpPing:
-		// A ping costs a pong: it is charged like a frame.
-		if sess.rate.take(arrived.UnixNano(), sess.srv.cfg.RateLimit, sess.srv.cfg.RateBurst) == flooded {
-			if sess.closeNow(closedFlood) {
-				sess.ws.code, sess.ws.reason = wire.WSCloseError+ws.StatusCode(wire.CodeRateLimited), "too many pings: closing"
-			}
-			return 0
-		}
 		w.ctl = appendWSHeader(w.ctl, ws.OpPong, len(payload))
 		w.ctl = append(w.ctl, payload...)
 	case ws.OpClose:
@@ -268,6 +268,23 @@ func (sess *session) message(body []byte, owned bool, limit int, arrived time.Ti
 		sess.accept(f, arrived)
 	}
 }
+
+// wsSpend charges a WebSocket frame of op that carries no inboxd frame to
+// the connection's bucket, and reports false when that closes the
+// connection as a flood. It runs on the event loop.
+func (sess *session) wsSpend(op ws.OpCode, arrived time.Time) bool {
+	if sess.spend(arrived.UnixNano()) != flooded {
+		return true
+	}
+	sess.flooded(wsOpNames[op])
+	if sess.closeNow(closedFlood) {
+		sess.ws.code, sess.ws.reason = wire.WSCloseError+ws.StatusCode(wire.CodeRateLimited), "too many frames: closing"
+	}
+	return false
+}
+
+// wsOpNames name the WebSocket frames wsSpend charges, for the log.
+var wsOpNames = map[ws.OpCode]string{ws.OpPing: "ws ping", ws.OpPong: "ws pong", ws.OpBinary: "ws fragment", ws.OpContinuation: "ws fragment"}
 
 // wsFail closes the connection for a WebSocket-level fault, with code. It
 // runs on the event loop.

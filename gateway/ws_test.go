@@ -381,18 +381,37 @@ func TestWSLimits(t *testing.T) {
 		}
 		waitValue(t, "ws flood disconnects", func() float64 { return testutil.ToFloat64(s.gw.metrics.disconnects[transportWS][closedFlood]) }, 1)
 	})
-	t.Run("ping flood", func(t *testing.T) {
-		s := startWS(t, Config{RateLimit: 1, RateBurst: 5, Now: stoppedClock()})
-		c := s.loginWS(1, "d")
-		for range 20 {
-			if err := c.ws().WriteFrame(ws.NewPingFrame(nil)); err != nil {
-				break // closed already
+	// WebSocket frames that carry no inboxd frame count against the rate
+	// too: a ping costs a pong, and unasked-for pongs and the fragments of a
+	// message that never ends cost the event loop as much as any frame.
+	for _, tt := range []struct {
+		name  string
+		frame func(i int) ws.Frame
+	}{
+		{"ping flood", func(int) ws.Frame { return ws.NewPingFrame(nil) }},
+		{"pong flood", func(int) ws.Frame { return ws.NewPongFrame(nil) }},
+		{"fragment flood", func(i int) ws.Frame {
+			op := ws.OpContinuation
+			if i == 0 {
+				op = ws.OpBinary
 			}
-		}
-		if code, _ := c.wsClosed(); code != rateLimited {
-			t.Fatalf("close %d, want %d", code, rateLimited)
-		}
-	})
+			return ws.NewFrame(op, false, nil)
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := startWS(t, Config{RateLimit: 1, RateBurst: 5, Now: stoppedClock()})
+			c := s.loginWS(1, "d")
+			for i := range 20 {
+				if err := c.ws().WriteFrame(tt.frame(i)); err != nil {
+					break // closed already
+				}
+			}
+			if code, _ := c.wsClosed(); code != rateLimited {
+				t.Fatalf("close %d, want %d", code, rateLimited)
+			}
+			waitValue(t, "ws flood disconnects", func() float64 { return testutil.ToFloat64(s.gw.metrics.disconnects[transportWS][closedFlood]) }, 1)
+		})
+	}
 	t.Run("command before AUTH", func(t *testing.T) {
 		s := startWS(t, Config{})
 		err := s.dialWS("").call(wire.CmdHeartbeat, nil, nil)
