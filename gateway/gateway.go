@@ -113,9 +113,10 @@ type Config struct {
 	// closed as a flood.
 	RateLimit float64
 	RateBurst int
-	// UserRateLimit and UserRateBurst shape each user's SEND, SYNC, HISTORY,
-	// CONVERSATIONS, PRESENCE and READ_RECEIPTS across all their
-	// connections (default 100/s, burst 200).
+	// UserRateLimit and UserRateBurst shape each user's SEND, SEND_DIRECT,
+	// RECALL, EDIT, SYNC, HISTORY, CONVERSATIONS, PRESENCE and
+	// READ_RECEIPTS across all their connections (default 100/s, burst
+	// 200); the bucket outlives the user's connections until it refills.
 	UserRateLimit float64
 	UserRateBurst int
 	// TypingRate and TypingBurst shape each connection's TYPING requests
@@ -244,6 +245,7 @@ type Server struct {
 	mu        sync.RWMutex
 	byUser    map[uint64][]*session       // authenticated sessions
 	userRates map[uint64]*userBucket      // the buckets of the users in byUser
+	idleRates map[uint64]*userBucket      // buckets of users gone offline, until refilled
 	debts     map[uint64]bucket           // buckets of connections closed as floods, by user, until earned back
 	byShard   map[int]map[uint64]struct{} // the users of byUser, by shard, while shards can move
 	sessions  map[*session]struct{}       // every open session, for the idle sweep
@@ -284,6 +286,7 @@ func New(cfg Config) (*Server, error) {
 		ready:     make(chan *session, 1<<16),
 		byUser:    make(map[uint64][]*session),
 		userRates: make(map[uint64]*userBucket),
+		idleRates: make(map[uint64]*userBucket),
 		debts:     make(map[uint64]bucket),
 		byShard:   make(map[int]map[uint64]struct{}),
 		sessions:  make(map[*session]struct{}),
@@ -497,7 +500,7 @@ func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 		s.byUser[user] = deleteSession(s.byUser[user], sess)
 		if len(s.byUser[user]) == 0 {
 			delete(s.byUser, user)
-			delete(s.userRates, user)
+			s.idle(user)
 			s.unindexShard(user)
 		}
 	}
@@ -574,7 +577,11 @@ func (s *Server) register(sess *session) *wirepb.Error {
 	s.byUser[user] = append(list, sess)
 	rate := s.userRates[user]
 	if rate == nil {
-		rate = &userBucket{b: newBucket(s.cfg.UserRateBurst, s.cfg.Now().UnixNano())}
+		rate = s.idleRates[user]
+		delete(s.idleRates, user)
+		if rate == nil {
+			rate = &userBucket{b: newBucket(s.cfg.UserRateBurst, s.cfg.Now().UnixNano())}
+		}
 		s.userRates[user] = rate
 	}
 	sess.userRate = rate

@@ -22,7 +22,8 @@ import (
 //     command; a connection refused more than a burst's worth of frames
 //     beyond what it earned back is closed as a flood, and the user's next
 //     connections inherit its debt until it is earned back.
-//   - A user's SEND and expensive reads share one bucket across devices.
+//   - A user's SEND and expensive reads share one bucket across devices,
+//     kept after the user's last connection closes until it refills.
 
 // bucket is a token bucket. It is not safe for concurrent use.
 type bucket struct {
@@ -93,7 +94,8 @@ func (s *Server) owe(user uint64, b bucket) {
 	s.debts[user] = b
 }
 
-// forgive forgets the debts earned back by now.
+// forgive forgets the debts earned back by now, and the buckets of offline
+// users refilled by now.
 func (s *Server) forgive(now int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -102,6 +104,21 @@ func (s *Server) forgive(now int64) {
 			delete(s.debts, user)
 		}
 	}
+	for user, u := range s.idleRates {
+		if u.full(now, s.cfg.UserRateLimit, s.cfg.UserRateBurst) {
+			delete(s.idleRates, user)
+		}
+	}
+}
+
+// idle keeps the bucket of user, whose last connection closed, until it is
+// refilled: the user's next connection takes it over, so that reconnecting
+// buys no fresh burst of SENDs and costly reads. s.mu is held.
+func (s *Server) idle(user uint64) {
+	if u := s.userRates[user]; u != nil && !u.full(s.cfg.Now().UnixNano(), s.cfg.UserRateLimit, s.cfg.UserRateBurst) {
+		s.idleRates[user] = u
+	}
+	delete(s.userRates, user)
 }
 
 // userBucket is one user's bucket for the commands in userLimited, shared by
@@ -122,6 +139,14 @@ func (u *userBucket) take(now int64, rate float64, burst int) bool {
 	}
 	u.b.tokens--
 	return true
+}
+
+// full reports whether the bucket has refilled to burst by now.
+func (u *userBucket) full(now int64, rate float64, burst int) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.b.refill(now, rate, burst)
+	return u.b.tokens >= float64(burst)
 }
 
 // userLimited are the commands limited per user, across devices: the writes

@@ -218,6 +218,50 @@ func TestUserRateLimit(t *testing.T) {
 	}
 }
 
+// TestUserRateKeptAcrossReconnect: a user whose devices all disconnect
+// keeps their per-user bucket until it refills, so that reconnecting buys
+// no fresh burst; once refilled, it is forgotten.
+func TestUserRateKeptAcrossReconnect(t *testing.T) {
+	var now atomic.Int64
+	now.Store(time.Now().UnixNano())
+	s := start(t, Config{UserRateLimit: 10, UserRateBurst: 2, Now: func() time.Time { return time.Unix(0, now.Load()) }})
+	c := s.login(1, "d")
+	for range 2 {
+		if err := c.call(wire.CmdSync, &wirepb.SyncRequest{}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.c.Close()
+	waitClosed(t, s, 1)
+	again, other := s.login(1, "d"), s.login(2, "d")
+	if err := again.call(wire.CmdSync, &wirepb.SyncRequest{}, nil); code(err) != wire.CodeRateLimited {
+		t.Fatalf("SYNC after reconnecting with the bucket empty: %v, want RATE_LIMITED", err)
+	}
+	if err := other.call(wire.CmdSync, &wirepb.SyncRequest{}, nil); err != nil {
+		t.Fatalf("another user: %v", err)
+	}
+	again.c.Close()
+	other.c.Close()
+	waitClosed(t, s, 1)
+	waitClosed(t, s, 2)
+	// Refilled at 10/s in 0.2 s: the bucket is forgotten, and the user's
+	// next connection starts full.
+	now.Add(int64(200 * time.Millisecond))
+	s.gw.forgive(now.Load())
+	s.gw.mu.RLock()
+	idle := len(s.gw.idleRates)
+	s.gw.mu.RUnlock()
+	if idle != 0 {
+		t.Fatalf("%d idle buckets left once refilled", idle)
+	}
+	c = s.login(1, "d")
+	for range 2 {
+		if err := c.call(wire.CmdSync, &wirepb.SyncRequest{}, nil); err != nil {
+			t.Fatalf("after the bucket refilled: %v", err)
+		}
+	}
+}
+
 // syncBuffer is a log destination safe for the server's goroutines.
 type syncBuffer struct {
 	mu sync.Mutex
