@@ -822,10 +822,17 @@ func TestGroupFullNamesTheLimit(t *testing.T) {
 }
 
 // readCounter counts the bytes (timeline.Message.Size) of the messages the
-// store returns to the service.
+// store returns to the service, and the inbox rows.
 type readCounter struct {
 	timeline.Store
 	bytes atomic.Int64
+	rows  atomic.Int64
+}
+
+func (r *readCounter) Inbox(ctx context.Context, user uint64, rg timeline.Range) ([]timeline.Row, error) {
+	rows, err := r.Store.Inbox(ctx, user, rg)
+	r.rows.Add(int64(len(rows)))
+	return rows, err
 }
 
 func (r *readCounter) count(msgs []timeline.Message) {
@@ -859,13 +866,14 @@ func TestReadsStopAtPageBudget(t *testing.T) {
 	counter := &readCounter{Store: e.store}
 	e.svc.store = counter
 
-	check := func(what string, sizes []int) {
+	// Every page holds what the budget takes, the last what is left.
+	check := func(what string, sizes []int, last bool) {
 		t.Helper()
 		total := 0
 		for _, n := range sizes {
 			total += n
 		}
-		if total > budget || len(sizes) != budget/(body+timeline.MessageOverhead+2) {
+		if total > budget || !last && len(sizes) != budget/(body+timeline.MessageOverhead+2) {
 			t.Fatalf("%s: page of %d messages, %d bytes; budget %d", what, len(sizes), total, budget)
 		}
 		if read := counter.bytes.Swap(0); read != int64(total) {
@@ -885,9 +893,7 @@ func TestReadsStopAtPageBudget(t *testing.T) {
 			synced = append(synced, en.Row.Seq)
 		}
 		after = res.Entries[len(res.Entries)-1].Row.Seq
-		if after < 31 {
-			check(fmt.Sprintf("sync after %d", after), sizes)
-		}
+		check(fmt.Sprintf("sync to %d", after), sizes, after == 31)
 		if res.HasMore != (after < 31) {
 			t.Fatalf("sync to %d: has_more %v", after, res.HasMore)
 		}
@@ -912,12 +918,33 @@ func TestReadsStopAtPageBudget(t *testing.T) {
 			history = append(history, m.ConvSeq)
 		}
 		before = page[len(page)-1].ConvSeq
-		if before > 3 {
-			check(fmt.Sprintf("history before %d", before), sizes)
-		}
+		check(fmt.Sprintf("history to %d", before), sizes, before == 1)
 	}
 	if want := seqRange(31, 1); !slices.Equal(history, want) {
 		t.Fatalf("history %v, want 31..1", history)
+	}
+}
+
+// TestSyncReadsRowsInRounds: a page that the byte budget ends early reads
+// the inbox rows of its first round, not the entry limit's worth.
+func TestSyncReadsRowsInRounds(t *testing.T) {
+	const budget, body = 20 << 10, 6 << 10
+	e := newEnv(t, Config{MaxReadBytes: budget})
+	conv := e.create(1, 2)
+	for i := range 2 * syncFirstRows {
+		e.send(1, conv, fmt.Sprint(i), strings.Repeat("x", body))
+	}
+	counter := &readCounter{Store: e.store}
+	e.svc.store = counter
+	res, err := e.svc.Sync(ctx, 2, 0, wire.MaxSyncLimit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Entries) > 1+budget/body || !res.HasMore { // the group's creation notice, and what fits
+		t.Fatalf("page of %d entries, has_more %v", len(res.Entries), res.HasMore)
+	}
+	if rows := counter.rows.Load(); rows > syncFirstRows+1 {
+		t.Fatalf("%d rows read for a page of %d entries", rows, len(res.Entries))
 	}
 }
 

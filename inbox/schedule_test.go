@@ -3,6 +3,7 @@ package inbox
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -78,5 +79,41 @@ func TestLightSenderNotBehindHeavyBacklog(t *testing.T) {
 	}
 	if last < backlog/4 {
 		t.Fatalf("the backlog took %d batches, want at least %d", last, backlog/4)
+	}
+}
+
+// TestBatchEndsAtBodyBytes: a batch takes commands until their bodies reach
+// MaxBatchBytes, so that a batch of large messages stays short to commit
+// and a command behind it waits for few of them (docs/architecture.md,
+// "Fairness").
+func TestBatchEndsAtBodyBytes(t *testing.T) {
+	const body, perBatch, sends = 1000, 3, 9
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixMilli())
+	gt := newGate()
+	e := newEnv(t, Config{
+		MaxBatchBytes: perBatch * body,
+		Now:           func() time.Time { return time.UnixMilli(clock.Add(1000)) },
+		stepHook:      gt.hook,
+	})
+	conv := e.create(1, 2)
+	blocker := gt.hold(t, e, 1, conv)
+	var wg sync.WaitGroup
+	res := make([]SendResult, sends)
+	for i := range sends {
+		wg.Go(func() { res[i] = e.send(2, conv, fmt.Sprint(i), strings.Repeat("x", body)) })
+	}
+	waitFor(t, "the sends to queue", func() bool { return len(e.svc.cmds) == sends })
+	gt.open()
+	wg.Wait()
+	held0 := (<-blocker).Time
+	batches := map[int64]int{} // sends by batch, numbered from the one held (0)
+	for _, r := range res {
+		batches[(r.Time.UnixMilli()-held0.UnixMilli())/1000]++
+	}
+	for b, n := range batches {
+		if n != perBatch {
+			t.Errorf("batch %d took %d sends of %d bytes, want %d: %v", b, n, body, perBatch, batches)
+		}
 	}
 }
