@@ -21,7 +21,11 @@ import (
 func fuzzRequest(cmd wire.Command, conv, a, b uint64, n uint32, ms int64) proto.Message {
 	switch cmd {
 	case wire.CmdSend:
-		return &wirepb.SendRequest{Conv: conv, ClientMsgId: "f", Kind: n, Body: []byte("x")}
+		return &wirepb.SendRequest{Conv: conv, ClientMsgId: "f", Kind: n, Body: []byte("x"), Mentions: []uint64{a, b}[:n%3]}
+	case wire.CmdRecall:
+		return &wirepb.RecallRequest{Conv: conv, ConvSeq: a}
+	case wire.CmdEdit:
+		return &wirepb.EditRequest{Conv: conv, ConvSeq: a, Body: []byte("y")}
 	case wire.CmdSync:
 		return &wirepb.SyncRequest{AfterSeq: a, Limit: n}
 	case wire.CmdHistory:
