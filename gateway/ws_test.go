@@ -300,23 +300,35 @@ func TestWSHandshakeRefused(t *testing.T) {
 }
 
 // TestWSConnectionCap checks that a WebSocket connection over a cap is
-// refused with an HTTP answer before its handshake is read.
+// refused with an HTTP answer before its handshake is read: 503 at the cap
+// on unauthenticated connections, 429 at the per-address cap.
 func TestWSConnectionCap(t *testing.T) {
-	s := startWS(t, Config{MaxUnauthenticated: 1})
-	s.dialWS("") // holds the one unauthenticated place
-	nc, err := net.Dial("tcp", s.gw.WSAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	nc.SetDeadline(time.Now().Add(5 * time.Second))
-	resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "1" {
-		t.Fatalf("status %d, Retry-After %q; want 503 and 1", resp.StatusCode, resp.Header.Get("Retry-After"))
+	for _, tt := range []struct {
+		name   string
+		cfg    Config
+		status int
+	}{
+		{"unauthenticated", Config{MaxUnauthenticated: 1}, http.StatusServiceUnavailable},
+		{"per address", Config{MaxConnsPerAddr: 1, LimitLoopback: true}, http.StatusTooManyRequests},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := startWS(t, tt.cfg)
+			s.dialWS("") // holds the one place
+			nc, err := net.Dial("tcp", s.gw.WSAddr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			nc.SetDeadline(time.Now().Add(5 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.status || resp.Header.Get("Retry-After") != "1" {
+				t.Fatalf("status %d, Retry-After %q; want %d and 1", resp.StatusCode, resp.Header.Get("Retry-After"), tt.status)
+			}
+		})
 	}
 }
 
@@ -412,6 +424,32 @@ func TestWSLimits(t *testing.T) {
 			waitValue(t, "ws flood disconnects", func() float64 { return testutil.ToFloat64(s.gw.metrics.disconnects[transportWS][closedFlood]) }, 1)
 		})
 	}
+	t.Run("unauthenticated bytes", func(t *testing.T) {
+		s := startWS(t, Config{MaxUnauthenticatedBytes: 10 << 10})
+		bytesHeld := func() float64 { return float64(s.gw.unauthBytes.Load()) }
+		// partial sends most of a message the size of the largest AUTH.
+		partial := func() *conn {
+			c := s.dialWS("")
+			h := ws.Header{Fin: true, OpCode: ws.OpBinary, Length: wire.PreAuthMaxFrame, Masked: true, Mask: ws.NewMask()}
+			if err := ws.WriteHeader(c.ws().Conn, h); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.ws().Conn.Write(make([]byte, wire.PreAuthMaxFrame-100)); err != nil {
+				t.Fatal(err)
+			}
+			return c
+		}
+		partial()
+		waitValue(t, "held bytes", func() float64 { return min(bytesHeld(), 1) }, 1)
+		partial()
+		waitValue(t, "held bytes", func() float64 { return min(bytesHeld(), 8<<10) }, 8<<10)
+		third := partial()
+		want := wire.WSCloseError + ws.StatusCode(wire.CodeUnavailable)
+		if code, e := third.wsClosed(); code != want || e != wire.CodeUnavailable {
+			t.Fatalf("third partial message: close %d after %v, want %d after UNAVAILABLE", code, e, want)
+		}
+		waitValue(t, "refused", func() float64 { return testutil.ToFloat64(s.gw.metrics.refused[refusedUnauthenticatedBytes]) }, 1)
+	})
 	t.Run("command before AUTH", func(t *testing.T) {
 		s := startWS(t, Config{})
 		err := s.dialWS("").call(wire.CmdHeartbeat, nil, nil)
