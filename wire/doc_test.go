@@ -197,6 +197,7 @@ func TestProtocolDocLimits(t *testing.T) {
 		{"unread output", []string{strconv.Itoa(wire.DefaultMaxOutbound>>20) + " MiB"}},
 		{"SYNC page", []string{"default " + strconv.Itoa(wire.DefaultSyncLimit), "at most " + strconv.Itoa(wire.MaxSyncLimit)}},
 		{"HISTORY page", []string{"default " + strconv.Itoa(wire.DefaultHistoryLimit), "at most " + strconv.Itoa(wire.MaxHistoryLimit)}},
+		{"CONVERSATIONS page", []string{"at most " + strconv.Itoa(wire.MaxConversationsLimit)}},
 		{"READ_RECEIPTS page", []string{"default " + strconv.Itoa(wire.DefaultReceiptsLimit), "at most " + strconv.Itoa(wire.MaxReceiptsLimit)}},
 		{"users of a PRESENCE request", []string{strconv.Itoa(wire.MaxPresenceUsers)}},
 		{"TYPING per connection", []string{strconv.Itoa(wire.DefaultTypingRate) + " per second", "bursts of " + strconv.Itoa(wire.DefaultTypingBurst)}},
