@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -108,14 +109,16 @@ func TestMsgCacheBounded(t *testing.T) {
 // been queued by another goroutine, as the inbox's notifier does.
 type notifyingMarkRead struct {
 	Service
-	gw *Server
+	// gw is set once the server runs; atomic, for the race detector does
+	// not see the requests that follow come through a socket.
+	gw atomic.Pointer[Server]
 }
 
 func (n *notifyingMarkRead) MarkRead(_ context.Context, user, conv, convSeq uint64) (uint64, error) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		n.gw.Notify(user, []inbox.Entry{{Row: timeline.Row{User: user, Seq: convSeq, Conv: conv, ConvSeq: convSeq, Kind: wire.KindRead}}})
+		n.gw.Load().Notify(user, []inbox.Entry{{Row: timeline.Row{User: user, Seq: convSeq, Conv: conv, ConvSeq: convSeq, Kind: wire.KindRead}}})
 	}()
 	<-done
 	return convSeq, nil
@@ -131,7 +134,7 @@ func TestResponsesAndPushesInOrder(t *testing.T) {
 		front = &notifyingMarkRead{Service: svc}
 		return front
 	})
-	front.gw = s.gw
+	front.gw.Store(s.gw)
 	c := s.login(1, "d")
 	const n = 200
 	var burst []byte
