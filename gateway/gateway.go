@@ -113,10 +113,10 @@ type Config struct {
 	// closed as a flood.
 	RateLimit float64
 	RateBurst int
-	// UserRateLimit and UserRateBurst shape each user's SEND, SEND_DIRECT,
-	// RECALL, EDIT, SYNC, HISTORY, CONVERSATIONS, PRESENCE and
-	// READ_RECEIPTS across all their connections (default 100/s, burst
-	// 200); the bucket outlives the user's connections until it refills.
+	// UserRateLimit and UserRateBurst shape each user's requests that fan
+	// out or read much (userLimited: SEND, SYNC, the group commands, …)
+	// across all their connections (default 100/s, burst 200); the bucket
+	// outlives the user's connections until it refills.
 	UserRateLimit float64
 	UserRateBurst int
 	// TypingRate and TypingBurst shape each connection's TYPING requests

@@ -150,11 +150,14 @@ func (u *userBucket) full(now int64, rate float64, burst int) bool {
 }
 
 // userLimited are the commands limited per user, across devices: the writes
-// that fan out and the reads that cost the store the most.
+// that fan out (messages, and the group commands that post a notice to
+// every member) and the reads that cost the store the most.
 func userLimited(c wire.Command) bool {
 	switch c {
 	case wire.CmdSend, wire.CmdSendDirect, wire.CmdRecall, wire.CmdEdit, wire.CmdSync, wire.CmdHistory, wire.CmdConversations,
-		wire.CmdPresence, wire.CmdReadReceipts:
+		wire.CmdPresence, wire.CmdReadReceipts,
+		wire.CmdCreateGroup, wire.CmdInvite, wire.CmdJoin, wire.CmdLeave, wire.CmdKick, wire.CmdDismiss, wire.CmdSetRole,
+		wire.CmdMute, wire.CmdSetGroupProfile, wire.CmdGroupInfo:
 		return true
 	}
 	return false

@@ -218,6 +218,34 @@ func TestUserRateLimit(t *testing.T) {
 	}
 }
 
+// TestUserRateLimitedCommands: every command that fans out or reads much
+// takes from the user's bucket, group commands included; the cheap ones do
+// not.
+func TestUserRateLimitedCommands(t *testing.T) {
+	s := start(t, Config{UserRateLimit: 1, UserRateBurst: 1, Now: stoppedClock()})
+	for i, tt := range []struct {
+		cmd     wire.Command
+		limited bool
+	}{
+		{wire.CmdSend, true}, {wire.CmdSendDirect, true}, {wire.CmdRecall, true}, {wire.CmdEdit, true},
+		{wire.CmdSync, true}, {wire.CmdHistory, true}, {wire.CmdConversations, true}, {wire.CmdPresence, true},
+		{wire.CmdReadReceipts, true}, {wire.CmdCreateGroup, true}, {wire.CmdInvite, true}, {wire.CmdJoin, true},
+		{wire.CmdLeave, true}, {wire.CmdKick, true}, {wire.CmdDismiss, true}, {wire.CmdSetRole, true},
+		{wire.CmdMute, true}, {wire.CmdSetGroupProfile, true}, {wire.CmdGroupInfo, true},
+		{wire.CmdHeartbeat, false}, {wire.CmdMarkRead, false}, {wire.CmdSetDND, false}, {wire.CmdBlock, false},
+	} {
+		c := s.login(uint64(100+i), "d")
+		// The first takes the user's one token, whatever it answers; the
+		// second finds the bucket empty if the command is limited.
+		for n := range 2 {
+			err := c.call(tt.cmd, nil, nil)
+			if got := code(err) == wire.CodeRateLimited; got != (tt.limited && n == 1) {
+				t.Errorf("%v, request %d: %v", tt.cmd, n+1, err)
+			}
+		}
+	}
+}
+
 // TestUserRateKeptAcrossReconnect: a user whose devices all disconnect
 // keeps their per-user bucket until it refills, so that reconnecting buys
 // no fresh burst; once refilled, it is forgotten.

@@ -184,7 +184,7 @@ func flagSet(o *options) *flag.FlagSet {
 	fs.BoolVar(&l.LimitLoopback, "limit-loopback", false, "apply -max-conns-per-addr to loopback addresses too")
 	fs.Float64Var(&l.RateLimit, "rate-limit", wire.DefaultRateLimit, "frames per second per connection, whatever their command")
 	fs.IntVar(&l.RateBurst, "rate-burst", wire.DefaultRateBurst, "burst of -rate-limit; a connection refused this many frames more is closed")
-	fs.Float64Var(&l.UserRateLimit, "user-rate-limit", wire.DefaultUserRateLimit, "SEND, SEND_DIRECT, RECALL, EDIT, SYNC, HISTORY, CONVERSATIONS, PRESENCE and READ_RECEIPTS per second per user, across devices")
+	fs.Float64Var(&l.UserRateLimit, "user-rate-limit", wire.DefaultUserRateLimit, "SEND, SEND_DIRECT, RECALL, EDIT, SYNC, HISTORY, CONVERSATIONS, PRESENCE, READ_RECEIPTS, GROUP_INFO and the group commands per second per user, across devices")
 	fs.IntVar(&l.UserRateBurst, "user-rate-burst", wire.DefaultUserRateBurst, "burst of -user-rate-limit")
 	return fs
 }
