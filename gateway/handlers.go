@@ -217,12 +217,7 @@ func (sess *session) handle(req request) {
 		sess.reply(req, nil, e)
 		return
 	}
-	if req.cmd == wire.CmdTyping && sess.typing == nil {
-		// Its zero value is a full bucket, as at the connection's start;
-		// only a worker with the queue reaches here, one at a time.
-		sess.typing = new(userBucket)
-	}
-	if req.cmd == wire.CmdTyping && !sess.typing.take(s.cfg.Now().UnixNano(), s.cfg.TypingRate, s.cfg.TypingBurst) {
+	if req.cmd == wire.CmdTyping && !sess.typingBucket().take(s.cfg.Now().UnixNano(), s.cfg.TypingRate, s.cfg.TypingBurst) {
 		// Typing is ephemeral: the refused event is dropped, and the
 		// client's next one, after retry_after_ms, takes its place.
 		e := errorBody(wire.CodeRateLimited, "too many TYPING on this connection")

@@ -141,6 +141,16 @@ func (u *userBucket) take(now int64, rate float64, burst int) bool {
 	return true
 }
 
+// typingBucket is the connection's bucket of TYPING requests, made at the
+// first: most connections never type. Its zero value is a full bucket, as
+// at the connection's start. Only the worker that owns the queue calls it.
+func (sess *session) typingBucket() *userBucket {
+	if sess.typing == nil {
+		sess.typing = new(userBucket)
+	}
+	return sess.typing
+}
+
 // full reports whether the bucket has refilled to burst by now.
 func (u *userBucket) full(now int64, rate float64, burst int) bool {
 	u.mu.Lock()
