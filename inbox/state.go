@@ -288,7 +288,9 @@ func (tx *txn) touchAt(user, conv uint64, prev, at time.Time) {
 	tx.activeAt[userConv{user, conv}] = at
 }
 
-// activities returns the activity index moves of the batch.
+// activities returns the activity index moves of the batch: none where the
+// entry stays in its window (timeline.ActivityWindow), so that a busy
+// conversation moves each member's entry once a window, not once a commit.
 func (tx *txn) activities() []timeline.Activity {
 	var out []timeline.Activity
 	for k, prev := range tx.active {
@@ -296,7 +298,7 @@ func (tx *txn) activities() []timeline.Activity {
 		if !ok {
 			at = tx.now
 		}
-		if prev.UnixMilli() != at.UnixMilli() {
+		if !timeline.WindowOf(prev).Equal(timeline.WindowOf(at)) {
 			out = append(out, timeline.Activity{User: k.user, Conv: k.conv, At: at, Prev: prev})
 		}
 	}

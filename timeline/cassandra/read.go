@@ -199,28 +199,30 @@ func (s *Store) Conversations(ctx context.Context, user uint64) ([]timeline.Conv
 // query. An index row whose tombstone was lost (a replica that missed it
 // past gc_grace_seconds) may come back: it lies behind the conversation's
 // current row, and a conversation already listed is skipped.
-func (s *Store) RecentConversations(ctx context.Context, user uint64, offset, limit int) ([]timeline.Conversation, error) {
-	var out []timeline.Conversation
-	err := s.read(ctx, "recent conversations", func(ctx context.Context) error {
+func (s *Store) RecentConversations(ctx context.Context, user uint64, offset, limit int) (first int, out []timeline.Recent, err error) {
+	err = s.read(ctx, "recent conversations", func(ctx context.Context) error {
 		seen := make(map[uint64]bool)
-		var convs []uint64
+		scan := timeline.NewRecentScan(offset, limit)
 		err := s.pages(ctx, s.q.recent, []any{user}, fixed(min(offset+limit+1, pageSize)), func(sc gocql.Scanner) (bool, error) {
 			var conv uint64
-			if err := sc.Scan(&conv); err != nil {
+			var active time.Time
+			if err := sc.Scan(&active, &conv); err != nil {
 				return false, err
 			}
-			if !seen[conv] {
-				seen[conv] = true
-				if offset > 0 {
-					offset--
-				} else {
-					convs = append(convs, conv)
-				}
+			if seen[conv] {
+				return true, nil
 			}
-			return len(convs) < limit, nil
+			seen[conv] = true
+			return scan.Add(user, conv, active), nil
 		})
-		if err != nil || len(convs) == 0 {
+		var indexed []timeline.Recent
+		first, indexed = scan.Result()
+		if err != nil || len(indexed) == 0 {
 			return err
+		}
+		convs := make([]uint64, len(indexed))
+		for i := range indexed {
+			convs[i] = indexed[i].Conv
 		}
 		byConv := make(map[uint64]timeline.Conversation, len(convs))
 		err = s.pages(ctx, s.q.conversationsIn, []any{user, convs}, fixed(pageSize), func(sc gocql.Scanner) (bool, error) {
@@ -232,14 +234,18 @@ func (s *Store) RecentConversations(ctx context.Context, user uint64, offset, li
 			}
 			return true, err
 		})
-		for _, conv := range convs {
-			if c, ok := byConv[conv]; ok {
-				out = append(out, c)
+		for _, r := range indexed {
+			if c, ok := byConv[r.Conv]; ok {
+				r.Conversation = c
+				out = append(out, r)
 			}
 		}
 		return err
 	})
-	return nilOnError(out, err)
+	if err != nil {
+		return 0, nil, err
+	}
+	return first, out, nil
 }
 
 // list returns the records of partition key that scanRecord keeps.

@@ -26,9 +26,12 @@
 //	'v'                         format version of the whole store (uvarint)
 //
 // The activity index lists a user's conversations by last activity: time is
-// the Unix milliseconds of the newest message the user has in conv, sign bit
-// flipped, and both it and conv are inverted (^), so that a forward scan
-// yields the latest first. Commit moves an entry by deleting its old key.
+// the Unix milliseconds of the start of the activity window
+// (timeline.ActivityWindow) of the newest message the user has in conv —
+// the message's exact time for an entry written before the windows — sign
+// bit flipped, and both it and conv are inverted (^), so that a forward scan
+// yields the latest first. Commit moves an entry by deleting its old keys
+// (timeline.Activity.Stale).
 //
 // Read markers are kept apart from conversation entries so that writing an
 // entry (on join, leave, DND change) can never move a marker back: the two

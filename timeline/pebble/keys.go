@@ -83,12 +83,14 @@ func appendActivityKey(dst []byte, user uint64, at time.Time, conv uint64) []byt
 	return appendKey(dst, prefixActivity, user, ^(uint64(at.UnixMilli()) ^ 1<<63), ^conv)
 }
 
-// activityKeyConv returns the conv id of an activity index key.
-func activityKeyConv(key []byte) (uint64, error) {
+// activityKeyEntry returns the conv id and the time of an activity index
+// key.
+func activityKeyEntry(key []byte) (conv uint64, at time.Time, err error) {
 	if len(key) != activityKeyLen {
-		return 0, fmt.Errorf("%w: activity key of %d bytes, want %d", errCorrupt, len(key), activityKeyLen)
+		return 0, time.Time{}, fmt.Errorf("%w: activity key of %d bytes, want %d", errCorrupt, len(key), activityKeyLen)
 	}
-	return ^binary.BigEndian.Uint64(key[17:]), nil
+	ms := int64(^binary.BigEndian.Uint64(key[9:17]) ^ 1<<63)
+	return ^binary.BigEndian.Uint64(key[17:]), time.UnixMilli(ms), nil
 }
 
 // pairKeyIDs returns the two ids of a key of the form prefix id(8) id(8).

@@ -175,51 +175,54 @@ func (s *Store) Conversations(ctx context.Context, user uint64) ([]timeline.Conv
 // RecentConversations implements timeline.MetaReader: a forward scan of the
 // user's activity index, then a point read of each entry listed, on one
 // snapshot.
-func (s *Store) RecentConversations(ctx context.Context, user uint64, offset, limit int) ([]timeline.Conversation, error) {
-	var convs []timeline.Conversation
-	err := s.read(ctx, "recent conversations", func() error {
+func (s *Store) RecentConversations(ctx context.Context, user uint64, offset, limit int) (first int, convs []timeline.Recent, err error) {
+	err = s.read(ctx, "recent conversations", func() error {
 		snap := s.db.NewSnapshot()
 		defer snap.Close()
-		ids, err := recentConvs(snap, user, offset, limit)
+		at, indexed, err := recentConvs(snap, user, offset, limit)
 		if err != nil {
 			return err
 		}
-		for _, conv := range ids {
-			c, err := conversation(snap, user, conv)
+		first = at
+		for _, r := range indexed {
+			c, err := conversation(snap, user, r.Conv)
 			if errors.Is(err, timeline.ErrNotFound) {
 				continue // indexed in the same batch as its entry: not reached
 			}
 			if err != nil {
 				return err
 			}
-			convs = append(convs, c)
+			r.Conversation = c
+			convs = append(convs, r)
 		}
 		return nil
 	})
-	return orZero(convs, err)
+	if err != nil {
+		return 0, nil, err
+	}
+	return first, convs, nil
 }
 
-// recentConvs returns the conv ids of entries offset to offset+limit of
-// user's activity index.
-func recentConvs(db pebble.Reader, user uint64, offset, limit int) ([]uint64, error) {
+// recentConvs returns the entries of user's activity index that
+// RecentConversations lists.
+func recentConvs(db pebble.Reader, user uint64, offset, limit int) (int, []timeline.Recent, error) {
 	prefix := appendKey(nil, prefixActivity, user)
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(appendKey(nil, prefixActivity, user))})
 	if err != nil {
-		return nil, err
+		return 0, nil, err
 	}
-	var ids []uint64
-	for valid := it.First(); valid && len(ids) < limit; valid = it.Next() {
-		conv, err := activityKeyConv(it.Key())
+	scan := timeline.NewRecentScan(offset, limit)
+	for valid := it.First(); valid; valid = it.Next() {
+		conv, at, err := activityKeyEntry(it.Key())
 		if err != nil {
-			return nil, errors.Join(err, it.Close())
+			return 0, nil, errors.Join(err, it.Close())
 		}
-		if offset > 0 {
-			offset--
-			continue
+		if !scan.Add(user, conv, at) {
+			break
 		}
-		ids = append(ids, conv)
 	}
-	return ids, errors.Join(it.Error(), it.Close())
+	first, entries := scan.Result()
+	return first, entries, errors.Join(it.Error(), it.Close())
 }
 
 // Dedup implements timeline.MetaReader.

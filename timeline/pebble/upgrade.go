@@ -68,7 +68,7 @@ func (s *Store) buildFormat2() error {
 		if err != nil {
 			return err
 		}
-		if err := b.Set(appendActivityKey(nil, c.User, m.Time, c.Conv), []byte{valueVersion}, nil); err != nil {
+		if err := b.Set(appendActivityKey(nil, c.User, timeline.WindowOf(m.Time), c.Conv), []byte{valueVersion}, nil); err != nil {
 			return err
 		}
 		if c.DND && c.LeftAt == 0 {

@@ -19,9 +19,10 @@ import (
 func TestUpgradeFromFormat1(t *testing.T) {
 	const a, b = 100, 200
 	const u1, u2, u3 = 1, 2, 3
-	at := func(ms int64) time.Time { return time.UnixMilli(1748779200000 + ms).UTC() }
-	msg := func(conv, seq uint64, ms int64) timeline.Message {
-		return timeline.Message{Conv: conv, ConvSeq: seq, ID: conv*10 + seq, Sender: u1, Kind: wire.KindNotice, Time: at(ms)}
+	// In tenths of a second, so that no two messages share an activity window.
+	at := func(ds int64) time.Time { return time.UnixMilli(1748779200000 + 100*ds).UTC() }
+	msg := func(conv, seq uint64, ds int64) timeline.Message {
+		return timeline.Message{Conv: conv, ConvSeq: seq, ID: conv*10 + seq, Sender: u1, Kind: wire.KindNotice, Time: at(ds)}
 	}
 	fs := vfs.NewMem()
 	s := open(t, pebble.Options{Dir: "db", FS: fs})
@@ -49,7 +50,7 @@ func TestUpgradeFromFormat1(t *testing.T) {
 
 	s = open(t, pebble.Options{Dir: "db", FS: fs})
 	for user, want := range map[uint64][]uint64{u1: {a, b}, u2: {a}, u3: {a}} {
-		cs, err := s.RecentConversations(t.Context(), user, 0, 10)
+		_, cs, err := s.RecentConversations(t.Context(), user, 0, 10)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -69,7 +70,7 @@ func TestUpgradeFromFormat1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cs, err := s.RecentConversations(t.Context(), u3, 0, 10); err != nil || len(cs) != 1 {
+	if _, cs, err := s.RecentConversations(t.Context(), u3, 0, 10); err != nil || len(cs) != 1 {
 		t.Fatalf("u3 after a move: %+v, %v; want one entry", cs, err)
 	}
 	ms, err := s.Members(t.Context(), a)
@@ -88,4 +89,41 @@ func TestUpgradeFromFormat1(t *testing.T) {
 
 func memberKey(conv, user uint64) []byte {
 	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64([]byte{'m'}, conv), user)
+}
+
+// TestMoveFromExactEntry: versions before the activity windows wrote an
+// index entry at its exact time; the store lists it where it stands, and
+// the next move of the conversation removes it from there.
+func TestMoveFromExactEntry(t *testing.T) {
+	const user, conv = 7, 300
+	exact := time.UnixMilli(1748779201234)
+	fs := vfs.NewMem()
+	s := open(t, pebble.Options{Dir: "db", FS: fs})
+	if err := s.Commit(t.Context(), &timeline.Batch{Conversations: []timeline.Conversation{{User: user, Conv: conv, JoinedAt: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	key := binary.BigEndian.AppendUint64([]byte{'a'}, user)
+	key = binary.BigEndian.AppendUint64(key, ^(uint64(exact.UnixMilli()) ^ 1<<63))
+	rawSet(t, fs, "db", binary.BigEndian.AppendUint64(key, ^uint64(conv)), []byte{1})
+
+	s = open(t, pebble.Options{Dir: "db", FS: fs})
+	listed := func(what string, want time.Time) {
+		t.Helper()
+		_, got, err := s.RecentConversations(t.Context(), user, 0, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 || got[0].Conv != conv || !got[0].Active.Equal(want) {
+			t.Fatalf("%s: listed %+v, want conv %d once at %v", what, got, conv, want)
+		}
+	}
+	listed("an entry written exactly", exact)
+	later := exact.Add(3 * time.Second)
+	if err := s.Commit(t.Context(), &timeline.Batch{Activities: []timeline.Activity{{User: user, Conv: conv, At: later, Prev: exact}}}); err != nil {
+		t.Fatal(err)
+	}
+	listed("after a move", timeline.WindowOf(later))
 }
