@@ -60,10 +60,17 @@ type AbuseReport struct {
 	Conns     int    `json:"abusive_connections"`
 	FrameSize int    `json:"frame_size,omitempty"`
 
-	Connected   int64 `json:"abusive_connects"`      // connections the abusers opened, reconnects included
-	ClosedEarly int64 `json:"closed_by_server"`      // of those, closed by the server while the good client ran
-	FloodFrames int64 `json:"flood_frames_written"`  // flood: frames written by the abusers
-	FloodAnswer int64 `json:"flood_frames_answered"` // flood: frames the server answered
+	Connected   int64 `json:"abusive_connects"` // connections the abusers opened, reconnects included
+	ClosedEarly int64 `json:"closed_by_server"` // of those, closed by the server while the good client ran
+	// FloodSent (flood) counts the frames of the abusers' writes the
+	// kernel accepted, an upper bound on what the server handled and a
+	// loose one: the frames still in the sockets' buffers and in the
+	// server's input buffer when it closes a connection are counted and
+	// never handled, and no client can tell how many those were.
+	// FloodAnswer counts the frames the server answered: it answers every
+	// frame it handles, the one it closes the connection on included.
+	FloodSent   int64 `json:"flood_frames_sent"`
+	FloodAnswer int64 `json:"flood_frames_answered"`
 
 	Heartbeat   Latency `json:"good_client_heartbeat"`
 	GoodErrors  int64   `json:"good_client_errors"`
@@ -181,7 +188,7 @@ func Abuse(ctx context.Context, cfg AbuseConfig) (AbuseReport, error) {
 	_, after := srv.sample()
 	rep.RSSAfter, rep.HeapAfter = after.rss, heap()
 	rep.PeakRSS = srv.peakRSS // the sampler has stopped
-	rep.Connected, rep.FloodFrames, rep.FloodAnswer = a.connects.Load(), a.frames.Load(), a.answered.Load()
+	rep.Connected, rep.FloodSent, rep.FloodAnswer = a.connects.Load(), a.sent.Load(), a.answered.Load()
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 		rep.LoadAverage = strings.Join(strings.Fields(string(b))[:3], " ")
 	}
@@ -194,7 +201,7 @@ type abuser struct {
 	addr   string
 	secret []byte
 
-	connects, closed, frames, answered atomic.Int64
+	connects, closed, sent, answered atomic.Int64
 }
 
 // slowAuth opens the connections, each with an AUTH header and most of its
@@ -286,7 +293,7 @@ func (a *abuser) flood(ctx context.Context, user uint64) {
 				a.closed.Add(1)
 				break
 			}
-			a.frames.Add(1000)
+			a.sent.Add(1000)
 		}
 		c.Close()
 		<-done

@@ -22,17 +22,45 @@ import (
 	"github.com/inboxd/inboxd/wire"
 )
 
-// crashOnce returns a crash hook that fires at step the first time. The
-// test fails if it never fires: a crash test whose crash did not happen
-// tests nothing.
-func crashOnce(t *testing.T, step commitStep) func(commitStep) bool {
-	var fired atomic.Bool
+// crashHook crashes the committer at its step once, the first time after
+// it is armed. The test fails if it never fires: a crash test whose crash
+// did not happen tests nothing.
+type crashHook struct {
+	step         commitStep
+	armed, fired atomic.Bool
+}
+
+// newCrashHook returns a crash hook at step, not armed; its hook method
+// goes in Config.stepHook.
+func newCrashHook(t testing.TB, step commitStep) *crashHook {
+	h := &crashHook{step: step}
 	t.Cleanup(func() {
-		if !fired.Load() {
+		if !h.fired.Load() {
 			t.Errorf("the crash hook at %v never fired", step)
 		}
 	})
-	return func(s commitStep) bool { return s == step && fired.CompareAndSwap(false, true) }
+	return h
+}
+
+// crashOnce returns a crash hook that fires at step the first time.
+func crashOnce(t testing.TB, step commitStep) func(commitStep) bool {
+	h := newCrashHook(t, step)
+	h.arm()
+	return h.hook
+}
+
+func (h *crashHook) arm() { h.armed.Store(true) }
+
+func (h *crashHook) hook(s commitStep) bool {
+	return s == h.step && h.armed.Load() && h.fired.CompareAndSwap(false, true)
+}
+
+// wait returns once the hook has fired, for a crash the test does not
+// cause itself, such as a delivery's apply: the test fails if it does not
+// fire in time instead of hanging.
+func (h *crashHook) wait(t testing.TB) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("the crash hook at %v to fire", h.step), h.fired.Load)
 }
 
 // TestCrashPoints stops the committer at each step of a group commit, drops

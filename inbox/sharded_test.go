@@ -385,19 +385,12 @@ func TestShardedRedelivery(t *testing.T) {
 func TestShardedDestinationCrash(t *testing.T) {
 	for _, step := range []commitStep{stepBeforeCommit, stepAfterCommit} {
 		t.Run(step.String(), func(t *testing.T) {
-			var armed atomic.Bool
-			fired := make(chan struct{})
+			crash := newCrashHook(t, step)
 			c := newNodes(t, 2, func(i int) Config {
 				if i != 1 {
 					return Config{}
 				}
-				return Config{stepHook: func(s commitStep) bool {
-					if s == step && armed.CompareAndSwap(true, false) {
-						close(fired)
-						return true
-					}
-					return false
-				}}
+				return Config{stepHook: crash.hook}
 			})
 			us := c.users(2)
 			a, b := us[0], us[1]
@@ -406,13 +399,13 @@ func TestShardedDestinationCrash(t *testing.T) {
 				t.Fatal(err)
 			}
 			c.settle()
-			armed.Store(true)
+			crash.arm()
 			for i := range 5 {
 				if _, err := c.svcs[0].SendGroupMessage(ctx, a[0], g.ID, fmt.Sprint("m", i), wire.KindText, nil); err != nil {
 					t.Fatal(err)
 				}
 			}
-			<-fired
+			crash.wait(t)
 			c.stop(1)
 			c.start(1)
 			c.settle()
