@@ -26,11 +26,9 @@ type Ownership interface {
 	Owner(shard int) (NodeInfo, bool)
 	// Shards returns the shards this process owns, in order.
 	Shards() []int
-	// Changes returns a channel of the caller's own that receives a
-	// value, coalesced, after each change from then on of the shards
-	// served or their owners; nil if they never change. Each receiver
-	// calls it once and keeps the channel (one channel wakes one
-	// receiver).
+	// Changes returns a channel closed at the next change of the shards
+	// served or their owners; nil if they never change. A receiver calls
+	// it again once the channel is closed, before it looks at the shards.
 	Changes() <-chan struct{}
 }
 

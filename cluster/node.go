@@ -71,7 +71,7 @@ type Node struct {
 	// above a floor close to it.
 	renewNow chan struct{}
 
-	subs subscribers // of Changes
+	changes broadcast
 
 	// Balancing state, used by the balancing goroutine only (and by Join
 	// and Leave while it does not run).
@@ -198,39 +198,38 @@ func (n *Node) ShardCount() int { return n.shards }
 // Join again as a new incarnation).
 func (n *Node) Lost() <-chan struct{} { return n.lostCh }
 
-// Changes returns a channel of the caller's own, which receives a value,
-// coalesced, after each change from then on of the shards this node serves
-// or of the owners in its view, and when it loses its lease or closes.
-// Every receiver calls it once and keeps the channel: each call adds a
-// subscriber for the node's lifetime.
-func (n *Node) Changes() <-chan struct{} { return n.subs.add() }
+// Changes returns a channel closed at the next change of the shards this
+// node serves or of the owners in its view, or when it loses its lease or
+// closes. A receiver calls Changes again once its channel is closed, and
+// before it looks at the shards, so that it misses no change after its
+// look. Every receiver waiting between two changes gets the same channel:
+// a receiver that goes away leaves nothing behind.
+func (n *Node) Changes() <-chan struct{} { return n.changes.wait() }
 
-func (n *Node) notify() { n.subs.notify() }
+func (n *Node) notify() { n.changes.notify() }
 
-// subscribers are the channels Changes handed out. Each has room for one
-// value, so a receiver busy elsewhere finds one wake-up for all the
-// changes it missed, and notify never blocks.
-type subscribers struct {
-	mu  sync.Mutex
-	chs []chan struct{}
+// broadcast is the channel Changes hands out until the next change closes
+// it.
+type broadcast struct {
+	mu sync.Mutex
+	ch chan struct{} // nil: nobody waits
 }
 
-func (s *subscribers) add() <-chan struct{} {
-	ch := make(chan struct{}, 1)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.chs = append(s.chs, ch)
-	return ch
+func (b *broadcast) wait() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ch == nil {
+		b.ch = make(chan struct{})
+	}
+	return b.ch
 }
 
-func (s *subscribers) notify() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, ch := range s.chs {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
+func (b *broadcast) notify() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ch != nil {
+		close(b.ch)
+		b.ch = nil
 	}
 }
 

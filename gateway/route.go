@@ -26,9 +26,9 @@ type Ownership interface {
 	// Owner returns the node serving shard as last known; its Addr is
 	// where the shard's clients are sent.
 	Owner(shard int) (cluster.NodeInfo, bool)
-	// Changes returns a channel of the gateway's own that receives a
-	// value, coalesced, after the shards served or their owners changed;
-	// nil if they never do. The gateway calls it once.
+	// Changes returns a channel closed at the next change of the shards
+	// served or their owners; nil if they never change. The gateway calls
+	// it again at each close, before it looks at the shards.
 	Changes() <-chan struct{}
 }
 
@@ -65,13 +65,14 @@ func (s *Server) shardOf(user uint64) int {
 }
 
 // watchOwnership closes the sessions of shards this node stopped serving,
-// on every value of changes, until stop is closed.
+// at every close of changes, until stop is closed.
 func (s *Server) watchOwnership(changes, stop <-chan struct{}) {
 	for {
 		select {
 		case <-stop:
 			return
 		case <-changes:
+			changes = s.cfg.Ownership.Changes()
 			s.dropUnserved()
 		}
 	}

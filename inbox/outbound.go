@@ -168,6 +168,7 @@ func (o *outbound) run() {
 			return
 		case <-o.wake:
 		case <-changes:
+			changes = o.s.own.Changes()
 			o.served()
 		case <-retry.C:
 			waiting = false

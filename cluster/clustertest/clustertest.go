@@ -20,7 +20,9 @@ type Ring struct {
 	owner []int    // shard → node; -1: no owner
 	epoch []uint64 // shard → raised by every Move
 	nodes map[int]cluster.NodeInfo
-	subs  []chan struct{} // the channels Changes handed out, of every view
+	// changed is the channel every view's Changes hands out until the
+	// next Move closes it; nil: nobody waits.
+	changed chan struct{}
 }
 
 // NewRing returns a ring of shards shards, shard s owned by nodes[s mod
@@ -37,17 +39,15 @@ func NewRing(shards int, nodes ...int) *Ring {
 }
 
 // Move gives shard to node (node < 0: to nobody) under a new epoch, and
-// tells every receiver of every view's Changes.
+// wakes every receiver of every view's Changes.
 func (r *Ring) Move(shard, node int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.owner[shard] = node
 	r.epoch[shard]++
-	for _, ch := range r.subs {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
+	if r.changed != nil {
+		close(r.changed)
+		r.changed = nil
 	}
 }
 
@@ -120,14 +120,14 @@ func (v *View) Shards() []int {
 	return out
 }
 
-// Changes returns a channel of the caller's own, notified by every Move
-// from then on.
+// Changes returns a channel closed by the next Move.
 func (v *View) Changes() <-chan struct{} {
-	ch := make(chan struct{}, 1)
 	v.r.mu.Lock()
 	defer v.r.mu.Unlock()
-	v.r.subs = append(v.r.subs, ch)
-	return ch
+	if v.r.changed == nil {
+		v.r.changed = make(chan struct{})
+	}
+	return v.r.changed
 }
 
 // UserOf returns the smallest id from 1 up in shard, of shards shards.
