@@ -521,17 +521,17 @@ func TestConversationsOrder(t *testing.T) {
 	}
 }
 
-// TestConversationsOrderWithinWindow: the activity index orders entries by
-// window (timeline.ActivityWindow) and the reader orders a window's entries
-// by their newest messages, so the list keeps its millisecond order on
-// every page, whatever the page's limit and wherever windows begin.
+// TestConversationsOrderWithinWindow: messages a 70th of a second apart,
+// several within a tenth of a second (the Pebble store keys its activity
+// index by the tenth), keep the list in its millisecond order on every
+// page, whatever the page's limit and wherever a tenth begins.
 func TestConversationsOrderWithinWindow(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	var mu sync.Mutex
 	tick := func() time.Time {
 		mu.Lock()
 		defer mu.Unlock()
-		now = now.Add(timeline.ActivityWindow / 7)
+		now = now.Add(time.Second / 70)
 		return now
 	}
 	e := newEnv(t, Config{Now: tick})
@@ -564,46 +564,6 @@ func TestConversationsOrderWithinWindow(t *testing.T) {
 			}
 		}
 	}
-}
-
-// TestActivityMovesOncePerWindow: a conversation's messages move each
-// member's activity index entry once a window, not once a commit.
-func TestActivityMovesOncePerWindow(t *testing.T) {
-	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	var mu sync.Mutex
-	now := start
-	at := func(d time.Duration) { mu.Lock(); defer mu.Unlock(); now = start.Add(d) }
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	moves := &movesStore{}
-	e := newWrappedEnv(t, Config{Now: clock}, func(s timeline.Store) timeline.Store { moves.Store = s; return moves })
-	conv := e.create(1, 2, 3)
-	for i, step := range []struct {
-		at    time.Duration
-		moves int
-	}{
-		{timeline.ActivityWindow + 100*time.Millisecond, 3}, // the creation's window left: every member moves
-		{timeline.ActivityWindow + 300*time.Millisecond, 0},
-		{2*timeline.ActivityWindow - time.Millisecond, 0},
-		{2 * timeline.ActivityWindow, 3},
-	} {
-		at(step.at)
-		moves.n.Store(0)
-		e.send(1, conv, fmt.Sprint("m", i), "x")
-		if n := moves.n.Load(); n != int64(step.moves) {
-			t.Fatalf("send %d at +%v: %d activity moves, want %d", i, step.at, n, step.moves)
-		}
-	}
-}
-
-// movesStore counts the activity index moves committed.
-type movesStore struct {
-	timeline.Store
-	n atomic.Int64
-}
-
-func (s *movesStore) Commit(ctx context.Context, b *timeline.Batch) error {
-	s.n.Add(int64(len(b.Activities)))
-	return s.Store.Commit(ctx, b)
 }
 
 func TestDND(t *testing.T) {

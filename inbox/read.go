@@ -8,7 +8,6 @@ import (
 	"math"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/inboxd/inboxd/sequencer"
 	"github.com/inboxd/inboxd/timeline"
@@ -258,116 +257,47 @@ type ConversationsPage struct {
 // included, latest activity first (ties: the higher conv id first), from the
 // offset-th on: at most limit of them and MaxReadBytes' worth. It reads the
 // user's activity index, so a page costs what it holds whatever the length
-// of the list, and the index's windows at its two ends: the index orders
-// by window (timeline.ActivityWindow), and entries that share one are
-// ordered by the times of their newest messages, read for the page anyway.
+// of the list.
 func (s *Service) Conversations(ctx context.Context, user uint64, offset, limit int) (ConversationsPage, error) {
 	if err := s.ownUser(user); err != nil {
 		return ConversationsPage{}, fmt.Errorf("inbox: conversations of %d: %w", user, err)
 	}
 	limit = clampLimit(limit, wire.DefaultConversationsLimit, wire.MaxConversationsLimit)
-	offset = max(offset, 0)
-	first, entries, err := s.store.RecentConversations(ctx, user, offset, limit+1)
+	convs, err := s.store.RecentConversations(ctx, user, max(offset, 0), limit+1)
 	if err != nil {
 		return ConversationsPage{}, fmt.Errorf("inbox: conversations of %d: %w", user, err)
 	}
-	list := make([]listed, len(entries))
-	var shared []*listed
-	for i := range entries {
-		list[i].Recent = entries[i]
-		if i > 0 && list[i-1].window().Equal(list[i].window()) {
-			if len(shared) == 0 || shared[len(shared)-1] != &list[i-1] {
-				shared = append(shared, &list[i-1])
-			}
-			shared = append(shared, &list[i])
-		}
-	}
-	if err := s.readInfos(ctx, shared); err != nil {
-		return ConversationsPage{}, fmt.Errorf("inbox: conversations of %d: %w", user, err)
-	}
-	slices.SortStableFunc(list, func(a, b listed) int { return b.compare(&a) })
-	list = list[min(max(offset-first, 0), len(list)):]
-	page := ConversationsPage{HasMore: len(list) > limit}
-	list = list[:min(len(list), limit)]
+	page := ConversationsPage{HasMore: len(convs) > limit}
+	convs = convs[:min(len(convs), limit)]
+	// Each entry takes two reads (group, newest message): a few entries at
+	// a time in parallel, as many as the budget left holds.
 	budget := timeline.NewBudget(s.cfg.MaxReadBytes)
-	for len(list) > 0 {
+	for len(convs) > 0 {
 		if budget.Full() {
 			page.HasMore = true
 			break
 		}
-		n := min(budget.Next(len(list)), conversationReaders)
-		round := make([]*listed, n)
-		for i := range round {
-			round[i] = &list[i]
-		}
-		if err := s.readInfos(ctx, round); err != nil {
-			return ConversationsPage{}, fmt.Errorf("inbox: conversations of %d: %w", user, err)
-		}
-		for _, l := range round {
-			if !budget.TakeSize(l.info.size()) {
-				page.HasMore = true
-				return page, nil
-			}
-			page.Conversations = append(page.Conversations, *l.info)
-		}
-		list = list[n:]
-	}
-	return page, nil
-}
-
-// listed is an entry of the activity index as Conversations reads it.
-type listed struct {
-	timeline.Recent
-	info *ConversationInfo // nil until read
-}
-
-func (l *listed) window() time.Time { return timeline.WindowOf(l.Active) }
-
-// at returns the time the entry is ordered by within its window: its newest
-// message's, or where the index has it while the message is not read or not
-// committed yet.
-func (l *listed) at() time.Time {
-	if l.info != nil && l.info.Last != nil && timeline.WindowOf(l.info.Last.Time).Equal(l.window()) {
-		return l.info.Last.Time
-	}
-	return l.Active
-}
-
-// compare orders l against m as the conversation list does: the later
-// window, then the later newest message, then the higher conv id first.
-func (l *listed) compare(m *listed) int {
-	if c := l.window().Compare(m.window()); c != 0 {
-		return c
-	}
-	if c := l.at().Compare(m.at()); c != 0 {
-		return c
-	}
-	return cmp.Compare(l.Conv, m.Conv)
-}
-
-// readInfos reads the information of the entries not read yet, a few at a
-// time in parallel.
-func (s *Service) readInfos(ctx context.Context, list []*listed) error {
-	for len(list) > 0 {
-		n := min(len(list), conversationReaders)
+		n := min(budget.Next(len(convs)), conversationReaders)
+		infos := make([]ConversationInfo, n)
 		errs := make([]error, n)
 		var wg sync.WaitGroup
-		for i, l := range list[:n] {
-			if l.info != nil {
-				continue
-			}
-			wg.Go(func() {
-				info, err := s.conversationInfo(ctx, l.Conversation)
-				l.info, errs[i] = &info, err
-			})
+		for i := range n {
+			wg.Go(func() { infos[i], errs[i] = s.conversationInfo(ctx, convs[i]) })
 		}
 		wg.Wait()
 		if err := errors.Join(errs...); err != nil {
-			return err
+			return ConversationsPage{}, fmt.Errorf("inbox: conversations of %d: %w", user, err)
 		}
-		list = list[n:]
+		for i := range infos {
+			if !budget.TakeSize(infos[i].size()) {
+				page.HasMore = true
+				return page, nil
+			}
+			page.Conversations = append(page.Conversations, infos[i])
+		}
+		convs = convs[n:]
 	}
-	return nil
+	return page, nil
 }
 
 // conversationReaders bounds the conversations of a page read at once.

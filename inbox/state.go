@@ -288,9 +288,7 @@ func (tx *txn) touchAt(user, conv uint64, prev, at time.Time) {
 	tx.activeAt[userConv{user, conv}] = at
 }
 
-// activities returns the activity index moves of the batch: none where the
-// entry stays in its window (timeline.ActivityWindow), so that a busy
-// conversation moves each member's entry once a window, not once a commit.
+// activities returns the activity index moves of the batch.
 func (tx *txn) activities() []timeline.Activity {
 	var out []timeline.Activity
 	for k, prev := range tx.active {
@@ -298,7 +296,7 @@ func (tx *txn) activities() []timeline.Activity {
 		if !ok {
 			at = tx.now
 		}
-		if !timeline.WindowOf(prev).Equal(timeline.WindowOf(at)) {
+		if prev.UnixMilli() != at.UnixMilli() {
 			out = append(out, timeline.Activity{User: k.user, Conv: k.conv, At: at, Prev: prev})
 		}
 	}

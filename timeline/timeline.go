@@ -164,6 +164,16 @@ type Marker struct {
 	User, Conv, ReadSeq uint64
 }
 
+// Activity moves a user's conversation in the user's activity index, the
+// conversation list ordered by last activity: from Prev (zero: not listed
+// yet) to At, the server time of the newest message the user has in it.
+// The writer never writes an Activity whose At equals its Prev, nor two of
+// one (User, Conv) in a batch.
+type Activity struct {
+	User, Conv uint64
+	At, Prev   time.Time
+}
+
 // Mention records that the message at ConvSeq of Conv mentions User, a
 // member; User 0 (no user has it) stands for a message that mentions every
 // member. The conversation's writer records them with the message, so that
@@ -322,14 +332,12 @@ type MetaReader interface {
 	Conversation(ctx context.Context, user, conv uint64) (Conversation, error)
 	// Conversations returns the user's conversation list ordered by conv id.
 	Conversations(ctx context.Context, user uint64) ([]Conversation, error)
-	// RecentConversations returns the entries of the user's conversation
-	// list at positions offset to offset+limit-1 of the activity index
-	// (see Activity), each with the time its index entry stands at, and
-	// with them the other entries of the windows those stand in: the
-	// windows' entries from the first position of the first window on
-	// (first), latest window first. Its cost grows with offset+limit and
-	// the two windows at the ends, not with the length of the list.
-	RecentConversations(ctx context.Context, user uint64, offset, limit int) (first int, entries []Recent, err error)
+	// RecentConversations returns up to limit entries of the user's
+	// conversation list in the order of the activity index (see Activity):
+	// the latest activity first, on equal times the higher conv id first,
+	// skipping the first offset. Its cost grows with offset+limit, not with
+	// the length of the list.
+	RecentConversations(ctx context.Context, user uint64, offset, limit int) ([]Conversation, error)
 	Dedup(ctx context.Context, sender uint64, clientMsgID string) (Dedup, error)
 	// Mentions returns the conv_seqs of the Mention records of (conv, user)
 	// in r, ascending; r.Desc and r.MaxBytes are ignored.

@@ -12,9 +12,8 @@ import (
 // one group by its first member, for the benchmarks that compare the store
 // with raw driver writes: per message, the message (a 100-byte body), a row
 // in every member's inbox, the sender's read marker and dedup record; per
-// batch, the snowflake clock and, where the batch is in a new activity
-// window (timeline.ActivityWindow), the move of every member's activity
-// index entry.
+// batch, the snowflake clock and the move of every member's activity index
+// entry.
 type Fanout struct {
 	conv    uint64
 	users   []uint64
@@ -59,10 +58,8 @@ func (f *Fanout) Next(b *timeline.Batch, messages int) {
 		b.Dedups = append(b.Dedups, timeline.Dedup{Sender: sender, ClientMsgID: m.ClientMsgID, Conv: f.conv,
 			ConvSeq: m.ConvSeq, MsgID: m.ID, Time: now})
 	}
-	if !timeline.WindowOf(now).Equal(timeline.WindowOf(f.active)) {
-		for _, u := range f.users {
-			b.Activities = append(b.Activities, timeline.Activity{User: u, Conv: f.conv, At: now, Prev: f.active})
-		}
+	for _, u := range f.users {
+		b.Activities = append(b.Activities, timeline.Activity{User: u, Conv: f.conv, At: now, Prev: f.active})
 	}
 	f.active = now
 	b.ClockNode, b.Clock = 1, f.conv<<8+f.convSeq

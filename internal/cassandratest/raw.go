@@ -132,12 +132,11 @@ func (r *Raw) Write(ctx context.Context, b *timeline.Batch) error {
 	for _, d := range b.Dedups {
 		add(rawKey{'d', d.Sender, 0, d.ClientMsgID}, r.q.dedup, d.Sender, d.ClientMsgID, d.Conv, d.ConvSeq, d.MsgID, d.Time.UnixMilli())
 	}
-	for i := range b.Activities {
-		a := &b.Activities[i]
-		for at := range a.Stale() {
-			add(rawKey{'a', a.User, 0, ""}, r.q.unactivity, a.User, at.UnixMilli(), a.Conv)
+	for _, a := range b.Activities {
+		if !a.Prev.IsZero() {
+			add(rawKey{'a', a.User, 0, ""}, r.q.unactivity, a.User, a.Prev.UnixMilli(), a.Conv)
 		}
-		add(rawKey{'a', a.User, 0, ""}, r.q.activity, a.User, a.Entry().UnixMilli(), a.Conv)
+		add(rawKey{'a', a.User, 0, ""}, r.q.activity, a.User, a.At.UnixMilli(), a.Conv)
 	}
 	if b.Clock != 0 {
 		add(rawKey{'k', uint64(b.ClockNode), 0, ""}, r.q.clock, b.ClockNode, b.Clock)

@@ -215,7 +215,7 @@ func (s *Store) Conversations(ctx context.Context, user uint64) (_ []timeline.Co
 	return s.next.Conversations(ctx, user)
 }
 
-func (s *Store) RecentConversations(ctx context.Context, user uint64, offset, limit int) (_ int, _ []timeline.Recent, err error) {
+func (s *Store) RecentConversations(ctx context.Context, user uint64, offset, limit int) (_ []timeline.Conversation, err error) {
 	defer s.ops[opRecentConversations].done(time.Now(), &err)
 	return s.next.RecentConversations(ctx, user, offset, limit)
 }

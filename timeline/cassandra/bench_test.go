@@ -86,7 +86,7 @@ func BenchmarkRecentConversations(b *testing.B) {
 	}
 	page := func(b *testing.B) {
 		for b.Loop() {
-			if _, cs, err := store.RecentConversations(b.Context(), user, 0, 100); err != nil || len(cs) != 100 {
+			if cs, err := store.RecentConversations(b.Context(), user, 0, 100); err != nil || len(cs) != 100 {
 				b.Fatalf("RecentConversations: %d, %v", len(cs), err)
 			}
 		}

@@ -91,9 +91,8 @@
 //   - The writes run in three phases: messages, groups, members and
 //     conversation entries, which inbox rows refer to or their readers look
 //     up next; then inbox rows, read markers (a KindRead row carries its
-//     marker's value), activity index moves (the deletes of
-//     timeline.Activity.Stale and an insert in the user's partition, one
-//     unlogged batch) and the clock; then dedup records, which tell a resend
+//     marker's value), activity index moves (a delete and an insert in the
+//     user's partition, one unlogged batch) and the clock; then dedup records, which tell a resend
 //     that its message is stored, so that a resend is acknowledged only
 //     once its message is in every inbox.
 //

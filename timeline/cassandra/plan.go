@@ -91,12 +91,11 @@ func (s *Store) plan(b *timeline.Batch) *plan {
 	}
 	// An activity index entry moves within its user's partition: the
 	// delete and the insert land together.
-	for i := range b.Activities {
-		a := &b.Activities[i]
-		for at := range a.Stale() {
-			late.add(key{'a', a.User}, stmt{q.deleteActivity, []any{a.User, at.UnixMilli(), a.Conv}}, 48)
+	for _, a := range b.Activities {
+		if !a.Prev.IsZero() {
+			late.add(key{'a', a.User}, stmt{q.deleteActivity, []any{a.User, a.Prev.UnixMilli(), a.Conv}}, 48)
 		}
-		late.add(key{'a', a.User}, stmt{q.insertActivity, []any{a.User, a.Entry().UnixMilli(), a.Conv}}, 48)
+		late.add(key{'a', a.User}, stmt{q.insertActivity, []any{a.User, a.At.UnixMilli(), a.Conv}}, 48)
 	}
 	for _, m := range b.Mentions {
 		late.add(key{'n', mentionPartition(m.Conv, m.User)}, stmt{q.insertMention, []any{m.Conv, m.User, m.ConvSeq}}, 48)

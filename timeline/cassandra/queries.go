@@ -95,7 +95,7 @@ func newQueries(ks string) queries {
 		clock:         f("SELECT clock FROM %s.clocks WHERE node = ?"),
 		mentions:      f("SELECT conv_seq FROM %s.mentions WHERE conv = ? AND user = ? AND conv_seq >= ? AND conv_seq <= ?"),
 
-		recent:          f("SELECT active, conv FROM %s.conversation_activity WHERE user = ? ORDER BY active DESC, conv DESC"),
+		recent:          f("SELECT conv FROM %s.conversation_activity WHERE user = ? ORDER BY active DESC, conv DESC"),
 		conversationsIn: f("SELECT conv, joined_at, left_at, dnd, read_seq FROM %s.conversations WHERE user = ? AND conv IN ?"),
 
 		// The upgrade from format 1 (upgrade.go).

@@ -199,30 +199,28 @@ func (s *Store) Conversations(ctx context.Context, user uint64) ([]timeline.Conv
 // query. An index row whose tombstone was lost (a replica that missed it
 // past gc_grace_seconds) may come back: it lies behind the conversation's
 // current row, and a conversation already listed is skipped.
-func (s *Store) RecentConversations(ctx context.Context, user uint64, offset, limit int) (first int, out []timeline.Recent, err error) {
-	err = s.read(ctx, "recent conversations", func(ctx context.Context) error {
+func (s *Store) RecentConversations(ctx context.Context, user uint64, offset, limit int) ([]timeline.Conversation, error) {
+	var out []timeline.Conversation
+	err := s.read(ctx, "recent conversations", func(ctx context.Context) error {
 		seen := make(map[uint64]bool)
-		scan := timeline.NewRecentScan(offset, limit)
+		var convs []uint64
 		err := s.pages(ctx, s.q.recent, []any{user}, fixed(min(offset+limit+1, pageSize)), func(sc gocql.Scanner) (bool, error) {
 			var conv uint64
-			var active time.Time
-			if err := sc.Scan(&active, &conv); err != nil {
+			if err := sc.Scan(&conv); err != nil {
 				return false, err
 			}
-			if seen[conv] {
-				return true, nil
+			if !seen[conv] {
+				seen[conv] = true
+				if offset > 0 {
+					offset--
+				} else {
+					convs = append(convs, conv)
+				}
 			}
-			seen[conv] = true
-			return scan.Add(user, conv, active), nil
+			return len(convs) < limit, nil
 		})
-		var indexed []timeline.Recent
-		first, indexed = scan.Result()
-		if err != nil || len(indexed) == 0 {
+		if err != nil || len(convs) == 0 {
 			return err
-		}
-		convs := make([]uint64, len(indexed))
-		for i := range indexed {
-			convs[i] = indexed[i].Conv
 		}
 		byConv := make(map[uint64]timeline.Conversation, len(convs))
 		err = s.pages(ctx, s.q.conversationsIn, []any{user, convs}, fixed(pageSize), func(sc gocql.Scanner) (bool, error) {
@@ -234,18 +232,14 @@ func (s *Store) RecentConversations(ctx context.Context, user uint64, offset, li
 			}
 			return true, err
 		})
-		for _, r := range indexed {
-			if c, ok := byConv[r.Conv]; ok {
-				r.Conversation = c
-				out = append(out, r)
+		for _, conv := range convs {
+			if c, ok := byConv[conv]; ok {
+				out = append(out, c)
 			}
 		}
 		return err
 	})
-	if err != nil {
-		return 0, nil, err
-	}
-	return first, out, nil
+	return nilOnError(out, err)
 }
 
 // list returns the records of partition key that scanRecord keeps.

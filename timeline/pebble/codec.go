@@ -129,6 +129,19 @@ func appendUint64Value(dst []byte, v uint64) []byte {
 	return binary.AppendUvarint(append(dst, valueVersion), v)
 }
 
+// appendActivityValue encodes an activity index entry's exact time.
+func appendActivityValue(dst []byte, at time.Time) []byte {
+	return binary.AppendVarint(append(dst, valueVersion), at.UnixMilli())
+}
+
+// decodeActivityValue returns an activity index entry's exact time in Unix
+// milliseconds.
+func decodeActivityValue(val []byte) (int64, error) {
+	d := newDecoder(val)
+	ms := d.varint()
+	return ms, d.finish("activity")
+}
+
 func appendDedupValue(dst []byte, d *timeline.Dedup) []byte {
 	dst = append(dst, valueVersion)
 	dst = binary.AppendUvarint(dst, d.Conv)

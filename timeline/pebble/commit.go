@@ -108,7 +108,7 @@ func (p *pending) Wait() error {
 // uvarints; messages add their client id and body.
 func batchSize(b *timeline.Batch) int {
 	const perRecord = 48
-	n := perRecord * (len(b.Rows) + len(b.Messages) + len(b.Members) + len(b.Conversations) + len(b.Markers) + 3*len(b.Activities) + len(b.Dedups) +
+	n := perRecord * (len(b.Rows) + len(b.Messages) + len(b.Members) + len(b.Conversations) + len(b.Markers) + 2*len(b.Activities) + len(b.Dedups) +
 		len(b.Mentions) + len(b.Outbox) + len(b.OutboxLows) + len(b.Applied))
 	for i := range b.Messages {
 		n += len(b.Messages[i].Body) + len(b.Messages[i].ClientMsgID)
@@ -176,15 +176,15 @@ func fill(pb *pebble.Batch, b *timeline.Batch, lowOf func(source int) (uint64, b
 	w.sort()
 	for _, k := range w.order {
 		a := &b.Activities[k.i]
-		for at := range a.Stale() {
-			if w.err == nil {
-				w.key = appendActivityKey(w.key[:0], a.User, at, a.Conv)
-				w.err = pb.Delete(w.key, nil)
-			}
+		window := windowOf(a.At)
+		if prev := windowOf(a.Prev); w.err == nil && !a.Prev.IsZero() && !prev.Equal(window) {
+			w.key = appendActivityKey(w.key[:0], a.User, prev, a.Conv)
+			w.err = pb.Delete(w.key, nil)
 		}
 		if w.err == nil {
-			w.key = appendActivityKey(w.key[:0], a.User, a.Entry(), a.Conv)
-			w.err = pb.Set(w.key, []byte{valueVersion}, nil)
+			w.key = appendActivityKey(w.key[:0], a.User, window, a.Conv)
+			w.val = appendActivityValue(w.val[:0], a.At)
+			w.err = pb.Set(w.key, w.val, nil)
 		}
 	}
 	set(w, b.Dedups, func(k []byte, d *timeline.Dedup) []byte {

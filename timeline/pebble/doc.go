@@ -18,20 +18,22 @@
 //	'm' conv(8) user(8)         member
 //	'u' user(8) conv(8)         conversation list entry, without its read marker
 //	'r' user(8) conv(8)         read marker
-//	'a' user(8) ^time(8) ^conv(8) activity index entry (value: the version byte)
+//	'a' user(8) ^window(8) ^conv(8) activity index entry (value: the exact time)
 //	'd' sender(8) client_msg_id dedup record (client_msg_id is the rest of the key)
 //	'k' node(8)                 snowflake clock of a node (int64 as two's complement)
 //	'n' conv(8) user(8) conv_seq(8) mention (value: the version byte; user 0: @all)
 //	'b' user(8) device          restriction: a ban, a revocation (restrictions.go)
 //	'v'                         format version of the whole store (uvarint)
 //
-// The activity index lists a user's conversations by last activity: time is
-// the Unix milliseconds of the start of the activity window
-// (timeline.ActivityWindow) of the newest message the user has in conv —
-// the message's exact time for an entry written before the windows — sign
-// bit flipped, and both it and conv are inverted (^), so that a forward scan
-// yields the latest first. Commit moves an entry by deleting its old keys
-// (timeline.Activity.Stale).
+// The activity index lists a user's conversations by last activity: window
+// is the Unix milliseconds of the start of the tenth of a second
+// (activityWindow) in which the newest message the user has in conv falls,
+// sign bit flipped, and both it and conv are inverted (^), so that a
+// forward scan yields the latest window first; the value holds the
+// message's exact time, by which a read orders the entries of one window.
+// Commit rewrites an entry in place while its window stays the same and
+// moves it (deleting the old key) when it changes: a busy conversation costs each member one record a
+// commit, not a delete and a set, and leaves no tombstone.
 //
 // Read markers are kept apart from conversation entries so that writing an
 // entry (on join, leave, DND change) can never move a marker back: the two
@@ -50,7 +52,9 @@
 // it existed read as messages without any of these.
 //
 // The store's format version ('v') is written when a directory is first
-// opened; Open refuses a directory whose format it does not know.
+// opened; Open upgrades the versions before it (format 2 keyed activity
+// entries by their exact time, without a value) and refuses a directory
+// whose format it does not know.
 //
 // This package is the server's own (README, "Layout"): it has no
 // compatibility promise. Clients use packages client, wire and token.

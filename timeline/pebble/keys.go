@@ -83,7 +83,23 @@ func appendActivityKey(dst []byte, user uint64, at time.Time, conv uint64) []byt
 	return appendKey(dst, prefixActivity, user, ^(uint64(at.UnixMilli()) ^ 1<<63), ^conv)
 }
 
-// activityKeyEntry returns the conv id and the time of an activity index
+// activityWindow is how finely activity index keys order. A key holds the
+// start of the window its entry's activity time falls in and the value the
+// exact time, so that while a conversation's messages stay within one
+// window a commit rewrites each member's entry in place (one record) rather
+// than moving it (a delete and a set, and a tombstone for the compactions);
+// a read orders a window's entries by the times they hold (recentScan), and
+// so reads every key of the windows at a page's two ends. A tenth of a
+// second keeps most commits of a busy group in place (a group of 100 at 50
+// messages a second) while a user whose conversations all had a message
+// within one window is rare; a second made a CONVERSATIONS page 2-3x
+// slower for a user who had joined 10,000 groups in a few seconds
+// (docs/benchmarks.md).
+const activityWindow = 100 * time.Millisecond
+
+func windowOf(t time.Time) time.Time { return t.Truncate(activityWindow) }
+
+// activityKeyEntry returns the conv id and the window of an activity index
 // key.
 func activityKeyEntry(key []byte) (conv uint64, at time.Time, err error) {
 	if len(key) != activityKeyLen {

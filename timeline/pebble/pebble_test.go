@@ -147,7 +147,7 @@ func TestFormatVersion(t *testing.T) {
 		key, val []byte
 		create   bool // open a store first, so that the version key exists
 	}{
-		{"NewerVersion", []byte("v"), []byte{1, 3}, true},
+		{"NewerVersion", []byte("v"), []byte{1, 4}, true},
 		{"CorruptVersion", []byte("v"), []byte{1, 0x80}, true},
 		{"NotAnInboxdStore", []byte("someone else's key"), []byte("x"), false},
 	}

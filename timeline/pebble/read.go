@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -175,54 +176,115 @@ func (s *Store) Conversations(ctx context.Context, user uint64) ([]timeline.Conv
 // RecentConversations implements timeline.MetaReader: a forward scan of the
 // user's activity index, then a point read of each entry listed, on one
 // snapshot.
-func (s *Store) RecentConversations(ctx context.Context, user uint64, offset, limit int) (first int, convs []timeline.Recent, err error) {
-	err = s.read(ctx, "recent conversations", func() error {
+func (s *Store) RecentConversations(ctx context.Context, user uint64, offset, limit int) ([]timeline.Conversation, error) {
+	var convs []timeline.Conversation
+	err := s.read(ctx, "recent conversations", func() error {
 		snap := s.db.NewSnapshot()
 		defer snap.Close()
-		at, indexed, err := recentConvs(snap, user, offset, limit)
+		ids, err := recentConvs(snap, user, offset, limit)
 		if err != nil {
 			return err
 		}
-		first = at
-		for _, r := range indexed {
-			c, err := conversation(snap, user, r.Conv)
+		for _, conv := range ids {
+			c, err := conversation(snap, user, conv)
 			if errors.Is(err, timeline.ErrNotFound) {
 				continue // indexed in the same batch as its entry: not reached
 			}
 			if err != nil {
 				return err
 			}
-			r.Conversation = c
-			convs = append(convs, r)
+			convs = append(convs, c)
 		}
 		return nil
 	})
-	if err != nil {
-		return 0, nil, err
-	}
-	return first, convs, nil
+	return orZero(convs, err)
 }
 
-// recentConvs returns the entries of user's activity index that
-// RecentConversations lists.
-func recentConvs(db pebble.Reader, user uint64, offset, limit int) (int, []timeline.Recent, error) {
+// recentConvs returns the conv ids of entries offset to offset+limit of
+// user's activity index.
+func recentConvs(db pebble.Reader, user uint64, offset, limit int) ([]uint64, error) {
 	prefix := appendKey(nil, prefixActivity, user)
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(appendKey(nil, prefixActivity, user))})
 	if err != nil {
-		return 0, nil, err
+		return nil, err
 	}
-	scan := timeline.NewRecentScan(offset, limit)
+	scan := recentScan{offset: max(offset, 0), limit: limit}
 	for valid := it.First(); valid; valid = it.Next() {
-		conv, at, err := activityKeyEntry(it.Key())
-		if err != nil {
-			return 0, nil, errors.Join(err, it.Close())
+		var e recent
+		var window time.Time
+		e.conv, window, err = activityKeyEntry(it.Key())
+		if err == nil {
+			var val []byte
+			if val, err = it.ValueAndErr(); err == nil {
+				e.ms, err = decodeActivityValue(val)
+			}
 		}
-		if !scan.Add(user, conv, at) {
+		if err != nil {
+			return nil, errors.Join(err, it.Close())
+		}
+		if !scan.add(window, e) {
 			break
 		}
 	}
-	first, entries := scan.Result()
-	return first, entries, errors.Join(it.Error(), it.Close())
+	return scan.result(), errors.Join(it.Error(), it.Close())
+}
+
+// recentScan picks a page from a user's activity index read in key order:
+// the entries at positions offset to offset+limit-1 once each window's
+// entries are ordered by the exact times they hold. It keeps the entries
+// of the windows the page overlaps, so what a page costs beyond its own
+// entries is a key of each other entry of its two end windows.
+type recentScan struct {
+	offset, limit int
+	pos           int // position of the next entry
+	first         int // position of held[0]
+	window        time.Time
+	held          []recent
+}
+
+type recent struct {
+	conv uint64
+	ms   int64 // the exact time, in Unix milliseconds
+}
+
+// add takes the next entry of the index, in window, and reports whether
+// the scan needs more.
+func (r *recentScan) add(window time.Time, e recent) bool {
+	if r.limit <= 0 {
+		return false
+	}
+	if len(r.held) == 0 || !window.Equal(r.window) {
+		switch {
+		case r.pos <= r.offset:
+			// A window that ends before the offset takes no part.
+			r.held, r.first = r.held[:0], r.pos
+		case r.pos >= r.offset+r.limit:
+			return false
+		}
+		r.window = window
+	}
+	r.held = append(r.held, e)
+	r.pos++
+	return true
+}
+
+// result returns the conv ids of the page in the index's order: the later
+// time first, on equal times the higher conv id. The windows are in that
+// order already; within one the entries are sorted.
+func (r *recentScan) result() []uint64 {
+	if r.pos <= r.offset {
+		return nil // the index ends before the offset
+	}
+	slices.SortFunc(r.held, func(a, b recent) int {
+		return cmp.Or(cmp.Compare(b.ms, a.ms), cmp.Compare(b.conv, a.conv))
+	})
+	page := r.held[r.offset-r.first:]
+	page = page[:min(len(page), r.limit)]
+	convs := make([]uint64, len(page))
+	for i := range page {
+		convs[i] = page[i].conv
+	}
+	return convs
 }
 
 // Dedup implements timeline.MetaReader.

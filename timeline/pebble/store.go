@@ -29,8 +29,10 @@ var ErrUnknownFormat = errors.New("timeline/pebble: unknown store format")
 
 // formatVersion is the version of the key layout and value encoding described
 // in the package doc, stored under the 'v' key. Version 1 had no activity
-// index and no DND flag on member records; Open upgrades it (upgrade.go).
-const formatVersion = 2
+// index and no DND flag on member records; version 2 keyed activity index
+// entries by their exact time, with no value. Open upgrades both
+// (upgrade.go).
+const formatVersion = 3
 
 // pebbleFormat pins Pebble's on-disk format, so that upgrading the Pebble
 // module does not silently ratchet a data directory to a format that the
@@ -165,8 +167,8 @@ func (s *Store) checkFormat(dir string) error {
 	if err := decodeUint64Value(val, &v); err != nil {
 		return fmt.Errorf("%w: %q: format version: %w", ErrUnknownFormat, dir, err)
 	}
-	if v == 1 {
-		return s.upgrade(dir)
+	if v == 1 || v == 2 {
+		return s.upgrade(dir, v)
 	}
 	if v != formatVersion {
 		return fmt.Errorf("%w: %q holds format version %d, this inboxd reads version %d", ErrUnknownFormat, dir, v, formatVersion)

@@ -12,15 +12,21 @@ import (
 // upgradeBatch bounds the records of one batch of the upgrade.
 const upgradeBatch = 10_000
 
-// upgrade brings a store of format version 1 to version 2, on Open, before
-// any other call: from the conversation entries it builds the activity
-// index (each entry at the time of the newest message its user has) and
-// copies do-not-disturb onto the member records. It writes in batches and
-// records version 2 last, so that an upgrade cut short by a crash runs
-// again, rewriting the same keys.
-func (s *Store) upgrade(dir string) error {
-	if err := s.buildFormat2(); err != nil {
-		return fmt.Errorf("timeline/pebble: open %q: upgrade to format version 2: %w", dir, err)
+// upgrade brings a store of format version 1 or 2 to the current one, on
+// Open, before any other call: it drops version 2's activity index, keyed
+// by exact times, then builds the index from the conversation entries (each
+// entry in the window of the newest message its user has, holding that
+// message's time) and copies do-not-disturb onto the member records. It
+// writes in batches and records the version last, so that an upgrade cut
+// short by a crash runs again, rewriting the same keys.
+func (s *Store) upgrade(dir string, from uint64) error {
+	if from == 2 {
+		if err := s.db.DeleteRange([]byte{prefixActivity}, []byte{prefixActivity + 1}, pebble.NoSync); err != nil {
+			return fmt.Errorf("timeline/pebble: open %q: upgrade from format version 2: %w", dir, err)
+		}
+	}
+	if err := s.buildIndex(); err != nil {
+		return fmt.Errorf("timeline/pebble: open %q: upgrade from format version %d: %w", dir, from, err)
 	}
 	if err := s.db.Set([]byte{prefixVersion}, appendUint64Value(nil, formatVersion), pebble.Sync); err != nil {
 		return fmt.Errorf("timeline/pebble: open %q: write format version: %w", dir, err)
@@ -28,7 +34,7 @@ func (s *Store) upgrade(dir string) error {
 	return nil
 }
 
-func (s *Store) buildFormat2() error {
+func (s *Store) buildIndex() error {
 	b := s.db.NewBatch()
 	defer func() { b.Close() }()
 	flush := func(force bool) error {
@@ -68,7 +74,7 @@ func (s *Store) buildFormat2() error {
 		if err != nil {
 			return err
 		}
-		if err := b.Set(appendActivityKey(nil, c.User, timeline.WindowOf(m.Time), c.Conv), []byte{valueVersion}, nil); err != nil {
+		if err := b.Set(appendActivityKey(nil, c.User, windowOf(m.Time), c.Conv), appendActivityValue(nil, m.Time), nil); err != nil {
 			return err
 		}
 		if c.DND && c.LeftAt == 0 {

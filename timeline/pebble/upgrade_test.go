@@ -50,7 +50,7 @@ func TestUpgradeFromFormat1(t *testing.T) {
 
 	s = open(t, pebble.Options{Dir: "db", FS: fs})
 	for user, want := range map[uint64][]uint64{u1: {a, b}, u2: {a}, u3: {a}} {
-		_, cs, err := s.RecentConversations(t.Context(), user, 0, 10)
+		cs, err := s.RecentConversations(t.Context(), user, 0, 10)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -70,7 +70,7 @@ func TestUpgradeFromFormat1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, cs, err := s.RecentConversations(t.Context(), u3, 0, 10); err != nil || len(cs) != 1 {
+	if cs, err := s.RecentConversations(t.Context(), u3, 0, 10); err != nil || len(cs) != 1 {
 		t.Fatalf("u3 after a move: %+v, %v; want one entry", cs, err)
 	}
 	ms, err := s.Members(t.Context(), a)
@@ -91,39 +91,57 @@ func memberKey(conv, user uint64) []byte {
 	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64([]byte{'m'}, conv), user)
 }
 
-// TestMoveFromExactEntry: versions before the activity windows wrote an
-// index entry at its exact time; the store lists it where it stands, and
-// the next move of the conversation removes it from there.
-func TestMoveFromExactEntry(t *testing.T) {
-	const user, conv = 7, 300
-	exact := time.UnixMilli(1748779201234)
+// TestUpgradeFromFormat2: format 2 keyed activity index entries by their
+// exact time; Open rebuilds the index in windows, so that the list keeps
+// its order and the next move finds the entry where it stands.
+func TestUpgradeFromFormat2(t *testing.T) {
+	const user, a, b = 7, 300, 400
+	at := func(ms int64) time.Time { return time.UnixMilli(1748779201000 + ms).UTC() } // windows start at whole tenths
 	fs := vfs.NewMem()
 	s := open(t, pebble.Options{Dir: "db", FS: fs})
-	if err := s.Commit(t.Context(), &timeline.Batch{Conversations: []timeline.Conversation{{User: user, Conv: conv, JoinedAt: 1}}}); err != nil {
+	err := s.Commit(t.Context(), &timeline.Batch{
+		// a's newest message is later than b's within one window: a first.
+		Messages: []timeline.Message{{Conv: a, ConvSeq: 1, ID: 1, Kind: wire.KindNotice, Time: at(150)},
+			{Conv: b, ConvSeq: 1, ID: 2, Kind: wire.KindNotice, Time: at(110)}},
+		Conversations: []timeline.Conversation{{User: user, Conv: a, JoinedAt: 1}, {User: user, Conv: b, JoinedAt: 1}},
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
+	// What format 2 wrote: b's entry at its exact time and no value (a has
+	// none: the rebuild must not depend on what the old index held).
 	key := binary.BigEndian.AppendUint64([]byte{'a'}, user)
-	key = binary.BigEndian.AppendUint64(key, ^(uint64(exact.UnixMilli()) ^ 1<<63))
-	rawSet(t, fs, "db", binary.BigEndian.AppendUint64(key, ^uint64(conv)), []byte{1})
+	key = binary.BigEndian.AppendUint64(key, ^(uint64(at(110).UnixMilli()) ^ 1<<63))
+	rawSet(t, fs, "db", binary.BigEndian.AppendUint64(key, ^uint64(b)), []byte{1})
+	rawSet(t, fs, "db", []byte("v"), []byte{1, 2})
 
 	s = open(t, pebble.Options{Dir: "db", FS: fs})
-	listed := func(what string, want time.Time) {
+	listed := func(what string, want ...uint64) {
 		t.Helper()
-		_, got, err := s.RecentConversations(t.Context(), user, 0, 10)
+		cs, err := s.RecentConversations(t.Context(), user, 0, 10)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(got) != 1 || got[0].Conv != conv || !got[0].Active.Equal(want) {
-			t.Fatalf("%s: listed %+v, want conv %d once at %v", what, got, conv, want)
+		var got []uint64
+		for _, c := range cs {
+			got = append(got, c.Conv)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("%s: conversations by activity %v, want %v", what, got, want)
 		}
 	}
-	listed("an entry written exactly", exact)
-	later := exact.Add(3 * time.Second)
-	if err := s.Commit(t.Context(), &timeline.Batch{Activities: []timeline.Activity{{User: user, Conv: conv, At: later, Prev: exact}}}); err != nil {
+	listed("after the upgrade", a, b)
+	err = s.Commit(t.Context(), &timeline.Batch{Activities: []timeline.Activity{{User: user, Conv: b, At: at(190), Prev: at(110)}}})
+	if err != nil {
 		t.Fatal(err)
 	}
-	listed("after a move", timeline.WindowOf(later))
+	listed("after b's move within the window", b, a)
+	err = s.Commit(t.Context(), &timeline.Batch{Activities: []timeline.Activity{{User: user, Conv: a, At: at(3000), Prev: at(150)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed("after a's move to a later window", a, b)
 }

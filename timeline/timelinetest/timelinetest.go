@@ -154,8 +154,6 @@ func norm[T any](v T) T {
 		x.Time = msTime(x.Time)
 	case *timeline.OutboxRecord:
 		x.Time, x.Prev = msTime(x.Time), msTime(x.Prev)
-	case *timeline.Recent:
-		x.Active = msTime(x.Active)
 	}
 	return v
 }
