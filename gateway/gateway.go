@@ -242,14 +242,17 @@ type Server struct {
 	// Ownership, or one node serving all), and then nobody needs byShard.
 	changes <-chan struct{}
 
-	mu        sync.RWMutex
-	byUser    map[uint64][]*session       // authenticated sessions
-	userRates map[uint64]*userBucket      // the buckets of the users in byUser
-	idleRates map[uint64]*userBucket      // buckets of users gone offline, until refilled
-	debts     map[uint64]bucket           // buckets of connections closed as floods, by user, until earned back
-	byShard   map[int]map[uint64]struct{} // the users of byUser, by shard, while shards can move
-	sessions  map[*session]struct{}       // every open session, for the idle sweep
-	perAddr   map[netip.Addr]int          // open connections by source address (IPv6: /64), loopback aside
+	mu       sync.RWMutex
+	byUser   map[uint64][]*session       // authenticated sessions
+	debts    map[uint64]bucket           // buckets of connections closed as floods, by user, until earned back
+	byShard  map[int]map[uint64]struct{} // the users of byUser, by shard, while shards can move
+	sessions map[*session]struct{}       // every open session, for the idle sweep
+	perAddr  map[netip.Addr]int          // open connections by source address (IPv6: /64), loopback aside
+
+	// rates are the users' buckets (takeUser) not yet refilled. Apart from
+	// s.mu: every SEND takes one.
+	rateMu sync.Mutex
+	rates  map[uint64]bucket
 
 	unauthenticated atomic.Int64 // connections open and not yet authenticated
 	unauthBytes     atomic.Int64 // bytes of partial frames held for them
@@ -281,19 +284,18 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		ready:     make(chan *session, 1<<16),
-		byUser:    make(map[uint64][]*session),
-		userRates: make(map[uint64]*userBucket),
-		idleRates: make(map[uint64]*userBucket),
-		debts:     make(map[uint64]bucket),
-		byShard:   make(map[int]map[uint64]struct{}),
-		sessions:  make(map[*session]struct{}),
-		perAddr:   make(map[netip.Addr]int),
-		booted:    make(chan struct{}),
-		warn:      &warnLog{log: cfg.Logger, now: cfg.Now},
-		upgrader:  newUpgrader(cfg.WSOrigins),
+		cfg:      cfg,
+		log:      cfg.Logger,
+		ready:    make(chan *session, 1<<16),
+		byUser:   make(map[uint64][]*session),
+		rates:    make(map[uint64]bucket),
+		debts:    make(map[uint64]bucket),
+		byShard:  make(map[int]map[uint64]struct{}),
+		sessions: make(map[*session]struct{}),
+		perAddr:  make(map[netip.Addr]int),
+		booted:   make(chan struct{}),
+		warn:     &warnLog{log: cfg.Logger, now: cfg.Now},
+		upgrader: newUpgrader(cfg.WSOrigins),
 	}
 	if cfg.Ownership != nil {
 		s.changes = cfg.Ownership.Changes()
@@ -500,7 +502,6 @@ func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 		s.byUser[user] = deleteSession(s.byUser[user], sess)
 		if len(s.byUser[user]) == 0 {
 			delete(s.byUser, user)
-			s.idle(user)
 			s.unindexShard(user)
 		}
 	}
@@ -575,16 +576,6 @@ func (s *Server) register(sess *session) *wirepb.Error {
 		}
 	}
 	s.byUser[user] = append(list, sess)
-	rate := s.userRates[user]
-	if rate == nil {
-		rate = s.idleRates[user]
-		delete(s.idleRates, user)
-		if rate == nil {
-			rate = &userBucket{b: newBucket(s.cfg.UserRateBurst, s.cfg.Now().UnixNano())}
-		}
-		s.userRates[user] = rate
-	}
-	sess.userRate = rate
 	if d, ok := s.debts[user]; ok {
 		sess.debt.Store(&d)
 	}

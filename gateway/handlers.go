@@ -210,14 +210,14 @@ func (sess *session) handle(req request) {
 		return
 	}
 	user := sess.user.Load()
-	if userLimited(req.cmd) && !sess.userRate.take(s.cfg.Now().UnixNano(), s.cfg.UserRateLimit, s.cfg.UserRateBurst) {
+	if userLimited(req.cmd) && !s.takeUser(user, s.cfg.Now().UnixNano()) {
 		s.metrics.rejected[rejectUserRateLimited].Inc()
 		e := errorBody(wire.CodeRateLimited, "too many requests for this user")
 		e.RetryAfterMs = uint32(1000/s.cfg.UserRateLimit) + 1
 		sess.reply(req, nil, e)
 		return
 	}
-	if req.cmd == wire.CmdTyping && !sess.typingBucket().take(s.cfg.Now().UnixNano(), s.cfg.TypingRate, s.cfg.TypingBurst) {
+	if req.cmd == wire.CmdTyping && !sess.typingBucket().spare(s.cfg.Now().UnixNano(), s.cfg.TypingRate, s.cfg.TypingBurst) {
 		// Typing is ephemeral: the refused event is dropped, and the
 		// client's next one, after retry_after_ms, takes its place.
 		e := errorBody(wire.CodeRateLimited, "too many TYPING on this connection")

@@ -47,12 +47,11 @@ type session struct {
 	outMu sync.Mutex
 	out   []byte
 
-	// Workers; device, issued and userRate are written once by the AUTH
-	// request, before user.
-	device   string
-	issued   int64 // the token's iat, unix seconds; 0 without one
-	userRate *userBucket
-	typing   *userBucket // the connection's TYPING requests, from the first
+	// Workers; device and issued are written once by the AUTH request,
+	// before user.
+	device string
+	issued int64   // the token's iat, unix seconds; 0 without one
+	typing *bucket // the connection's TYPING requests, from the first
 
 	mu    sync.Mutex
 	queue []request
