@@ -74,7 +74,8 @@ type Config struct {
 	// Secret verifies connection tokens (package token); required.
 	Secret []byte
 	// Workers bounds the goroutines running requests (default 512: most of
-	// a request's time is spent waiting for a group commit).
+	// a request's time is spent waiting for a group commit). They start as
+	// the load needs them.
 	Workers int
 	// MaxFrame bounds a frame, header included (default wire.DefaultMaxFrame).
 	MaxFrame int
@@ -237,7 +238,8 @@ type Server struct {
 	svc     Service
 	metrics *metrics
 
-	ready chan *session // sessions with queued requests, each at most once
+	ready   chan *session // sessions with queued requests, each at most once
+	started atomic.Int64  // workers started, at most Config.Workers
 	// changes is the Ownership's; nil when shards never move (no
 	// Ownership, or one node serving all), and then nobody needs byShard.
 	changes <-chan struct{}
@@ -323,9 +325,9 @@ func (s *Server) Serving() bool {
 // loops have stopped.
 func (s *Server) Serve(svc Service) error {
 	s.svc = svc
-	for range s.cfg.Workers {
-		s.workers.Go(s.work)
-	}
+	// The first worker; queued starts the others as the load needs them.
+	s.started.Store(1)
+	s.workers.Go(s.work)
 	stopWatch := make(chan struct{})
 	if s.changes != nil {
 		s.workers.Go(func() { s.watchOwnership(s.changes, stopWatch) })
@@ -624,8 +626,35 @@ func (s *Server) putBuf(b []byte) {
 // a burst, goes back to the garbage collector.
 const maxPooledBuf = 256 << 10
 
+// work runs the sessions put on ready until it closes.
 func (s *Server) work() {
 	for sess := range s.ready {
 		sess.run()
 	}
+}
+
+// queued starts a worker for the session just put on ready when none was
+// waiting for it, up to Config.Workers. Workers start as the load needs
+// them rather than all at once: each one's stack grows with the requests it
+// runs (the token's JSON, the store's reads), leaving the smaller stacks it
+// outgrew to the heap, and the workers take turns (ready hands a session to
+// the longest waiting). 512 started at once held 2.4 MB more of stacks, and
+// 9 MB more of freed heap the process kept, once 10,000 connections had
+// merely logged in (docs/benchmarks.md). It runs on the event loop.
+func (s *Server) queued() {
+	// A waiting worker takes the session from the send itself: one left in
+	// the buffer found none.
+	if len(s.ready) == 0 {
+		return
+	}
+	for {
+		n := s.started.Load()
+		if n == 0 || n >= int64(s.cfg.Workers) { // 0: not serving
+			return
+		}
+		if s.started.CompareAndSwap(n, n+1) {
+			break
+		}
+	}
+	s.workers.Go(s.work)
 }

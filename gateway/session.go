@@ -247,6 +247,7 @@ func (sess *session) dispatch(req request, now int64) {
 	if schedule {
 		select {
 		case s.ready <- sess:
+			s.queued()
 		default:
 			// Every worker slot is taken by waiting sessions: shed load
 			// rather than block the event loop.
