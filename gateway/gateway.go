@@ -464,7 +464,7 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	if !ok {
 		s.metrics.refused[why].Inc()
 		s.metrics.disconnects[t][closedConnLimit].Inc()
-		s.warn.warn(warnConnLimit, "gateway: connection refused at a cap", "limit", refusalNames[why], "remote", sess.remote)
+		s.warn.warn(warnConnLimit, "gateway: connection refused at a cap", "limit", refusalNames[why], "remote", sess.remote())
 		code := wire.CodeUnavailable
 		if why == refusedAddress {
 			code = wire.CodeRateLimited
@@ -538,7 +538,7 @@ func (s *Server) OnTick() (time.Duration, gnet.Action) {
 		switch last := sess.lastSeen.Load(); {
 		case sess.user.Load() == 0 && sess.opened < unauth:
 			if sess.fail(closedAuthTimeout, wire.CodeUnauthenticated, "no AUTH within the auth timeout") {
-				s.authFailed(authTimeout, sess.remote)
+				s.authFailed(authTimeout, sess.remote())
 			}
 		case last < idle:
 			sess.fail(closedIdle, wire.CodeIdle, "no frame within three heartbeats")

@@ -247,7 +247,7 @@ func (sess *session) auth(ctx context.Context, req request) {
 	s := sess.srv
 	var ar wirepb.AuthRequest
 	if err := wire.Decode(req.body, &ar); err != nil {
-		s.authFailed(authMalformedBody, sess.remote)
+		s.authFailed(authMalformedBody, sess.remote())
 		sess.refuse(req, errorBody(wire.CodeBadRequest, "malformed AUTH body"), closedAuthFailed)
 		return
 	}
@@ -260,7 +260,7 @@ func (sess *session) auth(ctx context.Context, req request) {
 		case errors.Is(err, token.ErrSignature):
 			why = authBadSignature
 		}
-		s.authFailed(why, sess.remote)
+		s.authFailed(why, sess.remote())
 		sess.refuse(req, errorBody(code, err.Error()), closedAuthFailed)
 		return
 	}
@@ -271,7 +271,7 @@ func (sess *session) auth(ctx context.Context, req request) {
 	// sync rules absorb). The other order would lose it until the next SYNC.
 	if e := s.register(sess); e != nil {
 		if why, ok := gateRefusals[wire.Code(e.Code)]; ok {
-			s.authFailed(why.auth, sess.remote)
+			s.authFailed(why.auth, sess.remote())
 			sess.refuse(req, e, why.closed)
 			return
 		}
@@ -281,7 +281,7 @@ func (sess *session) auth(ctx context.Context, req request) {
 	}
 	head, err := s.svc.Head(ctx, claims.User)
 	if err != nil {
-		s.authFailed(authUnavailable, sess.remote)
+		s.authFailed(authUnavailable, sess.remote())
 		sess.refuse(req, errorFor(err), closedAuthFailed)
 		return
 	}

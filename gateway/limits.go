@@ -78,7 +78,7 @@ func (sess *session) spend(now int64) verdict {
 func (sess *session) flooded(what string) {
 	s := sess.srv
 	s.owe(sess.user.Load(), sess.rate)
-	s.warn.warn(warnFlood, "gateway: connection closed for flooding", "remote", sess.remote, "user", sess.user.Load(), "command", what)
+	s.warn.warn(warnFlood, "gateway: connection closed for flooding", "remote", sess.remote(), "user", sess.user.Load(), "command", what)
 }
 
 // owe keeps the bucket of user's connection closed as a flood: the user's
@@ -198,7 +198,7 @@ func remoteAddr(c gnet.Conn) netip.AddrPort {
 // It is derived each time rather than kept: a session's every byte is paid
 // by every idle connection.
 func (sess *session) source() netip.Addr {
-	return capKey(sess.remote.Addr(), sess.srv.cfg.LimitLoopback)
+	return capKey(sess.remote().Addr(), sess.srv.cfg.LimitLoopback)
 }
 
 // capKey is what the per-address cap counts a connection from a under: the

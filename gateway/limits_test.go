@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"log/slog"
 	"maps"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -79,6 +81,50 @@ func TestCapKey(t *testing.T) {
 		if want := tt.want; (want == "" && got.IsValid()) || (want != "" && got != netip.MustParseAddr(want)) {
 			t.Errorf("capKey(%s, %v) = %v, want %q", tt.addr, tt.limitLoopback, got, want)
 		}
+	}
+}
+
+// peerConn is a connection from addr.
+type peerConn struct {
+	sinkConn
+	addr net.Addr
+}
+
+func (c *peerConn) RemoteAddr() net.Addr { return c.addr }
+
+// TestSessionRemote: the session gives back the peer it keeps in its
+// compact form, IPv4 unmapped, and none for a connection without one.
+func TestSessionRemote(t *testing.T) {
+	s, err := New(Config{Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		addr net.Addr
+		want string // "" for none
+	}{
+		{&net.TCPAddr{IP: net.ParseIP("192.0.2.7"), Port: 40001}, "192.0.2.7:40001"},
+		{&net.TCPAddr{IP: net.ParseIP("::ffff:192.0.2.7"), Port: 1}, "192.0.2.7:1"},
+		{&net.TCPAddr{IP: net.ParseIP("2001:db8::1"), Port: 65535}, "[2001:db8::1]:65535"},
+		{&net.TCPAddr{IP: net.IPv6loopback, Port: 7}, "[::1]:7"},
+		{&net.UnixAddr{Name: "sock", Net: "unix"}, ""},
+		{nil, ""},
+	} {
+		got := newSession(s, &peerConn{addr: tt.addr}, transportTCP).remote()
+		if want := tt.want; (want == "" && got.IsValid()) || (want != "" && got != netip.MustParseAddrPort(want)) {
+			t.Errorf("remote of %v: %v, want %q", tt.addr, got, want)
+		}
+	}
+}
+
+// TestSessionSize: every idle connection pays for each byte of its session,
+// in whole size classes; this one is 288 bytes on 64-bit platforms.
+func TestSessionSize(t *testing.T) {
+	if unsafe.Sizeof(uintptr(0)) != 8 {
+		t.Skip("the budget is for 64-bit platforms")
+	}
+	if size := unsafe.Sizeof(session{}); size > 288 {
+		t.Fatalf("a session takes %d bytes, past the size class of 288", size)
 	}
 }
 
