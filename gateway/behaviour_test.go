@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -307,6 +308,45 @@ func (g *gated) SendMessage(ctx context.Context, sender, conv uint64, m inbox.Ou
 	g.waiting.Add(1)
 	<-g.gate
 	return g.Service.SendMessage(ctx, sender, conv, m)
+}
+
+// TestWorkersStartAsNeeded: a worker starts when a queued request finds
+// none waiting, up to Config.Workers, and not before.
+func TestWorkersStartAsNeeded(t *testing.T) {
+	g := &gated{gate: make(chan struct{})}
+	s := start(t, Config{Workers: 3}, func(svc Service) Service { g.Service = svc; return g })
+	var once sync.Once
+	release := func() { once.Do(func() { close(g.gate) }) }
+	t.Cleanup(release) // before the server stops: it waits for the held
+	if n := s.gw.started.Load(); n != 1 {
+		t.Fatalf("%d workers before any request, want 1", n)
+	}
+	var conns []*conn
+	for user := range uint64(4) {
+		conns = append(conns, s.login(user+1, "d"))
+	}
+	// Each held SEND holds its worker: the next request starts another.
+	for i, c := range conns[:3] {
+		c.send(wire.CmdSend, &wirepb.SendRequest{Conv: 1, ClientMsgId: "m", Kind: 1})
+		waitValue(t, "held sends", func() float64 { return float64(g.waiting.Load()) }, float64(i+1))
+	}
+	// All three held: the last request waits for one of them.
+	last := conns[3]
+	last.send(wire.CmdHeartbeat, nil)
+	waitValue(t, "sessions waiting for a worker", func() float64 { return float64(len(s.gw.ready)) }, 1)
+	if n := s.gw.started.Load(); n != 3 {
+		t.Fatalf("%d workers started, want the bound, 3", n)
+	}
+	release()
+	for i, c := range conns {
+		want := wire.CmdSend
+		if c == last {
+			want = wire.CmdHeartbeat
+		}
+		if f, err := c.read(); err != nil || f.Command != want {
+			t.Fatalf("connection %d: %v, %v; want the response to %v", i, f.Command, err, want)
+		}
+	}
 }
 
 func TestShutdownAnswersInFlight(t *testing.T) {

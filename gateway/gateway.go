@@ -74,7 +74,8 @@ type Config struct {
 	// Secret verifies connection tokens (package token); required.
 	Secret []byte
 	// Workers bounds the goroutines running requests (default 512: most of
-	// a request's time is spent waiting for a group commit).
+	// a request's time is spent waiting for a group commit). They start as
+	// the load needs them.
 	Workers int
 	// MaxFrame bounds a frame, header included (default wire.DefaultMaxFrame).
 	MaxFrame int
@@ -237,19 +238,23 @@ type Server struct {
 	svc     Service
 	metrics *metrics
 
-	ready chan *session // sessions with queued requests, each at most once
+	ready   chan *session // sessions with queued requests, each at most once
+	started atomic.Int64  // workers started, at most Config.Workers
 	// changes is the Ownership's; nil when shards never move (no
 	// Ownership, or one node serving all), and then nobody needs byShard.
 	changes <-chan struct{}
 
-	mu        sync.RWMutex
-	byUser    map[uint64][]*session       // authenticated sessions
-	userRates map[uint64]*userBucket      // the buckets of the users in byUser
-	idleRates map[uint64]*userBucket      // buckets of users gone offline, until refilled
-	debts     map[uint64]bucket           // buckets of connections closed as floods, by user, until earned back
-	byShard   map[int]map[uint64]struct{} // the users of byUser, by shard, while shards can move
-	sessions  map[*session]struct{}       // every open session, for the idle sweep
-	perAddr   map[netip.Addr]int          // open connections by source address (IPv6: /64), loopback aside
+	mu       sync.RWMutex
+	byUser   map[uint64][]*session       // authenticated sessions
+	debts    map[uint64]bucket           // buckets of connections closed as floods, by user, until earned back
+	byShard  map[int]map[uint64]struct{} // the users of byUser, by shard, while shards can move
+	sessions map[*session]struct{}       // every open session, for the idle sweep
+	perAddr  map[netip.Addr]int          // open connections by source address (IPv6: /64), loopback aside
+
+	// rates are the users' buckets (takeUser) not yet refilled. Apart from
+	// s.mu: every SEND takes one.
+	rateMu sync.Mutex
+	rates  map[uint64]bucket
 
 	unauthenticated atomic.Int64 // connections open and not yet authenticated
 	unauthBytes     atomic.Int64 // bytes of partial frames held for them
@@ -281,19 +286,18 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		ready:     make(chan *session, 1<<16),
-		byUser:    make(map[uint64][]*session),
-		userRates: make(map[uint64]*userBucket),
-		idleRates: make(map[uint64]*userBucket),
-		debts:     make(map[uint64]bucket),
-		byShard:   make(map[int]map[uint64]struct{}),
-		sessions:  make(map[*session]struct{}),
-		perAddr:   make(map[netip.Addr]int),
-		booted:    make(chan struct{}),
-		warn:      &warnLog{log: cfg.Logger, now: cfg.Now},
-		upgrader:  newUpgrader(cfg.WSOrigins),
+		cfg:      cfg,
+		log:      cfg.Logger,
+		ready:    make(chan *session, 1<<16),
+		byUser:   make(map[uint64][]*session),
+		rates:    make(map[uint64]bucket),
+		debts:    make(map[uint64]bucket),
+		byShard:  make(map[int]map[uint64]struct{}),
+		sessions: make(map[*session]struct{}),
+		perAddr:  make(map[netip.Addr]int),
+		booted:   make(chan struct{}),
+		warn:     &warnLog{log: cfg.Logger, now: cfg.Now},
+		upgrader: newUpgrader(cfg.WSOrigins),
 	}
 	if cfg.Ownership != nil {
 		s.changes = cfg.Ownership.Changes()
@@ -321,9 +325,9 @@ func (s *Server) Serving() bool {
 // loops have stopped.
 func (s *Server) Serve(svc Service) error {
 	s.svc = svc
-	for range s.cfg.Workers {
-		s.workers.Go(s.work)
-	}
+	// The first worker; queued starts the others as the load needs them.
+	s.started.Store(1)
+	s.workers.Go(s.work)
 	stopWatch := make(chan struct{})
 	if s.changes != nil {
 		s.workers.Go(func() { s.watchOwnership(s.changes, stopWatch) })
@@ -460,7 +464,7 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	if !ok {
 		s.metrics.refused[why].Inc()
 		s.metrics.disconnects[t][closedConnLimit].Inc()
-		s.warn.warn(warnConnLimit, "gateway: connection refused at a cap", "limit", refusalNames[why], "remote", sess.remote)
+		s.warn.warn(warnConnLimit, "gateway: connection refused at a cap", "limit", refusalNames[why], "remote", sess.remote())
 		code := wire.CodeUnavailable
 		if why == refusedAddress {
 			code = wire.CodeRateLimited
@@ -500,7 +504,6 @@ func (s *Server) OnClose(c gnet.Conn, _ error) gnet.Action {
 		s.byUser[user] = deleteSession(s.byUser[user], sess)
 		if len(s.byUser[user]) == 0 {
 			delete(s.byUser, user)
-			s.idle(user)
 			s.unindexShard(user)
 		}
 	}
@@ -535,7 +538,7 @@ func (s *Server) OnTick() (time.Duration, gnet.Action) {
 		switch last := sess.lastSeen.Load(); {
 		case sess.user.Load() == 0 && sess.opened < unauth:
 			if sess.fail(closedAuthTimeout, wire.CodeUnauthenticated, "no AUTH within the auth timeout") {
-				s.authFailed(authTimeout, sess.remote)
+				s.authFailed(authTimeout, sess.remote())
 			}
 		case last < idle:
 			sess.fail(closedIdle, wire.CodeIdle, "no frame within three heartbeats")
@@ -575,16 +578,6 @@ func (s *Server) register(sess *session) *wirepb.Error {
 		}
 	}
 	s.byUser[user] = append(list, sess)
-	rate := s.userRates[user]
-	if rate == nil {
-		rate = s.idleRates[user]
-		delete(s.idleRates, user)
-		if rate == nil {
-			rate = &userBucket{b: newBucket(s.cfg.UserRateBurst, s.cfg.Now().UnixNano())}
-		}
-		s.userRates[user] = rate
-	}
-	sess.userRate = rate
 	if d, ok := s.debts[user]; ok {
 		sess.debt.Store(&d)
 	}
@@ -633,8 +626,35 @@ func (s *Server) putBuf(b []byte) {
 // a burst, goes back to the garbage collector.
 const maxPooledBuf = 256 << 10
 
+// work runs the sessions put on ready until it closes.
 func (s *Server) work() {
 	for sess := range s.ready {
 		sess.run()
 	}
+}
+
+// queued starts a worker for the session just put on ready when none was
+// waiting for it, up to Config.Workers. Workers start as the load needs
+// them rather than all at once: each one's stack grows with the requests it
+// runs (the token's JSON, the store's reads), leaving the smaller stacks it
+// outgrew to the heap, and the workers take turns (ready hands a session to
+// the longest waiting). 512 started at once held 2.4 MB more of stacks, and
+// 9 MB more of freed heap the process kept, once 10,000 connections had
+// merely logged in (docs/benchmarks.md). It runs on the event loop.
+func (s *Server) queued() {
+	// A waiting worker takes the session from the send itself: one left in
+	// the buffer found none.
+	if len(s.ready) == 0 {
+		return
+	}
+	for {
+		n := s.started.Load()
+		if n == 0 || n >= int64(s.cfg.Workers) { // 0: not serving
+			return
+		}
+		if s.started.CompareAndSwap(n, n+1) {
+			break
+		}
+	}
+	s.workers.Go(s.work)
 }

@@ -210,14 +210,14 @@ func (sess *session) handle(req request) {
 		return
 	}
 	user := sess.user.Load()
-	if userLimited(req.cmd) && !sess.userRate.take(s.cfg.Now().UnixNano(), s.cfg.UserRateLimit, s.cfg.UserRateBurst) {
+	if userLimited(req.cmd) && !s.takeUser(user, s.cfg.Now().UnixNano()) {
 		s.metrics.rejected[rejectUserRateLimited].Inc()
 		e := errorBody(wire.CodeRateLimited, "too many requests for this user")
 		e.RetryAfterMs = uint32(1000/s.cfg.UserRateLimit) + 1
 		sess.reply(req, nil, e)
 		return
 	}
-	if req.cmd == wire.CmdTyping && !sess.typingBucket().take(s.cfg.Now().UnixNano(), s.cfg.TypingRate, s.cfg.TypingBurst) {
+	if req.cmd == wire.CmdTyping && !sess.typingBucket().spare(s.cfg.Now().UnixNano(), s.cfg.TypingRate, s.cfg.TypingBurst) {
 		// Typing is ephemeral: the refused event is dropped, and the
 		// client's next one, after retry_after_ms, takes its place.
 		e := errorBody(wire.CodeRateLimited, "too many TYPING on this connection")
@@ -247,7 +247,7 @@ func (sess *session) auth(ctx context.Context, req request) {
 	s := sess.srv
 	var ar wirepb.AuthRequest
 	if err := wire.Decode(req.body, &ar); err != nil {
-		s.authFailed(authMalformedBody, sess.remote)
+		s.authFailed(authMalformedBody, sess.remote())
 		sess.refuse(req, errorBody(wire.CodeBadRequest, "malformed AUTH body"), closedAuthFailed)
 		return
 	}
@@ -260,7 +260,7 @@ func (sess *session) auth(ctx context.Context, req request) {
 		case errors.Is(err, token.ErrSignature):
 			why = authBadSignature
 		}
-		s.authFailed(why, sess.remote)
+		s.authFailed(why, sess.remote())
 		sess.refuse(req, errorBody(code, err.Error()), closedAuthFailed)
 		return
 	}
@@ -271,7 +271,7 @@ func (sess *session) auth(ctx context.Context, req request) {
 	// sync rules absorb). The other order would lose it until the next SYNC.
 	if e := s.register(sess); e != nil {
 		if why, ok := gateRefusals[wire.Code(e.Code)]; ok {
-			s.authFailed(why.auth, sess.remote)
+			s.authFailed(why.auth, sess.remote())
 			sess.refuse(req, e, why.closed)
 			return
 		}
@@ -281,7 +281,7 @@ func (sess *session) auth(ctx context.Context, req request) {
 	}
 	head, err := s.svc.Head(ctx, claims.User)
 	if err != nil {
-		s.authFailed(authUnavailable, sess.remote)
+		s.authFailed(authUnavailable, sess.remote())
 		sess.refuse(req, errorFor(err), closedAuthFailed)
 		return
 	}

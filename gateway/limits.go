@@ -3,7 +3,6 @@ package gateway
 import (
 	"net"
 	"net/netip"
-	"sync"
 
 	"github.com/panjf2000/gnet/v2"
 
@@ -23,7 +22,7 @@ import (
 //     beyond what it earned back is closed as a flood, and the user's next
 //     connections inherit its debt until it is earned back.
 //   - A user's SEND and expensive reads share one bucket across devices,
-//     kept after the user's last connection closes until it refills.
+//     kept, whether the user is online or not, until it refills.
 
 // bucket is a token bucket. It is not safe for concurrent use.
 type bucket struct {
@@ -79,7 +78,7 @@ func (sess *session) spend(now int64) verdict {
 func (sess *session) flooded(what string) {
 	s := sess.srv
 	s.owe(sess.user.Load(), sess.rate)
-	s.warn.warn(warnFlood, "gateway: connection closed for flooding", "remote", sess.remote, "user", sess.user.Load(), "command", what)
+	s.warn.warn(warnFlood, "gateway: connection closed for flooding", "remote", sess.remote(), "user", sess.user.Load(), "command", what)
 }
 
 // owe keeps the bucket of user's connection closed as a flood: the user's
@@ -94,69 +93,69 @@ func (s *Server) owe(user uint64, b bucket) {
 	s.debts[user] = b
 }
 
-// forgive forgets the debts earned back by now, and the buckets of offline
-// users refilled by now.
+// forgive forgets the debts earned back by now, and the users' buckets
+// refilled by now.
 func (s *Server) forgive(now int64) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for user, b := range s.debts {
 		if b.refill(now, s.cfg.RateLimit, s.cfg.RateBurst); b.tokens >= float64(s.cfg.RateBurst) {
 			delete(s.debts, user)
 		}
 	}
-	for user, u := range s.idleRates {
-		if u.full(now, s.cfg.UserRateLimit, s.cfg.UserRateBurst) {
-			delete(s.idleRates, user)
+	s.mu.Unlock()
+	s.rateMu.Lock()
+	defer s.rateMu.Unlock()
+	if len(s.rates) == 0 {
+		return
+	}
+	for user, b := range s.rates {
+		if b.refill(now, s.cfg.UserRateLimit, s.cfg.UserRateBurst); b.tokens >= float64(s.cfg.UserRateBurst) {
+			delete(s.rates, user)
 		}
 	}
-}
-
-// idle keeps the bucket of user, whose last connection closed, until it is
-// refilled: the user's next connection takes it over, so that reconnecting
-// buys no fresh burst of SENDs and costly reads. s.mu is held.
-func (s *Server) idle(user uint64) {
-	if u := s.userRates[user]; u != nil && !u.full(s.cfg.Now().UnixNano(), s.cfg.UserRateLimit, s.cfg.UserRateBurst) {
-		s.idleRates[user] = u
+	if len(s.rates) == 0 {
+		// Made anew: a map keeps the room of its largest size, which the
+		// users who all SYNCed as they connected would leave to idle
+		// connections.
+		s.rates = make(map[uint64]bucket)
 	}
-	delete(s.userRates, user)
 }
 
-// userBucket is one user's bucket for the commands in userLimited, shared by
-// the user's connections.
-type userBucket struct {
-	mu sync.Mutex
-	b  bucket
-}
-
-// take takes a token if there is one; a refused request costs nothing here
-// (its connection's bucket charged it already).
-func (u *userBucket) take(now int64, rate float64, burst int) bool {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	u.b.refill(now, rate, burst)
-	if u.b.tokens < 1 {
+// takeUser takes a token from user's bucket for the commands in
+// userLimited, shared by the user's connections and kept whether they are
+// online or not, if there is one; a refused request costs nothing here (its
+// connection's bucket charged it already). A user whose bucket is full has
+// none: most connections are idle.
+func (s *Server) takeUser(user uint64, now int64) bool {
+	s.rateMu.Lock()
+	defer s.rateMu.Unlock()
+	b := s.rates[user] // none: the zero bucket, full
+	if !b.spare(now, s.cfg.UserRateLimit, s.cfg.UserRateBurst) {
 		return false
 	}
-	u.b.tokens--
+	s.rates[user] = b
+	return true
+}
+
+// spare takes a token if there is one; unlike take, a refusal costs
+// nothing. A zero bucket is full.
+func (b *bucket) spare(now int64, rate float64, burst int) bool {
+	b.refill(now, rate, burst)
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
 	return true
 }
 
 // typingBucket is the connection's bucket of TYPING requests, made at the
-// first: most connections never type. Its zero value is a full bucket, as
-// at the connection's start. Only the worker that owns the queue calls it.
-func (sess *session) typingBucket() *userBucket {
+// first: most connections never type. Only the worker that owns the queue
+// calls it.
+func (sess *session) typingBucket() *bucket {
 	if sess.typing == nil {
-		sess.typing = new(userBucket)
+		sess.typing = new(bucket)
 	}
 	return sess.typing
-}
-
-// full reports whether the bucket has refilled to burst by now.
-func (u *userBucket) full(now int64, rate float64, burst int) bool {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	u.b.refill(now, rate, burst)
-	return u.b.tokens >= float64(burst)
 }
 
 // userLimited are the commands limited per user, across devices: the writes
@@ -199,7 +198,7 @@ func remoteAddr(c gnet.Conn) netip.AddrPort {
 // It is derived each time rather than kept: a session's every byte is paid
 // by every idle connection.
 func (sess *session) source() netip.Addr {
-	return capKey(sess.remote.Addr(), sess.srv.cfg.LimitLoopback)
+	return capKey(sess.remote().Addr(), sess.srv.cfg.LimitLoopback)
 }
 
 // capKey is what the per-address cap counts a connection from a under: the

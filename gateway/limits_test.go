@@ -3,12 +3,16 @@ package gateway
 import (
 	"bytes"
 	"log/slog"
+	"maps"
+	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -77,6 +81,50 @@ func TestCapKey(t *testing.T) {
 		if want := tt.want; (want == "" && got.IsValid()) || (want != "" && got != netip.MustParseAddr(want)) {
 			t.Errorf("capKey(%s, %v) = %v, want %q", tt.addr, tt.limitLoopback, got, want)
 		}
+	}
+}
+
+// peerConn is a connection from addr.
+type peerConn struct {
+	sinkConn
+	addr net.Addr
+}
+
+func (c *peerConn) RemoteAddr() net.Addr { return c.addr }
+
+// TestSessionRemote: the session gives back the peer it keeps in its
+// compact form, IPv4 unmapped, and none for a connection without one.
+func TestSessionRemote(t *testing.T) {
+	s, err := New(Config{Secret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		addr net.Addr
+		want string // "" for none
+	}{
+		{&net.TCPAddr{IP: net.ParseIP("192.0.2.7"), Port: 40001}, "192.0.2.7:40001"},
+		{&net.TCPAddr{IP: net.ParseIP("::ffff:192.0.2.7"), Port: 1}, "192.0.2.7:1"},
+		{&net.TCPAddr{IP: net.ParseIP("2001:db8::1"), Port: 65535}, "[2001:db8::1]:65535"},
+		{&net.TCPAddr{IP: net.IPv6loopback, Port: 7}, "[::1]:7"},
+		{&net.UnixAddr{Name: "sock", Net: "unix"}, ""},
+		{nil, ""},
+	} {
+		got := newSession(s, &peerConn{addr: tt.addr}, transportTCP).remote()
+		if want := tt.want; (want == "" && got.IsValid()) || (want != "" && got != netip.MustParseAddrPort(want)) {
+			t.Errorf("remote of %v: %v, want %q", tt.addr, got, want)
+		}
+	}
+}
+
+// TestSessionSize: every idle connection pays for each byte of its session,
+// in whole size classes; this one is 288 bytes on 64-bit platforms.
+func TestSessionSize(t *testing.T) {
+	if unsafe.Sizeof(uintptr(0)) != 8 {
+		t.Skip("the budget is for 64-bit platforms")
+	}
+	if size := unsafe.Sizeof(session{}); size > 288 {
+		t.Fatalf("a session takes %d bytes, past the size class of 288", size)
 	}
 }
 
@@ -261,6 +309,7 @@ func TestUserRateKeptAcrossReconnect(t *testing.T) {
 	}
 	c.c.Close()
 	waitClosed(t, s, 1)
+	s.gw.forgive(now.Load()) // not refilled: kept
 	again, other := s.login(1, "d"), s.login(2, "d")
 	if err := again.call(wire.CmdSync, &wirepb.SyncRequest{}, nil); code(err) != wire.CodeRateLimited {
 		t.Fatalf("SYNC after reconnecting with the bucket empty: %v, want RATE_LIMITED", err)
@@ -276,11 +325,8 @@ func TestUserRateKeptAcrossReconnect(t *testing.T) {
 	// next connection starts full.
 	now.Add(int64(200 * time.Millisecond))
 	s.gw.forgive(now.Load())
-	s.gw.mu.RLock()
-	idle := len(s.gw.idleRates)
-	s.gw.mu.RUnlock()
-	if idle != 0 {
-		t.Fatalf("%d idle buckets left once refilled", idle)
+	if users := s.userBuckets(); len(users) != 0 {
+		t.Fatalf("buckets of users %v left once refilled", users)
 	}
 	c = s.login(1, "d")
 	for range 2 {
@@ -288,6 +334,48 @@ func TestUserRateKeptAcrossReconnect(t *testing.T) {
 			t.Fatalf("after the bucket refilled: %v", err)
 		}
 	}
+}
+
+// TestUserBucketOnlyUntilRefilled: a user has a bucket only while it is not
+// full, online or not: an idle connection keeps none, and a user whose
+// bucket was forgotten once refilled is held to the burst again.
+func TestUserBucketOnlyUntilRefilled(t *testing.T) {
+	var now atomic.Int64
+	now.Store(time.Now().UnixNano())
+	s := start(t, Config{UserRateLimit: 10, UserRateBurst: 2, Now: func() time.Time { return time.Unix(0, now.Load()) }})
+	busy, idle := s.login(1, "d"), s.login(2, "d")
+	if err := idle.call(wire.CmdHeartbeat, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := busy.call(wire.CmdSync, &wirepb.SyncRequest{}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.gw.forgive(now.Load()) // not refilled: kept
+	if users := s.userBuckets(); !slices.Equal(users, []uint64{1}) {
+		t.Fatalf("buckets of users %v, want only the one that spent", users)
+	}
+	now.Add(int64(200 * time.Millisecond))
+	s.gw.forgive(now.Load())
+	if users := s.userBuckets(); len(users) != 0 {
+		t.Fatalf("buckets of online users %v left once refilled", users)
+	}
+	for range 2 {
+		if err := busy.call(wire.CmdSync, &wirepb.SyncRequest{}, nil); err != nil {
+			t.Fatalf("after the bucket refilled: %v", err)
+		}
+	}
+	if err := busy.call(wire.CmdSync, &wirepb.SyncRequest{}, nil); code(err) != wire.CodeRateLimited {
+		t.Fatalf("past the burst again: %v, want RATE_LIMITED", err)
+	}
+}
+
+// userBuckets lists the users that have a bucket, in order.
+func (s *server) userBuckets() []uint64 {
+	s.gw.rateMu.Lock()
+	defer s.gw.rateMu.Unlock()
+	return slices.Sorted(maps.Keys(s.gw.rates))
 }
 
 // syncBuffer is a log destination safe for the server's goroutines.

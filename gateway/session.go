@@ -23,9 +23,9 @@ import (
 type session struct {
 	srv    *Server
 	c      gnet.Conn
-	opened int64          // unix nanos
-	remote netip.AddrPort // the peer, for logs and the per-address cap
-	ws     *wsConn        // the WebSocket state; nil over TCP
+	opened int64    // unix nanos
+	ip     [16]byte // the peer's address, IPv4 mapped (remote)
+	ws     *wsConn  // the WebSocket state; nil over TCP
 
 	// Event loop only.
 	answers []byte // frames the event loop answered, written once per read
@@ -47,12 +47,11 @@ type session struct {
 	outMu sync.Mutex
 	out   []byte
 
-	// Workers; device, issued and userRate are written once by the AUTH
-	// request, before user.
-	device   string
-	issued   int64 // the token's iat, unix seconds; 0 without one
-	userRate *userBucket
-	typing   *userBucket // the connection's TYPING requests, from the first
+	// Workers; device and issued are written once by the AUTH request,
+	// before user.
+	device string
+	issued int64   // the token's iat, unix seconds; 0 without one
+	typing *bucket // the connection's TYPING requests, from the first
 
 	mu    sync.Mutex
 	queue []request
@@ -60,11 +59,12 @@ type session struct {
 	unauthenticated atomic.Bool // counted in Server.unauthenticated
 	closed          atomic.Bool
 	failed          atomic.Bool
-	authSeen        bool // event loop: the first frame was AUTH
-	closing         bool // event loop: read closes the connection when it returns
-	flushing        bool // outMu: a flush task is queued on the event loop
-	shut            bool // outMu: the connection closes once out is written; nothing more is queued
-	running         bool // mu: a worker owns the queue
+	port            uint16 // the peer's port (remote); 0: none
+	authSeen        bool   // event loop: the first frame was AUTH
+	closing         bool   // event loop: read closes the connection when it returns
+	flushing        bool   // outMu: a flush task is queued on the event loop
+	shut            bool   // outMu: the connection closes once out is written; nothing more is queued
+	running         bool   // mu: a worker owns the queue
 }
 
 // request is a frame waiting for a worker; body is a copy.
@@ -81,9 +81,22 @@ func newSession(s *Server, c gnet.Conn, t transport) *session {
 	if t == transportWS {
 		sess.ws = &wsConn{}
 	}
-	sess.remote = remoteAddr(c)
+	if remote := remoteAddr(c); remote.IsValid() {
+		sess.ip, sess.port = remote.Addr().As16(), remote.Port()
+	}
 	sess.lastSeen.Store(now)
 	return sess
+}
+
+// remote is the peer, for logs and the per-address cap; invalid if the
+// connection is not TCP. The session keeps the address's bytes and the port
+// rather than a netip.AddrPort, whose zone handle and padding would take 16
+// bytes more of every connection: an IPv6 zone is not kept.
+func (sess *session) remote() netip.AddrPort {
+	if sess.port == 0 {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(netip.AddrFrom16(sess.ip).Unmap(), sess.port)
 }
 
 // read splits and dispatches every whole frame received. It runs on the
@@ -109,7 +122,7 @@ func (sess *session) read(c gnet.Conn) gnet.Action {
 	}
 	if !sess.failed.Load() && !sess.charge() {
 		sess.srv.metrics.refused[refusedUnauthenticatedBytes].Inc()
-		sess.srv.warn.warn(warnConnLimit, "gateway: connection closed at a cap", "limit", refusalNames[refusedUnauthenticatedBytes], "remote", sess.remote)
+		sess.srv.warn.warn(warnConnLimit, "gateway: connection closed at a cap", "limit", refusalNames[refusedUnauthenticatedBytes], "remote", sess.remote())
 		sess.failNow(closedConnLimit, wire.CodeUnavailable, "too many unauthenticated bytes")
 	}
 	sess.flush()
@@ -195,7 +208,7 @@ func (sess *session) fill(in []byte) []byte {
 func (sess *session) dispatch(req request, now int64) {
 	s := sess.srv
 	if !sess.authSeen && req.cmd != wire.CmdAuth {
-		s.authFailed(authNotFirst, sess.remote)
+		s.authFailed(authNotFirst, sess.remote())
 		if sess.closeNow(closedAuthFailed) {
 			sess.answer(req, errorBody(wire.CodeUnauthenticated, "AUTH must come first"))
 		}
@@ -248,6 +261,7 @@ func (sess *session) dispatch(req request, now int64) {
 	if schedule {
 		select {
 		case s.ready <- sess:
+			s.queued()
 		default:
 			// Every worker slot is taken by waiting sessions: shed load
 			// rather than block the event loop.
@@ -301,7 +315,7 @@ func (sess *session) run() {
 func (sess *session) write(frame []byte) bool {
 	queued, slow := sess.enqueue(frame, false)
 	if slow && sess.fail(closedSlowReader, wire.CodeSlowReader, "outbound buffer full: read faster") {
-		sess.srv.warn.warn(warnSlowReader, "gateway: slow reader closed", "remote", sess.remote, "user", sess.user.Load(),
+		sess.srv.warn.warn(warnSlowReader, "gateway: slow reader closed", "remote", sess.remote(), "user", sess.user.Load(),
 			"outbound", sess.outbound.Load())
 	}
 	return queued
@@ -392,7 +406,7 @@ func (s *Server) flushQueued(c gnet.Conn, err error) error {
 	n := c.OutboundBuffered()
 	sess.outbound.Store(int64(n))
 	if n > s.cfg.MaxOutbound && sess.fail(closedSlowReader, wire.CodeSlowReader, "outbound buffer full: read faster") {
-		s.warn.warn(warnSlowReader, "gateway: slow reader closed", "remote", sess.remote, "user", sess.user.Load(), "outbound", n)
+		s.warn.warn(warnSlowReader, "gateway: slow reader closed", "remote", sess.remote(), "user", sess.user.Load(), "outbound", n)
 	}
 	return nil
 }
@@ -447,7 +461,7 @@ func (sess *session) flush() {
 	n := sess.c.OutboundBuffered()
 	sess.outbound.Store(int64(n))
 	if !shut && n > sess.srv.cfg.MaxOutbound && sess.closeNow(closedSlowReader) {
-		sess.srv.warn.warn(warnSlowReader, "gateway: slow reader closed", "remote", sess.remote, "user", sess.user.Load(), "outbound", n)
+		sess.srv.warn.warn(warnSlowReader, "gateway: slow reader closed", "remote", sess.remote(), "user", sess.user.Load(), "outbound", n)
 	}
 }
 

@@ -171,7 +171,7 @@ func (sess *session) handshake(buf []byte, fresh int) int {
 	sess.c.Write(resp.Bytes())
 	if err != nil {
 		sess.closeNow(closedHandshake)
-		sess.srv.warn.warn(warnHandshake, "gateway: WebSocket handshake refused", "remote", sess.remote, "err", err)
+		sess.srv.warn.warn(warnHandshake, "gateway: WebSocket handshake refused", "remote", sess.remote(), "err", err)
 		return n
 	}
 	sess.ws.upgraded.Store(true)
