@@ -208,8 +208,12 @@ func commitCount(b *testing.B, svc *Service) uint64 {
 // of that name at 1,000 sends/s, commits of 18 sends to 18 of 20 groups (a
 // member gets one row a commit). "rows" is the durable minimum, one inbox
 // row per delivery: its cpu-ns/row is the floor of what a store costs a
-// delivery on this machine. "rows+activity" adds what inboxd's activity
-// index writes for a member who gets one row a commit: a delete and a set.
+// delivery on this machine. "rows+activity" adds what timeline/pebble's
+// activity index wrote (format 2) for a member who gets one row a commit:
+// a delete and a set; "rows+activity-in-place" what it writes since format
+// 3, a set of the same key while the entry stays in its tenth of a second
+// (about five commits at 1,000 sends/s) and a delete and a set when it
+// leaves it.
 // The records go into the batch in the order a commit builds them, send by
 // send, or sorted by key. cpu-ns/row-settled adds the CPU of flushing the
 // last memtable and of the compactions that follow, so that no work the
@@ -218,11 +222,12 @@ func BenchmarkRawPebble(b *testing.B) {
 	for _, shape := range []struct {
 		name          string
 		sends, groups int // a commit's sends, to this many groups in turn
-		activity      bool
+		activity      rawActivity
 	}{
-		{"fanout100/rows", benchSenders, 1, false},
-		{"groups100/rows", 18, 20, false},
-		{"groups100/rows+activity", 18, 20, true},
+		{"fanout100/rows", benchSenders, 1, noActivity},
+		{"groups100/rows", 18, 20, noActivity},
+		{"groups100/rows+activity", 18, 20, activityMoves},
+		{"groups100/rows+activity-in-place", 18, 20, activityInPlace},
 	} {
 		for _, sorted := range []bool{false, true} {
 			name := shape.name + "/send-order"
@@ -234,6 +239,19 @@ func BenchmarkRawPebble(b *testing.B) {
 	}
 }
 
+// rawActivity is what BenchmarkRawPebble writes to the activity index.
+type rawActivity int
+
+const (
+	noActivity      rawActivity = iota
+	activityMoves               // a delete and a set every commit
+	activityInPlace             // a set every commit, a delete too every rawWindow commits
+)
+
+// rawWindow is how many commits of BenchmarkRawPebble's groups100 shape
+// fall in one activity window: 55 commits a second at 1,000 sends/s.
+const rawWindow = 5
+
 // rawRecord is a record of BenchmarkRawPebble's batch: a set, or a delete
 // when val is nil.
 type rawRecord struct {
@@ -241,7 +259,7 @@ type rawRecord struct {
 	val []byte
 }
 
-func benchRawPebble(b *testing.B, sends, groups int, activity, sorted bool) {
+func benchRawPebble(b *testing.B, sends, groups int, activity rawActivity, sorted bool) {
 	opts := &crdb.Options{
 		MemTableSize:                64 << 20,
 		MemTableStopWritesThreshold: 4,
@@ -258,7 +276,8 @@ func benchRawPebble(b *testing.B, sends, groups int, activity, sorted bool) {
 	row := make([]byte, 24)   // a row's version byte and varint conv, conv_seq, msg id, kind
 	msg := make([]byte, 150)  // a message with a 100-byte body
 	small := make([]byte, 30) // a dedup record or a marker
-	mark := []byte{1}         // an activity index entry
+	mark := []byte{1}         // an activity index entry of format 2
+	exact := make([]byte, 7)  // one of format 3: the version byte and a time
 	// seqs[g] is group g's conv_seq, and each of its members' inbox seq:
 	// a member is in one group. last[g] is the commit of its last send.
 	seqs := make([]uint64, groups)
@@ -287,10 +306,16 @@ func benchRawPebble(b *testing.B, sends, groups int, activity, sorted bool) {
 			add(small, 'r', first, conv)
 			for u := first; u < first+100; u++ {
 				add(row, 'i', u, seqs[g])
-				if activity {
-					// User, inverted time, inverted conv.
+				// User, inverted time, inverted conv.
+				switch prev, now := last[g]/rawWindow, commit/rawWindow; {
+				case activity == activityMoves:
 					add(nil, 'a', u, ^last[g], ^conv)
 					add(mark, 'a', u, ^commit, ^conv)
+				case activity == activityInPlace:
+					if prev != now {
+						add(nil, 'a', u, ^prev, ^conv)
+					}
+					add(exact, 'a', u, ^now, ^conv)
 				}
 			}
 			last[g] = commit
