@@ -50,15 +50,7 @@ func TestUpgradeFromFormat1(t *testing.T) {
 
 	s = open(t, pebble.Options{Dir: "db", FS: fs})
 	for user, want := range map[uint64][]uint64{u1: {a, b}, u2: {a}, u3: {a}} {
-		cs, err := s.RecentConversations(t.Context(), user, 0, 10)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got []uint64
-		for _, c := range cs {
-			got = append(got, c.Conv)
-		}
-		if !slices.Equal(got, want) {
+		if got := recentConvIDs(t, s, user); !slices.Equal(got, want) {
 			t.Errorf("user %d: conversations by activity %v, want %v", user, got, want)
 		}
 	}
@@ -121,15 +113,7 @@ func TestUpgradeFromFormat2(t *testing.T) {
 	s = open(t, pebble.Options{Dir: "db", FS: fs})
 	listed := func(what string, want ...uint64) {
 		t.Helper()
-		cs, err := s.RecentConversations(t.Context(), user, 0, 10)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got []uint64
-		for _, c := range cs {
-			got = append(got, c.Conv)
-		}
-		if !slices.Equal(got, want) {
+		if got := recentConvIDs(t, s, user); !slices.Equal(got, want) {
 			t.Fatalf("%s: conversations by activity %v, want %v", what, got, want)
 		}
 	}
@@ -144,4 +128,19 @@ func TestUpgradeFromFormat2(t *testing.T) {
 		t.Fatal(err)
 	}
 	listed("after a's move to a later window", a, b)
+}
+
+// recentConvIDs returns the conv ids of the first ten entries of user's
+// conversation list by activity.
+func recentConvIDs(t *testing.T, s *pebble.Store, user uint64) []uint64 {
+	t.Helper()
+	cs, err := s.RecentConversations(t.Context(), user, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []uint64
+	for _, c := range cs {
+		ids = append(ids, c.Conv)
+	}
+	return ids
 }
