@@ -6,21 +6,21 @@ import "testing"
 // so receivers that go away leave nothing behind, and each change closes
 // it for all of them and starts a new one.
 func TestBroadcast(t *testing.T) {
-	var b broadcast
-	b.notify() // nobody waits: nothing to close
-	first := b.wait()
-	if n := testing.AllocsPerRun(1000, func() { b.wait() }); n != 0 {
+	var b Broadcast
+	b.Notify() // nobody waits: nothing to close
+	first := b.Wait()
+	if n := testing.AllocsPerRun(1000, func() { b.Wait() }); n != 0 {
 		t.Fatalf("a receiver of Changes costs %v allocations: each is kept", n)
 	}
-	b.notify()
+	b.Notify()
 	if !closed(first) {
 		t.Fatal("a change did not close the receivers' channel")
 	}
-	next := b.wait()
+	next := b.Wait()
 	if closed(next) {
 		t.Fatal("the channel after a change is closed before the next one")
 	}
-	b.notify()
+	b.Notify()
 	if !closed(next) {
 		t.Fatal("the second change did not close the new channel")
 	}

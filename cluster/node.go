@@ -71,7 +71,7 @@ type Node struct {
 	// above a floor close to it.
 	renewNow chan struct{}
 
-	changes broadcast
+	changes Broadcast
 
 	// Balancing state, used by the balancing goroutine only (and by Join
 	// and Leave while it does not run).
@@ -204,18 +204,21 @@ func (n *Node) Lost() <-chan struct{} { return n.lostCh }
 // before it looks at the shards, so that it misses no change after its
 // look. Every receiver waiting between two changes gets the same channel:
 // a receiver that goes away leaves nothing behind.
-func (n *Node) Changes() <-chan struct{} { return n.changes.wait() }
+func (n *Node) Changes() <-chan struct{} { return n.changes.Wait() }
 
-func (n *Node) notify() { n.changes.notify() }
+func (n *Node) notify() { n.changes.Notify() }
 
-// broadcast is the channel Changes hands out until the next change closes
-// it.
-type broadcast struct {
+// Broadcast is what an Ownership's Changes is made of: every receiver
+// waiting between two changes gets the same channel, which the next change
+// closes, so a receiver that goes away leaves nothing behind. The zero
+// value is ready to use.
+type Broadcast struct {
 	mu sync.Mutex
 	ch chan struct{} // nil: nobody waits
 }
 
-func (b *broadcast) wait() <-chan struct{} {
+// Wait returns the channel the next Notify closes.
+func (b *Broadcast) Wait() <-chan struct{} {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.ch == nil {
@@ -224,7 +227,8 @@ func (b *broadcast) wait() <-chan struct{} {
 	return b.ch
 }
 
-func (b *broadcast) notify() {
+// Notify closes the channel Wait handed out, if any.
+func (b *Broadcast) Notify() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.ch != nil {

@@ -16,13 +16,11 @@ import (
 
 // Ring is the shard assignment the nodes of a test share.
 type Ring struct {
-	mu    sync.Mutex
-	owner []int    // shard → node; -1: no owner
-	epoch []uint64 // shard → raised by every Move
-	nodes map[int]cluster.NodeInfo
-	// changed is the channel every view's Changes hands out until the
-	// next Move closes it; nil: nobody waits.
-	changed chan struct{}
+	mu      sync.Mutex
+	owner   []int    // shard → node; -1: no owner
+	epoch   []uint64 // shard → raised by every Move
+	nodes   map[int]cluster.NodeInfo
+	changed cluster.Broadcast // every view's Changes, closed by each Move
 }
 
 // NewRing returns a ring of shards shards, shard s owned by nodes[s mod
@@ -45,10 +43,7 @@ func (r *Ring) Move(shard, node int) {
 	defer r.mu.Unlock()
 	r.owner[shard] = node
 	r.epoch[shard]++
-	if r.changed != nil {
-		close(r.changed)
-		r.changed = nil
-	}
+	r.changed.Notify()
 }
 
 // SetNode records where node info.ID is: what Owner answers for its shards.
@@ -121,14 +116,7 @@ func (v *View) Shards() []int {
 }
 
 // Changes returns a channel closed by the next Move.
-func (v *View) Changes() <-chan struct{} {
-	v.r.mu.Lock()
-	defer v.r.mu.Unlock()
-	if v.r.changed == nil {
-		v.r.changed = make(chan struct{})
-	}
-	return v.r.changed
-}
+func (v *View) Changes() <-chan struct{} { return v.r.changed.Wait() }
 
 // UserOf returns the smallest id from 1 up in shard, of shards shards.
 func UserOf(shard, shards int) uint64 {
