@@ -36,6 +36,7 @@ type device struct {
 	wbuf    []byte
 	away    time.Time     // churned: stay offline until then
 	wake    chan struct{} // closed to end an away period early
+	left    bool          // goAway closed the connection: no backoff before the next
 	online  atomic.Bool
 
 	node atomic.Pointer[string] // the address of the node of the latest connection
@@ -97,36 +98,91 @@ type serverError struct {
 
 func (e *serverError) Error() string { return fmt.Sprintf("server error code %d", e.code) }
 
-// run keeps the device connected until ctx ends.
+// reconnectMin and reconnectMax bound a device's wait before connecting
+// again after a failed connect or a close by the server. Shorter than
+// docs/protocol.md's example (200 ms to 30 s): a restarted server should
+// see its clients back quickly, and the run is bounded anyway.
+const reconnectMin, reconnectMax = 100 * time.Millisecond, time.Second
+
+// run keeps the device connected until ctx ends. After a close by the
+// server or a failed connect it backs off (at least the server's
+// retry_after_ms), as docs/protocol.md asks of a client; it reconnects at
+// once only to follow a REDIRECT, or after the bench closed the connection
+// itself (churn, the storm).
 func (d *device) run(ctx context.Context) {
-	// Short: a restarted server should see its clients back quickly, and
-	// the run is bounded anyway.
-	wait := backoff.Policy{Min: 100 * time.Millisecond, Max: time.Second}
+	wait := backoff.Policy{Min: reconnectMin, Max: reconnectMax}
 	failures := 0
 	for ctx.Err() == nil {
 		if !d.waitAway(ctx) {
 			return
 		}
 		nc, early, err := d.connect(ctx)
-		if err != nil {
-			failures++
-			d.r.stats.connectFailures.Add(1)
-			if !backoff.Sleep(ctx, wait.Delay(failures-1)) {
-				return
-			}
-			continue
-		}
-		failures = 0
-		for _, b := range early {
-			if err = d.handle(wire.Header{Command: wire.CmdPush}, b); err != nil {
-				break
-			}
-		}
 		if err == nil {
-			err = d.serve(nc)
+			up := time.Now()
+			for _, b := range early {
+				if err = d.handle(wire.Header{Command: wire.CmdPush}, b); err != nil {
+					break
+				}
+			}
+			if err == nil {
+				err = d.serve(nc)
+			}
+			d.drop(err)
+			switch {
+			case d.takeLeft() || codeOf(err) == wire.CodeRedirect:
+				failures = 0
+				continue
+			case codeOf(err) == wire.CodeShuttingDown:
+				d.moveOn() // it would refuse the device until it is gone
+			}
+			// A connection that stayed up a while starts the backoff
+			// anew, as the Go client's does.
+			if time.Since(up) > reconnectMax {
+				failures = 0
+			}
+		} else {
+			d.r.stats.connectFailures.Add(1)
 		}
-		d.drop(err)
+		if !backoff.Sleep(ctx, max(wait.Delay(failures), retryWait(err, 0))) {
+			return
+		}
+		failures++
 	}
+}
+
+// takeLeft reports, once, whether goAway closed the connection.
+func (d *device) takeLeft() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	left := d.left
+	d.left = false
+	return left
+}
+
+// moveOn makes the next connect try the next of the runner's addresses
+// instead of the node that answered last.
+func (d *device) moveOn() {
+	d.next = ""
+	d.turn++
+}
+
+// codeOf returns the code of a server error, 0 for any other error.
+func codeOf(err error) wire.Code {
+	var se *serverError
+	if errors.As(err, &se) {
+		return se.code
+	}
+	return 0
+}
+
+// retryWait is how long to wait before trying again what err refused: the
+// server's retry_after_ms, and at least floor.
+func retryWait(err error, floor time.Duration) time.Duration {
+	var se *serverError
+	if errors.As(err, &se) {
+		return max(time.Duration(se.retryAfterMs)*time.Millisecond, floor)
+	}
+	return floor
 }
 
 // nodeAddr returns the address of the node the device connected to last
@@ -167,6 +223,7 @@ func (d *device) goAway(dur time.Duration) {
 	d.mu.Lock()
 	d.away = time.Now().Add(dur)
 	nc := d.nc
+	d.left = d.left || nc != nil
 	d.mu.Unlock()
 	if nc != nil {
 		nc.Close()
@@ -232,8 +289,7 @@ func (d *device) auth(dctx context.Context, addr string) (nc net.Conn, early [][
 		nc, err = dialer.DialContext(dctx, "tcp", addr)
 	}
 	if err != nil {
-		d.next = ""
-		d.turn++
+		d.moveOn()
 		return nil, nil, "", err
 	}
 	// AUTH, answered before anything else is sent: its head seq tells
@@ -265,13 +321,17 @@ func (d *device) auth(dctx context.Context, addr string) (nc net.Conn, early [][
 		return nil, nil, "", fmt.Errorf("bench: %v frame (flags %d) where the AUTH response belongs", h.Command, h.Flags)
 	}
 	if h.Flags&wire.FlagError != 0 {
-		code, _, to := parseError(body)
+		code, after, to := parseError(body)
 		nc.Close()
 		d.r.stats.countError(code)
 		if wire.Code(code) != wire.CodeRedirect {
+			// UNAVAILABLE (no node serves the user for now), SHUTTING_DOWN
+			// …: the next attempt, after a backoff, goes to another node
+			// of the list (docs/protocol.md, "Redirects").
+			d.moveOn()
 			to = ""
 		}
-		return nil, nil, to, &serverError{code: wire.Code(code)}
+		return nil, nil, to, &serverError{code: wire.Code(code), retryAfterMs: after}
 	}
 	head, err := firstVarint(body, 3)
 	if err != nil {
@@ -456,12 +516,12 @@ func (d *device) handle(h wire.Header, body []byte) error {
 		_, _, err := parseEntries(body, func(e entry) { d.pushed(&e, now) })
 		return err
 	case h.Command == wire.CmdError && h.Flags == 0:
-		code, _, to := parseError(body)
+		code, after, to := parseError(body)
 		d.r.stats.countError(code)
 		if wire.Code(code) == wire.CodeRedirect {
 			d.next = to // the node that serves the user now
 		}
-		return &serverError{code: wire.Code(code)}
+		return &serverError{code: wire.Code(code), retryAfterMs: after}
 	case h.Flags&wire.FlagResponse == 0:
 		return nil
 	}
@@ -475,7 +535,14 @@ func (d *device) handle(h wire.Header, body []byte) error {
 	if h.Flags&wire.FlagError != 0 {
 		code, after, _ := parseError(body)
 		d.r.stats.countError(code)
-		d.failed(req, &serverError{code: wire.Code(code), retryAfterMs: after})
+		se := &serverError{code: wire.Code(code), retryAfterMs: after}
+		d.failed(req, se)
+		if se.code == wire.CodeShuttingDown {
+			// The node is stopping and refuses every request until it
+			// closes: leave it, to retry on a new connection later
+			// (docs/protocol.md, "Errors").
+			return se
+		}
 		return nil
 	}
 	switch req.kind {
@@ -516,14 +583,43 @@ func (d *device) failed(req *request, err *serverError) {
 		// Refused for good: not moved. Retryable: it may have been applied.
 		d.r.model.MarkRead(d.user.id, req.conv, req.convSeq, 0, !err.code.Retryable())
 	case reqSync:
-		// Try again on this connection; the chain goes on.
-		d.st.Lock()
-		d.syncing--
-		d.startSync(req.waiter)
-		d.st.Unlock()
+		if err.code == wire.CodeShuttingDown {
+			// The connection is left (handle): drop ends its chains,
+			// and the next connection's catch-up SYNC takes over.
+			if req.waiter != nil {
+				req.waiter <- err
+			}
+			return
+		}
+		d.resyncAfter(req.waiter, retryWait(err, minRetryWait))
 	case reqCall:
 		req.done <- callResult{err: err}
 	}
+}
+
+// resyncAfter goes on with a SYNC chain refused by a retryable error,
+// after wait, on the same connection. The chain stays counted meanwhile,
+// so that pushes are held. If the connection is dropped first, drop has
+// ended its chains, and the next connection's catch-up SYNC takes over.
+func (d *device) resyncAfter(waiter chan error, wait time.Duration) {
+	d.mu.Lock()
+	nc := d.nc
+	d.mu.Unlock()
+	time.AfterFunc(wait, func() {
+		d.st.Lock()
+		defer d.st.Unlock()
+		d.mu.Lock()
+		same := nc != nil && d.nc == nc
+		d.mu.Unlock()
+		if !same {
+			if waiter != nil {
+				waiter <- errOffline
+			}
+			return
+		}
+		d.syncing--
+		d.startSync(waiter)
+	})
 }
 
 // pushed takes a pushed entry by rules 2–5 of the sync algorithm.

@@ -19,7 +19,10 @@
 //     send time so that receivers measure send-to-delivery latency. Meanwhile
 //     devices churn, some users go offline until the end, everybody may
 //     reconnect at once, MARK_READs move markers, and the started server may
-//     be killed and restarted on the same data. Config.Features makes a
+//     be killed and restarted on the same data. Devices reconnect as
+//     docs/protocol.md asks of a client: at once only to follow a REDIRECT,
+//     else after a backoff of at least retry_after_ms, leaving a node that
+//     answers SHUTTING_DOWN for another address. Config.Features makes a
 //     share of the sends RECALLs and EDITs of messages their sender had
 //     acknowledged, and messages that mention members: each under its own
 //     client msg id, retried, and verified like a message.

@@ -591,7 +591,8 @@ func (r *runner) settle(ctx context.Context) {
 }
 
 // retryOffline runs f until it succeeds or fails otherwise than by a
-// device being offline or rate limited, for at most a minute.
+// device being offline or a retryable error, for at most a minute; it
+// waits the server's retry_after_ms between attempts.
 func retryOffline(ctx context.Context, f func() error) error {
 	deadline := time.Now().Add(time.Minute)
 	for {
@@ -602,7 +603,7 @@ func retryOffline(ctx context.Context, f func() error) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(retryWait(err, minRetryWait)):
 		}
 	}
 }

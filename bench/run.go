@@ -367,6 +367,10 @@ func (r *runner) acked(d *device, req *request, a sendAck) {
 	}
 }
 
+// minRetryWait is the least wait before a refused or lost request is
+// made again, when the server gave no longer retry_after_ms.
+const minRetryWait = 50 * time.Millisecond
+
 // retry queues a send whose outcome is unknown, to be sent again under
 // the same client msg id.
 func (r *runner) retry(send int) { r.retryAfter(send, 0) }
@@ -374,7 +378,7 @@ func (r *runner) retry(send int) { r.retryAfter(send, 0) }
 func (r *runner) retryAfter(send int, wait time.Duration) {
 	r.stats.retries.Add(1)
 	r.retryMu.Lock()
-	r.retryQ = append(r.retryQ, retryItem{send: send, due: time.Now().Add(max(wait, 50*time.Millisecond))})
+	r.retryQ = append(r.retryQ, retryItem{send: send, due: time.Now().Add(max(wait, minRetryWait))})
 	r.retryMu.Unlock()
 }
 
