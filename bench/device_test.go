@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -23,7 +24,7 @@ type fakeNode struct {
 	ln net.Listener
 	// answer returns the error to answer the n-th frame (from 0) of cmd
 	// on this node with, or nil for a success: an AuthResponse, an empty
-	// last SYNC page.
+	// last SYNC page, group createdConv.
 	answer func(cmd wire.Command, n int) *wirepb.Error
 	log    chan nodeEvent
 	wg     sync.WaitGroup
@@ -84,6 +85,8 @@ func (n *fakeNode) serve(c net.Conn, id int) {
 		case e != nil:
 		case h.Command == wire.CmdAuth:
 			m, flags = &wirepb.AuthResponse{}, wire.FlagResponse
+		case h.Command == wire.CmdCreateGroup:
+			m, flags = &wirepb.CreateGroupResponse{Group: &wirepb.Group{Id: createdConv}}, wire.FlagResponse
 		default:
 			m, flags = &wirepb.SyncResponse{}, wire.FlagResponse
 		}
@@ -141,14 +144,19 @@ func (n *fakeNode) expect(t *testing.T, conn int, cmd wire.Command) nodeEvent {
 	return e
 }
 
-// runDevice runs one device against the nodes, first trying nodes[0], until
-// the test ends.
-func runDevice(t *testing.T, nodes ...*fakeNode) {
-	r := &runner{dials: make(chan struct{}, 1)}
+// createdConv is the group a fakeNode creates.
+const createdConv = 77
+
+// runDevice runs one device, of user 1, against the nodes, first trying
+// nodes[0], until the test ends.
+func runDevice(t *testing.T, nodes ...*fakeNode) *device {
+	r := &runner{dials: make(chan struct{}, 1), model: NewModel()}
 	for _, n := range nodes {
 		r.addrs = append(r.addrs, n.ln.Addr().String())
 	}
-	d := &device{r: r, user: &user{id: 1}, name: "d0", token: "t", wake: make(chan struct{}), digest: digestSeed}
+	u := &user{id: 1}
+	d := &device{r: r, user: u, name: "d0", token: "t", wake: make(chan struct{}), digest: digestSeed}
+	u.devices = []*device{d}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { d.run(ctx) })
@@ -157,6 +165,7 @@ func runDevice(t *testing.T, nodes ...*fakeNode) {
 		d.goAway(0)
 		wg.Wait()
 	})
+	return d
 }
 
 func refuse(code wire.Code, retryAfterMs uint32) *wirepb.Error {
@@ -262,5 +271,48 @@ func TestRetryWait(t *testing.T) {
 		if got := retryWait(tc.err, minRetryWait); got != tc.want {
 			t.Errorf("retryWait(%v) = %v, want %v", tc.err, got, tc.want)
 		}
+	}
+}
+
+// TestCreateGroupRetried: CREATE_GROUP carries no request id, so a create
+// answered UNAVAILABLE or TIMEOUT may still be stored. The bench makes it
+// again, and records in the model the group the first attempt may have
+// left (the verifier accepts its create notice); one refused RATE_LIMITED
+// never ran, and leaves nothing to record.
+func TestCreateGroupRetried(t *testing.T) {
+	for _, tc := range []struct {
+		code  wire.Code
+		maybe bool
+	}{
+		{wire.CodeUnavailable, true},
+		{wire.CodeTimeout, true},
+		{wire.CodeRateLimited, false},
+	} {
+		t.Run(tc.code.String(), func(t *testing.T) {
+			n := startFakeNode(t, func(cmd wire.Command, i int) *wirepb.Error {
+				if cmd == wire.CmdCreateGroup && i == 0 {
+					return refuse(tc.code, 0)
+				}
+				return nil
+			})
+			d := runDevice(t, n)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			members := []*user{d.user, {id: 2}}
+			g, err := d.r.createGroup(ctx, "g", d.user, members)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if g.conv != createdConv {
+				t.Errorf("group %d, want %d", g.conv, createdConv)
+			}
+			stray := d.r.model.strays["g"]
+			switch {
+			case tc.maybe && (stray == nil || stray.owner != 1 || !slices.Equal(stray.members, []uint64{1, 2})):
+				t.Errorf("the group the first attempt may have left: %+v, want owner 1 and members [1 2]", stray)
+			case !tc.maybe && stray != nil:
+				t.Errorf("a create refused RATE_LIMITED recorded as maybe stored: %+v", stray)
+			}
+		})
 	}
 }

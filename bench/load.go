@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -541,6 +542,10 @@ func (r *runner) readInbox(ctx context.Context, u *user, f func([]InboxEntry)) e
 			if m := e.Message; m != nil {
 				page[i].Sender, page[i].ClientMsgID = m.Sender, m.ClientMsgId
 				page[i].Recalled, page[i].Edited = m.Recalled, m.EditedMs != 0
+				var n wire.Notice
+				if page[i].Kind == wire.KindNotice && json.Unmarshal(m.Body, &n) == nil && n.Type == wire.NoticeCreate {
+					page[i].GroupName = n.Name
+				}
 			}
 		}
 		f(page)

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -248,7 +247,9 @@ func (r *runner) createGroups(ctx context.Context) error {
 	}
 	r.groups = make([]*group, len(plans))
 	err := inParallel(16, len(plans), func(i int) error {
-		g, err := r.createGroup(ctx, plans[i].owner, plans[i].members)
+		// Named uniquely: a create notice names the group it belongs to.
+		name := "bench " + r.nonce + " group " + strconv.Itoa(i)
+		g, err := r.createGroup(ctx, name, plans[i].owner, plans[i].members)
 		r.groups[i] = g
 		return err
 	})
@@ -292,10 +293,19 @@ func (g *group) peer(u *user) *user {
 	return g.members[0]
 }
 
-func (r *runner) createGroup(ctx context.Context, owner *user, members []*user) (*group, error) {
-	req := &wirepb.CreateGroupRequest{}
-	for _, m := range members[1:] {
-		req.Members = append(req.Members, m.id)
+// createGroup creates the group named name. A create refused with a
+// retryable code is made again; one that may have taken effect all the
+// same (a TIMEOUT, an UNAVAILABLE the store settles later, a connection
+// lost with it in flight) is recorded in the model first: made again, it
+// may leave a second group, which holds only its create notice.
+func (r *runner) createGroup(ctx context.Context, name string, owner *user, members []*user) (*group, error) {
+	req := &wirepb.CreateGroupRequest{Name: name}
+	ids := make([]uint64, len(members))
+	for i, m := range members {
+		ids[i] = m.id
+		if i > 0 {
+			req.Members = append(req.Members, m.id)
+		}
 	}
 	body, err := proto.Marshal(req)
 	if err != nil {
@@ -316,13 +326,12 @@ func (r *runner) createGroup(ctx context.Context, owner *user, members []*user) 
 				}
 				return &group{conv: cg.Group.Id, owner: owner, members: members}, nil
 			}
+			// RATE_LIMITED refuses a request before it runs.
+			if transient(err) && codeOf(err) != wire.CodeRateLimited {
+				r.model.MaybeGroup(name, owner.id, ids)
+			}
 		}
-		var se *serverError
-		if errors.As(err, &se) && se.code != wire.CodeRateLimited {
-			return nil, fmt.Errorf("bench: create group: %w", err)
-		}
-		// Offline or rate limited: nothing was created; try again.
-		if attempt > 50 || !backoff.Sleep(ctx, wait.Delay(attempt)) {
+		if !transient(err) || attempt > 50 || !backoff.Sleep(ctx, max(wait.Delay(attempt), retryWait(err, 0))) {
 			return nil, fmt.Errorf("bench: create group: %w", err)
 		}
 	}

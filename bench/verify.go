@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"sync"
@@ -96,6 +97,7 @@ type Model struct {
 	sends  []Send
 	byKey  map[sendKey]int // (sender, client msg id) → index into sends
 	marks  map[userConv]markModel
+	strays map[string]*groupModel // by name: groups a retried CREATE_GROUP may have left (conv unknown)
 }
 
 type sendKey struct {
@@ -124,7 +126,20 @@ func NewModel() *Model {
 		users:  make(map[uint64][]uint64),
 		byKey:  make(map[sendKey]int),
 		marks:  make(map[userConv]markModel),
+		strays: make(map[string]*groupModel),
 	}
+}
+
+// MaybeGroup records that a CREATE_GROUP of the group named name, by owner
+// with members (owner included), got no answer or a retryable error that
+// may still have created it (UNAVAILABLE, TIMEOUT: the store settles it
+// later), and was made again. The group it may have left besides the one
+// the run uses holds only its create notice, in each of its members'
+// inboxes: the verifier accepts that, and nothing else of it.
+func (m *Model) MaybeGroup(name string, owner uint64, members []uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.strays[name] = &groupModel{owner: owner, members: slices.Clone(members)}
 }
 
 // AddDirect records the direct conversation conv of users a and b, which
@@ -266,8 +281,9 @@ type InboxEntry struct {
 	Kind        wire.Kind
 	Sender      uint64
 	ClientMsgID string
-	Recalled    bool // the message is served recalled
-	Edited      bool // the message is served with an edited_ms
+	Recalled    bool   // the message is served recalled
+	Edited      bool   // the message is served with an edited_ms
+	GroupName   string // of a create notice: the name of the group created
 }
 
 // ConvState is a user's view of one conversation as CONVERSATIONS reports it.
@@ -289,13 +305,14 @@ type ConvState struct {
 // A Verifier is not safe for concurrent use.
 type Verifier struct {
 	m          *Model
-	slots      map[userConv]uint64  // (conv, conv_seq) → msg id: what every member must hold there
-	placed     map[sendKey]uint64   // a stored send → the conv_seq it was found at
-	ackedHead  map[uint64]uint64    // conv → highest acknowledged conv_seq
-	storedHead map[uint64]uint64    // conv → highest conv_seq found in any inbox
-	served     map[userConv]amended // (conv, conv_seq) → its state as the first inbox served it
-	mentions   map[uint64][]mention // conv → its stored messages that mention someone, by conv_seq (built by Finish)
-	users      map[uint64]*userView // users whose inbox was read
+	slots      map[userConv]uint64    // (conv, conv_seq) → msg id: what every member must hold there
+	placed     map[sendKey]uint64     // a stored send → the conv_seq it was found at
+	ackedHead  map[uint64]uint64      // conv → highest acknowledged conv_seq
+	storedHead map[uint64]uint64      // conv → highest conv_seq found in any inbox
+	served     map[userConv]amended   // (conv, conv_seq) → its state as the first inbox served it
+	mentions   map[uint64][]mention   // conv → its stored messages that mention someone, by conv_seq (built by Finish)
+	users      map[uint64]*userView   // users whose inbox was read
+	strays     map[uint64]*groupModel // conv → the Model's stray group its create notice named
 	out        []Violation
 	maxOut     int
 	dropped    int
@@ -333,7 +350,7 @@ func NewVerifier(m *Model, maxViolations int) *Verifier {
 	v := &Verifier{
 		m: m, slots: make(map[userConv]uint64), placed: make(map[sendKey]uint64),
 		ackedHead: make(map[uint64]uint64), storedHead: make(map[uint64]uint64), served: make(map[userConv]amended),
-		users: make(map[uint64]*userView), maxOut: maxViolations,
+		users: make(map[uint64]*userView), strays: make(map[uint64]*groupModel), maxOut: maxViolations,
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -391,6 +408,9 @@ func (v *Verifier) entry(uv *userView, e *InboxEntry) {
 	uv.digest = Digest(uv.digest, e.Seq, e.Conv, e.ConvSeq, e.MsgID, e.Kind)
 
 	g := v.m.groups[e.Conv]
+	if g == nil && v.stray(uv, e) {
+		return
+	}
 	if g == nil || !slices.Contains(g.members, u) {
 		v.report(ViolationUnexpected, u, "", e.Conv, "seq %d from a group the user is not a member of", e.Seq)
 		return
@@ -457,6 +477,30 @@ func (v *Verifier) entry(uv *userView, e *InboxEntry) {
 		}
 	}
 	v.slots[slot] = e.MsgID
+}
+
+// stray reports whether e, of a conversation the Model does not know, is
+// the create notice of a group that a retried CREATE_GROUP may have left
+// (Model.MaybeGroup): conv_seq 1, named as that group, by its owner, in
+// the inbox of one of its members, once. Finish checks that every member
+// holds it.
+func (v *Verifier) stray(uv *userView, e *InboxEntry) bool {
+	sg := v.m.strays[e.GroupName]
+	switch {
+	case e.Kind != wire.KindNotice || e.ConvSeq != 1 || e.GroupName == "" || sg == nil:
+		return false
+	case e.Sender != sg.owner || !slices.Contains(sg.members, uv.user):
+		return false
+	case uv.convs[e.Conv] != 0:
+		v.report(ViolationDuplicate, uv.user, "", e.Conv, "the create notice of a stray group again at seq %d", e.Seq)
+		return true
+	}
+	if was := v.strays[e.Conv]; was != nil && was != sg {
+		return false // named as another group in another inbox
+	}
+	v.strays[e.Conv] = sg
+	uv.convs[e.Conv] = 1
+	return true
 }
 
 // kindOf reports whether an entry of kind k is what a request of op stores.
@@ -538,6 +582,14 @@ func (v *Verifier) Finish() (violations []Violation, more int) {
 	for slot, w := range want {
 		if _, ok := v.served[slot]; !ok {
 			v.report(ViolationAmend, 0, "", slot.user, "conv_seq %d, recalled or edited %+v, in no inbox", slot.conv, w)
+		}
+	}
+	strays := slices.Sorted(maps.Keys(v.strays))
+	for _, c := range strays {
+		for _, u := range v.strays[c].members {
+			if uv := v.users[u]; uv != nil && uv.convs[c] == 0 {
+				v.report(ViolationMissing, u, "", c, "the create notice of a stray group (a retried CREATE_GROUP) in another member's inbox, not in this one")
+			}
 		}
 	}
 	for _, u := range users {

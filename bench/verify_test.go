@@ -308,3 +308,72 @@ func TestVerifierDirect(t *testing.T) {
 		t.Fatalf("violation kinds %v, want unexpected (the notice) and unread (not listed)", got)
 	}
 }
+
+// TestVerifierStrayGroup: a CREATE_GROUP made again after an answer that
+// left its outcome unknown may have created a second group besides the one
+// the run uses (Model.MaybeGroup). Its create notice, in each of its
+// members' inboxes, is accepted; anything else of it, or of a group the run
+// never asked for, is not.
+func TestVerifierStrayGroup(t *testing.T) {
+	notice := InboxEntry{Conv: 50, ConvSeq: 1, MsgID: 500, Kind: wire.KindNotice, Sender: 1, GroupName: "g"}
+	add := func(sc *scenario, u uint64, e InboxEntry) {
+		e.Seq = uint64(len(sc.inbox[u]) + 1)
+		sc.inbox[u] = append(sc.inbox[u], e)
+	}
+	tests := []struct {
+		name    string
+		maybe   []uint64 // the members MaybeGroup records; nil: no call
+		corrupt func(sc *scenario)
+		want    []string
+	}{
+		{"in every member's inbox", []uint64{1, 2}, func(sc *scenario) {
+			add(sc, 1, notice)
+			add(sc, 2, notice)
+		}, nil},
+		{"never retried", nil, func(sc *scenario) {
+			add(sc, 1, notice)
+			add(sc, 2, notice)
+		}, []string{ViolationUnexpected}},
+		{"in a non-member's inbox", []uint64{1}, func(sc *scenario) {
+			add(sc, 1, notice)
+			add(sc, 2, notice)
+		}, []string{ViolationUnexpected}},
+		{"missing from a member", []uint64{1, 2}, func(sc *scenario) {
+			add(sc, 1, notice)
+		}, []string{ViolationMissing}},
+		{"twice in an inbox", []uint64{1, 2}, func(sc *scenario) {
+			add(sc, 1, notice)
+			add(sc, 1, notice)
+			add(sc, 2, notice)
+		}, []string{ViolationDuplicate}},
+		{"a message after its notice", []uint64{1, 2}, func(sc *scenario) {
+			add(sc, 1, notice)
+			add(sc, 2, notice)
+			add(sc, 2, InboxEntry{Conv: 50, ConvSeq: 2, MsgID: 501, Kind: wire.KindText, Sender: 2, ClientMsgID: "x"})
+		}, []string{ViolationUnexpected}},
+		{"by another user", []uint64{1, 2}, func(sc *scenario) {
+			e := notice
+			e.Sender = 2
+			add(sc, 1, e)
+			add(sc, 2, e)
+		}, []string{ViolationUnexpected}},
+		{"of another name", []uint64{1, 2}, func(sc *scenario) {
+			e := notice
+			e.GroupName = "h"
+			add(sc, 1, e)
+			add(sc, 2, e)
+		}, []string{ViolationUnexpected}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			sc := newScenario()
+			if tc.maybe != nil {
+				sc.m.MaybeGroup("g", 1, tc.maybe)
+			}
+			tc.corrupt(sc)
+			if got := kinds(sc.verify(t)); !slices.Equal(got, tc.want) {
+				t.Fatalf("violations of kinds %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
