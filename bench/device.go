@@ -75,6 +75,7 @@ const (
 type request struct {
 	kind    reqKind
 	send    int   // reqSend: the model's handle
+	attempt int   // reqSend: the how-manieth attempt of the send (from 1)
 	start   int64 // ns since the run's start
 	conv    uint64
 	convSeq uint64
@@ -391,7 +392,7 @@ func (d *device) drop(cause error) {
 func (d *device) fail(req *request, cause error) {
 	switch req.kind {
 	case reqSend:
-		d.r.retry(req.send)
+		d.r.retry(req.send, req.attempt)
 	case reqMarkRead:
 		d.r.marksInFlight.Add(-1)
 		d.r.model.MarkRead(d.user.id, req.conv, req.convSeq, 0, false)
@@ -574,7 +575,7 @@ func (d *device) failed(req *request, err *serverError) {
 	switch req.kind {
 	case reqSend:
 		if err.code.Retryable() {
-			d.r.retryAfter(req.send, time.Duration(err.retryAfterMs)*time.Millisecond)
+			d.r.retryAfter(req.send, req.attempt, retryWait(err, 0))
 		} else {
 			d.r.model.Refuse(req.send)
 		}

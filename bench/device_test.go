@@ -316,3 +316,36 @@ func TestCreateGroupRetried(t *testing.T) {
 		})
 	}
 }
+
+// TestResendBackoff: a send refused or lost again and again is made again
+// after a wait that doubles with each attempt, up to maxResendWait, and at
+// least the server's retry_after_ms: a user's sends refused together
+// (RATE_LIMITED, UNAVAILABLE while a node fails over) must not keep coming
+// back every few milliseconds, faster than the user's bucket refills.
+func TestResendBackoff(t *testing.T) {
+	for _, tc := range []struct {
+		attempt int
+		server  time.Duration
+		least   time.Duration // the backoff's least, with its jitter
+	}{
+		{1, 0, minRetryWait / 2},
+		{2, 0, minRetryWait},
+		{4, 0, 4 * minRetryWait},
+		{10, 0, maxResendWait / 2},
+		{1, 700 * time.Millisecond, 700 * time.Millisecond},
+	} {
+		r := &runner{}
+		before := time.Now()
+		r.retryAfter(3, tc.attempt, tc.server)
+		it := r.takeRetries(time.Now().Add(time.Hour))
+		if len(it) != 1 || it[0].send != 3 || it[0].attempt != tc.attempt {
+			t.Fatalf("attempt %d: queued %+v", tc.attempt, it)
+		}
+		if wait := it[0].due.Sub(before); wait < tc.least {
+			t.Errorf("attempt %d (server's wait %v): again after %v, want at least %v", tc.attempt, tc.server, wait, tc.least)
+		}
+		if wait := it[0].due.Sub(time.Now()); tc.server == 0 && wait > maxResendWait {
+			t.Errorf("attempt %d: again after %v, beyond %v", tc.attempt, wait, maxResendWait)
+		}
+	}
+}

@@ -147,7 +147,7 @@ func (r *runner) pace(ctx context.Context, rng *rand.Rand) {
 			s.Sender, s.ClientMsgID = d.user.id, string(cmid)
 			h := r.model.New(s)
 			sentAt = append(sentAt, r.now())
-			r.sendOn(d, &s, h, sentAt[h])
+			r.sendOn(d, &s, h, sentAt[h], 1)
 		}
 		for due := int(el * cfg.MarkReadRate); marks < due; marks++ {
 			r.markRead(rng)
@@ -223,10 +223,11 @@ func (r *runner) pickSender(g *group, rng *rand.Rand) *device {
 	return nil
 }
 
-// sendOn makes send h, s, from d: a SEND, RECALL or EDIT.
-func (r *runner) sendOn(d *device, s *Send, h int, sentAt int64) {
+// sendOn makes send h, s, from d: a SEND, RECALL or EDIT, its attempt-th
+// attempt (from 1).
+func (r *runner) sendOn(d *device, s *Send, h int, sentAt int64, attempt int) {
 	r.stats.sends.Add(1)
-	req := &request{kind: reqSend, send: h, start: r.now()}
+	req := &request{kind: reqSend, send: h, attempt: attempt, start: r.now()}
 	cmd := map[Op]wire.Command{OpSend: wire.CmdSend, OpRecall: wire.CmdRecall, OpEdit: wire.CmdEdit}[s.Op]
 	// SEND_DIRECT's body is SEND's with the recipient in field 1, where
 	// SEND has the conversation; resends go the same way.
@@ -242,7 +243,7 @@ func (r *runner) sendOn(d *device, s *Send, h int, sentAt int64) {
 		return appendMentions(appendSendRequest(b, to, []byte(s.ClientMsgID), sentAt, r.cfg.BodySize), s.Mentions, s.MentionAll)
 	})
 	if err != nil {
-		r.retry(h)
+		r.retry(h, attempt)
 	}
 }
 
@@ -258,11 +259,11 @@ func (r *runner) resend(now time.Time, sentAt []int64, rng *rand.Rand) {
 		d := u.onlineDevice()
 		if d == nil {
 			r.retryMu.Lock()
-			r.retryQ = append(r.retryQ, retryItem{send: it.send, due: now.Add(100*time.Millisecond + rand.N(100*time.Millisecond))})
+			r.retryQ = append(r.retryQ, retryItem{send: it.send, attempt: it.attempt, due: now.Add(100*time.Millisecond + rand.N(100*time.Millisecond))})
 			r.retryMu.Unlock()
 			continue
 		}
-		r.sendOn(d, &s, it.send, sentAt[it.send])
+		r.sendOn(d, &s, it.send, sentAt[it.send], it.attempt+1)
 	}
 }
 

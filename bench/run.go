@@ -66,8 +66,9 @@ type group struct {
 }
 
 type retryItem struct {
-	send int
-	due  time.Time
+	send    int
+	attempt int // the attempts made so far
+	due     time.Time
 }
 
 // Run drives the load that cfg describes, then verifies every device's
@@ -380,14 +381,25 @@ func (r *runner) acked(d *device, req *request, a sendAck) {
 // made again, when the server gave no longer retry_after_ms.
 const minRetryWait = 50 * time.Millisecond
 
-// retry queues a send whose outcome is unknown, to be sent again under
-// the same client msg id.
-func (r *runner) retry(send int) { r.retryAfter(send, 0) }
+// maxResendWait caps the backoff of a send made again and again: short,
+// as reconnectMax, for a bounded run.
+const maxResendWait = time.Second
 
-func (r *runner) retryAfter(send int, wait time.Duration) {
+// retry queues a send whose outcome is unknown, made attempt times
+// already, to be sent again under the same client msg id.
+func (r *runner) retry(send, attempt int) { r.retryAfter(send, attempt, 0) }
+
+// retryAfter queues send, made attempt times already, to be sent again
+// after a backoff that doubles with each attempt, and at least the
+// server's wait (docs/protocol.md, "Sending and retries"): the sends of a
+// user refused together (RATE_LIMITED by the user's bucket, UNAVAILABLE
+// while a node fails over) must not all come back together, ever faster
+// than the bucket refills.
+func (r *runner) retryAfter(send, attempt int, wait time.Duration) {
 	r.stats.retries.Add(1)
+	policy := backoff.Policy{Min: minRetryWait, Max: maxResendWait}
 	r.retryMu.Lock()
-	r.retryQ = append(r.retryQ, retryItem{send: send, due: time.Now().Add(max(wait, minRetryWait))})
+	r.retryQ = append(r.retryQ, retryItem{send: send, attempt: attempt, due: time.Now().Add(max(policy.Delay(attempt-1), wait))})
 	r.retryMu.Unlock()
 }
 
