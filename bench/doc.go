@@ -10,7 +10,11 @@
 //  1. Setup: every device of every user connects (one TCP connection each)
 //     and authenticates; then the groups of the configured mix are created
 //     by random owners, members drawn at random. Membership stays fixed, so
-//     every member must receive every message of their groups. Direct
+//     every member must receive every message of their groups. A create
+//     whose outcome is unknown (UNAVAILABLE, TIMEOUT, a lost connection) is
+//     made again: the group the first attempt may have left holds only its
+//     create notice, which the verifier accepts in its members' inboxes
+//     (Model.MaybeGroup). Direct
 //     pairs (Config.DirectPairs) join the mix uncreated: their first
 //     SEND_DIRECT, from either side, creates them.
 //  2. Load: sends at the target rate for the duration (or up to a message
