@@ -3,6 +3,7 @@ package inbox
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -199,44 +200,59 @@ func commitCount(b *testing.B, svc *Service) uint64 {
 
 // BenchmarkRawPebble is the baseline: straight to Pebble, tuned as
 // timeline/pebble tunes it, with fsync, it commits batches of sends, each
-// written as inboxd writes a send to a 100-member group — the message, its
-// dedup record, the sender's marker and 100 inbox rows, keys and values of
-// the same sizes — and reports inbox rows/s and the process's CPU per row.
+// written as inboxd writes a send to a group — the message, its dedup
+// record, the sender's marker and a row in every member's inbox, keys and
+// values of the same sizes — and reports inbox rows/s and the process's CPU
+// per row (a row is a delivery).
 //
-// Two shapes of commit: fanout100 is BenchmarkFanout100's, 64 sends to one
-// group (a member gets 64 rows a commit); groups100 is inboxd-bench's preset
-// of that name at 1,000 sends/s, commits of 18 sends to 18 of 20 groups (a
-// member gets one row a commit). "rows" is the durable minimum, one inbox
-// row per delivery: its cpu-ns/row is the floor of what a store costs a
-// delivery on this machine. "rows+activity" adds what timeline/pebble's
-// activity index wrote (format 2) for a member who gets one row a commit:
-// a delete and a set; "rows+activity-in-place" what it writes since format
-// 3, a set of the same key while the entry stays in its tenth of a second
-// (about five commits at 1,000 sends/s) and a delete and a set when it
-// leaves it.
+// Three shapes of commit: fanout100 is BenchmarkFanout100's, 64 sends to
+// one group of 100 (a member gets 64 rows a commit); groups100 is
+// inboxd-bench's preset of that name at 1,000 sends/s, commits of 18 sends
+// to 18 of 20 groups of 100 (a member gets one row a commit); groups10 is
+// the chatty preset at 10,000 sends/s, commits of 200 sends (inboxd's
+// held 197 on average there) to half of 400 groups of 10 (a member, in one
+// group here and in two in the preset, gets a row every other commit). "rows" is
+// the durable minimum, one inbox row per delivery: its cpu-ns/row is the
+// floor of what a store costs a delivery on this machine. "rows+activity"
+// adds what timeline/pebble's activity index wrote (format 2) for a member
+// who gets one row a commit: a delete and a set; "rows+activity-in-place"
+// what it writes since format 3, a set of the same key while the entry
+// stays in its tenth of a second (about five commits at these rates) and a
+// delete and a set when it leaves it. "+dedup-read" adds, before each
+// commit, the Get of every send's dedup record that a send's idempotency
+// needs (a key that is not there yet): with it, a shape writes and reads
+// what an inboxd send does.
 // The records go into the batch in the order a commit builds them, send by
 // send, or sorted by key. cpu-ns/row-settled adds the CPU of flushing the
 // last memtable and of the compactions that follow, so that no work the
 // rows cause is left out.
 func BenchmarkRawPebble(b *testing.B) {
-	for _, shape := range []struct {
-		name          string
-		sends, groups int // a commit's sends, to this many groups in turn
-		activity      rawActivity
-	}{
-		{"fanout100/rows", benchSenders, 1, noActivity},
-		{"groups100/rows", 18, 20, noActivity},
-		{"groups100/rows+activity", 18, 20, activityMoves},
-		{"groups100/rows+activity-in-place", 18, 20, activityInPlace},
+	for _, shape := range []rawShape{
+		{"fanout100/rows", benchSenders, 1, 100, noActivity, false},
+		{"groups100/rows", 18, 20, 100, noActivity, false},
+		{"groups100/rows+activity", 18, 20, 100, activityMoves, false},
+		{"groups100/rows+activity-in-place", 18, 20, 100, activityInPlace, false},
+		{"groups10/rows", 200, 400, 10, noActivity, false},
+		{"groups10/rows+activity-in-place", 200, 400, 10, activityInPlace, false},
+		{"groups10/rows+activity-in-place+dedup-read", 200, 400, 10, activityInPlace, true},
 	} {
 		for _, sorted := range []bool{false, true} {
 			name := shape.name + "/send-order"
 			if sorted {
 				name = shape.name + "/key-order"
 			}
-			b.Run(name, func(b *testing.B) { benchRawPebble(b, shape.sends, shape.groups, shape.activity, sorted) })
+			b.Run(name, func(b *testing.B) { benchRawPebble(b, shape, sorted) })
 		}
 	}
+}
+
+// rawShape is a commit of BenchmarkRawPebble: sends messages, to groups of
+// size members taken in turn, and what is written and read besides the rows.
+type rawShape struct {
+	name                string
+	sends, groups, size int
+	activity            rawActivity
+	dedupRead           bool
 }
 
 // rawActivity is what BenchmarkRawPebble writes to the activity index.
@@ -259,7 +275,8 @@ type rawRecord struct {
 	val []byte
 }
 
-func benchRawPebble(b *testing.B, sends, groups int, activity rawActivity, sorted bool) {
+func benchRawPebble(b *testing.B, shape rawShape, sorted bool) {
+	sends, groups, size, activity := shape.sends, shape.groups, shape.size, shape.activity
 	opts := &crdb.Options{
 		MemTableSize:                64 << 20,
 		MemTableStopWritesThreshold: 4,
@@ -283,7 +300,7 @@ func benchRawPebble(b *testing.B, sends, groups int, activity rawActivity, sorte
 	seqs := make([]uint64, groups)
 	last := make([]uint64, groups)
 	var recs []rawRecord
-	keys := make([]byte, 0, 32*sends*(3+300))
+	keys := make([]byte, 0, 32*sends*(3+3*size))
 	b.ReportAllocs()
 	b.ResetTimer()
 	start, cpu := time.Now(), processCPU()
@@ -300,11 +317,19 @@ func benchRawPebble(b *testing.B, sends, groups int, activity rawActivity, sorte
 		for m := 0; m < sends && n+m < b.N; m++ {
 			g := (n + m) % groups
 			seqs[g]++
-			conv, first := uint64(g+1), uint64(g*100)
+			conv, first := uint64(g+1), uint64(g*size)
 			add(msg, 'c', conv, seqs[g])
 			add(small, 'd', first, seqs[g]) // the sender and a client message id
+			if shape.dedupRead {
+				if _, closer, err := db.Get(recs[len(recs)-1].key); err == nil {
+					closer.Close()
+					b.Fatal("a new send's dedup record is already there")
+				} else if !errors.Is(err, crdb.ErrNotFound) {
+					b.Fatal(err)
+				}
+			}
 			add(small, 'r', first, conv)
-			for u := first; u < first+100; u++ {
+			for u := first; u < first+uint64(size); u++ {
 				add(row, 'i', u, seqs[g])
 				// User, inverted time, inverted conv.
 				switch prev, now := last[g]/rawWindow, commit/rawWindow; {
@@ -340,7 +365,7 @@ func benchRawPebble(b *testing.B, sends, groups int, activity rawActivity, sorte
 		batch.Close()
 	}
 	elapsed := time.Since(start)
-	rows := float64(b.N) * 100
+	rows := float64(b.N * size)
 	b.ReportMetric(rows/elapsed.Seconds(), "rows/s")
 	b.ReportMetric(float64(processCPU()-cpu)/rows, "cpu-ns/row")
 	b.StopTimer()
