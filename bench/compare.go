@@ -43,14 +43,15 @@ type RunFigures struct {
 	CPUPerDeliveryUs float64 `json:"server_cpu_us_per_delivery"`
 	ServerCores      float64 `json:"server_cpu_cores"`
 	ClientCores      float64 `json:"client_cpu_cores"`
-	Load1            float64 `json:"load_average_1m"` // when the run started
-	OK               bool    `json:"ok"`              // inboxd: verified clean; baseline: every send answered
+	Load1            float64 `json:"load_average_1m"`   // when the run started
+	OK               bool    `json:"ok"`                // inboxd: verified clean; baseline: every send answered
+	Problem          string  `json:"problem,omitempty"` // why not OK
 }
 
 func figures(r *Report, load1 float64) RunFigures {
 	return RunFigures{DeliveriesPerSec: r.DeliveriesPerSec, P50: r.DeliveryLatency.P50, P99: r.DeliveryLatency.P99,
 		CPUPerDeliveryUs: r.ServerCPUPerDeliveryUs, ServerCores: r.ServerCPUCores, ClientCores: r.ClientCPUCores,
-		Load1: load1, OK: r.OK()}
+		Load1: load1, OK: r.OK(), Problem: r.Problem()}
 }
 
 // Ratios are inboxd's figures over the baseline's: deliveries/s wants ≥ 1,
@@ -68,6 +69,16 @@ type ComparePair struct {
 	Inboxd      RunFigures `json:"inboxd"`
 	Baseline    RunFigures `json:"baseline"`
 	Ratios      Ratios     `json:"ratios"`
+}
+
+// namedRun is one run of a pair, named by its server.
+type namedRun struct {
+	name string
+	f    RunFigures
+}
+
+func (p ComparePair) runs() [2]namedRun {
+	return [2]namedRun{{"inboxd", p.Inboxd}, {"baseline", p.Baseline}}
 }
 
 // CompareReport is every pair and, per ratio, the median and the spread.
@@ -220,16 +231,20 @@ func (c *CompareReport) WriteTable(w io.Writer) {
 		if p.InboxdFirst {
 			first = "inboxd"
 		}
-		for _, r := range []struct {
-			name string
-			f    RunFigures
-		}{{"inboxd", p.Inboxd}, {"baseline", p.Baseline}} {
+		for _, r := range p.runs() {
 			fmt.Fprintf(tw, "%d\t%s\t%s\t%.1f\t%.0f\t%.1f\t%.1f\t%.2f\t%.2f\t%.2f\t%v\t\n", i+1, first, r.name, r.f.Load1,
 				r.f.DeliveriesPerSec, r.f.P50, r.f.P99, r.f.CPUPerDeliveryUs, r.f.ServerCores, r.f.ClientCores, r.f.OK)
 		}
 		fmt.Fprintf(tw, "%d\t\tratio\t\t%.2f\t%.2f\t%.2f\t%.2f\t\t\t\t\n", i+1, p.Ratios.Deliveries, p.Ratios.P50, p.Ratios.P99, p.Ratios.CPU)
 	}
 	tw.Flush()
+	for i, p := range c.Pairs {
+		for _, r := range p.runs() {
+			if r.f.Problem != "" {
+				fmt.Fprintf(w, "pair %d, %s not ok: %s\n", i+1, r.name, r.f.Problem)
+			}
+		}
+	}
 	row := func(name string, med, lo, hi float64) {
 		fmt.Fprintf(w, "%-18s median %.2f  (min %.2f, max %.2f)\n", name, med, lo, hi)
 	}

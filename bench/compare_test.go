@@ -107,7 +107,39 @@ func TestCompareStops(t *testing.T) {
 	if err != nil || rep.OK() {
 		t.Fatalf("a violation left the comparison ok: %v", err)
 	}
+	var table strings.Builder
+	rep.WriteTable(&table)
+	if want := "pair 1, inboxd not ok: 1 violations, the first: "; !strings.Contains(table.String(), want) {
+		t.Errorf("the table does not say why the run is not ok (%q):\n%s", want, table.String())
+	}
 	if _, err := Compare(context.Background(), CompareConfig{Load: Config{Addr: "127.0.0.1:1"}}); err == nil {
 		t.Fatal("compare against -addr accepted")
+	}
+}
+
+func TestReportProblem(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		rep  Report
+		want string
+	}{
+		{"clean", Report{Verified: true}, ""},
+		{"baseline", Report{Store: "bare"}, ""},
+		{"baseline unanswered", Report{Store: "bare", Unresolved: 2}, "2 sends unresolved"},
+		{"not verified", Report{}, "not verified"},
+		{"verify error", Report{Verified: true, VerifyError: "catch-up: deadline"}, "not verified: catch-up: deadline"},
+		{"violations", Report{Verified: true, Violations: []Violation{{Kind: ViolationMissing, User: 7}}, MoreViolations: 2},
+			"3 violations, the first: " + Violation{Kind: ViolationMissing, User: 7}.String()},
+		{"violations not kept", Report{Verified: true, MoreViolations: 4}, "4 violations"},
+		{"unanswered", Report{Verified: true, Unresolved: 1}, "1 sends unresolved"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.rep.Problem(); got != tc.want {
+				t.Errorf("Problem() = %q, want %q", got, tc.want)
+			}
+			if ok := tc.rep.OK(); ok != (tc.want == "") {
+				t.Errorf("OK() = %v with problem %q", ok, tc.want)
+			}
+		})
 	}
 }

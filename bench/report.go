@@ -77,11 +77,26 @@ type Report struct {
 
 // OK reports whether the run verified with no violation and left no send
 // unanswered (for the baseline: left no send unanswered).
-func (r *Report) OK() bool {
-	if r.Store == "bare" {
-		return r.Unresolved == 0 // the baseline stores nothing to verify
+func (r *Report) OK() bool { return r.Problem() == "" }
+
+// Problem says why the run is not OK, the first reason found; "" when it
+// is.
+func (r *Report) Problem() string {
+	switch n := len(r.Violations) + r.MoreViolations; {
+	case r.Store == "bare":
+	case r.VerifyError != "":
+		return "not verified: " + r.VerifyError
+	case !r.Verified:
+		return "not verified"
+	case n > 0 && len(r.Violations) > 0:
+		return fmt.Sprintf("%d violations, the first: %v", n, r.Violations[0])
+	case n > 0:
+		return fmt.Sprintf("%d violations", n)
 	}
-	return r.Verified && r.VerifyError == "" && len(r.Violations) == 0 && r.MoreViolations == 0 && r.Unresolved == 0
+	if r.Unresolved > 0 {
+		return fmt.Sprintf("%d sends unresolved", r.Unresolved)
+	}
+	return ""
 }
 
 // ClientBound reports whether the generator itself used most of a core:
