@@ -145,6 +145,8 @@ const (
 //     records, the members' activity moves, the clock) and writes it with
 //     cassandratest.Raw (32 writers); a send's latency runs from its arrival
 //     to its batch's write returning.
+//   - raw-pack10: raw with the statements of several partitions packed,
+//     up to 10 an unlogged batch, as the store packs its small writes;
 //   - raw-rows: raw without the activity moves, half of a send's
 //     partitions: what a store that moved no activity entry per delivery
 //     would be left with, the bound of that lever.
@@ -171,11 +173,13 @@ func BenchmarkCassandraLatency(b *testing.B) {
 		b.Run(fmt.Sprintf("rate=%d", rate), func(b *testing.B) {
 			for _, v := range []struct {
 				name     string
+				pack     int
 				activity bool
-			}{{"raw", true}, {"raw-rows", false}} {
+			}{{"raw", 0, true}, {"raw-pack10", 10, true}, {"raw-rows", 0, false}} {
 				b.Run(v.name, func(b *testing.B) {
 					base += 1 << 32
-					latencyRaw(b, cfg, rate, base, v.activity)
+					rc := cassandratest.RawConfig{Writers: cassandra.DefaultWriters, Pack: v.pack}
+					latencyRaw(b, rawConfig(cfg, rc), rate, base, v.activity)
 				})
 			}
 			b.Run("inbox", func(b *testing.B) {
@@ -186,10 +190,10 @@ func BenchmarkCassandraLatency(b *testing.B) {
 	}
 }
 
-// latencyRaw is BenchmarkCassandraLatency's raw side; without activity,
-// it leaves the activity moves out of its batches.
-func latencyRaw(b *testing.B, cfg cassandra.Config, rate int, base uint64, activity bool) {
-	raw := cassandratest.NewRaw(b, rawConfig(cfg, cassandratest.RawConfig{Writers: cassandra.DefaultWriters}))
+// latencyRaw is BenchmarkCassandraLatency's raw side, writing as rc says;
+// without activity, it leaves the activity moves out of its batches.
+func latencyRaw(b *testing.B, rc cassandratest.RawConfig, rate int, base uint64, activity bool) {
+	raw := cassandratest.NewRaw(b, rc)
 	groups := make([]*cassandratest.Fanout, latencyGroups)
 	for g := range groups {
 		groups[g] = cassandratest.NewFanout(base+uint64(g)<<20, latencyMembers)
