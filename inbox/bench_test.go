@@ -14,6 +14,7 @@ import (
 
 	crdb "github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/inboxd/inboxd/timeline"
@@ -176,26 +177,36 @@ func benchSends(b *testing.B, st timeline.Store, sizes []int, senders int) {
 	b.StopTimer()
 	rows := float64(b.N) * float64(rowsPerRound) / float64(len(sizes))
 	b.ReportMetric(rows/elapsed.Seconds(), "rows/s")
-	all := slices.Concat(acks...)
-	slices.Sort(all)
-	for _, q := range []struct {
-		unit string
-		at   float64
-	}{{"p50-ack-ms", .5}, {"p99-ack-ms", .99}} {
-		b.ReportMetric(float64(all[int(q.at*float64(len(all)-1))])/float64(time.Millisecond), q.unit)
-	}
+	reportLatency(b, slices.Concat(acks...), "-ack-ms")
 	b.ReportMetric(float64(used)/rows, "cpu-ns/row")
 	b.ReportMetric(float64(used.Microseconds())/float64(b.N), "cpu-µs/send")
 	b.ReportMetric(float64(b.N)/float64(commitCount(b, svc)-commits), "sends/commit")
 }
 
+// reportLatency reports the median and the 99th percentile of lat, in ms,
+// as p50<suffix> and p99<suffix>; it sorts lat.
+func reportLatency(b *testing.B, lat []time.Duration, suffix string) {
+	slices.Sort(lat)
+	for _, q := range []struct {
+		name string
+		at   float64
+	}{{"p50", .5}, {"p99", .99}} {
+		b.ReportMetric(float64(lat[int(q.at*float64(len(lat)-1))])/float64(time.Millisecond), q.name+suffix)
+	}
+}
+
 // commitCount returns how many group commits svc has made.
 func commitCount(b *testing.B, svc *Service) uint64 {
+	return observed(b, svc.metrics.batchCmds).GetSampleCount()
+}
+
+// observed returns what h has observed so far.
+func observed(b *testing.B, h prometheus.Histogram) *dto.Histogram {
 	var m dto.Metric
-	if err := svc.metrics.batchCmds.Write(&m); err != nil {
+	if err := h.Write(&m); err != nil {
 		b.Fatal(err)
 	}
-	return m.GetHistogram().GetSampleCount()
+	return m.GetHistogram()
 }
 
 // BenchmarkRawPebble is the baseline: straight to Pebble, tuned as

@@ -39,6 +39,13 @@ func (f *Fanout) Members() int { return len(f.users) }
 // Next resets b to the batch of the next messages sends.
 func (f *Fanout) Next(b *timeline.Batch, messages int) {
 	b.Reset()
+	f.Add(b, messages)
+}
+
+// Add appends the next messages sends to b, beside what b holds: the sends
+// of several groups' Fanouts in one batch, as a group commit holds sends to
+// several groups. The clock is the last group's.
+func (f *Fanout) Add(b *timeline.Batch, messages int) {
 	now := time.Now().Truncate(time.Millisecond)
 	if !now.After(f.active) {
 		now = f.active.Add(time.Millisecond)

@@ -88,6 +88,11 @@
 //     bucket's index row before its rows. Writes are split at 256 KiB, in seq
 //     order, the same way. A reader therefore sees a prefix of the batch's
 //     rows of a user, never seq N+1 without N; conversation timelines alike.
+//     The small writes of a phase that have no such order, a partition's
+//     alone, go packed, up to ten statements of several partitions in one
+//     unlogged batch: Cassandra applies each partition's part of it
+//     atomically and in isolation all the same, and the node answers one
+//     request instead of ten.
 //   - The writes run in three phases: messages, groups, members and
 //     conversation entries, which inbox rows refer to or their readers look
 //     up next; then inbox rows, read markers (a KindRead row carries its

@@ -20,10 +20,23 @@ type stmt struct {
 	args []any
 }
 
-// write is statements on one partition, applied as one unlogged batch.
-// Cassandra applies a single-partition batch atomically and in isolation: a
-// reader sees all of it or none of it.
+// write is statements applied as one unlogged batch: on one partition, or
+// on a few, packed (pack). Cassandra applies each partition's part of a
+// batch atomically and in isolation: a reader sees all of it or none of it.
 type write []stmt
+
+// A write packs the writes of other partitions, each alone in its chain,
+// up to packStatements statements and about packBytes: the requests, not
+// the rows, were what a fan-out to groups of 100 cost the node and the
+// driver most (a send's ~200 partitions took 9.5–9.9 ms a send as a
+// request each, and a commit of a send 6–8 ms packed up to 16;
+// docs/benchmarks.md). The bounds keep below Cassandra's warnings for an
+// unlogged batch across more than 10 partitions and over 5 KiB (its
+// measure of a batch's size runs to about twice size's estimate).
+const (
+	packStatements = 10
+	packBytes      = 2 << 10
+)
 
 // chain is writes applied one after another, each once the one before has
 // landed: a timeline's new buckets in its bucket index, then its entries
@@ -114,7 +127,60 @@ func (s *Store) plan(b *timeline.Batch) *plan {
 		p.phases[2] = append(p.phases[2], chain{{stmt{q.insertDedup, []any{d.Sender, text(d.ClientMsgID),
 			d.Conv, d.ConvSeq, d.MsgID, d.Time.UnixMilli()}}}})
 	}
+	for i := range p.phases {
+		p.phases[i] = pack(p.phases[i])
+	}
 	return p
+}
+
+// pack returns chains with the small writes that are alone in their chain
+// packed together, in order, within packStatements and packBytes. A chain
+// of several writes keeps them apart: its order is what a reader relies
+// on.
+func pack(chains []chain) []chain {
+	var out []chain
+	var packed write
+	size := 0
+	flush := func() {
+		if len(packed) > 0 {
+			out = append(out, chain{packed})
+			packed, size = nil, 0
+		}
+	}
+	for _, c := range chains {
+		n := 0
+		if len(c) == 1 {
+			n = c[0].size()
+		}
+		if n == 0 || n > packBytes || len(c[0]) > packStatements {
+			out = append(out, c)
+			continue
+		}
+		if len(packed)+len(c[0]) > packStatements || size+n > packBytes {
+			flush()
+		}
+		packed = append(packed, c[0]...)
+		size += n
+	}
+	flush()
+	return out
+}
+
+// size estimates the bytes of w's values, and a little for each column.
+func (w write) size() int {
+	n := 0
+	for _, st := range w {
+		for _, a := range st.args {
+			switch v := a.(type) {
+			case []byte:
+				n += len(v)
+			case []uint64:
+				n += 8 * len(v)
+			}
+			n += 16
+		}
+	}
+	return n
 }
 
 // timelineChains returns one chain for each timeline that entries write to.

@@ -86,6 +86,74 @@ func TestPlanOrder(t *testing.T) {
 	}
 }
 
+// TestPlanPack: a fan-out's single writes, each partition's alone in its
+// chain, go packed into few writes, within the bounds, every statement
+// once and each partition's statements in one write; a chain of several
+// writes is left as it is.
+func TestPlanPack(t *testing.T) {
+	const members = 25
+	s := planner()
+	fanout := func(seq uint64, newcomer uint64) *timeline.Batch {
+		b := &timeline.Batch{Messages: []timeline.Message{{Conv: 7, ConvSeq: seq, Body: make([]byte, 100)}},
+			Markers: []timeline.Marker{{User: 1, Conv: 7, ReadSeq: seq}},
+			Dedups:  []timeline.Dedup{{Sender: 1, ClientMsgID: fmt.Sprint(seq)}}, ClockNode: 1, Clock: seq}
+		at := time.UnixMilli(int64(1e12 + seq))
+		for u := uint64(1); u <= members; u++ {
+			b.Rows = append(b.Rows, timeline.Row{User: u, Seq: seq, Conv: 7, ConvSeq: seq})
+			b.Activities = append(b.Activities, timeline.Activity{User: u, Conv: 7, At: at, Prev: at.Add(-time.Second)})
+		}
+		if newcomer != 0 {
+			b.Rows = append(b.Rows, timeline.Row{User: newcomer, Seq: 1, Conv: 7, ConvSeq: seq})
+		}
+		return b
+	}
+	s.buckets.add(s.plan(fanout(1, 0)).buckets)
+	p := s.plan(fanout(2, 99)) // the newcomer's bucket is new to the store
+	// Phase 2: the rows, the newcomer's index row and row, the moves, the
+	// marker, the clock.
+	const statements = members + 2 + 2*members + 1 + 1
+	if n := len(p.phases[1]); n > (statements+packStatements-1)/packStatements+2 {
+		t.Errorf("phase 2 in %d chains, want the %d statements packed in tens", n, statements)
+	}
+	seen := 0
+	for i, phase := range p.phases {
+		for _, c := range phase {
+			if i == 1 && len(c) == 2 {
+				if len(c[0]) != 1 || len(c[1]) != 1 || c[1][0].args[0] != uint64(99) {
+					t.Errorf("the newcomer's chain: %v", c)
+				}
+				seen += 2
+				continue
+			}
+			if len(c) != 1 {
+				t.Fatalf("phase %d: a chain of %d writes", i+1, len(c))
+			}
+			w := c[0]
+			if len(w) > packStatements || w.size() > packBytes {
+				t.Errorf("phase %d: a write of %d statements, about %d bytes", i+1, len(w), w.size())
+			}
+			moves := make(map[any]int) // user: deletes minus inserts of the activity index
+			for _, st := range w {
+				switch {
+				case st.cql == s.q.deleteActivity:
+					moves[st.args[0]]++
+				case st.cql == s.q.insertActivity:
+					moves[st.args[0]]--
+				}
+			}
+			for u, n := range moves {
+				if n != 0 {
+					t.Errorf("phase %d: user %v's move split across writes", i+1, u)
+				}
+			}
+			seen += len(w)
+		}
+	}
+	if want := 1 + statements + 1; seen != want { // the message, phase 2, the dedup record
+		t.Errorf("%d statements planned, want %d", seen, want)
+	}
+}
+
 // TestPlanSplit: a partition's rows beyond maxWriteBytes go in more writes,
 // in seq order, in one chain.
 func TestPlanSplit(t *testing.T) {
