@@ -35,7 +35,11 @@ type fakeNode struct {
 }
 
 // nodeEvent is a frame a node read (cmd), or the close of a connection
-// (cmd 0), and when its answer was written.
+// (cmd 0), and when its answer was about to be written: after the frame
+// was read and before the device could read the answer, so that the time
+// between two events bounds from below the device's wait between them
+// (stamped after the write, a slow stamp made a 300 ms wait look like
+// 299.7 ms in a loaded CI run).
 type nodeEvent struct {
 	conn     int // the node's connections, numbered from 0
 	cmd      wire.Command
@@ -91,10 +95,11 @@ func (n *fakeNode) serve(c net.Conn, id int) {
 			m, flags = &wirepb.SyncResponse{}, wire.FlagResponse
 		}
 		frame, err := wire.AppendFrame(nil, h.Command, flags, h.RequestID, m)
+		answered := time.Now()
 		if err == nil {
 			_, err = c.Write(frame)
 		}
-		n.record(nodeEvent{conn: id, cmd: h.Command, answered: time.Now()})
+		n.record(nodeEvent{conn: id, cmd: h.Command, answered: answered})
 		if err != nil || e != nil && h.Command == wire.CmdAuth {
 			c.Close() // as the gateway does after a refused AUTH
 		}
