@@ -36,7 +36,11 @@ import (
 //   - cN: N connections per node instead of the driver's 2;
 //   - co: with the driver's write coalescing, which the store turns off.
 //
-// Each reports inbox rows/s. -count repeats each variant back to back; on a
+// Each reports inbox rows/s and, per row, the CPU time of the process
+// (cpu-ns/row) and of the node (node-cpu-ns/row, when the node is the one
+// deploy/cassandra/cassandra.sh started here): with the node on the same
+// cores, the two sides' rates stand in the inverse ratio of their sums
+// once the cores are busy. -count repeats each variant back to back; on a
 // busy machine, rounds of -count 1 compare better:
 //
 //	for i in 1 2 3; do INBOXD_CASSANDRA_HOSTS=127.0.0.1:9042 go test -run '^$' -bench CassandraFanout100 -benchtime 1280x ./inbox; done
@@ -62,14 +66,16 @@ func BenchmarkCassandraFanout100(b *testing.B) {
 			f := cassandratest.NewFanout(base, 100)
 			var batch timeline.Batch
 			b.ResetTimer()
-			start := time.Now()
+			start, cpu := time.Now(), readCPU()
 			for n := 0; n < b.N; n += benchSenders {
 				f.Next(&batch, min(benchSenders, b.N-n))
 				if err := raw.Write(b.Context(), &batch); err != nil {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64(b.N*f.Members())/time.Since(start).Seconds(), "rows/s")
+			rows := float64(b.N * f.Members())
+			b.ReportMetric(rows/time.Since(start).Seconds(), "rows/s")
+			cpu.report(b, rows)
 		})
 	}
 	for _, v := range []struct {
@@ -85,6 +91,27 @@ func BenchmarkCassandraFanout100(b *testing.B) {
 			cfg.Writers = v.writers
 			benchSends(b, openBenchCassandra(b, cfg), []int{100}, benchSenders)
 		})
+	}
+}
+
+// cpuTimes is the CPU time used so far by the process and by the dev node.
+type cpuTimes struct {
+	process, node time.Duration
+	nodeOK        bool
+}
+
+func readCPU() cpuTimes {
+	node, ok := cassandratest.NodeCPU()
+	return cpuTimes{processCPU(), node, ok}
+}
+
+// report reports the CPU time used since c, per row of rows: the process's
+// as cpu-ns/row, the node's as node-cpu-ns/row when it can be read.
+func (c cpuTimes) report(b *testing.B, rows float64) {
+	now := readCPU()
+	b.ReportMetric(float64(now.process-c.process)/rows, "cpu-ns/row")
+	if c.nodeOK && now.nodeOK {
+		b.ReportMetric(float64(now.node-c.node)/rows, "node-cpu-ns/row")
 	}
 }
 
