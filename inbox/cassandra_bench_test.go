@@ -106,13 +106,16 @@ func readCPU() cpuTimes {
 }
 
 // report reports the CPU time used since c, per row of rows: the process's
-// as cpu-ns/row, the node's as node-cpu-ns/row when it can be read.
-func (c cpuTimes) report(b *testing.B, rows float64) {
+// as cpu-ns/row, the node's as node-cpu-ns/row when it can be read. It
+// returns the process's.
+func (c cpuTimes) report(b *testing.B, rows float64) time.Duration {
 	now := readCPU()
-	b.ReportMetric(float64(now.process-c.process)/rows, "cpu-ns/row")
+	used := now.process - c.process
+	b.ReportMetric(float64(used)/rows, "cpu-ns/row")
 	if c.nodeOK && now.nodeOK {
 		b.ReportMetric(float64(now.node-c.node)/rows, "node-cpu-ns/row")
 	}
+	return used
 }
 
 // benchCassandraConfig returns the configuration of a store on the node
